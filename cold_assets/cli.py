@@ -1,0 +1,141 @@
+"""The `cold-assets` command: init, simulate, demo (and more as the product grows)."""
+
+import argparse
+import json
+import sys
+from datetime import datetime, timedelta, timezone
+
+from cold_assets.cold_ddl import ColdTableConflict, ensure_cold_tables
+from cold_assets.resources import ClickHouseResource, IcebergResource
+from cold_assets.settings import Settings
+from cold_assets.simulate import FeedConfig, parse_start, simulate
+from cold_assets.tables import TABLES
+from cold_assets.warm_ddl import apply_warm_ddl
+
+WARM_LAYER_TABLES = ("trades_raw", "trades_rejects", "bronze_trades", "silver_trades", *(t.warm for t in TABLES[3:]))
+
+
+def _resources(settings: Settings) -> tuple[ClickHouseResource, IcebergResource]:
+    return ClickHouseResource.from_settings(settings), IcebergResource.from_settings(settings)
+
+
+def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
+    warm, cold = _resources(settings)
+    with warm.connect() as client:
+        n = apply_warm_ddl(client)
+    print(f"warm tier ({warm.describe()}): {n} DDL statements applied")
+    plans = ensure_cold_tables(cold.catalog())
+    for plan in plans:
+        detail = ""
+        if plan.add_columns:
+            detail += " added " + ", ".join(f.name for f in plan.add_columns)
+        if plan.set_properties:
+            detail += " set " + ", ".join(plan.set_properties)
+        print(f"cold.{plan.definition.name}: {plan.action}{detail}")
+        for note in plan.notes:
+            print(f"  note: {note}")
+    return 0
+
+
+def _feed_config(args: argparse.Namespace, start: datetime) -> FeedConfig:
+    return FeedConfig(
+        start=start,
+        hours=args.hours,
+        exchanges=tuple(args.exchanges.split(",")),
+        symbols=tuple(args.symbols.split(",")),
+        trades_per_hour=args.trades_per_hour,
+        seed=args.seed,
+        duplicate_share=args.duplicate_share,
+        out_of_order_share=args.out_of_order_share,
+        late_share=args.late_share,
+        malformed_share=args.malformed_share,
+    )
+
+
+def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    cfg = _feed_config(args, parse_start(args.start))
+    warm, _ = _resources(settings)
+    with warm.connect() as client:
+        written = simulate(client, cfg)
+    print(f"simulated {written} messages into trades_raw: {cfg.hours} h from {cfg.start.isoformat()}")
+    return 0
+
+
+def warm_counts(client) -> dict[str, int]:
+    return {t: int(client.query(f"SELECT count() FROM {t}").result_rows[0][0]) for t in WARM_LAYER_TABLES}
+
+
+def demo_window(settings: Settings, hours: int) -> datetime:
+    """The demo's first hour: chosen once (the 6 closed hours before the first run) and kept
+    in COLD_HOME, so that running the demo again works on the same hours and adds nothing."""
+    state = settings.home / "demo_window.json"
+    if state.exists():
+        return datetime.fromisoformat(json.loads(state.read_text())["start"])
+    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    start = now - timedelta(hours=hours + 1)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    state.write_text(json.dumps({"start": start.isoformat(), "hours": hours}))
+    return start
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    cmd_init(settings, args)
+    start = demo_window(settings, args.hours)
+    cfg = _feed_config(args, start)
+    warm, _ = _resources(settings)
+    with warm.connect() as client:
+        already = client.query(
+            "SELECT count() FROM trades_raw WHERE exchange_ts >= {start:DateTime64(6, 'UTC')} "
+            "AND exchange_ts < {end:DateTime64(6, 'UTC')}",
+            parameters={"start": cfg.start, "end": cfg.start + timedelta(hours=cfg.hours)},
+        ).result_rows[0][0]
+        if already:
+            print(f"demo feed already in the warm tier ({already} messages from {cfg.start.isoformat()}): not simulated again")
+        else:
+            written = simulate(client, cfg)
+            print(f"simulated {written} messages: {cfg.hours} h from {cfg.start.isoformat()}")
+        counts = warm_counts(client)
+    print("\nwarm rows per table")
+    for table, count in counts.items():
+        print(f"  {table:<16} {count:>10}")
+    return 0
+
+
+def _add_feed_options(p: argparse.ArgumentParser, trades_per_hour: int) -> None:
+    p.add_argument("--hours", type=int, default=6)
+    p.add_argument("--exchanges", default="binance,kraken", help="comma-separated")
+    p.add_argument("--symbols", default="BTC-USDT,ETH-USDT,SOL-USDT", help="comma-separated canonical symbols")
+    p.add_argument("--trades-per-hour", type=int, default=trades_per_hour, help="over all (exchange, symbol) streams")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--duplicate-share", type=float, default=0.002)
+    p.add_argument("--out-of-order-share", type=float, default=0.01)
+    p.add_argument("--late-share", type=float, default=0.001)
+    p.add_argument("--malformed-share", type=float, default=0.0005)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cold-assets", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("init", help="create or evolve the warm medallion and the nine cold tables").set_defaults(func=cmd_init)
+    p = sub.add_parser("simulate", help="write a realistic Binance/Kraken trade feed into trades_raw")
+    p.add_argument("--start", required=True, help="first hour, ISO 8601 (UTC if no offset), on the hour")
+    _add_feed_options(p, trades_per_hour=20_000)
+    p.set_defaults(func=cmd_simulate)
+    p = sub.add_parser("demo", help="init, simulate 6 hours, report")
+    _add_feed_options(p, trades_per_hour=20_000)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        return args.func(settings, args)
+    except (ColdTableConflict, ValueError) as exc:
+        print(f"cold-assets {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Dagster resources for the two tiers: ClickHouse (warm) and an Iceberg catalog (cold).
+
+One code path for the embedded default and production; only the connection differs:
+- warm: a ClickHouse server over HTTP(S) when `host` is set, else embedded chDB under COLD_HOME;
+- cold: any pyiceberg catalog configured for `catalog_name` (PYICEBERG_CATALOG__<NAME>__* or
+  .pyiceberg.yaml: SQL on PostgreSQL, REST, with a file:// or s3:// warehouse), else a SQLite
+  catalog and a local warehouse under COLD_HOME.
+"""
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from dagster import ConfigurableResource
+from pyiceberg.catalog import Catalog, load_catalog
+from pyiceberg.utils.config import Config
+
+from cold_assets.embedded_lock import exclusive_client
+from cold_assets.settings import Settings
+
+
+class ClickHouseResource(ConfigurableResource):
+    """The warm tier. `connect()` yields a clickhouse-connect Client for the duration of a unit of work."""
+
+    host: str | None = None  # None: embedded chDB at chdb_path
+    port: int | None = None
+    user: str = "default"
+    # The password is never part of Dagster config: it is read from this environment variable.
+    password_env_var: str = "CLICKHOUSE_PASSWORD"
+    secure: bool = False
+    database: str = "default"
+    chdb_path: str = ""
+    lock_timeout_seconds: int = 600
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "ClickHouseResource":
+        return cls(
+            host=settings.clickhouse_host,
+            port=settings.clickhouse_port,
+            user=settings.clickhouse_user,
+            secure=settings.clickhouse_secure,
+            database=settings.clickhouse_database,
+            chdb_path=str(settings.chdb_path),
+            lock_timeout_seconds=settings.chdb_lock_timeout_seconds,
+        )
+
+    @property
+    def embedded(self) -> bool:
+        return not self.host
+
+    def describe(self) -> str:
+        if self.embedded:
+            return f"chDB {self.chdb_path}"
+        scheme = "https" if self.secure else "http"
+        return f"{scheme}://{self.user}@{self.host}:{self.port or (8443 if self.secure else 8123)}/{self.database}"
+
+    @contextmanager
+    def connect(self) -> Iterator[Client]:
+        if self.embedded:
+            path = Path(self.chdb_path)
+            if not self.chdb_path:
+                raise ValueError("ClickHouseResource: set host for a server, or chdb_path for embedded chDB")
+            with exclusive_client(
+                path, lambda: clickhouse_connect.get_client(dsn=f"chdb://{path}"), self.lock_timeout_seconds
+            ) as client:
+                yield client
+            return
+        client = clickhouse_connect.get_client(
+            host=self.host,
+            port=self.port or (8443 if self.secure else 8123),
+            username=self.user,
+            password=os.environ.get(self.password_env_var, ""),
+            secure=self.secure,
+            database=self.database,
+        )
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+class IcebergResource(ConfigurableResource):
+    """The cold tier: a pyiceberg catalog, by name."""
+
+    catalog_name: str = "iceberg"
+    # Used only when no configuration exists for catalog_name (the embedded default).
+    default_uri: str = ""
+    default_warehouse: str = ""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "IcebergResource":
+        return cls(
+            catalog_name=settings.catalog_name,
+            default_uri=settings.embedded_catalog_uri,
+            default_warehouse=settings.embedded_warehouse,
+        )
+
+    @property
+    def embedded(self) -> bool:
+        return not Config().get_catalog_config(self.catalog_name)
+
+    def catalog(self) -> Catalog:
+        if not self.embedded:
+            # Properties (URI, warehouse, S3 endpoint and keys) come from pyiceberg's own config.
+            return load_catalog(self.catalog_name)
+        if not self.default_uri:
+            raise ValueError(
+                f"no pyiceberg configuration for catalog {self.catalog_name!r} and no embedded default set"
+            )
+        Path(self.default_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        return load_catalog(
+            self.catalog_name, type="sql", uri=self.default_uri, warehouse=self.default_warehouse
+        )

@@ -1,0 +1,84 @@
+"""Configuration from the environment, with safe defaults for the embedded setup.
+
+Nothing here is a secret: passwords and keys are read from the environment at the moment a
+connection is made (see resources.py) and never stored in Dagster config or logs.
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"environment variable {name}={raw!r} is not a boolean (use true/false)")
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={raw!r} is not an integer") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything cold-assets reads from the environment (README lists each variable)."""
+
+    home: Path  # COLD_HOME: all embedded state lives under it
+    clickhouse_host: str | None  # unset: embedded chDB under COLD_HOME
+    clickhouse_port: int | None
+    clickhouse_user: str
+    clickhouse_secure: bool
+    clickhouse_database: str
+    catalog_name: str
+    partitions_start: str  # first hourly partition, ISO date/time in UTC
+    settle_lag_seconds: int
+    chdb_lock_timeout_seconds: int
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        home = Path(os.environ.get("COLD_HOME") or "./.cold").expanduser().resolve()
+        return cls(
+            home=home,
+            clickhouse_host=os.environ.get("CLICKHOUSE_HOST") or None,
+            clickhouse_port=env_int("CLICKHOUSE_PORT", 0) or None,
+            clickhouse_user=os.environ.get("CLICKHOUSE_USER", "default"),
+            clickhouse_secure=env_bool("CLICKHOUSE_SECURE"),
+            clickhouse_database=os.environ.get("CLICKHOUSE_DATABASE", "default"),
+            catalog_name=os.environ.get("COLD_CATALOG", "iceberg"),
+            partitions_start=os.environ.get("COLD_PARTITIONS_START", "2026-01-01-00:00"),
+            settle_lag_seconds=env_int("COLD_SETTLE_LAG_SECONDS", 30),
+            chdb_lock_timeout_seconds=env_int("COLD_CHDB_LOCK_TIMEOUT_SECONDS", 600),
+        )
+
+    @property
+    def chdb_path(self) -> Path:
+        return self.home / "warm"
+
+    @property
+    def embedded_catalog_uri(self) -> str:
+        return f"sqlite:///{self.home / 'catalog.db'}"
+
+    @property
+    def embedded_warehouse(self) -> str:
+        return (self.home / "warehouse").as_uri()
+
+
+def ddl_dir() -> Path:
+    """ddl/ of the project: the schemas the code reads (COLD_DDL_DIR overrides, e.g. in an image)."""
+    override = os.environ.get("COLD_DDL_DIR")
+    return Path(override) if override else Path(__file__).resolve().parents[1] / "ddl"

@@ -1,0 +1,76 @@
+"""The table catalog: the nine warm tables and the cold tables that mirror them.
+
+This is the one place that says which tables exist, how they relate and how each one is
+offloaded. Schemas live in ddl/ (ClickHouse in ddl/clickhouse, Iceberg in ddl/iceberg).
+"""
+
+from dataclasses import dataclass
+from enum import Enum
+
+COLD_NAMESPACE = "cold"
+
+# Gold window suffix -> ClickHouse interval. Drives the gold DDL template and the catalog.
+GOLD_WINDOWS: dict[str, str] = {
+    "1m": "1 MINUTE",
+    "5m": "5 MINUTE",
+    "15m": "15 MINUTE",
+    "30m": "30 MINUTE",
+    "1h": "1 HOUR",
+    "1d": "1 DAY",
+}
+
+
+class Layer(str, Enum):
+    RAW = "raw"
+    BRONZE = "bronze"
+    SILVER = "silver"
+    GOLD = "gold"
+
+
+class OffloadMode(str, Enum):
+    """How an hour reaches the cold table."""
+
+    # Rows are only ever inserted: load rows newer than the watermark (ingested_at).
+    APPEND = "append"
+    # Rows change in place (dedup, bar updates): replace the hour with an overwrite.
+    REPLACE = "replace"
+
+
+@dataclass(frozen=True)
+class MirroredTable:
+    """One warm table and the cold table that mirrors it."""
+
+    warm: str  # ClickHouse table
+    cold: str  # Iceberg table name inside COLD_NAMESPACE
+    layer: Layer
+    upstream: str | None  # warm table this one is derived from (the medallion lineage)
+    time_column: str  # event time that decides an hour's rows
+    gold_window: str | None = None
+
+    @property
+    def mode(self) -> OffloadMode:
+        return OffloadMode.APPEND if self.layer in (Layer.RAW, Layer.BRONZE) else OffloadMode.REPLACE
+
+    @property
+    def cold_identifier(self) -> tuple[str, str]:
+        return (COLD_NAMESPACE, self.cold)
+
+
+TABLES: tuple[MirroredTable, ...] = (
+    MirroredTable("trades_raw", "raw_trades", Layer.RAW, None, "exchange_ts"),
+    MirroredTable("bronze_trades", "bronze_trades", Layer.BRONZE, "trades_raw", "exchange_ts"),
+    MirroredTable("silver_trades", "silver_trades", Layer.SILVER, "bronze_trades", "exchange_ts"),
+    *(
+        MirroredTable(f"gold_ohlcv_{w}", f"gold_ohlcv_{w}", Layer.GOLD, "silver_trades", "window_start", w)
+        for w in GOLD_WINDOWS
+    ),
+)
+
+TABLES_BY_COLD: dict[str, MirroredTable] = {t.cold: t for t in TABLES}
+
+
+def table_by_cold_name(name: str) -> MirroredTable:
+    try:
+        return TABLES_BY_COLD[name]
+    except KeyError:
+        raise ValueError(f"unknown cold table {name!r}; known: {', '.join(TABLES_BY_COLD)}") from None
