@@ -101,6 +101,14 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    from cold_assets import bench
+
+    if args.what == "feed":
+        bench.print_json(bench.bench_feed(args.trades, args.home))
+    return 0
+
+
 def _add_feed_options(p: argparse.ArgumentParser, trades_per_hour: int) -> None:
     p.add_argument("--hours", type=int, default=6)
     p.add_argument("--exchanges", default="binance,kraken", help="comma-separated")
@@ -124,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="init, simulate 6 hours, report")
     _add_feed_options(p, trades_per_hour=20_000)
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("bench", help="measure and print the figures the issues ask for (JSON)")
+    p.add_argument("what", choices=["feed"], help="feed: simulated trades into chDB through the view chain")
+    p.add_argument("--trades", type=int, default=5_000_000)
+    p.add_argument("--home", default=None, help="parent folder of the throwaway state (default: system temp)")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

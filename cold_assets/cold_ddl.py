@@ -152,8 +152,14 @@ def plan_table(catalog: Catalog, definition: ColdTableDefinition) -> TablePlan:
 
 def ensure_cold_tables(catalog: Catalog) -> list[TablePlan]:
     """Plans every table first (any conflict raises before a change), then applies the plans."""
-    definitions = load_definitions()
-    plans = [plan_table(catalog, d) for d in definitions.values()]
+    plans, conflicts = [], []
+    for definition in load_definitions().values():
+        try:
+            plans.append(plan_table(catalog, definition))
+        except ColdTableConflict as conflict:
+            conflicts.append(str(conflict))
+    if conflicts:
+        raise ColdTableConflict("\n".join(conflicts))
     try:
         catalog.create_namespace(COLD_NAMESPACE)
     except NamespaceAlreadyExistsError:

@@ -1,0 +1,11 @@
+-- One hour of a trades table (raw, bronze, silver) as the cold table stores it.
+-- $columns is the select list made from the warm table's own columns (warm_read.py), so a
+-- column added in ClickHouse reaches Iceberg; $final is FINAL where the table deduplicates
+-- at merge time (silver). Only rows ingested in (after, until] are read: the append layers
+-- move a watermark on ingested_at; the replace layers read the whole hour.
+SELECT $columns
+FROM $table $final
+WHERE $time_column >= {range_start:DateTime64(6, 'UTC')}
+  AND $time_column <  {range_end:DateTime64(6, 'UTC')}
+  AND ingested_at  >  {after:DateTime64(6, 'UTC')}
+  AND ingested_at  <= {until:DateTime64(6, 'UTC')}

@@ -1,0 +1,109 @@
+"""The SQL that reads the warm tier, in one place.
+
+Queries live in cold_assets/sql/*.sql. Values are always bound as ClickHouse query
+parameters ({name:Type}); the few identifiers a query needs ($table, $columns, ...) are
+substituted with string.Template after validation against a strict pattern.
+"""
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import cache
+from pathlib import Path
+from string import Template
+
+from clickhouse_connect.driver.client import Client
+
+from cold_assets.tables import Layer, MirroredTable
+
+SQL_DIR = Path(__file__).with_name("sql")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+FAR_FUTURE = datetime(2200, 1, 1, tzinfo=timezone.utc)
+
+
+class UnsupportedWarmColumn(ValueError):
+    pass
+
+
+def identifier(name: str) -> str:
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"not a valid SQL identifier: {name!r}")
+    return name
+
+
+@cache
+def sql_template(name: str) -> Template:
+    return Template((SQL_DIR / f"{name}.sql").read_text())
+
+
+def render(name: str, **identifiers: str) -> str:
+    return sql_template(name).substitute(identifiers)
+
+
+@dataclass(frozen=True)
+class WarmColumn:
+    name: str
+    type: str
+
+    def select_expression(self) -> str:
+        """How the column is read so that Arrow carries the type Iceberg stores."""
+        name = identifier(self.name)
+        base = self.type
+        for wrapper in ("LowCardinality(", "Nullable("):
+            if base.startswith(wrapper):
+                base = base[len(wrapper) : -1]
+        if base in ("UInt64", "UInt32"):
+            # Iceberg has no unsigned types; trade ids and counts fit a signed long.
+            return f"toInt64({name}) AS {name}"
+        if base in ("UInt8", "UInt16"):
+            return f"toInt32({name}) AS {name}"
+        if base == "DateTime" or base.startswith("DateTime("):
+            # ClickHouse sends DateTime to Arrow as uint32 seconds; Iceberg wants timestamptz.
+            return f"toDateTime64({name}, 6, 'UTC') AS {name}"
+        if base.startswith("DateTime64("):
+            if base.replace(" ", "") != "DateTime64(6,'UTC')":
+                return f"toDateTime64({name}, 6, 'UTC') AS {name}"
+            return name
+        if base in ("String", "Bool", "Int8", "Int16", "Int32", "Int64", "Float32", "Float64", "Date", "Date32") or base.startswith(
+            ("Decimal(", "FixedString(")
+        ):
+            return name
+        raise UnsupportedWarmColumn(f"column {self.name} has type {self.type}, which the offload cannot map to Iceberg")
+
+
+def warm_columns(client: Client, table: str) -> list[WarmColumn]:
+    rows = client.query(render("warm_columns"), parameters={"table": identifier(table)}).result_rows
+    if not rows:
+        raise ValueError(f"warm table {table} does not exist in ClickHouse")
+    return [WarmColumn(name, type_) for name, type_ in rows]
+
+
+@dataclass(frozen=True)
+class WarmQuery:
+    sql: str
+    parameters: dict
+
+
+def read_query(
+    table: MirroredTable,
+    columns: list[WarmColumn] | None,
+    range_start: datetime,
+    range_end: datetime,
+    after: datetime = EPOCH,
+    until: datetime = FAR_FUTURE,
+) -> WarmQuery:
+    """The rows of `table` whose event time is in [range_start, range_end), ingested in (after, until]."""
+    bounds = {"range_start": range_start, "range_end": range_end}
+    if table.layer is Layer.GOLD:
+        return WarmQuery(render("read_gold", table=identifier(table.warm)), bounds)
+    if not columns:
+        raise ValueError(f"reading {table.warm} needs its column list")
+    sql = render(
+        "read_trades",
+        columns=", ".join(c.select_expression() for c in columns),
+        table=identifier(table.warm),
+        final="FINAL" if table.layer is Layer.SILVER else "",
+        time_column=identifier(table.time_column),
+    )
+    return WarmQuery(sql, {**bounds, "after": after, "until": until})
