@@ -1,55 +1,197 @@
 """`cold-assets bench`: the figures the issues ask for, measured in one run on throwaway state.
 
-Each benchmark works in a fresh temporary COLD_HOME (or --home) so that it measures the
-product's own code path on known data and leaves the user's state alone.
+Every benchmark works in a fresh temporary COLD_HOME (under --home, default the system temp
+folder), so it measures the product's own code path on known data and leaves the user's
+state alone. `offload` (the default) prints one JSON object:
+
+- end_to_end: one bronze hour of --rows rows offloaded by offload_partition (the asset's own
+  code path), in a child process so that its peak RSS is the offload's alone;
+- read_floor: the same ClickHouse query into Arrow, stream drained, nothing else;
+- write_floor: pyarrow.parquet writing the same rows with the same options, no Iceberg;
+- compression: ClickHouse's uncompressed bytes of the hour / the cold data files' bytes;
+- dagster: a single run of 24 partitions x 9 assets at demo volume through a real instance.
 """
 
 import json
+import os
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
 
-from cold_assets.resources import ClickHouseResource
+import pyarrow.parquet as pq
+
+from cold_assets.cold_ddl import ensure_cold_tables
+from cold_assets.cold_files import parquet_options
+from cold_assets.resources import ClickHouseResource, IcebergResource
 from cold_assets.settings import Settings
 from cold_assets.simulate import FeedConfig, simulate
+from cold_assets.tables import table_by_cold_name
 from cold_assets.warm_ddl import apply_warm_ddl
+from cold_assets.warm_read import read_query, warm_columns
 
 BENCH_START = datetime(2026, 11, 20, tzinfo=timezone.utc)
+BENCH_PARTITION = "2026-11-20-00:00"
+DEMO_TRADES_PER_HOUR = 20_000
 
 
 @contextmanager
-def bench_settings(home: str | None) -> Iterator[Settings]:
-    with tempfile.TemporaryDirectory(prefix="cold-bench-", dir=home) as tmp:
-        base = Settings.from_env()
-        yield Settings(**{**base.__dict__, "home": Path(tmp), "clickhouse_host": None})
+def bench_settings(parent: str | None) -> Iterator[Settings]:
+    with tempfile.TemporaryDirectory(prefix="cold-bench-", dir=parent) as tmp:
+        yield replace(Settings.from_env(), home=Path(tmp), clickhouse_host=None, settle_lag_seconds=0)
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident set. VmHWM belongs to the address space, so unlike
+    getrusage's ru_maxrss it does not carry the forking parent's peak across exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bench_feed(trades: int, home: str | None = None) -> dict:
+def _build_warm(settings: Settings, trades_per_hour: int, hours: int, bronze_only: bool) -> None:
+    warm = ClickHouseResource.from_settings(settings)
+    with warm.connect() as client:
+        apply_warm_ddl(client)
+        if bronze_only:
+            # The offload benchmark needs bronze only: keep silver and gold out of the build.
+            client.command("DETACH TABLE silver_trades_mv")
+        simulate(client, FeedConfig(start=BENCH_START, hours=hours, trades_per_hour=trades_per_hour))
+    ensure_cold_tables(IcebergResource.from_settings(settings).catalog())
+
+
+def bench_feed(trades: int, parent: str | None = None) -> dict:
     """Simulated trades into embedded chDB, through the whole materialized-view chain."""
-    with bench_settings(home) as settings:
-        warm = ClickHouseResource.from_settings(settings)
-        with warm.connect() as client:
+    with bench_settings(parent) as settings:
+        with ClickHouseResource.from_settings(settings).connect() as client:
             apply_warm_ddl(client)
-            cfg = FeedConfig(start=BENCH_START, hours=1, trades_per_hour=trades)
             started = time.perf_counter()
-            written = simulate(client, cfg)
+            written = simulate(client, FeedConfig(start=BENCH_START, hours=1, trades_per_hour=trades))
             seconds = time.perf_counter() - started
     return {
         "benchmark": "feed",
         "messages": written,
         "seconds": round(seconds, 2),
         "messages_per_s": round(written / seconds),
-        "peak_rss_mb": round(peak_rss_mb()),
         "target": "5,000,000 trades in under 60 s",
     }
+
+
+def _floors(settings: Settings) -> dict:
+    spec = table_by_cold_name("bronze_trades")
+    warm = ClickHouseResource.from_settings(settings)
+    table = IcebergResource.from_settings(settings).catalog().load_table(spec.cold_identifier)
+    start, end = spec.offload_range(BENCH_START)
+    with warm.connect() as client:
+        query = read_query(spec, warm_columns(client, spec.warm), start, end)
+        started = time.perf_counter()
+        rows = 0
+        with client.query_arrow_stream(query.sql, parameters=query.parameters) as stream:
+            for batch in stream:
+                rows += batch.num_rows
+        read_s = time.perf_counter() - started
+        arrow = client.query_arrow(query.sql, parameters=query.parameters)
+        uncompressed = client.query(
+            "SELECT sum(data_uncompressed_bytes) FROM system.parts WHERE active AND table = 'bronze_trades'"
+        ).result_rows[0][0]
+    with tempfile.TemporaryDirectory(dir=settings.home) as tmp:
+        started = time.perf_counter()
+        pq.write_table(arrow, f"{tmp}/floor.parquet", **parquet_options(table.properties, arrow.schema))
+        write_s = time.perf_counter() - started
+    return {"rows": rows, "read_s": read_s, "write_s": write_s, "warm_uncompressed_bytes": int(uncompressed)}
+
+
+def offload_child(home: str) -> None:
+    """Runs in a child process: the end-to-end offload of the bench hour, and its peak RSS."""
+    from cold_assets.offload import offload_partition
+
+    settings = replace(Settings.from_env(), home=Path(home), clickhouse_host=None)
+    spec = table_by_cold_name("bronze_trades")
+    table = IcebergResource.from_settings(settings).catalog().load_table(spec.cold_identifier)
+    with ClickHouseResource.from_settings(settings).connect() as client:
+        result = offload_partition(
+            client, table, spec, BENCH_START, BENCH_PARTITION, "bench", settle_lag=timedelta(0)
+        )
+    table = table.refresh()
+    files = list(table.inspect.files().to_pylist())
+    print(
+        json.dumps(
+            {
+                "rows": result.rows_written,
+                "seconds": result.seconds,
+                "cold_rows": result.cold_rows,
+                "files": len(files),
+                "cold_bytes": sum(f["file_size_in_bytes"] for f in files),
+                "peak_rss_mb": peak_rss_mb(),
+            }
+        )
+    )
+
+
+def _dagster_overhead(parent: str | None) -> dict:
+    """A single run of 24 partitions x 9 assets at demo volume, through a real instance."""
+    with bench_settings(parent) as settings:
+        _build_warm(settings, DEMO_TRADES_PER_HOUR, 24, bronze_only=False)
+        env = {**os.environ, "COLD_HOME": str(settings.home), "COLD_SETTLE_LAG_SECONDS": "0"}
+        code = (
+            "import time, json;"
+            "from cold_assets.definitions import defs, settings;"
+            "from cold_assets.instance import embedded_instance;"
+            "job = defs.resolve_job_def('offload_cold');"
+            "t = time.perf_counter();"
+            "r = job.execute_in_process(instance=embedded_instance(settings), tags={"
+            "'dagster/asset_partition_range_start': '2026-11-20-00:00',"
+            "'dagster/asset_partition_range_end': '2026-11-20-23:00'});"
+            "print(json.dumps({'success': r.success, 'seconds': time.perf_counter() - t}))"
+        )
+        out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], env=env, capture_output=True, text=True, check=True)
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"partitions": 24, "assets": 9, "trades_per_hour": DEMO_TRADES_PER_HOUR, **result}
+
+
+def bench_offload(rows: int, parent: str | None = None, dagster: bool = True) -> dict:
+    with bench_settings(parent) as settings:
+        _build_warm(settings, rows, 1, bronze_only=True)
+        floors = _floors(settings)
+        child = subprocess.run(
+            [sys.executable, "-c", f"from cold_assets.bench import offload_child; offload_child({str(settings.home)!r})"],
+            capture_output=True, text=True, check=True,
+        )
+        e2e = json.loads(child.stdout.strip().splitlines()[-1])
+    floor_sum = floors["read_s"] + floors["write_s"]
+    result = {
+        "benchmark": "offload",
+        "rows": e2e["rows"],
+        "end_to_end": {"seconds": round(e2e["seconds"], 3), "rows_per_s": round(e2e["rows"] / e2e["seconds"])},
+        "read_floor": {"seconds": round(floors["read_s"], 3), "rows_per_s": round(floors["rows"] / floors["read_s"])},
+        "write_floor": {"seconds": round(floors["write_s"], 3), "rows_per_s": round(floors["rows"] / floors["write_s"])},
+        "end_to_end_over_floors": round(e2e["seconds"] / floor_sum, 3),
+        "peak_rss_mb": round(e2e["peak_rss_mb"]),
+        "compression": {
+            "warm_uncompressed_bytes": floors["warm_uncompressed_bytes"],
+            "cold_data_file_bytes": e2e["cold_bytes"],
+            "cold_data_files": e2e["files"],
+            "ratio": round(floors["warm_uncompressed_bytes"] / e2e["cold_bytes"], 2),
+        },
+        "targets": {
+            "rows_per_s": ">= 1,000,000",
+            "end_to_end_over_floors": "<= 1.25",
+            "peak_rss_mb": "< 1024 at 5,000,000 rows",
+            "compression_ratio": ">= 10",
+        },
+    }
+    if e2e["cold_rows"] != e2e["rows"] or e2e["rows"] != floors["rows"]:
+        raise RuntimeError(f"bench offload wrote {e2e['rows']} rows, cold holds {e2e['cold_rows']}, warm {floors['rows']}")
+    if dagster:
+        result["dagster_single_run"] = _dagster_overhead(parent)
+    return result
 
 
 def print_json(result: dict) -> None:

@@ -106,6 +106,8 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
 
     if args.what == "feed":
         bench.print_json(bench.bench_feed(args.trades, args.home))
+    else:
+        bench.print_json(bench.bench_offload(args.rows, args.home, dagster=not args.skip_dagster))
     return 0
 
 
@@ -133,8 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_feed_options(p, trades_per_hour=20_000)
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("bench", help="measure and print the figures the issues ask for (JSON)")
-    p.add_argument("what", choices=["feed"], help="feed: simulated trades into chDB through the view chain")
-    p.add_argument("--trades", type=int, default=5_000_000)
+    p.add_argument(
+        "what", nargs="?", default="offload", choices=["offload", "feed"],
+        help="offload (default): one warm bronze hour into Iceberg, with floors; feed: the simulator into chDB",
+    )
+    p.add_argument("--rows", type=int, default=2_000_000, help="offload: rows in the bronze hour")
+    p.add_argument("--trades", type=int, default=5_000_000, help="feed: trades to simulate")
+    p.add_argument("--skip-dagster", action="store_true", help="offload: leave out the Dagster single-run figure")
     p.add_argument("--home", default=None, help="parent folder of the throwaway state (default: system temp)")
     p.set_defaults(func=cmd_bench)
     return parser

@@ -5,6 +5,7 @@ offloaded. Schemas live in ddl/ (ClickHouse in ddl/clickhouse, Iceberg in ddl/ic
 """
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import Enum
 
 COLD_NAMESPACE = "cold"
@@ -45,6 +46,10 @@ class MirroredTable:
     layer: Layer
     upstream: str | None  # warm table this one is derived from (the medallion lineage)
     time_column: str  # event time that decides an hour's rows
+    # Order of rows in the cold files: the identity partition column first (one file per
+    # value, written once), then what makes neighbouring rows alike (compression), in the
+    # warm table's own sort order where possible (ClickHouse reads in order, no sort).
+    cold_order: tuple[str, ...]
     gold_window: str | None = None
 
     @property
@@ -55,13 +60,34 @@ class MirroredTable:
     def cold_identifier(self) -> tuple[str, str]:
         return (COLD_NAMESPACE, self.cold)
 
+    @property
+    def split_column(self) -> str:
+        """The identity partition column: the stream is cut into one file per value of it."""
+        return self.cold_order[0]
+
+    def offload_range(self, hour: datetime) -> tuple[datetime, datetime]:
+        """The event-time range that materializing hourly partition `hour` offloads.
+
+        Every window of the sub-daily gold tables starts inside the hour; the daily bar of
+        the day containing the hour is refreshed by each of that day's partitions."""
+        if self.gold_window == "1d":
+            day = hour.replace(hour=0, minute=0, second=0, microsecond=0)
+            return day, day + timedelta(days=1)
+        return hour, hour + timedelta(hours=1)
+
+
+_TRADE_ORDER = ("exchange", "symbol", "exchange_ts")
+_BAR_ORDER = ("exchange", "symbol", "window_start")
 
 TABLES: tuple[MirroredTable, ...] = (
-    MirroredTable("trades_raw", "raw_trades", Layer.RAW, None, "exchange_ts"),
-    MirroredTable("bronze_trades", "bronze_trades", Layer.BRONZE, "trades_raw", "exchange_ts"),
-    MirroredTable("silver_trades", "silver_trades", Layer.SILVER, "bronze_trades", "exchange_ts"),
+    MirroredTable("trades_raw", "raw_trades", Layer.RAW, None, "exchange_ts", _TRADE_ORDER),
+    MirroredTable("bronze_trades", "bronze_trades", Layer.BRONZE, "trades_raw", "exchange_ts", _TRADE_ORDER),
+    MirroredTable(
+        "silver_trades", "silver_trades", Layer.SILVER, "bronze_trades", "exchange_ts",
+        ("exchange", "exchange_symbol", "trade_id"),
+    ),
     *(
-        MirroredTable(f"gold_ohlcv_{w}", f"gold_ohlcv_{w}", Layer.GOLD, "silver_trades", "window_start", w)
+        MirroredTable(f"gold_ohlcv_{w}", f"gold_ohlcv_{w}", Layer.GOLD, "silver_trades", "window_start", _BAR_ORDER, w)
         for w in GOLD_WINDOWS
     ),
 )

@@ -105,5 +105,6 @@ def read_query(
         table=identifier(table.warm),
         final="FINAL" if table.layer is Layer.SILVER else "",
         time_column=identifier(table.time_column),
+        order_by=", ".join(identifier(c) for c in table.cold_order),
     )
     return WarmQuery(sql, {**bounds, "after": after, "until": until})

@@ -16,3 +16,4 @@ FROM $table
 WHERE window_start >= {range_start:DateTime64(6, 'UTC')}
   AND window_start <  {range_end:DateTime64(6, 'UTC')}
 GROUP BY exchange, symbol, window_start
+ORDER BY exchange, symbol, window_start

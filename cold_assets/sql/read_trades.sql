@@ -2,10 +2,12 @@
 -- $columns is the select list made from the warm table's own columns (warm_read.py), so a
 -- column added in ClickHouse reaches Iceberg; $final is FINAL where the table deduplicates
 -- at merge time (silver). Only rows ingested in (after, until] are read: the append layers
--- move a watermark on ingested_at; the replace layers read the whole hour.
+-- move a watermark on ingested_at; the replace layers read the whole hour. $order_by is
+-- the cold file order (tables.py): one file per exchange, neighbouring rows alike.
 SELECT $columns
 FROM $table $final
 WHERE $time_column >= {range_start:DateTime64(6, 'UTC')}
   AND $time_column <  {range_end:DateTime64(6, 'UTC')}
   AND ingested_at  >  {after:DateTime64(6, 'UTC')}
   AND ingested_at  <= {until:DateTime64(6, 'UTC')}
+ORDER BY $order_by

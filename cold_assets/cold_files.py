@@ -1,0 +1,127 @@
+"""Writes an ordered Arrow stream into Iceberg data files, each file written once.
+
+One offload covers one value of the time partition, so the only partition column left is the
+identity one (`exchange`, the first of the table's `cold_order`): each value gets exactly one
+Parquet file, open for the whole offload and written once (no partition splitting of a whole
+table in memory, no rewrite). The hour arrives in time slices, each ordered by `cold_order`,
+so runs of equal values are cut without sorting. Batches are buffered up to one row group per
+open file, so memory is bounded by the row group, not by the size of the hour.
+"""
+
+import uuid
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pyiceberg.io.pyarrow import _get_parquet_writer_kwargs, parquet_file_to_data_file
+from pyiceberg.manifest import DataFile
+from pyiceberg.table import Table
+from pyiceberg.table.locations import load_location_provider
+
+ROW_GROUP_ROWS = 256 * 1024
+PARQUET_FIELD_ID = b"PARQUET:field_id"
+
+
+def parquet_options(table_properties: dict[str, str], schema: pa.Schema) -> dict:
+    """Writer options: the table's write.parquet.* properties as pyiceberg applies them, and
+    delta encoding for integer and timestamp columns (ids, event times), which are sorted or
+    nearly so within a file and shrink several-fold with it."""
+    options = _get_parquet_writer_kwargs(table_properties)
+    options.pop("write_batch_size", None)
+    delta = [f.name for f in schema if pa.types.is_int64(f.type) or pa.types.is_timestamp(f.type)]
+    options["use_dictionary"] = [f.name for f in schema if f.name not in delta]
+    options["column_encoding"] = {name: "DELTA_BINARY_PACKED" for name in delta}
+    return options
+
+
+def with_field_ids(schema: pa.Schema, table: Table) -> pa.Schema:
+    """The stream's schema with each column tagged by its Iceberg field id."""
+    iceberg = table.schema()
+    return pa.schema(
+        [f.with_metadata({PARQUET_FIELD_ID: str(iceberg.find_field(f.name).field_id).encode()}) for f in schema]
+    )
+
+
+@dataclass
+class _OpenFile:
+    path: str
+    writer: pq.ParquetWriter
+    stream: object
+    buffered: list[pa.RecordBatch] = field(default_factory=list)
+    buffered_rows: int = 0
+
+
+class DataFileWriter:
+    """Writes the batches of one offload into one Parquet data file per split value."""
+
+    def __init__(self, table: Table, split_column: str, name_prefix: str, schema: pa.Schema):
+        self._table = table
+        self._split = split_column
+        self._prefix = name_prefix
+        self._schema = with_field_ids(schema, table)
+        self._options = parquet_options(table.properties, schema)
+        self._locations = load_location_provider(table.location(), table.properties)
+        self._open_files: dict[object, _OpenFile] = {}
+        self.paths: list[str] = []
+        self.rows = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        values = batch.column(self._split)
+        # The stream is ordered by the split column: cut the batch where the value changes.
+        changes = pc.indices_nonzero(pc.not_equal(values[1:], values[:-1])).to_pylist() if batch.num_rows > 1 else []
+        start = 0
+        for end in [c + 1 for c in changes] + [batch.num_rows]:
+            self._write_run(batch.slice(start, end - start))
+            start = end
+        self.rows += batch.num_rows
+
+    def _write_run(self, run: pa.RecordBatch) -> None:
+        value = run.column(self._split)[0].as_py()
+        current = self._open_files.get(value) or self._open(value)
+        current.buffered.append(run)
+        current.buffered_rows += run.num_rows
+        if current.buffered_rows >= ROW_GROUP_ROWS:
+            self._flush(current)
+
+    def _open(self, value: object) -> _OpenFile:
+        name = f"{self._prefix}-{value}-{uuid.uuid4().hex}.parquet".replace("/", "_")
+        path = self._locations.new_data_location(data_file_name=name)
+        stream = self._table.io.new_output(path).create(overwrite=False)
+        writer = pq.ParquetWriter(stream, self._schema, **self._options)
+        self.paths.append(path)
+        self._open_files[value] = _OpenFile(path, writer, stream)
+        return self._open_files[value]
+
+    def _flush(self, current: _OpenFile) -> None:
+        if current.buffered:
+            table = pa.Table.from_batches(current.buffered).cast(self._schema)
+            current.writer.write_table(table, row_group_size=max(table.num_rows, 1))
+            current.buffered, current.buffered_rows = [], 0
+
+    def close(self) -> list[DataFile]:
+        """Finishes the files and describes them for the Iceberg commit (from their footers)."""
+        for current in self._open_files.values():
+            self._flush(current)
+            current.writer.close()
+            current.stream.close()
+        self._open_files = {}
+        metadata = self._table.metadata
+        return [parquet_file_to_data_file(self._table.io, metadata, path) for path in self.paths]
+
+    def abort(self) -> None:
+        """Removes every file this writer created: used when the commit did not happen."""
+        for current in self._open_files.values():
+            try:
+                current.writer.close()
+                current.stream.close()
+            except Exception:  # noqa: BLE001 - the files are deleted below anyway
+                pass
+        self._open_files = {}
+        for path in self.paths:
+            try:
+                self._table.io.delete(path)
+            except FileNotFoundError:
+                pass

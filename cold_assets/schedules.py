@@ -1,0 +1,46 @@
+"""The offload job and its schedule."""
+
+from datetime import timedelta
+
+from dagster import (
+    AssetSelection,
+    PartitionsDefinition,
+    RunRequest,
+    ScheduleEvaluationContext,
+    define_asset_job,
+    schedule,
+)
+
+from cold_assets.assets import COLD_GROUP
+from cold_assets.partitions import partition_key_of
+
+OFFLOAD_JOB = "offload_cold"
+
+
+def offload_job(partitions_def: PartitionsDefinition):
+    return define_asset_job(
+        OFFLOAD_JOB,
+        selection=AssetSelection.groups(COLD_GROUP),
+        partitions_def=partitions_def,
+        description="Offload the nine cold tables for the selected hours.",
+    )
+
+
+def offload_schedule(job):
+    @schedule(
+        name="offload_every_15_minutes",
+        cron_schedule="*/15 * * * *",
+        job=job,
+        execution_timezone="UTC",
+        description="Every 15 minutes: offload the previous and the current hour, so cold trails warm by about an hour.",
+    )
+    def _schedule(context: ScheduleEvaluationContext):
+        now = context.scheduled_execution_time
+        current = now.replace(minute=0, second=0, microsecond=0)
+        tick = now.strftime("%Y%m%dT%H%M")
+        # One run per hour: each run then records plottable per-partition metadata.
+        for hour in (current - timedelta(hours=1), current):
+            key = partition_key_of(hour)
+            yield RunRequest(run_key=f"{key}@{tick}", partition_key=key)
+
+    return _schedule

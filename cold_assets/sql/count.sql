@@ -1,0 +1,2 @@
+-- The number of rows a read query returns.
+SELECT count() FROM ($query)
