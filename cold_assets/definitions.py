@@ -9,19 +9,22 @@ from cold_assets.schedules import offload_job, offload_schedule
 from cold_assets.settings import Settings
 from cold_assets.tables import TABLES
 
-settings = Settings.from_env()
-partitions_def = hourly_partitions(settings)
-clickhouse = ClickHouseResource.from_settings(settings)
-cold_assets = [cold_asset(t, partitions_def, settings.settle_lag_seconds) for t in TABLES]
-job = offload_job(partitions_def)
 
-defs = Definitions(
-    assets=[*warm_specs, *cold_assets],
-    jobs=[job],
-    schedules=[offload_schedule(job)],
-    resources={"clickhouse": clickhouse, "iceberg": IcebergResource.from_settings(settings)},
-    # Embedded chDB is opened by one process at a time: run the tables one after another in
-    # the run's own process (about 2 s for nine, against 5 s per step for subprocesses).
-    # A ClickHouse server takes the tables in parallel.
-    executor=in_process_executor if clickhouse.embedded else multiprocess_executor.configured({"max_concurrent": 4}),
-)
+def build_definitions(settings: Settings) -> Definitions:
+    partitions_def = hourly_partitions(settings)
+    clickhouse = ClickHouseResource.from_settings(settings)
+    job = offload_job()
+    return Definitions(
+        assets=[*warm_specs, *(cold_asset(t, partitions_def, settings.settle_lag_seconds) for t in TABLES)],
+        jobs=[job],
+        schedules=[offload_schedule(job)],
+        resources={"clickhouse": clickhouse, "iceberg": IcebergResource.from_settings(settings)},
+        # Embedded chDB is opened by one process at a time: run the tables one after another
+        # in the run's own process (about 2 s for nine, against 5 s per step in subprocesses).
+        # A ClickHouse server takes the tables in parallel.
+        executor=in_process_executor if clickhouse.embedded else multiprocess_executor.configured({"max_concurrent": 4}),
+    )
+
+
+settings = Settings.from_env()
+defs = build_definitions(settings)

@@ -42,7 +42,7 @@ SUMMARY = "cold-assets."  # prefix of our snapshot summary properties
 STREAM_QUEUE_BATCHES = 8
 # Rows per read slice. chDB buffers a query's whole result, so an hour is read as time
 # slices of about this many rows each: memory does not grow with the size of the hour.
-SLICE_ROWS = 400_000
+SLICE_ROWS = 250_000
 MAX_CONFLICT_RETRIES = 3
 
 
@@ -360,7 +360,7 @@ def _offload_once(
         if writer is None and mode is OffloadMode.APPEND:
             # Nothing new: the watermark moves in Dagster's record only. No commit is needed,
             # since reading an empty range again later is harmless.
-            return _unchanged(client, table, spec, columns, partition_key, new_state, start, end, started)
+            return _unchanged(client, table, spec, columns, partition_key, new_state, start, end, started, state.source)
         rows = writer.rows if writer else 0
         data_files = writer.close() if writer else []  # a replace of an hour now empty: delete only
         snapshot_id = _commit(table, data_files, delete_filter, new_state.to_summary(partition_key, mode.value, rows))
@@ -385,7 +385,7 @@ def _offload_once(
     )
 
 
-def _unchanged(client, table, spec, columns, partition_key, state, start, end, started) -> OffloadResult:
+def _unchanged(client, table, spec, columns, partition_key, state, start, end, started, reconciled_from=None) -> OffloadResult:
     return OffloadResult(
         partition_key=partition_key,
         mode="unchanged",
@@ -397,5 +397,5 @@ def _unchanged(client, table, spec, columns, partition_key, state, start, end, s
         snapshot_id=state.snapshot_id or (table.current_snapshot().snapshot_id if table.current_snapshot() else None),
         files=0,
         seconds=time.perf_counter() - started,
-        reconciled_from=state.source,
+        reconciled_from=reconciled_from or state.source,
     )

@@ -4,7 +4,6 @@ from datetime import timedelta
 
 from dagster import (
     AssetSelection,
-    PartitionsDefinition,
     RunRequest,
     ScheduleEvaluationContext,
     define_asset_job,
@@ -17,11 +16,11 @@ from cold_assets.partitions import partition_key_of
 OFFLOAD_JOB = "offload_cold"
 
 
-def offload_job(partitions_def: PartitionsDefinition):
+def offload_job():
+    # Partitioning is inferred from the selected assets (hourly, partitions.py).
     return define_asset_job(
         OFFLOAD_JOB,
         selection=AssetSelection.groups(COLD_GROUP),
-        partitions_def=partitions_def,
         description="Offload the nine cold tables for the selected hours.",
     )
 

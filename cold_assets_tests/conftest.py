@@ -15,6 +15,9 @@ from cold_assets.warm_ddl import apply_warm_ddl
 @pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("COLD_HOME", str(tmp_path / "cold"))
+    # Tests insert and offload within milliseconds; production keeps the 30 s default.
+    monkeypatch.setenv("COLD_SETTLE_LAG_SECONDS", "0")
+    monkeypatch.setenv("COLD_PARTITIONS_START", "2026-11-01-00:00")
     for name in list(os.environ):
         if name.startswith(("CLICKHOUSE_", "PYICEBERG_CATALOG__")):
             monkeypatch.delenv(name)
