@@ -3,7 +3,10 @@
 import argparse
 import json
 import sys
+import time
 from datetime import datetime, timedelta, timezone
+
+from cold_assets import offload
 
 from cold_assets.cold_ddl import ColdTableConflict, ensure_cold_tables
 from cold_assets.resources import ClickHouseResource, IcebergResource
@@ -11,6 +14,7 @@ from cold_assets.settings import Settings
 from cold_assets.simulate import FeedConfig, parse_start, simulate
 from cold_assets.tables import TABLES
 from cold_assets.warm_ddl import apply_warm_ddl
+from cold_assets.warm_read import warm_columns
 
 WARM_LAYER_TABLES = ("trades_raw", "trades_rejects", "bronze_trades", "silver_trades", *(t.warm for t in TABLES[3:]))
 
@@ -78,6 +82,70 @@ def demo_window(settings: Settings, hours: int) -> datetime:
     return start
 
 
+def _materialize_demo_hours(settings: Settings, start: datetime, hours: int) -> None:
+    """Materializes the nine cold assets for the demo's hours: one ranged run through the
+    Dagster instance in COLD_HOME/dagster (the same run a backfill from the UI makes)."""
+    from cold_assets.definitions import build_definitions
+    from cold_assets.instance import embedded_instance
+    from cold_assets.partitions import partition_key_of
+    from cold_assets.schedules import OFFLOAD_JOB
+
+    first, last = partition_key_of(start), partition_key_of(start + timedelta(hours=hours - 1))
+    job = build_definitions(settings).resolve_job_def(OFFLOAD_JOB)
+    started = time.perf_counter()
+    # The demo's feed is complete (nothing in flight), so appends need not settle.
+    run_config = {
+        "ops": {f"cold__{t.cold}": {"config": {"settle_lag_seconds": 0}} for t in TABLES},
+        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+    }
+    result = job.execute_in_process(
+        instance=embedded_instance(settings),
+        run_config=run_config,
+        tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
+        raise_on_error=False,
+    )
+    if not result.success:
+        raise RuntimeError(f"offload run {result.run_id} failed; see `dagster` logs under {settings.home / 'dagster'}")
+    print(f"\noffload run {result.run_id}: {first} .. {last}, {time.perf_counter() - started:.1f} s")
+
+
+def _report(settings: Settings, start: datetime, hours: int, run_results) -> None:
+    warm, cold = _resources(settings)
+    catalog = cold.catalog()
+    end = start + timedelta(hours=hours)
+    print(f"\n{'table':<16} {'warm rows':>10} {'cold rows':>10} {'partitions':>10} {'files':>6} {'bytes':>11} {'rows/s':>10}")
+    with warm.connect() as client:
+        for t in TABLES:
+            table = catalog.load_table(t.cold_identifier)
+            lo, hi = t.offload_range(start)[0], t.offload_range(end - timedelta(hours=1))[1]
+            warm_rows = offload.warm_rows(client, t, None if t.gold_window else warm_columns(client, t.warm), lo, hi)
+            cold_rows = offload.cold_rows(table, t, lo, hi)
+            files = table.inspect.files().to_pylist()
+            partitions = len({tuple(sorted(f["partition"].items())) for f in files})
+            rate = run_results.get(t.cold)
+            print(
+                f"{t.cold:<16} {warm_rows:>10} {cold_rows:>10} {partitions:>10} {len(files):>6} "
+                f"{sum(f['file_size_in_bytes'] for f in files):>11} {rate if rate is not None else '-':>10}"
+            )
+
+
+def _run_rates(settings: Settings) -> dict:
+    """rows/s per table of the latest materializations, from the offload metadata."""
+    from dagster import AssetKey
+
+    from cold_assets.instance import embedded_instance
+
+    instance = embedded_instance(settings)
+    rates = {}
+    for t in TABLES:
+        event = instance.get_latest_materialization_event(AssetKey(["cold", t.cold]))
+        meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+        written, seconds = meta.get("run_rows_written"), meta.get("run_seconds")
+        if written is not None and seconds is not None and seconds.value:
+            rates[t.cold] = round(written.value / seconds.value)
+    return rates
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     cmd_init(settings, args)
     start = demo_window(settings, args.hours)
@@ -95,9 +163,11 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
             written = simulate(client, cfg)
             print(f"simulated {written} messages: {cfg.hours} h from {cfg.start.isoformat()}")
         counts = warm_counts(client)
-    print("\nwarm rows per table")
+    print("\nwarm rows per table (as stored)")
     for table, count in counts.items():
         print(f"  {table:<16} {count:>10}")
+    _materialize_demo_hours(settings, cfg.start, cfg.hours)
+    _report(settings, cfg.start, cfg.hours, _run_rates(settings))
     return 0
 
 
@@ -152,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         return args.func(settings, args)
-    except (ColdTableConflict, ValueError) as exc:
+    except (ColdTableConflict, ValueError, RuntimeError) as exc:
         print(f"cold-assets {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
