@@ -14,7 +14,7 @@ from cold_assets.settings import Settings
 from cold_assets.simulate import FeedConfig, parse_start, simulate
 from cold_assets.tables import TABLES
 from cold_assets.warm_ddl import apply_warm_ddl
-from cold_assets.warm_read import warm_columns
+from cold_assets.warm_read import identifier, warm_columns
 
 WARM_LAYER_TABLES = ("trades_raw", "trades_rejects", "bronze_trades", "silver_trades", *(t.warm for t in TABLES[3:]))
 
@@ -66,7 +66,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def warm_counts(client) -> dict[str, int]:
-    return {t: int(client.query(f"SELECT count() FROM {t}").result_rows[0][0]) for t in WARM_LAYER_TABLES}
+    return {t: int(client.query(f"SELECT count() FROM {identifier(t)}").result_rows[0][0]) for t in WARM_LAYER_TABLES}
 
 
 def demo_window(settings: Settings, hours: int) -> datetime:
