@@ -87,9 +87,10 @@ def load_instruments(client: Client) -> dict[tuple[str, str], Instrument]:
 @dataclass
 class _Stream:
     instrument: Instrument
-    price_ticks: int
+    price_ticks: float  # mid price, in ticks
     next_trade_id: int
     vol: float
+    side_seed: int = 0
 
 
 @dataclass
@@ -193,30 +194,56 @@ RENDERERS = {"binance": render_binance, "kraken": render_kraken}
 
 
 def _generate_hour(stream: _Stream, hour_start_us: int, n: int, cfg: FeedConfig, rng: np.random.Generator) -> Trades:
+    """One hour of one instrument's trades, as a matching engine prints them.
+
+    A taker order fills one or more resting maker orders at once: the fills of one match
+    share the exchange time and the taker side, and walk the book away from the touch a
+    level at a time. Matches arrive in bursts; the mid price follows a random walk from
+    match to match, and each match trades at the touch on its side (the bid-ask bounce)."""
     inst = stream.instrument
-    # Bursty arrival: trades cluster around bursts, a few milliseconds to seconds wide.
-    bursts = rng.uniform(0, US_PER_HOUR, size=max(1, n // 40))
-    offsets = rng.exponential(scale=rng.choice([2_000.0, 50_000.0, 800_000.0], size=n))
-    exchange_us = hour_start_us + np.clip(bursts[rng.integers(0, len(bursts), size=n)] + offsets, 0, US_PER_HOUR - 1)
-    exchange_us = np.sort(exchange_us.astype(np.int64))
-    # Random walk of the log price, on the tick grid.
-    steps = rng.standard_t(df=4, size=n) * (stream.vol / np.sqrt(max(n, 1)) / np.sqrt(2.0))
-    price = stream.price_ticks * inst.tick_e8 * np.exp(np.cumsum(steps))
-    price_ticks = np.maximum(np.round(price / inst.tick_e8).astype(np.int64), 1)
-    stream.price_ticks = int(price_ticks[-1])
+    # Fills per match: geometric, mean 2.5.
+    sizes = rng.geometric(0.4, size=n)
+    matches = int(np.searchsorted(np.cumsum(sizes), n)) + 1
+    sizes = sizes[:matches]
+    sizes[-1] -= int(sizes.sum()) - n
+    first_fill = np.repeat(np.arange(matches), sizes)  # match index of every fill
+    fill_no = np.arange(n) - np.repeat(np.cumsum(sizes) - sizes, sizes)  # 0 for a match's first fill
+    # Bursty arrival of matches: they cluster around bursts, milliseconds to seconds wide.
+    bursts = rng.uniform(0, US_PER_HOUR, size=max(1, matches // 30))
+    offsets = rng.exponential(scale=rng.choice([2_000.0, 50_000.0, 800_000.0], size=matches))
+    match_us = np.sort(
+        (hour_start_us + np.clip(bursts[rng.integers(0, len(bursts), size=matches)] + offsets, 0, US_PER_HOUR - 1)).astype(np.int64)
+    )
+    # Taker side, persistent from match to match.
+    flips = rng.random(matches) < 0.3
+    match_sell = (np.cumsum(flips) + stream.side_seed) % 2 == 1
+    # Mid price: a random walk of the log price over matches (heavy-tailed steps).
+    steps = rng.standard_t(df=4, size=matches) * (stream.vol / np.sqrt(max(matches, 1)) / np.sqrt(2.0))
+    mid_ticks = stream.price_ticks * np.exp(np.cumsum(steps))
+    stream.price_ticks = float(mid_ticks[-1])
+    # A buy lifts the ask (one tick over the mid), a sell hits the bid; later fills of the
+    # same match go one or more levels deeper with some probability.
+    touch = np.where(match_sell, np.floor(mid_ticks), np.floor(mid_ticks) + 1).astype(np.int64)
+    deeper = np.where(fill_no > 0, (rng.random(n) < 0.35) * rng.integers(1, 4, size=n), 0)
+    levels = np.cumsum(deeper)
+    depth = levels - np.repeat(levels[np.cumsum(sizes) - sizes], sizes)  # levels below the touch
+    sell = match_sell[first_fill]
+    price_ticks = np.maximum(touch[first_fill] + np.where(sell, -depth, depth), 1)
     price_e8 = price_ticks * inst.tick_e8
-    # Heavy-tailed size on the lot grid (Pareto, alpha 1.3), at least one lot.
+    # Maker order sizes: heavy-tailed (Pareto, alpha 1.3) on the lot grid, often round.
     typical_lots = max(1.0, TYPICAL_NOTIONAL_USDT * E8 / float(price_e8[0]) * E8 / inst.lot_e8 / 4)
     lots = np.maximum(1, np.round((rng.pareto(1.3, size=n) + 0.2) * typical_lots)).astype(np.int64)
-    # Round sizes on coarse steps like people trade (0.01, 0.1 BTC), not to the last lot.
     coarse = np.where(rng.random(n) < 0.6, max(1, int(typical_lots // 10)), 1)
     lots = np.maximum(coarse, (lots // coarse) * coarse)
     trade_id = np.arange(stream.next_trade_id, stream.next_trade_id + n, dtype=np.int64)
     stream.next_trade_id += n
-    # Taker side follows the tick direction most of the time.
-    uptick = np.diff(price_ticks, prepend=price_ticks[0]) >= 0
-    buyer_is_maker = np.where(rng.random(n) < 0.7, ~uptick, rng.random(n) < 0.5)
-    received_us = exchange_us + rng.lognormal(mean=np.log(3_000), sigma=0.6, size=n).astype(np.int64)
+    exchange_us = match_us[first_fill]
+    # The feed handler receives a match's fills together: one message (Kraken) or one per
+    # fill a few microseconds apart (Binance).
+    latency = rng.lognormal(mean=np.log(3_000), sigma=0.6, size=matches).astype(np.int64)
+    per_fill = fill_no * 3 if inst.exchange == "binance" else 0
+    received_us = exchange_us + latency[first_fill] + per_fill
+    buyer_is_maker = sell
     # Out of order: some messages arrive after later trades.
     ooo = rng.random(n) < cfg.out_of_order_share
     received_us = received_us + np.where(ooo, rng.integers(500_000, 5_000_000, size=n), 0)
