@@ -3,6 +3,7 @@
 from dagster import Definitions, in_process_executor, multiprocess_executor
 
 from cold_assets.assets import cold_asset, warm_specs
+from cold_assets.checks import parity_checks
 from cold_assets.partitions import hourly_partitions
 from cold_assets.resources import ClickHouseResource, IcebergResource
 from cold_assets.schedules import offload_job, offload_schedule
@@ -16,6 +17,7 @@ def build_definitions(settings: Settings) -> Definitions:
     job = offload_job()
     return Definitions(
         assets=[*warm_specs, *(cold_asset(t, partitions_def, settings.settle_lag_seconds) for t in TABLES)],
+        asset_checks=[check for t in TABLES for check in parity_checks(t, partitions_def)],
         jobs=[job],
         schedules=[offload_schedule(job)],
         resources={"clickhouse": clickhouse, "iceberg": IcebergResource.from_settings(settings)},

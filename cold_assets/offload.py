@@ -42,7 +42,7 @@ SUMMARY = "cold-assets."  # prefix of our snapshot summary properties
 STREAM_QUEUE_BATCHES = 8
 # Rows per read slice. chDB buffers a query's whole result, so an hour is read as time
 # slices of about this many rows each: memory does not grow with the size of the hour.
-SLICE_ROWS = 250_000
+SLICE_ROWS = 200_000
 MAX_CONFLICT_RETRIES = 3
 
 

@@ -34,7 +34,10 @@ def identifier(name: str) -> str:
 
 @cache
 def sql_template(name: str) -> Template:
-    return Template((SQL_DIR / f"{name}.sql").read_text())
+    # Full-line comments are for readers of the .sql file; they are dropped so that a
+    # placeholder mentioned in a comment is never substituted there.
+    lines = (SQL_DIR / f"{name}.sql").read_text().splitlines()
+    return Template("\n".join(line for line in lines if not line.lstrip().startswith("--")))
 
 
 def render(name: str, **identifiers: str) -> str:

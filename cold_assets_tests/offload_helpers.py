@@ -73,3 +73,14 @@ def assert_tiers_equal(warm, cold, hours: list[datetime], tables=TABLES) -> None
                 order = list(w.schema.names)
                 assert c.num_rows == w.num_rows, f"{table.cold} {hour}: cold {c.num_rows} rows, warm {w.num_rows}"
                 assert _normalized(c.select(order), order).equals(_normalized(w, order)), f"{table.cold} {hour} differs"
+
+
+def check_results(instance, run_id: str) -> dict[tuple[str, str], bool]:
+    """(cold table, check name) -> passed, for the checks a run evaluated."""
+    from dagster import DagsterEventType
+
+    results = {}
+    for record in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = record.dagster_event.event_specific_data
+        results[(evaluation.asset_key.path[1], evaluation.check_name)] = evaluation.passed
+    return results

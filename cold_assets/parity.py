@@ -1,0 +1,129 @@
+"""Parity between the tiers, per (table, hour): row counts and a content checksum.
+
+Both sides are computed by the same ClickHouse expression (sql/checksum.sql): the warm side
+over the offload's own read query (so silver is read FINAL and gold as merged bars, exactly
+as the asset reads them), the cold side over ClickHouse's Iceberg reader of the cold table.
+The row's canonical form is built from the *cold* schema, column by column, so that both
+sides hash the same bytes:
+- timestamps: toUnixTimestamp64Micro (an integer: no time zone or formatting involved);
+- decimals: toString of the same Decimal(P, S) type (both sides carry the Iceberg type);
+- booleans: toUInt8; integers: toInt64; strings as they are;
+- optional columns: ifNull(toString(...), '\\N'), so a NULL hashes as a marker, not as NULL.
+"""
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+from clickhouse_connect.driver.client import Client
+from pyiceberg.table import Table
+from pyiceberg.types import BooleanType, DecimalType, IntegerType, LongType, TimestampType, TimestamptzType
+
+from cold_assets.partitions import hour_of
+from cold_assets.tables import MirroredTable
+from cold_assets.warm_read import identifier, read_query, render, warm_columns
+
+
+class ColdTierUnreadable(RuntimeError):
+    """ClickHouse cannot read this cold table (warehouse location not supported yet)."""
+
+
+@dataclass(frozen=True)
+class HourParity:
+    table: str
+    partition_key: str
+    warm_rows: int
+    cold_rows: int
+    warm_checksum: int | None = None
+    cold_checksum: int | None = None
+
+    @property
+    def counts_match(self) -> bool:
+        return self.warm_rows == self.cold_rows
+
+    @property
+    def content_matches(self) -> bool:
+        return self.counts_match and self.warm_checksum == self.cold_checksum
+
+
+def canonical_row(table: Table) -> str:
+    parts = []
+    for field in table.schema().fields:
+        name = identifier(field.name)
+        t = field.field_type
+        if isinstance(t, (TimestamptzType, TimestampType)):
+            expr = f"toUnixTimestamp64Micro({name})"
+        elif isinstance(t, DecimalType):
+            expr = f"toString({name})"
+        elif isinstance(t, BooleanType):
+            expr = f"toUInt8({name})"
+        elif isinstance(t, (LongType, IntegerType)):
+            expr = f"toInt64({name})"
+        else:
+            expr = name
+        parts.append(expr if field.required else f"ifNull(toString({expr}), '\\\\N')")
+    return ", ".join(parts)
+
+
+def cold_source(table: Table) -> tuple[str, dict]:
+    """The ClickHouse table function that reads a cold table, and its bound parameters."""
+    location = table.location()
+    if location.startswith("file://"):
+        return "icebergLocal({cold_location:String})", {"cold_location": location.removeprefix("file://")}
+    raise ColdTierUnreadable(
+        f"ClickHouse cannot read cold table location {location} yet (file:// warehouses only)"
+    )
+
+
+@contextmanager
+def local_file_access(table: Table) -> Iterator[None]:
+    """chDB lets queries read local files only under the process's working directory. Cold
+    queries run with the working directory at / for their duration; callers hold the
+    embedded warm tier's lock, which every chDB user in the process takes."""
+    if not table.location().startswith("file://"):
+        yield
+        return
+    previous = os.getcwd()
+    os.chdir("/")
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def _checksums(client: Client, source: str, canonical: str, spec: MirroredTable, parameters: dict) -> dict[int, tuple[int, int]]:
+    sql = render(
+        "checksum",
+        source=source,
+        canonical=canonical,
+        time_column=identifier(spec.time_column),
+        bucket_function="toStartOfDay" if spec.gold_window == "1d" else "toStartOfHour",
+    )
+    return {int(b): (int(rows), int(digest or 0)) for b, rows, digest in client.query(sql, parameters=parameters).result_rows}
+
+
+def partitions_parity(
+    client: Client, cold_table: Table, spec: MirroredTable, partition_keys: list[str], content: bool
+) -> list[HourParity]:
+    """Parity of each partition, two queries in all (one per tier) however many partitions."""
+    ranges = {key: spec.offload_range(hour_of(key)) for key in partition_keys}
+    start, end = min(r[0] for r in ranges.values()), max(r[1] for r in ranges.values())
+    bounds = {"range_start": start, "range_end": end}
+    columns = None if spec.gold_window else warm_columns(client, spec.warm)
+    warm_query = read_query(spec, columns, start, end)
+    canonical = canonical_row(cold_table) if content else "1"
+    warm = _checksums(client, f"({warm_query.sql})", canonical, spec, warm_query.parameters)
+    cold: dict[int, tuple[int, int]] = {}
+    if cold_table.current_snapshot() is not None:
+        source, source_parameters = cold_source(cold_table)
+        with local_file_access(cold_table):
+            cold = _checksums(client, source, canonical, spec, {**bounds, **source_parameters})
+    parities = []
+    for key, (bucket_start, _) in ranges.items():
+        bucket = int(bucket_start.timestamp())
+        (w_rows, w_sum), (c_rows, c_sum) = warm.get(bucket, (0, 0)), cold.get(bucket, (0, 0))
+        parities.append(
+            HourParity(spec.cold, key, w_rows, c_rows, w_sum if content else None, c_sum if content else None)
+        )
+    return parities
