@@ -10,6 +10,7 @@ from dagster import (
     AssetSpec,
     BackfillPolicy,
     Config,
+    FreshnessPolicy,
     MaterializeResult,
     PartitionsDefinition,
     asset,
@@ -26,6 +27,8 @@ WARM_GROUP = "warm"
 COLD_GROUP = "cold"
 # A backfill run covers up to a week of hours: a 30-day backfill is 5 runs, not 720.
 PARTITIONS_PER_BACKFILL_RUN = 168
+# The schedule offloads every 15 minutes, so a cold table older than 90 minutes is late.
+COLD_FRESHNESS = FreshnessPolicy.time_window(fail_window=timedelta(minutes=90), warn_window=timedelta(minutes=45))
 
 
 def warm_asset_key(table: MirroredTable | str) -> AssetKey:
@@ -67,6 +70,7 @@ def cold_asset(table: MirroredTable, partitions_def: PartitionsDefinition, settl
         backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=PARTITIONS_PER_BACKFILL_RUN),
         group_name=COLD_GROUP,
         kinds={"iceberg"},
+        freshness_policy=COLD_FRESHNESS,
         description=(
             f"Iceberg table cold.{table.cold}: the {table.layer.value} layer mirrored from ClickHouse "
             f"{table.warm} hour by hour ({table.mode.value} mode)."

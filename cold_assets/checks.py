@@ -28,6 +28,7 @@ def _result(parities: list[HourParity], failed: list[HourParity], what: str) -> 
         "warm_rows": MetadataValue.int(sum(p.warm_rows for p in parities)),
         "cold_rows": MetadataValue.int(sum(p.cold_rows for p in parities)),
         "hours_checked": MetadataValue.int(len(parities)),
+        "hours": MetadataValue.json([p.partition_key for p in parities]),
         "hours_differing": MetadataValue.json(
             [{"hour": p.partition_key, "warm_rows": p.warm_rows, "cold_rows": p.cold_rows} for p in failed]
         ),

@@ -12,7 +12,7 @@ from cold_assets.cold_ddl import ColdTableConflict, ensure_cold_tables
 from cold_assets.resources import ClickHouseResource, IcebergResource
 from cold_assets.settings import Settings
 from cold_assets.simulate import FeedConfig, parse_start, simulate
-from cold_assets.tables import TABLES
+from cold_assets.tables import TABLES, table_by_cold_name
 from cold_assets.warm_ddl import apply_warm_ddl
 from cold_assets.warm_read import identifier, warm_columns
 
@@ -171,6 +171,17 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
+    from cold_assets.audit import format_report, run_audit
+
+    tables = [table_by_cold_name(name) for name in args.table] if args.table else None
+    warm, cold = _resources(settings)
+    with warm.connect() as client:
+        report = run_audit(client, cold.catalog(), parse_start(args.start), parse_start(args.end), tables)
+    print(format_report(report))
+    return 0 if report.ok else 1
+
+
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     from cold_assets import bench
 
@@ -204,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="init, simulate 6 hours, report")
     _add_feed_options(p, trades_per_hour=20_000)
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("audit", help="compare warm and cold hour by hour; exit 1 on any mismatch")
+    p.add_argument("--from", dest="start", required=True, help="first hour, ISO 8601 (UTC if no offset)")
+    p.add_argument("--to", dest="end", required=True, help="end of the range (exclusive)")
+    p.add_argument("--table", action="append", help="a cold table name (repeatable); default: all nine")
+    p.set_defaults(func=cmd_audit)
     p = sub.add_parser("bench", help="measure and print the figures the issues ask for (JSON)")
     p.add_argument(
         "what", nargs="?", default="offload", choices=["offload", "feed"],

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from dagster import (
     AssetSelection,
+    ScheduleDefinition,
     RunRequest,
     ScheduleEvaluationContext,
     define_asset_job,
@@ -43,3 +44,14 @@ def offload_schedule(job):
             yield RunRequest(run_key=f"{key}@{tick}", partition_key=key)
 
     return _schedule
+
+
+def daily_audit_schedule(job) -> ScheduleDefinition:
+    # 02:30 UTC: after the 02:00 compaction and the 02:20 snapshot expiry.
+    return ScheduleDefinition(
+        name="daily_audit_0230_utc",
+        job=job,
+        cron_schedule="30 2 * * *",
+        execution_timezone="UTC",
+        description="Audit every cold table against the warm tier over the lookback (default 7 days).",
+    )

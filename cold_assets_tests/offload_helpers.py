@@ -25,7 +25,7 @@ def feed(warm, hours: int = HOURS, trades_per_hour: int = 3_000, **shares) -> No
         simulate(client, FeedConfig(start=START, hours=hours, trades_per_hour=trades_per_hour, **shares))
 
 
-def run_offload(settings, partition_keys: list[str], run_config: dict | None = None):
+def run_offload(settings, partition_keys: list[str], run_config: dict | None = None, raise_on_error: bool = True):
     """Materializes the nine cold assets for a partition range through a real Dagster instance."""
     defs = build_definitions(settings)
     job = defs.resolve_job_def(OFFLOAD_JOB)
@@ -35,7 +35,7 @@ def run_offload(settings, partition_keys: list[str], run_config: dict | None = N
         if len(partition_keys) > 1
         else {"dagster/partition": partition_keys[0]}
     )
-    result = job.execute_in_process(instance=instance, tags=tags, run_config=run_config or {}, raise_on_error=True)
+    result = job.execute_in_process(instance=instance, tags=tags, run_config=run_config or {}, raise_on_error=raise_on_error)
     return result, instance
 
 

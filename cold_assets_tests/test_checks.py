@@ -54,3 +54,36 @@ def test_a_deleted_cold_row_fails_row_count_parity_for_that_hour(settings, warm,
     assert [d["hour"] for d in differing] == [KEYS[1]]
     assert differing[0]["warm_rows"] == differing[0]["cold_rows"] + 1
     assert by_name["content_parity"].passed is False
+
+
+def _audit(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "cold_assets.cli", "audit", "--from", "2026-11-20T00:00", "--to", "2026-11-20T03:00", *args],
+        capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_audit_passes_then_names_the_table_and_hour_of_one_changed_value(settings, warm, cold):
+    feed(warm)
+    run_offload(settings, KEYS)
+    clean = _audit()
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "0 mismatched" in clean.stdout and "0 failed" in clean.stdout
+    # Change one value of one cold bar, keeping every count: delete the row, append it changed.
+    gold = table_by_cold_name("gold_ohlcv_5m")
+    table = cold.catalog().load_table(gold.cold_identifier)
+    start, end = gold.offload_range(hour_of(KEYS[2]))
+    row = table.scan(row_filter=range_filter("window_start", start, end), limit=1).to_arrow()
+    changed = row.set_column(row.schema.get_field_index("close"), row.schema.field("close"), pa.array([row["close"][0].as_py() + 1], row.schema.field("close").type))
+    with table.transaction() as tx:
+        tx.delete(EqualTo("window_start", row["window_start"][0].as_py().isoformat()) & EqualTo("exchange", row["exchange"][0].as_py()) & EqualTo("symbol", row["symbol"][0].as_py()))
+        tx.append(changed)
+    audit = _audit()
+    assert audit.returncode == 1
+    lines = [line for line in audit.stdout.splitlines() if "MISMATCH" in line]
+    assert len(lines) == 1 and lines[0].startswith("gold_ohlcv_5m") and KEYS[2] in lines[0] and "CONTENT MISMATCH" in lines[0]
+    only = _audit("--table", "raw_trades")
+    assert only.returncode == 0 and "gold_ohlcv_5m" not in only.stdout

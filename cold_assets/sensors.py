@@ -1,0 +1,205 @@
+"""Sensors: alerts on parity checks and failed offloads, self-healing of late or broken
+hours, and the guard that no warm hour reaches ClickHouse's TTL without a proven copy."""
+
+import hashlib
+import json
+from datetime import datetime, timedelta, timezone
+
+from dagster import (
+    AssetCheckKey,
+    RunFailureSensorContext,
+    RunRequest,
+    SensorEvaluationContext,
+    SkipReason,
+    run_failure_sensor,
+    sensor,
+)
+from dagster._core.storage.asset_check_execution_record import COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
+
+from cold_assets.alerts import Alerter
+from cold_assets.assets import cold_asset_key
+from cold_assets.embedded_lock import EmbeddedWarmTierBusy
+from cold_assets.parity import partitions_parity
+from cold_assets.partitions import partition_key_of
+from cold_assets.resources import ClickHouseResource, IcebergResource
+from cold_assets.settings import env_int
+from cold_assets.tables import TABLES, Layer
+
+CHECK_NAMES = ("row_count_parity", "content_parity")
+SENSOR_LOCK_TIMEOUT_S = 20  # a sensor tick must end well inside Dagster's 60 s limit
+TRADE_TABLES = [t for t in TABLES if t.layer is not Layer.GOLD]
+
+
+def _check_keys():
+    return [AssetCheckKey(cold_asset_key(t), name) for t in TABLES for name in CHECK_NAMES]
+
+
+def _evaluation(record):
+    event = record.event.dagster_event if record.event else None
+    return event.event_specific_data if event else None
+
+
+def _hours(evaluation) -> tuple[list[str], dict[str, dict]]:
+    metadata = evaluation.metadata
+    hours = metadata["hours"].value if "hours" in metadata else []
+    differing = {d["hour"]: d for d in (metadata["hours_differing"].value if "hours_differing" in metadata else [])}
+    return hours, differing
+
+
+def _sensor_warm(clickhouse: ClickHouseResource) -> ClickHouseResource:
+    return clickhouse.model_copy(update={"lock_timeout_seconds": min(clickhouse.lock_timeout_seconds, SENSOR_LOCK_TIMEOUT_S)})
+
+
+@sensor(name="parity_alerts", minimum_interval_seconds=60, description="One alert per failing (table, check, hour), one when it recovers.")
+def parity_alerts(context: SensorEvaluationContext):
+    state = json.loads(context.cursor) if context.cursor else {"seen": {}, "failing": {}}
+    alerter, storage, sent = Alerter.from_env(), context.instance.event_log_storage, 0
+    for key in _check_keys():
+        name = key.to_user_string()
+        last = state["seen"].get(name, 0)
+        records = [
+            r for r in storage.get_asset_check_execution_history(key, limit=100)
+            if r.id > last and r.status in COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
+        ]
+        for record in sorted(records, key=lambda r: r.id):
+            evaluation = _evaluation(record)
+            if evaluation is None:
+                continue
+            hours, differing = _hours(evaluation)
+            table = key.asset_key.path[-1]
+            for hour in hours:
+                failing_key = f"{table}|{key.name}|{hour}"
+                if hour in differing and failing_key not in state["failing"]:
+                    d = differing[hour]
+                    alerter.send(
+                        f"cold.{table} {key.name} FAILED for hour {hour}: warm {d['warm_rows']} rows, "
+                        f"cold {d['cold_rows']} rows. {alerter.run_link(record.run_id)}",
+                        context.log,
+                    )
+                    state["failing"][failing_key] = record.run_id
+                    sent += 1
+                elif hour not in differing and failing_key in state["failing"]:
+                    alerter.send(
+                        f"cold.{table} {key.name} RECOVERED for hour {hour}. {alerter.run_link(record.run_id)}", context.log
+                    )
+                    del state["failing"][failing_key]
+                    sent += 1
+            state["seen"][name] = max(state["seen"].get(name, 0), record.id)
+    context.update_cursor(json.dumps(state))
+    return SkipReason(f"{sent} alerts sent; {len(state['failing'])} (table, check, hour) failing")
+
+
+def self_healing_sensor(job, lookback_days: int | None = None):
+    lookback = timedelta(days=lookback_days or env_int("COLD_HEAL_LOOKBACK_DAYS", 7))
+
+    @sensor(
+        name="self_healing",
+        job=job,
+        minimum_interval_seconds=300,
+        description="Re-offloads, by replacement, hours whose parity check failed and closed hours that changed in warm (late data).",
+    )
+    def _self_healing(context: SensorEvaluationContext, clickhouse: ClickHouseResource, iceberg: IcebergResource):
+        now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+        # The schedule still covers the previous and the current hour: only older ones are closed.
+        start, closed_end = now - lookback, now - timedelta(hours=1)
+        repairs: dict[str, set[str]] = {}  # hour -> cold tables
+        reasons: dict[str, list[str]] = {}
+        latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(_check_keys())
+        for key, record in latest.items():
+            evaluation = _evaluation(record)
+            if evaluation is None or evaluation.passed:
+                continue
+            for hour in _hours(evaluation)[1]:
+                if start.strftime("%Y-%m-%d-%H:%M") <= hour:
+                    repairs.setdefault(hour, set()).add(key.asset_key.path[-1])
+                    reasons.setdefault(hour, []).append(f"{key.asset_key.path[-1]} {key.name} failed (check {record.id})")
+        keys = [partition_key_of(start + timedelta(hours=h)) for h in range(int((closed_end - start) / timedelta(hours=1)))]
+        try:
+            with _sensor_warm(clickhouse).connect() as client:
+                catalog = iceberg.catalog()
+                for table in TRADE_TABLES:
+                    for parity in partitions_parity(client, catalog.load_table(table.cold_identifier), table, keys, False):
+                        if not parity.counts_match:
+                            # Every message lands in raw first: a raw hour that changed means late
+                            # rows, and every layer of that hour is redone. A difference in one
+                            # later layer only is a damaged cold table: that table is redone.
+                            affected = [t.cold for t in TABLES] if table.layer is Layer.RAW else [table.cold]
+                            repairs.setdefault(parity.partition_key, set()).update(affected)
+                            reasons.setdefault(parity.partition_key, []).append(
+                                f"{table.cold} warm {parity.warm_rows} / cold {parity.cold_rows}"
+                            )
+        except EmbeddedWarmTierBusy as busy:
+            return SkipReason(f"warm tier busy, trying again next tick: {busy}")
+        requests = []
+        for hour, tables in sorted(repairs.items()):
+            signature = hashlib.sha1("|".join(sorted(reasons[hour])).encode()).hexdigest()[:12]
+            requests.append(
+                RunRequest(
+                    run_key=f"heal-{hour}-{signature}",
+                    partition_key=hour,
+                    asset_selection=[cold_asset_key(t) for t in TABLES if t.cold in tables],
+                    run_config={"ops": {f"cold__{t}": {"config": {"replace_hour": True}} for t in sorted(tables)}},
+                    tags={"cold-assets/reason": "; ".join(reasons[hour])[:1000]},
+                )
+            )
+        return requests or SkipReason(f"no hour to repair in the last {lookback.days} days")
+
+    return _self_healing
+
+
+def ttl_guard_sensor(retention_days: int | None = None, margin_days: int | None = None):
+    retention = timedelta(days=retention_days or env_int("COLD_WARM_RETENTION_DAYS", 30))
+    margin = timedelta(days=margin_days or env_int("COLD_TTL_MARGIN_DAYS", 29))
+
+    @sensor(
+        name="ttl_guard",
+        minimum_interval_seconds=3600,
+        description="Alerts on warm hours close to ClickHouse's TTL (29 of 30 days) whose cold copy is not proven equal.",
+    )
+    def _ttl_guard(context: SensorEvaluationContext, clickhouse: ClickHouseResource, iceberg: IcebergResource):
+        now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+        start, end = now - retention, now - margin
+        keys = [partition_key_of(start + timedelta(hours=h)) for h in range(int((end - start) / timedelta(hours=1)))]
+        at_risk: dict[str, list[str]] = {}
+        try:
+            with _sensor_warm(clickhouse).connect() as client:
+                catalog = iceberg.catalog()
+                for table in TABLES:
+                    for parity in partitions_parity(client, catalog.load_table(table.cold_identifier), table, keys, True):
+                        if not parity.content_matches and parity.warm_rows:
+                            at_risk.setdefault(parity.partition_key, []).append(
+                                f"{table.cold} (warm {parity.warm_rows}, cold {parity.cold_rows})"
+                            )
+        except EmbeddedWarmTierBusy as busy:
+            return SkipReason(f"warm tier busy, trying again next tick: {busy}")
+        alerted = set(json.loads(context.cursor)) if context.cursor else set()
+        new = {hour: tables for hour, tables in at_risk.items() if hour not in alerted}
+        if new:
+            lines = "; ".join(f"{hour}: {', '.join(tables)}" for hour, tables in sorted(new.items()))
+            Alerter.from_env().send(
+                f"TTL RISK: {len(new)} warm hours will be deleted by ClickHouse's {retention.days}-day TTL "
+                f"within {(retention - margin).days} day(s) without a cold copy proven equal: {lines}",
+                context.log,
+            )
+        context.update_cursor(json.dumps(sorted(alerted | set(new))))
+        return SkipReason(f"{len(at_risk)} hours at risk, {len(new)} newly alerted")
+
+    return _ttl_guard
+
+
+def offload_failure_alerts(job):
+    @run_failure_sensor(name="offload_failure_alerts", monitored_jobs=[job], description="Alerts on a failed offload run.")
+    def _offload_failure_alerts(context: RunFailureSensorContext):
+        run = context.dagster_run
+        hours = run.tags.get("dagster/partition") or (
+            f"{run.tags.get('dagster/asset_partition_range_start')} .. {run.tags.get('dagster/asset_partition_range_end')}"
+        )
+        failed = [e.step_key for e in context.get_step_failure_events()]
+        alerter = Alerter.from_env()
+        alerter.send(
+            f"offload run FAILED for hour(s) {hours}: tables {', '.join(failed) or 'unknown'}: "
+            f"{context.failure_event.message}. {alerter.run_link(run.run_id)}",
+            context.log,
+        )
+
+    return _offload_failure_alerts

@@ -1,0 +1,146 @@
+"""Alerts to a real HTTP receiver on loopback, self-healing, and the TTL guard."""
+
+import json
+import threading
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+from dagster import AssetCheckKey, AssetKey, build_sensor_context
+from pyiceberg.expressions import EqualTo
+
+from cold_assets.alerts import Alerter
+from cold_assets.definitions import build_definitions
+from cold_assets.instance import embedded_instance
+from cold_assets.offload import range_filter
+from cold_assets.partitions import hour_of, partition_key_of
+from cold_assets.schedules import OFFLOAD_JOB
+from cold_assets.sensors import parity_alerts
+from cold_assets.tables import TABLES, table_by_cold_name
+from cold_assets_tests.offload_helpers import KEYS, RAW_COLUMNS, assert_tiers_equal, feed, run_offload
+
+
+class Receiver:
+    """A webhook receiver on loopback that records every JSON body posted to it."""
+
+    def __init__(self):
+        messages = self.messages = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                messages.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def texts(self):
+        return [m["text"] for m in self.messages]
+
+
+@pytest.fixture
+def receiver(monkeypatch):
+    r = Receiver()
+    monkeypatch.setenv("COLD_ALERT_WEBHOOK_URL", r.url)
+    monkeypatch.setenv("COLD_DAGSTER_URL", "http://dagster.example:3000")
+    yield r
+    r.server.shutdown()
+
+
+def _execute(settings, request):
+    """Runs a sensor's RunRequest the way the daemon would, in process."""
+    defs = build_definitions(settings)
+    job = defs.resolve_job_def(OFFLOAD_JOB).get_subset(
+        asset_selection=set(request.asset_selection),
+        asset_check_selection={AssetCheckKey(k, c) for k in request.asset_selection for c in ("row_count_parity", "content_parity")},
+    )
+    return job.execute_in_process(
+        instance=embedded_instance(settings), partition_key=request.partition_key, run_config=request.run_config
+    )
+
+
+def _sensor(settings, name, cursor=None):
+    defs = build_definitions(settings)
+    sensor = defs.resolve_sensor_def(name)
+    context = build_sensor_context(instance=embedded_instance(settings), cursor=cursor, resources=defs.resources)
+    result = sensor(context)
+    return result, context.cursor
+
+
+def test_without_a_webhook_alerts_go_to_the_log_and_nothing_fails(caplog):
+    assert Alerter(None, None).send("hello") is False
+    assert "hello" in caplog.text
+
+
+def test_a_broken_hour_alerts_once_is_repaired_and_recovers_once(settings, warm, cold, receiver):
+    feed(warm)
+    run_offload(settings, KEYS)
+    instance = embedded_instance(settings)
+    assert parity_alerts(build_sensor_context(instance=instance)) is not None  # nothing failing yet
+    # Damage one cold hour: delete a row of bronze in the second hour.
+    bronze = table_by_cold_name("bronze_trades")
+    table = cold.catalog().load_table(bronze.cold_identifier)
+    start, end = bronze.offload_range(hour_of(KEYS[1]))
+    victim = table.scan(row_filter=range_filter("exchange_ts", start, end), limit=1).to_arrow()["trade_id"][0].as_py()
+    table.delete(EqualTo("trade_id", victim))
+    # The next scheduled run of that hour re-checks it: the append finds nothing new, the check fails.
+    assert not run_offload(settings, [KEYS[1]], raise_on_error=False)[0].success
+    context = build_sensor_context(instance=instance)
+    parity_alerts(context)
+    alerts = receiver.texts()
+    assert len(alerts) == 2  # row_count_parity and content_parity, for that hour only
+    assert all("cold.bronze_trades" in a and KEYS[1] in a and "FAILED" in a for a in alerts)
+    assert any("row_count_parity" in a and "cold " in a and "http://dagster.example:3000/runs/" in a for a in alerts)
+    parity_alerts(build_sensor_context(instance=instance, cursor=context.cursor))
+    assert len(receiver.texts()) == 2  # no storm on the next tick
+    # The self-healing sensor asks for exactly that hour, bronze only, replaced.
+    requests, _ = _sensor(settings, "self_healing")
+    assert [(r.partition_key, [k.path[-1] for k in r.asset_selection]) for r in requests] == [(KEYS[1], ["bronze_trades"])]
+    assert requests[0].run_config == {"ops": {"cold__bronze_trades": {"config": {"replace_hour": True}}}}
+    assert _execute(settings, requests[0]).success
+    assert_tiers_equal(warm, cold, [hour_of(KEYS[1])], tables=[bronze])
+    parity_alerts(build_sensor_context(instance=instance, cursor=context.cursor))
+    recoveries = receiver.texts()[2:]
+    assert len(recoveries) == 2 and all("RECOVERED" in r and KEYS[1] in r for r in recoveries)
+    requests, _ = _sensor(settings, "self_healing")
+    assert not isinstance(requests, list) or requests == []
+
+
+def test_late_trades_make_the_sensor_request_that_hour_only(settings, warm, cold):
+    feed(warm)
+    run_offload(settings, KEYS)
+    late_hour = hour_of(KEYS[0])
+    late = [
+        ["kraken", "XBT/USDT", str(7_000_000_000 + i), "91000.00000", "0.01000000", "b",
+         late_hour + timedelta(minutes=20, seconds=i), late_hour + timedelta(hours=4), "[]"]
+        for i in range(4)
+    ]
+    with warm.connect() as client:
+        client.insert("trades_raw", late, column_names=RAW_COLUMNS)
+    requests, _ = _sensor(settings, "self_healing")
+    assert [r.partition_key for r in requests] == [KEYS[0]]
+    assert {k.path[-1] for k in requests[0].asset_selection} == {t.cold for t in TABLES}
+    assert _execute(settings, requests[0]).success
+    assert_tiers_equal(warm, cold, [hour_of(k) for k in KEYS])
+
+
+def test_an_hour_near_the_ttl_without_a_proven_copy_raises_the_ttl_alert(settings, warm, cold, receiver):
+    old = (datetime.now(timezone.utc) - timedelta(days=29, hours=12)).replace(minute=0, second=0, microsecond=0)
+    rows = [
+        ["binance", "BTCUSDT", str(6_000_000_000 + i), "90000.00000000", "0.01000000", "false",
+         old + timedelta(minutes=5 + i), old + timedelta(minutes=5 + i), "{}"]
+        for i in range(3)
+    ]
+    with warm.connect() as client:
+        client.insert("trades_raw", rows, column_names=RAW_COLUMNS)
+    result, cursor = _sensor(settings, "ttl_guard")
+    alerts = receiver.texts()
+    assert len(alerts) == 1 and "TTL RISK" in alerts[0] and partition_key_of(old) in alerts[0]
+    assert "raw_trades" in alerts[0] and "bronze_trades" in alerts[0]
+    _sensor(settings, "ttl_guard", cursor)
+    assert len(receiver.texts()) == 1  # once per hour at risk
