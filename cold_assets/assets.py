@@ -2,6 +2,7 @@
 hourly-partitioned assets materialized from it by the offload protocol (offload.py)."""
 
 from datetime import timedelta
+from typing import Iterator
 
 from dagster import (
     AssetExecutionContext,
@@ -9,16 +10,19 @@ from dagster import (
     AssetsDefinition,
     AssetSpec,
     BackfillPolicy,
+    AssetCheckResult,
     Config,
     FreshnessPolicy,
     MaterializeResult,
     PartitionsDefinition,
-    asset,
+    multi_asset,
 )
 from pydantic import Field
 
+from cold_assets.checks import CONTENT_PARITY, parity_check_results, parity_check_specs
 from cold_assets.offload import offload_partition
 from cold_assets.offload_metadata import materialization_metadata, recorded_state
+from cold_assets.parity import partitions_parity
 from cold_assets.partitions import hour_of
 from cold_assets.resources import ClickHouseResource, IcebergResource
 from cold_assets.tables import TABLES, MirroredTable
@@ -63,11 +67,10 @@ class OffloadConfig(Config):
 
 
 def cold_asset(table: MirroredTable, partitions_def: PartitionsDefinition, settle_lag_seconds: int) -> AssetsDefinition:
-    @asset(
-        key=cold_asset_key(table),
+    key = cold_asset_key(table)
+    spec = AssetSpec(
+        key=key,
         deps=[warm_asset_key(table)],
-        partitions_def=partitions_def,
-        backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=PARTITIONS_PER_BACKFILL_RUN),
         group_name=COLD_GROUP,
         kinds={"iceberg"},
         freshness_policy=COLD_FRESHNESS,
@@ -77,31 +80,49 @@ def cold_asset(table: MirroredTable, partitions_def: PartitionsDefinition, settl
         ),
         metadata={"iceberg/table": f"cold.{table.cold}", "clickhouse/table": table.warm, "offload/mode": table.mode.value},
     )
+
+    # A multi_asset of one asset, so that its checks can also run on their own (from the UI:
+    # "execute check" computes parity without offloading anything).
+    @multi_asset(
+        name=f"cold__{table.cold}",
+        specs=[spec],
+        check_specs=parity_check_specs(key, table.warm),
+        can_subset=True,
+        partitions_def=partitions_def,
+        backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=PARTITIONS_PER_BACKFILL_RUN),
+    )
     def offload(
         context: AssetExecutionContext, config: OffloadConfig, clickhouse: ClickHouseResource, iceberg: IcebergResource
-    ) -> MaterializeResult:
+    ) -> Iterator[MaterializeResult | AssetCheckResult]:
         lag = timedelta(seconds=config.settle_lag_seconds if config.settle_lag_seconds is not None else settle_lag_seconds)
-        results = []
+        keys = list(context.partition_keys)
         cold_table = iceberg.catalog().load_table(table.cold_identifier)
+        results = []
         with clickhouse.connect() as client:
-            for partition_key in context.partition_keys:
-                result = offload_partition(
-                    client,
-                    cold_table,
-                    table,
-                    hour_of(partition_key),
-                    partition_key,
-                    context.run.run_id,
-                    recorded=recorded_state(context.instance, context.asset_key, partition_key),
-                    settle_lag=lag,
-                    replace_hour=config.replace_hour,
-                )
-                context.log.info(
-                    f"cold.{table.cold} {partition_key}: {result.mode}, {result.rows_written} rows written, "
-                    f"warm {result.warm_rows} / cold {result.cold_rows}, watermark {result.watermark}, "
-                    f"from {result.reconciled_from}"
-                )
-                results.append(result)
-        return MaterializeResult(metadata=materialization_metadata(results))
+            if key in context.selected_asset_keys:
+                for partition_key in keys:
+                    result = offload_partition(
+                        client,
+                        cold_table,
+                        table,
+                        hour_of(partition_key),
+                        partition_key,
+                        context.run.run_id,
+                        recorded=recorded_state(context.instance, key, partition_key),
+                        settle_lag=lag,
+                        replace_hour=config.replace_hour,
+                    )
+                    context.log.info(
+                        f"cold.{table.cold} {partition_key}: {result.mode}, {result.rows_written} rows written, "
+                        f"watermark {result.watermark}, from {result.reconciled_from}"
+                    )
+                    results.append(result)
+            # One count of both tiers per run serves the metadata and the checks alike.
+            checks = set(context.selected_asset_check_keys)
+            content = any(c.name == CONTENT_PARITY for c in checks)
+            parities = partitions_parity(client, cold_table.refresh(), table, keys, content=content)
+        if results:
+            yield MaterializeResult(asset_key=key, metadata=materialization_metadata(results, parities))
+        yield from parity_check_results(parities, checks)
 
     return offload

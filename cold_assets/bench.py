@@ -126,7 +126,7 @@ def offload_child(home: str) -> None:
             {
                 "rows": result.rows_written,
                 "seconds": result.seconds,
-                "cold_rows": result.cold_rows,
+                "cold_rows": table.scan().count(),
                 "files": len(files),
                 "cold_bytes": sum(f["file_size_in_bytes"] for f in files),
                 "peak_rss_mb": peak_rss_mb(),
@@ -229,3 +229,56 @@ def bench_offload(rows: int, parent: str | None = None, dagster: bool = True) ->
 
 def print_json(result: dict) -> None:
     print(json.dumps(result, indent=2))
+
+
+def _timed_runs(settings: Settings, keys: list[str], with_checks: bool) -> float:
+    """Seconds of single-partition runs of the offload job over `keys`, checks in or out."""
+    from cold_assets.definitions import build_definitions
+    from cold_assets.instance import embedded_instance
+    from cold_assets.schedules import OFFLOAD_JOB
+
+    job = build_definitions(settings).resolve_job_def(OFFLOAD_JOB)
+    if not with_checks:
+        job = job.get_subset(asset_selection=set(job.asset_layer.executable_asset_keys), asset_check_selection=set())
+    instance = embedded_instance(settings)
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    total = 0.0
+    for key in keys:
+        started = time.perf_counter()
+        result = job.execute_in_process(instance=instance, partition_key=key, run_config=quiet)
+        total += time.perf_counter() - started
+        if not result.success:
+            raise RuntimeError(f"bench run for {key} failed")
+        if with_checks and len(result.get_asset_check_evaluations()) != 18:
+            raise RuntimeError(f"expected 18 check evaluations in the run for {key}")
+    return total
+
+
+def bench_checks(parent: str | None = None) -> dict:
+    """At demo volume: what the parity checks add to a partition's materialization, and the
+    audit of 9 tables x 24 hours."""
+    from cold_assets.audit import run_audit
+    from cold_assets.partitions import partition_key_of
+
+    keys = [partition_key_of(BENCH_START + timedelta(hours=h)) for h in range(24)]
+    with bench_settings(parent) as with_checks, bench_settings(parent) as without_checks:
+        for settings in (with_checks, without_checks):
+            _build_warm(settings, DEMO_TRADES_PER_HOUR, 24, bronze_only=False)
+        runs_with = _timed_runs(with_checks, keys[:6], with_checks=True)
+        runs_without = _timed_runs(without_checks, keys[:6], with_checks=False)
+        _offload_loop(with_checks, keys)
+        with ClickHouseResource.from_settings(with_checks).connect() as client:
+            started = time.perf_counter()
+            report = run_audit(client, IcebergResource.from_settings(with_checks).catalog(), BENCH_START, BENCH_START + timedelta(hours=24))
+            audit_s = time.perf_counter() - started
+    return {
+        "benchmark": "checks",
+        "trades_per_hour": DEMO_TRADES_PER_HOUR,
+        "single_partition_runs": 6,
+        "runs_with_checks_s": round(runs_with, 2),
+        "runs_without_checks_s": round(runs_without, 2),
+        "checks_overhead_pct": round(100 * (runs_with - runs_without) / runs_without, 1),
+        "audit_9_tables_x_24_hours_s": round(audit_s, 2),
+        "audit_ok": report.ok,
+        "targets": {"checks_overhead_pct": "< 20", "audit_s": "< 30"},
+    }

@@ -1,29 +1,39 @@
-"""Asset checks on every cold asset: the tiers agree, hour by hour, for the hours a run
-materialized (or the hours selected when a check is run on its own)."""
+"""Parity checks on every cold asset: the tiers agree, hour by hour, for the hours a run
+materialized.
 
-from dagster import (
-    AssetCheckExecutionContext,
-    AssetCheckResult,
-    AssetCheckSeverity,
-    AssetChecksDefinition,
-    MetadataValue,
-    PartitionsDefinition,
-    asset_check,
-)
+The checks run inside the asset's own step, right after the offload and on the same warm
+connection: one query per tier covers every hour of the run (parity.py), and a check adds
+no Dagster step of its own. The asset is subsettable, so the checks also run alone (from
+the UI, or the audit's repair flow) without offloading. row_count_parity is blocking:
+anything downstream of a cold table whose counts differ does not run.
+"""
 
-from cold_assets.assets import cold_asset_key
-from cold_assets.parity import HourParity, partitions_parity
-from cold_assets.resources import ClickHouseResource, IcebergResource
-from cold_assets.tables import MirroredTable
+from dagster import AssetCheckKey, AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
 
+from cold_assets.parity import HourParity
 
-def _parities(context, table: MirroredTable, clickhouse, iceberg, content: bool) -> list[HourParity]:
-    cold_table = iceberg.catalog().load_table(table.cold_identifier)
-    with clickhouse.connect() as client:
-        return partitions_parity(client, cold_table, table, list(context.partition_keys), content)
+ROW_COUNT_PARITY = "row_count_parity"
+CONTENT_PARITY = "content_parity"
+CHECK_NAMES = (ROW_COUNT_PARITY, CONTENT_PARITY)
 
 
-def _result(parities: list[HourParity], failed: list[HourParity], what: str) -> AssetCheckResult:
+def parity_check_specs(asset_key: AssetKey, warm_table: str) -> list[AssetCheckSpec]:
+    return [
+        AssetCheckSpec(
+            ROW_COUNT_PARITY,
+            asset=asset_key,
+            blocking=True,
+            description=f"Warm rows = cold rows per hour ({warm_table} read as the offload reads it).",
+        ),
+        AssetCheckSpec(
+            CONTENT_PARITY,
+            asset=asset_key,
+            description="An order-independent checksum of every column of every row, per hour, equal on both tiers.",
+        ),
+    ]
+
+
+def _result(asset_key: AssetKey, check: str, parities: list[HourParity], failed: list[HourParity], what: str) -> AssetCheckResult:
     metadata = {
         "warm_rows": MetadataValue.int(sum(p.warm_rows for p in parities)),
         "cold_rows": MetadataValue.int(sum(p.cold_rows for p in parities)),
@@ -38,35 +48,17 @@ def _result(parities: list[HourParity], failed: list[HourParity], what: str) -> 
         if failed
         else f"{what}: {len(parities)} hours equal"
     )
-    return AssetCheckResult(passed=not failed, severity=AssetCheckSeverity.ERROR, metadata=metadata, description=description)
-
-
-def parity_checks(table: MirroredTable, partitions_def: PartitionsDefinition) -> list[AssetChecksDefinition]:
-    key = cold_asset_key(table)
-
-    @asset_check(
-        asset=key,
-        name="row_count_parity",
-        blocking=True,
-        partitions_def=partitions_def,
-        description=f"Warm rows = cold rows per hour ({table.warm} read as the offload reads it).",
+    return AssetCheckResult(
+        asset_key=asset_key, check_name=check, passed=not failed, severity=AssetCheckSeverity.ERROR, metadata=metadata, description=description
     )
-    def row_count_parity(
-        context: AssetCheckExecutionContext, clickhouse: ClickHouseResource, iceberg: IcebergResource
-    ) -> AssetCheckResult:
-        parities = _parities(context, table, clickhouse, iceberg, content=False)
-        return _result(parities, [p for p in parities if not p.counts_match], "row counts")
 
-    @asset_check(
-        asset=key,
-        name="content_parity",
-        partitions_def=partitions_def,
-        description="An order-independent checksum of every column of every row, per hour, equal on both tiers.",
-    )
-    def content_parity(
-        context: AssetCheckExecutionContext, clickhouse: ClickHouseResource, iceberg: IcebergResource
-    ) -> AssetCheckResult:
-        parities = _parities(context, table, clickhouse, iceberg, content=True)
-        return _result(parities, [p for p in parities if not p.content_matches], "content checksums")
 
-    return [row_count_parity, content_parity]
+def parity_check_results(parities: list[HourParity], selected: set[AssetCheckKey]) -> list[AssetCheckResult]:
+    results = []
+    for key in sorted(selected, key=lambda k: k.name):
+        if key.name == ROW_COUNT_PARITY:
+            results.append(_result(key.asset_key, key.name, parities, [p for p in parities if not p.counts_match], "row counts"))
+        elif key.name == CONTENT_PARITY:
+            failed = [p for p in parities if not p.content_matches]
+            results.append(_result(key.asset_key, key.name, parities, failed, "content checksums"))
+    return results

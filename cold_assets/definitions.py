@@ -3,7 +3,6 @@
 from dagster import Definitions, in_process_executor, multiprocess_executor
 
 from cold_assets.assets import cold_asset, warm_specs
-from cold_assets.checks import parity_checks
 from cold_assets.partitions import hourly_partitions
 from cold_assets.resources import ClickHouseResource, IcebergResource
 from cold_assets.jobs import daily_audit_job
@@ -19,7 +18,6 @@ def build_definitions(settings: Settings) -> Definitions:
     job = offload_job()
     return Definitions(
         assets=[*warm_specs, *(cold_asset(t, partitions_def, settings.settle_lag_seconds) for t in TABLES)],
-        asset_checks=[check for t in TABLES for check in parity_checks(t, partitions_def)],
         jobs=[job, daily_audit_job],
         schedules=[offload_schedule(job), daily_audit_schedule(daily_audit_job)],
         sensors=[parity_alerts, self_healing_sensor(job), ttl_guard_sensor(), offload_failure_alerts(job)],

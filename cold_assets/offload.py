@@ -81,8 +81,6 @@ class OffloadResult:
     watermark: datetime | None
     fingerprint: str | None
     rows_written: int
-    warm_rows: int
-    cold_rows: int
     snapshot_id: int | None
     files: int
     seconds: float
@@ -263,16 +261,8 @@ def _commit(table: Table, data_files: list, delete_filter: BooleanExpression, su
     return snapshot.snapshot_id if snapshot else None
 
 
-def cold_rows(table: Table, spec: MirroredTable, start: datetime, end: datetime) -> int:
-    return table.scan(row_filter=range_filter(spec.time_column, start, end), selected_fields=(spec.time_column,)).count()
-
-
 def count_rows(client: Client, query: WarmQuery) -> int:
     return int(client.query(render("count", query=query.sql), parameters=query.parameters).result_rows[0][0])
-
-
-def warm_rows(client: Client, spec: MirroredTable, columns, start: datetime, end: datetime) -> int:
-    return count_rows(client, read_query(spec, columns, start, end))
 
 
 def read_slices(client: Client, spec: MirroredTable, columns, start: datetime, end: datetime, **bounds) -> list[WarmQuery]:
@@ -333,7 +323,7 @@ def _offload_once(
         after = state.watermark or EPOCH
         until = now - settle_lag
         if until <= after:
-            return _unchanged(client, table, spec, columns, partition_key, state, start, end, started)
+            return _unchanged(table, partition_key, state, started)
         slices = read_slices(client, spec, columns, start, end, after=after, until=until)
         new_state = PartitionState(watermark=until, run_id=run_id)
         delete_filter = And(range_filter(spec.time_column, start, end), GreaterThan("ingested_at", after.isoformat()))
@@ -341,7 +331,7 @@ def _offload_once(
         query = read_query(spec, columns, start, end)
         _, digest = fingerprint(client, query)
         if digest == state.fingerprint and not replace_hour:
-            return _unchanged(client, table, spec, columns, partition_key, state, start, end, started)
+            return _unchanged(table, partition_key, state, started)
         slices = read_slices(client, spec, columns, start, end)
         new_state = PartitionState(watermark=now, fingerprint=digest, run_id=run_id)
         delete_filter = range_filter(spec.time_column, start, end)
@@ -360,7 +350,7 @@ def _offload_once(
         if writer is None and mode is OffloadMode.APPEND:
             # Nothing new: the watermark moves in Dagster's record only. No commit is needed,
             # since reading an empty range again later is harmless.
-            return _unchanged(client, table, spec, columns, partition_key, new_state, start, end, started, state.source)
+            return _unchanged(table, partition_key, new_state, started, state.source)
         rows = writer.rows if writer else 0
         data_files = writer.close() if writer else []  # a replace of an hour now empty: delete only
         snapshot_id = _commit(table, data_files, delete_filter, new_state.to_summary(partition_key, mode.value, rows))
@@ -376,8 +366,6 @@ def _offload_once(
         watermark=new_state.watermark,
         fingerprint=new_state.fingerprint,
         rows_written=rows,
-        warm_rows=warm_rows(client, spec, columns, start, end),
-        cold_rows=cold_rows(table, spec, start, end),
         snapshot_id=snapshot_id,
         files=len(data_files),
         seconds=time.perf_counter() - started,
@@ -385,15 +373,13 @@ def _offload_once(
     )
 
 
-def _unchanged(client, table, spec, columns, partition_key, state, start, end, started, reconciled_from=None) -> OffloadResult:
+def _unchanged(table, partition_key, state, started, reconciled_from=None) -> OffloadResult:
     return OffloadResult(
         partition_key=partition_key,
         mode="unchanged",
         watermark=state.watermark,
         fingerprint=state.fingerprint,
         rows_written=0,
-        warm_rows=warm_rows(client, spec, columns, start, end),
-        cold_rows=cold_rows(table, spec, start, end),
         snapshot_id=state.snapshot_id or (table.current_snapshot().snapshot_id if table.current_snapshot() else None),
         files=0,
         seconds=time.perf_counter() - started,

@@ -10,46 +10,48 @@ from datetime import datetime
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, MetadataValue
 
 from cold_assets.offload import OffloadResult, PartitionState
+from cold_assets.parity import HourParity
 
 OFFLOAD_KEY = "offload"
 
 
-def partition_entry(result: OffloadResult) -> dict:
+def partition_entry(result: OffloadResult, parity: HourParity) -> dict:
     return {
         "mode": result.mode,
         "watermark": result.watermark.isoformat() if result.watermark else None,
         "fingerprint": result.fingerprint,
         "rows_written": result.rows_written,
-        "warm_rows": result.warm_rows,
-        "cold_rows": result.cold_rows,
+        "warm_rows": parity.warm_rows,
+        "cold_rows": parity.cold_rows,
         "snapshot_id": str(result.snapshot_id) if result.snapshot_id else None,
         "seconds": round(result.seconds, 3),
         "reconciled_from": result.reconciled_from,
     }
 
 
-def materialization_metadata(results: list[OffloadResult]) -> dict:
+def materialization_metadata(results: list[OffloadResult], parities: list[HourParity]) -> dict:
+    """`parities` are the tiers' counts after the offload, one per result, same order."""
     written = sum(r.rows_written for r in results)
     seconds = sum(r.seconds for r in results)
     metadata: dict = {
-        OFFLOAD_KEY: MetadataValue.json({r.partition_key: partition_entry(r) for r in results}),
+        OFFLOAD_KEY: MetadataValue.json({r.partition_key: partition_entry(r, p) for r, p in zip(results, parities)}),
         "run_rows_written": MetadataValue.int(written),
         "run_partitions": MetadataValue.int(len(results)),
         "run_seconds": MetadataValue.float(round(seconds, 3)),
     }
     if len(results) == 1:
-        (r,) = results
+        (r,), (p,) = results, parities
         metadata.update(
             {
                 "mode": MetadataValue.text(r.mode),
                 "watermark": MetadataValue.timestamp(r.watermark) if r.watermark else MetadataValue.null(),
                 "rows_written": MetadataValue.int(r.rows_written),
-                "warm_rows": MetadataValue.int(r.warm_rows),
-                "cold_rows": MetadataValue.int(r.cold_rows),
+                "warm_rows": MetadataValue.int(p.warm_rows),
+                "cold_rows": MetadataValue.int(p.cold_rows),
                 "snapshot_id": MetadataValue.text(str(r.snapshot_id or "")),
                 "duration_s": MetadataValue.float(round(r.seconds, 3)),
                 "rows_per_s": MetadataValue.float(round(r.rows_per_second, 1)),
-                "dagster/row_count": MetadataValue.int(r.cold_rows),
+                "dagster/row_count": MetadataValue.int(p.cold_rows),
             }
         )
     return metadata

@@ -18,6 +18,7 @@ from dagster._core.storage.asset_check_execution_record import COMPLETED_ASSET_C
 
 from cold_assets.alerts import Alerter
 from cold_assets.assets import cold_asset_key
+from cold_assets.checks import CHECK_NAMES
 from cold_assets.embedded_lock import EmbeddedWarmTierBusy
 from cold_assets.parity import partitions_parity
 from cold_assets.partitions import partition_key_of
@@ -25,7 +26,6 @@ from cold_assets.resources import ClickHouseResource, IcebergResource
 from cold_assets.settings import env_int
 from cold_assets.tables import TABLES, Layer
 
-CHECK_NAMES = ("row_count_parity", "content_parity")
 SENSOR_LOCK_TIMEOUT_S = 20  # a sensor tick must end well inside Dagster's 60 s limit
 TRADE_TABLES = [t for t in TABLES if t.layer is not Layer.GOLD]
 
