@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from dagster import (
     AssetSelection,
+    DefaultScheduleStatus,
     ScheduleDefinition,
     RunRequest,
     ScheduleEvaluationContext,
@@ -32,6 +33,7 @@ def offload_schedule(job):
         cron_schedule="*/15 * * * *",
         job=job,
         execution_timezone="UTC",
+        default_status=DefaultScheduleStatus.RUNNING,
         description="Every 15 minutes: offload the previous and the current hour, so cold trails warm by about an hour.",
     )
     def _schedule(context: ScheduleEvaluationContext):
@@ -53,5 +55,6 @@ def daily_audit_schedule(job) -> ScheduleDefinition:
         job=job,
         cron_schedule="30 2 * * *",
         execution_timezone="UTC",
+        default_status=DefaultScheduleStatus.RUNNING,
         description="Audit every cold table against the warm tier over the lookback (default 7 days).",
     )

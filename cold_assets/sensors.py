@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from dagster import (
     AssetCheckKey,
+    DefaultSensorStatus,
     RunFailureSensorContext,
     RunRequest,
     SensorEvaluationContext,
@@ -50,7 +51,7 @@ def _sensor_warm(clickhouse: ClickHouseResource) -> ClickHouseResource:
     return clickhouse.model_copy(update={"lock_timeout_seconds": min(clickhouse.lock_timeout_seconds, SENSOR_LOCK_TIMEOUT_S)})
 
 
-@sensor(name="parity_alerts", minimum_interval_seconds=60, description="One alert per failing (table, check, hour), one when it recovers.")
+@sensor(name="parity_alerts", minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING, description="One alert per failing (table, check, hour), one when it recovers.")
 def parity_alerts(context: SensorEvaluationContext):
     state = json.loads(context.cursor) if context.cursor else {"seen": {}, "failing": {}}
     alerter, storage, sent = Alerter.from_env(), context.instance.event_log_storage, 0
@@ -96,6 +97,7 @@ def self_healing_sensor(job, lookback_days: int | None = None):
         name="self_healing",
         job=job,
         minimum_interval_seconds=300,
+        default_status=DefaultSensorStatus.RUNNING,
         description="Re-offloads, by replacement, hours whose parity check failed and closed hours that changed in warm (late data).",
     )
     def _self_healing(context: SensorEvaluationContext, clickhouse: ClickHouseResource, iceberg: IcebergResource):
@@ -154,6 +156,7 @@ def ttl_guard_sensor(retention_days: int | None = None, margin_days: int | None 
     @sensor(
         name="ttl_guard",
         minimum_interval_seconds=3600,
+        default_status=DefaultSensorStatus.RUNNING,
         description="Alerts on warm hours close to ClickHouse's TTL (29 of 30 days) whose cold copy is not proven equal.",
     )
     def _ttl_guard(context: SensorEvaluationContext, clickhouse: ClickHouseResource, iceberg: IcebergResource):
@@ -188,7 +191,12 @@ def ttl_guard_sensor(retention_days: int | None = None, margin_days: int | None 
 
 
 def offload_failure_alerts(job):
-    @run_failure_sensor(name="offload_failure_alerts", monitored_jobs=[job], description="Alerts on a failed offload run.")
+    @run_failure_sensor(
+        name="offload_failure_alerts",
+        monitored_jobs=[job],
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Alerts on a failed offload run.",
+    )
     def _offload_failure_alerts(context: RunFailureSensorContext):
         run = context.dagster_run
         hours = run.tags.get("dagster/partition") or (

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
-from dagster import AssetCheckKey, AssetKey, build_sensor_context
+from dagster import AssetCheckKey, build_sensor_context
 from pyiceberg.expressions import EqualTo
 
 from cold_assets.alerts import Alerter
