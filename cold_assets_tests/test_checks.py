@@ -1,5 +1,7 @@
 """Parity checks: they pass when the tiers agree and catch a missing row or a changed value."""
 
+from datetime import timedelta
+
 import pyarrow as pa
 from dagster import AssetKey
 from pyiceberg.expressions import EqualTo
@@ -76,3 +78,22 @@ def test_audit_passes_then_names_the_table_and_hour_of_one_changed_value(setting
     assert len(lines) == 1 and lines[0].startswith("gold_ohlcv_5m") and KEYS[2] in lines[0] and "CONTENT MISMATCH" in lines[0]
     only = _audit("--table", "raw_trades")
     assert only.returncode == 0 and "gold_ohlcv_5m" not in only.stdout
+
+
+def test_the_audit_reports_a_gold_window_that_disagrees_with_silver(settings, warm, cold):
+    from cold_assets.audit import run_audit
+
+    feed(warm)
+    with warm.connect() as client:
+        start = hour_of(KEYS[0])
+        report = run_audit(client, cold.catalog(), start, start + timedelta(hours=3))
+        assert report.medallion_failures == [] and any("gold_ohlcv" not in m.check for m in report.medallion)
+        # A bar counted twice in warm gold (the trap the silver view guards against).
+        client.command(
+            "INSERT INTO gold_ohlcv_5m SELECT exchange, symbol, window_start, open, high, low, close, volume, "
+            "quote_volume, trade_count FROM gold_ohlcv_5m WHERE window_start = {w:DateTime64(6, 'UTC')} LIMIT 1",
+            parameters={"w": start + timedelta(minutes=65)},
+        )
+        report = run_audit(client, cold.catalog(), start, start + timedelta(hours=3))
+    failures = report.medallion_failures
+    assert [(f.check, f.hour) for f in failures] == [("gold_ohlcv_5m windows = silver trades", KEYS[1])]
