@@ -39,10 +39,10 @@ from cold_assets.tables import MirroredTable, OffloadMode
 from cold_assets.warm_read import EPOCH, WarmQuery, read_query, render, warm_columns
 
 SUMMARY = "cold-assets."  # prefix of our snapshot summary properties
-STREAM_QUEUE_BATCHES = 8
+STREAM_QUEUE_BATCHES = 4
 # Rows per read slice. chDB buffers a query's whole result, so an hour is read as time
 # slices of about this many rows each: memory does not grow with the size of the hour.
-SLICE_ROWS = 200_000
+SLICE_ROWS = 100_000
 MAX_CONFLICT_RETRIES = 3
 
 
