@@ -25,6 +25,7 @@ def partition_entry(result: OffloadResult, parity: HourParity) -> dict:
         "cold_rows": parity.cold_rows,
         "snapshot_id": str(result.snapshot_id) if result.snapshot_id else None,
         "seconds": round(result.seconds, 3),
+        "rows_per_s": round(result.rows_per_second, 1),
         "reconciled_from": result.reconciled_from,
     }
 
