@@ -7,7 +7,13 @@ from cold_assets.partitions import hourly_partitions
 from cold_assets.resources import ClickHouseResource, IcebergResource
 from cold_assets.jobs import daily_audit_job
 from cold_assets.schedules import daily_audit_schedule, offload_job, offload_schedule
-from cold_assets.sensors import offload_failure_alerts, parity_alerts, self_healing_sensor, ttl_guard_sensor
+from cold_assets.sensors import (
+    offload_failure_alerts,
+    offload_recovery_alerts,
+    parity_alerts,
+    self_healing_sensor,
+    ttl_guard_sensor,
+)
 from cold_assets.settings import Settings
 from cold_assets.tables import TABLES
 
@@ -20,7 +26,13 @@ def build_definitions(settings: Settings) -> Definitions:
         assets=[*warm_specs, *(cold_asset(t, partitions_def, settings.settle_lag_seconds) for t in TABLES)],
         jobs=[job, daily_audit_job],
         schedules=[offload_schedule(job), daily_audit_schedule(daily_audit_job)],
-        sensors=[parity_alerts, self_healing_sensor(job), ttl_guard_sensor(), offload_failure_alerts(job)],
+        sensors=[
+            parity_alerts,
+            self_healing_sensor(job),
+            ttl_guard_sensor(),
+            offload_failure_alerts(job),
+            offload_recovery_alerts(job),
+        ],
         resources={"clickhouse": clickhouse, "iceberg": IcebergResource.from_settings(settings)},
         # Embedded chDB is opened by one process at a time: run the tables one after another
         # in the run's own process (about 2 s for nine, against 5 s per step in subprocesses).

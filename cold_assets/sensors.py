@@ -7,12 +7,16 @@ from datetime import datetime, timedelta, timezone
 
 from dagster import (
     AssetCheckKey,
+    DagsterRunStatus,
     DefaultSensorStatus,
     RunFailureSensorContext,
     RunRequest,
+    RunsFilter,
+    RunStatusSensorContext,
     SensorEvaluationContext,
     SkipReason,
     run_failure_sensor,
+    run_status_sensor,
     sensor,
 )
 from dagster._core.storage.asset_check_execution_record import COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
@@ -190,24 +194,62 @@ def ttl_guard_sensor(retention_days: int | None = None, margin_days: int | None 
     return _ttl_guard
 
 
+PARTITION_TAGS = ("dagster/partition", "dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
+
+
+def _hours_of(run) -> str:
+    return run.tags.get("dagster/partition") or (
+        f"{run.tags.get('dagster/asset_partition_range_start')} .. {run.tags.get('dagster/asset_partition_range_end')}"
+    )
+
+
+def _previous_outcome(instance, run) -> DagsterRunStatus | None:
+    """How the previous run of the same job over the same hours ended, if one did."""
+    tags = {k: v for k, v in run.tags.items() if k in PARTITION_TAGS}
+    for earlier in instance.get_runs(filters=RunsFilter(job_name=run.job_name, tags=tags), limit=20):
+        if earlier.run_id != run.run_id and earlier.status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE):
+            record = instance.get_run_record_by_id(earlier.run_id)
+            current = instance.get_run_record_by_id(run.run_id)
+            if record and current and record.create_timestamp <= current.create_timestamp:
+                return earlier.status
+    return None
+
+
 def offload_failure_alerts(job):
     @run_failure_sensor(
         name="offload_failure_alerts",
         monitored_jobs=[job],
         default_status=DefaultSensorStatus.RUNNING,
-        description="Alerts on a failed offload run.",
+        description="One alert when the offload of some hours fails, none while it keeps failing.",
     )
     def _offload_failure_alerts(context: RunFailureSensorContext):
         run = context.dagster_run
-        hours = run.tags.get("dagster/partition") or (
-            f"{run.tags.get('dagster/asset_partition_range_start')} .. {run.tags.get('dagster/asset_partition_range_end')}"
-        )
+        if _previous_outcome(context.instance, run) is DagsterRunStatus.FAILURE:
+            context.log.info(f"offload of {_hours_of(run)} failed again; already alerted")
+            return
         failed = [e.step_key for e in context.get_step_failure_events()]
         alerter = Alerter.from_env()
         alerter.send(
-            f"offload run FAILED for hour(s) {hours}: tables {', '.join(failed) or 'unknown'}: "
+            f"offload run FAILED for hour(s) {_hours_of(run)}: tables {', '.join(failed) or 'unknown'}: "
             f"{context.failure_event.message}. {alerter.run_link(run.run_id)}",
             context.log,
         )
 
     return _offload_failure_alerts
+
+
+def offload_recovery_alerts(job):
+    @run_status_sensor(
+        run_status=DagsterRunStatus.SUCCESS,
+        name="offload_recovery_alerts",
+        monitored_jobs=[job],
+        default_status=DefaultSensorStatus.RUNNING,
+        description="One message when the offload of hours that had failed succeeds again.",
+    )
+    def _offload_recovery_alerts(context: RunStatusSensorContext):
+        run = context.dagster_run
+        if _previous_outcome(context.instance, run) is DagsterRunStatus.FAILURE:
+            alerter = Alerter.from_env()
+            alerter.send(f"offload RECOVERED for hour(s) {_hours_of(run)}. {alerter.run_link(run.run_id)}", context.log)
+
+    return _offload_recovery_alerts

@@ -144,3 +144,34 @@ def test_an_hour_near_the_ttl_without_a_proven_copy_raises_the_ttl_alert(setting
     assert "raw_trades" in alerts[0] and "bronze_trades" in alerts[0]
     _sensor(settings, "ttl_guard", cursor)
     assert len(receiver.texts()) == 1  # once per hour at risk
+
+
+def test_a_failing_offload_alerts_once_then_recovers_once(settings, warm, cold, receiver):
+    from dagster import DagsterEventType, build_run_status_sensor_context
+
+    feed(warm, hours=1)
+    with warm.connect() as client:  # an incompatible warm change: bronze offloads fail
+        client.command("ALTER TABLE bronze_trades MODIFY COLUMN is_buyer_maker UInt8")
+    defs = build_definitions(settings)
+    instance = embedded_instance(settings)
+
+    def evaluate(result, sensor_name, event_type):
+        event = next(e for e in result.all_events if e.event_type == event_type)
+        context = build_run_status_sensor_context(
+            sensor_name=sensor_name, dagster_event=event, dagster_instance=instance,
+            dagster_run=instance.get_run_by_id(result.run_id),
+        )
+        sensor = defs.resolve_sensor_def(sensor_name)
+        sensor(context.for_run_failure() if event_type == DagsterEventType.RUN_FAILURE else context)
+
+    for _ in range(2):  # fails twice: one alert
+        failed, _ = run_offload(settings, KEYS[:1], raise_on_error=False)
+        assert not failed.success
+        evaluate(failed, "offload_failure_alerts", DagsterEventType.RUN_FAILURE)
+    assert len(receiver.texts()) == 1
+    assert "offload run FAILED" in receiver.texts()[0] and KEYS[0] in receiver.texts()[0] and "bronze_trades" in receiver.texts()[0]
+    with warm.connect() as client:
+        client.command("ALTER TABLE bronze_trades MODIFY COLUMN is_buyer_maker Bool")
+    fixed, _ = run_offload(settings, KEYS[:1])
+    evaluate(fixed, "offload_recovery_alerts", DagsterEventType.RUN_SUCCESS)
+    assert len(receiver.texts()) == 2 and "offload RECOVERED" in receiver.texts()[1] and KEYS[0] in receiver.texts()[1]
