@@ -96,7 +96,7 @@ def cold_asset(table: MirroredTable, partitions_def: PartitionsDefinition, settl
     ) -> Iterator[MaterializeResult | AssetCheckResult]:
         lag = timedelta(seconds=config.settle_lag_seconds if config.settle_lag_seconds is not None else settle_lag_seconds)
         keys = list(context.partition_keys)
-        cold_table = iceberg.catalog().load_table(table.cold_identifier)
+        cold_table = iceberg.load_table(table.cold_identifier)
         results = []
         with clickhouse.connect() as client:
             if key in context.selected_asset_keys:

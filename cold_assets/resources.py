@@ -16,6 +16,8 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from dagster import ConfigurableResource
 from pyiceberg.catalog import Catalog, load_catalog
+from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.table import Table
 from pyiceberg.utils.config import Config
 
 from cold_assets.embedded_lock import exclusive_client
@@ -101,6 +103,16 @@ class IcebergResource(ConfigurableResource):
     @property
     def embedded(self) -> bool:
         return not Config().get_catalog_config(self.catalog_name)
+
+    def load_table(self, identifier: tuple[str, str]) -> Table:
+        """A cold table, with a hint when it does not exist yet."""
+        try:
+            return self.catalog().load_table(identifier)
+        except NoSuchTableError:
+            raise NoSuchTableError(
+                f"cold table {'.'.join(identifier)} does not exist in catalog {self.catalog_name!r}: "
+                "run `cold-assets init` first"
+            ) from None
 
     def catalog(self) -> Catalog:
         if not self.embedded:

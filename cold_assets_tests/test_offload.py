@@ -214,3 +214,27 @@ def test_a_new_nullable_warm_column_reaches_cold_and_an_incompatible_change_writ
             offload_partition(client, catalog.load_table(bronze.cold_identifier), bronze, HOURS[0], KEYS[0], "t", settle_lag=timedelta(0))
     assert catalog.load_table(bronze.cold_identifier).current_snapshot() is None
     assert_tiers_equal(warm, cold, HOURS[:1], tables=[raw])
+
+
+def test_appends_leave_rows_younger_than_the_settle_lag_for_the_next_run(settings, warm, cold):
+    feed(warm, hours=1)
+    bronze = table_by_cold_name("bronze_trades")
+    catalog = cold.catalog()
+    with warm.connect() as client:
+        # Everything was inserted a moment ago: with an hour of settle lag nothing is old enough.
+        waiting = offload_partition(client, catalog.load_table(bronze.cold_identifier), bronze, HOURS[0], KEYS[0], "t",
+                                    settle_lag=timedelta(hours=1))
+        assert waiting.rows_written == 0 and catalog.load_table(bronze.cold_identifier).current_snapshot() is None
+        done = offload_partition(client, catalog.load_table(bronze.cold_identifier), bronze, HOURS[0], KEYS[0], "t",
+                                 settle_lag=timedelta(0))
+    assert done.rows_written > 0
+    assert_tiers_equal(warm, cold, HOURS[:1], tables=[bronze])
+
+
+def test_an_offload_before_init_names_the_missing_table_and_the_fix(settings, warm):
+    from pyiceberg.exceptions import NoSuchTableError
+
+    from cold_assets.resources import IcebergResource
+
+    with pytest.raises(NoSuchTableError, match=r"cold.raw_trades does not exist .*run `cold-assets init` first"):
+        IcebergResource.from_settings(settings).load_table(("cold", "raw_trades"))
