@@ -97,3 +97,34 @@ def test_the_audit_reports_a_gold_window_that_disagrees_with_silver(settings, wa
         report = run_audit(client, cold.catalog(), start, start + timedelta(hours=3))
     failures = report.medallion_failures
     assert [(f.check, f.hour) for f in failures] == [("gold_ohlcv_5m windows = silver trades", KEYS[1])]
+
+
+class ServerLikeClient:
+    """A stand-in for a client of a ClickHouse *server* (none can run here): it forwards to
+    the embedded engine but is not chDB, so the cold tier's local files count as unreadable."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def query(self, *args, **kwargs):
+        return self._client.query(*args, **kwargs)
+
+
+def test_without_a_readable_cold_tier_counts_come_from_iceberg_and_content_is_a_warning(settings, warm, cold):
+    from dagster import AssetCheckKey, AssetCheckSeverity
+
+    from cold_assets.checks import parity_check_results
+    from cold_assets.parity import partitions_parity
+
+    feed(warm)
+    run_offload(settings, KEYS)
+    silver = table_by_cold_name("silver_trades")
+    with warm.connect() as client:
+        embedded = partitions_parity(client, cold.catalog().load_table(silver.cold_identifier), silver, KEYS, True)
+        server = partitions_parity(ServerLikeClient(client), cold.catalog().load_table(silver.cold_identifier), silver, KEYS, True)
+    assert [(p.warm_rows, p.cold_rows) for p in server] == [(p.warm_rows, p.cold_rows) for p in embedded]
+    assert all(p.content_checked for p in embedded) and not any(p.content_checked for p in server)
+    key = AssetKey(["cold", "silver_trades"])
+    results = {r.check_name: r for r in parity_check_results(server, {AssetCheckKey(key, "row_count_parity"), AssetCheckKey(key, "content_parity")})}
+    assert results["row_count_parity"].passed
+    assert results["content_parity"].passed is False and results["content_parity"].severity == AssetCheckSeverity.WARN
