@@ -120,7 +120,8 @@ def cold_asset(table: MirroredTable, partitions_def: PartitionsDefinition, settl
             # One count of both tiers per run serves the metadata and the checks alike.
             checks = set(context.selected_asset_check_keys)
             content = any(c.name == CONTENT_PARITY for c in checks)
-            parities = partitions_parity(client, cold_table.refresh(), table, keys, content=content)
+            fingerprints = {r.partition_key: r.fingerprint for r in results if r.fingerprint}
+            parities = partitions_parity(client, cold_table.refresh(), table, keys, content, fingerprints)
         if results:
             yield MaterializeResult(asset_key=key, metadata=materialization_metadata(results, parities))
         yield from parity_check_results(parities, checks)

@@ -30,11 +30,13 @@ import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 from pyiceberg.conversions import from_bytes
 from pyiceberg.exceptions import CommitFailedException, ValidationException
-from pyiceberg.expressions import And, BooleanExpression, GreaterThan, GreaterThanOrEqual, LessThan
+from pyiceberg.expressions import And, BooleanExpression, GreaterThan
 from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.table import Table
 
 from cold_assets.cold_files import DataFileWriter
+from cold_assets.cold_ranges import range_filter
+from cold_assets.parity import warm_fingerprint
 from cold_assets.tables import MirroredTable, OffloadMode
 from cold_assets.warm_read import EPOCH, WarmQuery, read_query, render, warm_columns
 
@@ -108,10 +110,6 @@ def committed_state(table: Table, partition_key: str) -> PartitionState | None:
     return None
 
 
-def range_filter(column: str, start: datetime, end: datetime) -> BooleanExpression:
-    return And(GreaterThanOrEqual(column, start.isoformat()), LessThan(column, end.isoformat()))
-
-
 def cold_data_watermark(table: Table, spec: MirroredTable, start: datetime, end: datetime) -> datetime | None:
     """The newest ingested_at among the cold files of the range, from file statistics alone.
 
@@ -145,11 +143,6 @@ def reconcile(
 def warm_now(client: Client) -> datetime:
     value = client.query(render("warm_now")).result_rows[0][0]
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
-def fingerprint(client: Client, query: WarmQuery) -> tuple[int, str]:
-    rows, digest = client.query(render("fingerprint", query=query.sql), parameters=query.parameters).result_rows[0]
-    return int(rows), f"{rows}:{digest}"
 
 
 def _comparable(t: pa.DataType) -> pa.DataType:
@@ -329,7 +322,9 @@ def _offload_once(
         delete_filter = And(range_filter(spec.time_column, start, end), GreaterThan("ingested_at", after.isoformat()))
     else:
         query = read_query(spec, columns, start, end)
-        _, digest = fingerprint(client, query)
+        # The fingerprint is the content parity checksum of the warm hour (parity.py): the
+        # check of this run then reuses it instead of reading warm again.
+        digest = warm_fingerprint(client, table, spec, query)
         if digest == state.fingerprint and not replace_hour:
             return _unchanged(table, partition_key, state, started)
         slices = read_slices(client, spec, columns, start, end)

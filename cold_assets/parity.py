@@ -20,10 +20,10 @@ from clickhouse_connect.driver.client import Client
 from pyiceberg.table import Table
 from pyiceberg.types import BooleanType, DecimalType, IntegerType, LongType, TimestampType, TimestamptzType
 
-from cold_assets.offload import range_filter
+from cold_assets.cold_ranges import range_filter
 from cold_assets.partitions import hour_of
 from cold_assets.tables import MirroredTable
-from cold_assets.warm_read import identifier, read_query, render, warm_columns
+from cold_assets.warm_read import WarmQuery, identifier, read_query, render, warm_columns
 
 
 class ColdTierUnreadable(RuntimeError):
@@ -112,17 +112,41 @@ def _checksums(client: Client, source: str, canonical: str, spec: MirroredTable,
     return {int(b): (int(rows), int(digest or 0)) for b, rows, digest in client.query(sql, parameters=parameters).result_rows}
 
 
+def warm_fingerprint(client: Client, cold_table: Table, spec: MirroredTable, query: WarmQuery) -> str:
+    """"rows:checksum" of a warm read (one hour, or one day for the daily bars): the replace
+    layers' fingerprint, and the warm side of this run's content parity."""
+    buckets = _checksums(client, f"({query.sql})", canonical_row(cold_table), spec, query.parameters)
+    return f"{sum(r for r, _ in buckets.values())}:{sum(c for _, c in buckets.values()) % 2**64}"
+
+
+def parse_fingerprint(fingerprint: str) -> tuple[int, int]:
+    rows, checksum = fingerprint.split(":")
+    return int(rows), int(checksum)
+
+
 def partitions_parity(
-    client: Client, cold_table: Table, spec: MirroredTable, partition_keys: list[str], content: bool
+    client: Client,
+    cold_table: Table,
+    spec: MirroredTable,
+    partition_keys: list[str],
+    content: bool,
+    warm_fingerprints: dict[str, str] | None = None,
 ) -> list[HourParity]:
-    """Parity of each partition, two queries in all (one per tier) however many partitions."""
+    """Parity of each partition, two queries in all (one per tier) however many partitions.
+
+    `warm_fingerprints` (partition -> fingerprint this run just computed) spare the warm
+    query when they cover every partition."""
     ranges = {key: spec.offload_range(hour_of(key)) for key in partition_keys}
     start, end = min(r[0] for r in ranges.values()), max(r[1] for r in ranges.values())
     bounds = {"range_start": start, "range_end": end}
     columns = None if spec.gold_window else warm_columns(client, spec.warm)
     warm_query = read_query(spec, columns, start, end)
     canonical = canonical_row(cold_table) if content else "1"
-    warm = _checksums(client, f"({warm_query.sql})", canonical, spec, warm_query.parameters)
+    known = warm_fingerprints or {}
+    if partition_keys and all(key in known for key in partition_keys):
+        warm = {int(ranges[key][0].timestamp()): parse_fingerprint(known[key]) for key in partition_keys}
+    else:
+        warm = _checksums(client, f"({warm_query.sql})", canonical, spec, warm_query.parameters)
     cold: dict[int, tuple[int, int | None]] = {}
     if cold_table.current_snapshot() is not None:
         try:

@@ -7,7 +7,7 @@ from dagster import AssetKey, AssetRecordsFilter
 
 from cold_assets.definitions import build_definitions
 from cold_assets.instance import embedded_instance
-from cold_assets.offload import range_filter
+from cold_assets.cold_ranges import range_filter
 from cold_assets.partitions import partition_key_of
 from cold_assets.schedules import OFFLOAD_JOB
 from cold_assets.simulate import FeedConfig, simulate

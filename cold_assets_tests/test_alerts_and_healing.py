@@ -12,7 +12,7 @@ from pyiceberg.expressions import EqualTo
 from cold_assets.alerts import Alerter
 from cold_assets.definitions import build_definitions
 from cold_assets.instance import embedded_instance
-from cold_assets.offload import range_filter
+from cold_assets.cold_ranges import range_filter
 from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.schedules import OFFLOAD_JOB
 from cold_assets.sensors import parity_alerts

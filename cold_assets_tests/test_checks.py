@@ -6,7 +6,7 @@ import pyarrow as pa
 from dagster import AssetKey
 from pyiceberg.expressions import EqualTo
 
-from cold_assets.offload import range_filter
+from cold_assets.cold_ranges import range_filter
 from cold_assets.partitions import hour_of
 from cold_assets.tables import TABLES, table_by_cold_name
 from cold_assets_tests.offload_helpers import KEYS, check_results, feed, run_offload
