@@ -15,6 +15,7 @@ state alone. `offload` (the default) prints one JSON object:
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,7 @@ from cold_assets.warm_read import read_query, warm_columns
 BENCH_START = datetime(2026, 11, 20, tzinfo=timezone.utc)
 BENCH_PARTITION = "2026-11-20-00:00"
 DEMO_TRADES_PER_HOUR = 20_000
+RUNS_PER_SIDE = 12
 
 
 @contextmanager
@@ -231,27 +233,29 @@ def print_json(result: dict) -> None:
     print(json.dumps(result, indent=2))
 
 
-def _timed_runs(settings: Settings, keys: list[str], with_checks: bool) -> float:
-    """Seconds of single-partition runs of the offload job over `keys`, checks in or out."""
+def _offload_job(settings: Settings, with_checks: bool):
     from cold_assets.definitions import build_definitions
-    from cold_assets.instance import embedded_instance
     from cold_assets.schedules import OFFLOAD_JOB
 
     job = build_definitions(settings).resolve_job_def(OFFLOAD_JOB)
     if not with_checks:
         job = job.get_subset(asset_selection=set(job.asset_layer.executable_asset_keys), asset_check_selection=set())
-    instance = embedded_instance(settings)
+    return job
+
+
+def _timed_run(job, settings: Settings, key: str, with_checks: bool) -> float:
+    """Seconds of one single-partition run of the offload job, checks in or out."""
+    from cold_assets.instance import embedded_instance
+
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    total = 0.0
-    for key in keys:
-        started = time.perf_counter()
-        result = job.execute_in_process(instance=instance, partition_key=key, run_config=quiet)
-        total += time.perf_counter() - started
-        if not result.success:
-            raise RuntimeError(f"bench run for {key} failed")
-        if with_checks and len(result.get_asset_check_evaluations()) != 18:
-            raise RuntimeError(f"expected 18 check evaluations in the run for {key}")
-    return total
+    started = time.perf_counter()
+    result = job.execute_in_process(instance=embedded_instance(settings), partition_key=key, run_config=quiet)
+    seconds = time.perf_counter() - started
+    if not result.success:
+        raise RuntimeError(f"bench run for {key} failed")
+    if with_checks and len(result.get_asset_check_evaluations()) != 18:
+        raise RuntimeError(f"expected 18 check evaluations in the run for {key}")
+    return seconds
 
 
 def bench_checks(parent: str | None = None) -> dict:
@@ -264,8 +268,14 @@ def bench_checks(parent: str | None = None) -> dict:
     with bench_settings(parent) as with_checks, bench_settings(parent) as without_checks:
         for settings in (with_checks, without_checks):
             _build_warm(settings, DEMO_TRADES_PER_HOUR, 24, bronze_only=False)
-        runs_with = _timed_runs(with_checks, keys[:6], with_checks=True)
-        runs_without = _timed_runs(without_checks, keys[:6], with_checks=False)
+        # Same hours on twin warm tiers, runs interleaved so that the machine's drift hits both.
+        jobs = {True: _offload_job(with_checks, True), False: _offload_job(without_checks, False)}
+        homes = {True: with_checks, False: without_checks}
+        seconds: dict[bool, list[float]] = {True: [], False: []}
+        for key in keys[:RUNS_PER_SIDE]:
+            for checks in (True, False):
+                seconds[checks].append(_timed_run(jobs[checks], homes[checks], key, checks))
+        runs_with, runs_without = statistics.median(seconds[True]), statistics.median(seconds[False])
         _offload_loop(with_checks, keys)
         with ClickHouseResource.from_settings(with_checks).connect() as client:
             started = time.perf_counter()
@@ -274,9 +284,9 @@ def bench_checks(parent: str | None = None) -> dict:
     return {
         "benchmark": "checks",
         "trades_per_hour": DEMO_TRADES_PER_HOUR,
-        "single_partition_runs": 6,
-        "runs_with_checks_s": round(runs_with, 2),
-        "runs_without_checks_s": round(runs_without, 2),
+        "single_partition_runs_per_side": RUNS_PER_SIDE,
+        "median_run_with_checks_s": round(runs_with, 3),
+        "median_run_without_checks_s": round(runs_without, 3),
         "checks_overhead_pct": round(100 * (runs_with - runs_without) / runs_without, 1),
         "audit_9_tables_x_24_hours_s": round(audit_s, 2),
         "audit_ok": report.ok,
