@@ -19,12 +19,11 @@ class MedallionCheck:
     hour: str
     left: int
     right: int
+    at_most: bool = False  # left <= right passes (silver <= bronze); otherwise left == right
 
     @property
     def ok(self) -> bool:
-        if self.check.startswith("silver <="):
-            return self.left <= self.right
-        return self.left == self.right
+        return self.left <= self.right if self.at_most else self.left == self.right
 
 
 @dataclass
@@ -66,7 +65,7 @@ def _medallion(client: Client, start: datetime, end: datetime) -> list[Medallion
     for bucket, raw, bronze, rejects, silver in client.query(render("medallion_layers"), parameters=bounds).result_rows:
         hour = partition_key_of(datetime.fromtimestamp(bucket, timezone.utc))
         checks.append(MedallionCheck("raw = bronze + rejects", hour, raw, bronze + rejects))
-        checks.append(MedallionCheck("silver <= bronze", hour, silver, bronze))
+        checks.append(MedallionCheck("silver <= bronze", hour, silver, bronze, at_most=True))
     for window, interval in GOLD_WINDOWS.items():
         sql = render("gold_vs_silver", table=identifier(f"gold_ohlcv_{window}"), interval=interval)
         for bucket, differing in client.query(sql, parameters=bounds).result_rows:

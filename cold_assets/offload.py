@@ -38,7 +38,7 @@ from cold_assets.cold_files import DataFileWriter
 from cold_assets.cold_ranges import range_filter
 from cold_assets.parity import warm_fingerprint
 from cold_assets.tables import MirroredTable, OffloadMode
-from cold_assets.warm_read import EPOCH, WarmQuery, read_query, render, warm_columns
+from cold_assets.warm_read import EPOCH, WarmQuery, read_columns, read_query, render
 
 SUMMARY = "cold-assets."  # prefix of our snapshot summary properties
 STREAM_QUEUE_BATCHES = 4
@@ -305,7 +305,7 @@ def _offload_once(
 ) -> OffloadResult:
     started = time.perf_counter()
     start, end = spec.offload_range(hour)
-    columns = None if spec.layer.value == "gold" else warm_columns(client, spec.warm)
+    columns = read_columns(client, spec)
     mode = OffloadMode.REPLACE if replace_hour else spec.mode
     committed = committed_state(table, partition_key)
     floor = cold_data_watermark(table, spec, start, end) if mode is OffloadMode.APPEND else None

@@ -23,7 +23,7 @@ from pyiceberg.types import BooleanType, DecimalType, IntegerType, LongType, Tim
 from cold_assets.cold_ranges import range_filter
 from cold_assets.partitions import hour_of
 from cold_assets.tables import MirroredTable
-from cold_assets.warm_read import WarmQuery, identifier, read_query, render, warm_columns
+from cold_assets.warm_read import WarmQuery, identifier, read_columns, read_query, render
 
 
 class ColdTierUnreadable(RuntimeError):
@@ -139,7 +139,7 @@ def partitions_parity(
     ranges = {key: spec.offload_range(hour_of(key)) for key in partition_keys}
     start, end = min(r[0] for r in ranges.values()), max(r[1] for r in ranges.values())
     bounds = {"range_start": start, "range_end": end}
-    columns = None if spec.gold_window else warm_columns(client, spec.warm)
+    columns = read_columns(client, spec)
     warm_query = read_query(spec, columns, start, end)
     canonical = canonical_row(cold_table) if content else "1"
     known = warm_fingerprints or {}

@@ -206,12 +206,16 @@ def _hours_of(run) -> str:
 def _previous_outcome(instance, run) -> DagsterRunStatus | None:
     """How the previous run of the same job over the same hours ended, if one did."""
     tags = {k: v for k, v in run.tags.items() if k in PARTITION_TAGS}
-    for earlier in instance.get_runs(filters=RunsFilter(job_name=run.job_name, tags=tags), limit=20):
-        if earlier.run_id != run.run_id and earlier.status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE):
-            record = instance.get_run_record_by_id(earlier.run_id)
-            current = instance.get_run_record_by_id(run.run_id)
-            if record and current and record.create_timestamp <= current.create_timestamp:
-                return earlier.status
+    records = instance.get_run_records(filters=RunsFilter(job_name=run.job_name, tags=tags), limit=20)
+    created = {r.dagster_run.run_id: r.create_timestamp for r in records}
+    for record in records:  # newest first
+        earlier = record.dagster_run
+        if (
+            earlier.run_id != run.run_id
+            and earlier.status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE)
+            and record.create_timestamp <= created.get(run.run_id, record.create_timestamp)
+        ):
+            return earlier.status
     return None
 
 

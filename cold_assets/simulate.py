@@ -90,7 +90,6 @@ class _Stream:
     price_ticks: float  # mid price, in ticks
     next_trade_id: int
     vol: float
-    side_seed: int = 0
 
 
 @dataclass
@@ -216,7 +215,7 @@ def _generate_hour(stream: _Stream, hour_start_us: int, n: int, cfg: FeedConfig,
     )
     # Taker side, persistent from match to match.
     flips = rng.random(matches) < 0.3
-    match_sell = (np.cumsum(flips) + stream.side_seed) % 2 == 1
+    match_sell = np.cumsum(flips) % 2 == 1
     # Mid price: a random walk of the log price over matches (heavy-tailed steps).
     steps = rng.standard_t(df=4, size=matches) * (stream.vol / np.sqrt(max(matches, 1)) / np.sqrt(2.0))
     mid_ticks = stream.price_ticks * np.exp(np.cumsum(steps))

@@ -82,6 +82,12 @@ def warm_columns(client: Client, table: str) -> list[WarmColumn]:
     return [WarmColumn(name, type_) for name, type_ in rows]
 
 
+def read_columns(client: Client, table: MirroredTable) -> list[WarmColumn] | None:
+    """The columns `read_query` needs for `table`: the warm table's own, or None for gold,
+    whose read is a fixed aggregation (sql/read_gold.sql)."""
+    return None if table.layer is Layer.GOLD else warm_columns(client, table.warm)
+
+
 @dataclass(frozen=True)
 class WarmQuery:
     sql: str

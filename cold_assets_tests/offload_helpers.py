@@ -12,7 +12,7 @@ from cold_assets.partitions import partition_key_of
 from cold_assets.schedules import OFFLOAD_JOB
 from cold_assets.simulate import FeedConfig, simulate
 from cold_assets.tables import TABLES, MirroredTable
-from cold_assets.warm_read import read_query, warm_columns
+from cold_assets.warm_read import read_columns, read_query
 
 START = datetime(2026, 11, 20, 0, tzinfo=timezone.utc)
 HOURS = 3
@@ -53,8 +53,7 @@ def _normalized(table: pa.Table, order: list[str]) -> pa.Table:
 
 def warm_hour(client, table: MirroredTable, hour: datetime) -> pa.Table:
     start, end = table.offload_range(hour)
-    columns = None if table.gold_window else warm_columns(client, table.warm)
-    query = read_query(table, columns, start, end)
+    query = read_query(table, read_columns(client, table), start, end)
     return client.query_arrow(query.sql, parameters=query.parameters)
 
 

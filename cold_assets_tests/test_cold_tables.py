@@ -10,7 +10,7 @@ from pyiceberg.types import LongType, NestedField, StringType
 
 from cold_assets.cold_ddl import ColdTableConflict, ensure_cold_tables, load_definitions
 from cold_assets.tables import TABLES
-from cold_assets.warm_read import read_query, warm_columns
+from cold_assets.warm_read import read_columns, read_query
 
 
 def test_init_creates_the_nine_tables_as_ddl_iceberg_declares_them(cold):
@@ -43,7 +43,7 @@ def test_cold_columns_mirror_the_warm_tables_as_the_offload_reads_them(warm, col
     hour = datetime(2026, 11, 20, tzinfo=timezone.utc)
     with warm.connect() as client:
         for t in TABLES:
-            query = read_query(t, warm_columns(client, t.warm), hour, hour)
+            query = read_query(t, read_columns(client, t), hour, hour)
             arrow = client.query_arrow(query.sql + " LIMIT 0", parameters=query.parameters).schema
             iceberg = catalog.load_table(t.cold_identifier).schema().as_arrow()
             assert _shape(arrow) == _shape(iceberg), t.cold
