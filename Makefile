@@ -5,8 +5,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 COLD_HOME ?= $(CURDIR)/.cold
 export COLD_HOME
+# Spark's jars for the nightly maintenance, pinned by sha256 (cold_assets/spark_jars.py).
+COLD_SPARK_JARS_DIR ?= $(COLD_HOME)/spark-jars
+export COLD_SPARK_JARS_DIR
 
-.PHONY: install demo test bench clean
+.PHONY: install jars demo test bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,12 +19,16 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-demo: install
+# From PyPI wheels and Debian packages only; a no-op once the cache verifies.
+jars: install
+	$(BIN)/cold-assets jars
+
+demo: install jars
 	$(BIN)/cold-assets demo
 
 # pytest exits 5 when it collected no test; CI must treat that as a failure, and it does
 # because make propagates any non-zero exit.
-test: install
+test: install jars
 	$(BIN)/python -m pytest -q -p no:cacheprovider cold_assets_tests
 
 bench: install

@@ -8,9 +8,21 @@ the UI, or the audit's repair flow) without offloading. row_count_parity is bloc
 anything downstream of a cold table whose counts differ does not run.
 """
 
-from dagster import AssetCheckKey, AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
+from dagster import (
+    AssetCheckKey,
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetKey,
+    MetadataValue,
+    asset_check,
+)
 
+from cold_assets.maintenance import RewriteProof, latest_data_rewrite, prove_rewrite
 from cold_assets.parity import HourParity
+from cold_assets.resources import ClickHouseResource, IcebergResource
+from cold_assets.tables import MirroredTable
 
 ROW_COUNT_PARITY = "row_count_parity"
 CONTENT_PARITY = "content_parity"
@@ -70,3 +82,63 @@ def parity_check_results(parities: list[HourParity], selected: set[AssetCheckKey
                 )
             results.append(result)
     return results
+
+
+# Compaction must not change a table's content. The nightly compaction proves each data
+# rewrite commit as it makes it (jobs.py); this check, defined on every cold asset so the UI
+# shows its status, is where that proof is recorded, and run on its own it proves the
+# table's latest rewrite again. It is not part of the offload job.
+COMPACTION_PRESERVED_CONTENT = "compaction_preserved_content"
+
+
+def rewrite_proof_evaluation(asset_key: AssetKey, proofs: list[RewriteProof]) -> dict:
+    """The fields of the check's result (AssetCheckResult or AssetCheckEvaluation)."""
+    changed = [p for p in proofs if not p.unchanged]
+    metadata = {
+        "rewrites_verified": MetadataValue.int(len(proofs)),
+        "rows_before": MetadataValue.int(sum(p.rows_before for p in proofs)),
+        "rows_after": MetadataValue.int(sum(p.rows_after for p in proofs)),
+        "proofs": MetadataValue.json(
+            [
+                {
+                    "snapshot_id": str(p.snapshot_id), "parent_id": str(p.parent_id),
+                    "range": [p.start.isoformat(), p.end.isoformat()],
+                    "rows": [p.rows_before, p.rows_after], "checksum": [str(p.checksum_before), str(p.checksum_after)],
+                }
+                for p in proofs
+            ]
+        ),
+    }
+    if changed:
+        description = "compaction changed the content of " + ", ".join(
+            f"snapshot {p.snapshot_id} ({p.rows_before} -> {p.rows_after} rows, {len(p.differing_buckets)} buckets differ)" for p in changed
+        )
+    elif proofs:
+        description = f"{len(proofs)} rewrite commit(s): same rows ({proofs[-1].rows_after}) and checksum as their parents"
+    else:
+        description = "no compaction commit to verify"
+    return dict(
+        asset_key=asset_key, check_name=COMPACTION_PRESERVED_CONTENT, passed=not changed,
+        severity=AssetCheckSeverity.ERROR, metadata=metadata, description=description,
+    )
+
+
+def compaction_check(table: MirroredTable, asset_key: AssetKey) -> AssetChecksDefinition:
+    @asset_check(
+        asset=asset_key,
+        name=COMPACTION_PRESERVED_CONTENT,
+        description="The latest compaction commit left rows and content checksum unchanged (checked against its parent snapshot).",
+    )
+    def _check(iceberg: IcebergResource, clickhouse: ClickHouseResource) -> AssetCheckResult:
+        cold_table = iceberg.load_table(("cold", table.cold))
+        latest = latest_data_rewrite(cold_table)
+        proofs = []
+        if latest is not None:
+            with clickhouse.connect() as client:
+                proofs = [prove_rewrite(client, cold_table, table, latest.snapshot_id)]
+        fields = rewrite_proof_evaluation(asset_key, proofs)
+        fields.pop("asset_key")
+        fields.pop("check_name")
+        return AssetCheckResult(**fields)
+
+    return _check

@@ -186,6 +186,14 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_jars(settings: Settings, args: argparse.Namespace) -> int:
+    from cold_assets.spark_jars import provision
+
+    for path in provision(settings.spark_jars_dir):
+        print(path)
+    return 0
+
+
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     from cold_assets import bench
 
@@ -218,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", required=True, help="first hour, ISO 8601 (UTC if no offset), on the hour")
     _add_feed_options(p, trades_per_hour=20_000)
     p.set_defaults(func=cmd_simulate)
+    sub.add_parser(
+        "jars", help="provision Spark's pinned jars (PyPI wheels, Debian packages) into COLD_SPARK_JARS_DIR"
+    ).set_defaults(func=cmd_jars)
     p = sub.add_parser("demo", help="init, simulate 6 hours, report")
     _add_feed_options(p, trades_per_hour=20_000)
     p.set_defaults(func=cmd_demo)

@@ -2,11 +2,18 @@
 
 from dagster import Definitions, in_process_executor, multiprocess_executor
 
-from cold_assets.assets import cold_asset, warm_specs
+from cold_assets.assets import cold_asset, cold_asset_key, warm_specs
+from cold_assets.checks import compaction_check
 from cold_assets.partitions import hourly_partitions
 from cold_assets.resources import ClickHouseResource, IcebergResource
-from cold_assets.jobs import daily_audit_job
-from cold_assets.schedules import daily_audit_schedule, offload_job, offload_schedule
+from cold_assets.jobs import compaction_job, daily_audit_job, expiry_job
+from cold_assets.schedules import (
+    compaction_schedule,
+    daily_audit_schedule,
+    expiry_schedule,
+    offload_job,
+    offload_schedule,
+)
 from cold_assets.sensors import (
     offload_failure_alerts,
     offload_recovery_alerts,
@@ -15,17 +22,26 @@ from cold_assets.sensors import (
     ttl_guard_sensor,
 )
 from cold_assets.settings import Settings
+from cold_assets.spark import SparkResource
 from cold_assets.tables import TABLES
 
 
 def build_definitions(settings: Settings) -> Definitions:
     partitions_def = hourly_partitions(settings)
     clickhouse = ClickHouseResource.from_settings(settings)
-    job = offload_job()
+    iceberg = IcebergResource.from_settings(settings)
+    maintenance_checks = [compaction_check(t, cold_asset_key(t)) for t in TABLES]
+    job = offload_job(maintenance_checks)
     return Definitions(
         assets=[*warm_specs, *(cold_asset(t, partitions_def, settings.settle_lag_seconds) for t in TABLES)],
-        jobs=[job, daily_audit_job],
-        schedules=[offload_schedule(job), daily_audit_schedule(daily_audit_job)],
+        asset_checks=maintenance_checks,
+        jobs=[job, compaction_job, expiry_job, daily_audit_job],
+        schedules=[
+            offload_schedule(job),
+            compaction_schedule(compaction_job),
+            expiry_schedule(expiry_job),
+            daily_audit_schedule(daily_audit_job),
+        ],
         sensors=[
             parity_alerts,
             self_healing_sensor(job),
@@ -33,7 +49,11 @@ def build_definitions(settings: Settings) -> Definitions:
             offload_failure_alerts(job),
             offload_recovery_alerts(job),
         ],
-        resources={"clickhouse": clickhouse, "iceberg": IcebergResource.from_settings(settings)},
+        resources={
+            "clickhouse": clickhouse,
+            "iceberg": iceberg,
+            "spark": SparkResource.from_settings(settings, iceberg),
+        },
         # Embedded chDB is opened by one process at a time: run the tables one after another
         # in the run's own process (about 2 s for nine, against 5 s per step in subprocesses).
         # A ClickHouse server takes the tables in parallel.

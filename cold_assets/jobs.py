@@ -1,14 +1,178 @@
-"""Jobs that are not materializations: the daily audit."""
+"""Jobs that are not materializations: the nightly maintenance and the daily audit.
+
+The three nightly jobs (02:00 compaction, 02:20 expiry and orphans, 02:30 audit) carry the
+tag NIGHTLY_TAG; the run queue runs such runs one at a time, in order (dagster.yaml), so the
+audit sees what the maintenance did.
+"""
 
 from datetime import datetime, timedelta, timezone
 
-from dagster import Config, Failure, MetadataValue, OpExecutionContext, job, op
+from dagster import (
+    AssetCheckEvaluation,
+    AssetObservation,
+    Config,
+    Failure,
+    MetadataValue,
+    OpExecutionContext,
+    in_process_executor,
+    job,
+    op,
+)
 from pydantic import Field
 
+from cold_assets.assets import cold_asset_key
 from cold_assets.audit import format_report, run_audit
+from cold_assets.checks import rewrite_proof_evaluation
+from cold_assets.maintenance import compact, expire_snapshots, file_stats, prove_rewrite, remove_orphan_files
 from cold_assets.resources import ClickHouseResource, IcebergResource
+from cold_assets.spark import SparkResource
+from cold_assets.tables import TABLES, MirroredTable, table_by_cold_name
 
 DAILY_AUDIT_JOB = "daily_audit"
+COMPACTION_JOB = "compact_cold"
+EXPIRY_JOB = "expire_cold_snapshots"
+NIGHTLY_TAG = "cold-assets/nightly"
+
+
+def _selected(tables: list[str]) -> list[MirroredTable]:
+    return [table_by_cold_name(name) for name in tables] if tables else list(TABLES)
+
+
+class CompactionConfig(Config):
+    tables: list[str] = Field(default=[], description="Cold tables to compact, e.g. silver_trades; empty: all nine.")
+    lookback_days: int = Field(default=7, ge=1, description="Closed partitions compacted: this many days before today (UTC).")
+    target_file_size_mb: int = Field(default=512, ge=16, description="Files are merged up to this size.")
+    min_input_files: int = Field(default=2, ge=2, description="A partition is rewritten when it has at least this many files.")
+
+
+@op(description="Merge the small files of the closed partitions, rewrite manifests, and prove nothing changed.")
+def compact_cold_tables(
+    context: OpExecutionContext, config: CompactionConfig, spark: SparkResource,
+    iceberg: IcebergResource, clickhouse: ClickHouseResource,
+) -> None:
+    now = datetime.now(timezone.utc)
+    failed = []
+    for spec in _selected(config.tables):
+        table = iceberg.load_table(("cold", spec.cold))
+        result = compact(
+            spark.spark_session, table, spec, spark.catalog_name, now,
+            lookback_days=config.lookback_days,
+            target_file_size_bytes=config.target_file_size_mb * 1024 * 1024,
+            min_input_files=config.min_input_files,
+        )
+        table = table.refresh()
+        with clickhouse.connect() as client:
+            proofs = [prove_rewrite(client, table, spec, snapshot_id) for snapshot_id in result.rewrite_snapshot_ids]
+        key = cold_asset_key(spec)
+        context.log_event(
+            AssetObservation(
+                asset_key=key,
+                description=f"compaction of [{result.lower:%Y-%m-%d}, {result.upper:%Y-%m-%d})",
+                metadata={
+                    "maintenance": MetadataValue.text("compaction"),
+                    "data_files_before": MetadataValue.int(result.before.data_files),
+                    "data_files_after": MetadataValue.int(result.after.data_files),
+                    "bytes_before": MetadataValue.int(result.before.bytes),
+                    "bytes_after": MetadataValue.int(result.after.bytes),
+                    "max_files_per_partition_after": MetadataValue.int(result.after.max_files_per_partition),
+                    "files_rewritten": MetadataValue.int(result.rewritten_files),
+                    "files_added": MetadataValue.int(result.added_files),
+                    "manifests_rewritten": MetadataValue.int(result.manifests_rewritten),
+                    "conflicts_retried": MetadataValue.int(result.conflicts_retried),
+                    "duration_s": MetadataValue.float(round(result.seconds, 3)),
+                },
+            )
+        )
+        evaluation = AssetCheckEvaluation(**rewrite_proof_evaluation(key, proofs))
+        context.log_event(evaluation)
+        context.log.info(
+            f"{spec.cold}: {result.before.data_files} -> {result.after.data_files} files in "
+            f"[{result.lower:%Y-%m-%d}, {result.upper:%Y-%m-%d}), {result.seconds:.1f} s; {evaluation.description}"
+        )
+        if not evaluation.passed:
+            failed.append(spec.cold)
+    if failed:
+        raise Failure(description=f"compaction changed the content of {', '.join(failed)} (see compaction_preserved_content)")
+
+
+class ExpiryConfig(Config):
+    tables: list[str] = Field(default=[], description="Cold tables to clean, e.g. silver_trades; empty: all nine.")
+    retain_days: int = Field(default=7, ge=1, description="Snapshots committed earlier than this many days ago are expired.")
+    older_than: str | None = Field(
+        default=None, description="ISO instant (UTC) overriding retain_days: expire snapshots committed before it."
+    )
+    orphan_age_days: int = Field(default=3, ge=1, description="Unreferenced files older than this are removed.")
+    orphans_dry_run: bool = Field(default=False, description="List orphan files without deleting them.")
+
+
+def _instant(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise Failure(description=f"older_than={value!r} is not an ISO date-time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+@op(description="Expire snapshots older than the retention, then remove orphan files.")
+def expire_cold_snapshots(
+    context: OpExecutionContext, config: ExpiryConfig, spark: SparkResource, iceberg: IcebergResource
+) -> None:
+    now = datetime.now(timezone.utc)
+    horizon = _instant(config.older_than) if config.older_than else now - timedelta(days=config.retain_days)
+    for spec in _selected(config.tables):
+        table = iceberg.load_table(("cold", spec.cold))
+        before = file_stats(table, spec)
+        expiry = expire_snapshots(spark.spark_session, table, spec, spark.catalog_name, horizon)
+        orphans = remove_orphan_files(
+            spark.spark_session, spec, spark.catalog_name, now - timedelta(days=config.orphan_age_days), now, config.orphans_dry_run
+        )
+        after = file_stats(table.refresh(), spec)
+        context.log_event(
+            AssetObservation(
+                asset_key=cold_asset_key(spec),
+                description=f"snapshots before {horizon:%Y-%m-%d %H:%M} UTC expired; orphans"
+                + (" listed (dry run)" if orphans.dry_run else " removed"),
+                metadata={
+                    "maintenance": MetadataValue.text("expiry"),
+                    "snapshots_before": MetadataValue.int(expiry.snapshots_before),
+                    "snapshots_after": MetadataValue.int(expiry.snapshots_after),
+                    "snapshots_expired": MetadataValue.int(expiry.snapshots_expired),
+                    "expired_data_files_deleted": MetadataValue.int(expiry.data_files_deleted),
+                    "manifests_deleted": MetadataValue.int(expiry.manifests_deleted + expiry.manifest_lists_deleted),
+                    "orphans_found": MetadataValue.int(len(orphans.orphans)),
+                    "orphans_removed": MetadataValue.int(0 if orphans.dry_run else len(orphans.orphans)),
+                    "orphan_files": MetadataValue.json(orphans.orphans[:50]),
+                    "data_files": MetadataValue.int(after.data_files),
+                    "bytes_before": MetadataValue.int(before.bytes),
+                    "bytes_after": MetadataValue.int(after.bytes),
+                    "duration_s": MetadataValue.float(round(expiry.seconds + orphans.seconds, 3)),
+                },
+            )
+        )
+        context.log.info(
+            f"{spec.cold}: {expiry.snapshots_expired} snapshots expired, {expiry.data_files_deleted} data files deleted, "
+            f"{len(orphans.orphans)} orphans {'found (dry run)' if orphans.dry_run else 'removed'}"
+        )
+
+
+@job(
+    name=COMPACTION_JOB,
+    executor_def=in_process_executor,  # one Spark session per run; Spark parallelizes itself
+    tags={NIGHTLY_TAG: "compaction"},
+    description="Nightly: compact the closed partitions of the nine cold tables on Spark.",
+)
+def compaction_job():
+    compact_cold_tables()
+
+
+@job(
+    name=EXPIRY_JOB,
+    executor_def=in_process_executor,
+    tags={NIGHTLY_TAG: "expiry"},
+    description="Nightly: expire old snapshots and remove orphan files of the nine cold tables on Spark.",
+)
+def expiry_job():
+    expire_cold_snapshots()
 
 
 class AuditConfig(Config):
@@ -41,6 +205,6 @@ def audit_cold_tier(
     context.add_output_metadata(metadata)
 
 
-@job(name=DAILY_AUDIT_JOB, description="The daily audit of the cold tier against the warm tier.")
+@job(name=DAILY_AUDIT_JOB, tags={NIGHTLY_TAG: "audit"}, description="The daily audit of the cold tier against the warm tier.")
 def daily_audit_job():
     audit_cold_tier()

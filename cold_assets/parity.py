@@ -14,6 +14,7 @@ sides hash the same bytes:
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Iterator
 
 from clickhouse_connect.driver.client import Client
@@ -101,7 +102,9 @@ def local_file_access(table: Table) -> Iterator[None]:
         os.chdir(previous)
 
 
-def _checksums(client: Client, source: str, canonical: str, spec: MirroredTable, parameters: dict) -> dict[int, tuple[int, int]]:
+def _checksums(
+    client: Client, source: str, canonical: str, spec: MirroredTable, parameters: dict, settings: dict | None = None
+) -> dict[int, tuple[int, int]]:
     sql = render(
         "checksum",
         source=source,
@@ -109,7 +112,22 @@ def _checksums(client: Client, source: str, canonical: str, spec: MirroredTable,
         time_column=identifier(spec.time_column),
         bucket_function="toStartOfDay" if spec.gold_window == "1d" else "toStartOfHour",
     )
-    return {int(b): (int(rows), int(digest or 0)) for b, rows, digest in client.query(sql, parameters=parameters).result_rows}
+    rows = client.query(sql, parameters=parameters, settings=settings).result_rows
+    return {int(b): (int(count), int(digest or 0)) for b, count, digest in rows}
+
+
+def cold_checksums(
+    client: Client, cold_table: Table, spec: MirroredTable, start: datetime, end: datetime, snapshot_id: int | None = None
+) -> dict[int, tuple[int, int]]:
+    """Per bucket of [start, end): rows and content checksum of the cold table, as of
+    `snapshot_id` (default: the current snapshot). Raises ColdTierUnreadable."""
+    source, parameters = cold_source(cold_table, client)
+    settings = {"iceberg_snapshot_id": snapshot_id} if snapshot_id is not None else None
+    with local_file_access(cold_table):
+        return _checksums(
+            client, source, canonical_row(cold_table), spec,
+            {"range_start": start, "range_end": end, **parameters}, settings,
+        )
 
 
 def warm_fingerprint(client: Client, cold_table: Table, spec: MirroredTable, query: WarmQuery) -> str:

@@ -8,7 +8,8 @@ One code path for the embedded default and production; only the connection diffe
 """
 
 import os
-from contextlib import contextmanager
+import sqlite3
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -114,15 +115,26 @@ class IcebergResource(ConfigurableResource):
                 "run `cold-assets init` first"
             ) from None
 
-    def catalog(self) -> Catalog:
+    def catalog_properties(self) -> dict[str, str]:
+        """The catalog's properties as pyiceberg sees them; Spark maintenance opens the same catalog."""
         if not self.embedded:
-            # Properties (URI, warehouse, S3 endpoint and keys) come from pyiceberg's own config.
-            return load_catalog(self.catalog_name)
+            return dict(Config().get_catalog_config(self.catalog_name) or {})
         if not self.default_uri:
             raise ValueError(
                 f"no pyiceberg configuration for catalog {self.catalog_name!r} and no embedded default set"
             )
-        Path(self.default_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        return load_catalog(
-            self.catalog_name, type="sql", uri=self.default_uri, warehouse=self.default_warehouse
-        )
+        return {"type": "sql", "uri": self.default_uri, "warehouse": self.default_warehouse}
+
+    def catalog(self) -> Catalog:
+        if not self.embedded:
+            # Properties (URI, warehouse, S3 endpoint and keys) come from pyiceberg's own config.
+            return load_catalog(self.catalog_name)
+        properties = self.catalog_properties()
+        database = Path(properties["uri"].removeprefix("sqlite:///"))
+        database.parent.mkdir(parents=True, exist_ok=True)
+        catalog = load_catalog(self.catalog_name, **properties)
+        # Spark maintenance commits to the same file: with a write-ahead log, readers never
+        # block its writer, and the setting persists in the file.
+        with closing(sqlite3.connect(database)) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+        return catalog

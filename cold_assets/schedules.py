@@ -1,4 +1,4 @@
-"""The offload job and its schedule."""
+"""The offload job and the schedules: the offload every 15 minutes, the nightly maintenance and audit."""
 
 from datetime import timedelta
 
@@ -18,11 +18,12 @@ from cold_assets.partitions import partition_key_of
 OFFLOAD_JOB = "offload_cold"
 
 
-def offload_job():
-    # Partitioning is inferred from the selected assets (hourly, partitions.py).
+def offload_job(maintenance_checks=()):
+    # Partitioning is inferred from the selected assets (hourly, partitions.py). The checks
+    # that verify maintenance are recorded by the maintenance jobs, not by every offload.
     return define_asset_job(
         OFFLOAD_JOB,
-        selection=AssetSelection.groups(COLD_GROUP),
+        selection=AssetSelection.groups(COLD_GROUP) - AssetSelection.checks(*maintenance_checks),
         description="Offload the nine cold tables for the selected hours.",
     )
 
@@ -46,6 +47,28 @@ def offload_schedule(job):
             yield RunRequest(run_key=f"{key}@{tick}", partition_key=key)
 
     return _schedule
+
+
+def compaction_schedule(job) -> ScheduleDefinition:
+    return ScheduleDefinition(
+        name="compaction_0200_utc",
+        job=job,
+        cron_schedule="0 2 * * *",
+        execution_timezone="UTC",
+        default_status=DefaultScheduleStatus.RUNNING,
+        description="Compact the closed partitions of the nine cold tables (Spark).",
+    )
+
+
+def expiry_schedule(job) -> ScheduleDefinition:
+    return ScheduleDefinition(
+        name="snapshot_expiry_0220_utc",
+        job=job,
+        cron_schedule="20 2 * * *",
+        execution_timezone="UTC",
+        default_status=DefaultScheduleStatus.RUNNING,
+        description="Expire snapshots older than 7 days and remove orphan files older than 3 days (Spark).",
+    )
 
 
 def daily_audit_schedule(job) -> ScheduleDefinition:

@@ -48,6 +48,10 @@ class Settings:
     partitions_start: str  # first hourly partition, ISO date/time in UTC
     settle_lag_seconds: int
     chdb_lock_timeout_seconds: int
+    spark_master: str  # local[2], or a cluster's master URL
+    spark_driver_memory: str
+    spark_jars_dir: Path  # the pinned jars (spark_jars.py), unless spark_packages is set
+    spark_packages: str | None  # Maven coordinates for spark.jars.packages instead of the cache
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -63,6 +67,10 @@ class Settings:
             partitions_start=os.environ.get("COLD_PARTITIONS_START", "2026-01-01-00:00"),
             settle_lag_seconds=env_int("COLD_SETTLE_LAG_SECONDS", 30),
             chdb_lock_timeout_seconds=env_int("COLD_CHDB_LOCK_TIMEOUT_SECONDS", 600),
+            spark_master=os.environ.get("COLD_SPARK_MASTER") or "local[2]",
+            spark_driver_memory=os.environ.get("COLD_SPARK_DRIVER_MEMORY") or "640m",
+            spark_jars_dir=Path(os.environ.get("COLD_SPARK_JARS_DIR") or home / "spark-jars").expanduser().resolve(),
+            spark_packages=os.environ.get("COLD_SPARK_PACKAGES") or None,
         )
 
     @property

@@ -11,6 +11,8 @@ from cold_assets.resources import ClickHouseResource, IcebergResource
 from cold_assets.settings import Settings
 from cold_assets.warm_ddl import apply_warm_ddl
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 @pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
@@ -18,6 +20,8 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     # Tests insert and offload within milliseconds; production keeps the 30 s default.
     monkeypatch.setenv("COLD_SETTLE_LAG_SECONDS", "0")
     monkeypatch.setenv("COLD_PARTITIONS_START", "2026-11-01-00:00")
+    # The Spark jars are provisioned once per checkout (`make jars`), not per test.
+    monkeypatch.setenv("COLD_SPARK_JARS_DIR", os.environ.get("COLD_SPARK_JARS_DIR") or str(REPO / ".cold" / "spark-jars"))
     for name in list(os.environ):
         if name.startswith(("CLICKHOUSE_", "PYICEBERG_CATALOG__")):
             monkeypatch.delenv(name)

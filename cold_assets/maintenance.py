@@ -1,0 +1,302 @@
+"""Nightly maintenance of one cold table on Spark: compaction, snapshot expiry, orphan files,
+and the proof that compaction changed nothing.
+
+- Compaction merges the files of closed partitions only: those wholly before the start of
+  the current UTC day, which the 15-minute offload no longer writes. The hours still being
+  offloaded keep their own small files, so an offload's replace of its hour never rewrites
+  a compacted file, and the two rarely touch the same files at all. When they do (a repair
+  of an old hour during compaction), Iceberg's validation makes one of them retry or fail:
+  an offload retries from reconciliation, a compaction file group fails alone (partial
+  progress) and is merged the next night.
+- Every data rewrite commit is verified: the content checksum of the rows it rewrote, read
+  by ClickHouse at the commit's snapshot and at its parent, is the same (the audit's
+  checksum, parity.py). Verifying against the parent, not the snapshot before the job,
+  keeps the proof exact while offloads commit concurrently.
+- Expiry keeps the offload exactly-once: reconciliation takes the newest of Dagster's record,
+  the partition's snapshots and the cold files' own newest ingested_at (offload.py), and the
+  last two need no expired snapshot.
+
+The Spark SQL is in sql/spark/*.sql; procedures take literals only, so every value is
+rendered here from a typed Python value (identifiers validated, timestamps formatted).
+"""
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from clickhouse_connect.driver.client import Client
+from pyiceberg.conversions import from_bytes
+from pyiceberg.manifest import ManifestEntryStatus
+from pyiceberg.table import Table
+from pyiceberg.table.snapshots import Operation, Snapshot
+
+from cold_assets.parity import cold_checksums
+from cold_assets.tables import MirroredTable
+from cold_assets.warm_read import identifier, render
+
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+MIN_ORPHAN_AGE = timedelta(days=1)
+MAX_CONFLICT_RETRIES = 3
+CONFLICTS = ("org.apache.iceberg.exceptions.ValidationException", "org.apache.iceberg.exceptions.CommitFailedException")  # Iceberg refuses less: a running writer's files look orphaned
+
+
+@dataclass(frozen=True)
+class FileStats:
+    """The current snapshot's data files, in all or in [start, end) of the time column."""
+
+    data_files: int
+    bytes: int
+    rows: int
+    partitions: int
+    max_files_per_partition: int
+
+
+@dataclass(frozen=True)
+class RewriteProof:
+    """A data rewrite commit and its parent: same rows, same checksum over what it rewrote."""
+
+    snapshot_id: int
+    parent_id: int
+    start: datetime
+    end: datetime
+    rows_before: int
+    rows_after: int
+    checksum_before: int
+    checksum_after: int
+    differing_buckets: list[int] = field(default_factory=list)
+
+    @property
+    def unchanged(self) -> bool:
+        return not self.differing_buckets
+
+
+@dataclass(frozen=True)
+class CompactionResult:
+    table: str
+    lower: datetime
+    upper: datetime
+    before: FileStats
+    after: FileStats
+    rewritten_files: int
+    added_files: int
+    failed_files: int
+    manifests_rewritten: int
+    conflicts_retried: int
+    rewrite_snapshot_ids: list[int]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ExpiryResult:
+    table: str
+    older_than: datetime
+    snapshots_before: int
+    snapshots_after: int
+    data_files_deleted: int
+    manifests_deleted: int
+    manifest_lists_deleted: int
+    seconds: float
+
+    @property
+    def snapshots_expired(self) -> int:
+        return self.snapshots_before - self.snapshots_after
+
+
+@dataclass(frozen=True)
+class OrphanResult:
+    table: str
+    older_than: datetime
+    dry_run: bool
+    orphans: list[str]
+    seconds: float
+
+
+def _literal_timestamp(value: datetime) -> str:
+    return value.astimezone(timezone.utc).strftime(TIMESTAMP_FORMAT)  # the session time zone is UTC
+
+
+def _table_name(spec: MirroredTable, namespace: str = "cold") -> str:
+    return f"{identifier(namespace)}.{identifier(spec.cold)}"
+
+
+def file_stats(table: Table, spec: MirroredTable, start: datetime | None = None, end: datetime | None = None) -> FileStats:
+    if table.current_snapshot() is None:
+        return FileStats(0, 0, 0, 0, 0)
+    files = table.inspect.data_files().to_pylist()
+    if start is not None and end is not None:
+        files = [
+            f for f in files
+            if start <= f["readable_metrics"][spec.time_column]["lower_bound"]
+            and f["readable_metrics"][spec.time_column]["upper_bound"] < end
+        ]
+    per_partition = Counter(tuple(sorted(f["partition"].items())) for f in files)
+    return FileStats(
+        data_files=len(files),
+        bytes=sum(f["file_size_in_bytes"] for f in files),
+        rows=sum(f["record_count"] for f in files),
+        partitions=len(per_partition),
+        max_files_per_partition=max(per_partition.values(), default=0),
+    )
+
+
+def closed_partitions_range(table: Table, spec: MirroredTable, now: datetime, lookback_days: int) -> tuple[datetime, datetime]:
+    """[lower, upper): upper is the start of the current UTC day (the offload still writes
+    today's hours), lower goes back `lookback_days` and down to a partition boundary."""
+    upper = now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    lower = upper - timedelta(days=lookback_days)
+    transforms = {str(f.transform) for f in table.spec().fields if table.schema().find_field(f.source_id).name == spec.time_column}
+    if "month" in transforms:
+        lower = lower.replace(day=1)
+    return lower, upper
+
+
+def compact(
+    spark, table: Table, spec: MirroredTable, catalog_name: str, now: datetime,
+    lookback_days: int = 7, target_file_size_bytes: int = 512 * 1024 * 1024, min_input_files: int = 2,
+) -> CompactionResult:
+    """Merges the closed partitions' files and rewrites manifests. The data rewrite commit it
+    made, if any, is in `rewrite_snapshot_ids`: prove it with `prove_rewrite`."""
+    started = time.perf_counter()
+    lower, upper = closed_partitions_range(table, spec, now, lookback_days)
+    table = table.refresh()
+    before = file_stats(table, spec, lower, upper)
+    known = {s.snapshot_id for s in table.metadata.snapshots}
+    rewrite_sql = render(
+        "spark/rewrite_data_files",
+        catalog=identifier(catalog_name),
+        table=_table_name(spec),
+        time_column=identifier(spec.time_column),
+        lower=_literal_timestamp(lower),
+        upper=_literal_timestamp(upper),
+        min_input_files=str(int(min_input_files)),
+        target_file_size_bytes=str(int(target_file_size_bytes)),
+    )
+    conflicts = 0
+    while True:
+        try:
+            rewrite = spark.sql(rewrite_sql).collect()[0]
+            break
+        except Exception as error:  # py4j wraps the JVM's exception
+            # An offload replaced files this rewrite read: nothing was committed; plan again.
+            if conflicts >= MAX_CONFLICT_RETRIES or not any(name in str(error) for name in CONFLICTS):
+                raise
+            conflicts += 1
+    manifests = spark.sql(render("spark/rewrite_manifests", catalog=identifier(catalog_name), table=_table_name(spec))).collect()[0]
+    table = table.refresh()
+    rewrites = [s.snapshot_id for s in table.metadata.snapshots if s.snapshot_id not in known and is_data_rewrite(s)]
+    return CompactionResult(
+        table=spec.cold,
+        lower=lower,
+        upper=upper,
+        before=before,
+        after=file_stats(table, spec, lower, upper),
+        rewritten_files=int(rewrite["rewritten_data_files_count"]),
+        added_files=int(rewrite["added_data_files_count"]),
+        failed_files=int(rewrite["failed_data_files_count"]),
+        manifests_rewritten=int(manifests["rewritten_manifests_count"]),
+        conflicts_retried=conflicts,
+        rewrite_snapshot_ids=rewrites,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def is_data_rewrite(snapshot: Snapshot) -> bool:
+    """A compaction commit: a replace that swapped data files (manifest rewrites swap none)."""
+    summary = snapshot.summary
+    return (
+        summary is not None
+        and summary.operation == Operation.REPLACE
+        and int(summary.additional_properties.get("deleted-data-files", "0")) > 0
+    )
+
+
+def latest_data_rewrite(table: Table) -> Snapshot | None:
+    rewrites = [s for s in table.metadata.snapshots if is_data_rewrite(s) and s.parent_snapshot_id is not None]
+    return max(rewrites, key=lambda s: s.sequence_number or 0, default=None)
+
+
+def _rewritten_range(table: Table, spec: MirroredTable, snapshot: Snapshot) -> tuple[datetime, datetime]:
+    """The time range of the rows `snapshot` rewrote: the bounds of the files it replaced."""
+    time_field = table.schema().find_field(spec.time_column)
+    lowest = highest = None
+    for manifest in snapshot.manifests(table.io):
+        if manifest.added_snapshot_id != snapshot.snapshot_id:
+            continue
+        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=False):
+            if entry.status != ManifestEntryStatus.DELETED:
+                continue
+            lo = from_bytes(time_field.field_type, entry.data_file.lower_bounds[time_field.field_id])
+            hi = from_bytes(time_field.field_type, entry.data_file.upper_bounds[time_field.field_id])
+            lowest = lo if lowest is None else min(lowest, lo)
+            highest = hi if highest is None else max(highest, hi)
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    if lowest is None:
+        raise ValueError(f"snapshot {snapshot.snapshot_id} of {spec.cold} rewrote no data file")
+    return epoch + timedelta(microseconds=lowest), epoch + timedelta(microseconds=highest + 1)
+
+
+def prove_rewrite(client: Client, table: Table, spec: MirroredTable, snapshot_id: int) -> RewriteProof:
+    snapshot = table.snapshot_by_id(snapshot_id)
+    start, end = _rewritten_range(table, spec, snapshot)
+    before = cold_checksums(client, table, spec, start, end, snapshot_id=snapshot.parent_snapshot_id)
+    after = cold_checksums(client, table, spec, start, end, snapshot_id=snapshot.snapshot_id)
+    return RewriteProof(
+        snapshot_id=snapshot.snapshot_id,
+        parent_id=snapshot.parent_snapshot_id,
+        start=start,
+        end=end,
+        rows_before=sum(rows for rows, _ in before.values()),
+        rows_after=sum(rows for rows, _ in after.values()),
+        checksum_before=sum(c for _, c in before.values()) % 2**64,
+        checksum_after=sum(c for _, c in after.values()) % 2**64,
+        differing_buckets=sorted(b for b in before.keys() | after.keys() if before.get(b) != after.get(b)),
+    )
+
+
+def expire_snapshots(spark, table: Table, spec: MirroredTable, catalog_name: str, older_than: datetime) -> ExpiryResult:
+    started = time.perf_counter()
+    snapshots_before = len(table.refresh().metadata.snapshots)
+    row = spark.sql(
+        render(
+            "spark/expire_snapshots",
+            catalog=identifier(catalog_name),
+            table=_table_name(spec),
+            older_than=_literal_timestamp(older_than),
+        )
+    ).collect()[0]
+    return ExpiryResult(
+        table=spec.cold,
+        older_than=older_than,
+        snapshots_before=snapshots_before,
+        snapshots_after=len(table.refresh().metadata.snapshots),
+        data_files_deleted=int(row["deleted_data_files_count"]),
+        manifests_deleted=int(row["deleted_manifest_files_count"]),
+        manifest_lists_deleted=int(row["deleted_manifest_lists_count"]),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def remove_orphan_files(spark, spec: MirroredTable, catalog_name: str, older_than: datetime, now: datetime, dry_run: bool) -> OrphanResult:
+    if now - older_than < MIN_ORPHAN_AGE:
+        raise ValueError(
+            f"orphan files must be older than {MIN_ORPHAN_AGE} to be removed (asked: older than {older_than:%Y-%m-%d %H:%M} UTC): "
+            "a younger file may belong to a commit in progress"
+        )
+    started = time.perf_counter()
+    rows = spark.sql(
+        render(
+            "spark/remove_orphan_files",
+            catalog=identifier(catalog_name),
+            table=_table_name(spec),
+            older_than=_literal_timestamp(older_than),
+            dry_run="true" if dry_run else "false",
+        )
+    ).collect()
+    return OrphanResult(
+        table=spec.cold,
+        older_than=older_than,
+        dry_run=dry_run,
+        orphans=sorted(r["orphan_file_location"] for r in rows),
+        seconds=time.perf_counter() - started,
+    )

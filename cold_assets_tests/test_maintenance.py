@@ -1,0 +1,241 @@
+"""Nightly maintenance on real Spark (local[2], Iceberg 1.10's runtime, the JDBC catalog on the
+same SQLite file as pyiceberg) over tables the offload wrote, run as Dagster jobs."""
+
+import os
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from dagster import DagsterEventType, build_init_resource_context
+
+import cold_assets.offload as offload_module
+from cold_assets.assets import cold_asset_key
+from cold_assets.checks import COMPACTION_PRESERVED_CONTENT, compaction_check
+from cold_assets.definitions import build_definitions
+from cold_assets.instance import embedded_instance
+from cold_assets.jobs import COMPACTION_JOB, EXPIRY_JOB
+from cold_assets.maintenance import compact, file_stats
+from cold_assets.offload import offload_partition
+from cold_assets.parity import cold_checksums
+from cold_assets.partitions import hour_of, partition_key_of
+from cold_assets.spark import JavaMissing, SparkResource
+from cold_assets.tables import TABLES, table_by_cold_name
+from cold_assets_tests.offload_helpers import (
+    RAW_COLUMNS,
+    START,
+    assert_tiers_equal,
+    check_results,
+    feed,
+    run_offload,
+)
+
+SILVER = table_by_cold_name("silver_trades")
+BRONZE = table_by_cold_name("bronze_trades")
+GOLD_1M = table_by_cold_name("gold_ohlcv_1m")
+DAY_KEYS = [partition_key_of(START + timedelta(hours=h)) for h in range(24)]
+# The test day is in the past; reach it whatever the date the suite runs on.
+ALL_CLOSED = {"lookback_days": 3650}
+
+
+def run_job(settings, name: str, config: dict, raise_on_error: bool = True):
+    job = build_definitions(settings).resolve_job_def(name)
+    op = job.graph.node_names()[0]
+    return job.execute_in_process(
+        instance=embedded_instance(settings), run_config={"ops": {op: {"config": config}}}, raise_on_error=raise_on_error
+    )
+
+
+def observations(result, table) -> dict:
+    for event in result.all_events:
+        if event.event_type == DagsterEventType.ASSET_OBSERVATION:
+            observation = event.event_specific_data.asset_observation
+            if observation.asset_key.path[-1] == table.cold:
+                return {k: v.value for k, v in observation.metadata.items()}
+    raise AssertionError(f"no observation for {table.cold}")
+
+
+def local_path(uri: str) -> str:
+    """pyiceberg writes file:///x, Spark file:/x: compare plain paths."""
+    return "/" + uri.removeprefix("file:").lstrip("/")
+
+
+def data_files_on_disk(settings, table) -> set[str]:
+    root = settings.home / "warehouse" / "cold" / table.cold / "data"
+    return {str(p) for p in root.rglob("*.parquet")}
+
+
+def live_data_files(catalog, table) -> set[str]:
+    return {local_path(task.file.file_path) for task in catalog.load_table(table.cold_identifier).scan().plan_files()}
+
+
+def test_24_hourly_offloads_compact_to_one_file_per_day_and_exchange_with_the_same_content(settings, warm, cold):
+    feed(warm, hours=24, trades_per_hour=300)
+    run_offload(settings, DAY_KEYS)
+    catalog = cold.catalog()
+    day = (START, START + timedelta(days=1))
+    silver = catalog.load_table(SILVER.cold_identifier)
+    before = file_stats(silver, SILVER)
+    assert before.max_files_per_partition == 24  # one file per hour and exchange
+    with warm.connect() as client:
+        checksums_before = cold_checksums(client, silver, SILVER, *day)
+
+    result = run_job(settings, COMPACTION_JOB, {"tables": ["silver_trades", "gold_ohlcv_1m"], **ALL_CLOSED})
+
+    silver = silver.refresh()
+    after = file_stats(silver, SILVER)
+    assert (after.partitions, after.max_files_per_partition, after.data_files) == (2, 1, 2)  # binance, kraken
+    assert after.rows == before.rows
+    gold = file_stats(catalog.load_table(GOLD_1M.cold_identifier), GOLD_1M)
+    assert gold.max_files_per_partition == 1
+    # The same rows, read back by pyiceberg and by ClickHouse's Iceberg reader.
+    with warm.connect() as client:
+        assert cold_checksums(client, silver, SILVER, *day) == checksums_before
+    assert_tiers_equal(warm, cold, [hour_of(k) for k in DAY_KEYS[::6]], tables=[SILVER, GOLD_1M])
+    # The UI sees per-table figures and the check's verdict on the rewrite.
+    facts = observations(result, SILVER)
+    assert (facts["data_files_before"], facts["data_files_after"]) == (48, 2)
+    assert facts["bytes_after"] < facts["bytes_before"]
+    checks = check_results(embedded_instance(settings), result.run_id)
+    assert checks == {("silver_trades", COMPACTION_PRESERVED_CONTENT): True, ("gold_ohlcv_1m", COMPACTION_PRESERVED_CONTENT): True}
+    # Run on its own, the check proves the latest rewrite again.
+    alone = compaction_check(SILVER, cold_asset_key(SILVER))(iceberg=cold, clickhouse=warm)
+    assert alone.passed and alone.metadata["rows_after"].value == before.rows
+    # Compacting again finds nothing left to merge.
+    again = run_job(settings, COMPACTION_JOB, {"tables": ["silver_trades"], **ALL_CLOSED})
+    assert observations(again, SILVER)["files_rewritten"] == 0
+
+
+def test_expired_snapshots_go_with_their_files_and_the_offload_stays_exactly_once(settings, warm, cold):
+    feed(warm, hours=4, trades_per_hour=300)
+    run_offload(settings, DAY_KEYS[:3])
+    run_job(settings, COMPACTION_JOB, {"tables": ["silver_trades"], **ALL_CLOSED})
+    catalog = cold.catalog()
+    compacted_away = data_files_on_disk(settings, SILVER) - live_data_files(catalog, SILVER)
+    assert compacted_away  # the hourly files the compaction replaced, still referenced by old snapshots
+    time.sleep(0.01)
+    horizon = datetime.now(timezone.utc)
+    time.sleep(0.01)
+    run_offload(settings, DAY_KEYS[3:4])  # a commit after the horizon
+    snapshots_before = {t.cold: len(catalog.load_table(t.cold_identifier).metadata.snapshots) for t in TABLES}
+
+    result = run_job(settings, EXPIRY_JOB, {"older_than": horizon.isoformat()})
+
+    for table in TABLES:
+        snapshots = catalog.load_table(table.cold_identifier).metadata.snapshots
+        assert all(s.timestamp_ms >= horizon.timestamp() * 1000 for s in snapshots), table.cold
+        assert len(snapshots) < snapshots_before[table.cold], table.cold
+    assert not (compacted_away & data_files_on_disk(settings, SILVER))  # deleted from disk
+    assert live_data_files(catalog, SILVER) <= data_files_on_disk(settings, SILVER)  # the newer ones stay
+    assert observations(result, SILVER)["snapshots_expired"] > 0
+
+    # Re-materializing an hour whose commit snapshots are gone writes nothing twice ...
+    run_offload(settings, DAY_KEYS[:1])
+    # ... even with Dagster's record gone too: the cold files' own statistics hold the line.
+    with warm.connect() as client:
+        bronze = catalog.load_table(BRONZE.cold_identifier)
+        again = offload_partition(client, bronze, BRONZE, START, DAY_KEYS[0], "test-no-record", recorded=None, settle_lag=timedelta(0))
+    assert again.mode == "unchanged" and again.rows_written == 0
+    # ... and a new hour offloads normally.
+    run_offload(settings, DAY_KEYS[3:4])
+    assert_tiers_equal(warm, cold, [hour_of(k) for k in DAY_KEYS[:4]])
+
+
+def test_an_orphan_older_than_three_days_is_removed_and_a_fresh_one_kept(settings, warm, cold):
+    feed(warm, hours=1, trades_per_hour=200)
+    run_offload(settings, DAY_KEYS[:1])
+    data_dir = settings.home / "warehouse" / "cold" / BRONZE.cold / "data"
+    old, fresh = data_dir / "crashed-writer-old.parquet", data_dir / "crashed-writer-fresh.parquet"
+    for path in (old, fresh):
+        path.write_bytes(b"PAR1 left by a writer that died before its commit")
+    four_days_ago = time.time() - 4 * 86400
+    os.utime(old, (four_days_ago, four_days_ago))
+
+    dry = run_job(settings, EXPIRY_JOB, {"tables": ["bronze_trades"], "orphans_dry_run": True})
+    assert observations(dry, BRONZE)["orphans_found"] == 1 and old.exists()
+
+    result = run_job(settings, EXPIRY_JOB, {"tables": ["bronze_trades"]})
+    facts = observations(result, BRONZE)
+    assert facts["orphans_removed"] == 1 and Path(local_path(facts["orphan_files"][0])).name == old.name
+    assert not old.exists() and fresh.exists()
+    assert_tiers_equal(warm, cold, [START], tables=[BRONZE])
+
+
+def test_offloads_committing_during_compaction_are_neither_lost_nor_duplicated(settings, warm, cold, monkeypatch):
+    feed(warm, hours=6, trades_per_hour=300)
+    keys = DAY_KEYS[:6]
+    run_offload(settings, keys)
+    late_hour = START + timedelta(hours=2)
+    late = [
+        ["binance", "BTCUSDT", str(8_000_000_000 + i), "91000.00000000", "0.01000000", "false",
+         late_hour + timedelta(minutes=20, seconds=i), late_hour + timedelta(hours=3), "{}"]
+        for i in range(7)
+    ]
+    with warm.connect() as client:
+        client.insert("trades_raw", late, column_names=RAW_COLUMNS)
+    iceberg_resource = cold
+    spark = SparkResource.from_settings(settings, iceberg_resource)
+    spark.setup_for_execution(build_init_resource_context())
+    try:
+        catalog = cold.catalog()
+        now = datetime.now(timezone.utc)
+
+        # 1. Compaction commits while an offload of the same day is about to commit: the
+        #    offload's commit fails validation, starts over from reconciliation and lands.
+        at_commit, release = threading.Event(), threading.Event()
+        real_commit = offload_module._commit
+
+        def paused_commit(*args, **kwargs):
+            at_commit.set()
+            release.wait(120)
+            return real_commit(*args, **kwargs)
+
+        monkeypatch.setattr(offload_module, "_commit", paused_commit)
+        outcome = {}
+
+        def offload_late_hour():
+            with warm.connect() as client:
+                silver = catalog.load_table(SILVER.cold_identifier)
+                outcome["result"] = offload_partition(client, silver, SILVER, late_hour, keys[2], "during-compaction")
+
+        worker = threading.Thread(target=offload_late_hour)
+        worker.start()
+        assert at_commit.wait(120)
+        monkeypatch.setattr(offload_module, "_commit", real_commit)  # the retry commits at once
+        compaction = compact(spark.spark_session, catalog.load_table(SILVER.cold_identifier), SILVER, spark.catalog_name, now, lookback_days=3650)
+        assert compaction.rewrite_snapshot_ids  # it committed while the offload waited
+        release.set()
+        worker.join(120)
+        assert outcome["result"].mode == "replace" and outcome["result"].rows_written > 0
+        assert_tiers_equal(warm, cold, [hour_of(k) for k in keys], tables=[SILVER])
+
+        # 2. The other way round: an offload commits while Spark rewrites; whichever
+        #    commits second retries, and parity holds.
+        with warm.connect() as client:
+            client.insert("trades_raw", [[*row[:2], str(int(row[2]) + 100), *row[3:]] for row in late], column_names=RAW_COLUMNS)
+        feed(warm, hours=6, trades_per_hour=60)  # more rows in every hour: more to rewrite
+        errors = []
+
+        def compact_silver():
+            try:
+                compact(spark.spark_session, catalog.load_table(SILVER.cold_identifier), SILVER, spark.catalog_name, now, lookback_days=3650)
+            except Exception as error:  # noqa: BLE001 - reported below
+                errors.append(error)
+
+        compactor = threading.Thread(target=compact_silver)
+        compactor.start()
+        run_offload(settings, keys)
+        compactor.join(300)
+        assert not errors, errors
+        assert_tiers_equal(warm, cold, [hour_of(k) for k in keys])
+    finally:
+        spark.teardown_after_execution(build_init_resource_context())
+
+
+def test_without_java_17_maintenance_says_what_to_install(settings, cold, monkeypatch, tmp_path):
+    fake_home = tmp_path / "jdk"  # a JAVA_HOME whose java is missing: the message names it
+    monkeypatch.setenv("JAVA_HOME", str(fake_home))
+    spark = SparkResource.from_settings(settings, cold)
+    with pytest.raises(JavaMissing, match=r"needs Java 17 .*openjdk-17-jre-headless"):
+        spark.setup_for_execution(build_init_resource_context())
