@@ -58,14 +58,14 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _build_warm(settings: Settings, trades_per_hour: int, hours: int, bronze_only: bool) -> None:
+def _build_warm(settings: Settings, trades_per_hour: int, hours: int, bronze_only: bool, start: datetime = BENCH_START) -> None:
     warm = ClickHouseResource.from_settings(settings)
     with warm.connect() as client:
         apply_warm_ddl(client)
         if bronze_only:
             # The offload benchmark needs bronze only: keep silver and gold out of the build.
             client.command("DETACH TABLE silver_trades_mv")
-        simulate(client, FeedConfig(start=BENCH_START, hours=hours, trades_per_hour=trades_per_hour))
+        simulate(client, FeedConfig(start=start, hours=hours, trades_per_hour=trades_per_hour))
     ensure_cold_tables(IcebergResource.from_settings(settings).catalog())
 
 
@@ -291,4 +291,109 @@ def bench_checks(parent: str | None = None) -> dict:
         "audit_9_tables_x_24_hours_s": round(audit_s, 2),
         "audit_ok": report.ok,
         "targets": {"checks_overhead_pct": "< 20", "audit_s": "< 30"},
+    }
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def jvm_peak_rss_mb() -> float:
+    """Peak resident set of the JVM(s) this process started (Spark's driver, local mode)."""
+    peak = 0.0
+    for pid in _descendants(os.getpid()):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() != "java":
+                continue
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) / 1024)
+        except OSError:
+            continue
+    return peak
+
+
+def maintenance_child(job_name: str, config: dict) -> None:
+    """One maintenance run, as the run worker would do it (its own process, its own JVM)."""
+    from cold_assets.definitions import build_definitions
+    from cold_assets.instance import embedded_instance
+
+    settings = Settings.from_env()
+    job = build_definitions(settings).resolve_job_def(job_name)
+    op = job.graph.node_names()[0]
+    result = job.execute_in_process(
+        instance=embedded_instance(settings),
+        run_config={"ops": {op: {"config": config}}, "loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+    )
+    print(json.dumps({"success": result.success, "jvm_peak_rss_mb": jvm_peak_rss_mb()}))
+
+
+def bench_maintenance(days: int = 7, parent: str | None = None) -> dict:
+    """The nightly maintenance of the nine tables after `days` days offloaded at demo volume:
+    each job in its own process (as Dagster runs it), wall time and the JVM's peak RSS."""
+    from cold_assets.jobs import COMPACTION_JOB, EXPIRY_JOB
+    from cold_assets.maintenance import file_stats
+    from cold_assets.partitions import partition_key_of
+    from cold_assets.tables import TABLES
+
+    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = today - timedelta(days=days)  # closed days only: all of them are compacted tonight
+    keys = [partition_key_of(start + timedelta(hours=h)) for h in range(24 * days)]
+    with bench_settings(parent) as settings:
+        built = time.perf_counter()
+        _build_warm(settings, DEMO_TRADES_PER_HOUR, 24 * days, bronze_only=False, start=start)
+        _offload_loop(settings, keys)
+        setup_s = time.perf_counter() - built
+        catalog = IcebergResource.from_settings(settings).catalog()
+        before = {t.cold: file_stats(catalog.load_table(t.cold_identifier), t) for t in TABLES}
+        env = {**os.environ, "COLD_HOME": str(settings.home), "COLD_SPARK_JARS_DIR": str(settings.spark_jars_dir)}
+        # Expire every snapshot the offloads made (a real night expires one day of them).
+        configs = {COMPACTION_JOB: {"lookback_days": days}, EXPIRY_JOB: {"older_than": datetime.now(timezone.utc).isoformat()}}
+        runs = {}
+        for job_name, config in configs.items():
+            started = time.perf_counter()
+            child = subprocess.run(
+                [sys.executable, "-W", "ignore", "-c",
+                 f"from cold_assets.bench import maintenance_child; maintenance_child({job_name!r}, {config!r})"],
+                env=env, capture_output=True, text=True,
+            )
+            if child.returncode != 0:
+                raise RuntimeError(f"maintenance job {job_name} failed:\n{child.stderr[-3000:]}")
+            runs[job_name] = {"wall_s": round(time.perf_counter() - started, 2), **json.loads(child.stdout.strip().splitlines()[-1])}
+        after = {t.cold: file_stats(catalog.load_table(t.cold_identifier), t) for t in TABLES}
+    big = 512 * 1024 * 1024
+    return {
+        "benchmark": "maintenance",
+        "days": days,
+        "trades_per_hour": DEMO_TRADES_PER_HOUR,
+        "setup_s": round(setup_s, 1),
+        "runs": runs,
+        "wall_s": round(sum(r["wall_s"] for r in runs.values()), 2),
+        "jvm_peak_rss_mb": round(max(r["jvm_peak_rss_mb"] for r in runs.values())),
+        "tables": {
+            name: {
+                "data_files": [before[name].data_files, after[name].data_files],
+                "bytes": [before[name].bytes, after[name].bytes],
+                "partitions": after[name].partitions,
+                "max_files_per_partition": [before[name].max_files_per_partition, after[name].max_files_per_partition],
+                "rows_unchanged": before[name].rows == after[name].rows,
+            }
+            for name in before
+        },
+        "max_files_per_partition_under_512mb": max(
+            a.max_files_per_partition for a in after.values() if a.bytes / max(a.partitions, 1) < big
+        ),
+        "targets": {"wall_s": "< 90", "jvm_peak_rss_mb": "< 1024", "max_files_per_partition_under_512mb": 1},
     }

@@ -201,6 +201,8 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         bench.print_json(bench.bench_feed(args.trades, args.home))
     elif args.what == "checks":
         bench.print_json(bench.bench_checks(args.home))
+    elif args.what == "maintenance":
+        bench.print_json(bench.bench_maintenance(args.days, args.home))
     else:
         bench.print_json(bench.bench_offload(args.rows, args.home, dagster=not args.skip_dagster))
     return 0
@@ -239,12 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_audit)
     p = sub.add_parser("bench", help="measure and print the figures the issues ask for (JSON)")
     p.add_argument(
-        "what", nargs="?", default="offload", choices=["offload", "feed", "checks"],
+        "what", nargs="?", default="offload", choices=["offload", "feed", "checks", "maintenance"],
         help="offload (default): one warm bronze hour into Iceberg, with floors; feed: the simulator into chDB; "
-        "checks: parity checks' share of a run, and the 24-hour audit",
+        "checks: parity checks' share of a run, and the 24-hour audit; maintenance: the nightly Spark jobs "
+        "after --days days at demo volume",
     )
     p.add_argument("--rows", type=int, default=2_000_000, help="offload: rows in the bronze hour")
     p.add_argument("--trades", type=int, default=5_000_000, help="feed: trades to simulate")
+    p.add_argument("--days", type=int, default=7, help="maintenance: days offloaded before the nightly jobs")
     p.add_argument("--skip-dagster", action="store_true", help="offload: leave out the Dagster single-run figure")
     p.add_argument("--home", default=None, help="parent folder of the throwaway state (default: system temp)")
     p.set_defaults(func=cmd_bench)

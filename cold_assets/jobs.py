@@ -114,7 +114,7 @@ def _instant(value: str) -> datetime:
 
 
 @op(description="Expire snapshots older than the retention, then remove orphan files.")
-def expire_cold_snapshots(
+def expire_snapshots_and_orphans(
     context: OpExecutionContext, config: ExpiryConfig, spark: SparkResource, iceberg: IcebergResource
 ) -> None:
     now = datetime.now(timezone.utc)
@@ -172,7 +172,7 @@ def compaction_job():
     description="Nightly: expire old snapshots and remove orphan files of the nine cold tables on Spark.",
 )
 def expiry_job():
-    expire_cold_snapshots()
+    expire_snapshots_and_orphans()
 
 
 class AuditConfig(Config):

@@ -85,3 +85,26 @@ def datetime_utc(*args):
     from datetime import datetime, timezone
 
     return datetime(*args, tzinfo=timezone.utc)
+
+
+def test_nightly_jobs_run_in_order_compaction_expiry_audit_and_the_offload_leaves_their_check_out(settings):
+    import yaml
+
+    from cold_assets.checks import COMPACTION_PRESERVED_CONTENT
+    from cold_assets.definitions import build_definitions
+    from cold_assets.jobs import COMPACTION_JOB, DAILY_AUDIT_JOB, EXPIRY_JOB, NIGHTLY_TAG
+    from cold_assets.schedules import OFFLOAD_JOB
+
+    defs = build_definitions(settings)
+    crons = {s.job_name: s.cron_schedule for s in defs.schedules}
+    assert (crons[COMPACTION_JOB], crons[EXPIRY_JOB], crons[DAILY_AUDIT_JOB]) == ("0 2 * * *", "20 2 * * *", "30 2 * * *")
+    for name in (COMPACTION_JOB, EXPIRY_JOB, DAILY_AUDIT_JOB):
+        assert NIGHTLY_TAG in defs.resolve_job_def(name).tags
+    limits = yaml.safe_load((ROOT / "dagster.yaml").read_text())["run_coordinator"]["config"]["tag_concurrency_limits"]
+    assert {"key": NIGHTLY_TAG, "limit": 1} in limits
+    offload = defs.resolve_job_def(OFFLOAD_JOB)
+    checks = {k.name for k in offload.asset_layer.asset_graph.asset_check_keys}
+    assert COMPACTION_PRESERVED_CONTENT not in checks and "row_count_parity" in checks
+    graph = defs.resolve_asset_graph()
+    assert COMPACTION_PRESERVED_CONTENT in {k.name for k in graph.asset_check_keys}  # shown on every cold asset
+    assert defs.resolve_job_def(COMPACTION_JOB).executor_def.name == "in_process"
