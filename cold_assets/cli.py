@@ -186,6 +186,18 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_federate(settings: Settings, args: argparse.Namespace) -> int:
+    from cold_assets.federation import federate
+
+    warm, cold = _resources(settings)
+    with warm.connect() as client:
+        results = federate(client, cold.catalog())
+    for r in results:
+        moved = "unchanged" if r.previous == r.cutover else f"moved from {r.previous:%Y-%m-%d %H:%M}" if r.previous else "new"
+        print(f"{r.view:24} cutover {r.cutover:%Y-%m-%d %H:%M} UTC ({moved}; {r.hours_proven} hours proven)")
+    return 0
+
+
 def cmd_jars(settings: Settings, args: argparse.Namespace) -> int:
     from cold_assets.spark_jars import provision
 
@@ -228,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", required=True, help="first hour, ISO 8601 (UTC if no offset), on the hour")
     _add_feed_options(p, trades_per_hour=20_000)
     p.set_defaults(func=cmd_simulate)
+    sub.add_parser(
+        "federate", help="create or replace the <warm table>_all views over both tiers, cutover as far as parity allows"
+    ).set_defaults(func=cmd_federate)
     sub.add_parser(
         "jars", help="provision Spark's pinned jars (PyPI wheels, Debian packages) into COLD_SPARK_JARS_DIR"
     ).set_defaults(func=cmd_jars)

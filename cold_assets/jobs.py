@@ -12,7 +12,10 @@ from dagster import (
     AssetObservation,
     Config,
     Failure,
+    In,
     MetadataValue,
+    Nothing,
+    Out,
     OpExecutionContext,
     in_process_executor,
     job,
@@ -23,6 +26,7 @@ from pydantic import Field
 from cold_assets.assets import cold_asset_key
 from cold_assets.audit import format_report, run_audit
 from cold_assets.checks import rewrite_proof_evaluation
+from cold_assets.federation import federate
 from cold_assets.maintenance import compact, expire_snapshots, file_stats, prove_rewrite, remove_orphan_files
 from cold_assets.resources import ClickHouseResource, IcebergResource
 from cold_assets.spark import SparkResource
@@ -176,14 +180,15 @@ def expiry_job():
 
 
 class AuditConfig(Config):
-    lookback_days: int = Field(default=7, ge=1, description="Days audited, ending at the start of today (UTC).")
+    lookback_days: int = Field(default=7, ge=1, description="Days audited, ending at the start of `until`.")
+    until: str | None = Field(default=None, description="ISO date (UTC) the audit ends at; default: today.")
 
 
-@op(description="Every cold table against its warm table, hour by hour, and the warm medallion's consistency.")
+@op(out=Out(Nothing), description="Every cold table against its warm table, hour by hour, and the warm medallion's consistency.")
 def audit_cold_tier(
     context: OpExecutionContext, config: AuditConfig, clickhouse: ClickHouseResource, iceberg: IcebergResource
 ) -> None:
-    end = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    end = (_instant(config.until) if config.until else datetime.now(timezone.utc)).replace(hour=0, minute=0, second=0, microsecond=0)
     start = end - timedelta(days=config.lookback_days)
     with clickhouse.connect() as client:
         report = run_audit(client, iceberg.catalog(), start, end)
@@ -205,6 +210,31 @@ def audit_cold_tier(
     context.add_output_metadata(metadata)
 
 
-@job(name=DAILY_AUDIT_JOB, tags={NIGHTLY_TAG: "audit"}, description="The daily audit of the cold tier against the warm tier.")
+@op(
+    ins={"after_audit": In(Nothing)},
+    description="Move each federated view's cutover as far as parity allows and recreate the `<warm>_all` views.",
+)
+def federate_views(context: OpExecutionContext, clickhouse: ClickHouseResource, iceberg: IcebergResource) -> None:
+    with clickhouse.connect() as client:
+        results = federate(client, iceberg.catalog())
+    for result in results:
+        spec = table_by_cold_name(result.table)
+        context.log_event(
+            AssetObservation(
+                asset_key=cold_asset_key(spec),
+                description=f"{result.view}: warm from {result.cutover:%Y-%m-%d %H:%M} UTC, cold before",
+                metadata={
+                    "federation_cutover": MetadataValue.timestamp(result.cutover),
+                    "federated_view": MetadataValue.text(result.view),
+                    "hours_proven": MetadataValue.int(result.hours_proven),
+                },
+            )
+        )
+    context.add_output_metadata(
+        {"cutovers": MetadataValue.json({r.view: r.cutover.isoformat() for r in results})}
+    )
+
+
+@job(name=DAILY_AUDIT_JOB, tags={NIGHTLY_TAG: "audit"}, description="The daily audit of the cold tier against the warm tier, then the federated views.")
 def daily_audit_job():
-    audit_cold_tier()
+    federate_views(audit_cold_tier())

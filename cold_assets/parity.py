@@ -73,8 +73,9 @@ def canonical_row(table: Table) -> str:
     return ", ".join(parts)
 
 
-def cold_source(table: Table, client: Client) -> tuple[str, dict]:
-    """The ClickHouse table function that reads a cold table, and its bound parameters.
+def cold_source(table: Table, client: Client, literal: bool = False) -> tuple[str, dict]:
+    """The ClickHouse table function that reads a cold table, and its bound parameters (or,
+    with `literal`, the location inlined, for a view's DDL).
 
     Today that is icebergLocal, for a file:// warehouse read by embedded chDB (a ClickHouse
     server cannot see this machine's files). Reading s3:// warehouses from ClickHouse
@@ -82,7 +83,10 @@ def cold_source(table: Table, client: Client) -> tuple[str, dict]:
     ColdTierUnreadable and parity falls back to Iceberg's own row counts."""
     location = table.location()
     if location.startswith("file://") and type(client).__name__ == "ChdbClient":
-        return "icebergLocal({cold_location:String})", {"cold_location": location.removeprefix("file://")}
+        path = location.removeprefix("file://")
+        if literal:
+            return "icebergLocal('" + path.replace("\\", "\\\\").replace("'", "\\'") + "')", {}
+        return "icebergLocal({cold_location:String})", {"cold_location": path}
     raise ColdTierUnreadable(f"ClickHouse cannot read cold table location {location} from this warm tier yet")
 
 

@@ -94,6 +94,15 @@ class WarmQuery:
     parameters: dict
 
 
+def time_bound(name: str, value: datetime, literal: bool) -> str:
+    """A DateTime64(6, 'UTC') bound in a query: the placeholder of a bound parameter, or,
+    where parameters cannot be bound (a view's DDL), a literal rendered from the datetime."""
+    if not literal:
+        return f"{{{identifier(name)}:DateTime64(6, 'UTC')}}"
+    utc = value.astimezone(timezone.utc)
+    return f"toDateTime64('{utc:%Y-%m-%d %H:%M:%S.%f}', 6, 'UTC')"
+
+
 def read_query(
     table: MirroredTable,
     columns: list[WarmColumn] | None,
@@ -101,11 +110,17 @@ def read_query(
     range_end: datetime,
     after: datetime = EPOCH,
     until: datetime = FAR_FUTURE,
+    literal: bool = False,
 ) -> WarmQuery:
-    """The rows of `table` whose event time is in [range_start, range_end), ingested in (after, until]."""
-    bounds = {"range_start": range_start, "range_end": range_end}
+    """The rows of `table` whose event time is in [range_start, range_end), ingested in
+    (after, until]. `literal` inlines the bounds (for DDL) instead of binding them."""
+    values = {"range_start": range_start, "range_end": range_end}
+    if table.layer is not Layer.GOLD:
+        values |= {"after": after, "until": until}
+    bounds = {name: time_bound(name, value, literal) for name, value in values.items()}
+    parameters = {} if literal else values
     if table.layer is Layer.GOLD:
-        return WarmQuery(render("read_gold", table=identifier(table.warm)), bounds)
+        return WarmQuery(render("read_gold", table=identifier(table.warm), **bounds), parameters)
     if not columns:
         raise ValueError(f"reading {table.warm} needs its column list")
     sql = render(
@@ -115,5 +130,6 @@ def read_query(
         final="FINAL" if table.layer is Layer.SILVER else "",
         time_column=identifier(table.time_column),
         order_by=", ".join(identifier(c) for c in table.cold_order),
+        **bounds,
     )
-    return WarmQuery(sql, {**bounds, "after": after, "until": until})
+    return WarmQuery(sql, parameters)

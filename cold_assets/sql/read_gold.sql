@@ -13,7 +13,7 @@ SELECT
     toInt64(sum(trade_count))                           AS trade_count,
     toDecimal64(quote_volume / volume, 8)               AS vwap  -- the aliases above: finalized sums
 FROM $table
-WHERE window_start >= {range_start:DateTime64(6, 'UTC')}
-  AND window_start <  {range_end:DateTime64(6, 'UTC')}
+WHERE window_start >= $range_start
+  AND window_start <  $range_end
 GROUP BY exchange, symbol, window_start
 ORDER BY exchange, symbol, window_start

@@ -3,11 +3,13 @@
 -- column added in ClickHouse reaches Iceberg; $final is FINAL where the table deduplicates
 -- at merge time (silver). Only rows ingested in (after, until] are read: the append layers
 -- move a watermark on ingested_at; the replace layers read the whole hour. $order_by is
--- the cold file order (tables.py): one file per exchange, neighbouring rows alike.
+-- the cold file order (tables.py): one file per exchange, neighbouring rows alike. The
+-- bounds are bound parameters ({range_start:DateTime64(6, 'UTC')}, ...), or literals in a
+-- view's DDL, where parameters cannot be bound (warm_read.time_bound).
 SELECT $columns
 FROM $table $final
-WHERE $time_column >= {range_start:DateTime64(6, 'UTC')}
-  AND $time_column <  {range_end:DateTime64(6, 'UTC')}
-  AND ingested_at  >  {after:DateTime64(6, 'UTC')}
-  AND ingested_at  <= {until:DateTime64(6, 'UTC')}
+WHERE $time_column >= $range_start
+  AND $time_column <  $range_end
+  AND ingested_at  >  $after
+  AND ingested_at  <= $until
 ORDER BY $order_by

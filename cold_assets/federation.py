@@ -1,0 +1,116 @@
+"""Warm + cold as one table in ClickHouse: a view `<warm table>_all` per mirrored table.
+
+The view reads warm rows at or after a cutover hour and cold rows before it. The cutover is
+the earliest hour such that every earlier hour (since the previous cutover) passed parity:
+rows before it are proven identical in cold, rows from it on are still in warm (the warm
+TTL keeps 30 days, the cutover trails the clock by about an hour), so the view has no gap
+and no overlap. It only moves forward, and is recorded in `federation_cutover` and in the
+view's comment.
+
+The SQL comes from one place: the warm side is the offload's own read query (warm_read.py)
+with the bound inlined, the cold side is parity.cold_source (icebergLocal on the embedded
+default). chDB reads local files only under the working directory: query the views inside
+parity.local_file_access, as `cold-assets federate` does.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from clickhouse_connect.driver.client import Client
+from pyiceberg.catalog import Catalog
+
+from cold_assets.parity import cold_source, local_file_access, partitions_parity
+from cold_assets.partitions import partition_key_of
+from cold_assets.tables import TABLES, MirroredTable
+from cold_assets.warm_read import EPOCH, FAR_FUTURE, identifier, read_columns, read_query, render, time_bound
+
+# An hour is a candidate once the offload is done with it: closed for this long.
+SETTLED = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Federation:
+    table: str
+    view: str
+    cutover: datetime
+    previous: datetime | None
+    hours_proven: int
+
+
+def view_name(spec: MirroredTable) -> str:
+    return identifier(f"{spec.warm}_all")
+
+
+def current_cutovers(client: Client) -> dict[str, datetime]:
+    rows = client.query(render("federation_cutover")).result_rows
+    return {name: (c if c.tzinfo else c.replace(tzinfo=timezone.utc)) for name, c in rows}
+
+
+def _warm_first_hour(client: Client, spec: MirroredTable) -> datetime | None:
+    rows = client.query(render("warm_first_hour", table=identifier(spec.warm), time_column=identifier(spec.time_column))).result_rows
+    if not rows:
+        return None
+    value = rows[0][0]
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def next_cutover(client: Client, catalog: Catalog, spec: MirroredTable, previous: datetime | None, now: datetime) -> tuple[datetime, int]:
+    """The new cutover and the number of hours (or days, for daily bars) proven on the way."""
+    first = _warm_first_hour(client, spec)
+    start = max(d for d in (previous, first) if d is not None) if (previous or first) else None
+    if start is None:
+        return previous or EPOCH, 0  # nothing anywhere yet
+    limit = now.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0) - SETTLED
+    buckets, hour = [], start
+    while hour < limit:
+        lo, hi = spec.offload_range(hour)
+        if hi <= limit and (not buckets or buckets[-1][0] != lo):
+            buckets.append((lo, partition_key_of(hour)))
+        hour += timedelta(hours=1)
+    if not buckets:
+        return start, 0
+    table = catalog.load_table(spec.cold_identifier)
+    parity = partitions_parity(client, table, spec, [key for _, key in buckets], content=True)
+    proven = 0
+    for (lo, _), result in zip(buckets, parity):
+        if not (result.content_matches and result.content_checked):
+            break
+        proven += 1
+    if proven == len(buckets):
+        cutover = spec.offload_range(buckets[-1][0])[1]
+    else:
+        cutover = buckets[proven][0]
+    return max(cutover, start), proven
+
+
+def view_sql(client: Client, catalog: Catalog, spec: MirroredTable, cutover: datetime) -> str:
+    table = catalog.load_table(spec.cold_identifier)
+    columns = ", ".join(identifier(f.name) for f in table.schema().fields)
+    warm = read_query(spec, read_columns(client, spec), cutover, FAR_FUTURE, literal=True)
+    source, _ = cold_source(table, client, literal=True)
+    return render(
+        "federated_view",
+        view=view_name(spec),
+        columns=columns,
+        warm_read=warm.sql,
+        cold_source=source,
+        time_column=identifier(spec.time_column),
+        cutover=time_bound("cutover", cutover, literal=True),
+        comment=f"cold-assets: {spec.warm} from {cutover:%Y-%m-%d %H:%M} UTC, cold.{spec.cold} before",
+    )
+
+
+def federate(client: Client, catalog: Catalog, now: datetime | None = None, tables=TABLES) -> list[Federation]:
+    """Moves each table's cutover as far as parity allows and (re)creates its view."""
+    now = now or datetime.now(timezone.utc)
+    known = current_cutovers(client)
+    done = []
+    for spec in tables:
+        previous = known.get(spec.warm)
+        cutover, proven = next_cutover(client, catalog, spec, previous, now)
+        with local_file_access(catalog.load_table(spec.cold_identifier)):  # the DDL resolves the location
+            client.command(view_sql(client, catalog, spec, cutover))
+        if cutover != previous:
+            client.insert("federation_cutover", [[spec.warm, cutover]], column_names=["table_name", "cutover"])
+        done.append(Federation(spec.cold, view_name(spec), cutover, previous, proven))
+    return done

@@ -1,0 +1,107 @@
+"""Warm + cold as one table: the `<warm>_all` views on embedded chDB reading the local warehouse."""
+
+from datetime import timedelta
+
+from cold_assets.federation import current_cutovers, federate
+from cold_assets.parity import local_file_access
+from cold_assets.tables import TABLES, table_by_cold_name
+from cold_assets_tests.offload_helpers import START, feed, run_offload
+from cold_assets.partitions import partition_key_of
+
+HOURS = 6
+KEYS = [partition_key_of(START + timedelta(hours=h)) for h in range(HOURS)]
+NOW = START + timedelta(hours=HOURS + 2)  # every fed hour is settled
+BRONZE = table_by_cold_name("bronze_trades")
+
+
+def rows(client, catalog, sql: str, parameters=None) -> list[tuple]:
+    table = catalog.load_table(BRONZE.cold_identifier)
+    with local_file_access(table):
+        return sorted(client.query(sql, parameters=parameters).result_rows)
+
+
+def test_a_query_across_the_cutover_returns_every_row_once_before_and_after_the_warm_ttl(settings, warm, cold):
+    feed(warm, hours=HOURS, trades_per_hour=400)
+    run_offload(settings, KEYS[:4])  # hours 4 and 5 are not in cold yet
+    catalog = cold.catalog()
+    with warm.connect() as client:
+        result = {f.table: f for f in federate(client, catalog, now=NOW)}
+        cutover = START + timedelta(hours=4)
+        assert result["bronze_trades"].cutover == cutover  # the first hour not proven in cold
+        assert current_cutovers(client)["bronze_trades"] == cutover
+        span = {"lo": START + timedelta(hours=2), "hi": START + timedelta(hours=6)}
+        query = (
+            "SELECT trade_id, exchange, symbol, toString(price), exchange_ts FROM {view:Identifier} "
+            "WHERE exchange_ts >= {lo:DateTime64(6, 'UTC')} AND exchange_ts < {hi:DateTime64(6, 'UTC')}"
+        )
+        through_view = rows(client, catalog, query, {**span, "view": "bronze_trades_all"})
+        # Every row exactly once (as multisets: the feed has duplicate deliveries): what the
+        # two tiers hold on either side of the cutover, read separately, and all of warm.
+        location = catalog.load_table(BRONZE.cold_identifier).location().removeprefix("file://")
+        cold_part = rows(
+            client, catalog,
+            query.replace("{view:Identifier}", "icebergLocal({p:String})") + " AND exchange_ts < {c:DateTime64(6, 'UTC')}",
+            {**span, "p": location, "c": cutover},
+        )
+        warm_part = rows(client, catalog, query + " AND exchange_ts >= {c:DateTime64(6, 'UTC')}", {**span, "view": "bronze_trades", "c": cutover})
+        assert cold_part and warm_part
+        assert through_view == sorted(cold_part + warm_part)
+        assert through_view == rows(client, catalog, query, {**span, "view": "bronze_trades"})
+        # The cold part of the view is cold's: drop warm hours before the cutover, as the TTL would.
+        client.command(
+            "ALTER TABLE bronze_trades DELETE WHERE exchange_ts < {c:DateTime64(6, 'UTC')}",
+            parameters={"c": cutover}, settings={"mutations_sync": 2},
+        )
+        assert rows(client, catalog, query, {**span, "view": "bronze_trades_all"}) == through_view
+        # Federating again never moves the cutover back, even with warm hours gone.
+        again = {f.table: f for f in federate(client, catalog, now=NOW)}
+        assert again["bronze_trades"].cutover >= cutover
+
+
+def test_ohlcv_over_the_whole_range_through_the_view_equals_cold_alone(settings, warm, cold):
+    feed(warm, hours=HOURS, trades_per_hour=400)
+    run_offload(settings, KEYS)
+    catalog = cold.catalog()
+    with warm.connect() as client:
+        federate(client, catalog, now=NOW)
+        for spec in [t for t in TABLES if t.gold_window in ("1m", "1h", "1d")]:
+            cold_table = catalog.load_table(spec.cold_identifier)
+            aggregate = "SELECT exchange, symbol, sum(volume), sum(trade_count), min(low), max(high) FROM {source} GROUP BY exchange, symbol"
+            with local_file_access(cold_table):
+                through_view = sorted(client.query(aggregate.format(source=f"{spec.warm}_all")).result_rows)
+                cold_alone = sorted(
+                    client.query(
+                        aggregate.format(source="icebergLocal({p:String})"),
+                        parameters={"p": cold_table.location().removeprefix("file://")},
+                    ).result_rows
+                )
+            assert through_view == cold_alone and through_view, spec.cold
+
+
+def test_the_daily_audit_job_federates_after_auditing_and_records_the_cutovers(settings, warm, cold):
+    from dagster import DagsterEventType
+
+    from cold_assets.definitions import build_definitions
+    from cold_assets.instance import embedded_instance
+    from cold_assets.jobs import DAILY_AUDIT_JOB
+
+    feed(warm, hours=HOURS, trades_per_hour=200)
+    run_offload(settings, KEYS)
+    job = build_definitions(settings).resolve_job_def(DAILY_AUDIT_JOB)
+    until = (START + timedelta(days=1)).date().isoformat()
+    result = job.execute_in_process(
+        instance=embedded_instance(settings),
+        run_config={"ops": {"audit_cold_tier": {"config": {"lookback_days": 1, "until": until}}}},
+    )
+    assert result.success
+    cutovers = {
+        e.event_specific_data.asset_observation.asset_key.path[-1]: e.event_specific_data.asset_observation.metadata["federation_cutover"].value
+        for e in result.all_events
+        if e.event_type == DagsterEventType.ASSET_OBSERVATION
+    }
+    assert len(cutovers) == 9
+    # Every fed hour is proven, and so are the empty hours after them, up to the settled clock.
+    assert cutovers["bronze_trades"] >= (START + timedelta(hours=HOURS)).timestamp()
+    with warm.connect() as client:
+        views = {r[0] for r in client.query("SELECT name FROM system.tables WHERE name LIKE '%\\_all'").result_rows}
+    assert views == {f"{t.warm}_all" for t in TABLES}
