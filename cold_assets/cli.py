@@ -214,7 +214,9 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     elif args.what == "checks":
         bench.print_json(bench.bench_checks(args.home))
     elif args.what == "maintenance":
-        bench.print_json(bench.bench_maintenance(args.days, args.home))
+        bench.print_json(bench.bench_maintenance(args.days or 7, args.home))
+    elif args.what == "federation":
+        bench.print_json(bench.bench_federation(args.days or 30, parent=args.home))
     else:
         bench.print_json(bench.bench_offload(args.rows, args.home, dagster=not args.skip_dagster))
     return 0
@@ -256,14 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_audit)
     p = sub.add_parser("bench", help="measure and print the figures the issues ask for (JSON)")
     p.add_argument(
-        "what", nargs="?", default="offload", choices=["offload", "feed", "checks", "maintenance"],
+        "what", nargs="?", default="offload", choices=["offload", "feed", "checks", "maintenance", "federation"],
         help="offload (default): one warm bronze hour into Iceberg, with floors; feed: the simulator into chDB; "
         "checks: parity checks' share of a run, and the 24-hour audit; maintenance: the nightly Spark jobs "
-        "after --days days at demo volume",
+        "after --days (7) days at demo volume; federation: OHLCV latency through a view over --days (30) days",
     )
     p.add_argument("--rows", type=int, default=2_000_000, help="offload: rows in the bronze hour")
     p.add_argument("--trades", type=int, default=5_000_000, help="feed: trades to simulate")
-    p.add_argument("--days", type=int, default=7, help="maintenance: days offloaded before the nightly jobs")
+    p.add_argument("--days", type=int, default=None, help="maintenance (7) and federation (30): days of data")
     p.add_argument("--skip-dagster", action="store_true", help="offload: leave out the Dagster single-run figure")
     p.add_argument("--home", default=None, help="parent folder of the throwaway state (default: system temp)")
     p.set_defaults(func=cmd_bench)
