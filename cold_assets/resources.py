@@ -127,8 +127,9 @@ class IcebergResource(ConfigurableResource):
 
     def catalog(self) -> Catalog:
         if not self.embedded:
-            # Properties (URI, warehouse, S3 endpoint and keys) come from pyiceberg's own config.
-            return load_catalog(self.catalog_name)
+            # Properties (URI, warehouse, S3 endpoint and keys) come from pyiceberg's own config,
+            # read now: pyiceberg's module-level copy is read once, at import.
+            return load_catalog(self.catalog_name, **self.catalog_properties())
         properties = self.catalog_properties()
         database = Path(properties["uri"].removeprefix("sqlite:///"))
         database.parent.mkdir(parents=True, exist_ok=True)
