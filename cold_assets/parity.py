@@ -23,6 +23,7 @@ from pyiceberg.types import BooleanType, DecimalType, IntegerType, LongType, Tim
 
 from cold_assets.cold_ranges import range_filter
 from cold_assets.partitions import hour_of
+from cold_assets.settings import s3_collection_name
 from cold_assets.tables import MirroredTable
 from cold_assets.warm_read import WarmQuery, identifier, read_columns, read_query, render
 
@@ -73,21 +74,60 @@ def canonical_row(table: Table) -> str:
     return ", ".join(parts)
 
 
+def _string_literal(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def s3_http_url(location: str, io_properties: dict[str, str]) -> str:
+    """The HTTP(S) URL ClickHouse reads an s3:// location at: path style on the catalog's
+    endpoint (MinIO, an emulator), else the bucket's AWS virtual-host URL."""
+    bucket, _, key = location.split("://", 1)[1].partition("/")
+    endpoint = io_properties.get("s3.endpoint")
+    if endpoint:
+        return f"{endpoint.rstrip('/')}/{bucket}/{key}"
+    region = io_properties.get("s3.region") or "us-east-1"
+    return f"https://{bucket}.s3.{region}.amazonaws.com/{key}"
+
+
+def _s3_collection(client: Client, io_properties: dict[str, str]) -> str:
+    """The ClickHouse named collection holding the warehouse's S3 credentials, so that no
+    query or view definition carries them. A ClickHouse server has it made by its operator
+    (README, Production); embedded chDB gets it here, from the catalog's own properties."""
+    name = identifier(s3_collection_name())
+    if type(client).__name__ == "ChdbClient":
+        # Made again each time: the catalog's credentials may have been rotated.
+        key, secret = io_properties.get("s3.access-key-id", ""), io_properties.get("s3.secret-access-key", "")
+        client.command(f"DROP NAMED COLLECTION IF EXISTS {name}")
+        client.command(
+            f"CREATE NAMED COLLECTION {name} AS access_key_id = {_string_literal(key)}, "
+            f"secret_access_key = {_string_literal(secret)}"
+        )
+    return name
+
+
 def cold_source(table: Table, client: Client, literal: bool = False) -> tuple[str, dict]:
     """The ClickHouse table function that reads a cold table, and its bound parameters (or,
     with `literal`, the location inlined, for a view's DDL).
 
-    Today that is icebergLocal, for a file:// warehouse read by embedded chDB (a ClickHouse
-    server cannot see this machine's files). Reading s3:// warehouses from ClickHouse
-    (icebergS3) comes with the production stack; until then such tables raise
-    ColdTierUnreadable and parity falls back to Iceberg's own row counts."""
+    - file:// warehouse: icebergLocal, for embedded chDB only (a ClickHouse server cannot see
+      this machine's files: ColdTierUnreadable, and parity falls back to Iceberg's counts);
+    - s3:// warehouse: icebergS3 over the named collection of the credentials."""
     location = table.location()
-    if location.startswith("file://") and type(client).__name__ == "ChdbClient":
+    if location.startswith("file://"):
+        if type(client).__name__ != "ChdbClient":
+            raise ColdTierUnreadable(f"a ClickHouse server cannot read the local cold table location {location}")
         path = location.removeprefix("file://")
         if literal:
-            return "icebergLocal('" + path.replace("\\", "\\\\").replace("'", "\\'") + "')", {}
+            return f"icebergLocal({_string_literal(path)})", {}
         return "icebergLocal({cold_location:String})", {"cold_location": path}
-    raise ColdTierUnreadable(f"ClickHouse cannot read cold table location {location} from this warm tier yet")
+    if location.startswith(("s3://", "s3a://")):
+        properties = dict(table.io.properties)
+        collection = _s3_collection(client, properties)
+        url = s3_http_url(location, properties)
+        if literal:
+            return f"icebergS3({collection}, url = {_string_literal(url)})", {}
+        return f"icebergS3({collection}, url = {{cold_url:String}})", {"cold_url": url}
+    raise ColdTierUnreadable(f"ClickHouse cannot read cold table location {location}")
 
 
 @contextmanager

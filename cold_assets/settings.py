@@ -86,6 +86,12 @@ class Settings:
         return (self.home / "warehouse").as_uri()
 
 
+def s3_collection_name() -> str:
+    """COLD_CLICKHOUSE_S3_COLLECTION: the ClickHouse named collection with the S3 warehouse's
+    credentials, through which ClickHouse reads the cold tier (parity, federated views)."""
+    return os.environ.get("COLD_CLICKHOUSE_S3_COLLECTION") or "cold_s3"
+
+
 def ddl_dir() -> Path:
     """ddl/ of the project: the schemas the code reads (COLD_DDL_DIR overrides, e.g. in an image)."""
     override = os.environ.get("COLD_DDL_DIR")
