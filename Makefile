@@ -9,7 +9,7 @@ export COLD_HOME
 COLD_SPARK_JARS_DIR ?= $(COLD_HOME)/spark-jars
 export COLD_SPARK_JARS_DIR
 
-.PHONY: install jars demo test bench clean
+.PHONY: install jars browser demo test screenshots bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,13 +23,22 @@ install: $(BIN)/.installed
 jars: install
 	$(BIN)/cold-assets jars
 
+# Debian's Chromium, for the webserver test and `make screenshots` (installed as root).
+browser:
+	@command -v chromium >/dev/null || apt-get install -y --no-install-recommends chromium >/dev/null \
+	  || (apt-get update >/dev/null && apt-get install -y --no-install-recommends chromium >/dev/null)
+
 demo: install jars
 	$(BIN)/cold-assets demo
 
 # pytest exits 5 when it collected no test; CI must treat that as a failure, and it does
 # because make propagates any non-zero exit.
-test: install jars
+test: install jars browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider cold_assets_tests
+
+# The webserver on the demo's COLD_HOME, rendered to $(COLD_HOME)/screenshots/*.png.
+screenshots: demo browser
+	$(BIN)/python -m cold_assets_tests.screenshots
 
 bench: install
 	$(BIN)/cold-assets bench

@@ -144,6 +144,10 @@ def self_healing_sensor(job, lookback_days: int | None = None):
                     run_key=f"heal-{hour}-{signature}",
                     partition_key=hour,
                     asset_selection=[cold_asset_key(t) for t in TABLES if t.cold in tables],
+                    # The parity checks only: the compaction's check belongs to the maintenance.
+                    asset_check_keys=[
+                        AssetCheckKey(cold_asset_key(t), name) for t in TABLES if t.cold in tables for name in CHECK_NAMES
+                    ],
                     run_config={"ops": {f"cold__{t}": {"config": {"replace_hour": True}} for t in sorted(tables)}},
                     tags={"cold-assets/reason": "; ".join(reasons[hour])[:1000]},
                 )

@@ -125,8 +125,13 @@ def jar_paths(cache: Path) -> list[Path]:
 
 def _apt_install(packages: list[str]) -> None:
     command = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
+    quiet = dict(check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            subprocess.run(command, **quiet)
+        except subprocess.CalledProcessError:  # stale package lists: refresh them once
+            subprocess.run(["apt-get", "update"], **quiet)
+            subprocess.run(command, **quiet)
     except (OSError, subprocess.CalledProcessError) as error:
         detail = getattr(error, "stderr", None) or str(error)
         raise SparkJarsError(f"could not install Debian packages {' '.join(packages)} ({detail.strip()}); install them as root") from None

@@ -1,0 +1,60 @@
+"""The webserver as a person uses it: a backfill launched through its GraphQL API (the call the
+UI makes) runs on the daemon; the API then shows the partitions, their metadata and the
+check results; and Chromium renders the asset page with its partitions and checks."""
+
+import re
+
+from cold_assets.cold_ddl import ensure_cold_tables
+from cold_assets.tables import TABLES
+from cold_assets_tests.offload_helpers import KEYS, feed
+from cold_assets_tests.webserver_harness import (
+    check_statuses,
+    launch_backfill,
+    materializations,
+    render_page,
+    wait_for_backfill,
+    webserver_and_daemon,
+)
+
+COLD_PATHS = [["cold", t.cold] for t in TABLES]
+
+
+def test_a_backfill_from_the_webserver_materializes_checks_and_shows_on_the_asset_page(settings, warm, cold, tmp_path):
+    ensure_cold_tables(cold.catalog())
+    feed(warm, hours=len(KEYS), trades_per_hour=300)
+    with warm.connect() as client:
+        warm_rows = {
+            key: n
+            for key, n in client.query(
+                "SELECT formatDateTime(toStartOfHour(exchange_ts), '%Y-%m-%d-%H:00', 'UTC'), count() FROM bronze_trades GROUP BY 1"
+            ).result_rows
+        }
+
+    with webserver_and_daemon(settings, tmp_path / "logs") as server:
+        server.dismiss_first_visit_modal()
+        backfill = wait_for_backfill(server, launch_backfill(server, COLD_PATHS, KEYS))
+        assert backfill["status"] == "COMPLETED_SUCCESS", backfill
+        assert len(backfill["runs"]) == 1  # BackfillPolicy: three hours of nine assets in one run
+
+        facts = materializations(server, ["cold", "bronze_trades"], KEYS)
+        assert set(facts) == set(KEYS)
+        for key in KEYS:
+            hour = facts[key]["offload"][key]
+            assert hour["cold_rows"] == hour["warm_rows"] == warm_rows[key] > 0
+            # "unchanged" when the self-healing sensor, which the daemon also runs, got there first.
+            assert hour["watermark"] and hour["mode"] in ("append", "unchanged")
+        statuses = check_statuses(server, ["cold", "bronze_trades"])
+        assert statuses["row_count_parity"] == statuses["content_parity"] == "SUCCEEDED"
+        # A backfill from the UI runs every check of its assets; with no compaction yet this
+        # one has nothing to verify and passes.
+        assert statuses["compaction_preserved_content"] in ("SUCCEEDED", None)
+
+        page = render_page(f"{server.url}/assets/cold/bronze_trades?view=partitions", tmp_path / "bronze_partitions.png")
+        text = re.sub(r"<[^>]+>", " ", page)
+        assert "bronze_trades" in text
+        materialized = re.search(r"Materialized \((\d+)\)", text)
+        assert materialized and int(materialized.group(1)) >= len(KEYS)  # the schedule may add the current hour
+        checks_page = render_page(f"{server.url}/assets/cold/bronze_trades?view=checks", tmp_path / "bronze_checks.png")
+        checks_text = re.sub(r"<[^>]+>", " ", checks_page)
+        assert "row_count_parity" in checks_text and "content_parity" in checks_text
+        assert (tmp_path / "bronze_partitions.png").stat().st_size > 10_000
