@@ -121,6 +121,7 @@ def session_config(settings: Settings) -> dict[str, str]:
     }
     if settings.spark_packages:
         conf["spark.jars.packages"] = settings.spark_packages
+        conf["spark.jars.ivy"] = str(settings.home / "ivy")  # resolved once, then cached
     else:
         conf["spark.jars"] = ",".join(str(settings.spark_jars_dir / jar.file) for jar in JARS)
     return conf
