@@ -15,6 +15,7 @@ state alone. `offload` (the default) prints one JSON object:
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -340,7 +341,29 @@ def maintenance_child(job_name: str, config: dict) -> None:
     print(json.dumps({"success": result.success, "jvm_peak_rss_mb": jvm_peak_rss_mb()}))
 
 
-def bench_maintenance(days: int = 7, parent: str | None = None) -> dict:
+@contextmanager
+def _maintenance_state(parent: str | None, state: str | None) -> Iterator[tuple[Settings, bool]]:
+    """Throwaway state, or with `state` a folder kept between runs: the offloaded tables are
+    saved there once (state.tar) and restored before each measurement, since maintenance
+    changes them. Yields the settings and whether the tables still need building."""
+    if state is None:
+        with bench_settings(parent) as settings:
+            yield settings, True
+        return
+    home = Path(state).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    settings = replace(Settings.from_env(), home=home, clickhouse_host=None, settle_lag_seconds=0)
+    saved = home / "state.tar"
+    kept = ["warehouse", "catalog.db"]
+    if saved.exists():
+        for name in [*kept, "dagster", "catalog.db-wal", "catalog.db-shm"]:
+            path = home / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        subprocess.run(["tar", "-xf", str(saved), "-C", str(home)], check=True)
+    yield settings, not saved.exists()
+
+
+def bench_maintenance(days: int = 7, parent: str | None = None, state: str | None = None) -> dict:
     """The nightly maintenance of the nine tables after `days` days offloaded at demo volume:
     each job in its own process (as Dagster runs it), wall time and the JVM's peak RSS."""
     from cold_assets.jobs import COMPACTION_JOB, EXPIRY_JOB
@@ -351,11 +374,15 @@ def bench_maintenance(days: int = 7, parent: str | None = None) -> dict:
     today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
     start = today - timedelta(days=days)  # closed days only: all of them are compacted tonight
     keys = [partition_key_of(start + timedelta(hours=h)) for h in range(24 * days)]
-    with bench_settings(parent) as settings:
-        built = time.perf_counter()
-        _build_warm(settings, DEMO_TRADES_PER_HOUR, 24 * days, bronze_only=False, start=start)
-        _offload_loop(settings, keys)
-        setup_s = time.perf_counter() - built
+    setup_s = None
+    with _maintenance_state(parent, state) as (settings, build):
+        if build:
+            built = time.perf_counter()
+            _build_warm(settings, DEMO_TRADES_PER_HOUR, 24 * days, bronze_only=False, start=start)
+            _offload_loop(settings, keys)
+            setup_s = round(time.perf_counter() - built, 1)
+            if state is not None:
+                subprocess.run(["tar", "-cf", "state.tar", "warehouse", "catalog.db"], cwd=settings.home, check=True)
         catalog = IcebergResource.from_settings(settings).catalog()
         before = {t.cold: file_stats(catalog.load_table(t.cold_identifier), t) for t in TABLES}
         env = {**os.environ, "COLD_HOME": str(settings.home), "COLD_SPARK_JARS_DIR": str(settings.spark_jars_dir)}
@@ -378,7 +405,7 @@ def bench_maintenance(days: int = 7, parent: str | None = None) -> dict:
         "benchmark": "maintenance",
         "days": days,
         "trades_per_hour": DEMO_TRADES_PER_HOUR,
-        "setup_s": round(setup_s, 1),
+        "setup_s": setup_s,  # None: restored from --state
         "runs": runs,
         "wall_s": round(sum(r["wall_s"] for r in runs.values()), 2),
         "jvm_peak_rss_mb": round(max(r["jvm_peak_rss_mb"] for r in runs.values())),

@@ -214,7 +214,7 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     elif args.what == "checks":
         bench.print_json(bench.bench_checks(args.home))
     elif args.what == "maintenance":
-        bench.print_json(bench.bench_maintenance(args.days or 7, args.home))
+        bench.print_json(bench.bench_maintenance(args.days or 7, args.home, args.state))
     elif args.what == "federation":
         bench.print_json(bench.bench_federation(args.days or 30, parent=args.home))
     else:
@@ -266,6 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=int, default=2_000_000, help="offload: rows in the bronze hour")
     p.add_argument("--trades", type=int, default=5_000_000, help="feed: trades to simulate")
     p.add_argument("--days", type=int, default=None, help="maintenance (7) and federation (30): days of data")
+    p.add_argument(
+        "--state", default=None,
+        help="maintenance: keep the offloaded tables in this folder and restore them before each run (skips the build)",
+    )
     p.add_argument("--skip-dagster", action="store_true", help="offload: leave out the Dagster single-run figure")
     p.add_argument("--home", default=None, help="parent folder of the throwaway state (default: system temp)")
     p.set_defaults(func=cmd_bench)
