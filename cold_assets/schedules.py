@@ -49,35 +49,31 @@ def offload_schedule(job):
     return _schedule
 
 
-def compaction_schedule(job) -> ScheduleDefinition:
+def _nightly(name: str, cron: str, job, description: str) -> ScheduleDefinition:
     return ScheduleDefinition(
-        name="compaction_0200_utc",
+        name=name,
         job=job,
-        cron_schedule="0 2 * * *",
+        cron_schedule=cron,
         execution_timezone="UTC",
         default_status=DefaultScheduleStatus.RUNNING,
-        description="Compact the closed partitions of the nine cold tables (Spark).",
+        description=description,
     )
 
 
+# The nightly order (jobs.py): compaction, then expiry and orphans, then the audit.
+def compaction_schedule(job) -> ScheduleDefinition:
+    return _nightly("compaction_0200_utc", "0 2 * * *", job, "Compact the closed partitions of the nine cold tables (Spark).")
+
+
 def expiry_schedule(job) -> ScheduleDefinition:
-    return ScheduleDefinition(
-        name="snapshot_expiry_0220_utc",
-        job=job,
-        cron_schedule="20 2 * * *",
-        execution_timezone="UTC",
-        default_status=DefaultScheduleStatus.RUNNING,
-        description="Expire snapshots older than 7 days and remove orphan files older than 3 days (Spark).",
+    return _nightly(
+        "snapshot_expiry_0220_utc", "20 2 * * *", job,
+        "Expire snapshots older than 7 days and remove orphan files older than 3 days (Spark).",
     )
 
 
 def daily_audit_schedule(job) -> ScheduleDefinition:
-    # 02:30 UTC: after the 02:00 compaction and the 02:20 snapshot expiry.
-    return ScheduleDefinition(
-        name="daily_audit_0230_utc",
-        job=job,
-        cron_schedule="30 2 * * *",
-        execution_timezone="UTC",
-        default_status=DefaultScheduleStatus.RUNNING,
-        description="Audit every cold table against the warm tier over the lookback (default 7 days).",
+    return _nightly(
+        "daily_audit_0230_utc", "30 2 * * *", job,
+        "Audit every cold table against the warm tier over the lookback (default 7 days), then federate.",
     )

@@ -20,6 +20,20 @@ KEYS = [partition_key_of(START + timedelta(hours=h)) for h in range(HOURS)]
 RAW_COLUMNS = ["exchange", "symbol", "trade_id", "price", "quantity", "side", "exchange_ts", "received_at", "message"]
 
 
+def insert_late_raw(warm, hour: datetime, count: int, first_trade_id: int, exchange: str = "binance") -> None:
+    """`count` trades of `hour` delivered hours late (ingested now), as a feed handler would."""
+    symbol, price, side, message = (
+        ("BTCUSDT", "91000.00000000", "false", "{}") if exchange == "binance" else ("XBT/USDT", "91000.00000", "b", "[]")
+    )
+    rows = [
+        [exchange, symbol, str(first_trade_id + i), price, "0.01000000", side,
+         hour + timedelta(minutes=20, seconds=i), hour + timedelta(hours=4), message]
+        for i in range(count)
+    ]
+    with warm.connect() as client:
+        client.insert("trades_raw", rows, column_names=RAW_COLUMNS)
+
+
 def feed(warm, hours: int = HOURS, trades_per_hour: int = 3_000, **shares) -> None:
     with warm.connect() as client:
         simulate(client, FeedConfig(start=START, hours=hours, trades_per_hour=trades_per_hour, **shares))

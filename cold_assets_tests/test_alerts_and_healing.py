@@ -17,7 +17,7 @@ from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.schedules import OFFLOAD_JOB
 from cold_assets.sensors import parity_alerts
 from cold_assets.tables import TABLES, table_by_cold_name
-from cold_assets_tests.offload_helpers import KEYS, RAW_COLUMNS, assert_tiers_equal, feed, run_offload
+from cold_assets_tests.offload_helpers import KEYS, RAW_COLUMNS, assert_tiers_equal, feed, insert_late_raw, run_offload
 
 
 class Receiver:
@@ -67,7 +67,9 @@ def _execute(settings, request):
 def _sensor(settings, name, cursor=None):
     defs = build_definitions(settings)
     sensor = defs.resolve_sensor_def(name)
-    context = build_sensor_context(instance=embedded_instance(settings), cursor=cursor, resources=defs.resources)
+    # The sensors' own resources (Spark's, which starts a JVM, is for the maintenance jobs).
+    resources = {key: defs.resources[key] for key in ("clickhouse", "iceberg")}
+    context = build_sensor_context(instance=embedded_instance(settings), cursor=cursor, resources=resources)
     result = sensor(context)
     return result, context.cursor
 
@@ -114,14 +116,7 @@ def test_a_broken_hour_alerts_once_is_repaired_and_recovers_once(settings, warm,
 def test_late_trades_make_the_sensor_request_that_hour_only(settings, warm, cold):
     feed(warm)
     run_offload(settings, KEYS)
-    late_hour = hour_of(KEYS[0])
-    late = [
-        ["kraken", "XBT/USDT", str(7_000_000_000 + i), "91000.00000", "0.01000000", "b",
-         late_hour + timedelta(minutes=20, seconds=i), late_hour + timedelta(hours=4), "[]"]
-        for i in range(4)
-    ]
-    with warm.connect() as client:
-        client.insert("trades_raw", late, column_names=RAW_COLUMNS)
+    insert_late_raw(warm, hour_of(KEYS[0]), 4, first_trade_id=7_000_000_000, exchange="kraken")
     requests, _ = _sensor(settings, "self_healing")
     assert [r.partition_key for r in requests] == [KEYS[0]]
     assert {k.path[-1] for k in requests[0].asset_selection} == {t.cold for t in TABLES}

@@ -23,7 +23,7 @@ from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.spark import JavaMissing, SparkResource
 from cold_assets.tables import TABLES, table_by_cold_name
 from cold_assets_tests.offload_helpers import (
-    RAW_COLUMNS,
+    insert_late_raw,
     START,
     assert_tiers_equal,
     check_results,
@@ -167,13 +167,7 @@ def test_offloads_committing_during_compaction_are_neither_lost_nor_duplicated(s
     keys = DAY_KEYS[:6]
     run_offload(settings, keys)
     late_hour = START + timedelta(hours=2)
-    late = [
-        ["binance", "BTCUSDT", str(8_000_000_000 + i), "91000.00000000", "0.01000000", "false",
-         late_hour + timedelta(minutes=20, seconds=i), late_hour + timedelta(hours=3), "{}"]
-        for i in range(7)
-    ]
-    with warm.connect() as client:
-        client.insert("trades_raw", late, column_names=RAW_COLUMNS)
+    insert_late_raw(warm, late_hour, 7, first_trade_id=8_000_000_000)
     iceberg_resource = cold
     spark = SparkResource.from_settings(settings, iceberg_resource)
     spark.setup_for_execution(build_init_resource_context())
@@ -212,8 +206,7 @@ def test_offloads_committing_during_compaction_are_neither_lost_nor_duplicated(s
 
         # 2. The other way round: an offload commits while Spark rewrites; whichever
         #    commits second retries, and parity holds.
-        with warm.connect() as client:
-            client.insert("trades_raw", [[*row[:2], str(int(row[2]) + 100), *row[3:]] for row in late], column_names=RAW_COLUMNS)
+        insert_late_raw(warm, late_hour, 7, first_trade_id=8_000_000_100)
         feed(warm, hours=6, trades_per_hour=60)  # more rows in every hour: more to rewrite
         errors = []
 

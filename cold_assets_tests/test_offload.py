@@ -15,6 +15,7 @@ from cold_assets.tables import TABLES, table_by_cold_name
 from cold_assets_tests.offload_helpers import (
     KEYS,
     RAW_COLUMNS,
+    insert_late_raw,
     START,
     assert_tiers_equal,
     cold_hour,
@@ -61,13 +62,7 @@ def test_late_rows_into_a_closed_hour_are_offloaded_exactly_once(settings, warm,
     feed(warm)
     run_offload(settings, KEYS)
     late_hour = HOURS[0]
-    late = [
-        ["binance", "BTCUSDT", str(9_000_000_000 + i), "91000.00000000", "0.01000000", "false",
-         late_hour + timedelta(minutes=10, seconds=i), late_hour + timedelta(hours=5), "{}"]
-        for i in range(5)
-    ]
-    with warm.connect() as client:
-        client.insert("trades_raw", late, column_names=RAW_COLUMNS)
+    insert_late_raw(warm, late_hour, 5, first_trade_id=9_000_000_000)
     run_offload(settings, KEYS[:1])
     run_offload(settings, KEYS[:1])  # and again: nothing twice
     assert_tiers_equal(warm, cold, HOURS)
