@@ -38,8 +38,10 @@ from cold_assets.tables import table_by_cold_name
 from cold_assets.warm_ddl import apply_warm_ddl
 from cold_assets.warm_read import read_query, warm_columns
 
-BENCH_START = datetime(2026, 11, 20, tzinfo=timezone.utc)
-BENCH_PARTITION = "2026-11-20-00:00"
+# Two days back: closed, and well inside the warm tier's 30-day TTL (older rows would be
+# dropped by ClickHouse as they are inserted).
+BENCH_START = (datetime.now(timezone.utc) - timedelta(days=2)).replace(hour=0, minute=0, second=0, microsecond=0)
+BENCH_PARTITION = BENCH_START.strftime("%Y-%m-%d-%H:%M")
 DEMO_TRADES_PER_HOUR = 20_000
 RUNS_PER_SIDE = 12
 

@@ -11,6 +11,8 @@ from cold_assets.resources import ClickHouseResource, IcebergResource
 from cold_assets.settings import Settings
 from cold_assets.warm_ddl import apply_warm_ddl
 
+from cold_assets_tests.offload_helpers import PARTITIONS_START
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -19,7 +21,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("COLD_HOME", str(tmp_path / "cold"))
     # Tests insert and offload within milliseconds; production keeps the 30 s default.
     monkeypatch.setenv("COLD_SETTLE_LAG_SECONDS", "0")
-    monkeypatch.setenv("COLD_PARTITIONS_START", "2026-11-01-00:00")
+    monkeypatch.setenv("COLD_PARTITIONS_START", PARTITIONS_START)
     # The Spark jars are provisioned once per checkout (`make jars`), not per test.
     monkeypatch.setenv("COLD_SPARK_JARS_DIR", os.environ.get("COLD_SPARK_JARS_DIR") or str(REPO / ".cold" / "spark-jars"))
     for name in list(os.environ):

@@ -14,7 +14,10 @@ from cold_assets.simulate import FeedConfig, simulate
 from cold_assets.tables import TABLES, MirroredTable
 from cold_assets.warm_read import read_columns, read_query
 
-START = datetime(2026, 11, 20, 0, tzinfo=timezone.utc)
+# Six days back, whatever the date the suite runs on: closed hours, well inside the warm
+# tier's 30-day TTL (ClickHouse drops older rows), and inside the 7-day lookbacks.
+START = (datetime.now(timezone.utc) - timedelta(days=6)).replace(hour=0, minute=0, second=0, microsecond=0)
+PARTITIONS_START = (START - timedelta(days=10)).strftime("%Y-%m-%d-%H:%M")
 HOURS = 3
 KEYS = [partition_key_of(START + timedelta(hours=h)) for h in range(HOURS)]
 RAW_COLUMNS = ["exchange", "symbol", "trade_id", "price", "quantity", "side", "exchange_ts", "received_at", "message"]

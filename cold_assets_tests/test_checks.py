@@ -9,7 +9,7 @@ from pyiceberg.expressions import EqualTo
 from cold_assets.cold_ranges import range_filter
 from cold_assets.partitions import hour_of
 from cold_assets.tables import TABLES, table_by_cold_name
-from cold_assets_tests.offload_helpers import KEYS, check_results, feed, run_offload
+from cold_assets_tests.offload_helpers import KEYS, START, check_results, feed, run_offload
 
 CHECKS = {"row_count_parity", "content_parity"}
 
@@ -52,7 +52,7 @@ def _audit(*args):
     import sys
 
     return subprocess.run(
-        [sys.executable, "-m", "cold_assets.cli", "audit", "--from", "2026-11-20T00:00", "--to", "2026-11-20T03:00", *args],
+        [sys.executable, "-m", "cold_assets.cli", "audit", "--from", f"{START:%Y-%m-%dT%H:%M}", "--to", f"{START + timedelta(hours=3):%Y-%m-%dT%H:%M}", *args],
         capture_output=True, text=True, timeout=300,
     )
 

@@ -1,7 +1,6 @@
 """The nine cold Iceberg tables: created from ddl/iceberg, evolved additively, conflicts refused."""
 
 from dataclasses import replace
-from datetime import datetime, timezone
 
 import pyarrow as pa
 import pytest
@@ -11,6 +10,7 @@ from pyiceberg.types import LongType, NestedField, StringType
 from cold_assets.cold_ddl import ColdTableConflict, ensure_cold_tables, load_definitions
 from cold_assets.tables import TABLES
 from cold_assets.warm_read import read_columns, read_query
+from cold_assets_tests.offload_helpers import START
 
 
 def test_init_creates_the_nine_tables_as_ddl_iceberg_declares_them(cold):
@@ -40,7 +40,7 @@ def test_init_creates_the_nine_tables_as_ddl_iceberg_declares_them(cold):
 def test_cold_columns_mirror_the_warm_tables_as_the_offload_reads_them(warm, cold):
     """The Arrow schema of each warm read query is the Iceberg schema of its cold table."""
     catalog = cold.catalog()
-    hour = datetime(2026, 11, 20, tzinfo=timezone.utc)
+    hour = START
     with warm.connect() as client:
         for t in TABLES:
             query = read_query(t, read_columns(client, t), hour, hour)

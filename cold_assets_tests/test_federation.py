@@ -3,10 +3,13 @@
 from datetime import timedelta
 
 from cold_assets.federation import current_cutovers, federate
+from cold_assets.offload import offload_partition
 from cold_assets.parity import local_file_access
-from cold_assets.tables import TABLES, table_by_cold_name
-from cold_assets_tests.offload_helpers import START, feed, run_offload
 from cold_assets.partitions import partition_key_of
+from cold_assets.simulate import FeedConfig, simulate
+from cold_assets.tables import TABLES, table_by_cold_name
+from cold_assets.warm_read import read_query
+from cold_assets_tests.offload_helpers import START, feed, run_offload
 
 HOURS = 6
 KEYS = [partition_key_of(START + timedelta(hours=h)) for h in range(HOURS)]
@@ -58,24 +61,36 @@ def test_a_query_across_the_cutover_returns_every_row_once_before_and_after_the_
         assert again["bronze_trades"].cutover >= cutover
 
 
-def test_ohlcv_over_the_whole_range_through_the_view_equals_cold_alone(settings, warm, cold):
-    feed(warm, hours=HOURS, trades_per_hour=400)
-    run_offload(settings, KEYS)
-    catalog = cold.catalog()
+def test_a_month_of_ohlcv_through_the_view_equals_cold_alone_and_warm(settings, warm, cold):
+    days = 28  # the four weeks before today: inside the warm tier's 30-day TTL
+    gold_1d = table_by_cold_name("gold_ohlcv_1d")
+    month_end = START + timedelta(days=6)  # today, 00:00 UTC
+    month_start = month_end - timedelta(days=days)
     with warm.connect() as client:
-        federate(client, catalog, now=NOW)
-        for spec in [t for t in TABLES if t.gold_window in ("1m", "1h", "1d")]:
-            cold_table = catalog.load_table(spec.cold_identifier)
-            aggregate = "SELECT exchange, symbol, sum(volume), sum(trade_count), min(low), max(high) FROM {source} GROUP BY exchange, symbol"
-            with local_file_access(cold_table):
-                through_view = sorted(client.query(aggregate.format(source=f"{spec.warm}_all")).result_rows)
-                cold_alone = sorted(
-                    client.query(
-                        aggregate.format(source="icebergLocal({p:String})"),
-                        parameters={"p": cold_table.location().removeprefix("file://")},
-                    ).result_rows
-                )
-            assert through_view == cold_alone and through_view, spec.cold
+        simulate(client, FeedConfig(start=month_start, hours=24 * days, trades_per_hour=30))
+        table = cold.catalog().load_table(gold_1d.cold_identifier)
+        for day in range(days):  # one offload per daily bar
+            hour = month_start + timedelta(days=day)
+            offload_partition(client, table, gold_1d, hour, partition_key_of(hour), "month", settle_lag=timedelta(0))
+        (federation,) = federate(client, cold.catalog(), now=month_end + timedelta(hours=2), tables=[gold_1d])
+        assert federation.cutover == month_end  # the whole month proven, read from cold
+        monthly = (
+            "SELECT exchange, symbol, toStartOfMonth(window_start) AS month, argMin(open, window_start), max(high), "
+            "min(low), argMax(close, window_start), sum(volume), sum(trade_count) FROM {source} "
+            "WHERE window_start >= {lo:DateTime64(6, 'UTC')} AND window_start < {hi:DateTime64(6, 'UTC')} "
+            "GROUP BY exchange, symbol, month ORDER BY exchange, symbol, month"
+        )
+        bounds = {"lo": month_start, "hi": month_end}
+        warm_read = read_query(gold_1d, None, month_start, month_end, literal=True).sql
+        with local_file_access(table):
+            through_view = client.query(monthly.replace("{source}", "gold_ohlcv_1d_all"), parameters=bounds).result_rows
+            cold_alone = client.query(
+                monthly.replace("{source}", "icebergLocal({p:String})"),
+                parameters={**bounds, "p": table.location().removeprefix("file://")},
+            ).result_rows
+        warm_alone = client.query(monthly.replace("{source}", f"({warm_read})"), parameters=bounds).result_rows
+    assert through_view == cold_alone == warm_alone
+    assert len(through_view) >= 2 * 3  # exchanges x symbols, with two calendar months at most
 
 
 def test_the_daily_audit_job_federates_after_auditing_and_records_the_cutovers(settings, warm, cold):

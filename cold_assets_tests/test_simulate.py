@@ -1,15 +1,13 @@
 """The feed simulator: deterministic, realistic, and both exchange formats parse alike."""
 
 import json
-from datetime import datetime, timezone
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from cold_assets.simulate import FeedConfig, Trades, generate, load_instruments, render_binance, render_kraken, simulate
-
-START = datetime(2026, 11, 20, tzinfo=timezone.utc)
+from cold_assets_tests.offload_helpers import START
 
 
 def _concat(tables):

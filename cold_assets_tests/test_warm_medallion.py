@@ -1,11 +1,12 @@
 """The warm medallion on the real ClickHouse engine (chDB): DDL, parsing, dedup, bars."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 
 from cold_assets.warm_ddl import apply_warm_ddl, warm_statements
+from cold_assets_tests.offload_helpers import START
 
-H = datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
+H = START + timedelta(hours=10)
 RAW_COLUMNS = ["exchange", "symbol", "trade_id", "price", "quantity", "side", "exchange_ts", "received_at", "message"]
 
 
