@@ -16,6 +16,7 @@ import json
 import os
 import resource
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -384,6 +385,10 @@ def bench_maintenance(days: int = 7, parent: str | None = None, state: str | Non
             _offload_loop(settings, keys)
             setup_s = round(time.perf_counter() - built, 1)
             if state is not None:
+                # The catalog's recent commits sit in SQLite's write-ahead log: fold them into
+                # the database file first, or the saved catalog points at old metadata.
+                with sqlite3.connect(settings.home / "catalog.db") as connection:
+                    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 subprocess.run(["tar", "-cf", "state.tar", "warehouse", "catalog.db"], cwd=settings.home, check=True)
         catalog = IcebergResource.from_settings(settings).catalog()
         before = {t.cold: file_stats(catalog.load_table(t.cold_identifier), t) for t in TABLES}

@@ -38,6 +38,7 @@ from cold_assets.warm_read import identifier, render
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 MIN_ORPHAN_AGE = timedelta(days=1)
 MAX_CONFLICT_RETRIES = 3
+MANIFESTS_WORTH_REWRITING = 8  # each hourly commit adds one; a few cost planning nothing
 CONFLICTS = ("org.apache.iceberg.exceptions.ValidationException", "org.apache.iceberg.exceptions.CommitFailedException")  # Iceberg refuses less: a running writer's files look orphaned
 
 
@@ -173,7 +174,10 @@ def compact(
         target_file_size_bytes=str(int(target_file_size_bytes)),
     )
     conflicts = 0
-    while True:
+    rewrite = {"rewritten_data_files_count": 0, "added_data_files_count": 0, "failed_data_files_count": 0}
+    # No partition with enough files to merge (raw and bronze are hourly: usually one file
+    # per partition already): no Spark job at all.
+    while before.max_files_per_partition >= min_input_files:
         try:
             rewrite = spark.sql(rewrite_sql).collect()[0]
             break
@@ -182,7 +186,10 @@ def compact(
             if conflicts >= MAX_CONFLICT_RETRIES or not any(name in str(error) for name in CONFLICTS):
                 raise
             conflicts += 1
-    manifests = spark.sql(render("spark/rewrite_manifests", catalog=identifier(catalog_name), table=_table_name(spec))).collect()[0]
+    manifests = {"rewritten_manifests_count": 0}
+    snapshot = table.refresh().current_snapshot()
+    if snapshot is not None and len(snapshot.manifests(table.io)) > MANIFESTS_WORTH_REWRITING:
+        manifests = spark.sql(render("spark/rewrite_manifests", catalog=identifier(catalog_name), table=_table_name(spec))).collect()[0]
     table = table.refresh()
     rewrites = [s.snapshot_id for s in table.metadata.snapshots if s.snapshot_id not in known and is_data_rewrite(s)]
     return CompactionResult(
