@@ -38,6 +38,11 @@ from cold_assets.warm_read import identifier, render
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 MIN_ORPHAN_AGE = timedelta(days=1)
 MAX_CONFLICT_RETRIES = 3
+# The embedded catalog is one SQLite file: two commits at once (tables maintained in
+# parallel, or an offload) can fail on its lock instead of waiting. Nothing was committed
+# then, so the procedure is simply called again.
+CATALOG_BUSY = ("SQLITE_BUSY",)
+MAX_BUSY_RETRIES = 8
 MANIFESTS_WORTH_REWRITING = 8  # each hourly commit adds one; a few cost planning nothing
 CONFLICTS = ("org.apache.iceberg.exceptions.ValidationException", "org.apache.iceberg.exceptions.CommitFailedException")  # Iceberg refuses less: a running writer's files look orphaned
 
@@ -121,6 +126,18 @@ def _table_name(spec: MirroredTable, namespace: str = "cold") -> str:
     return f"{identifier(namespace)}.{identifier(spec.cold)}"
 
 
+def call_procedure(spark, sql: str) -> list:
+    """Runs an Iceberg procedure; again while the catalog's SQLite file is busy (see CATALOG_BUSY)."""
+    for attempt in range(MAX_BUSY_RETRIES + 1):
+        try:
+            return spark.sql(sql).collect()
+        except Exception as error:  # py4j wraps the JVM's exception
+            if attempt == MAX_BUSY_RETRIES or not any(code in str(error) for code in CATALOG_BUSY):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def file_stats(table: Table, spec: MirroredTable, start: datetime | None = None, end: datetime | None = None) -> FileStats:
     if table.current_snapshot() is None:
         return FileStats(0, 0, 0, 0, 0)
@@ -179,7 +196,7 @@ def compact(
     # per partition already): no Spark job at all.
     while before.max_files_per_partition >= min_input_files:
         try:
-            rewrite = spark.sql(rewrite_sql).collect()[0]
+            rewrite = call_procedure(spark, rewrite_sql)[0]
             break
         except Exception as error:  # py4j wraps the JVM's exception
             # An offload replaced files this rewrite read: nothing was committed; plan again.
@@ -189,7 +206,7 @@ def compact(
     manifests = {"rewritten_manifests_count": 0}
     snapshot = table.refresh().current_snapshot()
     if snapshot is not None and len(snapshot.manifests(table.io)) > MANIFESTS_WORTH_REWRITING:
-        manifests = spark.sql(render("spark/rewrite_manifests", catalog=identifier(catalog_name), table=_table_name(spec))).collect()[0]
+        manifests = call_procedure(spark, render("spark/rewrite_manifests", catalog=identifier(catalog_name), table=_table_name(spec)))[0]
     table = table.refresh()
     rewrites = [s.snapshot_id for s in table.metadata.snapshots if s.snapshot_id not in known and is_data_rewrite(s)]
     return CompactionResult(
@@ -264,14 +281,15 @@ def prove_rewrite(client: Client, table: Table, spec: MirroredTable, snapshot_id
 def expire_snapshots(spark, table: Table, spec: MirroredTable, catalog_name: str, older_than: datetime) -> ExpiryResult:
     started = time.perf_counter()
     snapshots_before = len(table.refresh().metadata.snapshots)
-    row = spark.sql(
+    row = call_procedure(
+        spark,
         render(
             "spark/expire_snapshots",
             catalog=identifier(catalog_name),
             table=_table_name(spec),
             older_than=_literal_timestamp(older_than),
-        )
-    ).collect()[0]
+        ),
+    )[0]
     return ExpiryResult(
         table=spec.cold,
         older_than=older_than,
@@ -291,15 +309,16 @@ def remove_orphan_files(spark, spec: MirroredTable, catalog_name: str, older_tha
             "a younger file may belong to a commit in progress"
         )
     started = time.perf_counter()
-    rows = spark.sql(
+    rows = call_procedure(
+        spark,
         render(
             "spark/remove_orphan_files",
             catalog=identifier(catalog_name),
             table=_table_name(spec),
             older_than=_literal_timestamp(older_than),
             dry_run="true" if dry_run else "false",
-        )
-    ).collect()
+        ),
+    )
     return OrphanResult(
         table=spec.cold,
         older_than=older_than,

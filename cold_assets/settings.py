@@ -34,6 +34,17 @@ def env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name}={raw!r} is not an integer") from None
 
 
+def env_pairs(name: str) -> dict[str, str]:
+    """key=value pairs, comma separated (a value may not contain a comma)."""
+    pairs = {}
+    for item in filter(None, (part.strip() for part in (os.environ.get(name) or "").split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"environment variable {name}: {item!r} is not key=value")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything cold-assets reads from the environment (README lists each variable)."""
@@ -52,6 +63,7 @@ class Settings:
     spark_driver_memory: str
     spark_jars_dir: Path  # the pinned jars (spark_jars.py), unless spark_packages is set
     spark_packages: str | None  # Maven coordinates for spark.jars.packages instead of the cache
+    spark_conf: dict[str, str]  # more Spark settings (COLD_SPARK_CONF="key=value,key=value")
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -71,6 +83,7 @@ class Settings:
             spark_driver_memory=os.environ.get("COLD_SPARK_DRIVER_MEMORY") or "640m",
             spark_jars_dir=Path(os.environ.get("COLD_SPARK_JARS_DIR") or home / "spark-jars").expanduser().resolve(),
             spark_packages=os.environ.get("COLD_SPARK_PACKAGES") or None,
+            spark_conf=env_pairs("COLD_SPARK_CONF"),
         )
 
     @property

@@ -3,5 +3,6 @@
 CALL $catalog.system.expire_snapshots(
   table => '$table',
   older_than => TIMESTAMP '$older_than',
-  retain_last => 1
+  retain_last => 1,
+  max_concurrent_deletes => 4
 )

@@ -3,5 +3,6 @@
 CALL $catalog.system.remove_orphan_files(
   table => '$table',
   older_than => TIMESTAMP '$older_than',
-  dry_run => $dry_run
+  dry_run => $dry_run,
+  max_concurrent_deletes => 4
 )
