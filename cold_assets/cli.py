@@ -216,7 +216,7 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     elif args.what == "maintenance":
         bench.print_json(bench.bench_maintenance(args.days or 7, args.home, args.state))
     elif args.what == "federation":
-        bench.print_json(bench.bench_federation(args.days or 30, parent=args.home))
+        bench.print_json(bench.bench_federation(args.days or 28, parent=args.home))
     else:
         bench.print_json(bench.bench_offload(args.rows, args.home, dagster=not args.skip_dagster))
     return 0
@@ -261,11 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
         "what", nargs="?", default="offload", choices=["offload", "feed", "checks", "maintenance", "federation"],
         help="offload (default): one warm bronze hour into Iceberg, with floors; feed: the simulator into chDB; "
         "checks: parity checks' share of a run, and the 24-hour audit; maintenance: the nightly Spark jobs "
-        "after --days (7) days at demo volume; federation: OHLCV latency through a view over --days (30) days",
+        "after --days (7) days at demo volume; federation: OHLCV latency through a view over --days (28) days",
     )
     p.add_argument("--rows", type=int, default=2_000_000, help="offload: rows in the bronze hour")
     p.add_argument("--trades", type=int, default=5_000_000, help="feed: trades to simulate")
-    p.add_argument("--days", type=int, default=None, help="maintenance (7) and federation (30): days of data")
+    p.add_argument("--days", type=int, default=None, help="maintenance (7) and federation (28): days of data")
     p.add_argument(
         "--state", default=None,
         help="maintenance: keep the offloaded tables in this folder and restore them before each run (skips the build)",
