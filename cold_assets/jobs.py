@@ -57,15 +57,23 @@ def _selected(tables: list[str]) -> list[MirroredTable]:
     return [table_by_cold_name(name) for name in tables] if tables else list(TABLES)
 
 
-def _per_table(tables: list[MirroredTable], work: Callable[[MirroredTable], T], parallel: int) -> Iterator[tuple[MirroredTable, T]]:
+def _per_table(
+    tables: list[MirroredTable], work: Callable[[MirroredTable], T], parallel: int, iceberg: IcebergResource
+) -> Iterator[tuple[MirroredTable, T]]:
     """`work` for each table, `parallel` at a time, results in table order. One Spark session
     serves them all: a maintenance procedure is mostly planning and small jobs, so a few
-    tables at once keep the two cores busy."""
+    tables at once keep the cores busy. Not on a SQLite catalog (the embedded default):
+    Iceberg's JDBC commits from several threads fail there on SQLITE_BUSY_SNAPSHOT more
+    often than retries can absorb, so its tables go one at a time."""
+    if iceberg.catalog_properties().get("uri", "").startswith("sqlite"):
+        parallel = 1
     with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="maintenance") as pool:
         yield from zip(tables, pool.map(work, tables))
 
 
-PARALLEL_TABLES = Field(default=3, ge=1, le=9, description="Tables maintained at the same time, in one Spark session.")
+PARALLEL_TABLES = Field(
+    default=3, ge=1, le=9, description="Tables maintained at the same time, in one Spark session (1 on a SQLite catalog)."
+)
 
 
 class CompactionConfig(Config):
@@ -92,7 +100,7 @@ def compact_cold_tables(
             min_input_files=config.min_input_files,
         )
 
-    for spec, result in _per_table(_selected(config.tables), compact_table, config.parallel_tables):
+    for spec, result in _per_table(_selected(config.tables), compact_table, config.parallel_tables, iceberg):
         table = iceberg.load_table(("cold", spec.cold))
         key = cold_asset_key(spec)
         try:
@@ -171,7 +179,7 @@ def expire_snapshots_and_orphans(
         )
         return before, expiry, orphans, file_stats(table.refresh(), spec)
 
-    for spec, (before, expiry, orphans, after) in _per_table(_selected(config.tables), clean_table, config.parallel_tables):
+    for spec, (before, expiry, orphans, after) in _per_table(_selected(config.tables), clean_table, config.parallel_tables, iceberg):
         context.log_event(
             AssetObservation(
                 asset_key=cold_asset_key(spec),

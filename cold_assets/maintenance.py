@@ -20,6 +20,7 @@ The Spark SQL is in sql/spark/*.sql; procedures take literals only, so every val
 rendered here from a typed Python value (identifiers validated, timestamps formatted).
 """
 
+import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ MAX_CONFLICT_RETRIES = 3
 # parallel, or an offload) can fail on its lock instead of waiting. Nothing was committed
 # then, so the procedure is simply called again.
 CATALOG_BUSY = ("SQLITE_BUSY",)
-MAX_BUSY_RETRIES = 8
+MAX_BUSY_RETRIES = 20
 MANIFESTS_WORTH_REWRITING = 8  # each hourly commit adds one; a few cost planning nothing
 CONFLICTS = ("org.apache.iceberg.exceptions.ValidationException", "org.apache.iceberg.exceptions.CommitFailedException")  # Iceberg refuses less: a running writer's files look orphaned
 
@@ -134,7 +135,7 @@ def call_procedure(spark, sql: str) -> list:
         except Exception as error:  # py4j wraps the JVM's exception
             if attempt == MAX_BUSY_RETRIES or not any(code in str(error) for code in CATALOG_BUSY):
                 raise
-            time.sleep(0.2 * (attempt + 1))
+            time.sleep(random.uniform(0.2, 1.0) * min(attempt + 1, 5))  # jitter: no lockstep
     raise AssertionError("unreachable")
 
 
