@@ -53,13 +53,18 @@ def bench_settings(parent: str | None) -> Iterator[Settings]:
         yield replace(Settings.from_env(), home=Path(tmp), clickhouse_host=None, settle_lag_seconds=0)
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident set. VmHWM belongs to the address space, so unlike
+def _vmhwm_mb(pid: int | str) -> float | None:
+    """A process's peak resident set. VmHWM belongs to the address space, so unlike
     getrusage's ru_maxrss it does not carry the forking parent's peak across exec."""
-    for line in Path("/proc/self/status").read_text().splitlines():
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return None
+
+
+def peak_rss_mb() -> float:
+    own = _vmhwm_mb("self")
+    return own if own is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _build_warm(settings: Settings, trades_per_hour: int, hours: int, bronze_only: bool, start: datetime = BENCH_START) -> None:
@@ -319,11 +324,8 @@ def jvm_peak_rss_mb() -> float:
     peak = 0.0
     for pid in _descendants(os.getpid()):
         try:
-            if Path(f"/proc/{pid}/comm").read_text().strip() != "java":
-                continue
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peak = max(peak, int(line.split()[1]) / 1024)
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "java":
+                peak = max(peak, _vmhwm_mb(pid) or 0.0)
         except OSError:
             continue
     return peak

@@ -34,7 +34,7 @@ from pyiceberg.table.snapshots import Operation, Snapshot
 
 from cold_assets.parity import cold_checksums
 from cold_assets.tables import MirroredTable
-from cold_assets.warm_read import identifier, render
+from cold_assets.warm_read import EPOCH, identifier, render
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 MIN_ORPHAN_AGE = timedelta(days=1)
@@ -178,7 +178,6 @@ def compact(
     made, if any, is in `rewrite_snapshot_ids`: prove it with `prove_rewrite`."""
     started = time.perf_counter()
     lower, upper = closed_partitions_range(table, spec, now, lookback_days)
-    table = table.refresh()
     before = file_stats(table, spec, lower, upper)
     known = {s.snapshot_id for s in table.metadata.snapshots}
     rewrite_sql = render(
@@ -205,10 +204,11 @@ def compact(
                 raise
             conflicts += 1
     manifests = {"rewritten_manifests_count": 0}
-    snapshot = table.refresh().current_snapshot()
+    table = table.refresh()
+    snapshot = table.current_snapshot()
     if snapshot is not None and len(snapshot.manifests(table.io)) > MANIFESTS_WORTH_REWRITING:
         manifests = call_procedure(spark, render("spark/rewrite_manifests", catalog=identifier(catalog_name), table=_table_name(spec)))[0]
-    table = table.refresh()
+        table = table.refresh()
     rewrites = [s.snapshot_id for s in table.metadata.snapshots if s.snapshot_id not in known and is_data_rewrite(s)]
     return CompactionResult(
         table=spec.cold,
@@ -255,10 +255,9 @@ def _rewritten_range(table: Table, spec: MirroredTable, snapshot: Snapshot) -> t
             hi = from_bytes(time_field.field_type, entry.data_file.upper_bounds[time_field.field_id])
             lowest = lo if lowest is None else min(lowest, lo)
             highest = hi if highest is None else max(highest, hi)
-    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
     if lowest is None:
         raise ValueError(f"snapshot {snapshot.snapshot_id} of {spec.cold} rewrote no data file")
-    return epoch + timedelta(microseconds=lowest), epoch + timedelta(microseconds=highest + 1)
+    return EPOCH + timedelta(microseconds=lowest), EPOCH + timedelta(microseconds=highest + 1)
 
 
 def prove_rewrite(client: Client, table: Table, spec: MirroredTable, snapshot_id: int) -> RewriteProof:

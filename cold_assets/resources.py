@@ -85,6 +85,9 @@ class ClickHouseResource(ConfigurableResource):
             client.close()
 
 
+_WAL_DATABASES: set[Path] = set()  # embedded catalogs this process has put in WAL mode
+
+
 class IcebergResource(ConfigurableResource):
     """The cold tier: a pyiceberg catalog, by name."""
 
@@ -135,7 +138,9 @@ class IcebergResource(ConfigurableResource):
         database.parent.mkdir(parents=True, exist_ok=True)
         catalog = load_catalog(self.catalog_name, **properties)
         # Spark maintenance commits to the same file: with a write-ahead log, readers never
-        # block its writer, and the setting persists in the file.
-        with closing(sqlite3.connect(database)) as connection:
-            connection.execute("PRAGMA journal_mode=WAL")
+        # block its writer. The setting persists in the file: once per process is enough.
+        if database not in _WAL_DATABASES:
+            with closing(sqlite3.connect(database)) as connection:
+                connection.execute("PRAGMA journal_mode=WAL")
+            _WAL_DATABASES.add(database)
         return catalog
