@@ -201,8 +201,11 @@ def cmd_federate(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_jars(settings: Settings, args: argparse.Namespace) -> int:
     from cold_assets.spark_jars import provision
 
+    from cold_assets.spark_cds import ensure_archive
+
     for path in provision(settings.spark_jars_dir):
         print(path)
+    ensure_archive(settings.spark_jars_dir)
     return 0
 
 

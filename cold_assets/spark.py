@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 
 from cold_assets.resources import IcebergResource
 from cold_assets.settings import Settings
+from cold_assets.spark_cds import java_options
 from cold_assets.spark_jars import JARS, jar_paths
 
 JAVA_MAJOR = 17
@@ -134,6 +135,10 @@ def session_config(settings: Settings) -> dict[str, str]:
         conf["spark.jars.ivy"] = str(settings.home / "ivy")  # resolved once, then cached
     else:
         conf["spark.jars"] = ",".join(str(settings.spark_jars_dir / jar.file) for jar in JARS)
+        # The classes of these jars and of Spark, pre-parsed by `cold-assets jars` (spark_cds.py).
+        archive = java_options(settings.spark_jars_dir)
+        if archive:
+            conf["spark.driver.extraJavaOptions"] += f" {archive}"
     return conf | settings.spark_conf
 
 

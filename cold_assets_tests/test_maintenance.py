@@ -1,9 +1,13 @@
 """Nightly maintenance on real Spark (local[2], Iceberg 1.10's runtime, the JDBC catalog on the
 same SQLite file as pyiceberg) over tables the offload wrote, run as Dagster jobs."""
 
+import json
 import os
+import subprocess
+import sys
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -20,7 +24,8 @@ from cold_assets.maintenance import compact, file_stats
 from cold_assets.offload import offload_partition
 from cold_assets.parity import cold_checksums
 from cold_assets.partitions import hour_of, partition_key_of
-from cold_assets.spark import JavaMissing, SparkResource
+from cold_assets.spark import JavaMissing, SparkResource, session_config
+from cold_assets.spark_cds import archive_path
 from cold_assets.tables import TABLES, table_by_cold_name
 from cold_assets_tests.offload_helpers import (
     insert_late_raw,
@@ -232,3 +237,33 @@ def test_without_java_17_maintenance_says_what_to_install(settings, cold, monkey
     spark = SparkResource.from_settings(settings, cold)
     with pytest.raises(JavaMissing, match=r"needs Java 17 .*openjdk-17-jre-headless"):
         spark.setup_for_execution(build_init_resource_context())
+
+
+MAP_ARCHIVE_OR_FAIL = """
+import json, sys
+from pyspark.sql import SparkSession
+builder = SparkSession.builder
+for key, value in json.loads(sys.argv[1]).items():
+    builder = builder.config(key, value)
+session = builder.getOrCreate()
+print(session._jvm.System.getProperty("java.vm.info"))
+session.stop()
+"""
+
+
+def test_the_maintenance_jvm_maps_the_class_data_archive_built_with_the_jars(settings, tmp_path):
+    archive = archive_path(settings.spark_jars_dir)
+    assert archive is not None and archive.exists(), f"`cold-assets jars` did not build {archive}"
+    conf = session_config(settings)
+    assert f"-XX:SharedArchiveFile={archive}" in conf["spark.driver.extraJavaOptions"]
+    # -Xshare:on: the JVM refuses to start unless it can map the archive for this command line
+    # (same JVM, same Spark class path, same jars).
+    conf["spark.driver.extraJavaOptions"] += " -Xshare:on"
+    child = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", MAP_ARCHIVE_OR_FAIL, json.dumps(conf)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert child.returncode == 0, child.stderr[-3000:]
+    assert "sharing" in child.stdout
+    # Jars without an archive of their own: the JVM loads its classes as usual.
+    assert "SharedArchiveFile" not in session_config(replace(settings, spark_jars_dir=tmp_path))["spark.driver.extraJavaOptions"]
