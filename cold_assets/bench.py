@@ -319,16 +319,32 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def jvm_peak_rss_mb() -> float:
-    """Peak resident set of the JVM(s) this process started (Spark's driver, local mode)."""
-    peak = 0.0
+def _jvm_pids() -> list[int]:
+    """The JVM(s) this process started (Spark's driver, local mode)."""
+    found = []
     for pid in _descendants(os.getpid()):
         try:
             if Path(f"/proc/{pid}/comm").read_text().strip() == "java":
-                peak = max(peak, _vmhwm_mb(pid) or 0.0)
+                found.append(pid)
         except OSError:
             continue
-    return peak
+    return found
+
+
+def jvm_peak_rss_mb() -> float:
+    return max((_vmhwm_mb(pid) or 0.0 for pid in _jvm_pids()), default=0.0)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def run_cpu_s() -> dict:
+    """CPU seconds spent so far by this process and by its JVM: unlike wall time, barely
+    moved by other load on the machine, so runs compare across a noisy host."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return {"python": round(own.ru_utime + own.ru_stime, 1), "jvm": round(sum(_cpu_seconds(pid) for pid in _jvm_pids()), 1)}
 
 
 def maintenance_child(job_name: str, config: dict) -> None:
@@ -343,7 +359,7 @@ def maintenance_child(job_name: str, config: dict) -> None:
         instance=embedded_instance(settings),
         run_config={"ops": {op: {"config": config}}, "loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )
-    print(json.dumps({"success": result.success, "jvm_peak_rss_mb": jvm_peak_rss_mb()}))
+    print(json.dumps({"success": result.success, "jvm_peak_rss_mb": jvm_peak_rss_mb(), "cpu_s": run_cpu_s()}))
 
 
 @contextmanager
@@ -417,6 +433,7 @@ def bench_maintenance(days: int = 7, parent: str | None = None, state: str | Non
         "setup_s": setup_s,  # None: restored from --state
         "runs": runs,
         "wall_s": round(sum(r["wall_s"] for r in runs.values()), 2),
+        "cpu_s": round(sum(r["cpu_s"]["python"] + r["cpu_s"]["jvm"] for r in runs.values()), 1),
         "jvm_peak_rss_mb": round(max(r["jvm_peak_rss_mb"] for r in runs.values())),
         "tables": {
             name: {
