@@ -36,7 +36,7 @@ from cold_assets.parity import cold_checksums
 from cold_assets.tables import MirroredTable
 from cold_assets.warm_read import EPOCH, identifier, render
 
-TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # microseconds: an expiry horizon is an instant, not a second
 MIN_ORPHAN_AGE = timedelta(days=1)
 MAX_CONFLICT_RETRIES = 3
 # The embedded catalog is one SQLite file: two commits at once (tables maintained in

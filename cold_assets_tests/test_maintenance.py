@@ -119,8 +119,10 @@ def test_expired_snapshots_go_with_their_files_and_the_offload_stays_exactly_onc
     catalog = cold.catalog()
     compacted_away = data_files_on_disk(settings, SILVER) - live_data_files(catalog, SILVER)
     assert compacted_away  # the hourly files the compaction replaced, still referenced by old snapshots
-    time.sleep(0.01)
-    horizon = datetime.now(timezone.utc)
+    # The horizon 1 ms after the newest commit, so usually in the same second as the
+    # compaction's: expiry must honour it to the millisecond, not round it to a second.
+    newest_ms = max(s.timestamp_ms for t in TABLES for s in catalog.load_table(t.cold_identifier).metadata.snapshots)
+    horizon = datetime.fromtimestamp((newest_ms + 1) / 1000, timezone.utc)
     time.sleep(0.01)
     run_offload(settings, DAY_KEYS[3:4])  # a commit after the horizon
     snapshots_before = {t.cold: len(catalog.load_table(t.cold_identifier).metadata.snapshots) for t in TABLES}
