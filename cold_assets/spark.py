@@ -11,9 +11,7 @@ Iceberg catalog, under the same name, as the offload's pyiceberg catalog.
   that says what to install instead of a JVM stack trace. The offload itself needs no Java.
 """
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -24,7 +22,7 @@ from sqlalchemy.engine import make_url
 from cold_assets.resources import IcebergResource
 from cold_assets.settings import Settings
 from cold_assets.spark_cds import java_options
-from cold_assets.spark_jars import JARS, jar_paths
+from cold_assets.spark_jars import JARS, jar_paths, java_executable
 
 JAVA_MAJOR = 17
 
@@ -51,8 +49,7 @@ def java_major_version(java: str) -> int | None:
 
 def require_java() -> str:
     """The java executable Spark will use (JAVA_HOME first, as Spark does), if it is Java 17."""
-    java_home = os.environ.get("JAVA_HOME")
-    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    java = java_executable()
     found = java_major_version(java) if java else None
     if found != JAVA_MAJOR:
         where = f"Java {found} at {java}" if found else (f"no working java at {java}" if java else "no java on PATH")

@@ -13,7 +13,6 @@ no archive, or a mismatch, the JVM loads classes as usual: slower, never wrong.
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,18 +20,17 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from cold_assets.spark_jars import JARS
+from cold_assets.spark_jars import JARS, java_executable
 
 ARCHIVE_PREFIX = "spark-classes-"
 
 
 def _java_runtime() -> Path | None:
-    """The runtime image (lib/modules) of the java Spark will start: JAVA_HOME's, as Spark does."""
-    java_home = os.environ.get("JAVA_HOME")
-    java = Path(java_home) / "bin" / "java" if java_home else (shutil.which("java") and Path(shutil.which("java")))
-    if not java or not java.exists():
+    """The runtime image (lib/modules) of the java Spark will start."""
+    java = java_executable()
+    if not java or not Path(java).exists():
         return None
-    modules = java.resolve().parent.parent / "lib" / "modules"
+    modules = Path(java).resolve().parent.parent / "lib" / "modules"
     return modules if modules.exists() else None
 
 
@@ -47,7 +45,8 @@ def archive_path(jars_dir: Path) -> Path | None:
         return None
     stat = runtime.stat()
     parts = [str(runtime), str(stat.st_size), str(stat.st_mtime_ns), pyspark.__version__, *(jar.sha256 for jar in JARS)]
-    return jars_dir / f"{ARCHIVE_PREFIX}{hashlib.sha256(chr(10).join(parts).encode()).hexdigest()[:16]}.jsa"
+    key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    return jars_dir / f"{ARCHIVE_PREFIX}{key}.jsa"
 
 
 def java_options(jars_dir: Path) -> str:

@@ -15,6 +15,7 @@ first run. Production may instead give Maven coordinates in COLD_SPARK_PACKAGES
 """
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,12 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+
+def java_executable() -> str | None:
+    """The java Spark starts: JAVA_HOME's if set, as Spark's launcher does, else PATH's."""
+    java_home = os.environ.get("JAVA_HOME")
+    return str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
 
 
 class SparkJarsError(RuntimeError):
