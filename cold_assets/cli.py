@@ -205,7 +205,10 @@ def cmd_jars(settings: Settings, args: argparse.Namespace) -> int:
 
     for path in provision(settings.spark_jars_dir):
         print(path)
-    ensure_archive(settings.spark_jars_dir)
+    if settings.spark_packages:  # Spark resolves other jars: the archive would not match them
+        print("class-data archive: skipped (COLD_SPARK_PACKAGES is set)")
+    else:
+        ensure_archive(settings.spark_jars_dir)
     return 0
 
 
