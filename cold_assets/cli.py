@@ -199,9 +199,8 @@ def cmd_federate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_jars(settings: Settings, args: argparse.Namespace) -> int:
-    from cold_assets.spark_jars import provision
-
     from cold_assets.spark_cds import ensure_archive
+    from cold_assets.spark_jars import provision
 
     for path in provision(settings.spark_jars_dir):
         print(path)

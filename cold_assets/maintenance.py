@@ -28,9 +28,10 @@ from datetime import datetime, timedelta, timezone
 
 from clickhouse_connect.driver.client import Client
 from pyiceberg.conversions import from_bytes
-from pyiceberg.manifest import ManifestContent, ManifestEntryStatus
+from pyiceberg.manifest import DataFile, ManifestContent, ManifestEntryStatus
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Operation, Snapshot
+from pyiceberg.types import NestedField
 
 from cold_assets.parity import cold_checksums
 from cold_assets.tables import MirroredTable
@@ -139,6 +140,14 @@ def call_procedure(spark, sql: str) -> list:
     raise AssertionError("unreachable")
 
 
+def _time_bounds(time_field: NestedField, data_file: DataFile) -> tuple[datetime, datetime]:
+    """The smallest and largest value of the time column in a data file, from its statistics
+    (the offload and Spark both write them for every column)."""
+    lowest = from_bytes(time_field.field_type, data_file.lower_bounds[time_field.field_id])
+    highest = from_bytes(time_field.field_type, data_file.upper_bounds[time_field.field_id])
+    return EPOCH + timedelta(microseconds=lowest), EPOCH + timedelta(microseconds=highest)
+
+
 def file_stats(table: Table, spec: MirroredTable, start: datetime | None = None, end: datetime | None = None) -> FileStats:
     """Counts over the live data files of the current snapshot, all or those wholly in
     [start, end) of the time column. Reads the manifest entries themselves: a table with a
@@ -149,12 +158,11 @@ def file_stats(table: Table, spec: MirroredTable, start: datetime | None = None,
         return FileStats(0, 0, 0, 0, 0)
     time_field = table.schema().find_field(spec.time_column)
 
-    def in_range(data_file) -> bool:
+    def in_range(data_file: DataFile) -> bool:
         if start is None or end is None:
             return True
-        lowest = from_bytes(time_field.field_type, data_file.lower_bounds[time_field.field_id])
-        highest = from_bytes(time_field.field_type, data_file.upper_bounds[time_field.field_id])
-        return start <= EPOCH + timedelta(microseconds=lowest) and EPOCH + timedelta(microseconds=highest) < end
+        lowest, highest = _time_bounds(time_field, data_file)
+        return start <= lowest and highest < end
 
     files = [
         entry.data_file
@@ -221,7 +229,7 @@ def compact(
     table = table.refresh()
     snapshot = table.current_snapshot()
     if snapshot is not None and len(snapshot.manifests(table.io)) > MANIFESTS_WORTH_REWRITING:
-        manifests = call_procedure(spark, render("spark/rewrite_manifests", catalog=identifier(catalog_name), table=_table_name(spec)))[0]
+        manifests = rewrite_manifests(spark, spec, catalog_name)
         table = table.refresh()
     rewrites = [s.snapshot_id for s in table.metadata.snapshots if s.snapshot_id not in known and is_data_rewrite(s)]
     return CompactionResult(
@@ -238,6 +246,11 @@ def compact(
         rewrite_snapshot_ids=rewrites,
         seconds=time.perf_counter() - started,
     )
+
+
+def rewrite_manifests(spark, spec: MirroredTable, catalog_name: str) -> dict:
+    """One manifest per partition range instead of one per hourly commit."""
+    return call_procedure(spark, render("spark/rewrite_manifests", catalog=identifier(catalog_name), table=_table_name(spec)))[0].asDict()
 
 
 def is_data_rewrite(snapshot: Snapshot) -> bool:
@@ -265,13 +278,12 @@ def _rewritten_range(table: Table, spec: MirroredTable, snapshot: Snapshot) -> t
         for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=False):
             if entry.status != ManifestEntryStatus.DELETED:
                 continue
-            lo = from_bytes(time_field.field_type, entry.data_file.lower_bounds[time_field.field_id])
-            hi = from_bytes(time_field.field_type, entry.data_file.upper_bounds[time_field.field_id])
+            lo, hi = _time_bounds(time_field, entry.data_file)
             lowest = lo if lowest is None else min(lowest, lo)
             highest = hi if highest is None else max(highest, hi)
     if lowest is None:
         raise ValueError(f"snapshot {snapshot.snapshot_id} of {spec.cold} rewrote no data file")
-    return EPOCH + timedelta(microseconds=lowest), EPOCH + timedelta(microseconds=highest + 1)
+    return lowest, highest + timedelta(microseconds=1)
 
 
 def prove_rewrite(client: Client, table: Table, spec: MirroredTable, snapshot_id: int) -> RewriteProof:

@@ -65,15 +65,14 @@ def _exercise(home: Path, dump_to: Path) -> None:
     from pyspark import SparkContext
 
     from cold_assets.cold_ddl import ensure_cold_tables
-    from cold_assets.maintenance import call_procedure, compact, expire_snapshots, remove_orphan_files
+    from cold_assets.maintenance import compact, expire_snapshots, remove_orphan_files, rewrite_manifests
     from cold_assets.resources import IcebergResource
     from cold_assets.settings import Settings
     from cold_assets.spark import SparkResource
     from cold_assets.tables import table_by_cold_name
-    from cold_assets.warm_read import identifier, render
 
-    settings = replace(Settings.from_env(), home=home)
-    settings = replace(settings, spark_conf={**settings.spark_conf, "spark.ui.showConsoleProgress": "false"})
+    from_env = Settings.from_env()
+    settings = replace(from_env, home=home, spark_conf={**from_env.spark_conf, "spark.ui.showConsoleProgress": "false"})
     iceberg = IcebergResource.from_settings(settings)
     ensure_cold_tables(iceberg.catalog())
     spec = table_by_cold_name("silver_trades")
@@ -99,7 +98,7 @@ def _exercise(home: Path, dump_to: Path) -> None:
     spark.setup_for_execution(context)
     session = spark.spark_session
     compact(session, iceberg.load_table(spec.cold_identifier), spec, spark.catalog_name, now, lookback_days=2)
-    call_procedure(session, render("spark/rewrite_manifests", catalog=identifier(spark.catalog_name), table=f"cold.{spec.cold}"))
+    rewrite_manifests(session, spec, spark.catalog_name)  # compact() only calls it past 8 manifests
     expire_snapshots(session, iceberg.load_table(spec.cold_identifier), spec, spark.catalog_name, now)
     remove_orphan_files(session, spec, spark.catalog_name, now - timedelta(days=3), now, dry_run=True)
     gateway = SparkContext._gateway
