@@ -14,7 +14,9 @@ and the proof that compaction changed nothing.
   keeps the proof exact while offloads commit concurrently.
 - Expiry keeps the offload exactly-once: reconciliation takes the newest of Dagster's record,
   the partition's snapshots and the cold files' own newest ingested_at (offload.py), and the
-  last two need no expired snapshot.
+  last two need no expired snapshot. Expiry calls Iceberg's ExpireSnapshots in the Spark
+  session's JVM rather than the procedure, whose Spark jobs cost more than the work at this
+  size (expire_snapshots says why).
 
 The Spark SQL is in sql/spark/*.sql; procedures take literals only, so every value is
 rendered here from a typed Python value (identifiers validated, timestamps formatted).
@@ -23,8 +25,10 @@ rendered here from a typed Python value (identifiers validated, timestamps forma
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import TypeVar
 
 from clickhouse_connect.driver.client import Client
 from pyiceberg.conversions import from_bytes
@@ -37,12 +41,14 @@ from cold_assets.parity import cold_checksums
 from cold_assets.tables import MirroredTable
 from cold_assets.warm_read import EPOCH, identifier, render
 
+T = TypeVar("T")
+
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # microseconds: an expiry horizon is an instant, not a second
 MIN_ORPHAN_AGE = timedelta(days=1)
 MAX_CONFLICT_RETRIES = 3
 # The embedded catalog is one SQLite file: two commits at once (tables maintained in
 # parallel, or an offload) can fail on its lock instead of waiting. Nothing was committed
-# then, so the procedure is simply called again.
+# then, so the call is simply made again.
 CATALOG_BUSY = ("SQLITE_BUSY",)
 MAX_BUSY_RETRIES = 20
 MANIFESTS_WORTH_REWRITING = 8  # each hourly commit adds one; a few cost planning nothing
@@ -128,16 +134,21 @@ def _table_name(spec: MirroredTable, namespace: str = "cold") -> str:
     return f"{identifier(namespace)}.{identifier(spec.cold)}"
 
 
-def call_procedure(spark, sql: str) -> list:
-    """Runs an Iceberg procedure; again while the catalog's SQLite file is busy (see CATALOG_BUSY)."""
+def _retry_while_catalog_busy(action: Callable[[], T]) -> T:
+    """Runs `action` again while the catalog's SQLite file is busy (see CATALOG_BUSY)."""
     for attempt in range(MAX_BUSY_RETRIES + 1):
         try:
-            return spark.sql(sql).collect()
+            return action()
         except Exception as error:  # py4j wraps the JVM's exception
             if attempt == MAX_BUSY_RETRIES or not any(code in str(error) for code in CATALOG_BUSY):
                 raise
             time.sleep(random.uniform(0.2, 1.0) * min(attempt + 1, 5))  # jitter: no lockstep
     raise AssertionError("unreachable")
+
+
+def call_procedure(spark, sql: str) -> list:
+    """Runs an Iceberg procedure; again while the catalog is busy."""
+    return _retry_while_catalog_busy(lambda: spark.sql(sql).collect())
 
 
 def _time_bounds(time_field: NestedField, data_file: DataFile) -> tuple[datetime, datetime]:
@@ -305,25 +316,56 @@ def prove_rewrite(client: Client, table: Table, spec: MirroredTable, snapshot_id
 
 
 def expire_snapshots(spark, table: Table, spec: MirroredTable, catalog_name: str, older_than: datetime) -> ExpiryResult:
+    """Expires the snapshots committed before `older_than` (the current one always stays) with
+    Iceberg's ExpireSnapshots, on the Spark catalog's table in the session's JVM.
+
+    Not the expire_snapshots procedure: its Spark action finds the files to delete with Spark
+    jobs over every manifest of every snapshot, about 3.5 s of job overhead per table at this
+    size, where the core API reads the same manifests in the JVM in about 0.5 s (bench
+    maintenance: 34 s -> 6 s for the nine tables). Naming the expired snapshots makes Iceberg
+    clean up by reachability, as the procedure does: a file goes when no kept snapshot
+    references it, even when the snapshot that dropped it (a compaction) is kept. Without
+    names, Iceberg's incremental cleanup would keep such files until that snapshot expires.
+    """
     started = time.perf_counter()
     snapshots_before = len(table.refresh().metadata.snapshots)
-    row = call_procedure(
-        spark,
-        render(
-            "spark/expire_snapshots",
-            catalog=identifier(catalog_name),
-            table=_table_name(spec),
-            older_than=_literal_timestamp(older_than),
-        ),
-    )[0]
+    jvm = spark._jvm
+
+    def expire() -> tuple[set[str], list[str]]:
+        # Spark finds catalogs in the active session's settings, which spark.sql() sets on
+        # the calling thread and a direct call does not.
+        jvm.org.apache.spark.sql.SparkSession.setActiveSession(spark._jsparkSession)
+        java_table = jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable(
+            spark._jsparkSession, f"{identifier(catalog_name)}.{_table_name(spec)}"
+        )
+        expiry = java_table.expireSnapshots().expireOlderThan((older_than - EPOCH) // timedelta(milliseconds=1)).retainLast(1)
+        expired = expiry.apply()
+        if expired.isEmpty():
+            return set(), []
+        for snapshot in expired:
+            expiry.expireSnapshotId(snapshot.snapshotId())
+        # Iceberg hands each file to delete to this collector instead of deleting it one by
+        # one: counted here, then deleted in bulk (one request per 1,000 keys on S3).
+        collected = jvm.java.util.stream.Stream.builder()
+        expiry.deleteWith(collected).commit()
+        files = collected.build().toList()
+        # Failures are logged, not raised, as Iceberg's own expiry does: the metadata commit
+        # already stands, and a file left behind is an orphan for remove_orphan_files.
+        jvm.org.apache.iceberg.CatalogUtil.deleteFiles(java_table.io(), files, "expired", True)
+        manifest_lists = {snapshot.manifestListLocation() for snapshot in expired}
+        return manifest_lists, str(jvm.java.lang.String.join("\n", files)).splitlines()
+
+    manifest_lists, deleted = _retry_while_catalog_busy(expire)
+    metadata_files = [path for path in deleted if path.endswith(".avro")]  # the tables write Parquet data
+    lists_deleted = sum(1 for path in metadata_files if path in manifest_lists)
     return ExpiryResult(
         table=spec.cold,
         older_than=older_than,
         snapshots_before=snapshots_before,
         snapshots_after=len(table.refresh().metadata.snapshots),
-        data_files_deleted=int(row["deleted_data_files_count"]),
-        manifests_deleted=int(row["deleted_manifest_files_count"]),
-        manifest_lists_deleted=int(row["deleted_manifest_lists_count"]),
+        data_files_deleted=len(deleted) - len(metadata_files),
+        manifests_deleted=len(metadata_files) - lists_deleted,
+        manifest_lists_deleted=lists_deleted,
         seconds=time.perf_counter() - started,
     )
 

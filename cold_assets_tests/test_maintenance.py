@@ -117,12 +117,14 @@ def test_expired_snapshots_go_with_their_files_and_the_offload_stays_exactly_onc
     run_offload(settings, DAY_KEYS[:3])
     run_job(settings, COMPACTION_JOB, {"tables": ["silver_trades"], **ALL_CLOSED})
     catalog = cold.catalog()
+    compaction = catalog.load_table(SILVER.cold_identifier).current_snapshot()
     compacted_away = data_files_on_disk(settings, SILVER) - live_data_files(catalog, SILVER)
     assert compacted_away  # the hourly files the compaction replaced, still referenced by old snapshots
-    # The horizon 1 ms after the newest commit, so usually in the same second as the
-    # compaction's: expiry must honour it to the millisecond, not round it to a second.
-    newest_ms = max(s.timestamp_ms for t in TABLES for s in catalog.load_table(t.cold_identifier).metadata.snapshots)
-    horizon = datetime.fromtimestamp((newest_ms + 1) / 1000, timezone.utc)
+    # The horizon is the compaction's own commit, to the millisecond: every snapshot before
+    # it goes (some in the same second), the compaction stays. The files it replaced are then
+    # referenced only by expired snapshots and must go although the snapshot that dropped
+    # them stays (Iceberg's incremental cleanup would keep them).
+    horizon = datetime.fromtimestamp(compaction.timestamp_ms / 1000, timezone.utc)
     time.sleep(0.01)
     run_offload(settings, DAY_KEYS[3:4])  # a commit after the horizon
     snapshots_before = {t.cold: len(catalog.load_table(t.cold_identifier).metadata.snapshots) for t in TABLES}
@@ -131,11 +133,17 @@ def test_expired_snapshots_go_with_their_files_and_the_offload_stays_exactly_onc
 
     for table in TABLES:
         snapshots = catalog.load_table(table.cold_identifier).metadata.snapshots
-        assert all(s.timestamp_ms >= horizon.timestamp() * 1000 for s in snapshots), table.cold
+        assert all(s.timestamp_ms >= compaction.timestamp_ms for s in snapshots), table.cold
         assert len(snapshots) < snapshots_before[table.cold], table.cold
+    assert compaction.snapshot_id in {s.snapshot_id for s in catalog.load_table(SILVER.cold_identifier).metadata.snapshots}
     assert not (compacted_away & data_files_on_disk(settings, SILVER))  # deleted from disk
     assert live_data_files(catalog, SILVER) <= data_files_on_disk(settings, SILVER)  # the newer ones stay
-    assert observations(result, SILVER)["snapshots_expired"] > 0
+    facts = observations(result, SILVER)
+    assert facts["snapshots_expired"] == snapshots_before[SILVER.cold] - len(
+        catalog.load_table(SILVER.cold_identifier).metadata.snapshots
+    )
+    assert facts["expired_data_files_deleted"] == len(compacted_away)
+    assert facts["manifests_deleted"] > 0
 
     # Re-materializing an hour whose commit snapshots are gone writes nothing twice ...
     run_offload(settings, DAY_KEYS[:1])
