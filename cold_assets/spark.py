@@ -83,6 +83,11 @@ def spark_catalog_conf(catalog_name: str, properties: dict[str, str]) -> dict[st
             raise UnsupportedSparkCatalog(f"catalog {catalog_name!r}: SQL backend {backend!r} has no JDBC mapping (sqlite, postgresql)")
         conf[f"{prefix}.type"] = "jdbc"
         conf[f"{prefix}.uri"] = jdbc
+        # pyiceberg's SqlCatalog creates the catalog's tables. Iceberg's own check for them
+        # leaves its DatabaseMetaData.getTables result open, and on SQLite that pooled
+        # connection then keeps reading the file as it was: stale metadata, and every Spark
+        # commit after a pyiceberg commit fails with SQLITE_BUSY_SNAPSHOT (tested).
+        conf[f"{prefix}.jdbc.init-catalog-tables"] = "false"
     elif kind == "rest":
         conf[f"{prefix}.type"] = "rest"
         conf[f"{prefix}.uri"] = properties["uri"]

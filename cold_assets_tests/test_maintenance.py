@@ -20,7 +20,7 @@ from cold_assets.checks import COMPACTION_PRESERVED_CONTENT, compaction_check
 from cold_assets.definitions import build_definitions
 from cold_assets.instance import embedded_instance
 from cold_assets.jobs import COMPACTION_JOB, EXPIRY_JOB
-from cold_assets.maintenance import compact, file_stats
+from cold_assets.maintenance import compact, expire_snapshots, file_stats
 from cold_assets.offload import offload_partition
 from cold_assets.parity import cold_checksums
 from cold_assets.partitions import hour_of, partition_key_of
@@ -175,6 +175,31 @@ def test_an_orphan_older_than_three_days_is_removed_and_a_fresh_one_kept(setting
     assert facts["orphans_removed"] == 1 and Path(local_path(facts["orphan_files"][0])).name == old.name
     assert not old.exists() and fresh.exists()
     assert_tiers_equal(warm, cold, [START], tables=[BRONZE])
+
+
+def test_spark_commits_again_after_an_offload_committed_to_the_same_catalog(settings, warm, cold):
+    """Iceberg's JDBC catalog, when it opens, leaves a metadata query of one pooled connection
+    unfinished: on SQLite that connection then reads an old snapshot of the file and cannot
+    write once pyiceberg has. Spark must not open the catalog that way (spark_catalog_conf)."""
+    feed(warm, hours=3, trades_per_hour=60)
+    run_offload(settings, DAY_KEYS[:1])
+    run_offload(settings, DAY_KEYS[1:2])  # a second commit, for the first expiry to expire
+    spark = SparkResource.from_settings(settings, cold)
+    spark.setup_for_execution(build_init_resource_context())
+    try:
+        catalog = cold.catalog()
+
+        def expire_all_but_current():
+            return expire_snapshots(
+                spark.spark_session, catalog.load_table(BRONZE.cold_identifier), BRONZE, spark.catalog_name, datetime.now(timezone.utc)
+            )
+
+        assert expire_all_but_current().snapshots_expired > 0  # Spark opens the catalog and commits
+        run_offload(settings, DAY_KEYS[2:3])  # pyiceberg commits to the same SQLite file
+        assert expire_all_but_current().snapshots_expired > 0  # and Spark commits again
+    finally:
+        spark.teardown_after_execution(build_init_resource_context())
+    assert_tiers_equal(warm, cold, [hour_of(k) for k in DAY_KEYS[:3]], tables=[BRONZE])
 
 
 def test_offloads_committing_during_compaction_are_neither_lost_nor_duplicated(settings, warm, cold, monkeypatch):
