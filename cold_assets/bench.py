@@ -49,6 +49,8 @@ RUNS_PER_SIDE = 12
 
 @contextmanager
 def bench_settings(parent: str | None) -> Iterator[Settings]:
+    if parent:
+        Path(parent).mkdir(parents=True, exist_ok=True)  # --home names a folder to work under
     with tempfile.TemporaryDirectory(prefix="cold-bench-", dir=parent) as tmp:
         yield replace(Settings.from_env(), home=Path(tmp), clickhouse_host=None, settle_lag_seconds=0)
 
