@@ -134,7 +134,8 @@ def wait_for_backfill(server: Webserver, backfill_id: str, timeout_s: float = 60
 
 
 def materializations(server: Webserver, asset_path: list[str], partitions: list[str]) -> dict[str, dict]:
-    """Partition -> {label: value} of the latest materialization, as the asset page reads it."""
+    """Partition -> {label: value} of the latest materialization, as the asset page reads it,
+    and under "run_id" the run that made it."""
     data = server.graphql(
         """
         query($key: AssetKeyInput!, $partitions: [String!]) {
@@ -142,6 +143,7 @@ def materializations(server: Webserver, asset_path: list[str], partitions: list[
             ... on Asset {
               assetMaterializations(partitions: $partitions) {
                 partition
+                runId
                 metadataEntries {
                   label
                   ... on IntMetadataEntry { intValue }
@@ -160,12 +162,19 @@ def materializations(server: Webserver, asset_path: list[str], partitions: list[
     for event in data:  # newest first
         if event["partition"] in latest:
             continue
-        values = {}
+        values = {"run_id": event["runId"]}
         for entry in event["metadataEntries"]:
             value = next((entry[k] for k in ("intValue", "floatValue", "text", "jsonString", "timestamp") if k in entry), None)
             values[entry["label"]] = json.loads(value) if "jsonString" in entry else value
         latest[event["partition"]] = values
     return latest
+
+
+def run_tags(server: Webserver, run_id: str) -> dict[str, str]:
+    data = server.graphql(
+        "query($id: ID!) { runOrError(runId: $id) { ... on Run { tags { key value } } } }", {"id": run_id}
+    )["runOrError"]
+    return {tag["key"]: tag["value"] for tag in data["tags"]}
 
 
 def check_statuses(server: Webserver, asset_path: list[str]) -> dict[str, str]:
