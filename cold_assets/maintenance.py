@@ -345,7 +345,7 @@ def expire_snapshots(spark, table: Table, spec: MirroredTable, catalog_name: str
         for snapshot in expired:
             expiry.expireSnapshotId(snapshot.snapshotId())
         # Iceberg hands each file to delete to this collector instead of deleting it one by
-        # one: counted here, then deleted in bulk (one request per 1,000 keys on S3).
+        # one: counted here, then deleted in bulk (on S3, one request per batch of keys).
         collected = jvm.java.util.stream.Stream.builder()
         expiry.deleteWith(collected).commit()
         files = collected.build().toList()
