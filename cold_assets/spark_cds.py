@@ -4,7 +4,8 @@ Each nightly job starts a JVM that loads some 20,000 classes (Spark, Scala, Hado
 before its first procedure returns: about 4 s of a run's startup on 2 cores. A dynamic CDS
 archive holds those classes already parsed and verified; the JVM maps it instead
 (`-XX:SharedArchiveFile`). `cold-assets jars` builds it once, after the jars, by running the
-nightly maintenance (compaction, expiry, orphans) on a throwaway table with `-XX:ArchiveClassesAtExit`.
+nightly maintenance (compaction, expiry, orphans) on a throwaway table with
+`-XX:ArchiveClassesAtExit`.
 
 The archive is only valid for the JVM, the Spark distribution and the jars it was dumped
 with, so its file name carries a key over all three; a stale one is simply not used. With
