@@ -223,6 +223,12 @@ def compact(
         min_input_files=str(int(min_input_files)),
         target_file_size_bytes=str(int(target_file_size_bytes)),
     )
+    # Manifests first: one per hourly commit until now, which the data rewrite's planning
+    # and both sides of its proof (ClickHouse reads the parent snapshot too) would read.
+    manifests = {"rewritten_manifests_count": 0}
+    snapshot = table.current_snapshot()
+    if snapshot is not None and len(snapshot.manifests(table.io)) > MANIFESTS_WORTH_REWRITING:
+        manifests = rewrite_manifests(spark, spec, catalog_name)
     conflicts = 0
     rewrite = {"rewritten_data_files_count": 0, "added_data_files_count": 0, "failed_data_files_count": 0}
     # No partition with enough files to merge (raw and bronze are hourly: usually one file
@@ -236,12 +242,7 @@ def compact(
             if conflicts >= MAX_CONFLICT_RETRIES or not any(name in str(error) for name in CONFLICTS):
                 raise
             conflicts += 1
-    manifests = {"rewritten_manifests_count": 0}
     table = table.refresh()
-    snapshot = table.current_snapshot()
-    if snapshot is not None and len(snapshot.manifests(table.io)) > MANIFESTS_WORTH_REWRITING:
-        manifests = rewrite_manifests(spark, spec, catalog_name)
-        table = table.refresh()
     rewrites = [s.snapshot_id for s in table.metadata.snapshots if s.snapshot_id not in known and is_data_rewrite(s)]
     return CompactionResult(
         table=spec.cold,
