@@ -43,7 +43,7 @@ from cold_assets.warm_read import EPOCH, identifier, render
 
 T = TypeVar("T")
 
-TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # microseconds: an expiry horizon is an instant, not a second
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # microseconds: a horizon or range bound is an instant, not a second
 MIN_ORPHAN_AGE = timedelta(days=1)
 MAX_CONFLICT_RETRIES = 3
 # The embedded catalog is one SQLite file: two commits at once (tables maintained in
@@ -105,7 +105,7 @@ class CompactionResult:
 class ExpiryResult:
     table: str
     older_than: datetime
-    snapshots_before: int
+    snapshots_expired: int  # as Iceberg listed them: exact even if an offload commits meanwhile
     snapshots_after: int
     data_files_deleted: int
     manifests_deleted: int
@@ -113,8 +113,8 @@ class ExpiryResult:
     seconds: float
 
     @property
-    def snapshots_expired(self) -> int:
-        return self.snapshots_before - self.snapshots_after
+    def snapshots_before(self) -> int:
+        return self.snapshots_after + self.snapshots_expired
 
 
 @dataclass(frozen=True)
@@ -329,10 +329,9 @@ def expire_snapshots(spark, table: Table, spec: MirroredTable, catalog_name: str
     names, Iceberg's incremental cleanup would keep such files until that snapshot expires.
     """
     started = time.perf_counter()
-    snapshots_before = len(table.refresh().metadata.snapshots)
     jvm = spark._jvm
 
-    def expire() -> tuple[set[str], list[str]]:
+    def expire() -> tuple[int, set[str], list[str]]:
         # Spark finds catalogs in the active session's settings, which spark.sql() sets on
         # the calling thread and a direct call does not.
         jvm.org.apache.spark.sql.SparkSession.setActiveSession(spark._jsparkSession)
@@ -342,7 +341,7 @@ def expire_snapshots(spark, table: Table, spec: MirroredTable, catalog_name: str
         expiry = java_table.expireSnapshots().expireOlderThan((older_than - EPOCH) // timedelta(milliseconds=1)).retainLast(1)
         expired = expiry.apply()
         if expired.isEmpty():
-            return set(), []
+            return 0, set(), []
         for snapshot in expired:
             expiry.expireSnapshotId(snapshot.snapshotId())
         # Iceberg hands each file to delete to this collector instead of deleting it one by
@@ -354,15 +353,15 @@ def expire_snapshots(spark, table: Table, spec: MirroredTable, catalog_name: str
         # already stands, and a file left behind is an orphan for remove_orphan_files.
         jvm.org.apache.iceberg.CatalogUtil.deleteFiles(java_table.io(), files, "expired", True)
         manifest_lists = {snapshot.manifestListLocation() for snapshot in expired}
-        return manifest_lists, str(jvm.java.lang.String.join("\n", files)).splitlines()
+        return expired.size(), manifest_lists, str(jvm.java.lang.String.join("\n", files)).splitlines()
 
-    manifest_lists, deleted = _retry_while_catalog_busy(expire)
+    snapshots_expired, manifest_lists, deleted = _retry_while_catalog_busy(expire)
     metadata_files = [path for path in deleted if path.endswith(".avro")]  # the tables write Parquet data
     lists_deleted = sum(1 for path in metadata_files if path in manifest_lists)
     return ExpiryResult(
         table=spec.cold,
         older_than=older_than,
-        snapshots_before=snapshots_before,
+        snapshots_expired=snapshots_expired,
         snapshots_after=len(table.refresh().metadata.snapshots),
         data_files_deleted=len(deleted) - len(metadata_files),
         manifests_deleted=len(metadata_files) - lists_deleted,
