@@ -12,19 +12,23 @@ from dagster import (
     BackfillPolicy,
     AssetCheckResult,
     Config,
+    Failure,
     FreshnessPolicy,
     MaterializeResult,
+    MetadataValue,
     PartitionsDefinition,
     multi_asset,
 )
 from pydantic import Field
 
 from cold_assets.checks import CONTENT_PARITY, parity_check_results, parity_check_specs
-from cold_assets.offload import offload_partition
+from cold_assets.hours import HourPolicy
+from cold_assets.offload import ColdRowsWouldBeLost, offload_partition, warm_now
 from cold_assets.offload_metadata import materialization_metadata, recorded_state
 from cold_assets.parity import partitions_parity
 from cold_assets.partitions import hour_of
 from cold_assets.resources import ClickHouseResource, IcebergResource
+from cold_assets.settings import Settings
 from cold_assets.tables import TABLES, MirroredTable
 
 WARM_GROUP = "warm"
@@ -59,14 +63,26 @@ warm_specs = [
 class OffloadConfig(Config):
     replace_hour: bool = Field(
         default=False,
-        description="Replace each hour wholesale, even for append layers: the repair of a damaged partition.",
+        description="Replace each hour wholesale, even for append layers: the repair of a damaged partition. "
+        "Rows younger than the settle lag still wait for the next run.",
     )
     settle_lag_seconds: int | None = Field(
-        default=None, description="Override COLD_SETTLE_LAG_SECONDS: how far behind the warm clock appends stop."
+        default=None, ge=0, description="Override COLD_SETTLE_LAG_SECONDS: how far behind the warm clock appends stop."
+    )
+    append_overlap_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        description="Override COLD_APPEND_OVERLAP_SECONDS: how far before the watermark appends re-read (rows that "
+        "became visible late), replacing that range in the same commit.",
+    )
+    allow_fewer_rows: bool = Field(
+        default=False,
+        description="Let an offload delete cold rows the warm tier no longer has (an operator correcting history). "
+        "Without it, a commit that would leave an hour with fewer cold rows than it holds is refused.",
     )
 
 
-def cold_asset(table: MirroredTable, partitions_def: PartitionsDefinition, settle_lag_seconds: int) -> AssetsDefinition:
+def cold_asset(table: MirroredTable, partitions_def: PartitionsDefinition, settings: Settings) -> AssetsDefinition:
     key = cold_asset_key(table)
     spec = AssetSpec(
         key=key,
@@ -80,6 +96,7 @@ def cold_asset(table: MirroredTable, partitions_def: PartitionsDefinition, settl
         ),
         metadata={"iceberg/table": f"cold.{table.cold}", "clickhouse/table": table.warm, "offload/mode": table.mode.value},
     )
+    defaults = HourPolicy.from_settings(settings)
 
     # A multi_asset of one asset, so that its checks can also run on their own (from the UI:
     # "execute check" computes parity without offloading anything).
@@ -94,34 +111,61 @@ def cold_asset(table: MirroredTable, partitions_def: PartitionsDefinition, settl
     def offload(
         context: AssetExecutionContext, config: OffloadConfig, clickhouse: ClickHouseResource, iceberg: IcebergResource
     ) -> Iterator[MaterializeResult | AssetCheckResult]:
-        lag = timedelta(seconds=config.settle_lag_seconds if config.settle_lag_seconds is not None else settle_lag_seconds)
+        lag = timedelta(seconds=config.settle_lag_seconds) if config.settle_lag_seconds is not None else defaults.settle_lag
+        overlap = timedelta(
+            seconds=config.append_overlap_seconds
+            if config.append_overlap_seconds is not None
+            else max(settings.append_overlap_seconds, int(lag.total_seconds()))
+        )
+        policy = HourPolicy(settle_lag=lag, late_grace=defaults.late_grace, warm_retention=defaults.warm_retention)
         keys = list(context.partition_keys)
         cold_table = iceberg.load_table(table.cold_identifier)
-        results = []
+        results, refused = [], []
         with clickhouse.connect() as client:
+            now = warm_now(client)  # one clock reading decides the whole run: offloads and checks
             if key in context.selected_asset_keys:
                 for partition_key in keys:
-                    result = offload_partition(
-                        client,
-                        cold_table,
-                        table,
-                        hour_of(partition_key),
-                        partition_key,
-                        context.run.run_id,
-                        recorded=recorded_state(context.instance, key, partition_key),
-                        settle_lag=lag,
-                        replace_hour=config.replace_hour,
-                    )
+                    try:
+                        result = offload_partition(
+                            client,
+                            cold_table,
+                            table,
+                            hour_of(partition_key),
+                            partition_key,
+                            context.run.run_id,
+                            recorded=recorded_state(context.instance, key, partition_key),
+                            settle_lag=lag,
+                            replace_hour=config.replace_hour,
+                            overlap=overlap,
+                            allow_fewer_rows=config.allow_fewer_rows,
+                            warm_retention=policy.warm_retention,
+                            now=now,
+                        )
+                    except ColdRowsWouldBeLost as refusal:
+                        context.log.error(str(refusal))
+                        refused.append(refusal)
+                        continue
                     context.log.info(
-                        f"cold.{table.cold} {partition_key}: {result.mode}, {result.rows_written} rows written, "
-                        f"watermark {result.watermark}, from {result.reconciled_from}"
+                        f"cold.{table.cold} {partition_key} ({result.status.value}): {result.mode.value}, "
+                        f"{result.rows_written} rows written, watermark {result.watermark}, from {result.reconciled_from.value}"
                     )
                     results.append(result)
+            if refused:
+                raise Failure(
+                    description="; ".join(str(r) for r in refused),
+                    metadata={
+                        "refused_hours": MetadataValue.json(
+                            [{"hour": r.partition_key, "warm_rows": r.warm_rows, "cold_rows": r.cold_rows} for r in refused]
+                        )
+                    },
+                )
             # One count of both tiers per run serves the metadata and the checks alike.
             checks = set(context.selected_asset_check_keys)
             content = any(c.name == CONTENT_PARITY for c in checks)
-            fingerprints = {r.partition_key: r.fingerprint for r in results if r.fingerprint}
-            parities = partitions_parity(client, cold_table.refresh(), table, keys, content, fingerprints)
+            parities = partitions_parity(
+                client, cold_table.refresh(), table, keys, content,
+                now=now, policy=policy, offloaded={r.partition_key: r.state() for r in results},
+            )
         if results:
             yield MaterializeResult(asset_key=key, metadata=materialization_metadata(results, parities))
         yield from parity_check_results(parities, checks)

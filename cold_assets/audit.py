@@ -7,7 +7,9 @@ from datetime import datetime, timedelta, timezone
 from clickhouse_connect.driver.client import Client
 from pyiceberg.catalog import Catalog
 
-from cold_assets.parity import HourParity, partitions_parity
+from cold_assets.hours import HourPolicy
+from cold_assets.offload import warm_now
+from cold_assets.parity import HourParity, ParityBasis, partitions_parity
 from cold_assets.partitions import partition_key_of
 from cold_assets.tables import GOLD_WINDOWS, TABLES, MirroredTable
 from cold_assets.warm_read import identifier, render
@@ -75,18 +77,30 @@ def _medallion(client: Client, start: datetime, end: datetime) -> list[Medallion
 
 
 def run_audit(
-    client: Client, catalog: Catalog, start: datetime, end: datetime, tables: list[MirroredTable] | None = None
+    client: Client,
+    catalog: Catalog,
+    start: datetime,
+    end: datetime,
+    tables: list[MirroredTable] | None = None,
+    policy: HourPolicy | None = None,
 ) -> AuditReport:
-    """Audits the hours in [start, end): content parity of each table, medallion consistency."""
+    """Audits the hours in [start, end): content parity of each table, medallion consistency.
+
+    Each hour is compared as its status says (hours.py): hours older than the warm retention
+    are cold-only (reported, not compared: warm has forgotten them, cold is the copy of
+    record), and the medallion's own consistency is checked only where warm is still whole."""
     start, end = floor_hour(start), floor_hour(end)
     if end <= start:
         raise ValueError(f"audit range is empty: from {start.isoformat()} to {end.isoformat()}")
+    policy = policy or HourPolicy()
+    now = warm_now(client)
     keys = [partition_key_of(h) for h in hours_between(start, end)]
     report = AuditReport(start, end)
     for table in tables or TABLES:
         cold_table = catalog.load_table(table.cold_identifier)
-        report.parity += partitions_parity(client, cold_table, table, keys, content=True)
-    report.medallion = _medallion(client, start, end)
+        report.parity += partitions_parity(client, cold_table, table, keys, content=True, now=now, policy=policy)
+    whole_from = max(start, floor_hour(policy.warm_horizon(now)) + timedelta(hours=1))
+    report.medallion = _medallion(client, whole_from, end) if whole_from < end else []
     return report
 
 
@@ -94,14 +108,20 @@ def format_report(report: AuditReport) -> str:
     lines = [f"audit {report.start.isoformat()} .. {report.end.isoformat()}", ""]
     lines.append(f"{'table':<16} {'hour':<17} {'warm':>10} {'cold':>10}  status")
     for p in report.parity:
-        status = "ok" if p.content_matches else ("COUNT MISMATCH" if not p.counts_match else "CONTENT MISMATCH")
+        if p.cold_only:
+            status = "cold-only (older than the warm retention)"
+        elif not p.content_matches:
+            status = "COUNT MISMATCH" if not p.counts_match else "CONTENT MISMATCH"
+        else:
+            status = "ok" if p.basis is ParityBasis.WARM_HOUR else f"ok (open hour: {p.basis.value})"
         lines.append(f"{p.table:<16} {p.partition_key:<17} {p.warm_rows:>10} {p.cold_rows:>10}  {status}")
     lines += ["", f"{'warm medallion':<44} {'hour':<17} {'left':>10} {'right':>10}  status"]
     for m in report.medallion:
         lines.append(f"{m.check:<44} {m.hour:<17} {m.left:>10} {m.right:>10}  {'ok' if m.ok else 'FAILED'}")
     lines += [
         "",
-        f"{len(report.parity)} table-hours checked, {len(report.mismatches)} mismatched; "
+        f"{len(report.parity)} table-hours checked, {len(report.mismatches)} mismatched, "
+        f"{sum(p.cold_only for p in report.parity)} cold-only; "
         f"{len(report.medallion)} medallion checks, {len(report.medallion_failures)} failed",
     ]
     return "\n".join(lines)

@@ -20,7 +20,7 @@ from dagster import (
 )
 
 from cold_assets.maintenance import RewriteProof, latest_data_rewrite, prove_rewrite
-from cold_assets.parity import HourParity
+from cold_assets.parity import HourParity, ParityBasis
 from cold_assets.resources import ClickHouseResource, IcebergResource
 from cold_assets.tables import MirroredTable
 
@@ -46,20 +46,32 @@ def parity_check_specs(asset_key: AssetKey, warm_table: str) -> list[AssetCheckS
 
 
 def _result(asset_key: AssetKey, check: str, parities: list[HourParity], failed: list[HourParity], what: str) -> AssetCheckResult:
+    compared = [p for p in parities if not p.cold_only]
+    cold_only = [p.partition_key for p in parities if p.cold_only]
     metadata = {
-        "warm_rows": MetadataValue.int(sum(p.warm_rows for p in parities)),
+        "warm_rows": MetadataValue.int(sum(p.warm_rows for p in compared)),
         "cold_rows": MetadataValue.int(sum(p.cold_rows for p in parities)),
-        "hours_checked": MetadataValue.int(len(parities)),
+        "hours_checked": MetadataValue.int(len(compared)),
         "hours": MetadataValue.json([p.partition_key for p in parities]),
+        "hours_open": MetadataValue.json([p.partition_key for p in parities if p.basis is not ParityBasis.WARM_HOUR and not p.cold_only]),
+        "hours_cold_only": MetadataValue.json(cold_only),
         "hours_differing": MetadataValue.json(
-            [{"hour": p.partition_key, "warm_rows": p.warm_rows, "cold_rows": p.cold_rows} for p in failed]
+            [
+                {"hour": p.partition_key, "warm_rows": p.warm_rows, "cold_rows": p.cold_rows, "basis": p.basis.value,
+                 "warm_rows_now": p.warm_rows_now}
+                for p in failed
+            ]
         ),
     }
-    description = (
-        f"{what}: {len(failed)} of {len(parities)} hours differ: " + ", ".join(p.partition_key for p in failed[:10])
-        if failed
-        else f"{what}: {len(parities)} hours equal"
-    )
+    if failed:
+        description = f"{what}: {len(failed)} of {len(compared)} hours differ: " + ", ".join(
+            f"{p.partition_key} ({p.basis.value}: warm {p.warm_rows}, cold {p.cold_rows})" for p in failed[:10]
+        )
+    else:
+        description = f"{what}: {len(compared)} hours equal"
+    if cold_only:
+        # Older than the warm retention: cold is the only copy; there is nothing to compare.
+        description += f"; {len(cold_only)} hours cold-only (older than the warm retention), not compared"
     return AssetCheckResult(
         asset_key=asset_key, check_name=check, passed=not failed, severity=AssetCheckSeverity.ERROR, metadata=metadata, description=description
     )
@@ -73,7 +85,7 @@ def parity_check_results(parities: list[HourParity], selected: set[AssetCheckKey
         elif key.name == CONTENT_PARITY:
             failed = [p for p in parities if not p.content_matches]
             result = _result(key.asset_key, key.name, parities, failed, "content checksums")
-            if not failed and not all(p.content_checked for p in parities):
+            if not failed and not all(p.content_checked for p in parities if not p.cold_only):
                 # Counts agree, but ClickHouse cannot read this cold tier yet: say so, as a warning.
                 result = AssetCheckResult(
                     asset_key=key.asset_key, check_name=key.name, passed=False, severity=AssetCheckSeverity.WARN,

@@ -110,6 +110,8 @@ def _materialize_demo_hours(settings: Settings, start: datetime, hours: int) -> 
 
 
 def _report(settings: Settings, start: datetime, hours: int, run_results) -> None:
+    from cold_assets.hours import HourPolicy
+    from cold_assets.offload import warm_now
     from cold_assets.parity import partitions_parity
     from cold_assets.partitions import partition_key_of
 
@@ -118,10 +120,12 @@ def _report(settings: Settings, start: datetime, hours: int, run_results) -> Non
     keys = [partition_key_of(start + timedelta(hours=h)) for h in range(hours)]
     print(f"\n{'table':<16} {'warm rows':>10} {'cold rows':>10} {'partitions':>10} {'files':>6} {'bytes':>11} {'rows/s':>10}")
     with warm.connect() as client:
+        now, policy = warm_now(client), HourPolicy.from_settings(settings)
         for t in TABLES:
             table = catalog.load_table(t.cold_identifier)
             # Counted per bucket: the daily bars' day is the same bucket for each of its hours.
-            buckets = {t.offload_range(hour_of_key(k))[0]: p for k, p in zip(keys, partitions_parity(client, table, t, keys, False))}
+            parities = partitions_parity(client, table, t, keys, False, now=now, policy=policy)
+            buckets = {t.offload_range(hour_of_key(k))[0]: p for k, p in zip(keys, parities)}
             warm_rows = sum(p.warm_rows for p in buckets.values())
             cold_rows = sum(p.cold_rows for p in buckets.values())
             files = table.inspect.files().to_pylist()
@@ -177,21 +181,25 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     from cold_assets.audit import format_report, run_audit
+    from cold_assets.hours import HourPolicy
 
     tables = [table_by_cold_name(name) for name in args.table] if args.table else None
     warm, cold = _resources(settings)
     with warm.connect() as client:
-        report = run_audit(client, cold.catalog(), parse_start(args.start), parse_start(args.end), tables)
+        report = run_audit(
+            client, cold.catalog(), parse_start(args.start), parse_start(args.end), tables, HourPolicy.from_settings(settings)
+        )
     print(format_report(report))
     return 0 if report.ok else 1
 
 
 def cmd_federate(settings: Settings, args: argparse.Namespace) -> int:
     from cold_assets.federation import federate
+    from cold_assets.hours import HourPolicy
 
     warm, cold = _resources(settings)
     with warm.connect() as client:
-        results = federate(client, cold.catalog())
+        results = federate(client, cold.catalog(), HourPolicy.from_settings(settings))
     for r in results:
         moved = "unchanged" if r.previous == r.cutover else f"moved from {r.previous:%Y-%m-%d %H:%M}" if r.previous else "new"
         print(f"{r.view:24} cutover {r.cutover:%Y-%m-%d %H:%M} UTC ({moved}; {r.hours_proven} hours proven)")

@@ -33,7 +33,7 @@ def build_definitions(settings: Settings) -> Definitions:
     maintenance_checks = [compaction_check(t, cold_asset_key(t)) for t in TABLES]
     job = offload_job(maintenance_checks)
     return Definitions(
-        assets=[*warm_specs, *(cold_asset(t, partitions_def, settings.settle_lag_seconds) for t in TABLES)],
+        assets=[*warm_specs, *(cold_asset(t, partitions_def, settings) for t in TABLES)],
         asset_checks=maintenance_checks,
         jobs=[job, compaction_job, expiry_job, daily_audit_job],
         schedules=[
@@ -44,8 +44,8 @@ def build_definitions(settings: Settings) -> Definitions:
         ],
         sensors=[
             parity_alerts,
-            self_healing_sensor(job),
-            ttl_guard_sensor(),
+            self_healing_sensor(job, settings, partitions_def),
+            ttl_guard_sensor(settings),
             offload_failure_alerts(job),
             offload_recovery_alerts(job),
         ],

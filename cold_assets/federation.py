@@ -19,6 +19,8 @@ from datetime import datetime, timedelta, timezone
 from clickhouse_connect.driver.client import Client
 from pyiceberg.catalog import Catalog
 
+from cold_assets.hours import HourPolicy
+from cold_assets.offload import count_rows, warm_now
 from cold_assets.parity import cold_source, local_file_access, partitions_parity
 from cold_assets.partitions import partition_key_of
 from cold_assets.tables import TABLES, MirroredTable
@@ -54,8 +56,14 @@ def _warm_first_hour(client: Client, spec: MirroredTable) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-def next_cutover(client: Client, catalog: Catalog, spec: MirroredTable, previous: datetime | None, now: datetime) -> tuple[datetime, int]:
-    """The new cutover and the number of hours (or days, for daily bars) proven on the way."""
+def next_cutover(
+    client: Client, catalog: Catalog, spec: MirroredTable, previous: datetime | None, now: datetime, policy: HourPolicy
+) -> tuple[datetime, int]:
+    """The new cutover and the number of hours (or days, for daily bars) proven on the way.
+
+    An hour is passed when parity proves it, or when it is cold-only (older than the warm
+    retention: the view can only serve it from cold) and cutting over hides nothing: cold
+    holds rows for it, or warm holds none."""
     first = _warm_first_hour(client, spec)
     start = max(d for d in (previous, first) if d is not None) if (previous or first) else None
     if start is None:
@@ -70,10 +78,17 @@ def next_cutover(client: Client, catalog: Catalog, spec: MirroredTable, previous
     if not buckets:
         return start, 0
     table = catalog.load_table(spec.cold_identifier)
-    parity = partitions_parity(client, table, spec, [key for _, key in buckets], content=True)
+    # Which hours are candidates is decided at `now`; parity is measured on the warm clock itself,
+    # which stamped the rows' ingested_at.
+    parity = partitions_parity(
+        client, table, spec, [key for _, key in buckets], content=True, now=warm_now(client), policy=policy
+    )
     proven = 0
     for (lo, _), result in zip(buckets, parity):
-        if not (result.content_matches and result.content_checked):
+        if result.cold_only:
+            if not result.cold_rows and _warm_rows(client, spec, lo):
+                break  # cold lacks what warm still shows: cutting over would hide it
+        elif not (result.content_matches and result.content_checked):
             break
         proven += 1
     if proven == len(buckets):
@@ -81,6 +96,11 @@ def next_cutover(client: Client, catalog: Catalog, spec: MirroredTable, previous
     else:
         cutover = buckets[proven][0]
     return max(cutover, start), proven
+
+
+def _warm_rows(client: Client, spec: MirroredTable, start: datetime) -> int:
+    lo, hi = spec.offload_range(start)
+    return count_rows(client, read_query(spec, read_columns(client, spec), lo, hi))
 
 
 def view_sql(client: Client, catalog: Catalog, spec: MirroredTable, cutover: datetime) -> str:
@@ -100,14 +120,17 @@ def view_sql(client: Client, catalog: Catalog, spec: MirroredTable, cutover: dat
     )
 
 
-def federate(client: Client, catalog: Catalog, now: datetime | None = None, tables=TABLES) -> list[Federation]:
+def federate(
+    client: Client, catalog: Catalog, policy: HourPolicy | None = None, now: datetime | None = None, tables=TABLES
+) -> list[Federation]:
     """Moves each table's cutover as far as parity allows and (re)creates its view."""
-    now = now or datetime.now(timezone.utc)
+    policy = policy or HourPolicy()
+    now = now or warm_now(client)
     known = current_cutovers(client)
     done = []
     for spec in tables:
         previous = known.get(spec.warm)
-        cutover, proven = next_cutover(client, catalog, spec, previous, now)
+        cutover, proven = next_cutover(client, catalog, spec, previous, now, policy)
         with local_file_access(catalog.load_table(spec.cold_identifier)):  # the DDL resolves the location
             client.command(view_sql(client, catalog, spec, cutover))
         if cutover != previous:

@@ -30,6 +30,7 @@ from cold_assets.assets import cold_asset_key
 from cold_assets.audit import format_report, run_audit
 from cold_assets.checks import COMPACTION_PRESERVED_CONTENT, rewrite_proof_evaluation
 from cold_assets.federation import federate
+from cold_assets.hours import HourPolicy
 from cold_assets.maintenance import (
     CompactionResult,
     ExpiryResult,
@@ -43,6 +44,7 @@ from cold_assets.maintenance import (
 )
 from cold_assets.parity import ColdTierUnreadable
 from cold_assets.resources import ClickHouseResource, IcebergResource
+from cold_assets.settings import Settings
 from cold_assets.spark import SparkResource
 from cold_assets.tables import TABLES, MirroredTable, table_by_cold_name
 
@@ -241,7 +243,7 @@ def audit_cold_tier(
     end = (_instant("until", config.until) if config.until else datetime.now(timezone.utc)).replace(hour=0, minute=0, second=0, microsecond=0)
     start = end - timedelta(days=config.lookback_days)
     with clickhouse.connect() as client:
-        report = run_audit(client, iceberg.catalog(), start, end)
+        report = run_audit(client, iceberg.catalog(), start, end, policy=HourPolicy.from_settings(Settings.from_env()))
     metadata = {
         "table_hours_checked": MetadataValue.int(len(report.parity)),
         "table_hours_mismatched": MetadataValue.int(len(report.mismatches)),
@@ -266,7 +268,7 @@ def audit_cold_tier(
 )
 def federate_views(context: OpExecutionContext, clickhouse: ClickHouseResource, iceberg: IcebergResource) -> None:
     with clickhouse.connect() as client:
-        results = federate(client, iceberg.catalog())
+        results = federate(client, iceberg.catalog(), HourPolicy.from_settings(Settings.from_env()))
     for result in results:
         spec = table_by_cold_name(result.table)
         context.log_event(

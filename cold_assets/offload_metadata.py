@@ -9,7 +9,8 @@ from datetime import datetime
 
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, MetadataValue
 
-from cold_assets.offload import OffloadResult, PartitionState
+from cold_assets.bookkeeping import PartitionState, StateSource
+from cold_assets.offload import OffloadResult
 from cold_assets.parity import HourParity
 
 OFFLOAD_KEY = "offload"
@@ -17,7 +18,10 @@ OFFLOAD_KEY = "offload"
 
 def partition_entry(result: OffloadResult, parity: HourParity) -> dict:
     return {
-        "mode": result.mode,
+        "mode": result.mode.value,
+        "status": result.status.value,
+        "cold_only": parity.cold_only,
+        "parity_basis": parity.basis.value,
         "watermark": result.watermark.isoformat() if result.watermark else None,
         "fingerprint": result.fingerprint,
         "rows_written": result.rows_written,
@@ -26,7 +30,7 @@ def partition_entry(result: OffloadResult, parity: HourParity) -> dict:
         "snapshot_id": str(result.snapshot_id) if result.snapshot_id else None,
         "seconds": round(result.seconds, 3),
         "rows_per_s": round(result.rows_per_second, 1),
-        "reconciled_from": result.reconciled_from,
+        "reconciled_from": result.reconciled_from.value,
     }
 
 
@@ -44,7 +48,9 @@ def materialization_metadata(results: list[OffloadResult], parities: list[HourPa
         (r,), (p,) = results, parities
         metadata.update(
             {
-                "mode": MetadataValue.text(r.mode),
+                "mode": MetadataValue.text(r.mode.value),
+                "status": MetadataValue.text(r.status.value),
+                "cold_only": MetadataValue.bool(p.cold_only),
                 "watermark": MetadataValue.timestamp(r.watermark) if r.watermark else MetadataValue.null(),
                 "rows_written": MetadataValue.int(r.rows_written),
                 "warm_rows": MetadataValue.int(p.warm_rows),
@@ -74,5 +80,5 @@ def recorded_state(instance: DagsterInstance, asset_key: AssetKey, partition_key
         fingerprint=entry.get("fingerprint"),
         snapshot_id=int(entry["snapshot_id"]) if entry.get("snapshot_id") else None,
         run_id=records[0].run_id,
-        source="dagster",
+        source=StateSource.DAGSTER,
     )

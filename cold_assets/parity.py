@@ -12,42 +12,73 @@ sides hash the same bytes:
 """
 
 import os
+from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterator
+from enum import Enum
+from typing import Iterator, Mapping
 
 from clickhouse_connect.driver.client import Client
 from pyiceberg.table import Table
 from pyiceberg.types import BooleanType, DecimalType, IntegerType, LongType, TimestampType, TimestamptzType
 
+from cold_assets.bookkeeping import PartitionState, committed_states
 from cold_assets.cold_ranges import range_filter
+from cold_assets.hours import HourPolicy, HourStatus
 from cold_assets.partitions import hour_of
 from cold_assets.settings import s3_collection_name
-from cold_assets.tables import MirroredTable
-from cold_assets.warm_read import WarmQuery, identifier, read_columns, read_query, render
+from cold_assets.tables import MirroredTable, OffloadMode
+from cold_assets.warm_read import EPOCH, WarmQuery, identifier, read_columns, read_query, render
 
 
 class ColdTierUnreadable(RuntimeError):
     """ClickHouse cannot read this cold table (warehouse location not supported yet)."""
 
 
+class ParityBasis(str, Enum):
+    """What an hour's cold rows are compared with (hours.py says when each applies)."""
+
+    WARM_HOUR = "warm hour"  # closed: the whole warm hour
+    WARM_TO_WATERMARK = "warm to watermark"  # open append hour: warm rows ingested up to its watermark
+    AS_OFFLOADED = "as offloaded"  # open replace hour: the fingerprint of the rows last written
+    COLD_ONLY = "cold only"  # older than the warm retention: cold is the copy of record
+
+
 @dataclass(frozen=True)
 class HourParity:
     table: str
     partition_key: str
-    warm_rows: int
+    warm_rows: int  # rows of the reference the basis names (0 for a cold-only hour: not read)
     cold_rows: int
     warm_checksum: int | None = None
     cold_checksum: int | None = None
+    basis: ParityBasis = ParityBasis.WARM_HOUR
+    # AS_OFFLOADED: the warm hour's rows now. It only grows while the hour is open, so fewer
+    # than cold holds means warm lost rows.
+    warm_rows_now: int | None = None
+
+    @property
+    def cold_only(self) -> bool:
+        return self.basis is ParityBasis.COLD_ONLY
 
     @property
     def counts_match(self) -> bool:
+        if self.cold_only:
+            return True
+        if self.warm_rows_now is not None and self.warm_rows_now < self.cold_rows:
+            return False
         return self.warm_rows == self.cold_rows
 
     @property
+    def warm_has_fewer(self) -> bool:
+        """Warm holds fewer rows than cold: replacing cold from warm would lose rows."""
+        warm = self.warm_rows_now if self.warm_rows_now is not None else self.warm_rows
+        return not self.cold_only and warm < self.cold_rows
+
+    @property
     def content_checked(self) -> bool:
-        return self.cold_checksum is not None
+        return self.cold_checksum is not None and not self.cold_only
 
     @property
     def content_matches(self) -> bool:
@@ -192,44 +223,101 @@ def partitions_parity(
     spec: MirroredTable,
     partition_keys: list[str],
     content: bool,
-    warm_fingerprints: dict[str, str] | None = None,
+    *,
+    now: datetime,
+    policy: HourPolicy,
+    offloaded: Mapping[str, PartitionState] | None = None,
 ) -> list[HourParity]:
-    """Parity of each partition, two queries in all (one per tier) however many partitions.
+    """Parity of each partition at warm-clock time `now`, with one cold query and a warm query
+    per distinct bound (one or two), however many partitions.
 
-    `warm_fingerprints` (partition -> fingerprint this run just computed) spare the warm
-    query when they cover every partition."""
+    Each hour is compared on the basis its status calls for (ParityBasis). `offloaded` holds,
+    per partition, what an offload just left it at (watermark, fingerprint); other hours take
+    what the table's own bookkeeping says (the current snapshot's ancestry)."""
+    statuses = {key: policy.status(spec, hour_of(key), now) for key in partition_keys}
     ranges = {key: spec.offload_range(hour_of(key)) for key in partition_keys}
-    start, end = min(r[0] for r in ranges.values()), max(r[1] for r in ranges.values())
-    bounds = {"range_start": start, "range_end": end}
-    columns = read_columns(client, spec)
-    warm_query = read_query(spec, columns, start, end)
+    # What the hour's last offload left (per bucket: the daily bars' day is one bucket).
+    states = {int(start.timestamp()): state for start, state in committed_states(cold_table, spec).items()}
+    for key, state in (offloaded or {}).items():
+        if key in ranges:
+            states[int(ranges[key][0].timestamp())] = state
     canonical = canonical_row(cold_table) if content else "1"
-    known = warm_fingerprints or {}
-    if partition_keys and all(key in known for key in partition_keys):
-        warm = {int(ranges[key][0].timestamp()): parse_fingerprint(known[key]) for key in partition_keys}
-    else:
-        warm = _checksums(client, f"({warm_query.sql})", canonical, spec, warm_query.parameters)
-    cold: dict[int, tuple[int, int | None]] = {}
-    if cold_table.current_snapshot() is not None:
-        try:
-            source, source_parameters = cold_source(cold_table, client)
-            with local_file_access(cold_table):
-                cold = _checksums(client, source, canonical, spec, {**bounds, **source_parameters})
-        except ColdTierUnreadable:
-            # Counts from Iceberg's own metadata; the content is not checked (checksum None).
-            cold = {
-                int(lo.timestamp()): (
-                    cold_table.scan(row_filter=range_filter(spec.time_column, lo, hi), selected_fields=(spec.time_column,)).count(),
-                    None,
-                )
-                for lo, hi in set(ranges.values())
-            }
-            content = False
+    warm = _warm_side(client, spec, canonical, statuses, ranges, states)
+    cold = _cold_side(client, cold_table, spec, canonical, ranges)
+    content = content and all(c is not None for _, c in cold.values())
     parities = []
     for key, (bucket_start, _) in ranges.items():
         bucket = int(bucket_start.timestamp())
-        (w_rows, w_sum), (c_rows, c_sum) = warm.get(bucket, (0, 0)), cold.get(bucket, (0, 0))
+        c_rows, c_sum = cold.get(bucket, (0, 0))
+        if statuses[key] is HourStatus.COLD_ONLY:
+            parities.append(HourParity(spec.cold, key, 0, c_rows, None, c_sum if content else None, ParityBasis.COLD_ONLY))
+            continue
+        w_rows, w_sum = warm.get(bucket, (0, 0))
+        basis, now_rows = ParityBasis.WARM_HOUR, None
+        if statuses[key] is HourStatus.OPEN and spec.mode is OffloadMode.REPLACE:
+            basis, now_rows = ParityBasis.AS_OFFLOADED, w_rows
+            fingerprint = states[bucket].fingerprint if bucket in states else None
+            w_rows, w_sum = parse_fingerprint(fingerprint) if fingerprint else (0, 0)
+        elif statuses[key] is HourStatus.OPEN:
+            basis = ParityBasis.WARM_TO_WATERMARK
         parities.append(
-            HourParity(spec.cold, key, w_rows, c_rows, w_sum if content else None, c_sum if content else None)
+            HourParity(
+                spec.cold, key, w_rows, c_rows, w_sum if content else None, c_sum if content else None, basis, now_rows
+            )
         )
     return parities
+
+
+def _warm_side(
+    client: Client,
+    spec: MirroredTable,
+    canonical: str,
+    statuses: dict[str, HourStatus],
+    ranges: dict[str, tuple[datetime, datetime]],
+    states: Mapping[int, PartitionState],
+) -> dict[int, tuple[int, int]]:
+    """Warm rows and checksums per bucket: the whole range, except an open hour of an append
+    layer, read up to its watermark (what the offload could have seen). Buckets sharing a
+    bound share one query. Cold-only hours are not read."""
+    by_bound: dict[datetime | None, list[tuple[datetime, datetime]]] = defaultdict(list)
+    for key, status in statuses.items():
+        if status is HourStatus.COLD_ONLY:
+            continue
+        start, end = ranges[key]
+        bound = None
+        if spec.mode is OffloadMode.APPEND and status is HourStatus.OPEN:
+            state = states.get(int(start.timestamp()))
+            bound = state.watermark if state is not None and state.watermark is not None else EPOCH
+        by_bound[bound].append((start, end))
+    columns = read_columns(client, spec) if by_bound else None
+    warm: dict[int, tuple[int, int]] = {}
+    for bound, spans in by_bound.items():
+        start, end = min(lo for lo, _ in spans), max(hi for _, hi in spans)
+        query = read_query(spec, columns, start, end, **({"until": bound} if bound is not None else {}))
+        wanted = {int(lo.timestamp()) for lo, _ in spans}
+        found = _checksums(client, f"({query.sql})", canonical, spec, query.parameters)
+        warm.update({bucket: value for bucket, value in found.items() if bucket in wanted})
+    return warm
+
+
+def _cold_side(
+    client: Client, cold_table: Table, spec: MirroredTable, canonical: str, ranges: dict[str, tuple[datetime, datetime]]
+) -> dict[int, tuple[int, int | None]]:
+    """Cold rows and checksums per bucket, read by ClickHouse; where it cannot read this cold
+    tier, counts from Iceberg's own metadata and no checksum (None)."""
+    if cold_table.current_snapshot() is None or not ranges:
+        return {}
+    start, end = min(r[0] for r in ranges.values()), max(r[1] for r in ranges.values())
+    try:
+        source, source_parameters = cold_source(cold_table, client)
+        with local_file_access(cold_table):
+            found = _checksums(client, source, canonical, spec, {"range_start": start, "range_end": end, **source_parameters})
+        return {bucket: (rows, digest) for bucket, (rows, digest) in found.items()}
+    except ColdTierUnreadable:
+        return {
+            int(lo.timestamp()): (
+                cold_table.scan(row_filter=range_filter(spec.time_column, lo, hi), selected_fields=(spec.time_column,)).count(),
+                None,
+            )
+            for lo, hi in set(ranges.values())
+        }

@@ -7,7 +7,10 @@ from datetime import datetime, timedelta, timezone
 
 from dagster import (
     AssetCheckKey,
+    DagsterInstance,
     DagsterRunStatus,
+    PartitionKeyRange,
+    PartitionsDefinition,
     DefaultSensorStatus,
     RunFailureSensorContext,
     RunRequest,
@@ -19,17 +22,20 @@ from dagster import (
     run_status_sensor,
     sensor,
 )
+from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
 from dagster._core.storage.asset_check_execution_record import COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
 
 from cold_assets.alerts import Alerter
 from cold_assets.assets import cold_asset_key
 from cold_assets.checks import CHECK_NAMES
 from cold_assets.embedded_lock import EmbeddedWarmTierBusy
-from cold_assets.parity import partitions_parity
-from cold_assets.partitions import partition_key_of
+from cold_assets.hours import HourPolicy, HourStatus
+from cold_assets.offload import warm_now
+from cold_assets.parity import ParityBasis, partitions_parity
+from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.resources import ClickHouseResource, IcebergResource
-from cold_assets.settings import env_int
-from cold_assets.tables import TABLES, Layer
+from cold_assets.settings import Settings
+from cold_assets.tables import TABLES, Layer, table_by_cold_name
 
 SENSOR_LOCK_TIMEOUT_S = 20  # a sensor tick must end well inside Dagster's 60 s limit
 TRADE_TABLES = [t for t in TABLES if t.layer is not Layer.GOLD]
@@ -94,50 +100,120 @@ def parity_alerts(context: SensorEvaluationContext):
     return SkipReason(f"{sent} alerts sent; {len(state['failing'])} (table, check, hour) failing")
 
 
-def self_healing_sensor(job, lookback_days: int | None = None):
-    lookback = timedelta(days=lookback_days or env_int("COLD_HEAL_LOOKBACK_DAYS", 7))
+IN_FLIGHT = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
+
+
+def in_flight_partitions(
+    instance: DagsterInstance, job_name: str, partitions_def: PartitionsDefinition, repository_def=None
+) -> set[tuple[str, str]]:
+    """(cold table, partition) pairs that a queued or running offload run, or a backfill still
+    in progress, already covers: a repair request for them would only do the work twice."""
+    covered: set[tuple[str, str]] = set()
+    every_table = [t.cold for t in TABLES]
+    for run in instance.get_runs(filters=RunsFilter(job_name=job_name, statuses=IN_FLIGHT)):
+        tags = run.tags
+        if "dagster/partition" in tags:
+            keys = [tags["dagster/partition"]]
+        elif "dagster/asset_partition_range_start" in tags:
+            keys = partitions_def.get_partition_keys_in_range(
+                PartitionKeyRange(tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"])
+            )
+        else:
+            continue
+        tables = [k.path[-1] for k in run.asset_selection] if run.asset_selection else every_table
+        covered |= {(table, key) for table in tables for key in keys}
+    if repository_def is not None:
+        for backfill in instance.get_backfills(filters=BulkActionsFilter(statuses=[BulkActionStatus.REQUESTED])):
+            if not backfill.is_asset_backfill:
+                continue
+            data = backfill.get_asset_backfill_data(repository_def.asset_graph)
+            remaining = data.target_subset - data.materialized_subset - data.failed_and_downstream_subset
+            covered |= {(p.asset_key.path[-1], p.partition_key) for p in remaining.iterate_asset_partitions() if p.partition_key}
+    return covered
+
+
+def self_healing_sensor(job, settings: Settings, partitions_def: PartitionsDefinition):
+    lookback = timedelta(days=settings.heal_lookback_days)
+    policy = HourPolicy.from_settings(settings)
 
     @sensor(
         name="self_healing",
         job=job,
         minimum_interval_seconds=300,
         default_status=DefaultSensorStatus.RUNNING,
-        description="Re-offloads, by replacement, hours whose parity check failed and closed hours that changed in warm (late data).",
+        description="Re-offloads, by replacement, closed hours whose parity check failed or that changed in warm "
+        "(late data). Never an open hour, one a run or backfill already covers, or one where warm holds fewer rows "
+        "than cold (that alerts instead: warm lost rows cold keeps).",
     )
     def _self_healing(context: SensorEvaluationContext, clickhouse: ClickHouseResource, iceberg: IcebergResource):
-        now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
-        # The schedule still covers the previous and the current hour: only older ones are closed.
-        start, closed_end = now - lookback, now - timedelta(hours=1)
+        state = json.loads(context.cursor) if context.cursor else {}
         repairs: dict[str, set[str]] = {}  # hour -> cold tables
         reasons: dict[str, list[str]] = {}
-        latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(_check_keys())
-        for key, record in latest.items():
-            evaluation = _evaluation(record)
-            if evaluation is None or evaluation.passed:
-                continue
-            for hour in _hours(evaluation)[1]:
-                if start.strftime("%Y-%m-%d-%H:%M") <= hour:
-                    repairs.setdefault(hour, set()).add(key.asset_key.path[-1])
-                    reasons.setdefault(hour, []).append(f"{key.asset_key.path[-1]} {key.name} failed (check {record.id})")
-        keys = [partition_key_of(start + timedelta(hours=h)) for h in range(int((closed_end - start) / timedelta(hours=1)))]
+        shrunk: dict[str, str] = {}  # "table|hour" -> what warm and cold hold
+
+        def closed(table: str, hour: str) -> bool:
+            return policy.status(table_by_cold_name(table), hour_of(hour), now) is HourStatus.CLOSED
+
         try:
             with _sensor_warm(clickhouse).connect() as client:
+                now = warm_now(client)
+                current = now.replace(minute=0, second=0, microsecond=0)
+                # Never further back than warm remembers: older hours are cold-only.
+                start = max(current - lookback, policy.warm_horizon(now).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1))
+                keys = [partition_key_of(start + timedelta(hours=h)) for h in range(int((current - start) / timedelta(hours=1)))]
+                latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(_check_keys())
+                for key, record in latest.items():
+                    evaluation = _evaluation(record)
+                    if evaluation is None or evaluation.passed:
+                        continue
+                    table = key.asset_key.path[-1]
+                    for hour, differing in _hours(evaluation)[1].items():
+                        if partition_key_of(start) > hour or not closed(table, hour):
+                            continue
+                        warm_rows = differing.get("warm_rows_now") if differing.get("warm_rows_now") is not None else differing["warm_rows"]
+                        if warm_rows < differing["cold_rows"]:
+                            shrunk[f"{table}|{hour}"] = f"warm {warm_rows} rows, cold {differing['cold_rows']}"
+                            continue
+                        repairs.setdefault(hour, set()).add(table)
+                        reasons.setdefault(hour, []).append(f"{table} {key.name} failed (check {record.id})")
                 catalog = iceberg.catalog()
-                for table in TRADE_TABLES:
-                    for parity in partitions_parity(client, catalog.load_table(table.cold_identifier), table, keys, False):
-                        if not parity.counts_match:
-                            # Every message lands in raw first: a raw hour that changed means late
-                            # rows, and every layer of that hour is redone. A difference in one
-                            # later layer only is a damaged cold table: that table is redone.
-                            affected = [t.cold for t in TABLES] if table.layer is Layer.RAW else [table.cold]
-                            repairs.setdefault(parity.partition_key, set()).update(affected)
-                            reasons.setdefault(parity.partition_key, []).append(
-                                f"{table.cold} warm {parity.warm_rows} / cold {parity.cold_rows}"
-                            )
+                for spec in TRADE_TABLES:
+                    cold_table = catalog.load_table(spec.cold_identifier)
+                    for parity in partitions_parity(client, cold_table, spec, keys, False, now=now, policy=policy):
+                        if parity.basis is not ParityBasis.WARM_HOUR or parity.counts_match:
+                            continue  # open hours are the schedule's; cold-only ones are cold's
+                        if parity.warm_has_fewer:
+                            shrunk[f"{spec.cold}|{parity.partition_key}"] = f"warm {parity.warm_rows} rows, cold {parity.cold_rows}"
+                            continue
+                        # Every message lands in raw first: a raw hour that changed means late
+                        # rows, and every layer of that hour is redone. A difference in one
+                        # later layer only is a damaged cold table: that table is redone.
+                        affected = [t.cold for t in TABLES] if spec.layer is Layer.RAW else [spec.cold]
+                        repairs.setdefault(parity.partition_key, set()).update(affected)
+                        reasons.setdefault(parity.partition_key, []).append(
+                            f"{spec.cold} warm {parity.warm_rows} / cold {parity.cold_rows}"
+                        )
         except EmbeddedWarmTierBusy as busy:
             return SkipReason(f"warm tier busy, trying again next tick: {busy}")
+        alerted = set(state.get("shrunk", []))
+        new = sorted(set(shrunk) - alerted)
+        if new:
+            alerter = Alerter.from_env()
+            for item in new:
+                table, hour = item.split("|")
+                alerter.send(
+                    f"cold.{table} hour {hour}: WARM HOLDS FEWER ROWS than cold ({shrunk[item]}): warm lost rows that cold "
+                    "keeps, so no repair is requested (a replace would delete them). If the deletion is meant, materialize "
+                    "the hour with allow_fewer_rows: true.",
+                    context.log,
+                )
+        context.update_cursor(json.dumps({**state, "shrunk": sorted(shrunk)}))
+        covered = in_flight_partitions(context.instance, job.name, partitions_def, context.repository_def)
         requests = []
         for hour, tables in sorted(repairs.items()):
+            tables = {t for t in tables if (t, hour) not in covered}
+            if not tables:
+                continue
             signature = hashlib.sha1("|".join(sorted(reasons[hour])).encode()).hexdigest()[:12]
             requests.append(
                 RunRequest(
@@ -152,31 +228,39 @@ def self_healing_sensor(job, lookback_days: int | None = None):
                     tags={"cold-assets/reason": "; ".join(reasons[hour])[:1000]},
                 )
             )
-        return requests or SkipReason(f"no hour to repair in the last {lookback.days} days")
+        return requests or SkipReason(
+            f"no hour to repair in the last {lookback.days} days"
+            + (f"; {len(shrunk)} (table, hour) where warm holds fewer rows than cold" if shrunk else "")
+        )
 
     return _self_healing
 
 
-def ttl_guard_sensor(retention_days: int | None = None, margin_days: int | None = None):
-    retention = timedelta(days=retention_days or env_int("COLD_WARM_RETENTION_DAYS", 30))
-    margin = timedelta(days=margin_days or env_int("COLD_TTL_MARGIN_DAYS", 29))
+def ttl_guard_sensor(settings: Settings):
+    retention = timedelta(days=settings.warm_retention_days)
+    margin = timedelta(days=settings.ttl_margin_days)
+    policy = HourPolicy.from_settings(settings)
 
     @sensor(
         name="ttl_guard",
         minimum_interval_seconds=3600,
         default_status=DefaultSensorStatus.RUNNING,
-        description="Alerts on warm hours close to ClickHouse's TTL (29 of 30 days) whose cold copy is not proven equal.",
+        description=f"Alerts on warm hours close to ClickHouse's TTL ({margin.days} of {retention.days} days) whose cold "
+        "copy is not proven equal.",
     )
     def _ttl_guard(context: SensorEvaluationContext, clickhouse: ClickHouseResource, iceberg: IcebergResource):
-        now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
-        start, end = now - retention, now - margin
-        keys = [partition_key_of(start + timedelta(hours=h)) for h in range(int((end - start) / timedelta(hours=1)))]
         at_risk: dict[str, list[str]] = {}
         try:
             with _sensor_warm(clickhouse).connect() as client:
+                now = warm_now(client)
+                current = now.replace(minute=0, second=0, microsecond=0)
+                # From the oldest hour warm still holds whole to the margin.
+                start, end = current - retention + timedelta(hours=1), current - margin
+                keys = [partition_key_of(start + timedelta(hours=h)) for h in range(int((end - start) / timedelta(hours=1)))]
                 catalog = iceberg.catalog()
                 for table in TABLES:
-                    for parity in partitions_parity(client, catalog.load_table(table.cold_identifier), table, keys, True):
+                    cold_table = catalog.load_table(table.cold_identifier)
+                    for parity in partitions_parity(client, cold_table, table, keys, True, now=now, policy=policy):
                         if not parity.content_matches and parity.warm_rows:
                             at_risk.setdefault(parity.partition_key, []).append(
                                 f"{table.cold} (warm {parity.warm_rows}, cold {parity.cold_rows})"
@@ -235,11 +319,14 @@ def offload_failure_alerts(job):
         if _previous_outcome(context.instance, run) is DagsterRunStatus.FAILURE:
             context.log.info(f"offload of {_hours_of(run)} failed again; already alerted")
             return
-        failed = [e.step_key for e in context.get_step_failure_events()]
+        steps = context.get_step_failure_events()
+        failed = [e.step_key for e in steps]
+        # What each step said (a refused replace names table, hour, warm and cold rows).
+        errors = [e.event_specific_data.error.message.strip() for e in steps if e.event_specific_data.error]
         alerter = Alerter.from_env()
         alerter.send(
             f"offload run FAILED for hour(s) {_hours_of(run)}: tables {', '.join(failed) or 'unknown'}: "
-            f"{context.failure_event.message}. {alerter.run_link(run.run_id)}",
+            f"{context.failure_event.message} {' | '.join(errors)[:2000]} {alerter.run_link(run.run_id)}",
             context.log,
         )
 

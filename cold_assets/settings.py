@@ -8,6 +8,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+# The append overlap's floor: covers the default settle lag many times over, and a long insert
+# through the materialized-view chain.
+DEFAULT_OVERLAP_SECONDS = 300
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -24,14 +28,17 @@ def env_bool(name: str, default: bool = False) -> bool:
     raise ValueError(f"environment variable {name}={raw!r} is not a boolean (use true/false)")
 
 
-def env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int, minimum: int | None = None) -> int:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ValueError(f"environment variable {name}={raw!r} is not an integer") from None
+    if minimum is not None and value < minimum:
+        raise ValueError(f"environment variable {name}={raw!r} must be at least {minimum}")
+    return value
 
 
 def env_pairs(name: str) -> dict[str, str]:
@@ -57,7 +64,14 @@ class Settings:
     clickhouse_database: str
     catalog_name: str
     partitions_start: str  # first hourly partition, ISO date/time in UTC
-    settle_lag_seconds: int
+    settle_lag_seconds: int  # appends stop this far behind the warm clock (inserts in flight)
+    # Appends re-read this much before the watermark (and replace it in the same commit), so a
+    # row that became visible after the watermark passed its ingested_at is still offloaded once.
+    append_overlap_seconds: int
+    late_grace_seconds: int  # an hour is closed once it ended settle lag + this long ago
+    warm_retention_days: int  # the warm tier's TTL: older hours exist only in cold
+    ttl_margin_days: int  # the TTL guard alerts on unproven hours older than this
+    heal_lookback_days: int  # how far back the self-healing sensor looks
     chdb_lock_timeout_seconds: int
     spark_master: str  # local[2], or a cluster's master URL
     spark_driver_memory: str
@@ -68,6 +82,14 @@ class Settings:
     @classmethod
     def from_env(cls) -> "Settings":
         home = Path(os.environ.get("COLD_HOME") or "./.cold").expanduser().resolve()
+        settle_lag = env_int("COLD_SETTLE_LAG_SECONDS", 30, minimum=0)
+        retention = env_int("COLD_WARM_RETENTION_DAYS", 30, minimum=1)
+        margin = env_int("COLD_TTL_MARGIN_DAYS", retention - 1, minimum=0)
+        if margin >= retention:
+            raise ValueError(
+                f"COLD_TTL_MARGIN_DAYS={margin} must be less than COLD_WARM_RETENTION_DAYS={retention}: "
+                "the TTL guard alerts between the two"
+            )
         return cls(
             home=home,
             clickhouse_host=os.environ.get("CLICKHOUSE_HOST") or None,
@@ -77,7 +99,12 @@ class Settings:
             clickhouse_database=os.environ.get("CLICKHOUSE_DATABASE", "default"),
             catalog_name=os.environ.get("COLD_CATALOG", "iceberg"),
             partitions_start=os.environ.get("COLD_PARTITIONS_START", "2026-01-01-00:00"),
-            settle_lag_seconds=env_int("COLD_SETTLE_LAG_SECONDS", 30),
+            settle_lag_seconds=settle_lag,
+            append_overlap_seconds=env_int("COLD_APPEND_OVERLAP_SECONDS", max(DEFAULT_OVERLAP_SECONDS, settle_lag), minimum=0),
+            late_grace_seconds=env_int("COLD_LATE_GRACE_SECONDS", 600, minimum=0),
+            warm_retention_days=retention,
+            ttl_margin_days=margin,
+            heal_lookback_days=env_int("COLD_HEAL_LOOKBACK_DAYS", 7, minimum=1),
             chdb_lock_timeout_seconds=env_int("COLD_CHDB_LOCK_TIMEOUT_SECONDS", 600),
             spark_master=os.environ.get("COLD_SPARK_MASTER") or "local[2]",
             spark_driver_memory=os.environ.get("COLD_SPARK_DRIVER_MEMORY") or "640m",

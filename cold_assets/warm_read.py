@@ -20,6 +20,8 @@ SQL_DIR = Path(__file__).with_name("sql")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 FAR_FUTURE = datetime(2200, 1, 1, tzinfo=timezone.utc)
+# The column of per-row hashes a replace layer's read carries beside its rows (never stored).
+ROW_HASH = "_cold_assets_row_hash"
 
 
 class UnsupportedWarmColumn(ValueError):
@@ -111,21 +113,26 @@ def read_query(
     after: datetime = EPOCH,
     until: datetime = FAR_FUTURE,
     literal: bool = False,
+    row_hash: str = "",
 ) -> WarmQuery:
     """The rows of `table` whose event time is in [range_start, range_end), ingested in
-    (after, until]. `literal` inlines the bounds (for DDL) instead of binding them."""
+    (after, until]. `literal` inlines the bounds (for DDL) instead of binding them.
+    `row_hash`, a canonical row expression (parity.canonical_row), adds the column ROW_HASH:
+    each row's hash, read with the row itself."""
+    hash_select = f", cityHash64({row_hash}) AS {ROW_HASH}" if row_hash else ""
     values = {"range_start": range_start, "range_end": range_end}
     if table.layer is not Layer.GOLD:
         values |= {"after": after, "until": until}
     bounds = {name: time_bound(name, value, literal) for name, value in values.items()}
     parameters = {} if literal else values
     if table.layer is Layer.GOLD:
-        return WarmQuery(render("read_gold", table=identifier(table.warm), **bounds), parameters)
+        return WarmQuery(render("read_gold", table=identifier(table.warm), row_hash=hash_select, **bounds), parameters)
     if not columns:
         raise ValueError(f"reading {table.warm} needs its column list")
     sql = render(
         "read_trades",
         columns=", ".join(c.select_expression() for c in columns),
+        row_hash=hash_select,
         table=identifier(table.warm),
         final="FINAL" if table.layer is Layer.SILVER else "",
         time_column=identifier(table.time_column),

@@ -23,6 +23,16 @@ KEYS = [partition_key_of(START + timedelta(hours=h)) for h in range(HOURS)]
 RAW_COLUMNS = ["exchange", "symbol", "trade_id", "price", "quantity", "side", "exchange_ts", "received_at", "message"]
 
 
+def op_config(**config) -> dict:
+    """Run config giving every cold asset of the offload job the same OffloadConfig values."""
+    return {"ops": {f"cold__{t.cold}": {"config": dict(config)} for t in TABLES}}
+
+
+# Appends re-read an overlap before the watermark, which repairs a hole in cold as a side
+# effect; tests of what the checks see in a damaged hour turn it off.
+NO_OVERLAP = op_config(append_overlap_seconds=0)
+
+
 def insert_late_raw(warm, hour: datetime, count: int, first_trade_id: int, exchange: str = "binance") -> None:
     """`count` trades of `hour` delivered hours late (ingested now), as a feed handler would."""
     symbol, price, side, message = (

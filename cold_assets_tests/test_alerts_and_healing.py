@@ -17,7 +17,7 @@ from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.schedules import OFFLOAD_JOB
 from cold_assets.sensors import parity_alerts
 from cold_assets.tables import TABLES, table_by_cold_name
-from cold_assets_tests.offload_helpers import KEYS, RAW_COLUMNS, assert_tiers_equal, feed, insert_late_raw, run_offload
+from cold_assets_tests.offload_helpers import KEYS, NO_OVERLAP, RAW_COLUMNS, assert_tiers_equal, feed, insert_late_raw, run_offload
 
 
 class Receiver:
@@ -69,7 +69,7 @@ def _sensor(settings, name, cursor=None):
     sensor = defs.resolve_sensor_def(name)
     # The sensors' own resources (Spark's, which starts a JVM, is for the maintenance jobs).
     resources = {key: defs.resources[key] for key in ("clickhouse", "iceberg")}
-    context = build_sensor_context(instance=embedded_instance(settings), cursor=cursor, resources=resources)
+    context = build_sensor_context(instance=embedded_instance(settings), cursor=cursor, resources=resources, definitions=defs)
     result = sensor(context)
     return result, context.cursor
 
@@ -91,7 +91,7 @@ def test_a_broken_hour_alerts_once_is_repaired_and_recovers_once(settings, warm,
     victim = table.scan(row_filter=range_filter("exchange_ts", start, end), limit=1).to_arrow()["trade_id"][0].as_py()
     table.delete(EqualTo("trade_id", victim))
     # The next scheduled run of that hour re-checks it: the append finds nothing new, the check fails.
-    assert not run_offload(settings, [KEYS[1]], raise_on_error=False)[0].success
+    assert not run_offload(settings, [KEYS[1]], NO_OVERLAP, raise_on_error=False)[0].success
     context = build_sensor_context(instance=instance)
     parity_alerts(context)
     alerts = receiver.texts()

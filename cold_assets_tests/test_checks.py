@@ -9,7 +9,7 @@ from pyiceberg.expressions import EqualTo
 from cold_assets.cold_ranges import range_filter
 from cold_assets.partitions import hour_of
 from cold_assets.tables import TABLES, table_by_cold_name
-from cold_assets_tests.offload_helpers import KEYS, START, check_results, feed, run_offload
+from cold_assets_tests.offload_helpers import KEYS, NO_OVERLAP, START, check_results, feed, run_offload
 
 CHECKS = {"row_count_parity", "content_parity"}
 
@@ -30,8 +30,9 @@ def test_a_deleted_cold_row_fails_row_count_parity_for_that_hour(settings, warm,
     start, end = bronze.offload_range(hour_of(KEYS[1]))
     victim = table.scan(row_filter=range_filter("exchange_ts", start, end), limit=1).to_arrow()["trade_id"][0].as_py()
     table.delete(EqualTo("trade_id", victim))
-    # The hours are materialized again: nothing is written twice, and the checks find the hole.
-    out, instance = run_offload(settings, KEYS, raise_on_error=False)
+    # The hours are materialized again (without the append overlap, which would re-read the
+    # hole): nothing is written twice, and the checks find the hole.
+    out, instance = run_offload(settings, KEYS, NO_OVERLAP, raise_on_error=False)
     assert not out.success  # row_count_parity is blocking, with ERROR severity
     bronze_key = AssetKey(["cold", "bronze_trades"])
     evaluations = [
@@ -114,14 +115,17 @@ def test_without_a_readable_cold_tier_counts_come_from_iceberg_and_content_is_a_
     from dagster import AssetCheckKey, AssetCheckSeverity
 
     from cold_assets.checks import parity_check_results
+    from cold_assets.hours import HourPolicy
+    from cold_assets.offload import warm_now
     from cold_assets.parity import partitions_parity
 
     feed(warm)
     run_offload(settings, KEYS)
     silver = table_by_cold_name("silver_trades")
     with warm.connect() as client:
-        embedded = partitions_parity(client, cold.catalog().load_table(silver.cold_identifier), silver, KEYS, True)
-        server = partitions_parity(ServerLikeClient(client), cold.catalog().load_table(silver.cold_identifier), silver, KEYS, True)
+        clock = {"now": warm_now(client), "policy": HourPolicy.from_settings(settings)}
+        embedded = partitions_parity(client, cold.catalog().load_table(silver.cold_identifier), silver, KEYS, True, **clock)
+        server = partitions_parity(ServerLikeClient(client), cold.catalog().load_table(silver.cold_identifier), silver, KEYS, True, **clock)
     assert [(p.warm_rows, p.cold_rows) for p in server] == [(p.warm_rows, p.cold_rows) for p in embedded]
     assert all(p.content_checked for p in embedded) and not any(p.content_checked for p in server)
     key = AssetKey(["cold", "silver_trades"])

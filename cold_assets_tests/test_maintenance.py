@@ -134,7 +134,9 @@ def test_expired_snapshots_go_with_their_files_and_the_offload_stays_exactly_onc
     for table in TABLES:
         snapshots = catalog.load_table(table.cold_identifier).metadata.snapshots
         assert all(s.timestamp_ms >= compaction.timestamp_ms for s in snapshots), table.cold
-        assert len(snapshots) < snapshots_before[table.cold], table.cold
+        # Every table loses snapshots, except one whose only commit is its current one (the
+        # daily bars: the day's bar did not change after the first of its hours).
+        assert len(snapshots) < snapshots_before[table.cold] or snapshots_before[table.cold] == 1, table.cold
     assert compaction.snapshot_id in {s.snapshot_id for s in catalog.load_table(SILVER.cold_identifier).metadata.snapshots}
     assert not (compacted_away & data_files_on_disk(settings, SILVER))  # deleted from disk
     assert live_data_files(catalog, SILVER) <= data_files_on_disk(settings, SILVER)  # the newer ones stay

@@ -5,8 +5,9 @@
 -- move a watermark on ingested_at; the replace layers read the whole hour. $order_by is
 -- the cold file order (tables.py): one file per exchange, neighbouring rows alike. The
 -- bounds are bound parameters ({range_start:DateTime64(6, 'UTC')}, ...), or literals in a
--- view's DDL, where parameters cannot be bound (warm_read.time_bound).
-SELECT $columns
+-- view's DDL, where parameters cannot be bound (warm_read.time_bound). $row_hash is empty, or
+-- each row's content hash as one more column (replace layers: the fingerprint of what is read).
+SELECT $columns$row_hash
 FROM $table $final
 WHERE $time_column >= $range_start
   AND $time_column <  $range_end
