@@ -6,6 +6,7 @@ import json
 from datetime import datetime, timedelta, timezone
 
 from dagster import (
+    AssetCheckEvaluation,
     AssetCheckKey,
     DagsterInstance,
     DagsterRunStatus,
@@ -45,9 +46,11 @@ def _check_keys():
     return [AssetCheckKey(cold_asset_key(t), name) for t in TABLES for name in CHECK_NAMES]
 
 
-def _evaluation(record):
+def _evaluation(record) -> AssetCheckEvaluation | None:
+    """The evaluation a check execution recorded; None for one only planned (its run failed first)."""
     event = record.event.dagster_event if record.event else None
-    return event.event_specific_data if event else None
+    data = event.event_specific_data if event else None
+    return data if isinstance(data, AssetCheckEvaluation) else None
 
 
 def _hours(evaluation) -> tuple[list[str], dict[str, dict]]:

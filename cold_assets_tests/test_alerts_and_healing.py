@@ -170,3 +170,36 @@ def test_a_failing_offload_alerts_once_then_recovers_once(settings, warm, cold, 
     fixed, _ = run_offload(settings, KEYS[:1])
     evaluate(fixed, "offload_recovery_alerts", DagsterEventType.RUN_SUCCESS)
     assert len(receiver.texts()) == 2 and "offload RECOVERED" in receiver.texts()[1] and KEYS[0] in receiver.texts()[1]
+
+
+def test_the_sensor_leaves_hours_that_a_queued_run_or_a_backfill_already_covers(settings, warm, cold):
+    import time
+
+    from dagster import DagsterRunStatus
+    from dagster._core.execution.backfill import PartitionBackfill
+
+    feed(warm)
+    run_offload(settings, KEYS)
+    for n, key in enumerate(KEYS[:2]):
+        insert_late_raw(warm, hour_of(key), 3, first_trade_id=7_100_000_000 + 10 * n)
+    requests, _ = _sensor(settings, "self_healing")
+    assert sorted(r.partition_key for r in requests) == KEYS[:2]
+    defs = build_definitions(settings)
+    instance = embedded_instance(settings)
+    # A run of the first hour has been launched and not finished; a backfill of the second is
+    # in progress. (A QUEUED run needs a code location's origin, which only a daemon has.)
+    launched = instance.create_run_for_job(
+        defs.resolve_job_def(OFFLOAD_JOB), status=DagsterRunStatus.STARTING, tags={"dagster/partition": KEYS[0]}
+    )
+    assert instance.get_run_by_id(launched.run_id).status == DagsterRunStatus.STARTING
+    asset_graph = defs.get_repository_def().asset_graph
+    instance.add_backfill(
+        PartitionBackfill.from_asset_partitions(
+            backfill_id="covering", asset_graph=asset_graph, partition_names=[KEYS[1]],
+            asset_selection=[k for k in asset_graph.materializable_asset_keys if k.path[0] == "cold"],
+            backfill_timestamp=time.time(), tags={}, dynamic_partitions_store=instance, all_partitions=False,
+            title=None, description=None, run_config=None,
+        )
+    )
+    requests, _ = _sensor(settings, "self_healing")
+    assert not isinstance(requests, list) or requests == []
