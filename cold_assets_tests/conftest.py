@@ -1,7 +1,10 @@
 """Fixtures on real parts: chDB (the ClickHouse engine, through clickhouse-connect), a
 SQLite Iceberg catalog with its warehouse on disk, under a per-test COLD_HOME."""
 
+import json
 import os
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -45,3 +48,35 @@ def cold(settings: Settings) -> IcebergResource:
     resource = IcebergResource.from_settings(settings)
     ensure_cold_tables(resource.catalog())
     return resource
+
+
+class Receiver:
+    """A webhook receiver on loopback that records every JSON body posted to it."""
+
+    def __init__(self):
+        messages = self.messages = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                messages.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def texts(self):
+        return [m["text"] for m in self.messages]
+
+
+@pytest.fixture
+def receiver(monkeypatch):
+    r = Receiver()
+    monkeypatch.setenv("COLD_ALERT_WEBHOOK_URL", r.url)
+    monkeypatch.setenv("COLD_DAGSTER_URL", "http://dagster.example:3000")
+    yield r
+    r.server.shutdown()

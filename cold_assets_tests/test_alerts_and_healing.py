@@ -1,9 +1,6 @@
 """Alerts to a real HTTP receiver on loopback, self-healing, and the TTL guard."""
 
-import json
-import threading
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from dagster import AssetCheckKey, build_sensor_context
@@ -18,38 +15,6 @@ from cold_assets.schedules import OFFLOAD_JOB
 from cold_assets.sensors import parity_alerts
 from cold_assets.tables import TABLES, table_by_cold_name
 from cold_assets_tests.offload_helpers import KEYS, NO_OVERLAP, RAW_COLUMNS, assert_tiers_equal, feed, insert_late_raw, run_offload
-
-
-class Receiver:
-    """A webhook receiver on loopback that records every JSON body posted to it."""
-
-    def __init__(self):
-        messages = self.messages = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                messages.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def texts(self):
-        return [m["text"] for m in self.messages]
-
-
-@pytest.fixture
-def receiver(monkeypatch):
-    r = Receiver()
-    monkeypatch.setenv("COLD_ALERT_WEBHOOK_URL", r.url)
-    monkeypatch.setenv("COLD_DAGSTER_URL", "http://dagster.example:3000")
-    yield r
-    r.server.shutdown()
 
 
 def _execute(settings, request):

@@ -34,7 +34,7 @@ from cold_assets_tests.offload_helpers import (
     op_config,
     run_offload,
 )
-from cold_assets_tests.test_alerts_and_healing import Receiver, _sensor
+from cold_assets_tests.test_alerts_and_healing import _sensor
 
 BRONZE, SILVER = table_by_cold_name("bronze_trades"), table_by_cold_name("silver_trades")
 WARM_TABLES_WITH_INGESTION = ("trades_raw", "trades_rejects", "bronze_trades", "silver_trades")
@@ -47,15 +47,6 @@ def live(settings, monkeypatch) -> Settings:
     live = Settings.from_env()
     assert live.settle_lag_seconds == 30
     return live
-
-
-@pytest.fixture
-def receiver(monkeypatch):
-    r = Receiver()
-    monkeypatch.setenv("COLD_ALERT_WEBHOOK_URL", r.url)
-    monkeypatch.setenv("COLD_DAGSTER_URL", "http://dagster.example:3000")
-    yield r
-    r.server.shutdown()
 
 
 def settle(warm, minutes: int = 10) -> None:
