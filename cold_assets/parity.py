@@ -11,7 +11,11 @@ sides hash the same bytes:
 - optional columns: ifNull(toString(...), '\\N'), so a NULL hashes as a marker, not as NULL.
 """
 
+import contextlib
+import ctypes
 import os
+import sys
+import threading
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -161,20 +165,44 @@ def cold_source(table: Table, client: Client, literal: bool = False) -> tuple[st
     raise ColdTierUnreadable(f"ClickHouse cannot read cold table location {location}")
 
 
+CLONE_FS = 0x200  # unshare(2): the calling thread gets its own working directory, root and umask
+_thread = threading.local()
+_shared_cwd = threading.Lock()  # where threads cannot have their own working directory
+
+
+def _own_working_directory() -> bool:
+    """Gives the calling thread a working directory of its own, once (Linux: unshare(CLONE_FS),
+    which needs no privilege). Its chdir is then invisible to every other thread."""
+    if getattr(_thread, "own_cwd", False):
+        return True
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_FS) != 0:
+        return False
+    _thread.own_cwd = True
+    return True
+
+
 @contextmanager
 def local_file_access(table: Table) -> Iterator[None]:
-    """chDB lets queries read local files only under the process's working directory. Cold
-    queries run with the working directory at / for their duration; callers hold the
-    embedded warm tier's lock, which every chDB user in the process takes."""
+    """chDB lets queries read local files only under the working directory. Cold queries run
+    with the working directory at / for their duration, in the calling thread only: the thread
+    first gets a working directory of its own, so the code server's other threads (sensors,
+    the webserver's requests) never see it move. Where that is not possible (not Linux), a
+    process lock keeps at least cold-assets' own threads from racing."""
     if not table.location().startswith("file://"):
         yield
         return
-    previous = os.getcwd()
-    os.chdir("/")
-    try:
-        yield
-    finally:
-        os.chdir(previous)
+    private = _own_working_directory()
+    lock = contextlib.nullcontext() if private else _shared_cwd
+    with lock:
+        previous = os.getcwd()
+        os.chdir("/")
+        try:
+            yield
+        finally:
+            os.chdir(previous)
 
 
 def _checksums(

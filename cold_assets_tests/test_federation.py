@@ -1,5 +1,6 @@
 """Warm + cold as one table: the `<warm>_all` views on embedded chDB reading the local warehouse."""
 
+import os
 from datetime import timedelta
 
 from cold_assets.federation import current_cutovers, federate
@@ -120,3 +121,43 @@ def test_the_daily_audit_job_federates_after_auditing_and_records_the_cutovers(s
     with warm.connect() as client:
         views = {r[0] for r in client.query("SELECT name FROM system.tables WHERE name LIKE '%\\_all'").result_rows}
     assert views == {f"{t.warm}_all" for t in TABLES}
+
+
+def test_reading_the_cold_tier_moves_no_other_threads_working_directory(settings, warm, cold, tmp_path, monkeypatch):
+    """Embedded chDB reads local files only under the working directory, so cold reads run at
+    /. Another thread of the same process (a sensor, a webserver request) must not see that."""
+    import threading
+
+    from cold_assets.parity import cold_checksums
+
+    feed(warm, hours=1, trades_per_hour=200)
+    run_offload(settings, KEYS[:1])
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "relative.txt").write_text("still here")
+    table = cold.catalog().load_table(BRONZE.cold_identifier)
+    inside, observed, seen = threading.Event(), threading.Event(), {}
+
+    def cold_reader():
+        with warm.connect() as client, local_file_access(table):
+            seen["rows"] = sum(rows for rows, _ in cold_checksums(client, table, BRONZE, START, START + timedelta(hours=1)).values())
+            inside.set()
+            observed.wait(30)
+
+    def bystander():
+        inside.wait(30)
+        try:
+            seen["cwd"] = os.getcwd()
+            seen["relative"] = open("relative.txt").read()
+        except OSError as error:
+            seen["relative"] = repr(error)
+        finally:
+            observed.set()
+
+    threads = [threading.Thread(target=cold_reader), threading.Thread(target=bystander)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert seen["rows"] > 0
+    assert seen["cwd"] == str(tmp_path) and seen["relative"] == "still here"
+    assert os.getcwd() == str(tmp_path)
