@@ -5,10 +5,11 @@ a credential). COLD_DAGSTER_URL is the webserver's base URL, for links to runs."
 
 import json
 import logging
-import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+
+from cold_assets.settings import env_str
 
 WEBHOOK_ENV = "COLD_ALERT_WEBHOOK_URL"
 DAGSTER_URL_ENV = "COLD_DAGSTER_URL"
@@ -21,7 +22,7 @@ class Alerter:
 
     @classmethod
     def from_env(cls) -> "Alerter":
-        return cls(os.environ.get(WEBHOOK_ENV) or None, (os.environ.get(DAGSTER_URL_ENV) or "").rstrip("/") or None)
+        return cls(env_str(WEBHOOK_ENV), (env_str(DAGSTER_URL_ENV) or "").rstrip("/") or None)
 
     def run_link(self, run_id: str | None) -> str:
         if not run_id:

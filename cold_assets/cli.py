@@ -7,7 +7,12 @@ import time
 from datetime import datetime, timedelta, timezone
 
 
+from clickhouse_connect.driver.exceptions import OperationalError as ClickHouseOperationalError
+from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
+from sqlalchemy.exc import OperationalError as CatalogOperationalError
+
 from cold_assets.cold_ddl import ColdTableConflict, ensure_cold_tables
+from cold_assets.embedded_lock import EmbeddedWarmTierBusy
 from cold_assets.resources import ClickHouseResource, IcebergResource
 from cold_assets.settings import Settings
 from cold_assets.simulate import FeedConfig, parse_start, simulate
@@ -15,6 +20,12 @@ from cold_assets.tables import TABLES, table_by_cold_name
 from cold_assets.warm_ddl import apply_warm_ddl
 from cold_assets.partitions import hour_of as hour_of_key
 from cold_assets.warm_read import identifier
+
+# Exit codes of `cold-assets audit` (and 2 for bad usage or configuration, for every command).
+EXIT_MISMATCH, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
+# A tier that does not answer: ClickHouse (server or the embedded lock), the Iceberg catalog's
+# database or REST service (requests' errors are OSErrors).
+UNREACHABLE = (ClickHouseOperationalError, CatalogOperationalError, EmbeddedWarmTierBusy, OSError)
 
 WARM_LAYER_TABLES = ("trades_raw", "trades_rejects", "bronze_trades", "silver_trades", *(t.warm for t in TABLES[3:]))
 
@@ -184,13 +195,16 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     from cold_assets.hours import HourPolicy
 
     tables = [table_by_cold_name(name) for name in args.table] if args.table else None
+    start, end = parse_start(args.start), parse_start(args.end)
     warm, cold = _resources(settings)
-    with warm.connect() as client:
-        report = run_audit(
-            client, cold.catalog(), parse_start(args.start), parse_start(args.end), tables, HourPolicy.from_settings(settings)
-        )
+    try:
+        with warm.connect() as client:
+            report = run_audit(client, cold.catalog(), start, end, tables, HourPolicy.from_settings(settings))
+    except UNREACHABLE as unreachable:
+        print(f"cold-assets audit: a tier cannot be reached: {type(unreachable).__name__}: {unreachable}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     print(format_report(report))
-    return 0 if report.ok else 1
+    return 0 if report.ok else EXIT_MISMATCH
 
 
 def cmd_federate(settings: Settings, args: argparse.Namespace) -> int:
@@ -264,7 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="init, simulate 6 hours, report")
     _add_feed_options(p, trades_per_hour=20_000)
     p.set_defaults(func=cmd_demo)
-    p = sub.add_parser("audit", help="compare warm and cold hour by hour; exit 1 on any mismatch")
+    p = sub.add_parser(
+        "audit",
+        help="compare warm and cold hour by hour; exit 0 if all match, 1 on a mismatch, 2 on bad usage or "
+        "configuration, 3 when a tier cannot be reached",
+    )
     p.add_argument("--from", dest="start", required=True, help="first hour, ISO 8601 (UTC if no offset)")
     p.add_argument("--to", dest="end", required=True, help="end of the range (exclusive)")
     p.add_argument("--table", action="append", help="a cold table name (repeatable); default: all nine")
@@ -294,9 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         return args.func(settings, args)
-    except (ColdTableConflict, ValueError, RuntimeError) as exc:
+    except (ColdTableConflict, ValueError, RuntimeError, NoSuchTableError, NoSuchNamespaceError) as exc:
         print(f"cold-assets {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

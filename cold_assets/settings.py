@@ -7,17 +7,29 @@ connection is made (see resources.py) and never stored in Dagster config or logs
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 # The append overlap's floor: covers the default settle lag many times over, and a long insert
 # through the materialized-view chain.
 DEFAULT_OVERLAP_SECONDS = 300
 
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@overload
+def env_str(name: str) -> str | None: ...
+@overload
+def env_str(name: str, default: str) -> str: ...
+def env_str(name: str, default: str | None = None) -> str | None:
+    """The variable's value; unset, empty or blank counts as unset (`NAME=` in an env file
+    or a compose file is how people leave a setting at its default)."""
+    raw = os.environ.get(name)
+    return raw.strip() if raw is not None and raw.strip() else default
 
 
 def env_bool(name: str, default: bool = False) -> bool:
-    raw = os.environ.get(name)
+    raw = env_str(name)
     if raw is None:
         return default
     value = raw.strip().lower()
@@ -81,7 +93,7 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> "Settings":
-        home = Path(os.environ.get("COLD_HOME") or "./.cold").expanduser().resolve()
+        home = Path(env_str("COLD_HOME", "./.cold")).expanduser().resolve()
         settle_lag = env_int("COLD_SETTLE_LAG_SECONDS", 30, minimum=0)
         retention = env_int("COLD_WARM_RETENTION_DAYS", 30, minimum=1)
         margin = env_int("COLD_TTL_MARGIN_DAYS", retention - 1, minimum=0)
@@ -92,13 +104,13 @@ class Settings:
             )
         return cls(
             home=home,
-            clickhouse_host=os.environ.get("CLICKHOUSE_HOST") or None,
+            clickhouse_host=env_str("CLICKHOUSE_HOST"),
             clickhouse_port=env_int("CLICKHOUSE_PORT", 0) or None,
-            clickhouse_user=os.environ.get("CLICKHOUSE_USER", "default"),
+            clickhouse_user=env_str("CLICKHOUSE_USER", "default"),
             clickhouse_secure=env_bool("CLICKHOUSE_SECURE"),
-            clickhouse_database=os.environ.get("CLICKHOUSE_DATABASE", "default"),
-            catalog_name=os.environ.get("COLD_CATALOG", "iceberg"),
-            partitions_start=os.environ.get("COLD_PARTITIONS_START", "2026-01-01-00:00"),
+            clickhouse_database=env_str("CLICKHOUSE_DATABASE", "default"),
+            catalog_name=env_str("COLD_CATALOG", "iceberg"),
+            partitions_start=env_str("COLD_PARTITIONS_START", "2026-01-01-00:00"),
             settle_lag_seconds=settle_lag,
             append_overlap_seconds=env_int("COLD_APPEND_OVERLAP_SECONDS", max(DEFAULT_OVERLAP_SECONDS, settle_lag), minimum=0),
             late_grace_seconds=env_int("COLD_LATE_GRACE_SECONDS", 600, minimum=0),
@@ -106,10 +118,10 @@ class Settings:
             ttl_margin_days=margin,
             heal_lookback_days=env_int("COLD_HEAL_LOOKBACK_DAYS", 7, minimum=1),
             chdb_lock_timeout_seconds=env_int("COLD_CHDB_LOCK_TIMEOUT_SECONDS", 600),
-            spark_master=os.environ.get("COLD_SPARK_MASTER") or "local[2]",
-            spark_driver_memory=os.environ.get("COLD_SPARK_DRIVER_MEMORY") or "640m",
-            spark_jars_dir=Path(os.environ.get("COLD_SPARK_JARS_DIR") or home / "spark-jars").expanduser().resolve(),
-            spark_packages=os.environ.get("COLD_SPARK_PACKAGES") or None,
+            spark_master=env_str("COLD_SPARK_MASTER", "local[2]"),
+            spark_driver_memory=env_str("COLD_SPARK_DRIVER_MEMORY", "640m"),
+            spark_jars_dir=Path(env_str("COLD_SPARK_JARS_DIR") or home / "spark-jars").expanduser().resolve(),
+            spark_packages=env_str("COLD_SPARK_PACKAGES"),
             spark_conf=env_pairs("COLD_SPARK_CONF"),
         )
 
@@ -129,10 +141,10 @@ class Settings:
 def s3_collection_name() -> str:
     """COLD_CLICKHOUSE_S3_COLLECTION: the ClickHouse named collection with the S3 warehouse's
     credentials, through which ClickHouse reads the cold tier (parity, federated views)."""
-    return os.environ.get("COLD_CLICKHOUSE_S3_COLLECTION") or "cold_s3"
+    return env_str("COLD_CLICKHOUSE_S3_COLLECTION") or "cold_s3"
 
 
 def ddl_dir() -> Path:
     """ddl/ of the project: the schemas the code reads (COLD_DDL_DIR overrides, e.g. in an image)."""
-    override = os.environ.get("COLD_DDL_DIR")
+    override = env_str("COLD_DDL_DIR")
     return Path(override) if override else Path(__file__).resolve().parents[1] / "ddl"

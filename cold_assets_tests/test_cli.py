@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pytest
 from pyiceberg.schema import Schema
 from pyiceberg.types import LongType, NestedField
 
@@ -30,3 +31,46 @@ def test_simulate_refuses_a_bad_start(settings):
     result = _cli("simulate", "--start", "2026-11-20T10:30", "--hours", "1")
     assert result.returncode == 2
     assert "start must be on the hour" in result.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_audit_exit_codes_tell_a_mismatch_from_bad_usage_from_an_unreachable_tier(settings, warm, cold, monkeypatch):
+    """0 all equal (and 1 on a mismatch: test_checks), 2 bad usage or configuration, 3 a tier
+    that cannot be reached: a scheduler or a runbook must tell these apart."""
+    window = ("--from", "2026-11-20T00:00", "--to", "2026-11-20T02:00")
+    assert _cli("audit", *window).returncode == 0
+    assert _cli("audit", "--from", "yesterday", "--to", "2026-11-20T02:00").returncode == 2
+    unknown = _cli("audit", *window, "--table", "platinum_trades")
+    assert unknown.returncode == 2 and "unknown cold table 'platinum_trades'" in unknown.stderr
+    monkeypatch.setenv("CLICKHOUSE_HOST", "127.0.0.1")
+    monkeypatch.setenv("CLICKHOUSE_PORT", str(_free_port()))  # nothing listens there
+    unreachable = _cli("audit", *window)
+    assert unreachable.returncode == 3 and "a tier cannot be reached" in unreachable.stderr, unreachable.stderr
+    monkeypatch.delenv("CLICKHOUSE_HOST")
+    monkeypatch.setenv("PYICEBERG_CATALOG__ICEBERG__URI", f"postgresql+psycopg2://nobody@127.0.0.1:{_free_port()}/nowhere")
+    assert _cli("audit", *window).returncode == 3
+
+
+def test_settings_treat_empty_variables_as_unset_and_refuse_malformed_ones(settings, monkeypatch):
+    from cold_assets.settings import Settings
+
+    for name in ("CLICKHOUSE_HOST", "CLICKHOUSE_USER", "CLICKHOUSE_DATABASE", "CLICKHOUSE_SECURE", "COLD_CATALOG",
+                 "COLD_SPARK_MASTER", "COLD_SPARK_PACKAGES", "COLD_SETTLE_LAG_SECONDS", "COLD_PARTITIONS_START"):
+        monkeypatch.setenv(name, "")
+    empty = Settings.from_env()
+    assert empty.clickhouse_host is None and empty.clickhouse_user == "default" and empty.clickhouse_database == "default"
+    assert empty.catalog_name == "iceberg" and empty.spark_master == "local[2]" and empty.spark_packages is None
+    assert empty.settle_lag_seconds == 30 and empty.partitions_start and not empty.clickhouse_secure
+    monkeypatch.setenv("COLD_SPARK_CONF", "spark.sql.shuffle.partitions=8,spark.ui.enabled")
+    with pytest.raises(ValueError, match=r"COLD_SPARK_CONF: 'spark.ui.enabled' is not key=value"):
+        Settings.from_env()
+    monkeypatch.setenv("COLD_SPARK_CONF", "=8")
+    with pytest.raises(ValueError, match=r"COLD_SPARK_CONF: '=8' is not key=value"):
+        Settings.from_env()
