@@ -215,9 +215,12 @@ def cmd_federate(settings: Settings, args: argparse.Namespace) -> int:
     with warm.connect() as client:
         results = federate(client, cold.catalog(), HourPolicy.from_settings(settings))
     for r in results:
+        if r.error:
+            print(f"{r.view:24} FAILED, cutover stays: {r.error}", file=sys.stderr)
+            continue
         moved = "unchanged" if r.previous == r.cutover else f"moved from {r.previous:%Y-%m-%d %H:%M}" if r.previous else "new"
         print(f"{r.view:24} cutover {r.cutover:%Y-%m-%d %H:%M} UTC ({moved}; {r.hours_proven} hours proven)")
-    return 0
+    return 1 if any(r.error for r in results) else 0
 
 
 def cmd_jars(settings: Settings, args: argparse.Namespace) -> int:

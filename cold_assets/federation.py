@@ -37,6 +37,7 @@ class Federation:
     cutover: datetime
     previous: datetime | None
     hours_proven: int
+    error: str | None = None  # why this table's view could not be federated (its cutover stays)
 
 
 def view_name(spec: MirroredTable) -> str:
@@ -123,17 +124,22 @@ def view_sql(client: Client, catalog: Catalog, spec: MirroredTable, cutover: dat
 def federate(
     client: Client, catalog: Catalog, policy: HourPolicy | None = None, now: datetime | None = None, tables=TABLES
 ) -> list[Federation]:
-    """Moves each table's cutover as far as parity allows and (re)creates its view."""
+    """Moves each table's cutover as far as parity allows and (re)creates its view. Each view
+    has its own cutover: a table that fails keeps its cutover and view, says why in `error`,
+    and the others still move."""
     policy = policy or HourPolicy()
     now = now or warm_now(client)
     known = current_cutovers(client)
     done = []
     for spec in tables:
         previous = known.get(spec.warm)
-        cutover, proven = next_cutover(client, catalog, spec, previous, now, policy)
-        with local_file_access(catalog.load_table(spec.cold_identifier)):  # the DDL resolves the location
-            client.command(view_sql(client, catalog, spec, cutover))
-        if cutover != previous:
-            client.insert("federation_cutover", [[spec.warm, cutover]], column_names=["table_name", "cutover"])
-        done.append(Federation(spec.cold, view_name(spec), cutover, previous, proven))
+        try:
+            cutover, proven = next_cutover(client, catalog, spec, previous, now, policy)
+            with local_file_access(catalog.load_table(spec.cold_identifier)):  # the DDL resolves the location
+                client.command(view_sql(client, catalog, spec, cutover))
+            if cutover != previous:
+                client.insert("federation_cutover", [[spec.warm, cutover]], column_names=["table_name", "cutover"])
+            done.append(Federation(spec.cold, view_name(spec), cutover, previous, proven))
+        except Exception as error:  # noqa: BLE001 - reported per table; the other views go on
+            done.append(Federation(spec.cold, view_name(spec), previous or EPOCH, previous, 0, f"{type(error).__name__}: {error}"))
     return done

@@ -15,9 +15,7 @@ from dagster import (
     AssetObservation,
     Config,
     Failure,
-    In,
     MetadataValue,
-    Nothing,
     Out,
     OpExecutionContext,
     in_process_executor,
@@ -236,39 +234,40 @@ class AuditConfig(Config):
     until: str | None = Field(default=None, description="ISO date (UTC) the audit ends at; default: today.")
 
 
-@op(out=Out(Nothing), description="Every cold table against its warm table, hour by hour, and the warm medallion's consistency.")
+@op(out=Out(dict), description="Every cold table against its warm table, hour by hour, and the warm medallion's consistency.")
 def audit_cold_tier(
     context: OpExecutionContext, config: AuditConfig, clickhouse: ClickHouseResource, iceberg: IcebergResource
-) -> None:
+) -> dict:
+    """Audits and records; the verdict comes after the federation, so that a mismatch in one
+    table does not keep the other views' cutovers from moving."""
     end = (_instant("until", config.until) if config.until else datetime.now(timezone.utc)).replace(hour=0, minute=0, second=0, microsecond=0)
     start = end - timedelta(days=config.lookback_days)
     with clickhouse.connect() as client:
         report = run_audit(client, iceberg.catalog(), start, end, policy=HourPolicy.from_settings(Settings.from_env()))
-    metadata = {
-        "table_hours_checked": MetadataValue.int(len(report.parity)),
-        "table_hours_mismatched": MetadataValue.int(len(report.mismatches)),
-        "medallion_checks_failed": MetadataValue.int(len(report.medallion_failures)),
-        "mismatches": MetadataValue.json(
-            [{"table": p.table, "hour": p.partition_key, "warm": p.warm_rows, "cold": p.cold_rows} for p in report.mismatches]
-        ),
-    }
+    mismatches = [{"table": p.table, "hour": p.partition_key, "warm": p.warm_rows, "cold": p.cold_rows} for p in report.mismatches]
     context.log.info(format_report(report))
-    if not report.ok:
-        raise Failure(
-            description=f"audit {start:%Y-%m-%d} .. {end:%Y-%m-%d}: {len(report.mismatches)} table-hours differ, "
-            f"{len(report.medallion_failures)} medallion checks failed",
-            metadata=metadata,
-        )
-    context.add_output_metadata(metadata)
+    context.add_output_metadata(
+        {
+            "table_hours_checked": MetadataValue.int(len(report.parity)),
+            "table_hours_mismatched": MetadataValue.int(len(report.mismatches)),
+            "table_hours_cold_only": MetadataValue.int(sum(p.cold_only for p in report.parity)),
+            "medallion_checks_failed": MetadataValue.int(len(report.medallion_failures)),
+            "mismatches": MetadataValue.json(mismatches),
+        }
+    )
+    return {
+        "range": f"{start:%Y-%m-%d} .. {end:%Y-%m-%d}",
+        "mismatches": mismatches,
+        "medallion_failures": [f"{m.check} {m.hour}" for m in report.medallion_failures],
+    }
 
 
-@op(
-    ins={"after_audit": In(Nothing)},
-    description="Move each federated view's cutover as far as parity allows and recreate the `<warm>_all` views.",
-)
-def federate_views(context: OpExecutionContext, clickhouse: ClickHouseResource, iceberg: IcebergResource) -> None:
+@op(description="Move each federated view's cutover as far as parity allows and recreate the `<warm>_all` views.")
+def federate_views(context: OpExecutionContext, audit: dict, clickhouse: ClickHouseResource, iceberg: IcebergResource) -> dict:
     with clickhouse.connect() as client:
-        results = federate(client, iceberg.catalog(), HourPolicy.from_settings(Settings.from_env()))
+        federated = federate(client, iceberg.catalog(), HourPolicy.from_settings(Settings.from_env()))
+    results = [r for r in federated if r.error is None]
+    failures = {r.table: r.error for r in federated if r.error is not None}
     for result in results:
         spec = table_by_cold_name(result.table)
         context.log_event(
@@ -282,11 +281,26 @@ def federate_views(context: OpExecutionContext, clickhouse: ClickHouseResource, 
                 },
             )
         )
-    context.add_output_metadata(
-        {"cutovers": MetadataValue.json({r.view: r.cutover.isoformat() for r in results})}
-    )
+    for table, error in failures.items():
+        context.log.error(f"federation of {table} failed: {error}")
+    context.add_output_metadata({"cutovers": MetadataValue.json({r.view: r.cutover.isoformat() for r in results})})
+    return {**audit, "federation_failures": failures}
+
+
+@op(description="Fail the run if the audit found a mismatch or a view could not be federated (after every view moved).")
+def audit_verdict(findings: dict) -> None:
+    problems = []
+    if findings["mismatches"]:
+        tables = sorted({m["table"] for m in findings["mismatches"]})
+        problems.append(f"{len(findings['mismatches'])} table-hours differ ({', '.join(tables)})")
+    if findings["medallion_failures"]:
+        problems.append(f"{len(findings['medallion_failures'])} medallion checks failed")
+    if findings["federation_failures"]:
+        problems.append("federation failed for " + ", ".join(sorted(findings["federation_failures"])))
+    if problems:
+        raise Failure(description=f"audit {findings['range']}: " + "; ".join(problems))
 
 
 @job(name=DAILY_AUDIT_JOB, tags={NIGHTLY_TAG: "audit"}, description="The daily audit of the cold tier against the warm tier, then the federated views.")
 def daily_audit_job():
-    federate_views(audit_cold_tier())
+    audit_verdict(federate_views(audit_cold_tier()))

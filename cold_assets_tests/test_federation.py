@@ -123,6 +123,37 @@ def test_the_daily_audit_job_federates_after_auditing_and_records_the_cutovers(s
     assert views == {f"{t.warm}_all" for t in TABLES}
 
 
+def test_one_table_with_a_persistent_mismatch_does_not_freeze_the_other_views(settings, warm, cold):
+    from dagster import DagsterEventType
+    from pyiceberg.expressions import EqualTo
+
+    from cold_assets.cold_ranges import range_filter
+    from cold_assets.definitions import build_definitions
+    from cold_assets.instance import embedded_instance
+    from cold_assets.jobs import DAILY_AUDIT_JOB
+
+    feed(warm, hours=3, trades_per_hour=200)
+    run_offload(settings, KEYS[:3])
+    table = cold.catalog().load_table(BRONZE.cold_identifier)  # a hole in bronze's second hour
+    lo, hi = BRONZE.offload_range(START + timedelta(hours=1))
+    table.delete(EqualTo("trade_id", table.scan(row_filter=range_filter("exchange_ts", lo, hi), limit=1).to_arrow()["trade_id"][0].as_py()))
+    job = build_definitions(settings).resolve_job_def(DAILY_AUDIT_JOB)
+    until = (START + timedelta(days=1)).date().isoformat()
+    result = job.execute_in_process(
+        instance=embedded_instance(settings),
+        run_config={"ops": {"audit_cold_tier": {"config": {"lookback_days": 1, "until": until}}}}, raise_on_error=False,
+    )
+    assert not result.success  # the audit's verdict: bronze differs
+    failure = next(e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE)
+    assert failure.step_key == "audit_verdict" and "bronze_trades" in failure.event_specific_data.error.message
+    with warm.connect() as client:
+        cutovers = current_cutovers(client)
+    assert cutovers["bronze_trades"] == lo  # stops at the hour it cannot prove
+    for spec in TABLES:
+        if spec is not BRONZE:  # every other view moved past the three hours
+            assert cutovers[spec.warm] >= spec.offload_range(START + timedelta(hours=3))[0], spec.warm
+
+
 def test_reading_the_cold_tier_moves_no_other_threads_working_directory(settings, warm, cold, tmp_path, monkeypatch):
     """Embedded chDB reads local files only under the working directory, so cold reads run at
     /. Another thread of the same process (a sensor, a webserver request) must not see that."""
