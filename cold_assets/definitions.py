@@ -15,6 +15,8 @@ from cold_assets.schedules import (
     offload_schedule,
 )
 from cold_assets.sensors import (
+    nightly_failure_alerts,
+    nightly_recovery_alerts,
     offload_failure_alerts,
     offload_recovery_alerts,
     parity_alerts,
@@ -32,6 +34,7 @@ def build_definitions(settings: Settings) -> Definitions:
     iceberg = IcebergResource.from_settings(settings)
     maintenance_checks = [compaction_check(t, cold_asset_key(t)) for t in TABLES]
     job = offload_job(maintenance_checks)
+    nightly_jobs = [compaction_job, expiry_job, daily_audit_job]
     return Definitions(
         assets=[*warm_specs, *(cold_asset(t, partitions_def, settings) for t in TABLES)],
         asset_checks=maintenance_checks,
@@ -48,6 +51,8 @@ def build_definitions(settings: Settings) -> Definitions:
             ttl_guard_sensor(settings),
             offload_failure_alerts(job),
             offload_recovery_alerts(job),
+            nightly_failure_alerts(nightly_jobs),
+            nightly_recovery_alerts(nightly_jobs),
         ],
         resources={
             "clickhouse": clickhouse,

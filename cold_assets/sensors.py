@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from dagster import (
     AssetCheckEvaluation,
     AssetCheckKey,
+    AssetCheckSeverity,
     DagsterInstance,
     DagsterRunStatus,
     PartitionKeyRange,
@@ -28,8 +29,9 @@ from dagster._core.storage.asset_check_execution_record import COMPLETED_ASSET_C
 
 from cold_assets.alerts import Alerter
 from cold_assets.assets import cold_asset_key
-from cold_assets.checks import CHECK_NAMES
+from cold_assets.checks import CHECK_NAMES, COMPACTION_PRESERVED_CONTENT
 from cold_assets.embedded_lock import EmbeddedWarmTierBusy
+from cold_assets.federation import current_cutovers
 from cold_assets.hours import HourPolicy, HourStatus
 from cold_assets.offload import warm_now
 from cold_assets.parity import ParityBasis, partitions_parity
@@ -37,6 +39,7 @@ from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.resources import ClickHouseResource, IcebergResource
 from cold_assets.settings import Settings
 from cold_assets.tables import TABLES, Layer, table_by_cold_name
+from cold_assets.warm_read import render
 
 SENSOR_LOCK_TIMEOUT_S = 20  # a sensor tick must end well inside Dagster's 60 s limit
 TRADE_TABLES = [t for t in TABLES if t.layer is not Layer.GOLD]
@@ -64,7 +67,13 @@ def _sensor_warm(clickhouse: ClickHouseResource) -> ClickHouseResource:
     return clickhouse.model_copy(update={"lock_timeout_seconds": min(clickhouse.lock_timeout_seconds, SENSOR_LOCK_TIMEOUT_S)})
 
 
-@sensor(name="parity_alerts", minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING, description="One alert per failing (table, check, hour), one when it recovers.")
+@sensor(
+    name="parity_alerts",
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="One alert per failing (table, check, hour), and per table whose compaction_preserved_content "
+    "failed; one when it recovers.",
+)
 def parity_alerts(context: SensorEvaluationContext):
     state = json.loads(context.cursor) if context.cursor else {"seen": {}, "failing": {}}
     alerter, storage, sent = Alerter.from_env(), context.instance.event_log_storage, 0
@@ -99,8 +108,41 @@ def parity_alerts(context: SensorEvaluationContext):
                     del state["failing"][failing_key]
                     sent += 1
             state["seen"][name] = max(state["seen"].get(name, 0), record.id)
+    sent += _compaction_check_alerts(storage, state, alerter, context.log)
     context.update_cursor(json.dumps(state))
     return SkipReason(f"{sent} alerts sent; {len(state['failing'])} (table, check, hour) failing")
+
+
+def _compaction_check_alerts(storage, state: dict, alerter: Alerter, log) -> int:
+    """compaction_preserved_content has no hours: one alert when a table's check fails with
+    ERROR (from the nightly compaction or run alone), one when it passes again."""
+    sent = 0
+    for table in TABLES:
+        key = AssetCheckKey(cold_asset_key(table), COMPACTION_PRESERVED_CONTENT)
+        name, failing_key = key.to_user_string(), f"{table.cold}|{COMPACTION_PRESERVED_CONTENT}"
+        last = state["seen"].get(name, 0)
+        records = [
+            r for r in storage.get_asset_check_execution_history(key, limit=20)
+            if r.id > last and r.status in COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
+        ]
+        for record in sorted(records, key=lambda r: r.id):
+            evaluation = _evaluation(record)
+            if evaluation is None:
+                continue
+            failed = not evaluation.passed and evaluation.severity == AssetCheckSeverity.ERROR
+            if failed and failing_key not in state["failing"]:
+                alerter.send(
+                    f"cold.{table.cold} {COMPACTION_PRESERVED_CONTENT} FAILED: {evaluation.description} "
+                    f"{alerter.run_link(record.run_id)}", log,
+                )
+                state["failing"][failing_key] = record.run_id
+                sent += 1
+            elif not failed and failing_key in state["failing"]:
+                alerter.send(f"cold.{table.cold} {COMPACTION_PRESERVED_CONTENT} RECOVERED. {alerter.run_link(record.run_id)}", log)
+                del state["failing"][failing_key]
+                sent += 1
+            state["seen"][name] = max(state["seen"].get(name, 0), record.id)
+    return sent
 
 
 IN_FLIGHT = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
@@ -242,6 +284,7 @@ def self_healing_sensor(job, settings: Settings, partitions_def: PartitionsDefin
 def ttl_guard_sensor(settings: Settings):
     retention = timedelta(days=settings.warm_retention_days)
     margin = timedelta(days=settings.ttl_margin_days)
+    cutover_alert = timedelta(hours=settings.cutover_alert_hours)
     policy = HourPolicy.from_settings(settings)
 
     @sensor(
@@ -268,19 +311,38 @@ def ttl_guard_sensor(settings: Settings):
                             at_risk.setdefault(parity.partition_key, []).append(
                                 f"{table.cold} (warm {parity.warm_rows}, cold {parity.cold_rows})"
                             )
+                cutovers = current_cutovers(client) if client.query(render("federation_cutover_exists")).result_rows[0][0] else {}
         except EmbeddedWarmTierBusy as busy:
             return SkipReason(f"warm tier busy, trying again next tick: {busy}")
-        alerted = set(json.loads(context.cursor)) if context.cursor else set()
+        state = json.loads(context.cursor) if context.cursor else {}
+        if isinstance(state, list):  # the cursor of an earlier version: the hours alerted
+            state = {"hours": state}
+        alerter = Alerter.from_env()
+        alerted = set(state.get("hours", []))
         new = {hour: tables for hour, tables in at_risk.items() if hour not in alerted}
         if new:
             lines = "; ".join(f"{hour}: {', '.join(tables)}" for hour, tables in sorted(new.items()))
-            Alerter.from_env().send(
+            alerter.send(
                 f"TTL RISK: {len(new)} warm hours will be deleted by ClickHouse's {retention.days}-day TTL "
                 f"within {(retention - margin).days} day(s) without a cold copy proven equal: {lines}",
                 context.log,
             )
-        context.update_cursor(json.dumps(sorted(alerted | set(new))))
-        return SkipReason(f"{len(at_risk)} hours at risk, {len(new)} newly alerted")
+        # A view whose cutover stopped moving: once the TTL passes it, warm drops rows the view
+        # reads from warm, and a gap opens.
+        close = policy.warm_horizon(now) + cutover_alert
+        stuck = {view: cutover for view, cutover in cutovers.items() if cutover < close}
+        stuck_before = set(state.get("stuck", []))
+        for view in sorted(set(stuck) - stuck_before):
+            alerter.send(
+                f"FEDERATION STUCK: the cutover of {view}_all is {stuck[view]:%Y-%m-%d %H:%M} UTC, within "
+                f"{cutover_alert.total_seconds() / 3600:.0f} h of the warm TTL horizon ({policy.warm_horizon(now):%Y-%m-%d %H:%M} UTC): "
+                "once the TTL passes it, the view has a gap. See the daily_audit run's federate_views step.",
+                context.log,
+            )
+        for view in sorted(stuck_before - set(stuck)):
+            alerter.send(f"FEDERATION RECOVERED: the cutover of {view}_all is moving again.", context.log)
+        context.update_cursor(json.dumps({"hours": sorted(alerted | set(new)), "stuck": sorted(stuck)}))
+        return SkipReason(f"{len(at_risk)} hours at risk, {len(new)} newly alerted; {len(stuck)} views' cutovers stuck")
 
     return _ttl_guard
 
@@ -310,44 +372,72 @@ def _previous_outcome(instance, run) -> DagsterRunStatus | None:
     return None
 
 
-def offload_failure_alerts(job):
-    @run_failure_sensor(
-        name="offload_failure_alerts",
-        monitored_jobs=[job],
-        default_status=DefaultSensorStatus.RUNNING,
-        description="One alert when the offload of some hours fails, none while it keeps failing.",
-    )
-    def _offload_failure_alerts(context: RunFailureSensorContext):
+def _what(run) -> tuple[str, str]:
+    """How an alert names a run: the offload and its hours, or the nightly job."""
+    if any(tag in run.tags for tag in PARTITION_TAGS):
+        return "offload", f" for hour(s) {_hours_of(run)}"
+    return run.job_name, ""
+
+
+def run_failure_alerts(name: str, jobs: list, description: str):
+    """One alert when runs of `jobs` fail (per job and hours), none while they keep failing."""
+
+    @run_failure_sensor(name=name, monitored_jobs=jobs, default_status=DefaultSensorStatus.RUNNING, description=description)
+    def _failure_alerts(context: RunFailureSensorContext):
         run = context.dagster_run
         if _previous_outcome(context.instance, run) is DagsterRunStatus.FAILURE:
-            context.log.info(f"offload of {_hours_of(run)} failed again; already alerted")
+            context.log.info(f"{''.join(_what(run))} failed again; already alerted")
             return
         steps = context.get_step_failure_events()
         failed = [e.step_key for e in steps]
         # What each step said (a refused replace names table, hour, warm and cold rows).
         errors = [e.event_specific_data.error.message.strip() for e in steps if e.event_specific_data.error]
-        alerter = Alerter.from_env()
+        alerter, (what, scope) = Alerter.from_env(), _what(run)
         alerter.send(
-            f"offload run FAILED for hour(s) {_hours_of(run)}: tables {', '.join(failed) or 'unknown'}: "
+            f"{what} run FAILED{scope}: {'tables' if scope else 'steps'} {', '.join(failed) or 'unknown'}: "
             f"{context.failure_event.message} {' | '.join(errors)[:2000]} {alerter.run_link(run.run_id)}",
             context.log,
         )
 
-    return _offload_failure_alerts
+    return _failure_alerts
+
+
+def run_recovery_alerts(name: str, jobs: list, description: str):
+    """One message when runs of `jobs` that had failed (same job and hours) succeed again."""
+
+    @run_status_sensor(
+        run_status=DagsterRunStatus.SUCCESS, name=name, monitored_jobs=jobs,
+        default_status=DefaultSensorStatus.RUNNING, description=description,
+    )
+    def _recovery_alerts(context: RunStatusSensorContext):
+        run = context.dagster_run
+        if _previous_outcome(context.instance, run) is DagsterRunStatus.FAILURE:
+            alerter, (what, scope) = Alerter.from_env(), _what(run)
+            alerter.send(f"{what} RECOVERED{scope}. {alerter.run_link(run.run_id)}", context.log)
+
+    return _recovery_alerts
+
+
+def offload_failure_alerts(job):
+    return run_failure_alerts(
+        "offload_failure_alerts", [job], "One alert when the offload of some hours fails, none while it keeps failing."
+    )
 
 
 def offload_recovery_alerts(job):
-    @run_status_sensor(
-        run_status=DagsterRunStatus.SUCCESS,
-        name="offload_recovery_alerts",
-        monitored_jobs=[job],
-        default_status=DefaultSensorStatus.RUNNING,
-        description="One message when the offload of hours that had failed succeeds again.",
+    return run_recovery_alerts(
+        "offload_recovery_alerts", [job], "One message when the offload of hours that had failed succeeds again."
     )
-    def _offload_recovery_alerts(context: RunStatusSensorContext):
-        run = context.dagster_run
-        if _previous_outcome(context.instance, run) is DagsterRunStatus.FAILURE:
-            alerter = Alerter.from_env()
-            alerter.send(f"offload RECOVERED for hour(s) {_hours_of(run)}. {alerter.run_link(run.run_id)}", context.log)
 
-    return _offload_recovery_alerts
+
+def nightly_failure_alerts(jobs: list):
+    return run_failure_alerts(
+        "nightly_failure_alerts", jobs,
+        "One alert when a nightly job (compaction, expiry and orphans, audit) fails, none while it keeps failing.",
+    )
+
+
+def nightly_recovery_alerts(jobs: list):
+    return run_recovery_alerts(
+        "nightly_recovery_alerts", jobs, "One message when a nightly job that had failed succeeds again."
+    )

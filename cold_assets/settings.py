@@ -84,6 +84,9 @@ class Settings:
     warm_retention_days: int  # the warm tier's TTL: older hours exist only in cold
     ttl_margin_days: int  # the TTL guard alerts on unproven hours older than this
     heal_lookback_days: int  # how far back the self-healing sensor looks
+    # The TTL guard alerts when a federated view's cutover is this close to the TTL horizon:
+    # past it, warm drops rows the view reads from warm, and the view has a gap.
+    cutover_alert_hours: int
     chdb_lock_timeout_seconds: int
     spark_master: str  # local[2], or a cluster's master URL
     spark_driver_memory: str
@@ -117,6 +120,7 @@ class Settings:
             warm_retention_days=retention,
             ttl_margin_days=margin,
             heal_lookback_days=env_int("COLD_HEAL_LOOKBACK_DAYS", 7, minimum=1),
+            cutover_alert_hours=env_int("COLD_CUTOVER_ALERT_HOURS", 24, minimum=0),
             chdb_lock_timeout_seconds=env_int("COLD_CHDB_LOCK_TIMEOUT_SECONDS", 600),
             spark_master=env_str("COLD_SPARK_MASTER", "local[2]"),
             spark_driver_memory=env_str("COLD_SPARK_DRIVER_MEMORY", "640m"),

@@ -168,3 +168,86 @@ def test_the_sensor_leaves_hours_that_a_queued_run_or_a_backfill_already_covers(
     )
     requests, _ = _sensor(settings, "self_healing")
     assert not isinstance(requests, list) or requests == []
+
+
+def test_a_failing_nightly_job_alerts_once_then_recovers_once(settings, warm, cold, receiver):
+    from dagster import DagsterEventType, build_run_status_sensor_context
+    from pyiceberg.expressions import EqualTo
+
+    from cold_assets.jobs import DAILY_AUDIT_JOB
+
+    feed(warm, hours=1)
+    run_offload(settings, KEYS[:1])
+    bronze = table_by_cold_name("bronze_trades")
+    table = cold.catalog().load_table(bronze.cold_identifier)
+    table.delete(EqualTo("trade_id", table.scan(limit=1).to_arrow()["trade_id"][0].as_py()))  # the audit will fail
+    defs = build_definitions(settings)
+    instance = embedded_instance(settings)
+    job = defs.resolve_job_def(DAILY_AUDIT_JOB)
+    config = {"ops": {"audit_cold_tier": {"config": {"lookback_days": 1, "until": (hour_of(KEYS[0]) + timedelta(days=1)).date().isoformat()}}}}
+
+    def audit_and_evaluate(sensor_name, event_type):
+        result = job.execute_in_process(instance=instance, run_config=config, raise_on_error=False)
+        event = next(e for e in result.all_events if e.event_type == event_type)
+        context = build_run_status_sensor_context(
+            sensor_name=sensor_name, dagster_event=event, dagster_instance=instance, dagster_run=instance.get_run_by_id(result.run_id),
+        )
+        sensor = defs.resolve_sensor_def(sensor_name)
+        sensor(context.for_run_failure() if event_type == DagsterEventType.RUN_FAILURE else context)
+        return result
+
+    for _ in range(2):
+        assert not audit_and_evaluate("nightly_failure_alerts", DagsterEventType.RUN_FAILURE).success
+    (alert,) = receiver.texts()
+    assert "daily_audit run FAILED" in alert and "audit_verdict" in alert and "bronze_trades" in alert
+    assert "http://dagster.example:3000/runs/" in alert
+    run_offload(settings, KEYS[:1], {"ops": {"cold__bronze_trades": {"config": {"replace_hour": True}}}})  # repaired
+    assert audit_and_evaluate("nightly_recovery_alerts", DagsterEventType.RUN_SUCCESS).success
+    assert len(receiver.texts()) == 2 and "daily_audit RECOVERED" in receiver.texts()[1]
+    # The compaction and expiry jobs are watched by the same two sensors (Dagster keeps the
+    # monitored jobs in a private field only).
+    for name in ("nightly_failure_alerts", "nightly_recovery_alerts"):
+        monitored = {j.name for j in defs.resolve_sensor_def(name)._monitored_jobs}
+        assert monitored == {"compact_cold", "expire_cold_snapshots", "daily_audit"}
+
+
+def test_a_compaction_proof_that_fails_alerts_once_and_recovers_once(settings, receiver):
+    from dagster import AssetCheckEvaluation, AssetCheckSeverity, AssetKey
+
+    from cold_assets.checks import COMPACTION_PRESERVED_CONTENT
+
+    instance = embedded_instance(settings)
+    key = AssetKey(["cold", "silver_trades"])
+
+    def report(passed: bool):
+        instance.report_runless_asset_event(
+            AssetCheckEvaluation(
+                asset_key=key, check_name=COMPACTION_PRESERVED_CONTENT, passed=passed, severity=AssetCheckSeverity.ERROR,
+                description="compaction changed the content of snapshot 1 (10 -> 9 rows)" if not passed else "same rows",
+            )
+        )
+
+    report(False)
+    context = build_sensor_context(instance=instance)
+    parity_alerts(context)
+    parity_alerts(build_sensor_context(instance=instance, cursor=context.cursor))
+    (alert,) = receiver.texts()
+    assert "cold.silver_trades compaction_preserved_content FAILED" in alert and "10 -> 9 rows" in alert
+    report(True)
+    parity_alerts(build_sensor_context(instance=instance, cursor=context.cursor))
+    assert len(receiver.texts()) == 2 and "RECOVERED" in receiver.texts()[1]
+
+
+def test_a_cutover_that_stopped_moving_alerts_before_the_ttl_opens_a_gap(settings, warm, cold, receiver):
+    now = datetime.now(timezone.utc)
+    with warm.connect() as client:
+        client.insert("federation_cutover", [["bronze_trades", now - timedelta(days=29, hours=12)], ["silver_trades", now - timedelta(hours=2)]],
+                      column_names=["table_name", "cutover"])
+    _, cursor = _sensor(settings, "ttl_guard")
+    _, cursor = _sensor(settings, "ttl_guard", cursor)
+    (alert,) = receiver.texts()
+    assert "FEDERATION STUCK" in alert and "bronze_trades_all" in alert and "silver" not in alert
+    with warm.connect() as client:
+        client.insert("federation_cutover", [["bronze_trades", now - timedelta(hours=2)]], column_names=["table_name", "cutover"])
+    _sensor(settings, "ttl_guard", cursor)
+    assert len(receiver.texts()) == 2 and "FEDERATION RECOVERED" in receiver.texts()[1] and "bronze_trades_all" in receiver.texts()[1]
