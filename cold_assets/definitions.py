@@ -48,7 +48,7 @@ def build_definitions(settings: Settings) -> Definitions:
         sensors=[
             parity_alerts,
             self_healing_sensor(job, settings, partitions_def),
-            ttl_guard_sensor(settings),
+            ttl_guard_sensor(job, settings, partitions_def),
             offload_failure_alerts(job),
             offload_recovery_alerts(job),
             nightly_failure_alerts(nightly_jobs),

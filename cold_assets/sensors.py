@@ -4,6 +4,7 @@ hours, and the guard that no warm hour reaches ClickHouse's TTL without a proven
 import hashlib
 import json
 from datetime import datetime, timedelta, timezone
+from typing import Iterator
 
 from dagster import (
     AssetCheckEvaluation,
@@ -67,6 +68,25 @@ def _sensor_warm(clickhouse: ClickHouseResource) -> ClickHouseResource:
     return clickhouse.model_copy(update={"lock_timeout_seconds": min(clickhouse.lock_timeout_seconds, SENSOR_LOCK_TIMEOUT_S)})
 
 
+def _follow_parity_checks(storage, state: dict) -> Iterator[tuple[str, str, dict | None, str]]:
+    """The parity checks' evaluations newer than the cursor's (`state["seen"]`), oldest first:
+    per hour evaluated, ("table|check|hour", check name, what differed or None, run id)."""
+    for key in _check_keys():
+        name = key.to_user_string()
+        last = state["seen"].get(name, 0)
+        records = [
+            r for r in storage.get_asset_check_execution_history(key, limit=100)
+            if r.id > last and r.status in COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
+        ]
+        for record in sorted(records, key=lambda r: r.id):
+            evaluation = _evaluation(record)
+            if evaluation is not None:
+                hours, differing = _hours(evaluation)
+                for hour in hours:
+                    yield f"{key.asset_key.path[-1]}|{key.name}|{hour}", key.name, differing.get(hour), record.run_id
+            state["seen"][name] = max(state["seen"].get(name, 0), record.id)
+
+
 @sensor(
     name="parity_alerts",
     minimum_interval_seconds=60,
@@ -77,37 +97,20 @@ def _sensor_warm(clickhouse: ClickHouseResource) -> ClickHouseResource:
 def parity_alerts(context: SensorEvaluationContext):
     state = json.loads(context.cursor) if context.cursor else {"seen": {}, "failing": {}}
     alerter, storage, sent = Alerter.from_env(), context.instance.event_log_storage, 0
-    for key in _check_keys():
-        name = key.to_user_string()
-        last = state["seen"].get(name, 0)
-        records = [
-            r for r in storage.get_asset_check_execution_history(key, limit=100)
-            if r.id > last and r.status in COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
-        ]
-        for record in sorted(records, key=lambda r: r.id):
-            evaluation = _evaluation(record)
-            if evaluation is None:
-                continue
-            hours, differing = _hours(evaluation)
-            table = key.asset_key.path[-1]
-            for hour in hours:
-                failing_key = f"{table}|{key.name}|{hour}"
-                if hour in differing and failing_key not in state["failing"]:
-                    d = differing[hour]
-                    alerter.send(
-                        f"cold.{table} {key.name} FAILED for hour {hour}: warm {d['warm_rows']} rows, "
-                        f"cold {d['cold_rows']} rows. {alerter.run_link(record.run_id)}",
-                        context.log,
-                    )
-                    state["failing"][failing_key] = record.run_id
-                    sent += 1
-                elif hour not in differing and failing_key in state["failing"]:
-                    alerter.send(
-                        f"cold.{table} {key.name} RECOVERED for hour {hour}. {alerter.run_link(record.run_id)}", context.log
-                    )
-                    del state["failing"][failing_key]
-                    sent += 1
-            state["seen"][name] = max(state["seen"].get(name, 0), record.id)
+    for failing_key, check, differing, run_id in _follow_parity_checks(storage, state):
+        table, _, hour = failing_key.split("|")
+        if differing is not None and failing_key not in state["failing"]:
+            alerter.send(
+                f"cold.{table} {check} FAILED for hour {hour}: warm {differing['warm_rows']} rows, "
+                f"cold {differing['cold_rows']} rows. {alerter.run_link(run_id)}",
+                context.log,
+            )
+            state["failing"][failing_key] = run_id
+            sent += 1
+        elif differing is None and failing_key in state["failing"]:
+            alerter.send(f"cold.{table} {check} RECOVERED for hour {hour}. {alerter.run_link(run_id)}", context.log)
+            del state["failing"][failing_key]
+            sent += 1
     sent += _compaction_check_alerts(storage, state, alerter, context.log)
     context.update_cursor(json.dumps(state))
     return SkipReason(f"{sent} alerts sent; {len(state['failing'])} (table, check, hour) failing")
@@ -177,6 +180,77 @@ def in_flight_partitions(
     return covered
 
 
+def _hour_keys(start: datetime, end: datetime) -> list[str]:
+    return [partition_key_of(start + timedelta(hours=h)) for h in range(max(0, int((end - start) / timedelta(hours=1))))]
+
+
+class _Repairs:
+    """What a healing tick found: hours to replace (and why), and (table, hour) where warm holds
+    fewer rows than cold, which are alerted, never replaced."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, set[str]] = {}  # hour -> cold tables
+        self.reasons: dict[str, list[str]] = {}
+        self.shrunk: dict[str, str] = {}  # "table|hour" -> what warm and cold hold
+
+    def add(self, hour: str, tables: list[str], reason: str) -> None:
+        self.tables.setdefault(hour, set()).update(tables)
+        self.reasons.setdefault(hour, []).append(reason)
+
+    def late_rows(self, client, catalog, keys: list[str], now: datetime, policy: HourPolicy) -> None:
+        """Closed hours of the trade tables whose warm rows moved away from cold (late data)."""
+        for spec in TRADE_TABLES:
+            cold_table = catalog.load_table(spec.cold_identifier)
+            for parity in partitions_parity(client, cold_table, spec, keys, False, now=now, policy=policy):
+                if parity.basis is not ParityBasis.WARM_HOUR or parity.counts_match:
+                    continue  # open hours are the schedule's; cold-only ones are cold's
+                if parity.warm_has_fewer:
+                    self.shrunk[f"{spec.cold}|{parity.partition_key}"] = f"warm {parity.warm_rows} rows, cold {parity.cold_rows}"
+                    continue
+                # Every message lands in raw first: a raw hour that changed means late rows, and
+                # every layer of that hour is redone. A difference in one later layer only is a
+                # damaged cold table: that table is redone.
+                affected = [t.cold for t in TABLES] if spec.layer is Layer.RAW else [spec.cold]
+                self.add(parity.partition_key, affected, f"{spec.cold} warm {parity.warm_rows} / cold {parity.cold_rows}")
+
+    def alert_shrunk(self, state: dict, log) -> None:
+        """One alert per (table, hour) where warm holds fewer rows than cold, while it lasts."""
+        alerted = set(state.get("shrunk", []))
+        alerter = Alerter.from_env()
+        for item in sorted(set(self.shrunk) - alerted):
+            table, hour = item.split("|")
+            alerter.send(
+                f"cold.{table} hour {hour}: WARM HOLDS FEWER ROWS than cold ({self.shrunk[item]}): warm lost rows that cold "
+                "keeps, so no repair is requested (a replace would delete them). If the deletion is meant, materialize "
+                "the hour with allow_fewer_rows: true.",
+                log,
+            )
+        state["shrunk"] = sorted(self.shrunk)
+
+    def requests(self, covered: set[tuple[str, str]], prefix: str) -> list[RunRequest]:
+        """One replacing run per hour, of the tables no launched run or backfill covers already."""
+        requests = []
+        for hour, found in sorted(self.tables.items()):
+            tables = {t for t in found if (t, hour) not in covered}
+            if not tables:
+                continue
+            signature = hashlib.sha1("|".join(sorted(self.reasons[hour])).encode()).hexdigest()[:12]
+            requests.append(
+                RunRequest(
+                    run_key=f"{prefix}-{hour}-{signature}",
+                    partition_key=hour,
+                    asset_selection=[cold_asset_key(t) for t in TABLES if t.cold in tables],
+                    # The parity checks only: the compaction's check belongs to the maintenance.
+                    asset_check_keys=[
+                        AssetCheckKey(cold_asset_key(t), name) for t in TABLES if t.cold in tables for name in CHECK_NAMES
+                    ],
+                    run_config={"ops": {f"cold__{t}": {"config": {"replace_hour": True}} for t in sorted(tables)}},
+                    tags={"cold-assets/reason": "; ".join(self.reasons[hour])[:1000]},
+                )
+            )
+        return requests
+
+
 def self_healing_sensor(job, settings: Settings, partitions_def: PartitionsDefinition):
     lookback = timedelta(days=settings.heal_lookback_days)
     policy = HourPolicy.from_settings(settings)
@@ -186,124 +260,92 @@ def self_healing_sensor(job, settings: Settings, partitions_def: PartitionsDefin
         job=job,
         minimum_interval_seconds=300,
         default_status=DefaultSensorStatus.RUNNING,
-        description="Re-offloads, by replacement, closed hours whose parity check failed or that changed in warm "
-        "(late data). Never an open hour, one a run or backfill already covers, or one where warm holds fewer rows "
-        "than cold (that alerts instead: warm lost rows cold keeps).",
+        description="Re-offloads, by replacement, closed hours whose parity check failed (remembered per hour until it "
+        "passes) or that changed in warm (late data). Never an open hour, one a run or backfill already covers, or one "
+        "where warm holds fewer rows than cold (that alerts instead: warm lost rows cold keeps).",
     )
     def _self_healing(context: SensorEvaluationContext, clickhouse: ClickHouseResource, iceberg: IcebergResource):
         state = json.loads(context.cursor) if context.cursor else {}
-        repairs: dict[str, set[str]] = {}  # hour -> cold tables
-        reasons: dict[str, list[str]] = {}
-        shrunk: dict[str, str] = {}  # "table|hour" -> what warm and cold hold
-
-        def closed(table: str, hour: str) -> bool:
-            return policy.status(table_by_cold_name(table), hour_of(hour), now) is HourStatus.CLOSED
-
+        state.setdefault("seen", {})
+        failing: dict[str, dict] = state.setdefault("failing", {})  # "table|check|hour" -> what differed
+        for failing_key, _, differing, _ in _follow_parity_checks(context.instance.event_log_storage, state):
+            if differing is not None:
+                failing[failing_key] = differing
+            else:
+                failing.pop(failing_key, None)  # that hour passed since
+        found = _Repairs()
+        busy = None
         try:
             with _sensor_warm(clickhouse).connect() as client:
                 now = warm_now(client)
-                current = now.replace(minute=0, second=0, microsecond=0)
-                # Never further back than warm remembers: older hours are cold-only.
-                start = max(current - lookback, policy.warm_horizon(now).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1))
-                keys = [partition_key_of(start + timedelta(hours=h)) for h in range(int((current - start) / timedelta(hours=1)))]
-                latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(_check_keys())
-                for key, record in latest.items():
-                    evaluation = _evaluation(record)
-                    if evaluation is None or evaluation.passed:
-                        continue
-                    table = key.asset_key.path[-1]
-                    for hour, differing in _hours(evaluation)[1].items():
-                        if partition_key_of(start) > hour or not closed(table, hour):
-                            continue
-                        warm_rows = differing.get("warm_rows_now") if differing.get("warm_rows_now") is not None else differing["warm_rows"]
-                        if warm_rows < differing["cold_rows"]:
-                            shrunk[f"{table}|{hour}"] = f"warm {warm_rows} rows, cold {differing['cold_rows']}"
-                            continue
-                        repairs.setdefault(hour, set()).add(table)
-                        reasons.setdefault(hour, []).append(f"{table} {key.name} failed (check {record.id})")
-                catalog = iceberg.catalog()
-                for spec in TRADE_TABLES:
-                    cold_table = catalog.load_table(spec.cold_identifier)
-                    for parity in partitions_parity(client, cold_table, spec, keys, False, now=now, policy=policy):
-                        if parity.basis is not ParityBasis.WARM_HOUR or parity.counts_match:
-                            continue  # open hours are the schedule's; cold-only ones are cold's
-                        if parity.warm_has_fewer:
-                            shrunk[f"{spec.cold}|{parity.partition_key}"] = f"warm {parity.warm_rows} rows, cold {parity.cold_rows}"
-                            continue
-                        # Every message lands in raw first: a raw hour that changed means late
-                        # rows, and every layer of that hour is redone. A difference in one
-                        # later layer only is a damaged cold table: that table is redone.
-                        affected = [t.cold for t in TABLES] if spec.layer is Layer.RAW else [spec.cold]
-                        repairs.setdefault(parity.partition_key, set()).update(affected)
-                        reasons.setdefault(parity.partition_key, []).append(
-                            f"{spec.cold} warm {parity.warm_rows} / cold {parity.cold_rows}"
-                        )
-        except EmbeddedWarmTierBusy as busy:
-            return SkipReason(f"warm tier busy, trying again next tick: {busy}")
-        alerted = set(state.get("shrunk", []))
-        new = sorted(set(shrunk) - alerted)
-        if new:
-            alerter = Alerter.from_env()
-            for item in new:
-                table, hour = item.split("|")
-                alerter.send(
-                    f"cold.{table} hour {hour}: WARM HOLDS FEWER ROWS than cold ({shrunk[item]}): warm lost rows that cold "
-                    "keeps, so no repair is requested (a replace would delete them). If the deletion is meant, materialize "
-                    "the hour with allow_fewer_rows: true.",
-                    context.log,
-                )
-        context.update_cursor(json.dumps({**state, "shrunk": sorted(shrunk)}))
-        covered = in_flight_partitions(context.instance, job.name, partitions_def, context.repository_def)
-        requests = []
-        for hour, tables in sorted(repairs.items()):
-            tables = {t for t in tables if (t, hour) not in covered}
-            if not tables:
+                found.late_rows(client, iceberg.catalog(), _window(now), now, policy)
+        except EmbeddedWarmTierBusy as error:
+            # The failed checks' hours are known without the warm tier: they are not thrown away.
+            busy, now = error, datetime.now(timezone.utc)
+        first = _window(now)[0] if _window(now) else partition_key_of(now)
+        for failing_key, differing in sorted(failing.items()):
+            table, check, hour = failing_key.split("|")
+            if hour < first:
+                del failing[failing_key]  # past the lookback (or cold-only): no longer this sensor's
                 continue
-            signature = hashlib.sha1("|".join(sorted(reasons[hour])).encode()).hexdigest()[:12]
-            requests.append(
-                RunRequest(
-                    run_key=f"heal-{hour}-{signature}",
-                    partition_key=hour,
-                    asset_selection=[cold_asset_key(t) for t in TABLES if t.cold in tables],
-                    # The parity checks only: the compaction's check belongs to the maintenance.
-                    asset_check_keys=[
-                        AssetCheckKey(cold_asset_key(t), name) for t in TABLES if t.cold in tables for name in CHECK_NAMES
-                    ],
-                    run_config={"ops": {f"cold__{t}": {"config": {"replace_hour": True}} for t in sorted(tables)}},
-                    tags={"cold-assets/reason": "; ".join(reasons[hour])[:1000]},
-                )
-            )
+            if policy.status(table_by_cold_name(table), hour_of(hour), now) is not HourStatus.CLOSED:
+                continue
+            warm_rows = differing["warm_rows_now"] if differing.get("warm_rows_now") is not None else differing["warm_rows"]
+            if warm_rows < differing["cold_rows"]:
+                found.shrunk[f"{table}|{hour}"] = f"warm {warm_rows} rows, cold {differing['cold_rows']}"
+            else:
+                found.add(hour, [table], f"{table} {check} failed")
+        if busy is None:
+            found.alert_shrunk(state, context.log)
+        context.update_cursor(json.dumps(state))
+        covered = in_flight_partitions(context.instance, job.name, partitions_def, context.repository_def)
+        requests = found.requests(covered, "heal")
+        note = f"; warm tier busy, late rows not looked for this tick: {busy}" if busy else ""
         return requests or SkipReason(
             f"no hour to repair in the last {lookback.days} days"
-            + (f"; {len(shrunk)} (table, hour) where warm holds fewer rows than cold" if shrunk else "")
+            + (f"; {len(found.shrunk)} (table, hour) where warm holds fewer rows than cold" if found.shrunk else "")
+            + note
         )
+
+    def _window(now: datetime) -> list[str]:
+        """The hours this sensor looks at: the lookback, never past what warm still holds."""
+        current = now.replace(minute=0, second=0, microsecond=0)
+        horizon = policy.warm_horizon(now).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        return _hour_keys(max(current - lookback, horizon), current)
 
     return _self_healing
 
 
-def ttl_guard_sensor(settings: Settings):
+def ttl_guard_sensor(job, settings: Settings, partitions_def: PartitionsDefinition):
     retention = timedelta(days=settings.warm_retention_days)
     margin = timedelta(days=settings.ttl_margin_days)
+    lookback = timedelta(days=settings.heal_lookback_days)
     cutover_alert = timedelta(hours=settings.cutover_alert_hours)
     policy = HourPolicy.from_settings(settings)
 
     @sensor(
         name="ttl_guard",
+        job=job,
         minimum_interval_seconds=3600,
         default_status=DefaultSensorStatus.RUNNING,
-        description=f"Alerts on warm hours close to ClickHouse's TTL ({margin.days} of {retention.days} days) whose cold "
-        "copy is not proven equal.",
+        description=f"Repairs late rows of hours older than the self-healing's lookback while warm still holds them; "
+        f"alerts on warm hours close to ClickHouse's TTL ({margin.days} of {retention.days} days) whose cold copy is not "
+        "proven equal, and on federated views whose cutover nears the TTL.",
     )
     def _ttl_guard(context: SensorEvaluationContext, clickhouse: ClickHouseResource, iceberg: IcebergResource):
         at_risk: dict[str, list[str]] = {}
+        found = _Repairs()
         try:
             with _sensor_warm(clickhouse).connect() as client:
                 now = warm_now(client)
                 current = now.replace(minute=0, second=0, microsecond=0)
-                # From the oldest hour warm still holds whole to the margin.
-                start, end = current - retention + timedelta(hours=1), current - margin
-                keys = [partition_key_of(start + timedelta(hours=h)) for h in range(int((end - start) / timedelta(hours=1)))]
+                # From the oldest hour warm still holds whole: late rows of hours the self-healing
+                # no longer looks at are repaired while there is time...
+                oldest = current - retention + timedelta(hours=1)
                 catalog = iceberg.catalog()
+                found.late_rows(client, catalog, _hour_keys(oldest, current - lookback), now, policy)
+                # ...and hours about to be dropped without a proven copy are alerted.
+                keys = _hour_keys(oldest, current - margin)
                 for table in TABLES:
                     cold_table = catalog.load_table(table.cold_identifier)
                     for parity in partitions_parity(client, cold_table, table, keys, True, now=now, policy=policy):
@@ -341,8 +383,12 @@ def ttl_guard_sensor(settings: Settings):
             )
         for view in sorted(stuck_before - set(stuck)):
             alerter.send(f"FEDERATION RECOVERED: the cutover of {view}_all is moving again.", context.log)
-        context.update_cursor(json.dumps({"hours": sorted(alerted | set(new)), "stuck": sorted(stuck)}))
-        return SkipReason(f"{len(at_risk)} hours at risk, {len(new)} newly alerted; {len(stuck)} views' cutovers stuck")
+        found.alert_shrunk(state, context.log)
+        context.update_cursor(json.dumps({**state, "hours": sorted(alerted | set(new)), "stuck": sorted(stuck)}))
+        covered = in_flight_partitions(context.instance, job.name, partitions_def, context.repository_def)
+        return found.requests(covered, "ttl-repair") or SkipReason(
+            f"{len(at_risk)} hours at risk, {len(new)} newly alerted; {len(stuck)} views' cutovers stuck"
+        )
 
     return _ttl_guard
 

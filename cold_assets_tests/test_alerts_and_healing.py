@@ -251,3 +251,68 @@ def test_a_cutover_that_stopped_moving_alerts_before_the_ttl_opens_a_gap(setting
         client.insert("federation_cutover", [["bronze_trades", now - timedelta(hours=2)]], column_names=["table_name", "cutover"])
     _sensor(settings, "ttl_guard", cursor)
     assert len(receiver.texts()) == 2 and "FEDERATION RECOVERED" in receiver.texts()[1] and "bronze_trades_all" in receiver.texts()[1]
+
+
+def test_the_sensor_remembers_a_content_mismatch_per_hour_and_a_busy_warm_tier_loses_no_repair(settings, warm, cold, monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+
+    feed(warm)
+    run_offload(settings, KEYS)
+    # One value of one silver row changes in cold; every count stays the same.
+    silver = table_by_cold_name("silver_trades")
+    table = cold.catalog().load_table(silver.cold_identifier)
+    start, end = silver.offload_range(hour_of(KEYS[1]))
+    row = table.scan(row_filter=range_filter("exchange_ts", start, end), limit=1).to_arrow()
+    price = row.schema.field("price")
+    changed = row.set_column(row.schema.get_field_index("price"), price, pa.array([row["price"][0].as_py() + 1], price.type))
+    with table.transaction() as tx:
+        tx.delete(EqualTo("trade_id", row["trade_id"][0].as_py()) & EqualTo("exchange", row["exchange"][0].as_py()))
+        tx.append(changed)
+    assert run_offload(settings, [KEYS[1]])[0].success  # content_parity fails (not blocking) for that hour
+    assert run_offload(settings, [KEYS[2]])[0].success  # ...and the check's latest evaluation, of another hour, passes
+    requests, cursor = _sensor(settings, "self_healing")
+    assert [(r.partition_key, [k.path[-1] for k in r.asset_selection]) for r in requests] == [(KEYS[1], ["silver_trades"])]
+    # Another process holds the embedded warm tier: the tick cannot look for late rows, but the
+    # failed check's hour is still requested.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from cold_assets.resources import ClickHouseResource; from cold_assets.settings import Settings\n"
+         "with ClickHouseResource.from_settings(Settings.from_env()).connect():\n    print('held', flush=True); time.sleep(60)"],
+        env=os.environ.copy(), stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setenv("COLD_CHDB_LOCK_TIMEOUT_SECONDS", "1")
+        from cold_assets.settings import Settings
+
+        requests, _ = _sensor(Settings.from_env(), "self_healing", cursor)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert [r.partition_key for r in requests] == [KEYS[1]]
+    # Repaired, the hour passes, and the sensor forgets it.
+    assert _execute(settings, requests[0]).success
+    requests, _ = _sensor(settings, "self_healing", cursor)
+    assert not isinstance(requests, list) or requests == []
+
+
+def test_late_rows_of_an_hour_older_than_the_healing_lookback_are_repaired_by_the_ttl_guard(settings, warm, cold, receiver):
+    old = (datetime.now(timezone.utc) - timedelta(days=12)).replace(minute=0, second=0, microsecond=0)
+    from cold_assets.simulate import FeedConfig, simulate
+
+    with warm.connect() as client:
+        simulate(client, FeedConfig(start=old, hours=1, trades_per_hour=500))
+    key = partition_key_of(old)
+    run_offload(settings, [key])
+    insert_late_raw(warm, old, 3, first_trade_id=7_200_000_000)
+    healing, _ = _sensor(settings, "self_healing")
+    assert not isinstance(healing, list) or healing == []  # 12 days: past the 7-day lookback
+    requests, _ = _sensor(settings, "ttl_guard")
+    assert [r.partition_key for r in requests] == [key]
+    assert {k.path[-1] for k in requests[0].asset_selection} == {t.cold for t in TABLES}
+    assert _execute(settings, requests[0]).success
+    assert_tiers_equal(warm, cold, [old])
+    assert receiver.texts() == []  # repaired in time: nothing to alert
