@@ -60,15 +60,21 @@ class ClickHouseResource(ConfigurableResource):
         scheme = "https" if self.secure else "http"
         return f"{scheme}://{self.user}@{self.host}:{self.port or (8443 if self.secure else 8123)}/{self.database}"
 
+    @staticmethod
+    def _open_embedded(path: Path) -> Client:
+        # chDB stores what SQL creates under its path, named collections too: with an s3://
+        # warehouse that is the S3 secret ClickHouse reads the cold tier with (parity.py). chDB
+        # has no memory-only store for them, so the folder is readable by its owner only.
+        path.chmod(0o700)
+        return clickhouse_connect.get_client(dsn=f"chdb://{path}")
+
     @contextmanager
     def connect(self) -> Iterator[Client]:
         if self.embedded:
             path = Path(self.chdb_path)
             if not self.chdb_path:
                 raise ValueError("ClickHouseResource: set host for a server, or chdb_path for embedded chDB")
-            with exclusive_client(
-                path, lambda: clickhouse_connect.get_client(dsn=f"chdb://{path}"), self.lock_timeout_seconds
-            ) as client:
+            with exclusive_client(path, lambda: self._open_embedded(path), self.lock_timeout_seconds) as client:
                 yield client
             return
         client = clickhouse_connect.get_client(

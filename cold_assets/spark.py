@@ -14,6 +14,7 @@ Iceberg catalog, under the same name, as the offload's pyiceberg catalog.
 import re
 import subprocess
 from pathlib import Path
+from urllib.parse import urlencode
 
 from dagster import InitResourceContext
 from dagster_pyspark import PySparkResource
@@ -75,6 +76,8 @@ def spark_catalog_conf(catalog_name: str, properties: dict[str, str]) -> dict[st
             conf[f"{prefix}.jdbc.busy_timeout"] = "30000"
         elif backend == "postgresql":
             jdbc = f"jdbc:postgresql://{url.host or 'localhost'}:{url.port or 5432}/{url.database}"
+            if url.query:  # sslmode, sslrootcert, ...: pgjdbc takes the same names as libpq
+                jdbc += "?" + urlencode([(k, v) for k, values in url.query.items() for v in ((values,) if isinstance(values, str) else values)])
             if url.username:
                 conf[f"{prefix}.jdbc.user"] = url.username
             if url.password:
@@ -110,6 +113,11 @@ def spark_catalog_conf(catalog_name: str, properties: dict[str, str]) -> dict[st
     return conf
 
 
+# What Spark redacts from its logs, event logs and UI: its default plus what the Iceberg
+# catalog settings carry (jdbc.password, s3.secret-access-key, credential, token).
+REDACTION_REGEX = r"(?i)secret|password|token|access[.]key|credential"
+
+
 def session_config(settings: Settings) -> dict[str, str]:
     """The non-secret session settings: PySparkResource's spark_config. COLD_SPARK_CONF adds
     to or overrides them (a cluster, bigger volumes)."""
@@ -130,6 +138,8 @@ def session_config(settings: Settings) -> dict[str, str]:
         "spark.default.parallelism": parallelism,
         "spark.sql.adaptive.enabled": "false",  # re-planning small jobs costs more than it saves
         "spark.ui.enabled": "false",
+        # Spark's default pattern misses the REST catalog's `credential` (client id:secret).
+        "spark.redaction.regex": REDACTION_REGEX,
         "spark.local.dir": str(settings.home / "spark-tmp"),
     }
     if settings.spark_packages:

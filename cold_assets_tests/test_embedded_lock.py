@@ -47,3 +47,10 @@ def test_nested_use_in_one_process_shares_the_open_client(warm):
     with pytest.raises(EmbeddedWarmTierBusy, match="cannot open"):
         with warm.connect(), ClickHouseResource(chdb_path=warm.chdb_path + "-other").connect():
             pass
+
+
+def test_the_embedded_warm_tier_folder_is_readable_by_its_owner_only(settings, warm):
+    """chDB stores named collections (with an s3:// warehouse: the S3 secret) under it."""
+    import stat
+
+    assert stat.S_IMODE(settings.chdb_path.stat().st_mode) == 0o700
