@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from cold_assets.cold_ddl import ensure_cold_tables
 from cold_assets.cold_files import parquet_options
 from cold_assets.resources import ClickHouseResource, IcebergResource
-from cold_assets.settings import Settings
+from cold_assets.settings import Settings, throwaway, throwaway_env
 from cold_assets.simulate import FeedConfig, simulate
 from cold_assets.tables import table_by_cold_name
 from cold_assets.warm_ddl import apply_warm_ddl
@@ -52,7 +52,8 @@ def bench_settings(parent: str | None) -> Iterator[Settings]:
     if parent:
         Path(parent).mkdir(parents=True, exist_ok=True)  # --home names a folder to work under
     with tempfile.TemporaryDirectory(prefix="cold-bench-", dir=parent) as tmp:
-        yield replace(Settings.from_env(), home=Path(tmp), clickhouse_host=None, settle_lag_seconds=0)
+        # Never the configured warm tier or catalog: a benchmark writes millions of simulated rows.
+        yield replace(throwaway(Settings.from_env(), Path(tmp)), settle_lag_seconds=0)
 
 
 def _vmhwm_mb(pid: int | str) -> float | None:
@@ -125,7 +126,7 @@ def offload_child(home: str) -> None:
     """Runs in a child process: the end-to-end offload of the bench hour, and its peak RSS."""
     from cold_assets.offload import offload_partition
 
-    settings = replace(Settings.from_env(), home=Path(home), clickhouse_host=None)
+    settings = throwaway(Settings.from_env(), Path(home))
     spec = table_by_cold_name("bronze_trades")
     table = IcebergResource.from_settings(settings).catalog().load_table(spec.cold_identifier)
     with ClickHouseResource.from_settings(settings).connect() as client:
@@ -177,7 +178,7 @@ def _dagster_overhead(parent: str | None) -> dict:
         twin = replace(settings, home=Path(copy))
         _build_warm(twin, DEMO_TRADES_PER_HOUR, 24, bronze_only=False)
         direct_s = _offload_loop(twin, keys)
-        env = {**os.environ, "COLD_HOME": str(settings.home), "COLD_SETTLE_LAG_SECONDS": "0"}
+        env = {**throwaway_env(settings.home), "COLD_SETTLE_LAG_SECONDS": "0"}
         code = (
             "import time, json;"
             "from cold_assets.definitions import defs, settings;"
@@ -208,7 +209,7 @@ def bench_offload(rows: int, parent: str | None = None, dagster: bool = True) ->
         floors = _floors(settings)
         child = subprocess.run(
             [sys.executable, "-c", f"from cold_assets.bench import offload_child; offload_child({str(settings.home)!r})"],
-            capture_output=True, text=True, check=True,
+            env=throwaway_env(settings.home), capture_output=True, text=True, check=True,
         )
         e2e = json.loads(child.stdout.strip().splitlines()[-1])
     floor_sum = floors["read_s"] + floors["write_s"]
@@ -354,7 +355,7 @@ def maintenance_child(job_name: str, config: dict) -> None:
     from cold_assets.definitions import build_definitions
     from cold_assets.instance import embedded_instance
 
-    settings = Settings.from_env()
+    settings = Settings.from_env()  # the parent's throwaway_env: its COLD_HOME and catalog
     job = build_definitions(settings).resolve_job_def(job_name)
     op = job.graph.node_names()[0]
     result = job.execute_in_process(
@@ -375,7 +376,7 @@ def _maintenance_state(parent: str | None, state: str | None) -> Iterator[tuple[
         return
     home = Path(state).resolve()
     home.mkdir(parents=True, exist_ok=True)
-    settings = replace(Settings.from_env(), home=home, clickhouse_host=None, settle_lag_seconds=0)
+    settings = replace(throwaway(Settings.from_env(), home), settle_lag_seconds=0)
     saved = home / "state.tar"
     kept = ["warehouse", "catalog.db"]
     if saved.exists():
@@ -412,7 +413,7 @@ def bench_maintenance(days: int = 7, parent: str | None = None, state: str | Non
                 subprocess.run(["tar", "-cf", "state.tar", "warehouse", "catalog.db"], cwd=settings.home, check=True)
         catalog = IcebergResource.from_settings(settings).catalog()
         before = {t.cold: file_stats(catalog.load_table(t.cold_identifier), t) for t in TABLES}
-        env = {**os.environ, "COLD_HOME": str(settings.home), "COLD_SPARK_JARS_DIR": str(settings.spark_jars_dir)}
+        env = {**throwaway_env(settings.home), "COLD_SPARK_JARS_DIR": str(settings.spark_jars_dir)}
         # Expire every snapshot the offloads made (a real night expires one day of them).
         configs = {COMPACTION_JOB: {"lookback_days": days}, EXPIRY_JOB: {"older_than": datetime.now(timezone.utc).isoformat()}}
         runs = {}

@@ -5,7 +5,7 @@ connection is made (see resources.py) and never stored in Dagster config or logs
 """
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import overload
 
@@ -140,6 +140,24 @@ class Settings:
     @property
     def embedded_warehouse(self) -> str:
         return (self.home / "warehouse").as_uri()
+
+
+# The catalog name of throwaway work (benchmarks, the class-data archive's warm-up): one no
+# pyiceberg configuration defines, so IcebergResource falls back to the embedded catalog
+# under the throwaway COLD_HOME whatever PYICEBERG_CATALOG__* or .pyiceberg.yaml configure.
+THROWAWAY_CATALOG = "cold_assets_throwaway"
+
+
+def throwaway(settings: Settings, home: Path) -> Settings:
+    """`settings` for work on throwaway state under `home`: embedded chDB and an embedded
+    catalog there, never the warm tier or the catalog the environment configures."""
+    return replace(settings, home=home, clickhouse_host=None, catalog_name=THROWAWAY_CATALOG)
+
+
+def throwaway_env(home: Path) -> dict[str, str]:
+    """The environment of a child process doing throwaway work under `home`."""
+    kept = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKHOUSE_", "PYICEBERG_CATALOG__"))}
+    return {**kept, "COLD_HOME": str(home), "COLD_CATALOG": THROWAWAY_CATALOG}
 
 
 def s3_collection_name() -> str:

@@ -13,7 +13,6 @@ no archive, or a mismatch, the JVM loads classes as usual: slower, never wrong.
 """
 
 import hashlib
-import os
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from cold_assets.settings import throwaway_env
 from cold_assets.spark_jars import JARS, java_executable
 
 ARCHIVE_PREFIX = "spark-classes-"
@@ -68,12 +68,13 @@ def _exercise(home: Path, dump_to: Path) -> None:
     from cold_assets.cold_ddl import ensure_cold_tables
     from cold_assets.maintenance import compact, expire_snapshots, remove_orphan_files, rewrite_manifests
     from cold_assets.resources import IcebergResource
-    from cold_assets.settings import Settings
+    from cold_assets.settings import Settings, throwaway
     from cold_assets.spark import SparkResource
     from cold_assets.tables import table_by_cold_name
 
     from_env = Settings.from_env()
-    settings = replace(from_env, home=home, spark_conf={**from_env.spark_conf, "spark.ui.showConsoleProgress": "false"})
+    # A throwaway silver table, never the configured catalog's.
+    settings = replace(throwaway(from_env, home), spark_conf={**from_env.spark_conf, "spark.ui.showConsoleProgress": "false"})
     iceberg = IcebergResource.from_settings(settings)
     ensure_cold_tables(iceberg.catalog())
     spec = table_by_cold_name("silver_trades")
@@ -125,7 +126,7 @@ def ensure_archive(jars_dir: Path, log=print) -> Path | None:
         dump_to = Path(tmp) / target.name
         child = subprocess.run(
             [sys.executable, "-W", "ignore", "-m", "cold_assets.spark_cds", tmp, str(dump_to)],
-            env={**os.environ, "COLD_SPARK_JARS_DIR": str(jars_dir)}, capture_output=True, text=True,
+            env={**throwaway_env(Path(tmp)), "COLD_SPARK_JARS_DIR": str(jars_dir)}, capture_output=True, text=True,
         )
         if child.returncode != 0 or not dump_to.exists():
             log(f"class-data archive not built (maintenance runs without it):\n{child.stderr[-2000:]}")

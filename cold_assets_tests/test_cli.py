@@ -74,3 +74,39 @@ def test_settings_treat_empty_variables_as_unset_and_refuse_malformed_ones(setti
     monkeypatch.setenv("COLD_SPARK_CONF", "=8")
     with pytest.raises(ValueError, match=r"COLD_SPARK_CONF: '=8' is not key=value"):
         Settings.from_env()
+
+
+def _tree_digest(root) -> dict[str, str]:
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_bench_and_the_archive_warm_up_never_touch_a_configured_catalog(settings, tmp_path, monkeypatch):
+    """A throwaway SQLite catalog stands in for production, configured the way production is
+    (PYICEBERG_CATALOG__*): a benchmark and the class-data archive's warm-up (`cold-assets
+    jars`) must leave it byte for byte as it was."""
+    import os
+
+    production = tmp_path / "production"
+    monkeypatch.setenv("PYICEBERG_CATALOG__ICEBERG__URI", f"sqlite:///{production / 'catalog.db'}")
+    monkeypatch.setenv("PYICEBERG_CATALOG__ICEBERG__WAREHOUSE", (production / "warehouse").as_uri())
+    production.mkdir()
+    assert _cli("init").returncode == 0
+    before = _tree_digest(production)
+    assert any(name.endswith(".metadata.json") for name in before)
+    bench = _cli("bench", "--rows", "20000", "--skip-dagster", "--home", str(tmp_path / "bench"))
+    assert bench.returncode == 0, bench.stderr[-2000:]
+    (tmp_path / "cds").mkdir()
+    # The pinned jars without their archive, as `cold-assets jars` has them when it builds one.
+    jars = tmp_path / "jars"
+    jars.mkdir()
+    for jar in settings.spark_jars_dir.glob("*.jar"):
+        (jars / jar.name).symlink_to(jar)
+    monkeypatch.setenv("COLD_SPARK_JARS_DIR", str(jars))
+    warm_up = subprocess.run(
+        [sys.executable, "-W", "ignore", "-m", "cold_assets.spark_cds", str(tmp_path / "cds"), str(tmp_path / "cds" / "probe.jsa")],
+        capture_output=True, text=True, timeout=600, env=os.environ.copy(),
+    )
+    assert warm_up.returncode == 0, warm_up.stderr[-2000:]
+    assert _tree_digest(production) == before
