@@ -107,7 +107,7 @@ def _warm_rows(client: Client, spec: MirroredTable, start: datetime) -> int:
 def view_sql(client: Client, catalog: Catalog, spec: MirroredTable, cutover: datetime) -> str:
     table = catalog.load_table(spec.cold_identifier)
     columns = ", ".join(identifier(f.name) for f in table.schema().fields)
-    warm = read_query(spec, read_columns(client, spec), cutover, FAR_FUTURE, literal=True)
+    warm = read_query(spec, read_columns(client, spec, table.schema()), cutover, FAR_FUTURE, literal=True)
     source, _ = cold_source(table, client, literal=True)
     return render(
         "federated_view",

@@ -56,7 +56,7 @@ from cold_assets.bookkeeping import (
 from cold_assets.cold_files import DataFileWriter
 from cold_assets.cold_ranges import range_filter
 from cold_assets.hours import HourPolicy, HourStatus
-from cold_assets.parity import canonical_row, warm_fingerprint
+from cold_assets.parity import absent_columns, canonical_row, warm_fingerprint
 from cold_assets.tables import MirroredTable, OffloadMode
 from cold_assets.warm_read import EPOCH, ROW_HASH, WarmQuery, read_columns, read_query, render
 
@@ -361,7 +361,7 @@ def _offload_once(
 ) -> OffloadResult:
     started = time.perf_counter()
     start, end = spec.offload_range(hour)
-    columns = read_columns(client, spec)
+    columns = read_columns(client, spec, table.schema())
     mode = OffloadMode.REPLACE if replace_hour else spec.mode
     committed = committed_state(table, spec, hour)
     trusted = recorded if describes_table(table, recorded) else None
@@ -386,11 +386,11 @@ def _offload_once(
         repair_of_append = spec.mode is OffloadMode.APPEND
         bounds = {"until": until} if repair_of_append else {}
         if not replace_hour:
-            digest = warm_fingerprint(client, table, spec, read_query(spec, columns, start, end))
+            digest = warm_fingerprint(client, table, spec, read_query(spec, columns, start, end), absent_columns(columns))
             if digest == state.fingerprint:
                 return _unchanged(table, partition_key, state, started)
         if not repair_of_append:
-            row_hash = canonical_row(table)
+            row_hash = canonical_row(table, absent_columns(columns))
         slices = read_slices(client, spec, columns, start, end, row_hash=row_hash, **bounds)
         # An append layer's watermark is where its read stopped; a replace layer's records when.
         new_state = PartitionState(watermark=until if repair_of_append else now, run_id=run_id)

@@ -33,7 +33,7 @@ from cold_assets.hours import HourPolicy, HourStatus
 from cold_assets.partitions import hour_of
 from cold_assets.settings import s3_collection_name
 from cold_assets.tables import MirroredTable, OffloadMode
-from cold_assets.warm_read import EPOCH, WarmQuery, identifier, read_columns, read_query, render
+from cold_assets.warm_read import EPOCH, WarmColumn, WarmQuery, identifier, read_columns, read_query, render
 
 
 class ColdTierUnreadable(RuntimeError):
@@ -90,9 +90,16 @@ class HourParity:
         return self.counts_match and (not self.content_checked or self.warm_checksum == self.cold_checksum)
 
 
-def canonical_row(table: Table) -> str:
+def absent_columns(columns: list[WarmColumn] | None) -> frozenset[str]:
+    """Cold columns warm no longer has: not compared (cold keeps their old values)."""
+    return frozenset(c.name for c in columns or () if c.absent)
+
+
+def canonical_row(table: Table, skip: frozenset[str] = frozenset()) -> str:
     parts = []
     for field in table.schema().fields:
+        if field.name in skip:
+            continue
         name = identifier(field.name)
         t = field.field_type
         if isinstance(t, (TimestamptzType, TimestampType)):
@@ -233,10 +240,12 @@ def cold_checksums(
         )
 
 
-def warm_fingerprint(client: Client, cold_table: Table, spec: MirroredTable, query: WarmQuery) -> str:
+def warm_fingerprint(
+    client: Client, cold_table: Table, spec: MirroredTable, query: WarmQuery, skip: frozenset[str] = frozenset()
+) -> str:
     """"rows:checksum" of a warm read (one hour, or one day for the daily bars): the replace
-    layers' fingerprint, and the warm side of this run's content parity."""
-    buckets = _checksums(client, f"({query.sql})", canonical_row(cold_table), spec, query.parameters)
+    layers' fingerprint."""
+    buckets = _checksums(client, f"({query.sql})", canonical_row(cold_table, skip), spec, query.parameters)
     return f"{sum(r for r, _ in buckets.values())}:{sum(c for _, c in buckets.values()) % 2**64}"
 
 
@@ -269,8 +278,9 @@ def partitions_parity(
     for key, state in (offloaded or {}).items():
         if key in ranges:
             states[int(ranges[key][0].timestamp())] = state
-    canonical = canonical_row(cold_table) if content else "1"
-    warm = _warm_side(client, spec, canonical, statuses, ranges, states)
+    columns = read_columns(client, spec, cold_table.schema()) if any(s is not HourStatus.COLD_ONLY for s in statuses.values()) else None
+    canonical = canonical_row(cold_table, absent_columns(columns)) if content else "1"
+    warm = _warm_side(client, spec, canonical, statuses, ranges, states, columns)
     cold = _cold_side(client, cold_table, spec, canonical, ranges)
     content = content and all(c is not None for _, c in cold.values())
     parities = []
@@ -303,6 +313,7 @@ def _warm_side(
     statuses: dict[str, HourStatus],
     ranges: dict[str, tuple[datetime, datetime]],
     states: Mapping[int, PartitionState],
+    columns: list[WarmColumn] | None,
 ) -> dict[int, tuple[int, int]]:
     """Warm rows and checksums per bucket: the whole range, except an open hour of an append
     layer, read up to its watermark (what the offload could have seen). Buckets sharing a
@@ -317,7 +328,6 @@ def _warm_side(
             state = states.get(int(start.timestamp()))
             bound = state.watermark if state is not None and state.watermark is not None else EPOCH
         by_bound[bound].append((start, end))
-    columns = read_columns(client, spec) if by_bound else None
     warm: dict[int, tuple[int, int]] = {}
     for bound, spans in by_bound.items():
         start, end = min(lo for lo, _ in spans), max(hi for _, hi in spans)

@@ -13,6 +13,8 @@ from pathlib import Path
 from string import Template
 
 from clickhouse_connect.driver.client import Client
+from pyiceberg.schema import Schema
+from pyiceberg.types import DecimalType, IcebergType
 
 from cold_assets.tables import Layer, MirroredTable
 
@@ -50,10 +52,16 @@ def render(name: str, **identifiers: str) -> str:
 class WarmColumn:
     name: str
     type: str
+    # A column the cold table still has (optional) and warm no longer does: read as NULL of
+    # its type, so that the parity checksum, the fingerprint and the views keep their columns.
+    absent: bool = False
 
     def select_expression(self) -> str:
-        """How the column is read so that Arrow carries the type Iceberg stores."""
+        """How the column is read so that Arrow carries the type Iceberg stores: one stable
+        Iceberg type per ClickHouse width (a column never flips between int8 and int)."""
         name = identifier(self.name)
+        if self.absent:
+            return f"CAST(NULL AS Nullable({self.type})) AS {name}"
         base = self.type
         for wrapper in ("LowCardinality(", "Nullable("):
             if base.startswith(wrapper):
@@ -61,7 +69,8 @@ class WarmColumn:
         if base in ("UInt64", "UInt32"):
             # Iceberg has no unsigned types; trade ids and counts fit a signed long.
             return f"toInt64({name}) AS {name}"
-        if base in ("UInt8", "UInt16"):
+        if base in ("UInt8", "UInt16", "Int8", "Int16"):
+            # Iceberg's smallest integer is int (32 bits): cast here, so Arrow carries it too.
             return f"toInt32({name}) AS {name}"
         if base == "DateTime" or base.startswith("DateTime("):
             # ClickHouse sends DateTime to Arrow as uint32 seconds; Iceberg wants timestamptz.
@@ -70,7 +79,7 @@ class WarmColumn:
             if base.replace(" ", "") != "DateTime64(6,'UTC')":
                 return f"toDateTime64({name}, 6, 'UTC') AS {name}"
             return name
-        if base in ("String", "Bool", "Int8", "Int16", "Int32", "Int64", "Float32", "Float64", "Date", "Date32") or base.startswith(
+        if base in ("String", "Bool", "Int32", "Int64", "Float32", "Float64", "Date", "Date32") or base.startswith(
             ("Decimal(", "FixedString(")
         ):
             return name
@@ -84,10 +93,38 @@ def warm_columns(client: Client, table: str) -> list[WarmColumn]:
     return [WarmColumn(name, type_) for name, type_ in rows]
 
 
-def read_columns(client: Client, table: MirroredTable) -> list[WarmColumn] | None:
+# The ClickHouse type that reads back as each Iceberg type (for columns warm no longer has).
+_CLICKHOUSE_TYPE = {
+    "string": "String", "long": "Int64", "int": "Int32", "double": "Float64", "float": "Float32",
+    "boolean": "Bool", "timestamptz": "DateTime64(6, 'UTC')", "timestamp": "DateTime64(6)", "date": "Date32",
+}
+
+
+def _clickhouse_type(iceberg_type: IcebergType) -> str:
+    if isinstance(iceberg_type, DecimalType):
+        return f"Decimal({iceberg_type.precision}, {iceberg_type.scale})"
+    try:
+        return _CLICKHOUSE_TYPE[str(iceberg_type)]
+    except KeyError:
+        raise UnsupportedWarmColumn(f"cold type {iceberg_type} has no ClickHouse type to read NULL as") from None
+
+
+def read_columns(client: Client, table: MirroredTable, cold: Schema | None = None) -> list[WarmColumn] | None:
     """The columns `read_query` needs for `table`: the warm table's own, or None for gold,
-    whose read is a fixed aggregation (sql/read_gold.sql)."""
-    return None if table.layer is Layer.GOLD else warm_columns(client, table.warm)
+    whose read is a fixed aggregation (sql/read_gold.sql). With the cold schema, optional cold
+    columns warm has dropped are read as NULL (a required one is left out: the offload then
+    refuses the difference)."""
+    if table.layer is Layer.GOLD:
+        return None
+    columns = warm_columns(client, table.warm)
+    if cold is not None:
+        present = {c.name for c in columns}
+        columns += [
+            WarmColumn(f.name, _clickhouse_type(f.field_type), absent=True)
+            for f in cold.fields
+            if f.name not in present and not f.required
+        ]
+    return columns
 
 
 @dataclass(frozen=True)

@@ -233,3 +233,38 @@ def test_an_offload_before_init_names_the_missing_table_and_the_fix(settings, wa
 
     with pytest.raises(NoSuchTableError, match=r"cold.raw_trades does not exist .*run `cold-assets init` first"):
         IcebergResource.from_settings(settings).load_table(("cold", "raw_trades"))
+
+
+def test_small_integer_columns_keep_one_cold_type_and_a_dropped_warm_column_keeps_checks_and_views(settings, warm, cold):
+    from cold_assets.federation import federate
+    from cold_assets.parity import local_file_access
+    from cold_assets_tests.offload_helpers import check_results
+
+    feed(warm, hours=2)
+    with warm.connect() as client:
+        client.command("ALTER TABLE trades_raw ADD COLUMN venue_code Int8 DEFAULT 1")
+        client.command("ALTER TABLE silver_trades ADD COLUMN venue_tier Int16 DEFAULT 3")
+    raw, silver = table_by_cold_name("raw_trades"), table_by_cold_name("silver_trades")
+    for _ in range(2):  # the second run must not find "int8 vs int32"
+        result, instance = run_offload(settings, KEYS[:1])
+        assert all(check_results(instance, result.run_id).values())
+    catalog = cold.catalog()
+    assert str(catalog.load_table(raw.cold_identifier).schema().find_field("venue_code").field_type) == "int"
+    assert str(catalog.load_table(silver.cold_identifier).schema().find_field("venue_tier").field_type) == "int"
+    # The columns are dropped in warm; cold keeps them (optional) for the rows it has.
+    with warm.connect() as client:
+        client.command("ALTER TABLE trades_raw DROP COLUMN venue_code")
+        client.command("ALTER TABLE silver_trades DROP COLUMN venue_tier")
+    result, instance = run_offload(settings, KEYS[:2])
+    checks = check_results(instance, result.run_id)
+    assert result.success and all(checks.values()), [k for k, v in checks.items() if not v]
+    second = cold_hour(catalog, silver, HOURS[1])
+    assert second.num_rows > 0 and set(second["venue_tier"].to_pylist()) == {None}
+    assert set(cold_hour(catalog, silver, HOURS[0])["venue_tier"].to_pylist()) == {None}  # replaced from warm: NULL now
+    assert set(cold_hour(catalog, raw, HOURS[0])["venue_code"].to_pylist()) == {1}  # append: the rows cold had keep it
+    with warm.connect() as client:
+        federated = {f.table: f for f in federate(client, catalog)}
+        assert all(f.error is None for f in federated.values()), {t: f.error for t, f in federated.items() if f.error}
+        with local_file_access(catalog.load_table(raw.cold_identifier)):
+            codes = client.query("SELECT DISTINCT venue_code FROM trades_raw_all").result_rows
+    assert sorted(codes, key=str) == sorted([(1,), (None,)], key=str)
