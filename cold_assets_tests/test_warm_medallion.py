@@ -1,6 +1,6 @@
 """The warm medallion on the real ClickHouse engine (chDB): DDL, parsing, dedup, bars."""
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import ROUND_DOWN, Decimal
 
 from cold_assets.warm_ddl import apply_warm_ddl, warm_statements
@@ -26,8 +26,10 @@ def test_ddl_applies_to_an_empty_path_and_again_without_change(warm):
     names = {name for name, _ in before}
     assert {"trades_raw", "trades_rejects", "bronze_trades", "silver_trades"} <= names
     assert {f"gold_ohlcv_{w}" for w in ("1m", "5m", "15m", "30m", "1h", "1d")} <= names
-    # Every statement is idempotent (the gold template expanded once per window).
-    assert all("IF NOT EXISTS" in s or s.startswith("INSERT INTO instruments") for s in warm_statements())
+    # Every statement is idempotent (the gold template expanded once per window): creations
+    # and drops guarded, seed rows inserted only where missing, a TTL set to what it is.
+    idempotent = ("IF NOT EXISTS", "IF EXISTS", "NOT IN (SELECT", "MODIFY TTL")
+    assert all(any(mark in s for mark in idempotent) for s in warm_statements())
 
 
 def _binance(trade_id, price, qty, buyer_maker, ts, received):
@@ -125,3 +127,37 @@ def test_hand_written_feed_gives_the_bronze_silver_gold_and_reject_rows_worked_o
             parameters={"w": H},
         ).result_rows[0][0]
         assert got == vwap("77362.625", "0.85")
+
+
+def test_a_message_that_cannot_be_typed_is_a_reject_and_the_rest_of_its_insert_reaches_bronze(warm):
+    """One insert: an ordinary trade, one whose price x quantity overflows bronze's decimal,
+    one stamped 1970 (a unit bug) and one a year ahead. Nothing fails; each bad message is a
+    reject with its reason, raw = bronze + rejects, and the rejects outlive raw's own TTL."""
+    now = datetime.now(timezone.utc)
+    rows = [
+        _binance(1, "91000.00000000", "0.01000000", "false", now, now),
+        _binance(2, "90000.00000000", "2000000.00000000", "false", now, now),
+        _binance(3, "91000.00000000", "0.01000000", "false", datetime(1970, 1, 1, 0, 0, 1, tzinfo=timezone.utc), now),
+        _binance(4, "91000.00000000", "0.01000000", "false", now + timedelta(days=365), now),
+    ]
+    with warm.connect() as client:
+        client.insert("trades_raw", rows, column_names=RAW_COLUMNS)  # raises on the old views: DECIMAL_OVERFLOW
+        assert client.query("SELECT trade_id FROM bronze_trades").result_rows == [(1,)]
+        client.command("OPTIMIZE TABLE trades_rejects FINAL")  # TTLs apply at merges
+        rejects = dict(client.query("SELECT trade_id, reason FROM trades_rejects").result_rows)
+        assert rejects == {
+            "2": "price x quantity overflows Decimal(18, 8)",
+            "3": "exchange_ts is earlier than feed_limits.max_lateness before ingestion",
+            "4": "exchange_ts is later than feed_limits.max_lead after ingestion",
+        }
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        in_hour = "WHERE exchange_ts >= {h:DateTime64(6, 'UTC')} AND exchange_ts < {h:DateTime64(6, 'UTC')} + INTERVAL 1 HOUR"
+        raw, bronze, rejected = (
+            client.query(f"SELECT count() FROM {t} {in_hour}", parameters={"h": hour}).result_rows[0][0]
+            for t in ("trades_raw", "bronze_trades", "trades_rejects")
+        )
+        assert raw == bronze + rejected == 2
+        # The plausible window is the operator's to set.
+        client.command("INSERT INTO feed_limits (name, seconds) VALUES ('max_lead', 400 * 86400)")
+        client.insert("trades_raw", [_binance(5, "91000.00000000", "0.01000000", "false", now + timedelta(days=365), now)], column_names=RAW_COLUMNS)
+        assert (5,) in client.query("SELECT trade_id FROM bronze_trades").result_rows

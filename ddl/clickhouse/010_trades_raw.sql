@@ -20,7 +20,8 @@ PARTITION BY toYYYYMMDD(exchange_ts)
 ORDER BY (exchange, symbol, exchange_ts)
 TTL toDateTime(exchange_ts) + INTERVAL 30 DAY;
 
--- Messages that cannot be parsed: never blocking ingestion, never lost.
+-- Messages that cannot be parsed: never blocking ingestion, never lost. Kept by their
+-- ingestion time: a reject's own exchange_ts may be the bogus value that made it one.
 CREATE TABLE IF NOT EXISTS trades_rejects
 (
     exchange     LowCardinality(String),
@@ -38,4 +39,5 @@ CREATE TABLE IF NOT EXISTS trades_rejects
 ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(exchange_ts)
 ORDER BY (exchange, symbol, exchange_ts)
-TTL toDateTime(exchange_ts) + INTERVAL 30 DAY;
+TTL toDateTime(ingested_at) + INTERVAL 30 DAY;
+ALTER TABLE trades_rejects MODIFY TTL toDateTime(ingested_at) + INTERVAL 30 DAY;
