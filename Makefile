@@ -9,7 +9,7 @@ export COLD_HOME
 COLD_SPARK_JARS_DIR ?= $(COLD_HOME)/spark-jars
 export COLD_SPARK_JARS_DIR
 
-.PHONY: install jars browser demo test screenshots bench clean
+.PHONY: install jars browser nginx demo test screenshots bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,12 +28,21 @@ browser:
 	@command -v chromium >/dev/null || apt-get install -y --no-install-recommends chromium >/dev/null \
 	  || (apt-get update >/dev/null && apt-get install -y --no-install-recommends chromium >/dev/null)
 
+# Debian's nginx, for the test of the stack's authenticating proxy (docker/nginx); its
+# service is kept from starting at install (policy-rc.d): the test runs its own on loopback.
+nginx:
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || ( \
+	  made=; [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; made=1; }; \
+	  apt-get install -y --no-install-recommends nginx >/dev/null \
+	    || (apt-get update >/dev/null && apt-get install -y --no-install-recommends nginx >/dev/null); \
+	  status=$$?; [ -z "$$made" ] || rm -f /usr/sbin/policy-rc.d; exit $$status)
+
 demo: install jars
 	$(BIN)/cold-assets demo
 
 # pytest exits 5 when it collected no test; CI must treat that as a failure, and it does
 # because make propagates any non-zero exit.
-test: install jars browser
+test: install jars browser nginx
 	$(BIN)/python -m pytest -q -p no:cacheprovider cold_assets_tests
 
 # The webserver on the demo's COLD_HOME, rendered to $(COLD_HOME)/screenshots/*.png.

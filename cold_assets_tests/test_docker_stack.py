@@ -78,3 +78,36 @@ def test_every_variable_the_stack_reads_is_documented_and_no_secret_is_committed
         for key, value in environment.items():
             if SECRET_NAMES.search(key) and value is not None:
                 assert "${" in str(value), f"{name}: {key} is set to a literal"
+
+
+def test_dagster_is_published_only_behind_basic_authentication():
+    services = compose()["services"]
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == {"auth-proxy", "clickhouse"}, published
+    proxy = services["auth-proxy"]
+    assert proxy["environment"]["DAGSTER_UPSTREAM"] == "http://webserver:3000"
+    assert proxy["ports"] == ["${DAGSTER_WEBSERVER_PORT}:8080"]
+    mounts = {volume.split(":")[1] for volume in proxy["volumes"]}
+    assert {"/etc/nginx/templates/default.conf.template", "/docker-entrypoint.d/40-htpasswd.sh"} <= mounts
+    template = (DOCKER / "nginx" / "default.conf.template").read_text()
+    assert "auth_basic " in template and "auth_basic_user_file ${HTPASSWD_FILE};" in template
+
+
+def test_clickhouse_reads_the_cold_tier_as_a_read_only_user_scoped_to_the_warehouse():
+    import json
+
+    services = compose()["services"]
+    clickhouse = services["clickhouse"]
+    assert not any("MINIO_ROOT" in str(value) for value in clickhouse["environment"].values())
+    assert "./clickhouse/cold_s3.xml:/etc/clickhouse-server/config.d/cold_s3.xml:ro" in clickhouse["volumes"]
+    collection = (DOCKER / "clickhouse" / "cold_s3.xml").read_text()
+    assert 'from_env="COLD_S3_READER_USER"' in collection and 'from_env="COLD_S3_READER_PASSWORD"' in collection
+    init = services["minio-init"]
+    assert init["entrypoint"] == ["/bin/sh", "/init/init.sh"] and "./minio:/init:ro" in init["volumes"]
+    policy = json.loads((DOCKER / "minio" / "cold-reader-policy.json").read_text().replace("${COLD_BUCKET}", "cold-tier"))
+    actions = {action for statement in policy["Statement"] for action in statement["Action"]}
+    assert actions == {"s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation"}  # nothing that writes
+    objects = [r for s in policy["Statement"] if "s3:GetObject" in s["Action"] for r in s["Resource"]]
+    assert objects == ["arn:aws:s3:::cold-tier/warehouse/*"]
+    view = (DOCKER.parent / "cold_assets" / "sql" / "federated_view.sql").read_text()
+    assert "SQL SECURITY DEFINER" in view  # analysts need SELECT on the views, not the collection

@@ -14,6 +14,7 @@ from cold_assets_tests.webserver_harness import (
     render_page,
     run_tags,
     wait_for_backfill,
+    auth_proxy,
     webserver_and_daemon,
 )
 
@@ -66,3 +67,32 @@ def test_a_backfill_from_the_webserver_materializes_checks_and_shows_on_the_asse
         checks_text = re.sub(r"<[^>]+>", " ", checks_page)
         assert "row_count_parity" in checks_text and "content_parity" in checks_text
         assert (tmp_path / "bronze_partitions.png").stat().st_size > 10_000
+
+
+def _status(url: str, auth: tuple[str, str] | None = None, body: bytes | None = None) -> tuple[int, bytes]:
+    import base64
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_the_webserver_is_reached_only_through_basic_authentication(settings, warm, cold, tmp_path):
+    """The stack publishes Dagster only behind docker/nginx: without credentials 401, with
+    them the GraphQL API answers (Debian's nginx stands in for the image's)."""
+    import json
+
+    query = json.dumps({"query": "{ version }"}).encode()
+    with webserver_and_daemon(settings, tmp_path / "logs") as server, auth_proxy(server.url, "ops", "s3cret pass", tmp_path / "nginx") as proxy:
+        assert _status(f"{proxy}/graphql", body=query)[0] == 401
+        assert _status(f"{proxy}/graphql", ("ops", "wrong"), query)[0] == 401
+        status, answer = _status(f"{proxy}/graphql", ("ops", "s3cret pass"), query)
+        assert status == 200 and json.loads(answer)["data"]["version"]
+    assert "s3cret" not in (tmp_path / "nginx" / "htpasswd").read_text()  # stored hashed

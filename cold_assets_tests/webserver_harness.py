@@ -203,3 +203,45 @@ def render_page(url: str, screenshot: Path) -> str:
     dom = subprocess.run([*common, "--dump-dom", url], check=True, capture_output=True, text=True, timeout=180).stdout
     shutil.rmtree(profile, ignore_errors=True)
     return dom
+
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+@contextmanager
+def auth_proxy(upstream: str, user: str, password: str, work: Path) -> Iterator[str]:
+    """The stack's authenticating proxy (docker/nginx) run by Debian's nginx on loopback: its
+    config template and its htpasswd script, as the nginx image runs them."""
+    work.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    htpasswd = work / "htpasswd"
+    env = {**os.environ, "DAGSTER_UI_USER": user, "DAGSTER_UI_PASSWORD": password, "HTPASSWD_FILE": str(htpasswd)}
+    subprocess.run(["sh", str(ROOT / "docker" / "nginx" / "40-htpasswd.sh")], env=env, check=True)
+    site = (ROOT / "docker" / "nginx" / "default.conf.template").read_text()
+    for name, value in {"AUTH_PROXY_LISTEN": f"127.0.0.1:{port}", "DAGSTER_UPSTREAM": upstream, "HTPASSWD_FILE": str(htpasswd)}.items():
+        site = site.replace("${" + name + "}", value)
+    (work / "site.conf").write_text(site)
+    temp = {name: work / name for name in ("client", "proxy", "fastcgi", "uwsgi", "scgi")}
+    (work / "nginx.conf").write_text(
+        # Workers as root here (the test's files are root's); the image runs them as nginx.
+        f"user root;\npid {work / 'nginx.pid'};\nerror_log {work / 'error.log'};\nevents {{}}\nhttp {{\n"
+        f"  access_log off;\n"
+        + "".join(f"  {name}_temp_path {path};\n" for name, path in (("client_body", temp["client"]), *((n, temp[n]) for n in ("proxy", "fastcgi", "uwsgi", "scgi"))))
+        + f"  include {work / 'site.conf'};\n}}\n"
+    )
+    process = subprocess.Popen([NGINX, "-p", str(work), "-c", str(work / "nginx.conf"), "-g", "daemon off;"])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError(f"nginx did not start: {(work / 'error.log').read_text() if (work / 'error.log').exists() else ''}")
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
