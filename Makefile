@@ -43,7 +43,7 @@ demo: install jars
 # pytest exits 5 when it collected no test; CI must treat that as a failure, and it does
 # because make propagates any non-zero exit.
 test: install jars browser nginx
-	$(BIN)/python -m pytest -q -p no:cacheprovider cold_assets_tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 cold_assets_tests
 
 # The webserver on the demo's COLD_HOME, rendered to $(COLD_HOME)/screenshots/*.png.
 screenshots: demo browser
