@@ -1,6 +1,6 @@
 """Hourly partitions (UTC) shared by the nine cold assets."""
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from dagster import HourlyPartitionsDefinition
 
@@ -9,11 +9,28 @@ from cold_assets.settings import Settings
 PARTITION_FORMAT = "%Y-%m-%d-%H:%M"
 
 
+def first_partition(settings: Settings) -> str:
+    """COLD_PARTITIONS_START, or, unset, a start chosen once and kept in COLD_HOME: the warm
+    retention back from the first time the code location loaded, the oldest hour warm can
+    still offload. A fresh demo then shows weeks of partitions, not every hour since a fixed
+    date; and the start never moves, so no partition ever drops out of the definition."""
+    if settings.partitions_start:
+        return settings.partitions_start
+    kept = settings.home / "partitions_start"
+    if kept.exists():
+        return kept.read_text().strip()
+    start = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    chosen = (start - timedelta(days=settings.warm_retention_days)).strftime(PARTITION_FORMAT)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    kept.write_text(chosen + "\n")
+    return chosen
+
+
 def hourly_partitions(settings: Settings) -> HourlyPartitionsDefinition:
     # end_offset=1: the current, still open hour is a partition too, so the schedule can keep
     # the cold tier within about an hour of the warm one.
     return HourlyPartitionsDefinition(
-        start_date=settings.partitions_start, timezone="UTC", fmt=PARTITION_FORMAT, end_offset=1
+        start_date=first_partition(settings), timezone="UTC", fmt=PARTITION_FORMAT, end_offset=1
     )
 
 

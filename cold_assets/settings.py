@@ -75,7 +75,9 @@ class Settings:
     clickhouse_secure: bool
     clickhouse_database: str
     catalog_name: str
-    partitions_start: str  # first hourly partition, ISO date/time in UTC
+    # First hourly partition (UTC), COLD_PARTITIONS_START: in production the first hour the cold
+    # tier covers. Unset: chosen once, the warm retention back (partitions.first_partition).
+    partitions_start: str | None
     settle_lag_seconds: int  # appends stop this far behind the warm clock (inserts in flight)
     # Appends re-read this much before the watermark (and replace it in the same commit), so a
     # row that became visible after the watermark passed its ingested_at is still offloaded once.
@@ -113,7 +115,7 @@ class Settings:
             clickhouse_secure=env_bool("CLICKHOUSE_SECURE"),
             clickhouse_database=env_str("CLICKHOUSE_DATABASE", "default"),
             catalog_name=env_str("COLD_CATALOG", "iceberg"),
-            partitions_start=env_str("COLD_PARTITIONS_START", "2026-01-01-00:00"),
+            partitions_start=env_str("COLD_PARTITIONS_START"),
             settle_lag_seconds=settle_lag,
             append_overlap_seconds=env_int("COLD_APPEND_OVERLAP_SECONDS", max(DEFAULT_OVERLAP_SECONDS, settle_lag), minimum=0),
             late_grace_seconds=env_int("COLD_LATE_GRACE_SECONDS", 600, minimum=0),

@@ -67,7 +67,7 @@ def test_settings_treat_empty_variables_as_unset_and_refuse_malformed_ones(setti
     empty = Settings.from_env()
     assert empty.clickhouse_host is None and empty.clickhouse_user == "default" and empty.clickhouse_database == "default"
     assert empty.catalog_name == "iceberg" and empty.spark_master == "local[2]" and empty.spark_packages is None
-    assert empty.settle_lag_seconds == 30 and empty.partitions_start and not empty.clickhouse_secure
+    assert empty.settle_lag_seconds == 30 and empty.partitions_start is None and not empty.clickhouse_secure
     monkeypatch.setenv("COLD_SPARK_CONF", "spark.sql.shuffle.partitions=8,spark.ui.enabled")
     with pytest.raises(ValueError, match=r"COLD_SPARK_CONF: 'spark.ui.enabled' is not key=value"):
         Settings.from_env()

@@ -109,3 +109,22 @@ def test_nightly_jobs_run_in_order_compaction_expiry_audit_and_the_offload_leave
     graph = defs.resolve_asset_graph()
     assert COMPACTION_PRESERVED_CONTENT in {k.name for k in graph.asset_check_keys}  # shown on every cold asset
     assert defs.resolve_job_def(COMPACTION_JOB).executor_def.name == "in_process"
+
+
+def test_without_a_configured_start_the_partitions_begin_the_warm_retention_back_and_stay(settings, monkeypatch):
+    """A fresh demo shows the weeks warm holds, not every hour since a fixed date; and the start,
+    chosen once, never moves (no partition drops out of the definition as days pass)."""
+    from datetime import datetime, timedelta, timezone
+
+    from cold_assets.partitions import hour_of, hourly_partitions
+    from cold_assets.settings import Settings
+
+    monkeypatch.delenv("COLD_PARTITIONS_START")
+    unset = Settings.from_env()
+    partitions = hourly_partitions(unset)
+    first = hour_of(partitions.get_first_partition_key())
+    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    assert first == today - timedelta(days=unset.warm_retention_days)
+    assert 24 * 30 <= len(partitions.get_partition_keys()) <= 24 * 31 + 1
+    (unset.home / "partitions_start").write_text("2026-11-01-00:00\n")  # as if chosen earlier
+    assert hourly_partitions(Settings.from_env()).get_first_partition_key() == "2026-11-01-00:00"
