@@ -13,8 +13,8 @@ from dagster import (
     AssetCheckResult,
     Config,
     Failure,
+    AssetMaterialization,
     FreshnessPolicy,
-    MaterializeResult,
     MetadataValue,
     PartitionsDefinition,
     multi_asset,
@@ -24,7 +24,7 @@ from pydantic import Field
 from cold_assets.checks import CONTENT_PARITY, parity_check_results, parity_check_specs
 from cold_assets.hours import HourPolicy
 from cold_assets.offload import ColdRowsWouldBeLost, offload_partition, warm_now
-from cold_assets.offload_metadata import materialization_metadata, recorded_state
+from cold_assets.offload_metadata import partition_metadata, recorded_state
 from cold_assets.parity import partitions_parity
 from cold_assets.partitions import hour_of
 from cold_assets.resources import ClickHouseResource, IcebergResource
@@ -95,6 +95,8 @@ def cold_asset(table: MirroredTable, partitions_def: PartitionsDefinition, setti
             f"{table.warm} hour by hour ({table.mode.value} mode)."
         ),
         metadata={"iceberg/table": f"cold.{table.cold}", "clickhouse/table": table.warm, "offload/mode": table.mode.value},
+        # Materialized by the step's own per-hour AssetMaterialization events (offload_metadata.py).
+        skippable=True,
     )
     defaults = HourPolicy.from_settings(settings)
 
@@ -110,7 +112,7 @@ def cold_asset(table: MirroredTable, partitions_def: PartitionsDefinition, setti
     )
     def offload(
         context: AssetExecutionContext, config: OffloadConfig, clickhouse: ClickHouseResource, iceberg: IcebergResource
-    ) -> Iterator[MaterializeResult | AssetCheckResult]:
+    ) -> Iterator[AssetMaterialization | AssetCheckResult]:
         lag = timedelta(seconds=config.settle_lag_seconds) if config.settle_lag_seconds is not None else defaults.settle_lag
         overlap = timedelta(
             seconds=config.append_overlap_seconds
@@ -166,8 +168,11 @@ def cold_asset(table: MirroredTable, partitions_def: PartitionsDefinition, setti
                 client, cold_table.refresh(), table, keys, content,
                 now=now, policy=policy, offloaded={r.partition_key: r.state() for r in results},
             )
-        if results:
-            yield MaterializeResult(asset_key=key, metadata=materialization_metadata(results, parities))
+        by_hour = {p.partition_key: p for p in parities}
+        for result in results:  # one materialization per hour, with that hour's own facts
+            yield AssetMaterialization(
+                asset_key=key, partition=result.partition_key, metadata=partition_metadata(result, by_hour[result.partition_key])
+            )
         yield from parity_check_results(parities, checks)
 
     return offload

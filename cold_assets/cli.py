@@ -149,19 +149,20 @@ def _report(settings: Settings, start: datetime, hours: int, run_results) -> Non
 
 
 def _run_rates(settings: Settings) -> dict:
-    """rows/s per table of the latest materializations, from the offload metadata."""
-    from dagster import AssetKey
+    """rows/s per table of its latest run, summed over that run's hourly materializations."""
+    from dagster import AssetKey, AssetRecordsFilter
 
     from cold_assets.instance import embedded_instance
 
     instance = embedded_instance(settings)
     rates = {}
     for t in TABLES:
-        event = instance.get_latest_materialization_event(AssetKey(["cold", t.cold]))
-        meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
-        written, seconds = meta.get("run_rows_written"), meta.get("run_seconds")
-        if written is not None and seconds is not None and seconds.value:
-            rates[t.cold] = round(written.value / seconds.value)
+        records = instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey(["cold", t.cold])), limit=500).records
+        latest = [r for r in records if records and r.run_id == records[0].run_id and r.asset_materialization]
+        written = sum(r.asset_materialization.metadata["rows_written"].value for r in latest if "rows_written" in r.asset_materialization.metadata)
+        seconds = sum(r.asset_materialization.metadata["duration_s"].value for r in latest if "duration_s" in r.asset_materialization.metadata)
+        if latest and seconds:
+            rates[t.cold] = round(written / seconds)
     return rates
 
 

@@ -1,8 +1,9 @@
 """Offload results in Dagster materialization metadata, and back.
 
-Dagster records the same metadata for every partition of a ranged run (a backfill run that
-covers many hours), so the per-partition facts are keyed by partition inside `offload`
-(JSON). A run of a single partition also gets flat, typed values that the UI plots.
+A run that covers many hours (a backfill, the schedule's tick) records one materialization
+per hour, each with that hour's own facts: Dagster would give a ranged run's single output
+the same metadata for every partition (dagster-io/dagster#18123), so the asset's output is
+skippable and the step logs one AssetMaterialization per partition instead.
 """
 
 from datetime import datetime
@@ -34,34 +35,25 @@ def partition_entry(result: OffloadResult, parity: HourParity) -> dict:
     }
 
 
-def materialization_metadata(results: list[OffloadResult], parities: list[HourParity]) -> dict:
-    """`parities` are the tiers' counts after the offload, one per result, same order."""
-    written = sum(r.rows_written for r in results)
-    seconds = sum(r.seconds for r in results)
-    metadata: dict = {
-        OFFLOAD_KEY: MetadataValue.json({r.partition_key: partition_entry(r, p) for r, p in zip(results, parities)}),
-        "run_rows_written": MetadataValue.int(written),
-        "run_partitions": MetadataValue.int(len(results)),
-        "run_seconds": MetadataValue.float(round(seconds, 3)),
+def partition_metadata(result: OffloadResult, parity: HourParity) -> dict:
+    """One hour's facts as first-class, typed metadata of that hour's own materialization:
+    the UI plots them whatever run wrote the hour (a single hour, a tick, a backfill). The
+    same facts as JSON under `offload`, keyed by the hour, are what the next run reconciles
+    from (`recorded_state`)."""
+    return {
+        OFFLOAD_KEY: MetadataValue.json({result.partition_key: partition_entry(result, parity)}),
+        "mode": MetadataValue.text(result.mode.value),
+        "status": MetadataValue.text(result.status.value),
+        "cold_only": MetadataValue.bool(parity.cold_only),
+        "watermark": MetadataValue.timestamp(result.watermark) if result.watermark else MetadataValue.null(),
+        "rows_written": MetadataValue.int(result.rows_written),
+        "warm_rows": MetadataValue.int(parity.warm_rows),
+        "cold_rows": MetadataValue.int(parity.cold_rows),
+        "snapshot_id": MetadataValue.text(str(result.snapshot_id or "")),
+        "duration_s": MetadataValue.float(round(result.seconds, 3)),
+        "rows_per_s": MetadataValue.float(round(result.rows_per_second, 1)),
+        "dagster/row_count": MetadataValue.int(parity.cold_rows),
     }
-    if len(results) == 1:
-        (r,), (p,) = results, parities
-        metadata.update(
-            {
-                "mode": MetadataValue.text(r.mode.value),
-                "status": MetadataValue.text(r.status.value),
-                "cold_only": MetadataValue.bool(p.cold_only),
-                "watermark": MetadataValue.timestamp(r.watermark) if r.watermark else MetadataValue.null(),
-                "rows_written": MetadataValue.int(r.rows_written),
-                "warm_rows": MetadataValue.int(p.warm_rows),
-                "cold_rows": MetadataValue.int(p.cold_rows),
-                "snapshot_id": MetadataValue.text(str(r.snapshot_id or "")),
-                "duration_s": MetadataValue.float(round(r.seconds, 3)),
-                "rows_per_s": MetadataValue.float(round(r.rows_per_second, 1)),
-                "dagster/row_count": MetadataValue.int(p.cold_rows),
-            }
-        )
-    return metadata
 
 
 def recorded_state(instance: DagsterInstance, asset_key: AssetKey, partition_key: str) -> PartitionState | None:

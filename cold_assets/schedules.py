@@ -35,16 +35,19 @@ def offload_schedule(job):
         job=job,
         execution_timezone="UTC",
         default_status=DefaultScheduleStatus.RUNNING,
-        description="Every 15 minutes: offload the previous and the current hour, so cold trails warm by about an hour.",
+        description="Every 15 minutes: offload the previous and the current hour in one run, so cold trails warm "
+        "by about an hour.",
     )
     def _schedule(context: ScheduleEvaluationContext):
         now = context.scheduled_execution_time
         current = now.replace(minute=0, second=0, microsecond=0)
-        tick = now.strftime("%Y%m%dT%H%M")
-        # One run per hour: each run then records plottable per-partition metadata.
-        for hour in (current - timedelta(hours=1), current):
-            key = partition_key_of(hour)
-            yield RunRequest(run_key=f"{key}@{tick}", partition_key=key)
+        first, last = partition_key_of(current - timedelta(hours=1)), partition_key_of(current)
+        # One run for both hours (a partition range): one step per table instead of two, and
+        # each hour still gets its own materialization with its own facts.
+        yield RunRequest(
+            run_key=f"{first}..{last}@{now:%Y%m%dT%H%M}",
+            tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
+        )
 
     return _schedule
 

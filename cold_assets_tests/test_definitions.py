@@ -61,9 +61,11 @@ def test_schedule_requests_the_previous_and_the_current_hour_every_15_minutes(se
     schedule = defs.resolve_schedule_def("offload_every_15_minutes")
     assert schedule.cron_schedule == "*/15 * * * *" and schedule.execution_timezone == "UTC"
     context = build_schedule_context(scheduled_execution_time=datetime(2026, 11, 20, 10, 45, tzinfo=timezone.utc))
-    requests = list(schedule(context))
-    assert [r.partition_key for r in requests] == ["2026-11-20-09:00", "2026-11-20-10:00"]
-    assert len({r.run_key for r in requests}) == 2
+    (request,) = list(schedule(context))  # one run per tick: the previous and the current hour
+    assert request.tags["dagster/asset_partition_range_start"] == "2026-11-20-09:00"
+    assert request.tags["dagster/asset_partition_range_end"] == "2026-11-20-10:00"
+    later = build_schedule_context(scheduled_execution_time=datetime(2026, 11, 20, 11, 0, tzinfo=timezone.utc))
+    assert next(iter(schedule(later))).run_key != request.run_key
 
 
 def test_cold_assets_are_hourly_with_a_backfill_policy_of_few_runs(settings):
