@@ -177,7 +177,18 @@ def run_tags(server: Webserver, run_id: str) -> dict[str, str]:
     return {tag["key"]: tag["value"] for tag in data["tags"]}
 
 
-def check_statuses(server: Webserver, asset_path: list[str]) -> dict[str, str]:
+def check_statuses(server: Webserver, asset_path: list[str], timeout_s: float = 180) -> dict[str, str]:
+    """Check name -> status of its execution for the asset's latest materialization, once none
+    is still running: the daemon's schedule and sensors may have started a run meanwhile."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        statuses = _check_statuses(server, asset_path)
+        if not any(status in ("IN_PROGRESS", "PLANNED") for status in statuses.values()) or time.monotonic() > deadline:
+            return statuses
+        time.sleep(2)
+
+
+def _check_statuses(server: Webserver, asset_path: list[str]) -> dict[str, str]:
     data = server.graphql(
         """
         query($key: AssetKeyInput!) {
