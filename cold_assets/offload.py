@@ -312,11 +312,11 @@ def offload_partition(
         raise ValueError(f"settle lag ({settle_lag}) and append overlap ({overlap}) must not be negative")
     now = now or warm_now(client)
     policy = HourPolicy(settle_lag=settle_lag, warm_retention=warm_retention)
-    if policy.status(spec, hour, now) is HourStatus.COLD_ONLY:
+    status = policy.status(spec, hour, now)
+    if status is HourStatus.COLD_ONLY:
         # ClickHouse's TTL may have dropped some of its rows: cold is the copy of record.
         state = committed_state(table, spec, hour) or recorded or PartitionState()
         return _unchanged(table, partition_key, state, time.perf_counter(), Outcome.COLD_ONLY, HourStatus.COLD_ONLY)
-    status = policy.status(spec, hour, now)
     for attempt in range(MAX_CONFLICT_RETRIES + 1):
         try:
             result = _offload_once(

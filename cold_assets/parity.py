@@ -349,8 +349,7 @@ def _cold_side(
     try:
         source, source_parameters = cold_source(cold_table, client)
         with local_file_access(cold_table):
-            found = _checksums(client, source, canonical, spec, {"range_start": start, "range_end": end, **source_parameters})
-        return {bucket: (rows, digest) for bucket, (rows, digest) in found.items()}
+            return dict(_checksums(client, source, canonical, spec, {"range_start": start, "range_end": end, **source_parameters}))
     except ColdTierUnreadable:
         return {
             int(lo.timestamp()): (

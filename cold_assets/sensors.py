@@ -278,11 +278,13 @@ def self_healing_sensor(job, settings: Settings, partitions_def: PartitionsDefin
         try:
             with _sensor_warm(clickhouse).connect() as client:
                 now = warm_now(client)
-                found.late_rows(client, iceberg.catalog(), _window(now), now, policy)
+                window = _window(now)
+                found.late_rows(client, iceberg.catalog(), window, now, policy)
         except EmbeddedWarmTierBusy as error:
             # The failed checks' hours are known without the warm tier: they are not thrown away.
             busy, now = error, datetime.now(timezone.utc)
-        first = _window(now)[0] if _window(now) else partition_key_of(now)
+            window = _window(now)
+        first = window[0] if window else partition_key_of(now)
         for failing_key, differing in sorted(failing.items()):
             table, check, hour = failing_key.split("|")
             if hour < first:
