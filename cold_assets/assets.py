@@ -23,10 +23,9 @@ from pydantic import Field
 
 from cold_assets.checks import CONTENT_PARITY, parity_check_results, parity_check_specs
 from cold_assets.hours import HourPolicy
-from cold_assets.offload import ColdRowsWouldBeLost, offload_partition, warm_now
-from cold_assets.offload_metadata import partition_metadata, recorded_state
+from cold_assets.offload import Checkpoint, Outcome, offload_partitions, warm_now
+from cold_assets.offload_metadata import partition_metadata, recorded_states
 from cold_assets.parity import partitions_parity
-from cold_assets.partitions import hour_of
 from cold_assets.resources import ClickHouseResource, IcebergResource
 from cold_assets.settings import Settings
 from cold_assets.tables import TABLES, MirroredTable
@@ -121,58 +120,74 @@ def cold_asset(table: MirroredTable, partitions_def: PartitionsDefinition, setti
         )
         policy = HourPolicy(settle_lag=lag, late_grace=defaults.late_grace, warm_retention=defaults.warm_retention)
         keys = list(context.partition_keys)
+        checks = set(context.selected_asset_check_keys)
+        content = any(c.name == CONTENT_PARITY for c in checks)
         cold_table = iceberg.load_table(table.cold_identifier)
-        results, refused = [], []
+        parities, refused = [], []
         with clickhouse.connect() as client:
             now = warm_now(client)  # one clock reading decides the whole run: offloads and checks
             if key in context.selected_asset_keys:
-                for partition_key in keys:
-                    try:
-                        result = offload_partition(
-                            client,
-                            cold_table,
-                            table,
-                            hour_of(partition_key),
-                            partition_key,
-                            context.run.run_id,
-                            recorded=recorded_state(context.instance, key, partition_key),
-                            settle_lag=lag,
-                            replace_hour=config.replace_hour,
-                            overlap=overlap,
-                            allow_fewer_rows=config.allow_fewer_rows,
-                            warm_retention=policy.warm_retention,
-                            now=now,
-                        )
-                    except ColdRowsWouldBeLost as refusal:
-                        context.log.error(str(refusal))
-                        refused.append(refusal)
-                        continue
-                    context.log.info(
-                        f"cold.{table.cold} {partition_key} ({result.status.value}): {result.mode.value}, "
-                        f"{result.rows_written} rows written, watermark {result.watermark}, from {result.reconciled_from.value}"
-                    )
-                    results.append(result)
-            if refused:
-                raise Failure(
-                    description="; ".join(str(r) for r in refused),
-                    metadata={
-                        "refused_hours": MetadataValue.json(
-                            [{"hour": r.partition_key, "warm_rows": r.warm_rows, "cold_rows": r.cold_rows} for r in refused]
-                        )
-                    },
+                checkpoints = offload_partitions(
+                    client,
+                    cold_table,
+                    table,
+                    keys,
+                    context.run.run_id,
+                    recorded=recorded_states(context.instance, key, keys),
+                    settle_lag=lag,
+                    replace_hour=config.replace_hour,
+                    overlap=overlap,
+                    allow_fewer_rows=config.allow_fewer_rows,
+                    warm_retention=policy.warm_retention,
+                    now=now,
+                    checkpoint_hours=settings.checkpoint_hours,
                 )
-            # One count of both tiers per run serves the metadata and the checks alike.
-            checks = set(context.selected_asset_check_keys)
-            content = any(c.name == CONTENT_PARITY for c in checks)
-            parities = partitions_parity(
-                client, cold_table.refresh(), table, keys, content,
-                now=now, policy=policy, offloaded={r.partition_key: r.state() for r in results},
-            )
-        by_hour = {p.partition_key: p for p in parities}
-        for result in results:  # one materialization per hour, with that hour's own facts
-            yield AssetMaterialization(
-                asset_key=key, partition=result.partition_key, metadata=partition_metadata(result, by_hour[result.partition_key])
+                for checkpoint in checkpoints:
+                    for refusal in checkpoint.refused:
+                        context.log.error(str(refusal))
+                    refused += checkpoint.refused
+                    context.log.info(_describe(table, checkpoint))
+                    # One count of both tiers per checkpoint serves the metadata and the checks
+                    # alike; each hour's materialization is recorded as soon as it committed.
+                    found = partitions_parity(
+                        client, cold_table.refresh(), table, [r.partition_key for r in checkpoint.results], content,
+                        now=now, policy=policy, offloaded={r.partition_key: r.state() for r in checkpoint.results},
+                    )
+                    by_hour = {p.partition_key: p for p in found}
+                    for result in checkpoint.results:
+                        yield AssetMaterialization(
+                            asset_key=key,
+                            partition=result.partition_key,
+                            metadata=partition_metadata(result, by_hour[result.partition_key]),
+                        )
+                    parities += found
+            else:
+                parities = partitions_parity(client, cold_table, table, keys, content, now=now, policy=policy)
+        if refused:
+            raise Failure(
+                description="; ".join(str(r) for r in refused),
+                metadata={
+                    "refused_hours": MetadataValue.json(
+                        [{"hour": r.partition_key, "warm_rows": r.warm_rows, "cold_rows": r.cold_rows} for r in refused]
+                    )
+                },
             )
         yield from parity_check_results(parities, checks)
 
     return offload
+
+
+def _describe(table: MirroredTable, checkpoint: Checkpoint) -> str:
+    """One log line per checkpoint: what its commit did, then each hour's outcome."""
+    results = checkpoint.results
+    rows = sum(r.rows_written for r in results if r.mode in (Outcome.APPEND, Outcome.REPLACE))
+    head = (
+        f"cold.{table.cold}: {len(results)} hours in {checkpoint.seconds:.2f} s, {rows} rows written"
+        + (f" in snapshot {checkpoint.snapshot_id}" if checkpoint.snapshot_id else ", no commit")
+    )
+    lines = [
+        f"{r.partition_key} ({r.status.value}): {r.mode.value}, {r.rows_written} rows, watermark {r.watermark}, "
+        f"from {r.reconciled_from.value}"
+        for r in results
+    ]
+    return head + ("\n" + "\n".join(lines) if lines else "")

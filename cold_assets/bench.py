@@ -70,7 +70,7 @@ def peak_rss_mb() -> float:
     return own if own is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _build_warm(settings: Settings, trades_per_hour: int, hours: int, bronze_only: bool, start: datetime = BENCH_START) -> None:
+def build_bench_warm(settings: Settings, trades_per_hour: int, hours: int, bronze_only: bool, start: datetime = BENCH_START) -> None:
     warm = ClickHouseResource.from_settings(settings)
     with warm.connect() as client:
         apply_warm_ddl(client)
@@ -151,8 +151,7 @@ def offload_child(home: str) -> None:
 
 def _offload_loop(settings: Settings, keys: list[str]) -> float:
     """The same offloads as the Dagster run, called directly: the baseline of the overhead."""
-    from cold_assets.offload import offload_partition
-    from cold_assets.partitions import hour_of
+    from cold_assets.offload import offload_partitions
     from cold_assets.tables import TABLES
 
     catalog = IcebergResource.from_settings(settings).catalog()
@@ -160,8 +159,8 @@ def _offload_loop(settings: Settings, keys: list[str]) -> float:
     with ClickHouseResource.from_settings(settings).connect() as client:
         for spec in TABLES:
             table = catalog.load_table(spec.cold_identifier)
-            for key in keys:
-                offload_partition(client, table, spec, hour_of(key), key, "bench", settle_lag=timedelta(0))
+            for _ in offload_partitions(client, table, spec, keys, "bench", settle_lag=timedelta(0)):
+                pass
     return time.perf_counter() - started
 
 
@@ -172,11 +171,11 @@ def _dagster_overhead(parent: str | None) -> dict:
 
     keys = [partition_key_of(BENCH_START + timedelta(hours=h)) for h in range(24)]
     with bench_settings(parent) as settings, tempfile.TemporaryDirectory(dir=parent) as copy:
-        _build_warm(settings, DEMO_TRADES_PER_HOUR, 24, bronze_only=False)
+        build_bench_warm(settings, DEMO_TRADES_PER_HOUR, 24, bronze_only=False)
         # chDB's data folder does not survive a copy (its catalog links absolute paths), so
         # the twin is built the same way; the feed is deterministic.
         twin = replace(settings, home=Path(copy))
-        _build_warm(twin, DEMO_TRADES_PER_HOUR, 24, bronze_only=False)
+        build_bench_warm(twin, DEMO_TRADES_PER_HOUR, 24, bronze_only=False)
         direct_s = _offload_loop(twin, keys)
         env = {**throwaway_env(settings.home), "COLD_SETTLE_LAG_SECONDS": "0"}
         code = (
@@ -205,7 +204,7 @@ def _dagster_overhead(parent: str | None) -> dict:
 
 def bench_offload(rows: int, parent: str | None = None, dagster: bool = True) -> dict:
     with bench_settings(parent) as settings:
-        _build_warm(settings, rows, 1, bronze_only=True)
+        build_bench_warm(settings, rows, 1, bronze_only=True)
         floors = _floors(settings)
         child = subprocess.run(
             [sys.executable, "-c", f"from cold_assets.bench import offload_child; offload_child({str(settings.home)!r})"],
@@ -279,7 +278,7 @@ def bench_checks(parent: str | None = None) -> dict:
     keys = [partition_key_of(BENCH_START + timedelta(hours=h)) for h in range(24)]
     with bench_settings(parent) as with_checks, bench_settings(parent) as without_checks:
         for settings in (with_checks, without_checks):
-            _build_warm(settings, DEMO_TRADES_PER_HOUR, 24, bronze_only=False)
+            build_bench_warm(settings, DEMO_TRADES_PER_HOUR, 24, bronze_only=False)
         # Same hours on twin warm tiers, runs interleaved so that the machine's drift hits both.
         jobs = {True: _offload_job(with_checks, True), False: _offload_job(without_checks, False)}
         homes = {True: with_checks, False: without_checks}
@@ -365,6 +364,18 @@ def maintenance_child(job_name: str, config: dict) -> None:
     print(json.dumps({"success": result.success, "jvm_peak_rss_mb": jvm_peak_rss_mb(), "cpu_s": run_cpu_s()}))
 
 
+def maintenance_child_run(env: dict[str, str], job_name: str, config: dict) -> dict:
+    """`maintenance_child` in its own process with `env` (a throwaway environment)."""
+    child = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c",
+         f"from cold_assets.bench import maintenance_child; maintenance_child({job_name!r}, {config!r})"],
+        env=env, capture_output=True, text=True,
+    )
+    if child.returncode != 0:
+        raise RuntimeError(f"maintenance job {job_name} failed:\n{child.stderr[-3000:]}")
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
 @contextmanager
 def _maintenance_state(parent: str | None, state: str | None) -> Iterator[tuple[Settings, bool]]:
     """Throwaway state, or with `state` a folder kept between runs: the offloaded tables are
@@ -402,7 +413,7 @@ def bench_maintenance(days: int = 7, parent: str | None = None, state: str | Non
     with _maintenance_state(parent, state) as (settings, build):
         if build:
             built = time.perf_counter()
-            _build_warm(settings, DEMO_TRADES_PER_HOUR, 24 * days, bronze_only=False, start=start)
+            build_bench_warm(settings, DEMO_TRADES_PER_HOUR, 24 * days, bronze_only=False, start=start)
             _offload_loop(settings, keys)
             setup_s = round(time.perf_counter() - built, 1)
             if state is not None:
@@ -419,14 +430,8 @@ def bench_maintenance(days: int = 7, parent: str | None = None, state: str | Non
         runs = {}
         for job_name, config in configs.items():
             started = time.perf_counter()
-            child = subprocess.run(
-                [sys.executable, "-W", "ignore", "-c",
-                 f"from cold_assets.bench import maintenance_child; maintenance_child({job_name!r}, {config!r})"],
-                env=env, capture_output=True, text=True,
-            )
-            if child.returncode != 0:
-                raise RuntimeError(f"maintenance job {job_name} failed:\n{child.stderr[-3000:]}")
-            runs[job_name] = {"wall_s": round(time.perf_counter() - started, 2), **json.loads(child.stdout.strip().splitlines()[-1])}
+            facts = maintenance_child_run(env, job_name, config)
+            runs[job_name] = {"wall_s": round(time.perf_counter() - started, 2), **facts}
         after = {t.cold: file_stats(catalog.load_table(t.cold_identifier), t) for t in TABLES}
     big = 512 * 1024 * 1024
     return {
@@ -461,7 +466,7 @@ def bench_federation(days: int = 28, trades_per_hour: int = 2_000, repeats: int 
     is 28 days here: the warm tier's 30-day TTL is already dropping the hours beyond, and
     the cutover (rightly) stops at the first hour that no longer matches."""
     from cold_assets.federation import federate
-    from cold_assets.offload import offload_partition
+    from cold_assets.offload import offload_partitions
     from cold_assets.parity import local_file_access
     from cold_assets.partitions import partition_key_of
     from cold_assets.warm_read import read_query, render
@@ -470,13 +475,13 @@ def bench_federation(days: int = 28, trades_per_hour: int = 2_000, repeats: int 
     today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
     start = today - timedelta(days=days)
     with bench_settings(parent) as settings:
-        _build_warm(settings, trades_per_hour, 24 * days, bronze_only=False, start=start)
+        build_bench_warm(settings, trades_per_hour, 24 * days, bronze_only=False, start=start)
         catalog = IcebergResource.from_settings(settings).catalog()
         table = catalog.load_table(spec.cold_identifier)
         with ClickHouseResource.from_settings(settings).connect() as client:
-            for h in range(24 * days):
-                hour = start + timedelta(hours=h)
-                offload_partition(client, table, spec, hour, partition_key_of(hour), "bench", settle_lag=timedelta(0))
+            keys = [partition_key_of(start + timedelta(hours=h)) for h in range(24 * days)]
+            for _ in offload_partitions(client, table, spec, keys, "bench", settle_lag=timedelta(0)):
+                pass
             (federation,) = federate(client, catalog, tables=[spec])
             ranges = {"one_day": (today - timedelta(days=1), today), "one_month": (start, today)}
             figures = {}

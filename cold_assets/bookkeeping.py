@@ -1,23 +1,35 @@
 """The offload's bookkeeping in Iceberg snapshot summaries, and reading it back.
 
-Every offload commit carries, in its snapshot summary, what it did for which partition
-(`cold-assets.partition`, `.mode`, `.rows`, `.run-id`, `.watermark`, `.fingerprint`). That
-makes the table its own record: a crash between the Iceberg commit and Dagster's event loses
-nothing. Only the ancestry of the current snapshot is the table's history; a snapshot that
-a rollback left behind still sits in the metadata, but its bookkeeping is not the table's.
+A commit covers every hour a checkpoint of a run offloaded (one commit per table per
+checkpoint, not per hour), and its snapshot summary carries the bookkeeping of each of them,
+the way Iceberg's Kafka Connect sink keeps its map of offsets: `cold-assets.run-id`, and
+`cold-assets.partitions`, a JSON object keyed by the partition key of each offload range's
+start (the hour; the day's first hour for the daily bars) giving mode, rows, watermark and
+fingerprint. That makes the table its own record: a crash between the Iceberg commit and
+Dagster's event loses nothing. Commits written before the map (one hour per snapshot, keys
+`cold-assets.partition`, `.mode`, `.rows`, `.watermark`, `.fingerprint`) read the same way.
+
+Only the ancestry of the current snapshot is the table's history; a snapshot that a rollback
+left behind still sits in the metadata, but its bookkeeping is not the table's. `Ancestry`
+walks it once and answers for every hour of a checkpoint.
 """
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from typing import Mapping
 
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot, ancestors_of
 
-from cold_assets.partitions import hour_of
+from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.tables import MirroredTable
 
 SUMMARY = "cold-assets."  # prefix of our snapshot summary properties
+PARTITIONS = f"{SUMMARY}partitions"  # the per-range map
+RUN_ID = f"{SUMMARY}run-id"
+_LEGACY_PARTITION = f"{SUMMARY}partition"  # one range per snapshot, before the map
 
 
 class StateSource(str, Enum):
@@ -39,64 +51,78 @@ class PartitionState:
     run_id: str | None = None
     source: StateSource = StateSource.NONE
 
-    def to_summary(self, partition_key: str, mode: str, rows: int) -> dict[str, str]:
-        props = {
-            f"{SUMMARY}partition": partition_key,
-            f"{SUMMARY}mode": mode,
-            f"{SUMMARY}rows": str(rows),
-            f"{SUMMARY}run-id": self.run_id or "",
-        }
+    def entry(self, mode: str, rows: int) -> dict:
+        """This state as one entry of a snapshot's `cold-assets.partitions` map."""
+        entry: dict = {"mode": mode, "rows": rows}
         if self.watermark is not None:
-            props[f"{SUMMARY}watermark"] = self.watermark.isoformat()
+            entry["watermark"] = self.watermark.isoformat()
         if self.fingerprint is not None:
-            props[f"{SUMMARY}fingerprint"] = self.fingerprint
-        return props
+            entry["fingerprint"] = self.fingerprint
+        return entry
 
 
-def _state_of(snapshot: Snapshot) -> PartitionState:
+def commit_summary(run_id: str, entries: Mapping[str, dict]) -> dict[str, str]:
+    """The snapshot summary of one offload commit: `entries` maps each offload range's start
+    (its partition key) to `PartitionState.entry`."""
+    return {RUN_ID: run_id, PARTITIONS: json.dumps(dict(sorted(entries.items())), separators=(",", ":"))}
+
+
+def _entries(snapshot: Snapshot) -> dict[str, dict]:
     props = snapshot.summary.additional_properties if snapshot.summary else {}
-    watermark = props.get(f"{SUMMARY}watermark")
+    if PARTITIONS in props:
+        return json.loads(props[PARTITIONS])
+    key = props.get(_LEGACY_PARTITION)
+    if not key:
+        return {}
+    entry = {name: props[f"{SUMMARY}{name}"] for name in ("watermark", "fingerprint") if f"{SUMMARY}{name}" in props}
+    return {key: entry}
+
+
+def _state(snapshot: Snapshot, entry: dict) -> PartitionState:
+    props = snapshot.summary.additional_properties if snapshot.summary else {}
     return PartitionState(
-        watermark=datetime.fromisoformat(watermark) if watermark else None,
-        fingerprint=props.get(f"{SUMMARY}fingerprint"),
+        watermark=datetime.fromisoformat(entry["watermark"]) if entry.get("watermark") else None,
+        fingerprint=entry.get("fingerprint"),
         snapshot_id=snapshot.snapshot_id,
-        run_id=props.get(f"{SUMMARY}run-id"),
+        run_id=props.get(RUN_ID) or None,
         source=StateSource.SNAPSHOT,
     )
 
 
+class Ancestry:
+    """One walk of the current snapshot's ancestry: the newest bookkeeping per offload range,
+    and which snapshots are the table's history."""
+
+    def __init__(self, table: Table, spec: MirroredTable):
+        self._table = table
+        self.ids: set[int] = set()
+        self.states: dict[datetime, PartitionState] = {}  # offload range start -> newest state
+        for snapshot in ancestors_of(table.current_snapshot(), table.metadata):
+            self.ids.add(snapshot.snapshot_id)
+            for key, entry in _entries(snapshot).items():
+                self.states.setdefault(spec.offload_range(hour_of(key))[0], _state(snapshot, entry))
+
+    def state(self, range_start: datetime) -> PartitionState | None:
+        return self.states.get(range_start)
+
+    def describes(self, recorded: PartitionState | None) -> bool:
+        """Whether Dagster's record may still describe the table: its snapshot is on the
+        current ancestry, or has been expired (older than every snapshot kept). A snapshot the
+        table still knows but whose ancestry it left was rolled back: the record is stale."""
+        if recorded is None or recorded.snapshot_id is None:
+            return recorded is not None
+        if recorded.snapshot_id in self.ids:
+            return True
+        return self._table.metadata.snapshot_by_id(recorded.snapshot_id) is None
+
+
 def committed_states(table: Table, spec: MirroredTable) -> dict[datetime, PartitionState]:
-    """Per offload range (its start: the hour, or the day of the daily bars): the bookkeeping
-    of the newest commit on the current snapshot's ancestry. Expired snapshots are gone, and
-    so is their bookkeeping; the cold files' statistics are the floor under that."""
-    states: dict[datetime, PartitionState] = {}
-    for snapshot in ancestors_of(table.current_snapshot(), table.metadata):
-        props = snapshot.summary.additional_properties if snapshot.summary else {}
-        key = props.get(f"{SUMMARY}partition")
-        if key:
-            states.setdefault(spec.offload_range(hour_of(key))[0], _state_of(snapshot))
-    return states
+    """Per offload range (its start): the bookkeeping of the newest commit on the current
+    snapshot's ancestry. Expired snapshots are gone, and so is their bookkeeping; the cold
+    files' statistics and Dagster's record are the floor under that."""
+    return Ancestry(table, spec).states
 
 
-def committed_state(table: Table, spec: MirroredTable, hour: datetime) -> PartitionState | None:
-    """The newest commit on the current ancestry that wrote `hour`'s offload range."""
-    start = spec.offload_range(hour)[0]
-    for snapshot in ancestors_of(table.current_snapshot(), table.metadata):
-        props = snapshot.summary.additional_properties if snapshot.summary else {}
-        key = props.get(f"{SUMMARY}partition")
-        if key and spec.offload_range(hour_of(key))[0] == start:
-            return _state_of(snapshot)
-    return None
-
-
-def describes_table(table: Table, recorded: PartitionState | None) -> bool:
-    """Whether Dagster's record may still describe the table: its snapshot is on the current
-    ancestry, or has been expired (older than every snapshot kept). A snapshot the table still
-    knows but whose ancestry it left was rolled back: the record is stale."""
-    if recorded is None or recorded.snapshot_id is None:
-        return recorded is not None
-    if any(s.snapshot_id == recorded.snapshot_id for s in ancestors_of(table.current_snapshot(), table.metadata)):
-        return True
-    return table.metadata.snapshot_by_id(recorded.snapshot_id) is None
-
-
+def range_key(spec: MirroredTable, hour: datetime) -> str:
+    """The key an offload range's bookkeeping is kept under: its start's partition key."""
+    return partition_key_of(spec.offload_range(hour)[0])

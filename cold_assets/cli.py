@@ -248,6 +248,10 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         bench.print_json(bench.bench_maintenance(args.days or 7, args.home, args.state))
     elif args.what == "federation":
         bench.print_json(bench.bench_federation(args.days or 28, parent=args.home))
+    elif args.what == "history":
+        from cold_assets.bench_history import bench_history
+
+        bench.print_json(bench_history(args.days or 30, args.home))
     else:
         bench.print_json(bench.bench_offload(args.rows, args.home, dagster=not args.skip_dagster))
     return 0
@@ -293,14 +297,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_audit)
     p = sub.add_parser("bench", help="measure and print the figures the issues ask for (JSON)")
     p.add_argument(
-        "what", nargs="?", default="offload", choices=["offload", "feed", "checks", "maintenance", "federation"],
+        "what", nargs="?", default="offload", choices=["offload", "feed", "checks", "maintenance", "federation", "history"],
         help="offload (default): one warm bronze hour into Iceberg, with floors; feed: the simulator into chDB; "
         "checks: parity checks' share of a run, and the 24-hour audit; maintenance: the nightly Spark jobs "
-        "after --days (7) days at demo volume; federation: OHLCV latency through a view over --days (28) days",
+        "after --days (7) days at demo volume; federation: OHLCV latency through a view over --days (28) days; "
+        "history: the first backfill of --days (30) days of the nine tables through Dagster, then the tick, the "
+        "sensors, the nightly maintenance and OHLCV through the view on that history",
     )
     p.add_argument("--rows", type=int, default=2_000_000, help="offload: rows in the bronze hour")
     p.add_argument("--trades", type=int, default=5_000_000, help="feed: trades to simulate")
-    p.add_argument("--days", type=int, default=None, help="maintenance (7) and federation (28): days of data")
+    p.add_argument("--days", type=int, default=None, help="maintenance (7), federation (28) and history (30): days of data")
     p.add_argument(
         "--state", default=None,
         help="maintenance: keep the offloaded tables in this folder and restore them before each run (skips the build)",

@@ -15,6 +15,7 @@ from cold_assets.offload import OffloadResult
 from cold_assets.parity import HourParity
 
 OFFLOAD_KEY = "offload"
+RECORDS_PAGE = 1000
 
 
 def partition_entry(result: OffloadResult, parity: HourParity) -> dict:
@@ -56,14 +57,28 @@ def partition_metadata(result: OffloadResult, parity: HourParity) -> dict:
     }
 
 
-def recorded_state(instance: DagsterInstance, asset_key: AssetKey, partition_key: str) -> PartitionState | None:
-    """What Dagster recorded for this partition at its latest materialization."""
-    records = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition_key]), limit=1
-    ).records
-    if not records or records[0].asset_materialization is None:
-        return None
-    value = records[0].asset_materialization.metadata.get(OFFLOAD_KEY)
+def recorded_states(instance: DagsterInstance, asset_key: AssetKey, partition_keys: list[str]) -> dict[str, PartitionState]:
+    """What Dagster recorded for each partition at its latest materialization: the event log
+    read newest first, a page at a time, until every partition is found or the log ends."""
+    wanted, found = set(partition_keys), {}
+    cursor = None
+    while wanted - found.keys():
+        page = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=asset_key, asset_partitions=sorted(wanted - found.keys())),
+            limit=RECORDS_PAGE, cursor=cursor,
+        )
+        for record in page.records:
+            key = record.partition_key
+            if key is None or key in found or record.asset_materialization is None:
+                continue
+            found[key] = _state(record.asset_materialization.metadata.get(OFFLOAD_KEY), key, record.run_id)
+        if not page.has_more:
+            break
+        cursor = page.cursor
+    return {key: state for key, state in found.items() if state is not None}
+
+
+def _state(value, partition_key: str, run_id: str) -> PartitionState | None:
     entry = (value.value if value is not None else {}).get(partition_key)
     if not entry:
         return None
@@ -71,6 +86,6 @@ def recorded_state(instance: DagsterInstance, asset_key: AssetKey, partition_key
         watermark=datetime.fromisoformat(entry["watermark"]) if entry.get("watermark") else None,
         fingerprint=entry.get("fingerprint"),
         snapshot_id=int(entry["snapshot_id"]) if entry.get("snapshot_id") else None,
-        run_id=records[0].run_id,
+        run_id=run_id,
         source=StateSource.DAGSTER,
     )

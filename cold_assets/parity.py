@@ -220,7 +220,7 @@ def _checksums(
         source=source,
         canonical=canonical,
         time_column=identifier(spec.time_column),
-        bucket_function="toStartOfDay" if spec.gold_window == "1d" else "toStartOfHour",
+        bucket_function=spec.range_function,
     )
     rows = client.query(sql, parameters=parameters, settings=settings).result_rows
     return {int(b): (int(count), int(digest or 0)) for b, count, digest in rows}
@@ -240,13 +240,13 @@ def cold_checksums(
         )
 
 
-def warm_fingerprint(
+def warm_fingerprints(
     client: Client, cold_table: Table, spec: MirroredTable, query: WarmQuery, skip: frozenset[str] = frozenset()
-) -> str:
-    """"rows:checksum" of a warm read (one hour, or one day for the daily bars): the replace
-    layers' fingerprint."""
+) -> dict[int, str]:
+    """Per offload range of a warm read (its start, as a Unix timestamp): "rows:checksum", the
+    replace layers' fingerprint. Ranges without rows are absent ("0:0")."""
     buckets = _checksums(client, f"({query.sql})", canonical_row(cold_table, skip), spec, query.parameters)
-    return f"{sum(r for r, _ in buckets.values())}:{sum(c for _, c in buckets.values()) % 2**64}"
+    return {bucket: f"{rows}:{checksum % 2**64}" for bucket, (rows, checksum) in buckets.items()}
 
 
 def parse_fingerprint(fingerprint: str) -> tuple[int, int]:

@@ -83,6 +83,8 @@ class Settings:
     # row that became visible after the watermark passed its ingested_at is still offloaded once.
     append_overlap_seconds: int
     late_grace_seconds: int  # an hour is closed once it ended settle lag + this long ago
+    # Offload ranges per Iceberg commit of a ranged run: what a crash redoes, at most.
+    checkpoint_hours: int
     warm_retention_days: int  # the warm tier's TTL: older hours exist only in cold
     ttl_margin_days: int  # the TTL guard alerts on unproven hours older than this
     heal_lookback_days: int  # how far back the self-healing sensor looks
@@ -119,6 +121,7 @@ class Settings:
             settle_lag_seconds=settle_lag,
             append_overlap_seconds=env_int("COLD_APPEND_OVERLAP_SECONDS", max(DEFAULT_OVERLAP_SECONDS, settle_lag), minimum=0),
             late_grace_seconds=env_int("COLD_LATE_GRACE_SECONDS", 600, minimum=0),
+            checkpoint_hours=env_int("COLD_CHECKPOINT_HOURS", 24, minimum=1),
             warm_retention_days=retention,
             ttl_margin_days=margin,
             heal_lookback_days=env_int("COLD_HEAL_LOOKBACK_DAYS", 7, minimum=1),

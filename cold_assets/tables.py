@@ -75,6 +75,11 @@ class MirroredTable:
             return day, day + timedelta(days=1)
         return hour, hour + timedelta(hours=1)
 
+    @property
+    def range_function(self) -> str:
+        """The ClickHouse function that maps an event time to the start of its offload range."""
+        return "toStartOfDay" if self.gold_window == "1d" else "toStartOfHour"
+
 
 _TRADE_ORDER = ("exchange", "symbol", "exchange_ts")
 _BAR_ORDER = ("exchange", "symbol", "window_start")

@@ -151,19 +151,27 @@ def read_query(
     until: datetime = FAR_FUTURE,
     literal: bool = False,
     row_hash: str = "",
+    by_range: bool = False,
 ) -> WarmQuery:
     """The rows of `table` whose event time is in [range_start, range_end), ingested in
     (after, until]. `literal` inlines the bounds (for DDL) instead of binding them.
     `row_hash`, a canonical row expression (parity.canonical_row), adds the column ROW_HASH:
-    each row's hash, read with the row itself."""
+    each row's hash, read with the row itself. `by_range` orders the rows by offload range
+    first (a read of several hours at once: each hour's rows arrive together)."""
     hash_select = f", cityHash64({row_hash}) AS {ROW_HASH}" if row_hash else ""
     values = {"range_start": range_start, "range_end": range_end}
     if table.layer is not Layer.GOLD:
         values |= {"after": after, "until": until}
     bounds = {name: time_bound(name, value, literal) for name, value in values.items()}
     parameters = {} if literal else values
+    order = [identifier(c) for c in table.cold_order]
+    if by_range:
+        order.insert(0, f"{table.range_function}({identifier(table.time_column)}, 'UTC')")
     if table.layer is Layer.GOLD:
-        return WarmQuery(render("read_gold", table=identifier(table.warm), row_hash=hash_select, **bounds), parameters)
+        return WarmQuery(
+            render("read_gold", table=identifier(table.warm), row_hash=hash_select, order_by=", ".join(order), **bounds),
+            parameters,
+        )
     if not columns:
         raise ValueError(f"reading {table.warm} needs its column list")
     sql = render(
@@ -173,7 +181,7 @@ def read_query(
         table=identifier(table.warm),
         final="FINAL" if table.layer is Layer.SILVER else "",
         time_column=identifier(table.time_column),
-        order_by=", ".join(identifier(c) for c in table.cold_order),
+        order_by=", ".join(order),
         **bounds,
     )
     return WarmQuery(sql, parameters)

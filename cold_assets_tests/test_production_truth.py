@@ -13,6 +13,7 @@ from dagster import DagsterEventType, build_run_status_sensor_context, build_sch
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import CommitStateUnknownException
 
+from cold_assets.bookkeeping import Ancestry
 from cold_assets.definitions import build_definitions
 from cold_assets.instance import embedded_instance
 from cold_assets.offload import ColdRowsWouldBeLost, Outcome, offload_partition
@@ -330,8 +331,8 @@ def test_a_row_visible_late_inside_the_overlap_is_offloaded_exactly_once(live, w
     run_offload(live, KEYS[:1])
     raw = table_by_cold_name("raw_trades")
     catalog = cold.catalog()
-    watermark = catalog.load_table(BRONZE.cold_identifier).current_snapshot().summary.additional_properties["cold-assets.watermark"]
-    late_ingested = datetime.fromisoformat(watermark) - timedelta(seconds=90)  # before the watermark, inside the overlap
+    watermark = Ancestry(catalog.load_table(BRONZE.cold_identifier), BRONZE).state(START).watermark
+    late_ingested = watermark - timedelta(seconds=90)  # before the watermark, inside the overlap
     row = _trade(4_000_000_001, START + timedelta(minutes=33), 91_111.0) + [late_ingested]
     with warm.connect() as client:
         client.insert("trades_raw", [row], column_names=[*RAW_COLUMNS, "ingested_at"])

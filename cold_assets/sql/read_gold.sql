@@ -1,6 +1,7 @@
 -- The finalized OHLCV bars of a gold table whose window starts in [range_start, range_end).
 -- Bars are aggregate states in ClickHouse: merged here, so each bar is one row. $row_hash is
--- empty, or each bar's content hash as one more column (read_trades.sql says why).
+-- empty, or each bar's content hash as one more column (read_trades.sql says why, and what
+-- $order_by is).
 SELECT
     exchange,
     symbol,
@@ -18,4 +19,4 @@ FROM $table
 WHERE window_start >= $range_start
   AND window_start <  $range_end
 GROUP BY exchange, symbol, window_start
-ORDER BY exchange, symbol, window_start
+ORDER BY $order_by
