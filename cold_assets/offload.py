@@ -603,7 +603,8 @@ def _skip_unchanged_replaces(
     read: one grouped query fingerprints every range of the checkpoint."""
     if options.replace_hour or spec.mode is not OffloadMode.REPLACE:
         return
-    candidates = [r for r in ranges if r.outcome is None]
+    # A range without a recorded fingerprint (never offloaded: a first backfill) is read anyway.
+    candidates = [r for r in ranges if r.outcome is None and r.state.fingerprint is not None]
     if not candidates:
         return
     query = read_query(spec, columns, candidates[0].start, candidates[-1].end)
