@@ -31,16 +31,17 @@ files. The daily bars' day is one range, written once per run.
   left out of the commit, and an hour older than the warm retention is cold-only, never
   read from warm again.
 
-Every commit is one transaction: a delete filtered on what the checkpoint owns, then the
-new files. Under Iceberg's serializable isolation the delete makes a concurrent writer of
-the same hours fail validation instead of committing a second copy (pyiceberg rebases a
-commit onto a concurrent one that wrote other hours); the loser starts the checkpoint over
-from reconciliation and finds nothing left to do. Files are deleted only after a definite
+Every commit is one transaction: a delete filtered on what the checkpoint owns (where cold
+holds any of it), then the new files. Every snapshot asserts the branch's snapshot it was
+planned on, and pyiceberg's own retries (a rebase onto whatever committed meanwhile) are off:
+of two concurrent writers of a table, the second fails instead of committing a second copy,
+starts the checkpoint over from reconciliation and finds done what the other wrote. Files are deleted only after a definite
 failure (before the catalog call, or the catalog refusing it); when the outcome of the
 catalog call is unknown they stay, and the next run reconciles from the table.
 """
 
 import queue
+import random
 import threading
 import time
 import warnings
@@ -58,7 +59,7 @@ from pyiceberg.conversions import from_bytes
 from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.expressions import And, BooleanExpression, GreaterThan, Or
 from pyiceberg.io.pyarrow import schema_to_pyarrow
-from pyiceberg.table import Table
+from pyiceberg.table import Table, TableProperties
 
 from cold_assets.bookkeeping import Ancestry, PartitionState, StateSource, commit_summary
 from cold_assets.cold_files import DataFileWriter
@@ -82,7 +83,10 @@ STREAM_QUEUE_BATCHES = 4
 # Rows per read slice. chDB buffers a query's whole result, so an hour is read as time
 # slices of about this many rows each: memory does not grow with the size of the hour.
 SLICE_ROWS = 100_000
-MAX_CONFLICT_RETRIES = 3
+# A conflict (another writer of the table committed first) redoes the checkpoint; the wait
+# grows, with jitter, so that two runs committing alike do not keep colliding.
+MAX_CONFLICT_RETRIES = 8
+CONFLICT_WAIT_SECONDS = 0.2
 # Offload ranges (hours) per commit: a crash redoes at most this many hours of one table, and
 # a commit's fixed cost (pyiceberg's metadata handling grows with the snapshot count) is paid
 # once per this many hours. COLD_CHECKPOINT_HOURS overrides it (settings.py).
@@ -260,7 +264,7 @@ def _commit(table: Table, data_files: list, delete_filter: BooleanExpression | N
     delete in between holds none of the rows, so it must not claim their watermark."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Delete operation did not match any records")
-        tx = table.transaction()
+        tx = _without_commit_retries(table).transaction()
         if delete_filter is not None:
             tx.delete(delete_filter, snapshot_properties={} if data_files else summary)
         if data_files:
@@ -270,6 +274,17 @@ def _commit(table: Table, data_files: list, delete_filter: BooleanExpression | N
         committed = tx.commit_transaction()
     snapshot = committed.current_snapshot()
     return snapshot.snapshot_id if snapshot else None
+
+
+def _without_commit_retries(table: Table) -> Table:
+    """The table with pyiceberg's own commit retries off, for one transaction. On a conflict
+    pyiceberg would rebase the commit onto the concurrent one, and an append validates
+    nothing: it would add a second copy of rows the other writer committed. A conflict fails
+    the commit instead, and the checkpoint starts over from reconciliation. (The table's
+    stored property is untouched: Spark's compaction keeps its retries.)"""
+    properties = {**table.metadata.properties, TableProperties.COMMIT_NUM_RETRIES: "0"}
+    metadata = table.metadata.model_copy(update={"properties": properties})
+    return Table(table.name(), metadata, table.metadata_location, table.io, table.catalog)
 
 
 def count_rows(client: Client, query: WarmQuery) -> int:
@@ -421,6 +436,7 @@ def offload_partitions(
                 # from reconciliation, which now sees its commit.
                 if attempt == MAX_CONFLICT_RETRIES:
                     raise
+                time.sleep(CONFLICT_WAIT_SECONDS * (attempt + 1) * random.uniform(0.5, 1.5))
         yield checkpoint
 
 
@@ -492,11 +508,12 @@ def _checkpoint(
         to_commit = [r for r in reading if r.outcome in (Outcome.APPEND, Outcome.REPLACE)]
         if to_commit:
             data_files = [f for r in to_commit for f in r.data_files]
-            # The delete stays even where it matches nothing: when pyiceberg rebases the commit
-            # onto a concurrent one, the delete's validation fails it if that commit wrote
-            # into these ranges (the loser starts over from reconciliation); a commit into
-            # other ranges does not conflict.
-            delete_filter = reduce(Or, [r.delete_filter for r in to_commit])
+            # Only what matches cold rows is deleted: a first backfill commits appends only,
+            # without evaluating a delete against every file of the month (gold's partition).
+            # Concurrent writers still cannot both commit: every snapshot asserts the branch's
+            # current snapshot, and retries are off (_without_commit_retries).
+            deletes = [r.delete_filter for r in to_commit if r.replaced]
+            delete_filter = reduce(Or, deletes) if deletes else None
             summary = commit_summary(
                 options.run_id,
                 {partition_key_of(r.start): r.new_state.entry(r.outcome.value, r.read.rows) for r in to_commit},
