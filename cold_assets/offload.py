@@ -80,9 +80,11 @@ from cold_assets.warm_read import (
 )
 
 STREAM_QUEUE_BATCHES = 4
-# Rows per read slice. chDB buffers a query's whole result, so an hour is read as time
-# slices of about this many rows each: memory does not grow with the size of the hour.
-SLICE_ROWS = 100_000
+# Rows per read slice. chDB buffers a query's whole result, so a checkpoint is read as
+# slices of about this many rows each (whole hours together, a bigger hour cut into time
+# slices): memory does not grow with the size of the hour or of the checkpoint. A day at demo
+# volume is one slice: silver's reads (FINAL) each cost a scan of the month's partition.
+SLICE_ROWS = 500_000
 # A conflict (another writer of the table committed first) redoes the checkpoint; the wait
 # grows, with jitter, so that two runs committing alike do not keep colliding.
 MAX_CONFLICT_RETRIES = 8
@@ -649,7 +651,9 @@ def _read_slices(client: Client, table: Table, spec: MirroredTable, columns, ran
         def query(lo: datetime, hi: datetime, by_range: bool) -> WarmQuery:
             return read_query(spec, columns, lo, hi, after=after, until=until, row_hash=hashed, by_range=by_range)
 
-        counts = _rows_by_range(client, spec, query(run[0].start, run[-1].end, False))
+        # Sized without silver's FINAL (an upper bound of the rows, and a cheap query).
+        sizing = read_query(spec, columns, run[0].start, run[-1].end, after=after, until=until, deduplicated=False)
+        counts = _rows_by_range(client, spec, sizing)
         group: list[_Range] = []
         group_rows = 0
         for r in run:
@@ -698,6 +702,8 @@ def _write(stream: "_WarmStream", table: Table, spec: MirroredTable, ranges: lis
             continue
         times = np.asarray(batch.column(spec.time_column).cast(pa.int64()))
         index = np.searchsorted(starts, times, side="right") - 1
+        if index[0] < 0:  # the reads cover the ranges' spans only; anything else is a bug
+            raise AssertionError(f"cold.{spec.cold}: a row before the first range of the checkpoint")
         cuts = [0, *(np.flatnonzero(np.diff(index)) + 1).tolist(), batch.num_rows]
         for lo, hi in zip(cuts, cuts[1:]):
             r = ranges[int(index[lo])]

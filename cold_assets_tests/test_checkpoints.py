@@ -225,3 +225,13 @@ def test_one_hour_of_a_range_committed_together_is_repaired_alone(settings, warm
     states = recorded_states(embedded_instance(settings), cold_asset_key(BRONZE), SIX_KEYS)
     assert set(states) == set(SIX_KEYS)
     assert_tiers_equal(warm, cold, SIX)
+
+
+def test_a_checkpoint_of_less_than_one_hour_is_refused_with_the_variable_named(monkeypatch):
+    import pytest
+
+    monkeypatch.setenv("COLD_CHECKPOINT_HOURS", "0")
+    with pytest.raises(ValueError, match=r"COLD_CHECKPOINT_HOURS='0' must be at least 1"):
+        Settings.from_env()
+    with pytest.raises(ValueError, match="checkpoint_hours must be at least 1"):
+        next(offload_partitions(None, None, BRONZE, SIX_KEYS, "t", checkpoint_hours=0, now=SIX[0]))  # type: ignore[arg-type]
