@@ -248,6 +248,10 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         bench.print_json(bench.bench_maintenance(args.days or 7, args.home, args.state))
     elif args.what == "federation":
         bench.print_json(bench.bench_federation(args.days or 28, parent=args.home))
+    elif args.what == "storage":
+        from cold_assets.bench_storage import PRODUCTION_TRADES_PER_HOUR, bench_storage
+
+        bench.print_json(bench_storage(args.hours or 24, args.trades_per_hour or PRODUCTION_TRADES_PER_HOUR, args.home))
     elif args.what == "history":
         from cold_assets.bench_history import bench_history
 
@@ -297,15 +301,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_audit)
     p = sub.add_parser("bench", help="measure and print the figures the issues ask for (JSON)")
     p.add_argument(
-        "what", nargs="?", default="offload", choices=["offload", "feed", "checks", "maintenance", "federation", "history"],
+        "what", nargs="?", default="offload", choices=["offload", "feed", "checks", "maintenance", "federation", "history", "storage"],
         help="offload (default): one warm bronze hour into Iceberg, with floors; feed: the simulator into chDB; "
         "checks: parity checks' share of a run, and the 24-hour audit; maintenance: the nightly Spark jobs "
         "after --days (7) days at demo volume; federation: OHLCV latency through a view over --days (28) days; "
         "history: the first backfill of --days (30) days of the nine tables through Dagster, then the tick, the "
-        "sensors, the nightly maintenance and OHLCV through the view on that history",
+        "sensors, the nightly maintenance and OHLCV through the view on that history; storage: --hours (24) at "
+        "--trades-per-hour (100,000) offloaded and compacted, bytes against ClickHouse's own parts",
     )
     p.add_argument("--rows", type=int, default=2_000_000, help="offload: rows in the bronze hour")
     p.add_argument("--trades", type=int, default=5_000_000, help="feed: trades to simulate")
+    p.add_argument("--hours", type=int, default=None, help="storage: hours of data (24)")
+    p.add_argument("--trades-per-hour", type=int, default=None, help="storage: trades per hour (100,000)")
     p.add_argument("--days", type=int, default=None, help="maintenance (7), federation (28) and history (30): days of data")
     p.add_argument(
         "--state", default=None,

@@ -159,6 +159,19 @@ def _time_bounds(time_field: NestedField, data_file: DataFile) -> tuple[datetime
     return EPOCH + timedelta(microseconds=lowest), EPOCH + timedelta(microseconds=highest)
 
 
+def live_data_files(table: Table) -> list[DataFile]:
+    """The data files of the current snapshot, from its manifest entries."""
+    snapshot = table.current_snapshot()
+    if snapshot is None:
+        return []
+    return [
+        entry.data_file
+        for manifest in snapshot.manifests(table.io)
+        if manifest.content == ManifestContent.DATA
+        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True)
+    ]
+
+
 def file_stats(table: Table, spec: MirroredTable, start: datetime | None = None, end: datetime | None = None) -> FileStats:
     """Counts over the live data files of the current snapshot, all or those wholly in
     [start, end) of the time column. Reads the manifest entries themselves: a table with a
@@ -175,13 +188,7 @@ def file_stats(table: Table, spec: MirroredTable, start: datetime | None = None,
         lowest, highest = _time_bounds(time_field, data_file)
         return start <= lowest and highest < end
 
-    files = [
-        entry.data_file
-        for manifest in snapshot.manifests(table.io)
-        if manifest.content == ManifestContent.DATA
-        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True)
-        if in_range(entry.data_file)
-    ]
+    files = [f for f in live_data_files(table) if in_range(f)]
     per_partition = Counter((f.spec_id, tuple(f.partition)) for f in files)
     return FileStats(
         data_files=len(files),
