@@ -301,10 +301,15 @@ def cold_rows(table: Table, row_filter: BooleanExpression) -> int:
 
 
 class _ColdFiles:
-    """The cold files of a checkpoint's span, planned once: which offload ranges hold any,
-    and the newest ingestion among them (the append layers' floor, `cold_data_watermark`)."""
+    """The cold files of a run's span, planned once: which offload ranges hold any, and the
+    newest ingestion among them (the append layers' floor). A run's own commits only touch
+    ranges it has finished, so the plan holds for the ranges still to come as long as the
+    table's current snapshot is the one it was planned on or the run's own last commit
+    (`valid_at`); after anyone else's commit it is planned again."""
 
     def __init__(self, table: Table, spec: MirroredTable, start: datetime, end: datetime):
+        current = table.current_snapshot()
+        self.valid_at = current.snapshot_id if current else None
         schema = table.schema()
         time_field = schema.find_field(spec.time_column)
         ingest_field = schema.find_field("ingested_at") if "ingested_at" in schema.column_names else None
@@ -427,11 +432,19 @@ def offload_partitions(
         by_range.setdefault(spec.offload_range(hour_of(key))[0], []).append(key)
     starts = sorted(by_range)
     options = _Options(run_id, recorded or {}, settle_lag, replace_hour, overlap, allow_fewer_rows, now, policy)
+    span = (starts[0], spec.offload_range(starts[-1])[1]) if starts else None
+    cold_files: _ColdFiles | None = None
     for i in range(0, len(starts), checkpoint_hours):
         chunk = [(start, by_range[start]) for start in starts[i : i + checkpoint_hours]]
         for attempt in range(MAX_CONFLICT_RETRIES + 1):
             try:
-                checkpoint = _checkpoint(client, table.refresh(), spec, chunk, options)
+                table = table.refresh()
+                current = table.current_snapshot()
+                if cold_files is None or cold_files.valid_at != (current.snapshot_id if current else None):
+                    cold_files = _ColdFiles(table, spec, *span)  # type: ignore[misc]
+                checkpoint = _checkpoint(client, table, spec, chunk, options, cold_files)
+                if checkpoint.snapshot_id is not None:
+                    cold_files.valid_at = checkpoint.snapshot_id
                 break
             except (ValidationException, CommitFailedException):
                 # A concurrent writer of the table committed first; start the checkpoint over
@@ -484,13 +497,16 @@ class _Options:
 
 
 def _checkpoint(
-    client: Client, table: Table, spec: MirroredTable, chunk: list[tuple[datetime, list[str]]], options: _Options
+    client: Client,
+    table: Table,
+    spec: MirroredTable,
+    chunk: list[tuple[datetime, list[str]]],
+    options: _Options,
+    cold_files: _ColdFiles,
 ) -> Checkpoint:
     started = time.perf_counter()
     columns = read_columns(client, spec, table.schema())
     ancestry = Ancestry(table, spec)
-    span = (chunk[0][0], spec.offload_range(chunk[-1][0])[1])
-    cold_files = _ColdFiles(table, spec, *span)
     ranges = [_plan(spec, start, keys, ancestry, cold_files, options) for start, keys in chunk]
     _skip_unchanged_replaces(client, table, spec, columns, ranges, options)
     reading = [r for r in ranges if r.outcome is None]

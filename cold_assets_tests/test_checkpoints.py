@@ -235,3 +235,27 @@ def test_a_checkpoint_of_less_than_one_hour_is_refused_with_the_variable_named(m
         Settings.from_env()
     with pytest.raises(ValueError, match="checkpoint_hours must be at least 1"):
         next(offload_partitions(None, None, BRONZE, SIX_KEYS, "t", checkpoint_hours=0, now=SIX[0]))  # type: ignore[arg-type]
+
+
+def test_a_commit_by_another_writer_between_two_checkpoints_is_seen_by_the_next(settings, warm, cold):
+    """Run A offloads silver hours 0-3 in checkpoints of two and pauses after the first.
+    Another writer offloads hours 2-3; then late trades change hour 2 in warm. A's second
+    checkpoint must replace hour 2 (its plan of the cold files, made before the other
+    writer's commit, is made again), not add a second copy beside the other writer's."""
+    feed(warm, hours=4)
+    catalog = cold.catalog()
+    with warm.connect() as client:
+        a = offload_partitions(client, catalog.load_table(SILVER.cold_identifier), SILVER, SIX_KEYS[:4], "A",
+                               settle_lag=timedelta(0), checkpoint_hours=2)
+        first = next(a)
+        assert sorted(r.partition_key for r in first.results) == SIX_KEYS[:2]
+        other = list(offload_partitions(client, catalog.load_table(SILVER.cold_identifier), SILVER, SIX_KEYS[2:4], "B",
+                                        settle_lag=timedelta(0)))
+        assert all(r.rows_written > 0 for c in other for r in c.results)
+        late = [["binance", "BTCUSDT", str(7_000_000 + i), "91000.00000000", "0.01000000", "false",
+                 SIX[2] + timedelta(minutes=11, seconds=i), SIX[2] + timedelta(hours=2), "{}"] for i in range(4)]
+        client.insert("trades_raw", late, column_names=RAW_COLUMNS)
+        second = next(a)
+        by_key = {r.partition_key: r for r in second.results}
+        assert by_key[SIX_KEYS[2]].mode is Outcome.REPLACE and by_key[SIX_KEYS[3]].mode is Outcome.UNCHANGED
+    assert_tiers_equal(warm, cold, SIX[:4], tables=[SILVER])
