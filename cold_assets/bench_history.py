@@ -40,11 +40,13 @@ BACKFILL_RUN_HOURS = 168  # assets.PARTITIONS_PER_BACKFILL_RUN: the runs the UI'
 
 def history_window(days: int, now: datetime | None = None) -> tuple[datetime, datetime]:
     """[start, end) of the backfilled history: `days` days up to the previous hour (which is
-    the tick's), two hours short so that the first hour stays inside the warm tier's 30-day
-    retention for the length of the benchmark."""
+    the tick's), three hours short: the first hour then starts 30 days - 2 h before the
+    current hour, and stays inside the warm tier's 30-day retention for at least an hour of
+    benchmark. (An hour past it is cold-only, never read from warm: a run that crossed that
+    line would leave it out, rightly.)"""
     now = now or datetime.now(timezone.utc)
     end = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
-    return end - timedelta(hours=24 * days - 2), end
+    return end - timedelta(hours=24 * days - 3), end
 
 
 def _floors(settings: Settings, start: datetime, end: datetime) -> dict:
@@ -257,6 +259,11 @@ def bench_history(days: int = 30, parent: str | None = None, trades_per_hour: in
             maintenance[job_name] = {"wall_s": round(time.perf_counter() - t, 1), "success": facts["success"]}
         after_maintenance = {t.cold: _metadata_facts(catalog.load_table(t.cold_identifier)) for t in TABLES}
         ohlcv = _ohlcv(settings, start, end, repeats)
+    if dagster["cold_rows"] != floors["rows"]:
+        raise RuntimeError(
+            f"bench history: the backfill left {dagster['cold_rows']} cold rows for {floors['rows']} warm rows "
+            "(an hour past the warm retention is cold-only and not read: did the run cross it?)"
+        )
     backfill_s = dagster["backfill_s"]
     floor_s = floors["read_s"] + floors["write_s"]
     ratios = [v["last_over_first"] for v in dagster["per_table_hour"].values() if v["last_over_first"] is not None]
