@@ -460,6 +460,37 @@ def bench_maintenance(days: int = 7, parent: str | None = None, state: str | Non
     }
 
 
+def ohlcv_latency(client, table, spec, ranges: dict, repeats: int, what: str) -> dict:
+    """Per named range: the OHLCV query through the federated view of `spec` and on the warm
+    read alone, interleaved `repeats` times (drift hits both), medians, and the same answer."""
+    from cold_assets.parity import local_file_access
+    from cold_assets.warm_read import render
+
+    figures = {}
+    with local_file_access(table):
+        for name, (lo, hi) in ranges.items():
+            warm_only = f"({read_query(spec, None, lo, hi, literal=True).sql})"
+            timings: dict[str, list[float]] = {"view": [], "warm_only": []}
+            answers = {}
+            for _ in range(repeats):
+                for side, source in (("view", f"{spec.warm}_all"), ("warm_only", warm_only)):
+                    sql = render("bench_ohlcv", source=source)
+                    started = time.perf_counter()
+                    answers[side] = client.query(sql, parameters={"range_start": lo, "range_end": hi}).result_rows
+                    timings[side].append(time.perf_counter() - started)
+            if answers["view"] != answers["warm_only"]:
+                raise RuntimeError(f"{what}: the view and warm disagree over {name}")
+            view_s, warm_s = statistics.median(timings["view"]), statistics.median(timings["warm_only"])
+            figures[name] = {
+                "days": round((hi - lo) / timedelta(days=1), 2),
+                "hourly_bars": len(answers["view"]),
+                "view_ms": round(view_s * 1000, 1),
+                "warm_only_ms": round(warm_s * 1000, 1),
+                "view_over_warm": round(view_s / warm_s, 2),
+            }
+    return figures
+
+
 def bench_federation(days: int = 28, trades_per_hour: int = 2_000, repeats: int = 5, parent: str | None = None) -> dict:
     """Latency of a one-day and a one-month OHLCV query through the federated view of the
     1-minute bars against the same query on the warm tier alone, in the same run. A month
@@ -467,9 +498,7 @@ def bench_federation(days: int = 28, trades_per_hour: int = 2_000, repeats: int 
     the cutover (rightly) stops at the first hour that no longer matches."""
     from cold_assets.federation import federate
     from cold_assets.offload import offload_partitions
-    from cold_assets.parity import local_file_access
     from cold_assets.partitions import partition_key_of
-    from cold_assets.warm_read import read_query, render
 
     spec = table_by_cold_name("gold_ohlcv_1m")
     today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -484,27 +513,7 @@ def bench_federation(days: int = 28, trades_per_hour: int = 2_000, repeats: int 
                 pass
             (federation,) = federate(client, catalog, tables=[spec])
             ranges = {"one_day": (today - timedelta(days=1), today), "one_month": (start, today)}
-            figures = {}
-            with local_file_access(table):
-                for name, (lo, hi) in ranges.items():
-                    warm_only = f"({read_query(spec, None, lo, hi, literal=True).sql})"
-                    timings: dict[str, list[float]] = {"view": [], "warm_only": []}
-                    answers = {}
-                    for _ in range(repeats):  # interleaved, so that drift hits both
-                        for side, source in (("view", f"{spec.warm}_all"), ("warm_only", warm_only)):
-                            sql = render("bench_ohlcv", source=source)
-                            started = time.perf_counter()
-                            answers[side] = client.query(sql, parameters={"range_start": lo, "range_end": hi}).result_rows
-                            timings[side].append(time.perf_counter() - started)
-                    if answers["view"] != answers["warm_only"]:
-                        raise RuntimeError(f"bench federation: the view and warm disagree over {name}")
-                    view_s, warm_s = statistics.median(timings["view"]), statistics.median(timings["warm_only"])
-                    figures[name] = {
-                        "hourly_bars": len(answers["view"]),
-                        "view_ms": round(view_s * 1000, 1),
-                        "warm_only_ms": round(warm_s * 1000, 1),
-                        "view_over_warm": round(view_s / warm_s, 2),
-                    }
+            figures = ohlcv_latency(client, table, spec, ranges, repeats, "bench federation")
     return {
         "benchmark": "federation",
         "table": f"{spec.warm}_all",

@@ -185,9 +185,8 @@ def _metadata_facts(table) -> dict:
 
 
 def _ohlcv(settings: Settings, start: datetime, end: datetime, repeats: int) -> dict:
+    from cold_assets.bench import ohlcv_latency
     from cold_assets.federation import federate
-    from cold_assets.parity import local_file_access
-    from cold_assets.warm_read import read_query, render
 
     spec = table_by_cold_name("gold_ohlcv_1m")
     catalog = IcebergResource.from_settings(settings).catalog()
@@ -197,27 +196,7 @@ def _ohlcv(settings: Settings, start: datetime, end: datetime, repeats: int) -> 
         (federation,) = federate(client, catalog, tables=[spec])
         figures["cutover"] = federation.cutover.isoformat() if federation.cutover else None
         ranges = {"one_day": (end - timedelta(days=1), end), "whole_history": (start, end)}
-        with local_file_access(table):
-            for name, (lo, hi) in ranges.items():
-                warm_only = f"({read_query(spec, None, lo, hi, literal=True).sql})"
-                timings: dict[str, list[float]] = {"view": [], "warm_only": []}
-                answers = {}
-                for _ in range(repeats):  # interleaved, so that drift hits both
-                    for side, source in (("view", f"{spec.warm}_all"), ("warm_only", warm_only)):
-                        sql = render("bench_ohlcv", source=source)
-                        t = time.perf_counter()
-                        answers[side] = client.query(sql, parameters={"range_start": lo, "range_end": hi}).result_rows
-                        timings[side].append(time.perf_counter() - t)
-                if answers["view"] != answers["warm_only"]:
-                    raise RuntimeError(f"bench history: the view and warm disagree over {name}")
-                view_s, warm_s = statistics.median(timings["view"]), statistics.median(timings["warm_only"])
-                figures[name] = {
-                    "days": round((hi - lo) / timedelta(days=1), 2),
-                    "hourly_bars": len(answers["view"]),
-                    "view_ms": round(view_s * 1000, 1),
-                    "warm_only_ms": round(warm_s * 1000, 1),
-                    "view_over_warm": round(view_s / warm_s, 2),
-                }
+        figures |= ohlcv_latency(client, table, spec, ranges, repeats, "bench history")
     return figures
 
 
