@@ -8,7 +8,8 @@ state alone. `offload` (the default) prints one JSON object:
   code path), in a child process so that its peak RSS is the offload's alone;
 - read_floor: the same ClickHouse query into Arrow, stream drained, nothing else;
 - write_floor: pyarrow.parquet writing the same rows with the same options, no Iceberg;
-- compression: ClickHouse's uncompressed bytes of the hour / the cold data files' bytes;
+- hourly_file_compression: ClickHouse's uncompressed bytes of the hour / the hourly files'
+  bytes (the storage the cold tier keeps is `bench storage`'s);
 - dagster: a single run of 24 partitions x 9 assets at demo volume through a real instance.
 """
 
@@ -220,17 +221,20 @@ def bench_offload(rows: int, parent: str | None = None, dagster: bool = True) ->
         "write_floor": {"seconds": round(floors["write_s"], 3), "rows_per_s": round(floors["rows"] / floors["write_s"])},
         "end_to_end_over_floors": round(e2e["seconds"] / floor_sum, 3),
         "peak_rss_mb": round(e2e["peak_rss_mb"]),
-        "compression": {
+        # The hot path's files, against ClickHouse's uncompressed bytes of the same hour. What
+        # the cold tier costs to keep (compacted, against ClickHouse's compressed parts) is
+        # `cold-assets bench storage`.
+        "hourly_file_compression": {
+            "measured_against": "ClickHouse's uncompressed bytes of the hour (data_uncompressed_bytes)",
             "warm_uncompressed_bytes": floors["warm_uncompressed_bytes"],
             "cold_data_file_bytes": e2e["cold_bytes"],
             "cold_data_files": e2e["files"],
-            "ratio": round(floors["warm_uncompressed_bytes"] / e2e["cold_bytes"], 2),
+            "warm_uncompressed_over_cold": round(floors["warm_uncompressed_bytes"] / e2e["cold_bytes"], 2),
         },
         "targets": {
             "rows_per_s": ">= 1,000,000",
             "end_to_end_over_floors": "<= 1.25",
             "peak_rss_mb": "< 1024 at 5,000,000 rows",
-            "compression_ratio": ">= 10",
         },
     }
     if e2e["cold_rows"] != e2e["rows"] or e2e["rows"] != floors["rows"]:

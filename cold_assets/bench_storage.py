@@ -48,8 +48,10 @@ def _cold_bytes(table) -> dict:
     the Parquet footers: the column chunks' sizes)."""
     files = live_data_files(table)
     per_column: dict[str, int] = defaultdict(int)
+    footers = 0
     for data_file in files:
         metadata = pq.ParquetFile(Path(urlparse(data_file.file_path).path)).metadata
+        footers += metadata.serialized_size + 8  # the footer, its length and the magic
         for g in range(metadata.num_row_groups):
             group = metadata.row_group(g)
             for c in range(group.num_columns):
@@ -60,6 +62,7 @@ def _cold_bytes(table) -> dict:
         "rows": sum(f.record_count for f in files),
         "bytes": sum(f.file_size_in_bytes for f in files),
         "columns": dict(per_column),
+        "footer_bytes": footers,  # a file's fixed cost: schema, statistics, Iceberg's schema JSON
     }
 
 
@@ -107,6 +110,7 @@ def bench_storage(hours: int = 24, trades_per_hour: int = PRODUCTION_TRADES_PER_
             "compacted_over_warm_compressed": round(c["bytes"] / w["compressed"], 3),
             "warm_uncompressed_over_compacted": round(w["uncompressed"] / c["bytes"], 2),
             "compacted_over_hourly": round(c["bytes"] / h["bytes"], 3),
+            "cold_compacted_footer_bytes": c["footer_bytes"],
             "bytes_per_row": {
                 "warm_compressed": _per_row(w["columns"], w["rows"]),
                 "cold_hourly": _per_row(h["columns"], h["rows"]),

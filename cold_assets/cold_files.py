@@ -8,6 +8,7 @@ so runs of equal values are cut without sorting. Batches are buffered up to one 
 open file, so memory is bounded by the row group, not by the size of the hour.
 """
 
+import re
 import uuid
 from dataclasses import dataclass, field
 
@@ -21,14 +22,26 @@ from pyiceberg.table.locations import load_location_provider
 
 ROW_GROUP_ROWS = 64 * 1024
 PARQUET_FIELD_ID = b"PARQUET:field_id"
+# The offload names its files `<range>-<table>-<split value>-<uuid hex>.parquet`; Spark's
+# writer names its own `<task>-<attempt>-<uuid with dashes>-<n>-<file>.parquet`.
+_OFFLOAD_FILE_NAME = re.compile(r"-[0-9a-f]{32}\.parquet$")
+
+
+def written_by_offload(path: str) -> bool:
+    """Whether a data file is one the hourly offload wrote (compaction has not rewritten it)."""
+    return _OFFLOAD_FILE_NAME.search(path) is not None
 
 
 def parquet_options(table_properties: dict[str, str], schema: pa.Schema) -> dict:
-    """Writer options: the table's write.parquet.* properties as pyiceberg applies them, and
+    """Writer options: the table's write.parquet.* properties as pyiceberg applies them (but
+    its compression level), and
     delta encoding for integer and timestamp columns (ids, event times), which are sorted or
     nearly so within a file and shrink several-fold with it."""
     options = _get_parquet_writer_kwargs(table_properties)
     options.pop("write_batch_size", None)
+    # The table's compression level is for the files kept for years, which the nightly
+    # compaction writes once; the hot path keeps the codec's fast default.
+    options.pop("compression_level", None)
     delta = [f.name for f in schema if pa.types.is_int64(f.type) or pa.types.is_timestamp(f.type)]
     options["use_dictionary"] = [f.name for f in schema if f.name not in delta]
     options["column_encoding"] = {name: "DELTA_BINARY_PACKED" for name in delta}

@@ -80,7 +80,6 @@ class CompactionConfig(Config):
     tables: list[str] = Field(default=[], description="Cold tables to compact, e.g. silver_trades; empty: all nine.")
     lookback_days: int = Field(default=7, ge=1, description="Closed partitions compacted: this many days before today (UTC).")
     target_file_size_mb: int = Field(default=512, ge=16, description="Files are merged up to this size.")
-    min_input_files: int = Field(default=2, ge=2, description="A partition is rewritten when it has at least this many files.")
     parallel_tables: int = PARALLEL_TABLES
 
 
@@ -97,7 +96,6 @@ def compact_cold_tables(
             spark.spark_session, iceberg.load_table(("cold", spec.cold)), spec, spark.catalog_name, now,
             lookback_days=config.lookback_days,
             target_file_size_bytes=config.target_file_size_mb * 1024 * 1024,
-            min_input_files=config.min_input_files,
         )
 
     for spec, result in _per_table(_selected(config.tables), compact_table, config.parallel_tables, iceberg):

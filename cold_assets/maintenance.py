@@ -1,13 +1,15 @@
 """Nightly maintenance of one cold table on Spark: compaction, snapshot expiry, orphan files,
 and the proof that compaction changed nothing.
 
-- Compaction merges the files of closed partitions only: those wholly before the start of
-  the current UTC day, which the 15-minute offload no longer writes. The hours still being
-  offloaded keep their own small files, so an offload's replace of its hour never rewrites
-  a compacted file, and the two rarely touch the same files at all. When they do (a repair
-  of an old hour during compaction), Iceberg's validation makes one of them retry or fail:
-  an offload retries from reconciliation, a compaction file group fails alone (partial
-  progress) and is merged the next night.
+- Compaction rewrites closed partitions only: those wholly before the start of the current
+  UTC day, which the 15-minute offload no longer writes, and of those only the ones still
+  holding a file the offload wrote. It merges their files, sorts the rows by the table's cold
+  order and re-encodes them at COLD_COMPACTION_ZSTD_LEVEL: the layout kept for years, written
+  once. The hours still being offloaded keep their own small files, so an offload's replace
+  of its hour never rewrites a compacted file, and the two rarely touch the same files at
+  all. When they do (a repair of an old hour during compaction), Iceberg's validation makes
+  one of them retry: an offload retries from reconciliation, a compaction plans again (its
+  one commit per table is all or nothing, sql/spark/rewrite_data_files.sql).
 - Every data rewrite commit is verified: the content checksum of the rows it rewrote, read
   by ClickHouse at the commit's snapshot and at its parent, is the same (the audit's
   checksum, parity.py). Verifying against the parent, not the snapshot before the job,
@@ -37,6 +39,7 @@ from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Operation, Snapshot
 from pyiceberg.types import NestedField
 
+from cold_assets.cold_files import written_by_offload
 from cold_assets.parity import cold_checksums
 from cold_assets.tables import MirroredTable
 from cold_assets.warm_read import EPOCH, identifier, render
@@ -94,7 +97,6 @@ class CompactionResult:
     after: FileStats
     rewritten_files: int
     added_files: int
-    failed_files: int
     manifests_rewritten: int
     conflicts_retried: int
     rewrite_snapshot_ids: list[int]
@@ -210,26 +212,72 @@ def closed_partitions_range(table: Table, spec: MirroredTable, now: datetime, lo
     return lower, upper
 
 
+def _partition_span(transform: str, instant: datetime) -> tuple[datetime, datetime]:
+    """The time partition (hour, day or month) that holds `instant`."""
+    if transform == "hour":
+        start = instant.replace(minute=0, second=0, microsecond=0)
+        return start, start + timedelta(hours=1)
+    day = instant.replace(hour=0, minute=0, second=0, microsecond=0)
+    if transform == "day":
+        return day, day + timedelta(days=1)
+    if transform == "month":
+        month = day.replace(day=1)
+        return month, (month + timedelta(days=32)).replace(day=1)
+    raise ValueError(f"no compaction for a time partition by {transform!r}")
+
+
+def _time_transform(table: Table, spec: MirroredTable) -> str:
+    for partition_field in table.spec().fields:
+        if table.schema().find_field(partition_field.source_id).name == spec.time_column:
+            return str(partition_field.transform)
+    raise ValueError(f"cold.{spec.cold} is not partitioned by {spec.time_column}")
+
+
+def offloaded_partitions(table: Table, spec: MirroredTable, lower: datetime, upper: datetime) -> list[tuple[datetime, datetime]]:
+    """The time partitions in [lower, upper) that hold a file the hourly offload wrote, as
+    contiguous [start, end) ranges: what compaction rewrites. A partition holding only files
+    compaction wrote is left alone, so each is rewritten once, and again only after a repair
+    wrote to it."""
+    time_field = table.schema().find_field(spec.time_column)
+    transform = _time_transform(table, spec)
+    spans = set()
+    for data_file in live_data_files(table):
+        if not written_by_offload(data_file.file_path):
+            continue
+        lowest, highest = _time_bounds(time_field, data_file)
+        if lowest < lower or highest >= upper:
+            continue
+        start, end = _partition_span(transform, lowest)
+        while start <= highest:
+            spans.add((max(start, lower), min(end, upper)))
+            start, end = _partition_span(transform, end)
+    ranges: list[tuple[datetime, datetime]] = []
+    for start, end in sorted(spans):
+        if ranges and ranges[-1][1] >= start:
+            ranges[-1] = (ranges[-1][0], max(ranges[-1][1], end))
+        else:
+            ranges.append((start, end))
+    return ranges
+
+
+def _where(time_column: str, ranges: list[tuple[datetime, datetime]]) -> str:
+    column = identifier(time_column)
+    return " OR ".join(
+        f"({column} >= TIMESTAMP '{_literal_timestamp(a)}' AND {column} < TIMESTAMP '{_literal_timestamp(b)}')" for a, b in ranges
+    )
+
+
 def compact(
     spark, table: Table, spec: MirroredTable, catalog_name: str, now: datetime,
-    lookback_days: int = 7, target_file_size_bytes: int = 512 * 1024 * 1024, min_input_files: int = 2,
+    lookback_days: int = 7, target_file_size_bytes: int = 512 * 1024 * 1024,
 ) -> CompactionResult:
-    """Merges the closed partitions' files and rewrites manifests. The data rewrite commit it
-    made, if any, is in `rewrite_snapshot_ids`: prove it with `prove_rewrite`."""
+    """Rewrites the closed partitions that hold the offload's files (offloaded_partitions),
+    sorted and re-encoded for the long term, and rewrites manifests. The data rewrite commit
+    it made, if any, is in `rewrite_snapshot_ids`: prove it with `prove_rewrite`."""
     started = time.perf_counter()
     lower, upper = closed_partitions_range(table, spec, now, lookback_days)
     before = file_stats(table, spec, lower, upper)
     known = {s.snapshot_id for s in table.metadata.snapshots}
-    rewrite_sql = render(
-        "spark/rewrite_data_files",
-        catalog=identifier(catalog_name),
-        table=_table_name(spec),
-        time_column=identifier(spec.time_column),
-        lower=_literal_timestamp(lower),
-        upper=_literal_timestamp(upper),
-        min_input_files=str(int(min_input_files)),
-        target_file_size_bytes=str(int(target_file_size_bytes)),
-    )
     # Manifests first: one per hourly commit until now, which the data rewrite's planning
     # and both sides of its proof (ClickHouse reads the parent snapshot too) would read.
     manifests = {"rewritten_manifests_count": 0}
@@ -237,10 +285,19 @@ def compact(
     if snapshot is not None and len(snapshot.manifests(table.io)) > MANIFESTS_WORTH_REWRITING:
         manifests = rewrite_manifests(spark, spec, catalog_name)
     conflicts = 0
-    rewrite = {"rewritten_data_files_count": 0, "added_data_files_count": 0, "failed_data_files_count": 0}
-    # No partition with enough files to merge (raw and bronze are hourly: usually one file
-    # per partition already): no Spark job at all.
-    while before.max_files_per_partition >= min_input_files:
+    rewrite = {"rewritten_data_files_count": 0, "added_data_files_count": 0}
+    while True:
+        ranges = offloaded_partitions(table, spec, lower, upper)
+        if not ranges:  # nothing the offload wrote since the last compaction: no Spark job
+            break
+        rewrite_sql = render(
+            "spark/rewrite_data_files",
+            catalog=identifier(catalog_name),
+            table=_table_name(spec),
+            sort_order=", ".join(f"{identifier(c)} ASC NULLS LAST" for c in spec.cold_order),
+            where=_where(spec.time_column, ranges),
+            target_file_size_bytes=str(int(target_file_size_bytes)),
+        )
         try:
             rewrite = call_procedure(spark, rewrite_sql)[0]
             break
@@ -249,6 +306,7 @@ def compact(
             if conflicts >= MAX_CONFLICT_RETRIES or not any(name in str(error) for name in CONFLICTS):
                 raise
             conflicts += 1
+            table = table.refresh()
     table = table.refresh()
     rewrites = [s.snapshot_id for s in table.metadata.snapshots if s.snapshot_id not in known and is_data_rewrite(s)]
     return CompactionResult(
@@ -259,7 +317,6 @@ def compact(
         after=file_stats(table, spec, lower, upper),
         rewritten_files=int(rewrite["rewritten_data_files_count"]),
         added_files=int(rewrite["added_data_files_count"]),
-        failed_files=int(rewrite["failed_data_files_count"]),
         manifests_rewritten=int(manifests["rewritten_manifests_count"]),
         conflicts_retried=conflicts,
         rewrite_snapshot_ids=rewrites,

@@ -11,16 +11,21 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from dagster import DagsterEventType, build_init_resource_context
 
 import cold_assets.offload as offload_module
+from cold_assets import duckdb_reader
 from cold_assets.assets import cold_asset_key
 from cold_assets.checks import COMPACTION_PRESERVED_CONTENT, compaction_check
 from cold_assets.definitions import build_definitions
 from cold_assets.instance import embedded_instance
 from cold_assets.jobs import COMPACTION_JOB, EXPIRY_JOB
+from cold_assets.cold_files import written_by_offload
 from cold_assets.maintenance import compact, expire_snapshots, file_stats
+from cold_assets.maintenance import live_data_files as maintenance_live_data_files
 from cold_assets.offload import offload_partition
 from cold_assets.parity import cold_checksums
 from cold_assets.partitions import hour_of, partition_key_of
@@ -36,6 +41,7 @@ from cold_assets_tests.offload_helpers import (
     run_offload,
 )
 
+RAW = table_by_cold_name("raw_trades")
 SILVER = table_by_cold_name("silver_trades")
 BRONZE = table_by_cold_name("bronze_trades")
 GOLD_1M = table_by_cold_name("gold_ohlcv_1m")
@@ -83,15 +89,27 @@ def test_24_hourly_offloads_compact_to_one_file_per_day_and_exchange_with_the_sa
     silver = catalog.load_table(SILVER.cold_identifier)
     before = file_stats(silver, SILVER)
     assert before.max_files_per_partition == 24  # one file per hour and exchange
+    raw = catalog.load_table(RAW.cold_identifier)
+    raw_before = file_stats(raw, RAW)
+    assert raw_before.max_files_per_partition == 1  # nothing to merge, but the offload's encoding
     with warm.connect() as client:
         checksums_before = cold_checksums(client, silver, SILVER, *day)
+        raw_checksums_before = cold_checksums(client, raw, RAW, *day)
 
-    result = run_job(settings, COMPACTION_JOB, {"tables": ["silver_trades", "gold_ohlcv_1m"], **ALL_CLOSED})
+    result = run_job(settings, COMPACTION_JOB, {"tables": ["silver_trades", "gold_ohlcv_1m", "raw_trades"], **ALL_CLOSED})
 
     silver = silver.refresh()
     after = file_stats(silver, SILVER)
     assert (after.partitions, after.max_files_per_partition, after.data_files) == (2, 1, 2)  # binance, kraken
     assert after.rows == before.rows
+    # raw's hourly files are rewritten once, one for one, sorted and re-encoded for the long term.
+    raw = raw.refresh()
+    raw_files = maintenance_live_data_files(raw)
+    assert file_stats(raw, RAW).data_files == raw_before.data_files == 48
+    assert not [f.file_path for f in raw_files if written_by_offload(f.file_path)]
+    assert sum(f.file_size_in_bytes for f in raw_files) < raw_before.bytes
+    with warm.connect() as client:
+        assert cold_checksums(client, raw, RAW, *day) == raw_checksums_before
     gold = file_stats(catalog.load_table(GOLD_1M.cold_identifier), GOLD_1M)
     assert gold.max_files_per_partition == 1
     # The same rows, read back by pyiceberg and by ClickHouse's Iceberg reader.
@@ -103,13 +121,37 @@ def test_24_hourly_offloads_compact_to_one_file_per_day_and_exchange_with_the_sa
     assert (facts["data_files_before"], facts["data_files_after"]) == (48, 2)
     assert facts["bytes_after"] < facts["bytes_before"]
     checks = check_results(embedded_instance(settings), result.run_id)
-    assert checks == {("silver_trades", COMPACTION_PRESERVED_CONTENT): True, ("gold_ohlcv_1m", COMPACTION_PRESERVED_CONTENT): True}
+    assert checks == {(name, COMPACTION_PRESERVED_CONTENT): True for name in ("silver_trades", "gold_ohlcv_1m", "raw_trades")}
     # Run on its own, the check proves the latest rewrite again.
     alone = compaction_check(SILVER, cold_asset_key(SILVER))(iceberg=cold, clickhouse=warm)
     assert alone.passed and alone.metadata["rows_after"].value == before.rows
-    # Compacting again finds nothing left to merge.
-    again = run_job(settings, COMPACTION_JOB, {"tables": ["silver_trades"], **ALL_CLOSED})
+    # Compacting again finds nothing left to rewrite: a partition is rewritten once.
+    again = run_job(settings, COMPACTION_JOB, {"tables": ["silver_trades", "raw_trades"], **ALL_CLOSED})
     assert observations(again, SILVER)["files_rewritten"] == 0
+    assert observations(again, RAW)["files_rewritten"] == 0
+    # Any engine reads the compacted tables: DuckDB, through its iceberg extension.
+    for spec in (SILVER, RAW):
+        assert_duckdb_reads_what_pyiceberg_reads(catalog.load_table(spec.cold_identifier), spec)
+
+
+def assert_duckdb_reads_what_pyiceberg_reads(table, spec) -> None:
+    """DuckDB (its PyPI iceberg extension, loaded from disk) returns the same rows and the same
+    per-hour counts as pyiceberg from the table's current metadata file."""
+    connection = duckdb_reader.connect()
+    location = [table.metadata_location]
+    ice = table.scan().to_arrow()
+    duck = connection.execute("SELECT * FROM iceberg_scan(?)", location).arrow().read_all()
+    order = [(name, "ascending") for name in ice.schema.names]
+    assert duck.num_rows == ice.num_rows > 0
+    assert duck.cast(ice.schema).sort_by(order).equals(ice.sort_by(order))
+    time_column = spec.time_column
+    duck_hours = dict(
+        connection.execute(
+            f"SELECT epoch_us(date_trunc('hour', {time_column}::TIMESTAMP)), count(*) FROM iceberg_scan(?) GROUP BY 1", location
+        ).fetchall()
+    )
+    hours = pc.value_counts(pc.floor_temporal(ice[time_column], unit="hour").cast(pa.int64()))
+    assert duck_hours == {item["values"].as_py(): item["counts"].as_py() for item in hours}
 
 
 def test_expired_snapshots_go_with_their_files_and_the_offload_stays_exactly_once(settings, warm, cold):
