@@ -9,7 +9,7 @@ export COLD_HOME
 COLD_SPARK_JARS_DIR ?= $(COLD_HOME)/spark-jars
 export COLD_SPARK_JARS_DIR
 
-.PHONY: install jars browser nginx demo test screenshots bench clean
+.PHONY: install jars browser nginx demo test lint screenshots bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,8 +42,12 @@ demo: install jars
 
 # pytest exits 5 when it collected no test; CI must treat that as a failure, and it does
 # because make propagates any non-zero exit.
-test: install jars browser nginx
+test: install jars browser nginx lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 cold_assets_tests
+
+# ruff's rules in pyproject.toml ([tool.ruff]); part of `make test`.
+lint: install
+	$(BIN)/ruff check cold_assets cold_assets_tests
 
 # The webserver on the demo's COLD_HOME, rendered to $(COLD_HOME)/screenshots/*.png.
 screenshots: demo browser

@@ -1,19 +1,19 @@
 """The assets: the warm medallion as specs (ClickHouse fills it), and the nine cold tables as
 hourly-partitioned assets materialized from it by the offload protocol (offload.py)."""
 
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Iterator
 
 from dagster import (
+    AssetCheckResult,
     AssetExecutionContext,
     AssetKey,
+    AssetMaterialization,
     AssetsDefinition,
     AssetSpec,
     BackfillPolicy,
-    AssetCheckResult,
     Config,
     Failure,
-    AssetMaterialization,
     FreshnessPolicy,
     MetadataValue,
     PartitionsDefinition,

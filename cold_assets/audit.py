@@ -2,7 +2,7 @@
 medallion's own consistency beside it. Used by the daily audit job and `cold-assets audit`."""
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from clickhouse_connect.driver.client import Client
 from pyiceberg.catalog import Catalog
@@ -57,21 +57,21 @@ def hours_between(start: datetime, end: datetime) -> list[datetime]:
 
 
 def floor_hour(value: datetime) -> datetime:
-    value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def _medallion(client: Client, start: datetime, end: datetime) -> list[MedallionCheck]:
     bounds = {"range_start": start, "range_end": end}
     checks = []
     for bucket, raw, bronze, rejects, silver in client.query(render("medallion_layers"), parameters=bounds).result_rows:
-        hour = partition_key_of(datetime.fromtimestamp(bucket, timezone.utc))
+        hour = partition_key_of(datetime.fromtimestamp(bucket, UTC))
         checks.append(MedallionCheck("raw = bronze + rejects", hour, raw, bronze + rejects))
         checks.append(MedallionCheck("silver <= bronze", hour, silver, bronze, at_most=True))
     for window, interval in GOLD_WINDOWS.items():
         sql = render("gold_vs_silver", table=identifier(f"gold_ohlcv_{window}"), interval=interval)
         for bucket, differing in client.query(sql, parameters=bounds).result_rows:
-            hour = partition_key_of(datetime.fromtimestamp(bucket, timezone.utc))
+            hour = partition_key_of(datetime.fromtimestamp(bucket, UTC))
             checks.append(MedallionCheck(f"gold_ohlcv_{window} windows = silver trades", hour, int(differing), 0))
     return sorted(checks, key=lambda c: (c.hour, c.check))
 

@@ -23,11 +23,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Iterator
 
 import pyarrow.parquet as pq
 
@@ -42,7 +42,7 @@ from cold_assets.warm_read import read_query, warm_columns
 
 # Two days back: closed, and well inside the warm tier's 30-day TTL (older rows would be
 # dropped by ClickHouse as they are inserted).
-BENCH_START = (datetime.now(timezone.utc) - timedelta(days=2)).replace(hour=0, minute=0, second=0, microsecond=0)
+BENCH_START = (datetime.now(UTC) - timedelta(days=2)).replace(hour=0, minute=0, second=0, microsecond=0)
 BENCH_PARTITION = BENCH_START.strftime("%Y-%m-%d-%H:%M")
 DEMO_TRADES_PER_HOUR = 20_000
 RUNS_PER_SIDE = 12
@@ -410,7 +410,7 @@ def bench_maintenance(days: int = 7, parent: str | None = None, state: str | Non
     from cold_assets.partitions import partition_key_of
     from cold_assets.tables import TABLES
 
-    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     start = today - timedelta(days=days)  # closed days only: all of them are compacted tonight
     keys = [partition_key_of(start + timedelta(hours=h)) for h in range(24 * days)]
     setup_s = None
@@ -430,7 +430,7 @@ def bench_maintenance(days: int = 7, parent: str | None = None, state: str | Non
         before = {t.cold: file_stats(catalog.load_table(t.cold_identifier), t) for t in TABLES}
         env = {**throwaway_env(settings.home), "COLD_SPARK_JARS_DIR": str(settings.spark_jars_dir)}
         # Expire every snapshot the offloads made (a real night expires one day of them).
-        configs = {COMPACTION_JOB: {"lookback_days": days}, EXPIRY_JOB: {"older_than": datetime.now(timezone.utc).isoformat()}}
+        configs = {COMPACTION_JOB: {"lookback_days": days}, EXPIRY_JOB: {"older_than": datetime.now(UTC).isoformat()}}
         runs = {}
         for job_name, config in configs.items():
             started = time.perf_counter()
@@ -505,7 +505,7 @@ def bench_federation(days: int = 28, trades_per_hour: int = 2_000, repeats: int 
     from cold_assets.partitions import partition_key_of
 
     spec = table_by_cold_name("gold_ohlcv_1m")
-    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     start = today - timedelta(days=days)
     with bench_settings(parent) as settings:
         build_bench_warm(settings, trades_per_hour, 24 * days, bronze_only=False, start=start)

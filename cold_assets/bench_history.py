@@ -22,13 +22,13 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pyarrow.parquet as pq
 
-from cold_assets.bench import DEMO_TRADES_PER_HOUR, build_bench_warm, bench_settings, maintenance_child_run
+from cold_assets.bench import DEMO_TRADES_PER_HOUR, bench_settings, build_bench_warm, maintenance_child_run
 from cold_assets.cold_files import parquet_options
 from cold_assets.partitions import partition_key_of
 from cold_assets.resources import ClickHouseResource, IcebergResource
@@ -44,7 +44,7 @@ def history_window(days: int, now: datetime | None = None) -> tuple[datetime, da
     current hour, and stays inside the warm tier's 30-day retention for at least an hour of
     benchmark. (An hour past it is cold-only, never read from warm: a run that crossed that
     line would leave it out, rightly.)"""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     end = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     return end - timedelta(hours=24 * days - 3), end
 
@@ -137,7 +137,7 @@ def history_child(start: str, end: str) -> None:
     # The schedule's tick after that history: its one run, as the daemon would launch it.
     schedule = defs.resolve_schedule_def("offload_every_15_minutes")
     requests = schedule.evaluate_tick(
-        build_schedule_context(instance=instance, scheduled_execution_time=datetime.now(timezone.utc), repository_def=defs.get_repository_def())
+        build_schedule_context(instance=instance, scheduled_execution_time=datetime.now(UTC), repository_def=defs.get_repository_def())
     ).run_requests
     t = time.perf_counter()
     for request in requests:
@@ -268,7 +268,9 @@ def bench_history(days: int = 30, parent: str | None = None, trades_per_hour: in
         "sensor_tick_s": dagster["sensor_tick_s"],
         "maintenance": maintenance,
         "ohlcv_gold_ohlcv_1m_all": ohlcv,
-        "metadata": {name: {"after_backfill": after_backfill[name], "after_maintenance": after_maintenance[name]} for name in after_backfill},
+        "metadata": {
+            name: {"after_backfill": after_backfill[name], "after_maintenance": after_maintenance[name]} for name in after_backfill
+        },
         "targets": {
             "backfill_s": "<= 180 (30 days)",
             "worst_last_over_first": "<= 1.5",

@@ -117,7 +117,10 @@ def bench_storage(hours: int = 24, trades_per_hour: int = PRODUCTION_TRADES_PER_
                 "cold_compacted": _per_row(c["columns"], c["rows"]),
             },
         }
-    total = {key: sum(t[key] for t in tables.values()) for key in ("rows", "warm_uncompressed_bytes", "warm_compressed_bytes", "cold_hourly_bytes", "cold_compacted_bytes")}
+    total = {
+        key: sum(t[key] for t in tables.values())
+        for key in ("rows", "warm_uncompressed_bytes", "warm_compressed_bytes", "cold_hourly_bytes", "cold_compacted_bytes")
+    }
     total["compacted_over_warm_compressed"] = round(total["cold_compacted_bytes"] / total["warm_compressed_bytes"], 3)
     trades = [t for t in TABLES if t.layer is not Layer.GOLD]
     return {

@@ -73,7 +73,12 @@ def _result(asset_key: AssetKey, check: str, parities: list[HourParity], failed:
         # Older than the warm retention: cold is the only copy; there is nothing to compare.
         description += f"; {len(cold_only)} hours cold-only (older than the warm retention), not compared"
     return AssetCheckResult(
-        asset_key=asset_key, check_name=check, passed=not failed, severity=AssetCheckSeverity.ERROR, metadata=metadata, description=description
+        asset_key=asset_key,
+        check_name=check,
+        passed=not failed,
+        severity=AssetCheckSeverity.ERROR,
+        metadata=metadata,
+        description=description,
     )
 
 
@@ -88,7 +93,10 @@ def parity_check_results(parities: list[HourParity], selected: set[AssetCheckKey
             if not failed and not all(p.content_checked for p in parities if not p.cold_only):
                 # Counts agree, but ClickHouse cannot read this cold tier yet: say so, as a warning.
                 result = AssetCheckResult(
-                    asset_key=key.asset_key, check_name=key.name, passed=False, severity=AssetCheckSeverity.WARN,
+                    asset_key=key.asset_key,
+                    check_name=key.name,
+                    passed=False,
+                    severity=AssetCheckSeverity.WARN,
                     metadata=result.metadata,
                     description="content checksums not computed: ClickHouse cannot read this cold table's location yet",
                 )
@@ -113,9 +121,11 @@ def rewrite_proof_evaluation(asset_key: AssetKey, proofs: list[RewriteProof]) ->
         "proofs": MetadataValue.json(
             [
                 {
-                    "snapshot_id": str(p.snapshot_id), "parent_id": str(p.parent_id),
+                    "snapshot_id": str(p.snapshot_id),
+                    "parent_id": str(p.parent_id),
                     "range": [p.start.isoformat(), p.end.isoformat()],
-                    "rows": [p.rows_before, p.rows_after], "checksum": [str(p.checksum_before), str(p.checksum_after)],
+                    "rows": [p.rows_before, p.rows_after],
+                    "checksum": [str(p.checksum_before), str(p.checksum_after)],
                 }
                 for p in proofs
             ]
@@ -130,8 +140,12 @@ def rewrite_proof_evaluation(asset_key: AssetKey, proofs: list[RewriteProof]) ->
     else:
         description = "no compaction commit to verify"
     return dict(
-        asset_key=asset_key, check_name=COMPACTION_PRESERVED_CONTENT, passed=not changed,
-        severity=AssetCheckSeverity.ERROR, metadata=metadata, description=description,
+        asset_key=asset_key,
+        check_name=COMPACTION_PRESERVED_CONTENT,
+        passed=not changed,
+        severity=AssetCheckSeverity.ERROR,
+        metadata=metadata,
+        description=description,
     )
 
 

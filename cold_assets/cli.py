@@ -4,8 +4,7 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime, timedelta, timezone
-
+from datetime import UTC, datetime, timedelta
 
 from clickhouse_connect.driver.exceptions import OperationalError as ClickHouseOperationalError
 from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
@@ -13,12 +12,12 @@ from sqlalchemy.exc import OperationalError as CatalogOperationalError
 
 from cold_assets.cold_ddl import ColdTableConflict, ensure_cold_tables
 from cold_assets.embedded_lock import EmbeddedWarmTierBusy
+from cold_assets.partitions import hour_of as hour_of_key
 from cold_assets.resources import ClickHouseResource, IcebergResource
 from cold_assets.settings import Settings
 from cold_assets.simulate import FeedConfig, parse_start, simulate
 from cold_assets.tables import TABLES, table_by_cold_name
 from cold_assets.warm_ddl import apply_warm_ddl
-from cold_assets.partitions import hour_of as hour_of_key
 from cold_assets.warm_read import identifier
 
 # Exit codes of `cold-assets audit` (and 2 for bad usage or configuration, for every command).
@@ -86,7 +85,7 @@ def demo_window(settings: Settings, hours: int) -> datetime:
     state = settings.home / "demo_window.json"
     if state.exists():
         return datetime.fromisoformat(json.loads(state.read_text())["start"])
-    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     start = now - timedelta(hours=hours + 1)
     settings.home.mkdir(parents=True, exist_ok=True)
     state.write_text(json.dumps({"start": start.isoformat(), "hours": hours}))
@@ -136,7 +135,7 @@ def _report(settings: Settings, start: datetime, hours: int, run_results) -> Non
             table = catalog.load_table(t.cold_identifier)
             # Counted per bucket: the daily bars' day is the same bucket for each of its hours.
             parities = partitions_parity(client, table, t, keys, False, now=now, policy=policy)
-            buckets = {t.offload_range(hour_of_key(k))[0]: p for k, p in zip(keys, parities)}
+            buckets = {t.offload_range(hour_of_key(k))[0]: p for k, p in zip(keys, parities, strict=True)}
             warm_rows = sum(p.warm_rows for p in buckets.values())
             cold_rows = sum(p.cold_rows for p in buckets.values())
             files = table.inspect.files().to_pylist()
@@ -159,8 +158,12 @@ def _run_rates(settings: Settings) -> dict:
     for t in TABLES:
         records = instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey(["cold", t.cold])), limit=500).records
         latest = [r for r in records if records and r.run_id == records[0].run_id and r.asset_materialization]
-        written = sum(r.asset_materialization.metadata["rows_written"].value for r in latest if "rows_written" in r.asset_materialization.metadata)
-        seconds = sum(r.asset_materialization.metadata["duration_s"].value for r in latest if "duration_s" in r.asset_materialization.metadata)
+        written = sum(
+            r.asset_materialization.metadata["rows_written"].value for r in latest if "rows_written" in r.asset_materialization.metadata
+        )
+        seconds = sum(
+            r.asset_materialization.metadata["duration_s"].value for r in latest if "duration_s" in r.asset_materialization.metadata
+        )
         if latest and seconds:
             rates[t.cold] = round(written / seconds)
     return rates
@@ -173,8 +176,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     warm, _ = _resources(settings)
     with warm.connect() as client:
         already = client.query(
-            "SELECT count() FROM trades_raw WHERE exchange_ts >= {start:DateTime64(6, 'UTC')} "
-            "AND exchange_ts < {end:DateTime64(6, 'UTC')}",
+            "SELECT count() FROM trades_raw WHERE exchange_ts >= {start:DateTime64(6, 'UTC')} AND exchange_ts < {end:DateTime64(6, 'UTC')}",
             parameters={"start": cfg.start, "end": cfg.start + timedelta(hours=cfg.hours)},
         ).result_rows[0][0]
         if already:
@@ -284,9 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "federate", help="create or replace the <warm table>_all views over both tiers, cutover as far as parity allows"
     ).set_defaults(func=cmd_federate)
-    sub.add_parser(
-        "jars", help="provision Spark's pinned jars (PyPI wheels, Debian packages) into COLD_SPARK_JARS_DIR"
-    ).set_defaults(func=cmd_jars)
+    sub.add_parser("jars", help="provision Spark's pinned jars (PyPI wheels, Debian packages) into COLD_SPARK_JARS_DIR").set_defaults(
+        func=cmd_jars
+    )
     p = sub.add_parser("demo", help="init, simulate 6 hours, report")
     _add_feed_options(p, trades_per_hour=20_000)
     p.set_defaults(func=cmd_demo)
@@ -301,7 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_audit)
     p = sub.add_parser("bench", help="measure and print the figures the issues ask for (JSON)")
     p.add_argument(
-        "what", nargs="?", default="offload", choices=["offload", "feed", "checks", "maintenance", "federation", "history", "storage"],
+        "what",
+        nargs="?",
+        default="offload",
+        choices=["offload", "feed", "checks", "maintenance", "federation", "history", "storage"],
         help="offload (default): one warm bronze hour into Iceberg, with floors; feed: the simulator into chDB; "
         "checks: parity checks' share of a run, and the 24-hour audit; maintenance: the nightly Spark jobs "
         "after --days (7) days at demo volume; federation: OHLCV latency through a view over --days (28) days; "
@@ -315,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trades-per-hour", type=int, default=None, help="storage: trades per hour (100,000)")
     p.add_argument("--days", type=int, default=None, help="maintenance (7), federation (28) and history (30): days of data")
     p.add_argument(
-        "--state", default=None,
+        "--state",
+        default=None,
         help="maintenance: keep the offloaded tables in this folder and restore them before each run (skips the build)",
     )
     p.add_argument("--skip-dagster", action="store_true", help="offload: leave out the Dagster single-run figure")

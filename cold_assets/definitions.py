@@ -4,9 +4,9 @@ from dagster import Definitions, in_process_executor, multiprocess_executor
 
 from cold_assets.assets import cold_asset, cold_asset_key, warm_specs
 from cold_assets.checks import compaction_check
+from cold_assets.jobs import compaction_job, daily_audit_job, expiry_job
 from cold_assets.partitions import hourly_partitions
 from cold_assets.resources import ClickHouseResource, IcebergResource
-from cold_assets.jobs import compaction_job, daily_audit_job, expiry_job
 from cold_assets.schedules import (
     compaction_schedule,
     daily_audit_schedule,

@@ -14,7 +14,7 @@ parity.local_file_access, as `cold-assets federate` does.
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from clickhouse_connect.driver.client import Client
 from pyiceberg.catalog import Catalog
@@ -46,7 +46,7 @@ def view_name(spec: MirroredTable) -> str:
 
 def current_cutovers(client: Client) -> dict[str, datetime]:
     rows = client.query(render("federation_cutover")).result_rows
-    return {name: (c if c.tzinfo else c.replace(tzinfo=timezone.utc)) for name, c in rows}
+    return {name: (c if c.tzinfo else c.replace(tzinfo=UTC)) for name, c in rows}
 
 
 def _warm_first_hour(client: Client, spec: MirroredTable) -> datetime | None:
@@ -54,7 +54,7 @@ def _warm_first_hour(client: Client, spec: MirroredTable) -> datetime | None:
     if not rows:
         return None
     value = rows[0][0]
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def next_cutover(
@@ -69,7 +69,7 @@ def next_cutover(
     start = max(d for d in (previous, first) if d is not None) if (previous or first) else None
     if start is None:
         return previous or EPOCH, 0  # nothing anywhere yet
-    limit = now.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0) - SETTLED
+    limit = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0) - SETTLED
     buckets, hour = [], start
     while hour < limit:
         lo, hi = spec.offload_range(hour)
@@ -85,7 +85,7 @@ def next_cutover(
         client, table, spec, [key for _, key in buckets], content=True, now=warm_now(client), policy=policy
     )
     proven = 0
-    for (lo, _), result in zip(buckets, parity):
+    for (lo, _), result in zip(buckets, parity, strict=True):
         if result.cold_only:
             if not result.cold_rows and _warm_rows(client, spec, lo):
                 break  # cold lacks what warm still shows: cutting over would hide it

@@ -5,9 +5,10 @@ tag NIGHTLY_TAG; the run queue runs such runs one at a time, in order (dagster.y
 audit sees what the maintenance did.
 """
 
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterator, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from dagster import (
     AssetCheckEvaluation,
@@ -16,8 +17,8 @@ from dagster import (
     Config,
     Failure,
     MetadataValue,
-    Out,
     OpExecutionContext,
+    Out,
     in_process_executor,
     job,
     op,
@@ -68,7 +69,7 @@ def _per_table(
     if iceberg.catalog_properties().get("uri", "").startswith("sqlite"):
         parallel = 1
     with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="maintenance") as pool:
-        yield from zip(tables, pool.map(work, tables))
+        yield from zip(tables, pool.map(work, tables), strict=True)
 
 
 PARALLEL_TABLES = Field(
@@ -88,7 +89,7 @@ def compact_cold_tables(
     context: OpExecutionContext, config: CompactionConfig, spark: SparkResource,
     iceberg: IcebergResource, clickhouse: ClickHouseResource,
 ) -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     failed = []
 
     def compact_table(spec: MirroredTable) -> CompactionResult:
@@ -158,14 +159,14 @@ def _instant(name: str, value: str) -> datetime:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise Failure(description=f"{name}={value!r} is not an ISO date-time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @op(description="Expire snapshots older than the retention, then remove orphan files.")
 def expire_snapshots_and_orphans(
     context: OpExecutionContext, config: ExpiryConfig, spark: SparkResource, iceberg: IcebergResource
 ) -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     horizon = _instant("older_than", config.older_than) if config.older_than else now - timedelta(days=config.retain_days)
 
     def clean_table(spec: MirroredTable) -> tuple[FileStats, ExpiryResult, OrphanResult, FileStats]:
@@ -238,7 +239,7 @@ def audit_cold_tier(
 ) -> dict:
     """Audits and records; the verdict comes after the federation, so that a mismatch in one
     table does not keep the other views' cutovers from moving."""
-    end = (_instant("until", config.until) if config.until else datetime.now(timezone.utc)).replace(hour=0, minute=0, second=0, microsecond=0)
+    end = (_instant("until", config.until) if config.until else datetime.now(UTC)).replace(hour=0, minute=0, second=0, microsecond=0)
     start = end - timedelta(days=config.lookback_days)
     with clickhouse.connect() as client:
         report = run_audit(client, iceberg.catalog(), start, end, policy=HourPolicy.from_settings(Settings.from_env()))
@@ -299,6 +300,10 @@ def audit_verdict(findings: dict) -> None:
         raise Failure(description=f"audit {findings['range']}: " + "; ".join(problems))
 
 
-@job(name=DAILY_AUDIT_JOB, tags={NIGHTLY_TAG: "audit"}, description="The daily audit of the cold tier against the warm tier, then the federated views.")
+@job(
+    name=DAILY_AUDIT_JOB,
+    tags={NIGHTLY_TAG: "audit"},
+    description="The daily audit of the cold tier against the warm tier, then the federated views.",
+)
 def daily_audit_job():
     audit_verdict(federate_views(audit_cold_tier()))

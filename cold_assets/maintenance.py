@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from clickhouse_connect.driver.client import Client
@@ -47,7 +47,7 @@ from cold_assets.warm_read import EPOCH, identifier, render
 T = TypeVar("T")
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # microseconds: a horizon or range bound is an instant, not a second
-MIN_ORPHAN_AGE = timedelta(days=1)
+MIN_ORPHAN_AGE = timedelta(days=1)  # Iceberg refuses less: a running writer's files look orphaned
 MAX_CONFLICT_RETRIES = 3
 # The embedded catalog is one SQLite file: two commits at once (tables maintained in
 # parallel, or an offload) can fail on its lock instead of waiting. Nothing was committed
@@ -55,7 +55,11 @@ MAX_CONFLICT_RETRIES = 3
 CATALOG_BUSY = ("SQLITE_BUSY",)
 MAX_BUSY_RETRIES = 20
 MANIFESTS_WORTH_REWRITING = 8  # each hourly commit adds one; a few cost planning nothing
-CONFLICTS = ("org.apache.iceberg.exceptions.ValidationException", "org.apache.iceberg.exceptions.CommitFailedException")  # Iceberg refuses less: a running writer's files look orphaned
+# A commit that lost a race with another writer: nothing was committed, plan again.
+CONFLICTS = (
+    "org.apache.iceberg.exceptions.ValidationException",
+    "org.apache.iceberg.exceptions.CommitFailedException",
+)
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,7 @@ class OrphanResult:
 
 
 def _literal_timestamp(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime(TIMESTAMP_FORMAT)  # the session time zone is UTC
+    return value.astimezone(UTC).strftime(TIMESTAMP_FORMAT)  # the session time zone is UTC
 
 
 def _table_name(spec: MirroredTable, namespace: str = "cold") -> str:
@@ -204,7 +208,7 @@ def file_stats(table: Table, spec: MirroredTable, start: datetime | None = None,
 def closed_partitions_range(table: Table, spec: MirroredTable, now: datetime, lookback_days: int) -> tuple[datetime, datetime]:
     """[lower, upper): upper is the start of the current UTC day (the offload still writes
     today's hours), lower goes back `lookback_days` and down to a partition boundary."""
-    upper = now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    upper = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     lower = upper - timedelta(days=lookback_days)
     transforms = {str(f.transform) for f in table.spec().fields if table.schema().find_field(f.source_id).name == spec.time_column}
     if "month" in transforms:
@@ -268,8 +272,13 @@ def _where(time_column: str, ranges: list[tuple[datetime, datetime]]) -> str:
 
 
 def compact(
-    spark, table: Table, spec: MirroredTable, catalog_name: str, now: datetime,
-    lookback_days: int = 7, target_file_size_bytes: int = 512 * 1024 * 1024,
+    spark,
+    table: Table,
+    spec: MirroredTable,
+    catalog_name: str,
+    now: datetime,
+    lookback_days: int = 7,
+    target_file_size_bytes: int = 512 * 1024 * 1024,
 ) -> CompactionResult:
     """Rewrites the closed partitions that hold the offload's files (offloaded_partitions),
     sorted and re-encoded for the long term, and rewrites manifests. The data rewrite commit

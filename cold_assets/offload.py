@@ -45,11 +45,11 @@ import random
 import threading
 import time
 import warnings
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from functools import reduce
-from typing import Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -162,7 +162,7 @@ def reconcile(
 
 def warm_now(client: Client) -> datetime:
     value = client.query(render("warm_now")).result_rows[0][0]
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _comparable(t: pa.DataType) -> pa.DataType:
@@ -173,14 +173,14 @@ def evolve_schema(table: Table, spec: MirroredTable, stream_schema: pa.Schema) -
     """Adds warm columns the cold table lacks (as optional); refuses any other difference."""
     cold = {f.name: f for f in schema_to_pyarrow(table.schema(), include_field_ids=False)}
     problems, added = [], []
-    for field in stream_schema:
-        have = cold.get(field.name)
+    for column in stream_schema:
+        have = cold.get(column.name)
         if have is None:
-            added.append(field.with_nullable(True))
-        elif _comparable(have.type) != _comparable(field.type):
-            problems.append(f"column {field.name} is {field.type} in warm {spec.warm}, {have.type} in cold")
-        elif field.nullable and not have.nullable:
-            problems.append(f"column {field.name} is nullable in warm {spec.warm} but required in cold")
+            added.append(column.with_nullable(True))
+        elif _comparable(have.type) != _comparable(column.type):
+            problems.append(f"column {column.name} is {column.type} in warm {spec.warm}, {have.type} in cold")
+        elif column.nullable and not have.nullable:
+            problems.append(f"column {column.name} is nullable in warm {spec.warm} but required in cold")
     stream_names = set(stream_schema.names)
     for name, have in cold.items():
         if name not in stream_names and not have.nullable:
@@ -665,7 +665,7 @@ def _read_slices(client: Client, table: Table, spec: MirroredTable, columns, ran
         after, until, row_hash = run[0].read_bounds()
         hashed = canonical_row(table, absent_columns(columns)) if row_hash else ""
 
-        def query(lo: datetime, hi: datetime, by_range: bool) -> WarmQuery:
+        def query(lo: datetime, hi: datetime, by_range: bool, after=after, until=until, hashed=hashed) -> WarmQuery:
             return read_query(spec, columns, lo, hi, after=after, until=until, row_hash=hashed, by_range=by_range)
 
         # Sized without silver's FINAL (an upper bound of the rows, and a cheap query).
@@ -682,7 +682,7 @@ def _read_slices(client: Client, table: Table, spec: MirroredTable, columns, ran
                 slices = -(-rows // SLICE_ROWS)
                 step = (r.end - r.start) / slices
                 edges = [r.start + step * i for i in range(slices)] + [r.end]
-                queries += [query(lo, hi, False) for lo, hi in zip(edges, edges[1:])]
+                queries += [query(lo, hi, False) for lo, hi in zip(edges, edges[1:], strict=False)]
                 continue
             if group and group_rows + rows > SLICE_ROWS:
                 queries.append(query(group[0].start, group[-1].end, len(group) > 1))
@@ -722,7 +722,7 @@ def _write(stream: "_WarmStream", table: Table, spec: MirroredTable, ranges: lis
         if index[0] < 0:  # the reads cover the ranges' spans only; anything else is a bug
             raise AssertionError(f"cold.{spec.cold}: a row before the first range of the checkpoint")
         cuts = [0, *(np.flatnonzero(np.diff(index)) + 1).tolist(), batch.num_rows]
-        for lo, hi in zip(cuts, cuts[1:]):
+        for lo, hi in zip(cuts, cuts[1:], strict=False):
             r = ranges[int(index[lo])]
             if r is not current:
                 if current is not None and current.writer is not None and r.start > current.start:

@@ -17,11 +17,11 @@ import os
 import sys
 import threading
 from collections import defaultdict
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Iterator, Mapping
 
 from clickhouse_connect.driver.client import Client
 from pyiceberg.table import Table

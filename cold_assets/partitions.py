@@ -1,6 +1,6 @@
 """Hourly partitions (UTC) shared by the nine cold assets."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from dagster import HourlyPartitionsDefinition
 
@@ -19,7 +19,7 @@ def first_partition(settings: Settings) -> str:
     kept = settings.home / "partitions_start"
     if kept.exists():
         return kept.read_text().strip()
-    start = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     chosen = (start - timedelta(days=settings.warm_retention_days)).strftime(PARTITION_FORMAT)
     settings.home.mkdir(parents=True, exist_ok=True)
     kept.write_text(chosen + "\n")
@@ -35,8 +35,8 @@ def hourly_partitions(settings: Settings) -> HourlyPartitionsDefinition:
 
 
 def hour_of(partition_key: str) -> datetime:
-    return datetime.strptime(partition_key, PARTITION_FORMAT).replace(tzinfo=timezone.utc)
+    return datetime.strptime(partition_key, PARTITION_FORMAT).replace(tzinfo=UTC)
 
 
 def partition_key_of(hour: datetime) -> str:
-    return hour.astimezone(timezone.utc).strftime(PARTITION_FORMAT)
+    return hour.astimezone(UTC).strftime(PARTITION_FORMAT)

@@ -9,9 +9,9 @@ One code path for the embedded default and production; only the connection diffe
 
 import os
 import sqlite3
+from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client

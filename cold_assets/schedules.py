@@ -5,8 +5,8 @@ from datetime import timedelta
 from dagster import (
     AssetSelection,
     DefaultScheduleStatus,
-    ScheduleDefinition,
     RunRequest,
+    ScheduleDefinition,
     ScheduleEvaluationContext,
     define_asset_job,
     schedule,

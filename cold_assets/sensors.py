@@ -3,8 +3,8 @@ hours, and the guard that no warm hour reaches ClickHouse's TTL without a proven
 
 import hashlib
 import json
-from datetime import datetime, timedelta, timezone
-from typing import Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 from dagster import (
     AssetCheckEvaluation,
@@ -12,9 +12,9 @@ from dagster import (
     AssetCheckSeverity,
     DagsterInstance,
     DagsterRunStatus,
+    DefaultSensorStatus,
     PartitionKeyRange,
     PartitionsDefinition,
-    DefaultSensorStatus,
     RunFailureSensorContext,
     RunRequest,
     RunsFilter,
@@ -282,7 +282,7 @@ def self_healing_sensor(job, settings: Settings, partitions_def: PartitionsDefin
                 found.late_rows(client, iceberg.catalog(), window, now, policy)
         except EmbeddedWarmTierBusy as error:
             # The failed checks' hours are known without the warm tier: they are not thrown away.
-            busy, now = error, datetime.now(timezone.utc)
+            busy, now = error, datetime.now(UTC)
             window = _window(now)
         first = window[0] if window else partition_key_of(now)
         for failing_key, differing in sorted(failing.items()):

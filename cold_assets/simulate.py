@@ -11,10 +11,10 @@ Prices and quantities are carried as integers in units of 1e-8 ("e8") so that ev
 string is exact.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -281,7 +281,7 @@ def generate(cfg: FeedConfig, instruments: dict[tuple[str, str], Instrument]) ->
     pending: list[pa.Table] = []
     for h in range(cfg.hours):
         hour_start = start_us + h * US_PER_HOUR
-        for stream, n in zip(streams, per_stream):
+        for stream, n in zip(streams, per_stream, strict=True):
             trades = _generate_hour(stream, hour_start, int(n), cfg, rng)
             pending.append(RENDERERS[stream.instrument.exchange](trades))
         # Deliver what has arrived by the end of this hour, in arrival order; the rest waits.
@@ -327,5 +327,5 @@ def parse_start(value: str) -> datetime:
     """An ISO date or date-time; without an offset it is read as UTC."""
     dt = datetime.fromisoformat(value)
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)

@@ -77,7 +77,9 @@ def spark_catalog_conf(catalog_name: str, properties: dict[str, str]) -> dict[st
         elif backend == "postgresql":
             jdbc = f"jdbc:postgresql://{url.host or 'localhost'}:{url.port or 5432}/{url.database}"
             if url.query:  # sslmode, sslrootcert, ...: pgjdbc takes the same names as libpq
-                jdbc += "?" + urlencode([(k, v) for k, values in url.query.items() for v in ((values,) if isinstance(values, str) else values)])
+                jdbc += "?" + urlencode(
+                    [(k, v) for k, values in url.query.items() for v in ((values,) if isinstance(values, str) else values)]
+                )
             if url.username:
                 conf[f"{prefix}.jdbc.user"] = url.username
             if url.password:

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cold_assets.settings import throwaway_env
@@ -79,7 +79,7 @@ def _exercise(home: Path, dump_to: Path) -> None:
     ensure_cold_tables(iceberg.catalog())
     spec = table_by_cold_name("silver_trades")
     table = iceberg.load_table(spec.cold_identifier)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     yesterday = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(hours=20)
     schema = table.schema().as_arrow()
     for hour in range(3):  # three commits in one closed day partition: something to merge

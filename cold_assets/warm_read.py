@@ -7,7 +7,7 @@ substituted with string.Template after validation against a strict pattern.
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from string import Template
@@ -20,8 +20,8 @@ from cold_assets.tables import Layer, MirroredTable
 
 SQL_DIR = Path(__file__).with_name("sql")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-FAR_FUTURE = datetime(2200, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+FAR_FUTURE = datetime(2200, 1, 1, tzinfo=UTC)
 # The column of per-row hashes a replace layer's read carries beside its rows (never stored).
 ROW_HASH = "_cold_assets_row_hash"
 
@@ -138,7 +138,7 @@ def time_bound(name: str, value: datetime, literal: bool) -> str:
     where parameters cannot be bound (a view's DDL), a literal rendered from the datetime."""
     if not literal:
         return f"{{{identifier(name)}:DateTime64(6, 'UTC')}}"
-    utc = value.astimezone(timezone.utc)
+    utc = value.astimezone(UTC)
     return f"toDateTime64('{utc:%Y-%m-%d %H:%M:%S.%f}', 6, 'UTC')"
 
 

@@ -13,7 +13,6 @@ from cold_assets.cold_ddl import ensure_cold_tables
 from cold_assets.resources import ClickHouseResource, IcebergResource
 from cold_assets.settings import Settings
 from cold_assets.warm_ddl import apply_warm_ddl
-
 from cold_assets_tests.offload_helpers import PARTITIONS_START
 
 REPO = Path(__file__).resolve().parents[1]

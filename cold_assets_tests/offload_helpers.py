@@ -1,13 +1,13 @@
 """Shared steps of the offload tests: a small feed, a Dagster run, and tier comparisons."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 from dagster import AssetKey, AssetRecordsFilter
 
+from cold_assets.cold_ranges import range_filter
 from cold_assets.definitions import build_definitions
 from cold_assets.instance import embedded_instance
-from cold_assets.cold_ranges import range_filter
 from cold_assets.partitions import partition_key_of
 from cold_assets.schedules import OFFLOAD_JOB
 from cold_assets.simulate import FeedConfig, simulate
@@ -16,7 +16,7 @@ from cold_assets.warm_read import read_columns, read_query
 
 # Six days back, whatever the date the suite runs on: closed hours, well inside the warm
 # tier's 30-day TTL (ClickHouse drops older rows), and inside the 7-day lookbacks.
-START = (datetime.now(timezone.utc) - timedelta(days=6)).replace(hour=0, minute=0, second=0, microsecond=0)
+START = (datetime.now(UTC) - timedelta(days=6)).replace(hour=0, minute=0, second=0, microsecond=0)
 PARTITIONS_START = (START - timedelta(days=10)).strftime("%Y-%m-%d-%H:%M")
 HOURS = 3
 KEYS = [partition_key_of(START + timedelta(hours=h)) for h in range(HOURS)]

@@ -1,15 +1,14 @@
 """Alerts to a real HTTP receiver on loopback, self-healing, and the TTL guard."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-import pytest
 from dagster import AssetCheckKey, build_sensor_context
 from pyiceberg.expressions import EqualTo
 
 from cold_assets.alerts import Alerter
+from cold_assets.cold_ranges import range_filter
 from cold_assets.definitions import build_definitions
 from cold_assets.instance import embedded_instance
-from cold_assets.cold_ranges import range_filter
 from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.schedules import OFFLOAD_JOB
 from cold_assets.sensors import parity_alerts
@@ -90,7 +89,7 @@ def test_late_trades_make_the_sensor_request_that_hour_only(settings, warm, cold
 
 
 def test_an_hour_near_the_ttl_without_a_proven_copy_raises_the_ttl_alert(settings, warm, cold, receiver):
-    old = (datetime.now(timezone.utc) - timedelta(days=29, hours=12)).replace(minute=0, second=0, microsecond=0)
+    old = (datetime.now(UTC) - timedelta(days=29, hours=12)).replace(minute=0, second=0, microsecond=0)
     rows = [
         ["binance", "BTCUSDT", str(6_000_000_000 + i), "90000.00000000", "0.01000000", "false",
          old + timedelta(minutes=5 + i), old + timedelta(minutes=5 + i), "{}"]
@@ -184,13 +183,17 @@ def test_a_failing_nightly_job_alerts_once_then_recovers_once(settings, warm, co
     defs = build_definitions(settings)
     instance = embedded_instance(settings)
     job = defs.resolve_job_def(DAILY_AUDIT_JOB)
-    config = {"ops": {"audit_cold_tier": {"config": {"lookback_days": 1, "until": (hour_of(KEYS[0]) + timedelta(days=1)).date().isoformat()}}}}
+    until = (hour_of(KEYS[0]) + timedelta(days=1)).date().isoformat()
+    config = {"ops": {"audit_cold_tier": {"config": {"lookback_days": 1, "until": until}}}}
 
     def audit_and_evaluate(sensor_name, event_type):
         result = job.execute_in_process(instance=instance, run_config=config, raise_on_error=False)
         event = next(e for e in result.all_events if e.event_type == event_type)
         context = build_run_status_sensor_context(
-            sensor_name=sensor_name, dagster_event=event, dagster_instance=instance, dagster_run=instance.get_run_by_id(result.run_id),
+            sensor_name=sensor_name,
+            dagster_event=event,
+            dagster_instance=instance,
+            dagster_run=instance.get_run_by_id(result.run_id),
         )
         sensor = defs.resolve_sensor_def(sensor_name)
         sensor(context.for_run_failure() if event_type == DagsterEventType.RUN_FAILURE else context)
@@ -222,7 +225,10 @@ def test_a_compaction_proof_that_fails_alerts_once_and_recovers_once(settings, r
     def report(passed: bool):
         instance.report_runless_asset_event(
             AssetCheckEvaluation(
-                asset_key=key, check_name=COMPACTION_PRESERVED_CONTENT, passed=passed, severity=AssetCheckSeverity.ERROR,
+                asset_key=key,
+                check_name=COMPACTION_PRESERVED_CONTENT,
+                passed=passed,
+                severity=AssetCheckSeverity.ERROR,
                 description="compaction changed the content of snapshot 1 (10 -> 9 rows)" if not passed else "same rows",
             )
         )
@@ -239,10 +245,13 @@ def test_a_compaction_proof_that_fails_alerts_once_and_recovers_once(settings, r
 
 
 def test_a_cutover_that_stopped_moving_alerts_before_the_ttl_opens_a_gap(settings, warm, cold, receiver):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with warm.connect() as client:
-        client.insert("federation_cutover", [["bronze_trades", now - timedelta(days=29, hours=12)], ["silver_trades", now - timedelta(hours=2)]],
-                      column_names=["table_name", "cutover"])
+        client.insert(
+            "federation_cutover",
+            [["bronze_trades", now - timedelta(days=29, hours=12)], ["silver_trades", now - timedelta(hours=2)]],
+            column_names=["table_name", "cutover"],
+        )
     _, cursor = _sensor(settings, "ttl_guard")
     _, cursor = _sensor(settings, "ttl_guard", cursor)
     (alert,) = receiver.texts()
@@ -279,9 +288,15 @@ def test_the_sensor_remembers_a_content_mismatch_per_hour_and_a_busy_warm_tier_l
     # Another process holds the embedded warm tier: the tick cannot look for late rows, but the
     # failed check's hour is still requested.
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from cold_assets.resources import ClickHouseResource; from cold_assets.settings import Settings\n"
-         "with ClickHouseResource.from_settings(Settings.from_env()).connect():\n    print('held', flush=True); time.sleep(60)"],
-        env=os.environ.copy(), stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from cold_assets.resources import ClickHouseResource; from cold_assets.settings import Settings\n"
+            "with ClickHouseResource.from_settings(Settings.from_env()).connect():\n    print('held', flush=True); time.sleep(60)",
+        ],
+        env=os.environ.copy(),
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -300,7 +315,7 @@ def test_the_sensor_remembers_a_content_mismatch_per_hour_and_a_busy_warm_tier_l
 
 
 def test_late_rows_of_an_hour_older_than_the_healing_lookback_are_repaired_by_the_ttl_guard(settings, warm, cold, receiver):
-    old = (datetime.now(timezone.utc) - timedelta(days=12)).replace(minute=0, second=0, microsecond=0)
+    old = (datetime.now(UTC) - timedelta(days=12)).replace(minute=0, second=0, microsecond=0)
     from cold_assets.simulate import FeedConfig, simulate
 
     with warm.connect() as client:

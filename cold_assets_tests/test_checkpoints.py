@@ -11,17 +11,17 @@ import sys
 import textwrap
 from datetime import timedelta
 
+from cold_assets.assets import cold_asset_key
 from cold_assets.bookkeeping import PARTITIONS, Ancestry
+from cold_assets.instance import embedded_instance
 from cold_assets.offload import Outcome, offload_partitions
 from cold_assets.offload_metadata import recorded_states
-from cold_assets.instance import embedded_instance
 from cold_assets.partitions import partition_key_of
-from cold_assets.assets import cold_asset_key
 from cold_assets.settings import Settings
 from cold_assets.tables import TABLES, table_by_cold_name
 from cold_assets_tests.offload_helpers import (
-    START,
     RAW_COLUMNS,
+    START,
     assert_tiers_equal,
     feed,
     latest_metadata,
@@ -128,10 +128,14 @@ def test_overlapping_ranged_runs_racing_each_other_leave_every_row_once(settings
     def run(spec, keys, run_id):
         with warm.connect() as client:
             table = catalog.load_table(spec.cold_identifier)
-            return [r for c in offload_partitions(client, table, spec, keys, run_id, settle_lag=timedelta(0), checkpoint_hours=2) for r in c.results]
+            return [
+                r
+                for c in offload_partitions(client, table, spec, keys, run_id, settle_lag=timedelta(0), checkpoint_hours=2)
+                for r in c.results
+            ]
 
-    for spec in (BRONZE, SILVER):
-        attempts, racers = [], {}
+    def racing_commit_for(spec, attempts: list, racers: dict):
+        """A's commit, which first lets B (at A's first attempt) or C (at its third) commit."""
 
         def racing_commit(table, *args, **kwargs):
             if racers.get("running"):  # B's and C's own commits
@@ -147,7 +151,11 @@ def test_overlapping_ranged_runs_racing_each_other_leave_every_row_once(settings
                 racers["running"] = False
             return commit(table, *args, **kwargs)
 
-        monkeypatch.setattr(offload, "_commit", racing_commit)
+        return racing_commit
+
+    for spec in (BRONZE, SILVER):
+        attempts, racers = [], {}
+        monkeypatch.setattr(offload, "_commit", racing_commit_for(spec, attempts, racers))
         a = {r.partition_key: r for r in run(spec, SIX_KEYS[:4], "A")}
         monkeypatch.setattr(offload, "_commit", commit)
         b, c = ({r.partition_key: r for r in racers[x]} for x in ("B", "C"))
@@ -169,15 +177,29 @@ def test_after_the_snapshot_with_an_hours_bookkeeping_expired_a_rerun_adds_only_
     catalog = cold.catalog()
     for spec in (BRONZE, SILVER):
         table = catalog.load_table(spec.cold_identifier)
-        (carrier,) = [s for s in table.snapshots() if SIX_KEYS[0] in json.loads((s.summary.additional_properties or {}).get(PARTITIONS, "{}"))]
+        (carrier,) = [
+            s for s in table.snapshots() if SIX_KEYS[0] in json.loads((s.summary.additional_properties or {}).get(PARTITIONS, "{}"))
+        ]
         older = [s.snapshot_id for s in table.snapshots() if s.timestamp_ms <= carrier.timestamp_ms]
         table.maintenance.expire_snapshots().by_ids(older).commit()
         table = table.refresh()
         assert table.metadata.snapshot_by_id(carrier.snapshot_id) is None
         assert Ancestry(table, spec).state(SIX[0]) is None  # the bookkeeping of hours 0-3 is gone
     # Late trades of hour 1 arrive; the whole range is offloaded again, twice.
-    late = [["binance", "BTCUSDT", str(8_000_000 + i), "91000.00000000", "0.01000000", "false",
-             SIX[1] + timedelta(minutes=30, seconds=i), SIX[1] + timedelta(hours=3), "{}"] for i in range(7)]
+    late = [
+        [
+            "binance",
+            "BTCUSDT",
+            str(8_000_000 + i),
+            "91000.00000000",
+            "0.01000000",
+            "false",
+            SIX[1] + timedelta(minutes=30, seconds=i),
+            SIX[1] + timedelta(hours=3),
+            "{}",
+        ]
+        for i in range(7)
+    ]
     with warm.connect() as client:
         client.insert("trades_raw", late, column_names=RAW_COLUMNS)
     # (No overlap re-read: the feed was ingested minutes ago, all of it inside the overlap.)
@@ -245,15 +267,29 @@ def test_a_commit_by_another_writer_between_two_checkpoints_is_seen_by_the_next(
     feed(warm, hours=4)
     catalog = cold.catalog()
     with warm.connect() as client:
-        a = offload_partitions(client, catalog.load_table(SILVER.cold_identifier), SILVER, SIX_KEYS[:4], "A",
-                               settle_lag=timedelta(0), checkpoint_hours=2)
+        a = offload_partitions(
+            client, catalog.load_table(SILVER.cold_identifier), SILVER, SIX_KEYS[:4], "A", settle_lag=timedelta(0), checkpoint_hours=2
+        )
         first = next(a)
         assert sorted(r.partition_key for r in first.results) == SIX_KEYS[:2]
-        other = list(offload_partitions(client, catalog.load_table(SILVER.cold_identifier), SILVER, SIX_KEYS[2:4], "B",
-                                        settle_lag=timedelta(0)))
+        other = list(
+            offload_partitions(client, catalog.load_table(SILVER.cold_identifier), SILVER, SIX_KEYS[2:4], "B", settle_lag=timedelta(0))
+        )
         assert all(r.rows_written > 0 for c in other for r in c.results)
-        late = [["binance", "BTCUSDT", str(7_000_000 + i), "91000.00000000", "0.01000000", "false",
-                 SIX[2] + timedelta(minutes=11, seconds=i), SIX[2] + timedelta(hours=2), "{}"] for i in range(4)]
+        late = [
+            [
+                "binance",
+                "BTCUSDT",
+                str(7_000_000 + i),
+                "91000.00000000",
+                "0.01000000",
+                "false",
+                SIX[2] + timedelta(minutes=11, seconds=i),
+                SIX[2] + timedelta(hours=2),
+                "{}",
+            ]
+            for i in range(4)
+        ]
         client.insert("trades_raw", late, column_names=RAW_COLUMNS)
         second = next(a)
         by_key = {r.partition_key: r for r in second.results}

@@ -53,8 +53,20 @@ def _audit(*args):
     import sys
 
     return subprocess.run(
-        [sys.executable, "-m", "cold_assets.cli", "audit", "--from", f"{START:%Y-%m-%dT%H:%M}", "--to", f"{START + timedelta(hours=3):%Y-%m-%dT%H:%M}", *args],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "cold_assets.cli",
+            "audit",
+            "--from",
+            f"{START:%Y-%m-%dT%H:%M}",
+            "--to",
+            f"{START + timedelta(hours=3):%Y-%m-%dT%H:%M}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -69,9 +81,17 @@ def test_audit_passes_then_names_the_table_and_hour_of_one_changed_value(setting
     table = cold.catalog().load_table(gold.cold_identifier)
     start, end = gold.offload_range(hour_of(KEYS[2]))
     row = table.scan(row_filter=range_filter("window_start", start, end), limit=1).to_arrow()
-    changed = row.set_column(row.schema.get_field_index("close"), row.schema.field("close"), pa.array([row["close"][0].as_py() + 1], row.schema.field("close").type))
+    changed = row.set_column(
+        row.schema.get_field_index("close"),
+        row.schema.field("close"),
+        pa.array([row["close"][0].as_py() + 1], row.schema.field("close").type),
+    )
     with table.transaction() as tx:
-        tx.delete(EqualTo("window_start", row["window_start"][0].as_py().isoformat()) & EqualTo("exchange", row["exchange"][0].as_py()) & EqualTo("symbol", row["symbol"][0].as_py()))
+        tx.delete(
+            EqualTo("window_start", row["window_start"][0].as_py().isoformat())
+            & EqualTo("exchange", row["exchange"][0].as_py())
+            & EqualTo("symbol", row["symbol"][0].as_py())
+        )
         tx.append(changed)
     audit = _audit()
     assert audit.returncode == 1
@@ -129,6 +149,9 @@ def test_without_a_readable_cold_tier_counts_come_from_iceberg_and_content_is_a_
     assert [(p.warm_rows, p.cold_rows) for p in server] == [(p.warm_rows, p.cold_rows) for p in embedded]
     assert all(p.content_checked for p in embedded) and not any(p.content_checked for p in server)
     key = AssetKey(["cold", "silver_trades"])
-    results = {r.check_name: r for r in parity_check_results(server, {AssetCheckKey(key, "row_count_parity"), AssetCheckKey(key, "content_parity")})}
+    results = {
+        r.check_name: r
+        for r in parity_check_results(server, {AssetCheckKey(key, "row_count_parity"), AssetCheckKey(key, "content_parity")})
+    }
     assert results["row_count_parity"].passed
     assert results["content_parity"].passed is False and results["content_parity"].severity == AssetCheckSeverity.WARN

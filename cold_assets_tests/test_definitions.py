@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import warnings
+from datetime import UTC
 from pathlib import Path
 
 from dagster import AssetKey
@@ -51,7 +52,7 @@ def test_dagster_validates_the_workspace(settings, tmp_path):
 
 
 def test_schedule_requests_the_previous_and_the_current_hour_every_15_minutes(settings):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from dagster import build_schedule_context
 
@@ -60,11 +61,11 @@ def test_schedule_requests_the_previous_and_the_current_hour_every_15_minutes(se
     defs = build_definitions(settings)
     schedule = defs.resolve_schedule_def("offload_every_15_minutes")
     assert schedule.cron_schedule == "*/15 * * * *" and schedule.execution_timezone == "UTC"
-    context = build_schedule_context(scheduled_execution_time=datetime(2026, 11, 20, 10, 45, tzinfo=timezone.utc))
+    context = build_schedule_context(scheduled_execution_time=datetime(2026, 11, 20, 10, 45, tzinfo=UTC))
     (request,) = list(schedule(context))  # one run per tick: the previous and the current hour
     assert request.tags["dagster/asset_partition_range_start"] == "2026-11-20-09:00"
     assert request.tags["dagster/asset_partition_range_end"] == "2026-11-20-10:00"
-    later = build_schedule_context(scheduled_execution_time=datetime(2026, 11, 20, 11, 0, tzinfo=timezone.utc))
+    later = build_schedule_context(scheduled_execution_time=datetime(2026, 11, 20, 11, 0, tzinfo=UTC))
     assert next(iter(schedule(later))).run_key != request.run_key
 
 
@@ -85,9 +86,9 @@ def test_cold_assets_are_hourly_with_a_backfill_policy_of_few_runs(settings):
 
 
 def datetime_utc(*args):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 def test_nightly_jobs_run_in_order_compaction_expiry_audit_and_the_offload_leaves_their_check_out(settings):
@@ -116,7 +117,7 @@ def test_nightly_jobs_run_in_order_compaction_expiry_audit_and_the_offload_leave
 def test_without_a_configured_start_the_partitions_begin_the_warm_retention_back_and_stay(settings, monkeypatch):
     """A fresh demo shows the weeks warm holds, not every hour since a fixed date; and the start,
     chosen once, never moves (no partition drops out of the definition as days pass)."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from cold_assets.partitions import hour_of, hourly_partitions
     from cold_assets.settings import Settings
@@ -125,7 +126,7 @@ def test_without_a_configured_start_the_partitions_begin_the_warm_retention_back
     unset = Settings.from_env()
     partitions = hourly_partitions(unset)
     first = hour_of(partitions.get_first_partition_key())
-    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     assert first == today - timedelta(days=unset.warm_retention_days)
     assert 24 * 30 <= len(partitions.get_partition_keys()) <= 24 * 31 + 1
     (unset.home / "partitions_start").write_text("2026-11-01-00:00\n")  # as if chosen earlier

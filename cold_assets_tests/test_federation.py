@@ -47,14 +47,17 @@ def test_a_query_across_the_cutover_returns_every_row_once_before_and_after_the_
             query.replace("{view:Identifier}", "icebergLocal({p:String})") + " AND exchange_ts < {c:DateTime64(6, 'UTC')}",
             {**span, "p": location, "c": cutover},
         )
-        warm_part = rows(client, catalog, query + " AND exchange_ts >= {c:DateTime64(6, 'UTC')}", {**span, "view": "bronze_trades", "c": cutover})
+        warm_part = rows(
+            client, catalog, query + " AND exchange_ts >= {c:DateTime64(6, 'UTC')}", {**span, "view": "bronze_trades", "c": cutover}
+        )
         assert cold_part and warm_part
         assert through_view == sorted(cold_part + warm_part)
         assert through_view == rows(client, catalog, query, {**span, "view": "bronze_trades"})
         # The cold part of the view is cold's: drop warm hours before the cutover, as the TTL would.
         client.command(
             "ALTER TABLE bronze_trades DELETE WHERE exchange_ts < {c:DateTime64(6, 'UTC')}",
-            parameters={"c": cutover}, settings={"mutations_sync": 2},
+            parameters={"c": cutover},
+            settings={"mutations_sync": 2},
         )
         assert rows(client, catalog, query, {**span, "view": "bronze_trades_all"}) == through_view
         # Federating again never moves the cutover back, even with warm hours gone.
@@ -111,7 +114,9 @@ def test_the_daily_audit_job_federates_after_auditing_and_records_the_cutovers(s
     )
     assert result.success
     cutovers = {
-        e.event_specific_data.asset_observation.asset_key.path[-1]: e.event_specific_data.asset_observation.metadata["federation_cutover"].value
+        e.event_specific_data.asset_observation.asset_key.path[-1]: e.event_specific_data.asset_observation.metadata[
+            "federation_cutover"
+        ].value
         for e in result.all_events
         if e.event_type == DagsterEventType.ASSET_OBSERVATION
     }
@@ -141,7 +146,8 @@ def test_one_table_with_a_persistent_mismatch_does_not_freeze_the_other_views(se
     until = (START + timedelta(days=1)).date().isoformat()
     result = job.execute_in_process(
         instance=embedded_instance(settings),
-        run_config={"ops": {"audit_cold_tier": {"config": {"lookback_days": 1, "until": until}}}}, raise_on_error=False,
+        run_config={"ops": {"audit_cold_tier": {"config": {"lookback_days": 1, "until": until}}}},
+        raise_on_error=False,
     )
     assert not result.success  # the audit's verdict: bronze differs
     failure = next(e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE)

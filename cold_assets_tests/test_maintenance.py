@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,10 +20,10 @@ import cold_assets.offload as offload_module
 from cold_assets import duckdb_reader
 from cold_assets.assets import cold_asset_key
 from cold_assets.checks import COMPACTION_PRESERVED_CONTENT, compaction_check
+from cold_assets.cold_files import written_by_offload
 from cold_assets.definitions import build_definitions
 from cold_assets.instance import embedded_instance
 from cold_assets.jobs import COMPACTION_JOB, EXPIRY_JOB
-from cold_assets.cold_files import written_by_offload
 from cold_assets.maintenance import compact, expire_snapshots, file_stats
 from cold_assets.maintenance import live_data_files as maintenance_live_data_files
 from cold_assets.offload import offload_partition
@@ -33,11 +33,11 @@ from cold_assets.spark import JavaMissing, SparkResource, session_config
 from cold_assets.spark_cds import archive_path
 from cold_assets.tables import TABLES, table_by_cold_name
 from cold_assets_tests.offload_helpers import (
-    insert_late_raw,
     START,
     assert_tiers_equal,
     check_results,
     feed,
+    insert_late_raw,
     run_offload,
 )
 
@@ -166,7 +166,7 @@ def test_expired_snapshots_go_with_their_files_and_the_offload_stays_exactly_onc
     # it goes (some in the same second), the compaction stays. The files it replaced are then
     # referenced only by expired snapshots and must go although the snapshot that dropped
     # them stays (Iceberg's incremental cleanup would keep them).
-    horizon = datetime.fromtimestamp(compaction.timestamp_ms / 1000, timezone.utc)
+    horizon = datetime.fromtimestamp(compaction.timestamp_ms / 1000, UTC)
     time.sleep(0.01)
     run_offload(settings, DAY_KEYS[3:4])  # a commit after the horizon
     snapshots_before = {t.cold: len(catalog.load_table(t.cold_identifier).metadata.snapshots) for t in TABLES}
@@ -238,7 +238,7 @@ def test_spark_commits_again_after_an_offload_committed_to_the_same_catalog(sett
 
         def expire_all_but_current():
             return expire_snapshots(
-                spark.spark_session, catalog.load_table(BRONZE.cold_identifier), BRONZE, spark.catalog_name, datetime.now(timezone.utc)
+                spark.spark_session, catalog.load_table(BRONZE.cold_identifier), BRONZE, spark.catalog_name, datetime.now(UTC)
             )
 
         assert expire_all_but_current().snapshots_expired > 0  # Spark opens the catalog and commits
@@ -260,7 +260,7 @@ def test_offloads_committing_during_compaction_are_neither_lost_nor_duplicated(s
     spark.setup_for_execution(build_init_resource_context())
     try:
         catalog = cold.catalog()
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
 
         # 1. Compaction commits while an offload of the same day is about to commit: the
         #    offload's commit fails validation, starts over from reconciliation and lands.
@@ -284,7 +284,8 @@ def test_offloads_committing_during_compaction_are_neither_lost_nor_duplicated(s
         worker.start()
         assert at_commit.wait(120)
         monkeypatch.setattr(offload_module, "_commit", real_commit)  # the retry commits at once
-        compaction = compact(spark.spark_session, catalog.load_table(SILVER.cold_identifier), SILVER, spark.catalog_name, now, lookback_days=3650)
+        silver = catalog.load_table(SILVER.cold_identifier)
+        compaction = compact(spark.spark_session, silver, SILVER, spark.catalog_name, now, lookback_days=3650)
         assert compaction.rewrite_snapshot_ids  # it committed while the offload waited
         release.set()
         worker.join(120)
@@ -299,7 +300,9 @@ def test_offloads_committing_during_compaction_are_neither_lost_nor_duplicated(s
 
         def compact_silver():
             try:
-                compact(spark.spark_session, catalog.load_table(SILVER.cold_identifier), SILVER, spark.catalog_name, now, lookback_days=3650)
+                compact(
+                    spark.spark_session, catalog.load_table(SILVER.cold_identifier), SILVER, spark.catalog_name, now, lookback_days=3650
+                )
             except Exception as error:  # noqa: BLE001 - reported below
                 errors.append(error)
 
@@ -343,7 +346,9 @@ def test_the_maintenance_jvm_maps_the_class_data_archive_built_with_the_jars(set
     conf["spark.driver.extraJavaOptions"] += " -Xshare:on"
     child = subprocess.run(
         [sys.executable, "-W", "ignore", "-c", MAP_ARCHIVE_OR_FAIL, json.dumps(conf)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert child.returncode == 0, child.stderr[-3000:]
     assert "sharing" in child.stdout

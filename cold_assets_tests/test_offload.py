@@ -15,11 +15,11 @@ from cold_assets.tables import TABLES, table_by_cold_name
 from cold_assets_tests.offload_helpers import (
     KEYS,
     RAW_COLUMNS,
-    insert_late_raw,
     START,
     assert_tiers_equal,
     cold_hour,
     feed,
+    insert_late_raw,
     latest_metadata,
     run_offload,
 )
@@ -76,9 +76,11 @@ def test_duplicate_deliveries_stay_in_raw_and_never_reach_silver(settings, warm,
     catalog = cold.catalog()
     for hour in HOURS:
         raw = cold_hour(catalog, table_by_cold_name("raw_trades"), hour)
-        keys = list(zip(raw["exchange"].to_pylist(), raw["symbol"].to_pylist(), raw["trade_id"].to_pylist()))
+        keys = list(zip(raw["exchange"].to_pylist(), raw["symbol"].to_pylist(), raw["trade_id"].to_pylist(), strict=True))
         silver = cold_hour(catalog, table_by_cold_name("silver_trades"), hour)
-        skeys = list(zip(silver["exchange"].to_pylist(), silver["exchange_symbol"].to_pylist(), silver["trade_id"].to_pylist()))
+        skeys = list(
+            zip(silver["exchange"].to_pylist(), silver["exchange_symbol"].to_pylist(), silver["trade_id"].to_pylist(), strict=True)
+        )
         assert len(keys) - len(set(keys)) > 0
         assert len(skeys) == len(set(skeys))
     assert_tiers_equal(warm, cold, HOURS, tables=[table_by_cold_name("raw_trades")])
@@ -183,13 +185,16 @@ def test_two_offloads_of_the_same_partition_at_the_same_time_leave_no_duplicate(
     def commit_after_a_racer(table, *args, **kwargs):
         if not raced:
             raced.append(True)
-            racer = offload_partition(client, catalog.load_table(bronze.cold_identifier), bronze, HOURS[0], KEYS[0], "racer", settle_lag=timedelta(0))
+            racer_table = catalog.load_table(bronze.cold_identifier)
+            racer = offload_partition(client, racer_table, bronze, HOURS[0], KEYS[0], "racer", settle_lag=timedelta(0))
             assert racer.rows_written > 0
         return commit(table, *args, **kwargs)
 
     monkeypatch.setattr(offload, "_commit", commit_after_a_racer)
     with warm.connect() as client:
-        first = offload_partition(client, catalog.load_table(bronze.cold_identifier), bronze, HOURS[0], KEYS[0], "first", settle_lag=timedelta(0))
+        first = offload_partition(
+            client, catalog.load_table(bronze.cold_identifier), bronze, HOURS[0], KEYS[0], "first", settle_lag=timedelta(0)
+        )
     assert raced and first.rows_written == 0 and first.mode == "unchanged"
     assert_tiers_equal(warm, cold, HOURS[:1], tables=[bronze])
 
@@ -217,11 +222,13 @@ def test_appends_leave_rows_younger_than_the_settle_lag_for_the_next_run(setting
     catalog = cold.catalog()
     with warm.connect() as client:
         # Everything was inserted a moment ago: with an hour of settle lag nothing is old enough.
-        waiting = offload_partition(client, catalog.load_table(bronze.cold_identifier), bronze, HOURS[0], KEYS[0], "t",
-                                    settle_lag=timedelta(hours=1))
+        waiting = offload_partition(
+            client, catalog.load_table(bronze.cold_identifier), bronze, HOURS[0], KEYS[0], "t", settle_lag=timedelta(hours=1)
+        )
         assert waiting.rows_written == 0 and catalog.load_table(bronze.cold_identifier).current_snapshot() is None
-        done = offload_partition(client, catalog.load_table(bronze.cold_identifier), bronze, HOURS[0], KEYS[0], "t",
-                                 settle_lag=timedelta(0))
+        done = offload_partition(
+            client, catalog.load_table(bronze.cold_identifier), bronze, HOURS[0], KEYS[0], "t", settle_lag=timedelta(0)
+        )
     assert done.rows_written > 0
     assert_tiers_equal(warm, cold, HOURS[:1], tables=[bronze])
 

@@ -6,7 +6,7 @@ disk and a Dagster instance throughout."""
 import random
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from dagster import DagsterEventType, build_run_status_sensor_context, build_schedule_context
@@ -79,12 +79,12 @@ def test_a_live_feed_never_fails_a_run_or_a_check_and_ends_equal(live, warm, col
     settle lag; the feed's inserts interleave with the runs' steps (the embedded warm tier is
     one connection, taken in turn). The previous hour is kept open by a 2 h grace for late
     data; at the end the feed stops, the grace is set to 0 and that hour is closed."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if now.minute == 0 and now.second < 45:  # the previous hour must be able to close by the end
         time.sleep(45 - now.second)
     monkeypatch.setenv("COLD_LATE_GRACE_SECONDS", "7200")
     settings = Settings.from_env()
-    current = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    current = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     previous = current - timedelta(hours=1)
     with warm.connect() as client:
         simulate(client, FeedConfig(start=previous, hours=1, trades_per_hour=2_000))
@@ -94,7 +94,7 @@ def test_a_live_feed_never_fails_a_run_or_a_check_and_ends_equal(live, warm, col
     def feed_handler():
         trade_id = 5_000_000_000
         while not stop.is_set():
-            at = datetime.now(timezone.utc)
+            at = datetime.now(UTC)
             rows = [_trade(trade_id + i, at - timedelta(milliseconds=rng.randint(0, 900)), 91_000 + rng.random() * 50) for i in range(20)]
             if rng.random() < 0.3:  # a late trade of the previous hour
                 rows.append(_trade(trade_id + 20, previous + timedelta(minutes=rng.randint(0, 59)), 90_990.0))
@@ -111,7 +111,7 @@ def test_a_live_feed_never_fails_a_run_or_a_check_and_ends_equal(live, warm, col
         requests = schedule.evaluate_tick(
             build_schedule_context(
                 instance=embedded_instance(settings),
-                scheduled_execution_time=datetime.now(timezone.utc),
+                scheduled_execution_time=datetime.now(UTC),
                 repository_def=defs.get_repository_def(),
             )
         ).run_requests
@@ -160,7 +160,7 @@ def test_a_live_feed_never_fails_a_run_or_a_check_and_ends_equal(live, warm, col
 
 
 def test_an_hour_the_warm_ttl_deleted_keeps_its_cold_rows_everywhere(live, warm, cold, monkeypatch, receiver):
-    current = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    current = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     # With a 6-day retention the first two of these hours are past it, the last two are not.
     first = current - timedelta(days=6, hours=1)
     hours = [first + timedelta(hours=h) for h in range(4)]
@@ -239,7 +239,8 @@ def test_a_replace_that_would_lose_cold_rows_is_refused_alerted_once_and_allowed
         ).result_rows[0]
         client.command(f"ALTER TABLE silver_trades DROP PART '{part}'")
         warm_left = client.query(
-            "SELECT count() FROM silver_trades FINAL WHERE exchange_ts >= {lo:DateTime64(6, 'UTC')} AND exchange_ts < {hi:DateTime64(6, 'UTC')}",
+            "SELECT count() FROM silver_trades FINAL"
+            " WHERE exchange_ts >= {lo:DateTime64(6, 'UTC')} AND exchange_ts < {hi:DateTime64(6, 'UTC')}",
             parameters={"lo": hour_of(KEYS[0]), "hi": hour_of(KEYS[1])},
         ).result_rows[0][0]
     assert warm_left < silver_before
@@ -249,7 +250,9 @@ def test_a_replace_that_would_lose_cold_rows_is_refused_alerted_once_and_allowed
     def failure_alerts(result):
         event = next(e for e in result.all_events if e.event_type == DagsterEventType.RUN_FAILURE)
         context = build_run_status_sensor_context(
-            sensor_name="offload_failure_alerts", dagster_event=event, dagster_instance=instance,
+            sensor_name="offload_failure_alerts",
+            dagster_event=event,
+            dagster_instance=instance,
             dagster_run=instance.get_run_by_id(result.run_id),
         )
         defs.resolve_sensor_def("offload_failure_alerts")(context.for_run_failure())
@@ -290,7 +293,9 @@ def test_a_replace_refused_directly_names_table_hour_and_both_counts(live, warm,
         offload_partition(client, catalog.load_table(gold.cold_identifier), gold, START, KEYS[0], "t")
         cold_rows = cold_hour(catalog, gold, START).num_rows
         client.command("TRUNCATE TABLE gold_ohlcv_1m")
-        with pytest.raises(ColdRowsWouldBeLost, match=rf"cold.gold_ohlcv_1m hour {KEYS[0]}: warm gold_ohlcv_1m has 0 rows where cold holds {cold_rows}"):
+        with pytest.raises(
+            ColdRowsWouldBeLost, match=rf"cold.gold_ohlcv_1m hour {KEYS[0]}: warm gold_ohlcv_1m has 0 rows where cold holds {cold_rows}"
+        ):
             offload_partition(client, catalog.load_table(gold.cold_identifier), gold, START, KEYS[0], "t")
     assert cold_hour(catalog, gold, START).num_rows == cold_rows
 

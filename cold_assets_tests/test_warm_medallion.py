@@ -1,6 +1,6 @@
 """The warm medallion on the real ClickHouse engine (chDB): DDL, parsing, dedup, bars."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 
 from cold_assets.warm_ddl import apply_warm_ddl, warm_statements
@@ -112,7 +112,18 @@ def test_hand_written_feed_gives_the_bronze_silver_gold_and_reject_rows_worked_o
             ("binance", "BTC-USDT", naive, D("91000"), D("91100"), D("91000"), D("91100"), D("0.85"), D("77362.625"), 3),
             ("binance", "BTC-USDT", naive + timedelta(minutes=1), D("90990"), D("90990"), D("90990"), D("90990"), D("1"), D("90990"), 1),
             ("kraken", "BTC-USDT", naive, D("91005.1"), D("91005.1"), D("91005.1"), D("91005.1"), D("0.2"), D("18201.02"), 1),
-            ("kraken", "BTC-USDT", naive + timedelta(minutes=2), D("91007.3"), D("91007.3"), D("91007.3"), D("91007.3"), D("0.3"), D("27302.19"), 1),
+            (
+                "kraken",
+                "BTC-USDT",
+                naive + timedelta(minutes=2),
+                D("91007.3"),
+                D("91007.3"),
+                D("91007.3"),
+                D("91007.3"),
+                D("0.3"),
+                D("27302.19"),
+                1,
+            ),
         ]
         for window in ("1h", "1d"):
             start = naive if window == "1h" else naive.replace(hour=0)
@@ -133,11 +144,11 @@ def test_a_message_that_cannot_be_typed_is_a_reject_and_the_rest_of_its_insert_r
     """One insert: an ordinary trade, one whose price x quantity overflows bronze's decimal,
     one stamped 1970 (a unit bug) and one a year ahead. Nothing fails; each bad message is a
     reject with its reason, raw = bronze + rejects, and the rejects outlive raw's own TTL."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rows = [
         _binance(1, "91000.00000000", "0.01000000", "false", now, now),
         _binance(2, "90000.00000000", "2000000.00000000", "false", now, now),
-        _binance(3, "91000.00000000", "0.01000000", "false", datetime(1970, 1, 1, 0, 0, 1, tzinfo=timezone.utc), now),
+        _binance(3, "91000.00000000", "0.01000000", "false", datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC), now),
         _binance(4, "91000.00000000", "0.01000000", "false", now + timedelta(days=365), now),
     ]
     with warm.connect() as client:
@@ -159,5 +170,7 @@ def test_a_message_that_cannot_be_typed_is_a_reject_and_the_rest_of_its_insert_r
         assert raw == bronze + rejected == 2
         # The plausible window is the operator's to set.
         client.command("INSERT INTO feed_limits (name, seconds) VALUES ('max_lead', 400 * 86400)")
-        client.insert("trades_raw", [_binance(5, "91000.00000000", "0.01000000", "false", now + timedelta(days=365), now)], column_names=RAW_COLUMNS)
+        client.insert(
+            "trades_raw", [_binance(5, "91000.00000000", "0.01000000", "false", now + timedelta(days=365), now)], column_names=RAW_COLUMNS
+        )
         assert (5,) in client.query("SELECT trade_id FROM bronze_trades").result_rows

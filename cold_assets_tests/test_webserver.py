@@ -8,13 +8,13 @@ from cold_assets.cold_ddl import ensure_cold_tables
 from cold_assets.tables import TABLES
 from cold_assets_tests.offload_helpers import KEYS, feed
 from cold_assets_tests.webserver_harness import (
+    auth_proxy,
     check_statuses,
     launch_backfill,
     materializations,
     render_page,
     run_tags,
     wait_for_backfill,
-    auth_proxy,
     webserver_and_daemon,
 )
 
@@ -94,7 +94,10 @@ def test_the_webserver_is_reached_only_through_basic_authentication(settings, wa
     import json
 
     query = json.dumps({"query": "{ version }"}).encode()
-    with webserver_and_daemon(settings, tmp_path / "logs") as server, auth_proxy(server.url, "ops", "s3cret pass", tmp_path / "nginx") as proxy:
+    with (
+        webserver_and_daemon(settings, tmp_path / "logs") as server,
+        auth_proxy(server.url, "ops", "s3cret pass", tmp_path / "nginx") as proxy,
+    ):
         assert _status(f"{proxy}/graphql", body=query)[0] == 401
         assert _status(f"{proxy}/graphql", ("ops", "wrong"), query)[0] == 401
         status, answer = _status(f"{proxy}/graphql", ("ops", "s3cret pass"), query)

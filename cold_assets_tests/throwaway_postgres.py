@@ -9,10 +9,10 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 PG_BIN = Path(os.environ.get("COLD_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 

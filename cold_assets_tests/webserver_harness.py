@@ -10,10 +10,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from cold_assets.instance import embedded_dagster_home
 from cold_assets.settings import Settings
@@ -78,11 +78,11 @@ def webserver_and_daemon(settings: Settings, log_dir: Path) -> Iterator[Webserve
                     break
             except OSError:
                 if time.monotonic() > deadline or any(p.poll() is not None for p, _ in processes):
-                    raise RuntimeError(f"the webserver did not come up; see {log_dir}")
+                    raise RuntimeError(f"the webserver did not come up; see {log_dir}") from None
                 time.sleep(1)
         yield server
     finally:
-        for process, log in processes:
+        for process, _log in processes:
             process.terminate()
         for process, log in processes:
             try:
@@ -237,7 +237,10 @@ def auth_proxy(upstream: str, user: str, password: str, work: Path) -> Iterator[
         # Workers as root here (the test's files are root's); the image runs them as nginx.
         f"user root;\npid {work / 'nginx.pid'};\nerror_log {work / 'error.log'};\nevents {{}}\nhttp {{\n"
         f"  access_log off;\n"
-        + "".join(f"  {name}_temp_path {path};\n" for name, path in (("client_body", temp["client"]), *((n, temp[n]) for n in ("proxy", "fastcgi", "uwsgi", "scgi"))))
+        + "".join(
+            f"  {name}_temp_path {path};\n"
+            for name, path in (("client_body", temp["client"]), *((n, temp[n]) for n in ("proxy", "fastcgi", "uwsgi", "scgi")))
+        )
         + f"  include {work / 'site.conf'};\n}}\n"
     )
     process = subprocess.Popen([NGINX, "-p", str(work), "-c", str(work / "nginx.conf"), "-g", "daemon off;"])
@@ -250,7 +253,8 @@ def auth_proxy(upstream: str, user: str, password: str, work: Path) -> Iterator[
                     break
             except OSError:
                 if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"nginx did not start: {(work / 'error.log').read_text() if (work / 'error.log').exists() else ''}")
+                    error_log = work / "error.log"
+                    raise RuntimeError(f"nginx did not start: {error_log.read_text() if error_log.exists() else ''}") from None
                 time.sleep(0.1)
         yield url
     finally:
