@@ -9,7 +9,7 @@ export COLD_HOME
 COLD_SPARK_JARS_DIR ?= $(COLD_HOME)/spark-jars
 export COLD_SPARK_JARS_DIR
 
-.PHONY: install jars browser nginx demo test lint screenshots bench clean
+.PHONY: install jars browser nginx demo dev test unit lint screenshots bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,11 +43,21 @@ demo: install jars
 # pytest exits 5 when it collected no test; CI must treat that as a failure, and it does
 # because make propagates any non-zero exit.
 test: install jars browser nginx lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 cold_assets_tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider cold_assets_tests/unit
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 cold_assets_tests --ignore=cold_assets_tests/unit
+
+# The unit tier alone: pure functions, no engine, in seconds.
+unit: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider cold_assets_tests/unit
 
 # ruff's rules in pyproject.toml ([tool.ruff]); part of `make test`.
 lint: install
 	$(BIN)/ruff check cold_assets cold_assets_tests
+
+# The Dagster webserver and daemon on the demo's embedded instance ($(COLD_HOME)/dagster):
+# http://127.0.0.1:3000 (make dev DEV_ARGS="--host 0.0.0.0 --port 3001" to change).
+dev: install jars
+	$(BIN)/cold-assets dev $(DEV_ARGS)
 
 # The webserver on the demo's COLD_HOME, rendered to $(COLD_HOME)/screenshots/*.png.
 screenshots: demo browser

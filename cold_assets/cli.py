@@ -1,10 +1,12 @@
-"""The `cold-assets` command: init, simulate, demo (and more as the product grows)."""
+"""The `cold-assets` command: init, simulate, federate, jars, dev, demo, audit, bench."""
 
 import argparse
 import json
+import os
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from clickhouse_connect.driver.exceptions import OperationalError as ClickHouseOperationalError
 from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
@@ -169,6 +171,27 @@ def _run_rates(settings: Settings) -> dict:
     return rates
 
 
+def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
+    """`dagster dev` (webserver and daemon) on the embedded instance under COLD_HOME/dagster:
+    what `make demo` wrote. Run by hand in the repository root without DAGSTER_HOME, `dagster
+    dev` would read the production dagster.yaml there and stop on DAGSTER_POSTGRES_URL."""
+    from cold_assets.instance import embedded_dagster_home
+
+    dagster = Path(sys.executable).parent / "dagster"
+    if not dagster.exists():
+        raise RuntimeError(f"no dagster executable beside {sys.executable}: install the project (make install)")
+    home = embedded_dagster_home(settings)
+    # The repository's workspace.yaml (location `cold_assets`, as in production); installed
+    # without the repository, the code location by module.
+    workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
+    location = ["-w", str(workspace)] if workspace.exists() else ["-m", "cold_assets.definitions"]
+    command = [str(dagster), "dev", *location, "-h", args.host, "-p", str(args.port)]
+    print(f"cold-assets dev: DAGSTER_HOME={home}, http://{args.host}:{args.port}", file=sys.stderr, flush=True)
+    os.chdir(home)  # dagster dev reads a dagster.yaml in its working directory too: this one
+    os.execve(str(dagster), command, {**os.environ, "DAGSTER_HOME": str(home), "COLD_HOME": str(settings.home)})
+    return 0  # not reached: the process is dagster dev now
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     cmd_init(settings, args)
     start = demo_window(settings, args.hours)
@@ -289,6 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("jars", help="provision Spark's pinned jars (PyPI wheels, Debian packages) into COLD_SPARK_JARS_DIR").set_defaults(
         func=cmd_jars
     )
+    p = sub.add_parser("dev", help="the Dagster webserver and daemon (dagster dev) on the embedded instance of COLD_HOME")
+    p.add_argument("--host", default="127.0.0.1", help="address the webserver listens on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=3000)
+    p.set_defaults(func=cmd_dev)
     p = sub.add_parser("demo", help="init, simulate 6 hours, report")
     _add_feed_options(p, trades_per_hour=20_000)
     p.set_defaults(func=cmd_demo)
