@@ -598,10 +598,15 @@ def _plan(
     r = _Range(keys, start, end, options.policy.status(spec, start, options.now))
     records = [options.recorded.get(key) for key in keys]
     if r.status is HourStatus.COLD_ONLY:
-        # ClickHouse's TTL may have dropped some of its rows: cold is the copy of record.
-        r.state = ancestry.state(start) or next((x for x in records if x is not None), None) or PartitionState()
-        r.outcome = Outcome.COLD_ONLY
-        return r
+        offloaded = ancestry.state(start) or next((x for x in records if x is not None and x.watermark is not None), None)
+        if offloaded is not None or cold_files.holds(start, end):
+            # ClickHouse's TTL may have dropped some of its rows: cold is the copy of record.
+            r.state = offloaded or PartitionState()
+            r.outcome = Outcome.COLD_ONLY
+            return r
+        # Never offloaded and past the retention (a first backfill that reached it late, an
+        # outage): the TTL deletes at merges, so what warm still holds may be the only copy
+        # left. It is offloaded as any range; cold holds nothing it could replace.
     trusted = [x for x in records if x is not None and ancestry.describes(x)]
     recorded = max(trusted, key=lambda x: x.watermark or EPOCH) if trusted else None
     mode = OffloadMode.REPLACE if options.replace_hour else spec.mode

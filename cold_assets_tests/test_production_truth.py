@@ -214,6 +214,40 @@ def test_an_hour_the_warm_ttl_deleted_keeps_its_cold_rows_everywhere(live, warm,
     assert receiver.texts() == []
 
 
+def test_an_hour_never_offloaded_that_aged_past_the_retention_is_offloaded_from_what_warm_still_holds(
+    live, warm, cold, monkeypatch
+):
+    """The TTL deletes at merges, not at the stroke of the retention: an hour that was never
+    offloaded (a first backfill that reached it late, an outage) and is past the retention
+    may still be whole in warm, and then warm holds its only copy. It is offloaded, not
+    skipped as cold-only; once cold holds it, cold is its copy of record again."""
+    current = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    first = current - timedelta(days=6, hours=1)  # past a 6-day retention; the next hour is not
+    hours = [first, first + timedelta(hours=1)]
+    keys = [partition_key_of(h) for h in hours]
+    with warm.connect() as client:
+        simulate(client, FeedConfig(start=first, hours=2, trades_per_hour=1_500))
+    settle(warm)
+    monkeypatch.setenv("COLD_WARM_RETENTION_DAYS", "6")
+    monkeypatch.setenv("COLD_TTL_MARGIN_DAYS", "5")
+    forgetful = Settings.from_env()
+    result, instance = run_offload(forgetful, keys)
+    all_checks_passed(instance, result.run_id)
+    catalog = cold.catalog()
+    offloaded = {t.cold: cold_hour(catalog, t, hours[0]).num_rows for t in TABLES if t.gold_window != "1d"}
+    assert all(rows > 0 for rows in offloaded.values()), offloaded
+    for table in TABLES:
+        entry = latest_metadata(instance, table, keys[0])["offload"][keys[0]]
+        assert entry["cold_only"] is True and entry["mode"] in ("append", "replace"), (table.cold, entry)
+    assert_tiers_equal(warm, cold, hours)
+    # Cold holds the hour now: a re-run leaves it to cold, unchanged.
+    again, instance = run_offload(forgetful, keys[:1])
+    assert again.success
+    for table in TABLES:
+        assert latest_metadata(instance, table, keys[0])["offload"][keys[0]]["mode"] == "cold_only", table.cold
+    assert {t.cold: cold_hour(catalog, t, hours[0]).num_rows for t in TABLES if t.gold_window != "1d"} == offloaded
+
+
 def _cli(settings: Settings, *args: str):
     import os
     import subprocess
