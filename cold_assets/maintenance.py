@@ -54,6 +54,9 @@ MAX_CONFLICT_RETRIES = 3
 # then, so the call is simply made again.
 CATALOG_BUSY = ("SQLITE_BUSY",)
 MAX_BUSY_RETRIES = 20
+# A file group (a partition) is one Spark job; an hour partition's is small, so more run at
+# once than Iceberg's default 5 to keep both cores busy between jobs.
+CONCURRENT_FILE_GROUPS = 16
 MANIFESTS_WORTH_REWRITING = 8  # each hourly commit adds one; a few cost planning nothing
 # A commit that lost a race with another writer: nothing was committed, plan again.
 CONFLICTS = (
@@ -299,12 +302,16 @@ def compact(
         ranges = offloaded_partitions(table, spec, lower, upper)
         if not ranges:  # nothing the offload wrote since the last compaction: no Spark job
             break
+        # An hour partition holds the offload's files, already in the cold order: re-encoded
+        # as they are (binpack). Days and months hold many hours: sorted.
+        template = "spark/rewrite_data_files_binpack" if _time_transform(table, spec) == "hour" else "spark/rewrite_data_files"
         rewrite_sql = render(
-            "spark/rewrite_data_files",
+            template,
             catalog=identifier(catalog_name),
             table=_table_name(spec),
             sort_order=", ".join(f"{identifier(c)} ASC NULLS LAST" for c in spec.cold_order),
             where=_where(spec.time_column, ranges),
+            concurrent_groups=str(CONCURRENT_FILE_GROUPS),
             target_file_size_bytes=str(int(target_file_size_bytes)),
         )
         try:

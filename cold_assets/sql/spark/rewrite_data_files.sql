@@ -12,6 +12,7 @@ CALL $catalog.system.rewrite_data_files(
   where => "$where",
   options => map(
     'rewrite-all', 'true',
+    'max-concurrent-file-group-rewrites', '$concurrent_groups',
     'target-file-size-bytes', '$target_file_size_bytes'
   )
 )
