@@ -50,9 +50,10 @@ test: install jars browser nginx lint
 unit: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider cold_assets_tests/unit
 
-# ruff's rules in pyproject.toml ([tool.ruff]); part of `make test`.
+# ruff's rules and mypy's settings in pyproject.toml ([tool.ruff], [tool.mypy]); part of `make test`.
 lint: install
 	$(BIN)/ruff check cold_assets cold_assets_tests
+	$(BIN)/mypy
 
 # The Dagster webserver and daemon on the demo's embedded instance ($(COLD_HOME)/dagster):
 # http://127.0.0.1:3000 (make dev DEV_ARGS="--host 0.0.0.0 --port 3001" to change).

@@ -28,17 +28,23 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow.parquet as pq
+from clickhouse_connect.driver.client import Client
+from pyiceberg.table import Table
 
 from cold_assets.cold_ddl import ensure_cold_tables
 from cold_assets.cold_files import parquet_options
 from cold_assets.resources import ClickHouseResource, IcebergResource
 from cold_assets.settings import Settings, throwaway, throwaway_env
 from cold_assets.simulate import FeedConfig, simulate
-from cold_assets.tables import table_by_cold_name
+from cold_assets.tables import MirroredTable, table_by_cold_name
 from cold_assets.warm_ddl import apply_warm_ddl
 from cold_assets.warm_read import read_query, warm_columns
+
+if TYPE_CHECKING:  # Dagster is imported where a benchmark needs it, not by every command
+    from dagster import JobDefinition
 
 # Two days back: closed, and well inside the warm tier's 30-day TTL (older rows would be
 # dropped by ClickHouse as they are inserted).
@@ -248,7 +254,7 @@ def print_json(result: dict) -> None:
     print(json.dumps(result, indent=2))
 
 
-def _offload_job(settings: Settings, with_checks: bool):
+def _offload_job(settings: Settings, with_checks: bool) -> "JobDefinition":
     from cold_assets.definitions import build_definitions
     from cold_assets.schedules import OFFLOAD_JOB
 
@@ -258,7 +264,7 @@ def _offload_job(settings: Settings, with_checks: bool):
     return job
 
 
-def _timed_run(job, settings: Settings, key: str, with_checks: bool) -> float:
+def _timed_run(job: "JobDefinition", settings: Settings, key: str, with_checks: bool) -> float:
     """Seconds of one single-partition run of the offload job, checks in or out."""
     from cold_assets.instance import embedded_instance
 
@@ -430,7 +436,7 @@ def bench_maintenance(days: int = 7, parent: str | None = None, state: str | Non
         before = {t.cold: file_stats(catalog.load_table(t.cold_identifier), t) for t in TABLES}
         env = {**throwaway_env(settings.home), "COLD_SPARK_JARS_DIR": str(settings.spark_jars_dir)}
         # Expire every snapshot the offloads made (a real night expires one day of them).
-        configs = {COMPACTION_JOB: {"lookback_days": days}, EXPIRY_JOB: {"older_than": datetime.now(UTC).isoformat()}}
+        configs: dict[str, dict] = {COMPACTION_JOB: {"lookback_days": days}, EXPIRY_JOB: {"older_than": datetime.now(UTC).isoformat()}}
         runs = {}
         for job_name, config in configs.items():
             started = time.perf_counter()
@@ -464,7 +470,7 @@ def bench_maintenance(days: int = 7, parent: str | None = None, state: str | Non
     }
 
 
-def ohlcv_latency(client, table, spec, ranges: dict, repeats: int, what: str) -> dict:
+def ohlcv_latency(client: Client, table: Table, spec: MirroredTable, ranges: dict, repeats: int, what: str) -> dict:
     """Per named range: the OHLCV query through the federated view of `spec` and on the warm
     read alone, interleaved `repeats` times (drift hits both), medians, and the same answer."""
     from cold_assets.parity import local_file_access

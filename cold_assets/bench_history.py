@@ -24,9 +24,11 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 from urllib.parse import urlparse
 
 import pyarrow.parquet as pq
+from pyiceberg.table import Table
 
 from cold_assets.bench import DEMO_TRADES_PER_HOUR, bench_settings, build_bench_warm, maintenance_child_run
 from cold_assets.cold_files import parquet_options
@@ -122,7 +124,7 @@ def history_child(start: str, end: str) -> None:
                 if record.partition_key and record.asset_materialization is not None:
                     value = record.asset_materialization.metadata.get("duration_s")
                     if value is not None:
-                        seconds.setdefault(record.partition_key, float(value.value))
+                        seconds.setdefault(record.partition_key, float(cast(float, value.value)))
             if not page.has_more:
                 break
             cursor = page.cursor
@@ -138,16 +140,16 @@ def history_child(start: str, end: str) -> None:
     schedule = defs.resolve_schedule_def("offload_every_15_minutes")
     requests = schedule.evaluate_tick(
         build_schedule_context(instance=instance, scheduled_execution_time=datetime.now(UTC), repository_def=defs.get_repository_def())
-    ).run_requests
+    ).run_requests or []
     t = time.perf_counter()
     for request in requests:
-        result = job.execute_in_process(instance=instance, tags=request.tags, run_config=quiet, raise_on_error=False)
+        result = job.execute_in_process(instance=instance, tags=dict(request.tags or {}), run_config=quiet, raise_on_error=False)
         if not result.success:
             raise RuntimeError("the tick's run failed")
     tick_s = time.perf_counter() - t
 
     sensors = {}
-    resources = {key: defs.resources[key] for key in ("clickhouse", "iceberg")}
+    resources = {key: (defs.resources or {})[key] for key in ("clickhouse", "iceberg")}
     for name in ("self_healing", "ttl_guard"):
         sensor = defs.resolve_sensor_def(name)
         context = build_sensor_context(instance=instance, resources=resources, definitions=defs)
@@ -169,7 +171,7 @@ def history_child(start: str, end: str) -> None:
     )
 
 
-def _metadata_facts(table) -> dict:
+def _metadata_facts(table: Table) -> dict:
     """Snapshots, manifests of the current snapshot, and the bytes of the metadata folder
     (metadata.json files, manifest lists, manifests) of one table."""
     current = table.current_snapshot()

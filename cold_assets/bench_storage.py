@@ -16,6 +16,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pyarrow.parquet as pq
+from clickhouse_connect.driver.client import Client
+from pyiceberg.table import Table
 
 from cold_assets.bench import BENCH_START, bench_settings, build_bench_warm, maintenance_child_run
 from cold_assets.maintenance import live_data_files
@@ -28,14 +30,15 @@ from cold_assets.warm_read import identifier, render
 PRODUCTION_TRADES_PER_HOUR = 100_000
 
 
-def _warm_bytes(client) -> dict[str, dict]:
+def _warm_bytes(client: Client) -> dict[str, dict]:
     """Rows and bytes of each warm table's active parts, and compressed bytes per column."""
     facts = {}
     for spec in TABLES:
         name = identifier(spec.warm)
         client.command(f"OPTIMIZE TABLE {name} FINAL")
         rows, compressed, uncompressed = client.query(render("storage_parts"), parameters={"table": spec.warm}).result_rows[0]
-        columns = dict(client.query(render("storage_columns"), parameters={"table": spec.warm}).result_rows)
+        column_rows = client.query(render("storage_columns"), parameters={"table": spec.warm}).result_rows
+        columns = {str(name): int(size) for name, size in column_rows}
         facts[spec.cold] = {
             "rows": int(rows), "compressed": int(compressed), "uncompressed": int(uncompressed),
             "columns": {k: int(v) for k, v in columns.items()},
@@ -43,7 +46,7 @@ def _warm_bytes(client) -> dict[str, dict]:
     return facts
 
 
-def _cold_bytes(table) -> dict:
+def _cold_bytes(table: Table) -> dict:
     """Bytes of the live data files of a cold table, and compressed bytes per column (from
     the Parquet footers: the column chunks' sizes)."""
     files = live_data_files(table)

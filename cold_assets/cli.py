@@ -7,7 +7,9 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
+from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError as ClickHouseOperationalError
 from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 from sqlalchemy.exc import OperationalError as CatalogOperationalError
@@ -77,7 +79,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def warm_counts(client) -> dict[str, int]:
+def warm_counts(client: Client) -> dict[str, int]:
     return {t: int(client.query(f"SELECT count() FROM {identifier(t)}").result_rows[0][0]) for t in WARM_LAYER_TABLES}
 
 
@@ -121,7 +123,7 @@ def _materialize_demo_hours(settings: Settings, start: datetime, hours: int) -> 
     print(f"\noffload run {result.run_id}: {first} .. {last}, {time.perf_counter() - started:.1f} s")
 
 
-def _report(settings: Settings, start: datetime, hours: int, run_results) -> None:
+def _report(settings: Settings, start: datetime, hours: int, run_results: dict) -> None:
     from cold_assets.hours import HourPolicy
     from cold_assets.offload import warm_now
     from cold_assets.parity import partitions_parity
@@ -159,13 +161,9 @@ def _run_rates(settings: Settings) -> dict:
     rates = {}
     for t in TABLES:
         records = instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey(["cold", t.cold])), limit=500).records
-        latest = [r for r in records if records and r.run_id == records[0].run_id and r.asset_materialization]
-        written = sum(
-            r.asset_materialization.metadata["rows_written"].value for r in latest if "rows_written" in r.asset_materialization.metadata
-        )
-        seconds = sum(
-            r.asset_materialization.metadata["duration_s"].value for r in latest if "duration_s" in r.asset_materialization.metadata
-        )
+        latest = [r.asset_materialization.metadata for r in records if r.run_id == records[0].run_id and r.asset_materialization]
+        written = sum(cast(int, m["rows_written"].value) for m in latest if "rows_written" in m)
+        seconds = sum(cast(float, m["duration_s"].value) for m in latest if "duration_s" in m)
         if latest and seconds:
             rates[t.cold] = round(written / seconds)
     return rates

@@ -78,7 +78,7 @@ def load_definitions(path: Path | None = None) -> dict[str, ColdTableDefinition]
         fields = []
         for field_id, column in enumerate(_flatten(spec["columns"]), start=1):
             try:
-                field_type = IcebergType.handle_primitive_type(column["type"], None)
+                field_type = IcebergType.handle_primitive_type(column["type"], None)  # type: ignore[operator]  # a pydantic validator, callable
             except Exception as exc:
                 raise ValueError(f"{path}: table {name}, column {column.get('name')}: {exc}") from None
             fields.append(NestedField(field_id, column["name"], field_type, required=bool(column["required"])))
@@ -101,7 +101,7 @@ class TablePlan:
 
 def _partitioning_of(table: Table) -> tuple[tuple[str, str], ...]:
     schema = table.schema()
-    return tuple((schema.find_column_name(f.source_id), str(f.transform)) for f in table.spec().fields)
+    return tuple((schema.find_column_name(f.source_id) or "?", str(f.transform)) for f in table.spec().fields)
 
 
 def plan_table(catalog: Catalog, definition: ColdTableDefinition) -> TablePlan:

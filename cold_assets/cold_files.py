@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pyiceberg.io import OutputStream
 from pyiceberg.io.pyarrow import _get_parquet_writer_kwargs, parquet_file_to_data_file
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
@@ -60,7 +61,7 @@ def with_field_ids(schema: pa.Schema, table: Table) -> pa.Schema:
 class _OpenFile:
     path: str
     writer: pq.ParquetWriter
-    stream: object
+    stream: OutputStream
     buffered: list[pa.RecordBatch] = field(default_factory=list)
     buffered_rows: int = 0
 

@@ -7,4 +7,7 @@ from pyiceberg.expressions import And, BooleanExpression, GreaterThanOrEqual, Le
 
 def range_filter(column: str, start: datetime, end: datetime) -> BooleanExpression:
     """Rows whose `column` is in [start, end)."""
-    return And(GreaterThanOrEqual(column, start.isoformat()), LessThan(column, end.isoformat()))
+    # pyiceberg's predicates take (term, literal); their pydantic-generated signature says otherwise.
+    lower = GreaterThanOrEqual(column, start.isoformat())  # type: ignore[call-arg, arg-type]
+    upper = LessThan(column, end.isoformat())  # type: ignore[call-arg, arg-type]
+    return And(lower, upper)

@@ -24,7 +24,7 @@ def extension_file(name: str) -> Path:
             f"DuckDB's {name} extension is not installed: pip install 'cold-assets[duckdb]' "
             f"(duckdb-extension-{name}=={duckdb.__version__})"
         ) from None
-    path = Path(package.__file__).parent / "extensions" / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
+    path = Path(str(package.__file__)).parent / "extensions" / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
     if not path.is_file():
         raise RuntimeError(f"duckdb-extension-{name} has no build for DuckDB {duckdb.__version__} ({path} missing)")
     return path

@@ -13,6 +13,7 @@ default). chDB reads local files only under the working directory: query the vie
 parity.local_file_access, as `cold-assets federate` does.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -70,7 +71,8 @@ def next_cutover(
     if start is None:
         return previous or EPOCH, 0  # nothing anywhere yet
     limit = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0) - SETTLED
-    buckets, hour = [], start
+    buckets: list[tuple[datetime, str]] = []
+    hour = start
     while hour < limit:
         lo, hi = spec.offload_range(hour)
         if hi <= limit and (not buckets or buckets[-1][0] != lo):
@@ -122,7 +124,11 @@ def view_sql(client: Client, catalog: Catalog, spec: MirroredTable, cutover: dat
 
 
 def federate(
-    client: Client, catalog: Catalog, policy: HourPolicy | None = None, now: datetime | None = None, tables=TABLES
+    client: Client,
+    catalog: Catalog,
+    policy: HourPolicy | None = None,
+    now: datetime | None = None,
+    tables: Sequence[MirroredTable] = TABLES,
 ) -> list[Federation]:
     """Moves each table's cutover as far as parity allows and (re)creates its view. Each view
     has its own cutover: a table that fails keeps its cutover and view, says why in `error`,

@@ -132,7 +132,7 @@ def compact_cold_tables(
                 },
             )
         )
-        context.log_event(evaluation)
+        context.log_event(evaluation)  # type: ignore[arg-type]  # Dagster logs check evaluations from an op
         context.log.info(
             f"{spec.cold}: {result.before.data_files} -> {result.after.data_files} files in "
             f"[{result.lower:%Y-%m-%d}, {result.upper:%Y-%m-%d}), {result.seconds:.1f} s; {evaluation.description}"
@@ -214,7 +214,7 @@ def expire_snapshots_and_orphans(
     tags={NIGHTLY_TAG: "compaction"},
     description="Nightly: compact the closed partitions of the nine cold tables on Spark.",
 )
-def compaction_job():
+def compaction_job() -> None:
     compact_cold_tables()
 
 
@@ -224,7 +224,7 @@ def compaction_job():
     tags={NIGHTLY_TAG: "expiry"},
     description="Nightly: expire old snapshots and remove orphan files of the nine cold tables on Spark.",
 )
-def expiry_job():
+def expiry_job() -> None:
     expire_snapshots_and_orphans()
 
 
@@ -305,5 +305,5 @@ def audit_verdict(findings: dict) -> None:
     tags={NIGHTLY_TAG: "audit"},
     description="The daily audit of the cold tier against the warm tier, then the federated views.",
 )
-def daily_audit_job():
+def daily_audit_job() -> None:
     audit_verdict(federate_views(audit_cold_tier()))

@@ -27,17 +27,18 @@ rendered here from a typed Python value (identifiers validated, timestamps forma
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 from clickhouse_connect.driver.client import Client
 from pyiceberg.conversions import from_bytes
 from pyiceberg.manifest import DataFile, ManifestContent, ManifestEntryStatus
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Operation, Snapshot
-from pyiceberg.types import NestedField
+from pyiceberg.types import NestedField, PrimitiveType
+from pyspark.sql import SparkSession
 
 from cold_assets.cold_files import written_by_offload
 from cold_assets.parity import cold_checksums
@@ -155,7 +156,7 @@ def _retry_while_catalog_busy(action: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def call_procedure(spark, sql: str) -> list:
+def call_procedure(spark: SparkSession, sql: str) -> list:
     """Runs an Iceberg procedure; again while the catalog is busy."""
     return _retry_while_catalog_busy(lambda: spark.sql(sql).collect())
 
@@ -163,8 +164,9 @@ def call_procedure(spark, sql: str) -> list:
 def _time_bounds(time_field: NestedField, data_file: DataFile) -> tuple[datetime, datetime]:
     """The smallest and largest value of the time column in a data file, from its statistics
     (the offload and Spark both write them for every column)."""
-    lowest = from_bytes(time_field.field_type, data_file.lower_bounds[time_field.field_id])
-    highest = from_bytes(time_field.field_type, data_file.upper_bounds[time_field.field_id])
+    field_type = cast(PrimitiveType, time_field.field_type)  # timestamptz: microseconds since the epoch
+    lowest = cast(int, from_bytes(field_type, data_file.lower_bounds[time_field.field_id]))
+    highest = cast(int, from_bytes(field_type, data_file.upper_bounds[time_field.field_id]))
     return EPOCH + timedelta(microseconds=lowest), EPOCH + timedelta(microseconds=highest)
 
 
@@ -198,7 +200,7 @@ def file_stats(table: Table, spec: MirroredTable, start: datetime | None = None,
         return start <= lowest and highest < end
 
     files = [f for f in live_data_files(table) if in_range(f)]
-    per_partition = Counter((f.spec_id, tuple(f.partition)) for f in files)
+    per_partition: Counter[tuple] = Counter((f.spec_id, tuple(cast(Iterable[object], f.partition))) for f in files)
     return FileStats(
         data_files=len(files),
         bytes=sum(f.file_size_in_bytes for f in files),
@@ -275,7 +277,7 @@ def _where(time_column: str, ranges: list[tuple[datetime, datetime]]) -> str:
 
 
 def compact(
-    spark,
+    spark: SparkSession,
     table: Table,
     spec: MirroredTable,
     catalog_name: str,
@@ -340,7 +342,7 @@ def compact(
     )
 
 
-def rewrite_manifests(spark, spec: MirroredTable, catalog_name: str) -> dict:
+def rewrite_manifests(spark: SparkSession, spec: MirroredTable, catalog_name: str) -> dict:
     """One manifest per partition range instead of one per hourly commit."""
     return call_procedure(spark, render("spark/rewrite_manifests", catalog=identifier(catalog_name), table=_table_name(spec)))[0].asDict()
 
@@ -363,7 +365,8 @@ def latest_data_rewrite(table: Table) -> Snapshot | None:
 def _rewritten_range(table: Table, spec: MirroredTable, snapshot: Snapshot) -> tuple[datetime, datetime]:
     """The time range of the rows `snapshot` rewrote: the bounds of the files it replaced."""
     time_field = table.schema().find_field(spec.time_column)
-    lowest = highest = None
+    lowest: datetime | None = None
+    highest: datetime | None = None
     for manifest in snapshot.manifests(table.io):
         if manifest.added_snapshot_id != snapshot.snapshot_id:
             continue
@@ -373,13 +376,15 @@ def _rewritten_range(table: Table, spec: MirroredTable, snapshot: Snapshot) -> t
             lo, hi = _time_bounds(time_field, entry.data_file)
             lowest = lo if lowest is None else min(lowest, lo)
             highest = hi if highest is None else max(highest, hi)
-    if lowest is None:
+    if lowest is None or highest is None:
         raise ValueError(f"snapshot {snapshot.snapshot_id} of {spec.cold} rewrote no data file")
     return lowest, highest + timedelta(microseconds=1)
 
 
 def prove_rewrite(client: Client, table: Table, spec: MirroredTable, snapshot_id: int) -> RewriteProof:
     snapshot = table.snapshot_by_id(snapshot_id)
+    if snapshot is None or snapshot.parent_snapshot_id is None:
+        raise ValueError(f"cold.{spec.cold}: snapshot {snapshot_id} is not a rewrite of an earlier snapshot")
     start, end = _rewritten_range(table, spec, snapshot)
     before = cold_checksums(client, table, spec, start, end, snapshot_id=snapshot.parent_snapshot_id)
     after = cold_checksums(client, table, spec, start, end, snapshot_id=snapshot.snapshot_id)
@@ -396,7 +401,7 @@ def prove_rewrite(client: Client, table: Table, spec: MirroredTable, snapshot_id
     )
 
 
-def expire_snapshots(spark, table: Table, spec: MirroredTable, catalog_name: str, older_than: datetime) -> ExpiryResult:
+def expire_snapshots(spark: SparkSession, table: Table, spec: MirroredTable, catalog_name: str, older_than: datetime) -> ExpiryResult:
     """Expires the snapshots committed before `older_than` (the current one always stays) with
     Iceberg's ExpireSnapshots, on the Spark catalog's table in the session's JVM.
 
@@ -409,7 +414,7 @@ def expire_snapshots(spark, table: Table, spec: MirroredTable, catalog_name: str
     names, Iceberg's incremental cleanup would keep such files until that snapshot expires.
     """
     started = time.perf_counter()
-    jvm = spark._jvm
+    jvm: Any = spark._jvm  # py4j's view of the session's JVM: untyped
 
     def expire() -> tuple[int, set[str], list[str]]:
         # Spark finds catalogs in the active session's settings, which spark.sql() sets on
@@ -450,7 +455,9 @@ def expire_snapshots(spark, table: Table, spec: MirroredTable, catalog_name: str
     )
 
 
-def remove_orphan_files(spark, spec: MirroredTable, catalog_name: str, older_than: datetime, now: datetime, dry_run: bool) -> OrphanResult:
+def remove_orphan_files(
+    spark: SparkSession, spec: MirroredTable, catalog_name: str, older_than: datetime, now: datetime, dry_run: bool
+) -> OrphanResult:
     if now - older_than < MIN_ORPHAN_AGE:
         raise ValueError(
             f"orphan files must be older than {MIN_ORPHAN_AGE} to be removed (asked: older than {older_than:%Y-%m-%d %H:%M} UTC): "

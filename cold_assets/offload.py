@@ -50,6 +50,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from functools import reduce
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -60,6 +61,7 @@ from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.expressions import And, BooleanExpression, GreaterThan, Or
 from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.table import Table, TableProperties
+from pyiceberg.types import NestedField, PrimitiveType
 
 from cold_assets.bookkeeping import Ancestry, PartitionState, StateSource, commit_summary
 from cold_assets.cold_files import DataFileWriter
@@ -72,6 +74,7 @@ from cold_assets.warm_read import (
     EPOCH,
     FAR_FUTURE,
     ROW_HASH,
+    WarmColumn,
     WarmQuery,
     identifier,
     read_columns,
@@ -319,9 +322,9 @@ class _ColdFiles:
         for task in table.scan(row_filter=range_filter(spec.time_column, start, end)).plan_files():
             lower, upper = task.file.lower_bounds or {}, task.file.upper_bounds or {}
 
-            def bound(bounds: dict, field, default: int) -> int:
-                raw = bounds.get(field.field_id)
-                return from_bytes(field.field_type, raw) if raw is not None else default
+            def bound(bounds: dict, field: NestedField, default: int) -> int:
+                raw = bounds.get(field.field_id)  # timestamptz: microseconds since the epoch
+                return cast(int, from_bytes(cast(PrimitiveType, field.field_type), raw)) if raw is not None else default
 
             newest = bound(upper, ingest_field, 2**62) if ingest_field is not None else None
             self._files.append((bound(lower, time_field, -(2**62)), bound(upper, time_field, 2**62), newest))
@@ -519,7 +522,8 @@ def _checkpoint(
             table = _write(stream, table, spec, reading)
         for r in reading:
             r.was_read = True
-            r.replaced = cold_rows(table, r.delete_filter) if cold_files.holds(r.start, r.end) else 0
+            holds = cold_files.holds(r.start, r.end)
+            r.replaced = cold_rows(table, r.delete_filter) if holds and r.delete_filter is not None else 0
             refusal = _decide(spec, r, options)
             if refusal is not None:
                 refused.append(refusal)
@@ -531,10 +535,10 @@ def _checkpoint(
             # Concurrent writers still cannot both commit: every snapshot asserts the branch's
             # current snapshot, and retries are off (_without_commit_retries).
             deletes = [r.delete_filter for r in to_commit if r.replaced]
-            delete_filter = reduce(Or, deletes) if deletes else None
+            delete_filter = reduce(lambda a, b: Or(a, b), [d for d in deletes if d is not None]) if deletes else None
             summary = commit_summary(
                 options.run_id,
-                {partition_key_of(r.start): r.new_state.entry(r.outcome.value, r.read.rows) for r in to_commit},
+                {partition_key_of(r.start): r.new_state.entry(_committed_mode(r), r.read.rows) for r in to_commit},
             )
             committing = True
             snapshot_id = _commit(table, data_files, delete_filter, summary)
@@ -622,7 +626,8 @@ def _plan(
         r.after = max(after - options.overlap, EPOCH) if after > EPOCH else EPOCH
         r.until = until
         r.new_state = PartitionState(watermark=until, run_id=options.run_id, snapshot_id=r.state.snapshot_id)
-        r.delete_filter = And(range_filter(spec.time_column, start, end), GreaterThan("ingested_at", r.after.isoformat()))
+        newer = GreaterThan("ingested_at", r.after.isoformat())  # type: ignore[call-arg, arg-type]  # pyiceberg's pydantic signature
+        r.delete_filter = And(range_filter(spec.time_column, start, end), newer)
         r.newer_than = after
         return r
     # Replace layers read the whole range, up to the settle lag too when an append layer is
@@ -637,8 +642,19 @@ def _plan(
     return r
 
 
+def _committed_mode(r: _Range) -> str:
+    if r.outcome is None:
+        raise AssertionError(f"range {r.start} is committed before its outcome was decided")
+    return r.outcome.value
+
+
 def _skip_unchanged_replaces(
-    client: Client, table: Table, spec: MirroredTable, columns, ranges: list[_Range], options: _Options
+    client: Client,
+    table: Table,
+    spec: MirroredTable,
+    columns: list[WarmColumn] | None,
+    ranges: list[_Range],
+    options: _Options,
 ) -> None:
     """A replace layer's range whose warm fingerprint equals the one last written needs no
     read: one grouped query fingerprints every range of the checkpoint."""
@@ -655,7 +671,9 @@ def _skip_unchanged_replaces(
             r.outcome = Outcome.UNCHANGED
 
 
-def _read_slices(client: Client, table: Table, spec: MirroredTable, columns, ranges: list[_Range]) -> list[WarmQuery]:
+def _read_slices(
+    client: Client, table: Table, spec: MirroredTable, columns: list[WarmColumn] | None, ranges: list[_Range]
+) -> list[WarmQuery]:
     """The reads of a checkpoint's ranges as queries of about SLICE_ROWS rows each: adjacent
     ranges with the same bounds are read together (ordered by range), one grouped count per
     such run sizes the slices, and a range bigger than a slice is cut into time slices."""
@@ -670,7 +688,9 @@ def _read_slices(client: Client, table: Table, spec: MirroredTable, columns, ran
         after, until, row_hash = run[0].read_bounds()
         hashed = canonical_row(table, absent_columns(columns)) if row_hash else ""
 
-        def query(lo: datetime, hi: datetime, by_range: bool, after=after, until=until, hashed=hashed) -> WarmQuery:
+        def query(
+            lo: datetime, hi: datetime, by_range: bool, after: datetime = after, until: datetime = until, hashed: str = hashed
+        ) -> WarmQuery:
             return read_query(spec, columns, lo, hi, after=after, until=until, row_hash=hashed, by_range=by_range)
 
         # Sized without silver's FINAL (an upper bound of the rows, and a cheap query).

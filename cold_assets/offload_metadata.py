@@ -7,6 +7,7 @@ skippable and the step logs one AssetMaterialization per partition instead.
 """
 
 from datetime import datetime
+from typing import cast
 
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, MetadataValue
 
@@ -60,7 +61,7 @@ def partition_metadata(result: OffloadResult, parity: HourParity) -> dict:
 def recorded_states(instance: DagsterInstance, asset_key: AssetKey, partition_keys: list[str]) -> dict[str, PartitionState]:
     """What Dagster recorded for each partition at its latest materialization: the event log
     read newest first, a page at a time, until every partition is found or the log ends."""
-    wanted, found = set(partition_keys), {}
+    wanted, found = set(partition_keys), dict[str, PartitionState | None]()
     cursor = None
     while wanted - found.keys():
         page = instance.fetch_materializations(
@@ -78,8 +79,10 @@ def recorded_states(instance: DagsterInstance, asset_key: AssetKey, partition_ke
     return {key: state for key, state in found.items() if state is not None}
 
 
-def _state(value, partition_key: str, run_id: str) -> PartitionState | None:
-    entry = (value.value if value is not None else {}).get(partition_key)
+def _state(value: MetadataValue | None, partition_key: str, run_id: str) -> PartitionState | None:
+    # The offload's JSON metadata: {partition key: {"watermark": ISO instant, "fingerprint": ...}}
+    entries = cast(dict[str, dict], value.value) if value is not None else {}
+    entry = entries.get(partition_key)
     if not entry:
         return None
     return PartitionState(

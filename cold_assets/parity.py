@@ -331,7 +331,7 @@ def _warm_side(
     warm: dict[int, tuple[int, int]] = {}
     for bound, spans in by_bound.items():
         start, end = min(lo for lo, _ in spans), max(hi for _, hi in spans)
-        query = read_query(spec, columns, start, end, **({"until": bound} if bound is not None else {}))
+        query = read_query(spec, columns, start, end, until=bound) if bound is not None else read_query(spec, columns, start, end)
         wanted = {int(lo.timestamp()) for lo, _ in spans}
         found = _checksums(client, f"({query.sql})", canonical, spec, query.parameters)
         warm.update({bucket: value for bucket, value in found.items() if bucket in wanted})

@@ -127,7 +127,7 @@ class IcebergResource(ConfigurableResource):
     def catalog_properties(self) -> dict[str, str]:
         """The catalog's properties as pyiceberg sees them; Spark maintenance opens the same catalog."""
         if not self.embedded:
-            return dict(Config().get_catalog_config(self.catalog_name) or {})
+            return {key: str(value) for key, value in (Config().get_catalog_config(self.catalog_name) or {}).items()}
         if not self.default_uri:
             raise ValueError(
                 f"no pyiceberg configuration for catalog {self.catalog_name!r} and no embedded default set"

@@ -1,16 +1,20 @@
 """The offload job and the schedules: the offload every 15 minutes, the nightly maintenance and audit."""
 
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 
 from dagster import (
+    AssetChecksDefinition,
     AssetSelection,
     DefaultScheduleStatus,
+    JobDefinition,
     RunRequest,
     ScheduleDefinition,
     ScheduleEvaluationContext,
     define_asset_job,
     schedule,
 )
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from cold_assets.assets import COLD_GROUP
 from cold_assets.partitions import partition_key_of
@@ -18,7 +22,7 @@ from cold_assets.partitions import partition_key_of
 OFFLOAD_JOB = "offload_cold"
 
 
-def offload_job(maintenance_checks=()):
+def offload_job(maintenance_checks: Sequence[AssetChecksDefinition] = ()) -> UnresolvedAssetJobDefinition:
     # Partitioning is inferred from the selected assets (hourly, partitions.py). The checks
     # that verify maintenance are recorded by the maintenance jobs, not by every offload.
     return define_asset_job(
@@ -28,7 +32,7 @@ def offload_job(maintenance_checks=()):
     )
 
 
-def offload_schedule(job):
+def offload_schedule(job: UnresolvedAssetJobDefinition) -> ScheduleDefinition:
     @schedule(
         name="offload_every_15_minutes",
         cron_schedule="*/15 * * * *",
@@ -38,7 +42,7 @@ def offload_schedule(job):
         description="Every 15 minutes: offload the previous and the current hour in one run, so cold trails warm "
         "by about an hour.",
     )
-    def _schedule(context: ScheduleEvaluationContext):
+    def _schedule(context: ScheduleEvaluationContext) -> Iterator[RunRequest]:
         now = context.scheduled_execution_time
         current = now.replace(minute=0, second=0, microsecond=0)
         first, last = partition_key_of(current - timedelta(hours=1)), partition_key_of(current)
@@ -52,7 +56,7 @@ def offload_schedule(job):
     return _schedule
 
 
-def _nightly(name: str, cron: str, job, description: str) -> ScheduleDefinition:
+def _nightly(name: str, cron: str, job: JobDefinition, description: str) -> ScheduleDefinition:
     return ScheduleDefinition(
         name=name,
         job=job,
@@ -64,18 +68,18 @@ def _nightly(name: str, cron: str, job, description: str) -> ScheduleDefinition:
 
 
 # The nightly order (jobs.py): compaction, then expiry and orphans, then the audit.
-def compaction_schedule(job) -> ScheduleDefinition:
+def compaction_schedule(job: JobDefinition) -> ScheduleDefinition:
     return _nightly("compaction_0200_utc", "0 2 * * *", job, "Compact the closed partitions of the nine cold tables (Spark).")
 
 
-def expiry_schedule(job) -> ScheduleDefinition:
+def expiry_schedule(job: JobDefinition) -> ScheduleDefinition:
     return _nightly(
         "snapshot_expiry_0220_utc", "20 2 * * *", job,
         "Expire snapshots older than 7 days and remove orphan files older than 3 days (Spark).",
     )
 
 
-def daily_audit_schedule(job) -> ScheduleDefinition:
+def daily_audit_schedule(job: JobDefinition) -> ScheduleDefinition:
     return _nightly(
         "daily_audit_0230_utc", "30 2 * * *", job,
         "Audit every cold table against the warm tier over the lookback (default 7 days), then federate.",

@@ -3,30 +3,42 @@ hours, and the guard that no warm hour reaches ClickHouse's TTL without a proven
 
 import hashlib
 import json
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
+from clickhouse_connect.driver.client import Client
 from dagster import (
     AssetCheckEvaluation,
     AssetCheckKey,
     AssetCheckSeverity,
     DagsterInstance,
+    DagsterRun,
     DagsterRunStatus,
     DefaultSensorStatus,
     PartitionKeyRange,
     PartitionsDefinition,
+    RepositoryDefinition,
     RunFailureSensorContext,
     RunRequest,
     RunsFilter,
     RunStatusSensorContext,
+    SensorDefinition,
     SensorEvaluationContext,
     SkipReason,
     run_failure_sensor,
     run_status_sensor,
     sensor,
 )
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
-from dagster._core.storage.asset_check_execution_record import COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
+from dagster._core.storage.asset_check_execution_record import (
+    COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
+    AssetCheckExecutionRecord,
+)
+from dagster._core.storage.event_log.base import EventLogStorage
+from pyiceberg.catalog import Catalog
 
 from cold_assets.alerts import Alerter
 from cold_assets.assets import cold_asset_key
@@ -42,33 +54,34 @@ from cold_assets.settings import Settings
 from cold_assets.tables import TABLES, Layer, table_by_cold_name
 from cold_assets.warm_read import render
 
+OffloadJob = UnresolvedAssetJobDefinition  # define_asset_job's result, resolved by Definitions
 SENSOR_LOCK_TIMEOUT_S = 20  # a sensor tick must end well inside Dagster's 60 s limit
 TRADE_TABLES = [t for t in TABLES if t.layer is not Layer.GOLD]
 
 
-def _check_keys():
+def _check_keys() -> list[AssetCheckKey]:
     return [AssetCheckKey(cold_asset_key(t), name) for t in TABLES for name in CHECK_NAMES]
 
 
-def _evaluation(record) -> AssetCheckEvaluation | None:
+def _evaluation(record: AssetCheckExecutionRecord) -> AssetCheckEvaluation | None:
     """The evaluation a check execution recorded; None for one only planned (its run failed first)."""
     event = record.event.dagster_event if record.event else None
     data = event.event_specific_data if event else None
     return data if isinstance(data, AssetCheckEvaluation) else None
 
 
-def _hours(evaluation) -> tuple[list[str], dict[str, dict]]:
+def _hours(evaluation: AssetCheckEvaluation) -> tuple[list[str], dict[str, dict]]:
     metadata = evaluation.metadata
-    hours = metadata["hours"].value if "hours" in metadata else []
-    differing = {d["hour"]: d for d in (metadata["hours_differing"].value if "hours_differing" in metadata else [])}
-    return hours, differing
+    hours = cast(list[str], metadata["hours"].value) if "hours" in metadata else []
+    differing_hours = cast(list[dict], metadata["hours_differing"].value) if "hours_differing" in metadata else []
+    return hours, {d["hour"]: d for d in differing_hours}
 
 
 def _sensor_warm(clickhouse: ClickHouseResource) -> ClickHouseResource:
     return clickhouse.model_copy(update={"lock_timeout_seconds": min(clickhouse.lock_timeout_seconds, SENSOR_LOCK_TIMEOUT_S)})
 
 
-def _follow_parity_checks(storage, state: dict) -> Iterator[tuple[str, str, dict | None, str]]:
+def _follow_parity_checks(storage: EventLogStorage, state: dict) -> Iterator[tuple[str, str, dict | None, str]]:
     """The parity checks' evaluations newer than the cursor's (`state["seen"]`), oldest first:
     per hour evaluated, ("table|check|hour", check name, what differed or None, run id)."""
     for key in _check_keys():
@@ -94,7 +107,7 @@ def _follow_parity_checks(storage, state: dict) -> Iterator[tuple[str, str, dict
     description="One alert per failing (table, check, hour), and per table whose compaction_preserved_content "
     "failed; one when it recovers.",
 )
-def parity_alerts(context: SensorEvaluationContext):
+def parity_alerts(context: SensorEvaluationContext) -> SkipReason:
     state = json.loads(context.cursor) if context.cursor else {"seen": {}, "failing": {}}
     alerter, storage, sent = Alerter.from_env(), context.instance.event_log_storage, 0
     for failing_key, check, differing, run_id in _follow_parity_checks(storage, state):
@@ -116,7 +129,7 @@ def parity_alerts(context: SensorEvaluationContext):
     return SkipReason(f"{sent} alerts sent; {len(state['failing'])} (table, check, hour) failing")
 
 
-def _compaction_check_alerts(storage, state: dict, alerter: Alerter, log) -> int:
+def _compaction_check_alerts(storage: EventLogStorage, state: dict, alerter: Alerter, log: logging.Logger) -> int:
     """compaction_preserved_content has no hours: one alert when a table's check fails with
     ERROR (from the nightly compaction or run alone), one when it passes again."""
     sent = 0
@@ -152,7 +165,7 @@ IN_FLIGHT = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunSt
 
 
 def in_flight_partitions(
-    instance: DagsterInstance, job_name: str, partitions_def: PartitionsDefinition, repository_def=None
+    instance: DagsterInstance, job_name: str, partitions_def: PartitionsDefinition, repository_def: RepositoryDefinition | None = None
 ) -> set[tuple[str, str]]:
     """(cold table, partition) pairs that a queued or running offload run, or a backfill still
     in progress, already covers: a repair request for them would only do the work twice."""
@@ -160,6 +173,7 @@ def in_flight_partitions(
     every_table = [t.cold for t in TABLES]
     for run in instance.get_runs(filters=RunsFilter(job_name=job_name, statuses=IN_FLIGHT)):
         tags = run.tags
+        keys: Sequence[str]
         if "dagster/partition" in tags:
             keys = [tags["dagster/partition"]]
         elif "dagster/asset_partition_range_start" in tags:
@@ -197,7 +211,7 @@ class _Repairs:
         self.tables.setdefault(hour, set()).update(tables)
         self.reasons.setdefault(hour, []).append(reason)
 
-    def late_rows(self, client, catalog, keys: list[str], now: datetime, policy: HourPolicy) -> None:
+    def late_rows(self, client: Client, catalog: Catalog, keys: list[str], now: datetime, policy: HourPolicy) -> None:
         """Closed hours of the trade tables whose warm rows moved away from cold (late data)."""
         for spec in TRADE_TABLES:
             cold_table = catalog.load_table(spec.cold_identifier)
@@ -213,7 +227,7 @@ class _Repairs:
                 affected = [t.cold for t in TABLES] if spec.layer is Layer.RAW else [spec.cold]
                 self.add(parity.partition_key, affected, f"{spec.cold} warm {parity.warm_rows} / cold {parity.cold_rows}")
 
-    def alert_shrunk(self, state: dict, log) -> None:
+    def alert_shrunk(self, state: dict, log: logging.Logger) -> None:
         """One alert per (table, hour) where warm holds fewer rows than cold, while it lasts."""
         alerted = set(state.get("shrunk", []))
         alerter = Alerter.from_env()
@@ -251,7 +265,7 @@ class _Repairs:
         return requests
 
 
-def self_healing_sensor(job, settings: Settings, partitions_def: PartitionsDefinition):
+def self_healing_sensor(job: OffloadJob, settings: Settings, partitions_def: PartitionsDefinition) -> SensorDefinition:
     lookback = timedelta(days=settings.heal_lookback_days)
     policy = HourPolicy.from_settings(settings)
 
@@ -264,7 +278,9 @@ def self_healing_sensor(job, settings: Settings, partitions_def: PartitionsDefin
         "passes) or that changed in warm (late data). Never an open hour, one a run or backfill already covers, or one "
         "where warm holds fewer rows than cold (that alerts instead: warm lost rows cold keeps).",
     )
-    def _self_healing(context: SensorEvaluationContext, clickhouse: ClickHouseResource, iceberg: IcebergResource):
+    def _self_healing(
+        context: SensorEvaluationContext, clickhouse: ClickHouseResource, iceberg: IcebergResource
+    ) -> list[RunRequest] | SkipReason:
         state = json.loads(context.cursor) if context.cursor else {}
         state.setdefault("seen", {})
         failing: dict[str, dict] = state.setdefault("failing", {})  # "table|check|hour" -> what differed
@@ -318,7 +334,7 @@ def self_healing_sensor(job, settings: Settings, partitions_def: PartitionsDefin
     return _self_healing
 
 
-def ttl_guard_sensor(job, settings: Settings, partitions_def: PartitionsDefinition):
+def ttl_guard_sensor(job: OffloadJob, settings: Settings, partitions_def: PartitionsDefinition) -> SensorDefinition:
     retention = timedelta(days=settings.warm_retention_days)
     margin = timedelta(days=settings.ttl_margin_days)
     lookback = timedelta(days=settings.heal_lookback_days)
@@ -334,7 +350,9 @@ def ttl_guard_sensor(job, settings: Settings, partitions_def: PartitionsDefiniti
         f"alerts on warm hours close to ClickHouse's TTL ({margin.days} of {retention.days} days) whose cold copy is not "
         "proven equal, and on federated views whose cutover nears the TTL.",
     )
-    def _ttl_guard(context: SensorEvaluationContext, clickhouse: ClickHouseResource, iceberg: IcebergResource):
+    def _ttl_guard(
+        context: SensorEvaluationContext, clickhouse: ClickHouseResource, iceberg: IcebergResource
+    ) -> list[RunRequest] | SkipReason:
         at_risk: dict[str, list[str]] = {}
         found = _Repairs()
         try:
@@ -398,13 +416,13 @@ def ttl_guard_sensor(job, settings: Settings, partitions_def: PartitionsDefiniti
 PARTITION_TAGS = ("dagster/partition", "dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 
 
-def _hours_of(run) -> str:
+def _hours_of(run: DagsterRun) -> str:
     return run.tags.get("dagster/partition") or (
         f"{run.tags.get('dagster/asset_partition_range_start')} .. {run.tags.get('dagster/asset_partition_range_end')}"
     )
 
 
-def _previous_outcome(instance, run) -> DagsterRunStatus | None:
+def _previous_outcome(instance: DagsterInstance, run: DagsterRun) -> DagsterRunStatus | None:
     """How the previous run of the same job over the same hours ended, if one did."""
     tags = {k: v for k, v in run.tags.items() if k in PARTITION_TAGS}
     records = instance.get_run_records(filters=RunsFilter(job_name=run.job_name, tags=tags), limit=20)
@@ -420,26 +438,26 @@ def _previous_outcome(instance, run) -> DagsterRunStatus | None:
     return None
 
 
-def _what(run) -> tuple[str, str]:
+def _what(run: DagsterRun) -> tuple[str, str]:
     """How an alert names a run: the offload and its hours, or the nightly job."""
     if any(tag in run.tags for tag in PARTITION_TAGS):
         return "offload", f" for hour(s) {_hours_of(run)}"
     return run.job_name, ""
 
 
-def run_failure_alerts(name: str, jobs: list, description: str):
+def run_failure_alerts(name: str, jobs: list, description: str) -> SensorDefinition:
     """One alert when runs of `jobs` fail (per job and hours), none while they keep failing."""
 
     @run_failure_sensor(name=name, monitored_jobs=jobs, default_status=DefaultSensorStatus.RUNNING, description=description)
-    def _failure_alerts(context: RunFailureSensorContext):
+    def _failure_alerts(context: RunFailureSensorContext) -> None:
         run = context.dagster_run
         if _previous_outcome(context.instance, run) is DagsterRunStatus.FAILURE:
             context.log.info(f"{''.join(_what(run))} failed again; already alerted")
             return
         steps = context.get_step_failure_events()
-        failed = [e.step_key for e in steps]
+        failed = [e.step_key or "?" for e in steps]
         # What each step said (a refused replace names table, hour, warm and cold rows).
-        errors = [e.event_specific_data.error.message.strip() for e in steps if e.event_specific_data.error]
+        errors = [e.step_failure_data.error.message.strip() for e in steps if e.step_failure_data.error]
         alerter, (what, scope) = Alerter.from_env(), _what(run)
         alerter.send(
             f"{what} run FAILED{scope}: {'tables' if scope else 'steps'} {', '.join(failed) or 'unknown'}: "
@@ -450,14 +468,14 @@ def run_failure_alerts(name: str, jobs: list, description: str):
     return _failure_alerts
 
 
-def run_recovery_alerts(name: str, jobs: list, description: str):
+def run_recovery_alerts(name: str, jobs: list, description: str) -> SensorDefinition:
     """One message when runs of `jobs` that had failed (same job and hours) succeed again."""
 
     @run_status_sensor(
         run_status=DagsterRunStatus.SUCCESS, name=name, monitored_jobs=jobs,
         default_status=DefaultSensorStatus.RUNNING, description=description,
     )
-    def _recovery_alerts(context: RunStatusSensorContext):
+    def _recovery_alerts(context: RunStatusSensorContext) -> None:
         run = context.dagster_run
         if _previous_outcome(context.instance, run) is DagsterRunStatus.FAILURE:
             alerter, (what, scope) = Alerter.from_env(), _what(run)
@@ -466,26 +484,26 @@ def run_recovery_alerts(name: str, jobs: list, description: str):
     return _recovery_alerts
 
 
-def offload_failure_alerts(job):
+def offload_failure_alerts(job: OffloadJob) -> SensorDefinition:
     return run_failure_alerts(
         "offload_failure_alerts", [job], "One alert when the offload of some hours fails, none while it keeps failing."
     )
 
 
-def offload_recovery_alerts(job):
+def offload_recovery_alerts(job: OffloadJob) -> SensorDefinition:
     return run_recovery_alerts(
         "offload_recovery_alerts", [job], "One message when the offload of hours that had failed succeeds again."
     )
 
 
-def nightly_failure_alerts(jobs: list):
+def nightly_failure_alerts(jobs: list) -> SensorDefinition:
     return run_failure_alerts(
         "nightly_failure_alerts", jobs,
         "One alert when a nightly job (compaction, expiry and orphans, audit) fails, none while it keeps failing.",
     )
 
 
-def nightly_recovery_alerts(jobs: list):
+def nightly_recovery_alerts(jobs: list) -> SensorDefinition:
     return run_recovery_alerts(
         "nightly_recovery_alerts", jobs, "One message when a nightly job that had failed succeeds again."
     )

@@ -124,7 +124,7 @@ def _timestamps(us: np.ndarray) -> pa.Array:
     return pa.array(us, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
 
 
-def _corrupt_fields(trades: Trades, price: pa.Array, qty: pa.Array, side: pa.Array):
+def _corrupt_fields(trades: Trades, price: pa.Array, qty: pa.Array, side: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
     """Malformed messages: a price that is not a number, a negative quantity, an unknown side."""
     kind = trades.corrupt
     if not kind.any():
@@ -135,7 +135,9 @@ def _corrupt_fields(trades: Trades, price: pa.Array, qty: pa.Array, side: pa.Arr
     return price, qty, side
 
 
-def _raw_table(trades: Trades, trade_id, price, qty, side, message) -> pa.Table:
+def _raw_table(
+    trades: Trades, trade_id: pa.Array, price: pa.Array, qty: pa.Array, side: pa.Array, message: pa.Array
+) -> pa.Table:
     n = len(trades.trade_id)
     inst = trades.instrument
     return pa.table(
@@ -255,9 +257,14 @@ def _generate_hour(stream: _Stream, hour_start_us: int, n: int, cfg: FeedConfig,
     dup = np.flatnonzero(rng.random(n) < cfg.duplicate_share)
     if len(dup):
         redelivered = received_us[dup] + rng.integers(1_000, 2_000_000, size=len(dup))
+        again = [np.concatenate([a, a[dup]]) for a in (trade_id, price_e8, trades.qty_e8, buyer_is_maker, exchange_us)]
         trades = Trades(
             inst,
-            *(np.concatenate([a, a[dup]]) for a in (trade_id, price_e8, trades.qty_e8, buyer_is_maker, exchange_us)),
+            again[0],
+            again[1],
+            again[2],
+            again[3],
+            again[4],
             np.concatenate([received_us, redelivered]),
             np.concatenate([corrupt, corrupt[dup]]),
         )
@@ -304,7 +311,8 @@ def simulate(client: Client, cfg: FeedConfig) -> int:
     chain of materialized views, so a month at a few trades an hour is a few inserts, not
     720, while a busy hour is still cut into bounded blocks."""
     instruments = load_instruments(client)
-    written, pending, pending_rows = 0, [], 0
+    pending: list[pa.Table] = []
+    written, pending_rows = 0, 0
 
     def flush() -> int:
         if not pending_rows:

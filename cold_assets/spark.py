@@ -52,7 +52,7 @@ def require_java() -> str:
     """The java executable Spark will use (JAVA_HOME first, as Spark does), if it is Java 17."""
     java = java_executable()
     found = java_major_version(java) if java else None
-    if found != JAVA_MAJOR:
+    if java is None or found != JAVA_MAJOR:
         where = f"Java {found} at {java}" if found else (f"no working java at {java}" if java else "no java on PATH")
         raise JavaMissing(
             f"Spark maintenance needs Java {JAVA_MAJOR} ({where}). Install it (Debian: "

@@ -17,8 +17,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cold_assets.settings import throwaway_env
 from cold_assets.spark_jars import JARS, java_executable
@@ -84,7 +86,7 @@ def _exercise(home: Path, dump_to: Path) -> None:
     schema = table.schema().as_arrow()
     for hour in range(3):  # three commits in one closed day partition: something to merge
         at = yesterday + timedelta(hours=hour)
-        row = {field.name: None for field in schema}
+        row: dict[str, object] = {field.name: None for field in schema}
         row.update(
             exchange="binance", symbol="BTC-USDT", exchange_symbol="BTCUSDT", base_asset="BTC", quote_asset="USDT",
             trade_id=hour, price=1, quantity=1, quote_quantity=1, side="buy", is_buyer_maker=False,
@@ -103,14 +105,14 @@ def _exercise(home: Path, dump_to: Path) -> None:
     rewrite_manifests(session, spec, spark.catalog_name)  # compact() only calls it past 8 manifests
     expire_snapshots(session, iceberg.load_table(spec.cold_identifier), spec, spark.catalog_name, now)
     remove_orphan_files(session, spec, spark.catalog_name, now - timedelta(days=3), now, dry_run=True)
-    gateway = SparkContext._gateway
+    gateway: Any = SparkContext._gateway  # py4j's gateway to the JVM: untyped
     spark.teardown_after_execution(context)
     # The JVM dumps the archive as it exits, which it does when its stdin closes: wait for it.
     gateway.proc.stdin.close()
     gateway.proc.wait(timeout=300)
 
 
-def ensure_archive(jars_dir: Path, log=print) -> Path | None:
+def ensure_archive(jars_dir: Path, log: Callable[[str], object] = print) -> Path | None:
     """Builds the archive for this JVM and these jars unless it is there; returns its path,
     or None when it could not be built (maintenance then runs without it)."""
     target = archive_path(jars_dir)

