@@ -36,6 +36,7 @@ from pyiceberg.table import Table
 
 from cold_assets.cold_ddl import ensure_cold_tables
 from cold_assets.cold_files import parquet_options
+from cold_assets.partitions import partition_key_of
 from cold_assets.resources import ClickHouseResource, IcebergResource
 from cold_assets.settings import Settings, throwaway, throwaway_env
 from cold_assets.simulate import FeedConfig, simulate
@@ -49,7 +50,7 @@ if TYPE_CHECKING:  # Dagster is imported where a benchmark needs it, not by ever
 # Two days back: closed, and well inside the warm tier's 30-day TTL (older rows would be
 # dropped by ClickHouse as they are inserted).
 BENCH_START = (datetime.now(UTC) - timedelta(days=2)).replace(hour=0, minute=0, second=0, microsecond=0)
-BENCH_PARTITION = BENCH_START.strftime("%Y-%m-%d-%H:%M")
+BENCH_PARTITION = partition_key_of(BENCH_START)
 DEMO_TRADES_PER_HOUR = 20_000
 RUNS_PER_SIDE = 12
 

@@ -156,7 +156,7 @@ def compaction_check(table: MirroredTable, asset_key: AssetKey) -> AssetChecksDe
         description="The latest compaction commit left rows and content checksum unchanged (checked against its parent snapshot).",
     )
     def _check(iceberg: IcebergResource, clickhouse: ClickHouseResource) -> AssetCheckResult:
-        cold_table = iceberg.load_table(("cold", table.cold))
+        cold_table = iceberg.load_table(table.cold_identifier)
         latest = latest_data_rewrite(cold_table)
         proofs = []
         if latest is not None:

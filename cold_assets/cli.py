@@ -20,7 +20,7 @@ from cold_assets.partitions import hour_of as hour_of_key
 from cold_assets.resources import ClickHouseResource, IcebergResource
 from cold_assets.settings import Settings
 from cold_assets.simulate import FeedConfig, parse_start, simulate
-from cold_assets.tables import TABLES, table_by_cold_name
+from cold_assets.tables import TABLES, Layer, table_by_cold_name
 from cold_assets.warm_ddl import apply_warm_ddl
 from cold_assets.warm_read import identifier
 
@@ -30,7 +30,7 @@ EXIT_MISMATCH, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 # database or REST service (requests' errors are OSErrors).
 UNREACHABLE = (ClickHouseOperationalError, CatalogOperationalError, EmbeddedWarmTierBusy, OSError)
 
-WARM_LAYER_TABLES = ("trades_raw", "trades_rejects", "bronze_trades", "silver_trades", *(t.warm for t in TABLES[3:]))
+WARM_LAYER_TABLES = ("trades_raw", "trades_rejects", "bronze_trades", "silver_trades", *(t.warm for t in TABLES if t.layer is Layer.GOLD))
 
 
 def _resources(settings: Settings) -> tuple[ClickHouseResource, IcebergResource]:
@@ -49,7 +49,7 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
             detail += " added " + ", ".join(f.name for f in plan.add_columns)
         if plan.set_properties:
             detail += " set " + ", ".join(plan.set_properties)
-        print(f"cold.{plan.definition.name}: {plan.action}{detail}")
+        print(f"cold.{plan.definition.name}: {plan.action.value}{detail}")
         for note in plan.notes:
             print(f"  note: {note}")
     return 0
@@ -153,14 +153,15 @@ def _report(settings: Settings, start: datetime, hours: int, run_results: dict) 
 
 def _run_rates(settings: Settings) -> dict:
     """rows/s per table of its latest run, summed over that run's hourly materializations."""
-    from dagster import AssetKey, AssetRecordsFilter
+    from dagster import AssetRecordsFilter
 
+    from cold_assets.assets import cold_asset_key
     from cold_assets.instance import embedded_instance
 
     instance = embedded_instance(settings)
     rates = {}
     for t in TABLES:
-        records = instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey(["cold", t.cold])), limit=500).records
+        records = instance.fetch_materializations(AssetRecordsFilter(asset_key=cold_asset_key(t)), limit=500).records
         latest = [r.asset_materialization.metadata for r in records if r.run_id == records[0].run_id and r.asset_materialization]
         written = sum(cast(int, m["rows_written"].value) for m in latest if "rows_written" in m)
         seconds = sum(cast(float, m["duration_s"].value) for m in latest if "duration_s" in m)

@@ -7,12 +7,13 @@ every table untouched; it never drops or recreates a table.
 """
 
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pyiceberg.catalog import Catalog
-from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError
+from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
@@ -90,10 +91,16 @@ def load_definitions(path: Path | None = None) -> dict[str, ColdTableDefinition]
     return definitions
 
 
+class TableAction(str, Enum):
+    CREATE = "create"
+    UNCHANGED = "unchanged"
+    EVOLVE = "evolve"
+
+
 @dataclass
 class TablePlan:
     definition: ColdTableDefinition
-    action: str  # create | unchanged | evolve
+    action: TableAction
     add_columns: list[NestedField]
     set_properties: dict[str, str]
     notes: list[str]
@@ -108,7 +115,7 @@ def plan_table(catalog: Catalog, definition: ColdTableDefinition) -> TablePlan:
     try:
         table = catalog.load_table(definition.identifier)
     except NoSuchTableError:
-        return TablePlan(definition, "create", [], {}, [])
+        return TablePlan(definition, TableAction.CREATE, [], {}, [])
     name = ".".join(definition.identifier)
     problems: list[str] = []
     notes: list[str] = []
@@ -146,7 +153,7 @@ def plan_table(catalog: Catalog, definition: ColdTableDefinition) -> TablePlan:
             set_props[key] = value
     if problems:
         raise ColdTableConflict(f"{name} conflicts with ddl/iceberg: " + "; ".join(problems) + "; table left untouched")
-    action = "evolve" if add or set_props else "unchanged"
+    action = TableAction.EVOLVE if add or set_props else TableAction.UNCHANGED
     return TablePlan(definition, action, add, set_props, notes)
 
 
@@ -160,15 +167,12 @@ def ensure_cold_tables(catalog: Catalog) -> list[TablePlan]:
             conflicts.append(str(conflict))
     if conflicts:
         raise ColdTableConflict("\n".join(conflicts))
-    try:
-        catalog.create_namespace(COLD_NAMESPACE)
-    except NamespaceAlreadyExistsError:
-        pass
+    catalog.create_namespace_if_not_exists(COLD_NAMESPACE)
     for plan in plans:
         d = plan.definition
-        if plan.action == "create":
+        if plan.action is TableAction.CREATE:
             catalog.create_table(d.identifier, schema=d.schema, partition_spec=d.partition_spec(d.schema), properties=d.properties)
-        elif plan.action == "evolve":
+        elif plan.action is TableAction.EVOLVE:
             table = catalog.load_table(d.identifier)
             with table.transaction() as tx:
                 if plan.add_columns:

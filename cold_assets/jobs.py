@@ -94,13 +94,13 @@ def compact_cold_tables(
 
     def compact_table(spec: MirroredTable) -> CompactionResult:
         return compact(
-            spark.spark_session, iceberg.load_table(("cold", spec.cold)), spec, spark.catalog_name, now,
+            spark.spark_session, iceberg.load_table(spec.cold_identifier), spec, spark.catalog_name, now,
             lookback_days=config.lookback_days,
             target_file_size_bytes=config.target_file_size_mb * 1024 * 1024,
         )
 
     for spec, result in _per_table(_selected(config.tables), compact_table, config.parallel_tables, iceberg):
-        table = iceberg.load_table(("cold", spec.cold))
+        table = iceberg.load_table(spec.cold_identifier)
         key = cold_asset_key(spec)
         try:
             with clickhouse.connect() as client:
@@ -170,7 +170,7 @@ def expire_snapshots_and_orphans(
     horizon = _instant("older_than", config.older_than) if config.older_than else now - timedelta(days=config.retain_days)
 
     def clean_table(spec: MirroredTable) -> tuple[FileStats, ExpiryResult, OrphanResult, FileStats]:
-        table = iceberg.load_table(("cold", spec.cold))
+        table = iceberg.load_table(spec.cold_identifier)
         before = file_stats(table, spec)
         expiry = expire_snapshots(spark.spark_session, table, spec, spark.catalog_name, horizon)
         orphans = remove_orphan_files(

@@ -114,7 +114,6 @@ class CompactionResult:
 @dataclass(frozen=True)
 class ExpiryResult:
     table: str
-    older_than: datetime
     snapshots_expired: int  # as Iceberg listed them: exact even if an offload commits meanwhile
     snapshots_after: int
     data_files_deleted: int
@@ -130,7 +129,6 @@ class ExpiryResult:
 @dataclass(frozen=True)
 class OrphanResult:
     table: str
-    older_than: datetime
     dry_run: bool
     orphans: list[str]
     seconds: float
@@ -445,7 +443,6 @@ def expire_snapshots(spark: SparkSession, table: Table, spec: MirroredTable, cat
     lists_deleted = sum(1 for path in metadata_files if path in manifest_lists)
     return ExpiryResult(
         table=spec.cold,
-        older_than=older_than,
         snapshots_expired=snapshots_expired,
         snapshots_after=len(table.refresh().metadata.snapshots),
         data_files_deleted=len(deleted) - len(metadata_files),
@@ -476,7 +473,6 @@ def remove_orphan_files(
     )
     return OrphanResult(
         table=spec.cold,
-        older_than=older_than,
         dry_run=dry_run,
         orphans=sorted(r["orphan_file_location"] for r in rows),
         seconds=time.perf_counter() - started,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 
+from clickhouse_connect.driver.binding import format_str  # a quoted, escaped string literal
 from clickhouse_connect.driver.client import Client
 from pyiceberg.table import Table
 from pyiceberg.types import BooleanType, DecimalType, IntegerType, LongType, TimestampType, TimestamptzType
@@ -116,10 +117,6 @@ def canonical_row(table: Table, skip: frozenset[str] = frozenset()) -> str:
     return ", ".join(parts)
 
 
-def _string_literal(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def s3_http_url(location: str, io_properties: dict[str, str]) -> str:
     """The HTTP(S) URL ClickHouse reads an s3:// location at: path style on the catalog's
     endpoint (MinIO, an emulator), else the bucket's AWS virtual-host URL."""
@@ -141,8 +138,8 @@ def _s3_collection(client: Client, io_properties: dict[str, str]) -> str:
         key, secret = io_properties.get("s3.access-key-id", ""), io_properties.get("s3.secret-access-key", "")
         client.command(f"DROP NAMED COLLECTION IF EXISTS {name}")
         client.command(
-            f"CREATE NAMED COLLECTION {name} AS access_key_id = {_string_literal(key)}, "
-            f"secret_access_key = {_string_literal(secret)}"
+            f"CREATE NAMED COLLECTION {name} AS access_key_id = {format_str(key)}, "
+            f"secret_access_key = {format_str(secret)}"
         )
     return name
 
@@ -160,14 +157,14 @@ def cold_source(table: Table, client: Client, literal: bool = False) -> tuple[st
             raise ColdTierUnreadable(f"a ClickHouse server cannot read the local cold table location {location}")
         path = location.removeprefix("file://")
         if literal:
-            return f"icebergLocal({_string_literal(path)})", {}
+            return f"icebergLocal({format_str(path)})", {}
         return "icebergLocal({cold_location:String})", {"cold_location": path}
     if location.startswith(("s3://", "s3a://")):
         properties = dict(table.io.properties)
         collection = _s3_collection(client, properties)
         url = s3_http_url(location, properties)
         if literal:
-            return f"icebergS3({collection}, url = {_string_literal(url)})", {}
+            return f"icebergS3({collection}, url = {format_str(url)})", {}
         return f"icebergS3({collection}, url = {{cold_url:String}})", {"cold_url": url}
     raise ColdTierUnreadable(f"ClickHouse cannot read cold table location {location}")
 
