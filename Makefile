@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 COLD_HOME ?= $(CURDIR)/.cold
 export COLD_HOME
-# Spark's jars for the nightly maintenance, pinned by sha256 (cold_assets/spark_jars.py).
+# Spark's jars for the nightly maintenance, pinned by sha256 (cold_assets/maintenance/jars.py).
 COLD_SPARK_JARS_DIR ?= $(COLD_HOME)/spark-jars
 export COLD_SPARK_JARS_DIR
 
@@ -44,7 +44,7 @@ demo: install jars
 # because make propagates any non-zero exit.
 test: install jars browser nginx lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider cold_assets_tests/unit
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 cold_assets_tests --ignore=cold_assets_tests/unit
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 cold_assets_tests/integration
 
 # The unit tier alone: pure functions, no engine, in seconds.
 unit: install
@@ -62,7 +62,7 @@ dev: install jars
 
 # The webserver on the demo's COLD_HOME, rendered to $(COLD_HOME)/screenshots/*.png.
 screenshots: demo browser
-	$(BIN)/python -m cold_assets_tests.screenshots
+	$(BIN)/python -m cold_assets_tests.support.screenshots
 
 bench: install
 	$(BIN)/cold-assets bench

@@ -2,19 +2,18 @@
 
 from dagster import Definitions, in_process_executor, multiprocess_executor
 
-from cold_assets.assets import cold_asset, cold_asset_key, warm_specs
-from cold_assets.checks import compaction_check
-from cold_assets.jobs import compaction_job, daily_audit_job, expiry_job
-from cold_assets.partitions import hourly_partitions
-from cold_assets.resources import ClickHouseResource, IcebergResource
-from cold_assets.schedules import (
+from cold_assets.defs.assets import cold_asset, cold_asset_key, warm_specs
+from cold_assets.defs.checks import compaction_check
+from cold_assets.defs.nightly import compaction_job, daily_audit_job, expiry_job
+from cold_assets.defs.resources import ClickHouseResource, IcebergResource
+from cold_assets.defs.schedules import (
     compaction_schedule,
     daily_audit_schedule,
     expiry_schedule,
     offload_job,
     offload_schedule,
 )
-from cold_assets.sensors import (
+from cold_assets.defs.sensors import (
     nightly_failure_alerts,
     nightly_recovery_alerts,
     offload_failure_alerts,
@@ -23,8 +22,9 @@ from cold_assets.sensors import (
     self_healing_sensor,
     ttl_guard_sensor,
 )
+from cold_assets.maintenance.spark import SparkResource
+from cold_assets.partitions import hourly_partitions
 from cold_assets.settings import Settings
-from cold_assets.spark import SparkResource
 from cold_assets.tables import TABLES
 
 

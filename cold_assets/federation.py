@@ -7,7 +7,7 @@ TTL keeps 30 days, the cutover trails the clock by about an hour), so the view h
 and no overlap. It only moves forward, and is recorded in `federation_cutover` and in the
 view's comment.
 
-The SQL comes from one place: the warm side is the offload's own read query (warm_read.py)
+The SQL comes from one place: the warm side is the offload's own read query (warm/read.py)
 with the bound inlined, the cold side is parity.cold_source (icebergLocal on the embedded
 default). chDB reads local files only under the working directory: query the views inside
 parity.local_file_access, as `cold-assets federate` does.
@@ -21,11 +21,11 @@ from clickhouse_connect.driver.client import Client
 from pyiceberg.catalog import Catalog
 
 from cold_assets.hours import HourPolicy
-from cold_assets.offload import count_rows, warm_now
-from cold_assets.parity import cold_source, local_file_access, partitions_parity
+from cold_assets.offload.protocol import count_rows, warm_now
+from cold_assets.parity.checksums import cold_source, local_file_access, partitions_parity
 from cold_assets.partitions import partition_key_of
 from cold_assets.tables import TABLES, MirroredTable
-from cold_assets.warm_read import EPOCH, FAR_FUTURE, identifier, read_columns, read_query, render, time_bound
+from cold_assets.warm.read import EPOCH, FAR_FUTURE, identifier, read_columns, read_query, render, time_bound
 
 # An hour is a candidate once the offload is done with it: closed for this long.
 SETTLED = timedelta(hours=1)

@@ -1,7 +1,7 @@
 """Configuration from the environment, with safe defaults for the embedded setup.
 
 Nothing here is a secret: passwords and keys are read from the environment at the moment a
-connection is made (see resources.py) and never stored in Dagster config or logs.
+connection is made (see defs/resources.py) and never stored in Dagster config or logs.
 """
 
 import os
@@ -94,7 +94,7 @@ class Settings:
     chdb_lock_timeout_seconds: int
     spark_master: str  # local[2], or a cluster's master URL
     spark_driver_memory: str
-    spark_jars_dir: Path  # the pinned jars (spark_jars.py), unless spark_packages is set
+    spark_jars_dir: Path  # the pinned jars (maintenance/jars.py), unless spark_packages is set
     spark_packages: str | None  # Maven coordinates for spark.jars.packages instead of the cache
     spark_conf: dict[str, str]  # more Spark settings (COLD_SPARK_CONF="key=value,key=value")
 

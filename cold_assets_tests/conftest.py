@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from cold_assets.cold_ddl import ensure_cold_tables
-from cold_assets.resources import ClickHouseResource, IcebergResource
+from cold_assets.cold.ddl import ensure_cold_tables
+from cold_assets.defs.resources import ClickHouseResource, IcebergResource
 from cold_assets.settings import Settings
-from cold_assets.warm_ddl import apply_warm_ddl
-from cold_assets_tests.offload_helpers import PARTITIONS_START
+from cold_assets.warm.ddl import apply_warm_ddl
+from cold_assets_tests.support.offload_helpers import PARTITIONS_START
 
 REPO = Path(__file__).resolve().parents[1]
 

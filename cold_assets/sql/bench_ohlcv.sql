@@ -1,4 +1,4 @@
--- The benchmark's OHLCV query (bench.py): hourly bars from the 1-minute bars of $source over
+-- The benchmark's OHLCV query (tools/bench.py): hourly bars from the 1-minute bars of $source over
 -- [range_start, range_end). $source is the federated view, or the warm read alone.
 SELECT exchange, symbol, toStartOfHour(window_start) AS hour,
        argMin(open, window_start) AS open, max(high) AS high, min(low) AS low,

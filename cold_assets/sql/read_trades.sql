@@ -1,5 +1,5 @@
 -- One hour of a trades table (raw, bronze, silver) as the cold table stores it.
--- $columns is the select list made from the warm table's own columns (warm_read.py), so a
+-- $columns is the select list made from the warm table's own columns (warm/read.py), so a
 -- column added in ClickHouse reaches Iceberg; $final is FINAL where the table deduplicates
 -- at merge time (silver). Only rows ingested in (after, until] are read: the append layers
 -- move a watermark on ingested_at; the replace layers read the whole hour. $order_by is

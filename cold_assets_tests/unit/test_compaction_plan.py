@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from cold_assets.cold_files import written_by_offload
-from cold_assets.maintenance import _partition_span, _where
+from cold_assets.cold.files import written_by_offload
+from cold_assets.maintenance.operations import _partition_span, _where
 
 
 def test_the_offloads_files_are_told_from_the_ones_spark_wrote():

@@ -2,7 +2,7 @@
 
 import re
 
-from cold_assets.spark import REDACTION_REGEX, spark_catalog_conf
+from cold_assets.maintenance.spark import REDACTION_REGEX, spark_catalog_conf
 
 
 def test_a_postgresql_catalog_keeps_its_url_parameters_such_as_sslmode():

@@ -6,10 +6,10 @@ import json
 import pyarrow as pa
 import pytest
 
-from cold_assets.bookkeeping import PARTITIONS, RUN_ID, commit_summary
-from cold_assets.cold_files import parquet_options
-from cold_assets.parity import parse_fingerprint, s3_http_url
-from cold_assets.warm_read import identifier
+from cold_assets.cold.files import parquet_options
+from cold_assets.offload.bookkeeping import PARTITIONS, RUN_ID, commit_summary
+from cold_assets.parity.checksums import parse_fingerprint, s3_http_url
+from cold_assets.warm.read import identifier
 
 
 @pytest.mark.parametrize("name", ["bronze_trades", "_x1", "gold_ohlcv_1m"])

@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from cold_assets.bookkeeping import range_key
 from cold_assets.hours import HourPolicy, HourStatus
+from cold_assets.offload.bookkeeping import range_key
 from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.tables import TABLES, table_by_cold_name
 

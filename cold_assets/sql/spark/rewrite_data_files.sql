@@ -1,5 +1,5 @@
 -- Compaction of the closed partitions of one table that still hold files the hourly offload
--- wrote (maintenance.py renders every value from a typed Python value; Spark procedures take
+-- wrote (maintenance/operations.py renders every value from a typed Python value; Spark procedures take
 -- literals only). The where filter selects whole time partitions; every file in them is
 -- rewritten (rewrite-all), sorted by the table's cold order and re-encoded with the session's
 -- compression level, so a partition is rewritten once, not every night. One commit per call

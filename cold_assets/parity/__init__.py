@@ -1,0 +1,1 @@
+"""Parity between the tiers: per-hour checksums on both sides, and the audit built on them."""

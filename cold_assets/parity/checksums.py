@@ -1,0 +1,357 @@
+"""Parity between the tiers, per (table, hour): row counts and a content checksum.
+
+Both sides are computed by the same ClickHouse expression (sql/checksum.sql): the warm side
+over the offload's own read query (so silver is read FINAL and gold as merged bars, exactly
+as the asset reads them), the cold side over ClickHouse's Iceberg reader of the cold table.
+The row's canonical form is built from the *cold* schema, column by column, so that both
+sides hash the same bytes:
+- timestamps: toUnixTimestamp64Micro (an integer: no time zone or formatting involved);
+- decimals: toString of the same Decimal(P, S) type (both sides carry the Iceberg type);
+- booleans: toUInt8; integers: toInt64; strings as they are;
+- optional columns: ifNull(toString(...), '\\N'), so a NULL hashes as a marker, not as NULL.
+"""
+
+import contextlib
+import ctypes
+import os
+import sys
+import threading
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+
+from clickhouse_connect.driver.binding import format_str  # a quoted, escaped string literal
+from clickhouse_connect.driver.client import Client
+from pyiceberg.table import Table
+from pyiceberg.types import BooleanType, DecimalType, IntegerType, LongType, TimestampType, TimestamptzType
+
+from cold_assets.cold.ranges import range_filter
+from cold_assets.hours import HourPolicy, HourStatus
+from cold_assets.offload.bookkeeping import PartitionState, committed_states
+from cold_assets.partitions import hour_of
+from cold_assets.settings import s3_collection_name
+from cold_assets.tables import MirroredTable, OffloadMode
+from cold_assets.warm.read import EPOCH, WarmColumn, WarmQuery, identifier, read_columns, read_query, render
+
+
+class ColdTierUnreadable(RuntimeError):
+    """ClickHouse cannot read this cold table (warehouse location not supported yet)."""
+
+
+class ParityBasis(str, Enum):
+    """What an hour's cold rows are compared with (hours.py says when each applies)."""
+
+    WARM_HOUR = "warm hour"  # closed: the whole warm hour
+    WARM_TO_WATERMARK = "warm to watermark"  # open append hour: warm rows ingested up to its watermark
+    AS_OFFLOADED = "as offloaded"  # open replace hour: the fingerprint of the rows last written
+    COLD_ONLY = "cold only"  # older than the warm retention: cold is the copy of record
+
+
+@dataclass(frozen=True)
+class HourParity:
+    table: str
+    partition_key: str
+    warm_rows: int  # rows of the reference the basis names (0 for a cold-only hour: not read)
+    cold_rows: int
+    warm_checksum: int | None = None
+    cold_checksum: int | None = None
+    basis: ParityBasis = ParityBasis.WARM_HOUR
+    # AS_OFFLOADED: the warm hour's rows now. It only grows while the hour is open, so fewer
+    # than cold holds means warm lost rows.
+    warm_rows_now: int | None = None
+
+    @property
+    def cold_only(self) -> bool:
+        return self.basis is ParityBasis.COLD_ONLY
+
+    @property
+    def counts_match(self) -> bool:
+        if self.cold_only:
+            return True
+        if self.warm_rows_now is not None and self.warm_rows_now < self.cold_rows:
+            return False
+        return self.warm_rows == self.cold_rows
+
+    @property
+    def warm_has_fewer(self) -> bool:
+        """Warm holds fewer rows than cold: replacing cold from warm would lose rows."""
+        warm = self.warm_rows_now if self.warm_rows_now is not None else self.warm_rows
+        return not self.cold_only and warm < self.cold_rows
+
+    @property
+    def content_checked(self) -> bool:
+        return self.cold_checksum is not None and not self.cold_only
+
+    @property
+    def content_matches(self) -> bool:
+        """Counts equal, and checksums equal where they could be computed on both tiers."""
+        return self.counts_match and (not self.content_checked or self.warm_checksum == self.cold_checksum)
+
+
+def absent_columns(columns: list[WarmColumn] | None) -> frozenset[str]:
+    """Cold columns warm no longer has: not compared (cold keeps their old values)."""
+    return frozenset(c.name for c in columns or () if c.absent)
+
+
+def canonical_row(table: Table, skip: frozenset[str] = frozenset()) -> str:
+    parts = []
+    for field in table.schema().fields:
+        if field.name in skip:
+            continue
+        name = identifier(field.name)
+        t = field.field_type
+        if isinstance(t, (TimestamptzType, TimestampType)):
+            expr = f"toUnixTimestamp64Micro({name})"
+        elif isinstance(t, DecimalType):
+            expr = f"toString({name})"
+        elif isinstance(t, BooleanType):
+            expr = f"toUInt8({name})"
+        elif isinstance(t, (LongType, IntegerType)):
+            expr = f"toInt64({name})"
+        else:
+            expr = name
+        parts.append(expr if field.required else f"ifNull(toString({expr}), '\\\\N')")
+    return ", ".join(parts)
+
+
+def s3_http_url(location: str, io_properties: dict[str, str]) -> str:
+    """The HTTP(S) URL ClickHouse reads an s3:// location at: path style on the catalog's
+    endpoint (MinIO, an emulator), else the bucket's AWS virtual-host URL."""
+    bucket, _, key = location.split("://", 1)[1].partition("/")
+    endpoint = io_properties.get("s3.endpoint")
+    if endpoint:
+        return f"{endpoint.rstrip('/')}/{bucket}/{key}"
+    region = io_properties.get("s3.region") or "us-east-1"
+    return f"https://{bucket}.s3.{region}.amazonaws.com/{key}"
+
+
+def _s3_collection(client: Client, io_properties: dict[str, str]) -> str:
+    """The ClickHouse named collection holding the warehouse's S3 credentials, so that no
+    query or view definition carries them. A ClickHouse server has it made by its operator
+    (README, Production); embedded chDB gets it here, from the catalog's own properties."""
+    name = identifier(s3_collection_name())
+    if type(client).__name__ == "ChdbClient":
+        # Made again each time: the catalog's credentials may have been rotated.
+        key, secret = io_properties.get("s3.access-key-id", ""), io_properties.get("s3.secret-access-key", "")
+        client.command(f"DROP NAMED COLLECTION IF EXISTS {name}")
+        client.command(
+            f"CREATE NAMED COLLECTION {name} AS access_key_id = {format_str(key)}, "
+            f"secret_access_key = {format_str(secret)}"
+        )
+    return name
+
+
+def cold_source(table: Table, client: Client, literal: bool = False) -> tuple[str, dict]:
+    """The ClickHouse table function that reads a cold table, and its bound parameters (or,
+    with `literal`, the location inlined, for a view's DDL).
+
+    - file:// warehouse: icebergLocal, for embedded chDB only (a ClickHouse server cannot see
+      this machine's files: ColdTierUnreadable, and parity falls back to Iceberg's counts);
+    - s3:// warehouse: icebergS3 over the named collection of the credentials."""
+    location = table.location()
+    if location.startswith("file://"):
+        if type(client).__name__ != "ChdbClient":
+            raise ColdTierUnreadable(f"a ClickHouse server cannot read the local cold table location {location}")
+        path = location.removeprefix("file://")
+        if literal:
+            return f"icebergLocal({format_str(path)})", {}
+        return "icebergLocal({cold_location:String})", {"cold_location": path}
+    if location.startswith(("s3://", "s3a://")):
+        properties = dict(table.io.properties)
+        collection = _s3_collection(client, properties)
+        url = s3_http_url(location, properties)
+        if literal:
+            return f"icebergS3({collection}, url = {format_str(url)})", {}
+        return f"icebergS3({collection}, url = {{cold_url:String}})", {"cold_url": url}
+    raise ColdTierUnreadable(f"ClickHouse cannot read cold table location {location}")
+
+
+CLONE_FS = 0x200  # unshare(2): the calling thread gets its own working directory, root and umask
+_thread = threading.local()
+_shared_cwd = threading.Lock()  # where threads cannot have their own working directory
+
+
+def _own_working_directory() -> bool:
+    """Gives the calling thread a working directory of its own, once (Linux: unshare(CLONE_FS),
+    which needs no privilege). Its chdir is then invisible to every other thread."""
+    if getattr(_thread, "own_cwd", False):
+        return True
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_FS) != 0:
+        return False
+    _thread.own_cwd = True
+    return True
+
+
+@contextmanager
+def local_file_access(table: Table) -> Iterator[None]:
+    """chDB lets queries read local files only under the working directory. Cold queries run
+    with the working directory at / for their duration, in the calling thread only: the thread
+    first gets a working directory of its own, so the code server's other threads (sensors,
+    the webserver's requests) never see it move. Where that is not possible (not Linux), a
+    process lock keeps at least cold-assets' own threads from racing."""
+    if not table.location().startswith("file://"):
+        yield
+        return
+    private = _own_working_directory()
+    lock = contextlib.nullcontext() if private else _shared_cwd
+    with lock:
+        previous = os.getcwd()
+        os.chdir("/")
+        try:
+            yield
+        finally:
+            os.chdir(previous)
+
+
+def _checksums(
+    client: Client, source: str, canonical: str, spec: MirroredTable, parameters: dict, settings: dict | None = None
+) -> dict[int, tuple[int, int]]:
+    sql = render(
+        "checksum",
+        source=source,
+        canonical=canonical,
+        time_column=identifier(spec.time_column),
+        bucket_function=spec.range_function,
+    )
+    rows = client.query(sql, parameters=parameters, settings=settings).result_rows
+    return {int(b): (int(count), int(digest or 0)) for b, count, digest in rows}
+
+
+def cold_checksums(
+    client: Client, cold_table: Table, spec: MirroredTable, start: datetime, end: datetime, snapshot_id: int | None = None
+) -> dict[int, tuple[int, int]]:
+    """Per bucket of [start, end): rows and content checksum of the cold table, as of
+    `snapshot_id` (default: the current snapshot). Raises ColdTierUnreadable."""
+    source, parameters = cold_source(cold_table, client)
+    settings = {"iceberg_snapshot_id": snapshot_id} if snapshot_id is not None else None
+    with local_file_access(cold_table):
+        return _checksums(
+            client, source, canonical_row(cold_table), spec,
+            {"range_start": start, "range_end": end, **parameters}, settings,
+        )
+
+
+def warm_fingerprints(
+    client: Client, cold_table: Table, spec: MirroredTable, query: WarmQuery, skip: frozenset[str] = frozenset()
+) -> dict[int, str]:
+    """Per offload range of a warm read (its start, as a Unix timestamp): "rows:checksum", the
+    replace layers' fingerprint. Ranges without rows are absent ("0:0")."""
+    buckets = _checksums(client, f"({query.sql})", canonical_row(cold_table, skip), spec, query.parameters)
+    return {bucket: f"{rows}:{checksum % 2**64}" for bucket, (rows, checksum) in buckets.items()}
+
+
+def parse_fingerprint(fingerprint: str) -> tuple[int, int]:
+    rows, checksum = fingerprint.split(":")
+    return int(rows), int(checksum)
+
+
+def partitions_parity(
+    client: Client,
+    cold_table: Table,
+    spec: MirroredTable,
+    partition_keys: list[str],
+    content: bool,
+    *,
+    now: datetime,
+    policy: HourPolicy,
+    offloaded: Mapping[str, PartitionState] | None = None,
+) -> list[HourParity]:
+    """Parity of each partition at warm-clock time `now`, with one cold query and a warm query
+    per distinct bound (one or two), however many partitions.
+
+    Each hour is compared on the basis its status calls for (ParityBasis). `offloaded` holds,
+    per partition, what an offload just left it at (watermark, fingerprint); other hours take
+    what the table's own bookkeeping says (the current snapshot's ancestry)."""
+    statuses = {key: policy.status(spec, hour_of(key), now) for key in partition_keys}
+    ranges = {key: spec.offload_range(hour_of(key)) for key in partition_keys}
+    # What the hour's last offload left (per bucket: the daily bars' day is one bucket).
+    states = {int(start.timestamp()): state for start, state in committed_states(cold_table, spec).items()}
+    for key, state in (offloaded or {}).items():
+        if key in ranges:
+            states[int(ranges[key][0].timestamp())] = state
+    columns = read_columns(client, spec, cold_table.schema()) if any(s is not HourStatus.COLD_ONLY for s in statuses.values()) else None
+    canonical = canonical_row(cold_table, absent_columns(columns)) if content else "1"
+    warm = _warm_side(client, spec, canonical, statuses, ranges, states, columns)
+    cold = _cold_side(client, cold_table, spec, canonical, ranges)
+    content = content and all(c is not None for _, c in cold.values())
+    parities = []
+    for key, (bucket_start, _) in ranges.items():
+        bucket = int(bucket_start.timestamp())
+        c_rows, c_sum = cold.get(bucket, (0, 0))
+        if statuses[key] is HourStatus.COLD_ONLY:
+            parities.append(HourParity(spec.cold, key, 0, c_rows, None, c_sum if content else None, ParityBasis.COLD_ONLY))
+            continue
+        w_rows, w_sum = warm.get(bucket, (0, 0))
+        basis, now_rows = ParityBasis.WARM_HOUR, None
+        if statuses[key] is HourStatus.OPEN and spec.mode is OffloadMode.REPLACE:
+            basis, now_rows = ParityBasis.AS_OFFLOADED, w_rows
+            fingerprint = states[bucket].fingerprint if bucket in states else None
+            w_rows, w_sum = parse_fingerprint(fingerprint) if fingerprint else (0, 0)
+        elif statuses[key] is HourStatus.OPEN:
+            basis = ParityBasis.WARM_TO_WATERMARK
+        parities.append(
+            HourParity(
+                spec.cold, key, w_rows, c_rows, w_sum if content else None, c_sum if content else None, basis, now_rows
+            )
+        )
+    return parities
+
+
+def _warm_side(
+    client: Client,
+    spec: MirroredTable,
+    canonical: str,
+    statuses: dict[str, HourStatus],
+    ranges: dict[str, tuple[datetime, datetime]],
+    states: Mapping[int, PartitionState],
+    columns: list[WarmColumn] | None,
+) -> dict[int, tuple[int, int]]:
+    """Warm rows and checksums per bucket: the whole range, except an open hour of an append
+    layer, read up to its watermark (what the offload could have seen). Buckets sharing a
+    bound share one query. Cold-only hours are not read."""
+    by_bound: dict[datetime | None, list[tuple[datetime, datetime]]] = defaultdict(list)
+    for key, status in statuses.items():
+        if status is HourStatus.COLD_ONLY:
+            continue
+        start, end = ranges[key]
+        bound = None
+        if spec.mode is OffloadMode.APPEND and status is HourStatus.OPEN:
+            state = states.get(int(start.timestamp()))
+            bound = state.watermark if state is not None and state.watermark is not None else EPOCH
+        by_bound[bound].append((start, end))
+    warm: dict[int, tuple[int, int]] = {}
+    for bound, spans in by_bound.items():
+        start, end = min(lo for lo, _ in spans), max(hi for _, hi in spans)
+        query = read_query(spec, columns, start, end, until=bound) if bound is not None else read_query(spec, columns, start, end)
+        wanted = {int(lo.timestamp()) for lo, _ in spans}
+        found = _checksums(client, f"({query.sql})", canonical, spec, query.parameters)
+        warm.update({bucket: value for bucket, value in found.items() if bucket in wanted})
+    return warm
+
+
+def _cold_side(
+    client: Client, cold_table: Table, spec: MirroredTable, canonical: str, ranges: dict[str, tuple[datetime, datetime]]
+) -> dict[int, tuple[int, int | None]]:
+    """Cold rows and checksums per bucket, read by ClickHouse; where it cannot read this cold
+    tier, counts from Iceberg's own metadata and no checksum (None)."""
+    if cold_table.current_snapshot() is None or not ranges:
+        return {}
+    start, end = min(r[0] for r in ranges.values()), max(r[1] for r in ranges.values())
+    try:
+        source, source_parameters = cold_source(cold_table, client)
+        with local_file_access(cold_table):
+            return dict(_checksums(client, source, canonical, spec, {"range_start": start, "range_end": end, **source_parameters}))
+    except ColdTierUnreadable:
+        return {
+            int(lo.timestamp()): (
+                cold_table.scan(row_filter=range_filter(spec.time_column, lo, hi), selected_fields=(spec.time_column,)).count(),
+                None,
+            )
+            for lo, hi in set(ranges.values())
+        }

@@ -1,0 +1,370 @@
+"""The `cold-assets` command: init, simulate, federate, jars, dev, demo, audit, bench."""
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import cast
+
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import OperationalError as ClickHouseOperationalError
+from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
+from sqlalchemy.exc import OperationalError as CatalogOperationalError
+
+from cold_assets.cold.ddl import ColdTableConflict, ensure_cold_tables
+from cold_assets.defs.resources import ClickHouseResource, IcebergResource
+from cold_assets.partitions import hour_of as hour_of_key
+from cold_assets.settings import Settings
+from cold_assets.tables import TABLES, Layer, table_by_cold_name
+from cold_assets.tools.simulate import FeedConfig, parse_start, simulate
+from cold_assets.warm.ddl import apply_warm_ddl
+from cold_assets.warm.embedded_lock import EmbeddedWarmTierBusy
+from cold_assets.warm.read import identifier
+
+# Exit codes of `cold-assets audit` (and 2 for bad usage or configuration, for every command).
+EXIT_MISMATCH, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
+# A tier that does not answer: ClickHouse (server or the embedded lock), the Iceberg catalog's
+# database or REST service (requests' errors are OSErrors).
+UNREACHABLE = (ClickHouseOperationalError, CatalogOperationalError, EmbeddedWarmTierBusy, OSError)
+
+WARM_LAYER_TABLES = ("trades_raw", "trades_rejects", "bronze_trades", "silver_trades", *(t.warm for t in TABLES if t.layer is Layer.GOLD))
+
+
+def _resources(settings: Settings) -> tuple[ClickHouseResource, IcebergResource]:
+    return ClickHouseResource.from_settings(settings), IcebergResource.from_settings(settings)
+
+
+def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
+    warm, cold = _resources(settings)
+    with warm.connect() as client:
+        n = apply_warm_ddl(client)
+    print(f"warm tier ({warm.describe()}): {n} DDL statements applied")
+    plans = ensure_cold_tables(cold.catalog())
+    for plan in plans:
+        detail = ""
+        if plan.add_columns:
+            detail += " added " + ", ".join(f.name for f in plan.add_columns)
+        if plan.set_properties:
+            detail += " set " + ", ".join(plan.set_properties)
+        print(f"cold.{plan.definition.name}: {plan.action.value}{detail}")
+        for note in plan.notes:
+            print(f"  note: {note}")
+    return 0
+
+
+def _feed_config(args: argparse.Namespace, start: datetime) -> FeedConfig:
+    return FeedConfig(
+        start=start,
+        hours=args.hours,
+        exchanges=tuple(args.exchanges.split(",")),
+        symbols=tuple(args.symbols.split(",")),
+        trades_per_hour=args.trades_per_hour,
+        seed=args.seed,
+        duplicate_share=args.duplicate_share,
+        out_of_order_share=args.out_of_order_share,
+        late_share=args.late_share,
+        malformed_share=args.malformed_share,
+    )
+
+
+def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    cfg = _feed_config(args, parse_start(args.start))
+    warm, _ = _resources(settings)
+    with warm.connect() as client:
+        written = simulate(client, cfg)
+    print(f"simulated {written} messages into trades_raw: {cfg.hours} h from {cfg.start.isoformat()}")
+    return 0
+
+
+def warm_counts(client: Client) -> dict[str, int]:
+    return {t: int(client.query(f"SELECT count() FROM {identifier(t)}").result_rows[0][0]) for t in WARM_LAYER_TABLES}
+
+
+def demo_window(settings: Settings, hours: int) -> datetime:
+    """The demo's first hour: chosen once (the 6 closed hours before the first run) and kept
+    in COLD_HOME, so that running the demo again works on the same hours and adds nothing."""
+    state = settings.home / "demo_window.json"
+    if state.exists():
+        return datetime.fromisoformat(json.loads(state.read_text())["start"])
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    start = now - timedelta(hours=hours + 1)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    state.write_text(json.dumps({"start": start.isoformat(), "hours": hours}))
+    return start
+
+
+def _materialize_demo_hours(settings: Settings, start: datetime, hours: int) -> None:
+    """Materializes the nine cold assets for the demo's hours: one ranged run through the
+    Dagster instance in COLD_HOME/dagster (the same run a backfill from the UI makes)."""
+    from cold_assets.definitions import build_definitions
+    from cold_assets.defs.schedules import OFFLOAD_JOB
+    from cold_assets.partitions import partition_key_of
+    from cold_assets.tools.instance import embedded_instance
+
+    first, last = partition_key_of(start), partition_key_of(start + timedelta(hours=hours - 1))
+    job = build_definitions(settings).resolve_job_def(OFFLOAD_JOB)
+    started = time.perf_counter()
+    # The demo's feed is complete (nothing in flight), so appends need not settle.
+    run_config = {
+        "ops": {f"cold__{t.cold}": {"config": {"settle_lag_seconds": 0}} for t in TABLES},
+        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+    }
+    result = job.execute_in_process(
+        instance=embedded_instance(settings),
+        run_config=run_config,
+        tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
+        raise_on_error=False,
+    )
+    if not result.success:
+        raise RuntimeError(f"offload run {result.run_id} failed; see `dagster` logs under {settings.home / 'dagster'}")
+    print(f"\noffload run {result.run_id}: {first} .. {last}, {time.perf_counter() - started:.1f} s")
+
+
+def _report(settings: Settings, start: datetime, hours: int, run_results: dict) -> None:
+    from cold_assets.hours import HourPolicy
+    from cold_assets.offload.protocol import warm_now
+    from cold_assets.parity.checksums import partitions_parity
+    from cold_assets.partitions import partition_key_of
+
+    warm, cold = _resources(settings)
+    catalog = cold.catalog()
+    keys = [partition_key_of(start + timedelta(hours=h)) for h in range(hours)]
+    print(f"\n{'table':<16} {'warm rows':>10} {'cold rows':>10} {'partitions':>10} {'files':>6} {'bytes':>11} {'rows/s':>10}")
+    with warm.connect() as client:
+        now, policy = warm_now(client), HourPolicy.from_settings(settings)
+        for t in TABLES:
+            table = catalog.load_table(t.cold_identifier)
+            # Counted per bucket: the daily bars' day is the same bucket for each of its hours.
+            parities = partitions_parity(client, table, t, keys, False, now=now, policy=policy)
+            buckets = {t.offload_range(hour_of_key(k))[0]: p for k, p in zip(keys, parities, strict=True)}
+            warm_rows = sum(p.warm_rows for p in buckets.values())
+            cold_rows = sum(p.cold_rows for p in buckets.values())
+            files = table.inspect.files().to_pylist()
+            partitions = len({tuple(sorted(f["partition"].items())) for f in files})
+            rate = run_results.get(t.cold)
+            print(
+                f"{t.cold:<16} {warm_rows:>10} {cold_rows:>10} {partitions:>10} {len(files):>6} "
+                f"{sum(f['file_size_in_bytes'] for f in files):>11} {rate if rate is not None else '-':>10}"
+            )
+
+
+def _run_rates(settings: Settings) -> dict:
+    """rows/s per table of its latest run, summed over that run's hourly materializations."""
+    from dagster import AssetRecordsFilter
+
+    from cold_assets.defs.assets import cold_asset_key
+    from cold_assets.tools.instance import embedded_instance
+
+    instance = embedded_instance(settings)
+    rates = {}
+    for t in TABLES:
+        records = instance.fetch_materializations(AssetRecordsFilter(asset_key=cold_asset_key(t)), limit=500).records
+        latest = [r.asset_materialization.metadata for r in records if r.run_id == records[0].run_id and r.asset_materialization]
+        written = sum(cast(int, m["rows_written"].value) for m in latest if "rows_written" in m)
+        seconds = sum(cast(float, m["duration_s"].value) for m in latest if "duration_s" in m)
+        if latest and seconds:
+            rates[t.cold] = round(written / seconds)
+    return rates
+
+
+def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
+    """`dagster dev` (webserver and daemon) on the embedded instance under COLD_HOME/dagster:
+    what `make demo` wrote. Run by hand in the repository root without DAGSTER_HOME, `dagster
+    dev` would read the production dagster.yaml there and stop on DAGSTER_POSTGRES_URL."""
+    from cold_assets.tools.instance import embedded_dagster_home
+
+    dagster = Path(sys.executable).parent / "dagster"
+    if not dagster.exists():
+        raise RuntimeError(f"no dagster executable beside {sys.executable}: install the project (make install)")
+    home = embedded_dagster_home(settings)
+    # The repository's workspace.yaml (location `cold_assets`, as in production); installed
+    # without the repository, the code location by module.
+    workspace = Path(__file__).resolve().parents[2] / "workspace.yaml"
+    location = ["-w", str(workspace)] if workspace.exists() else ["-m", "cold_assets.definitions"]
+    command = [str(dagster), "dev", *location, "-h", args.host, "-p", str(args.port)]
+    print(f"cold-assets dev: DAGSTER_HOME={home}, http://{args.host}:{args.port}", file=sys.stderr, flush=True)
+    os.chdir(home)  # dagster dev reads a dagster.yaml in its working directory too: this one
+    os.execve(str(dagster), command, {**os.environ, "DAGSTER_HOME": str(home), "COLD_HOME": str(settings.home)})
+    return 0  # not reached: the process is dagster dev now
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    cmd_init(settings, args)
+    start = demo_window(settings, args.hours)
+    cfg = _feed_config(args, start)
+    warm, _ = _resources(settings)
+    with warm.connect() as client:
+        already = client.query(
+            "SELECT count() FROM trades_raw WHERE exchange_ts >= {start:DateTime64(6, 'UTC')} AND exchange_ts < {end:DateTime64(6, 'UTC')}",
+            parameters={"start": cfg.start, "end": cfg.start + timedelta(hours=cfg.hours)},
+        ).result_rows[0][0]
+        if already:
+            print(f"demo feed already in the warm tier ({already} messages from {cfg.start.isoformat()}): not simulated again")
+        else:
+            written = simulate(client, cfg)
+            print(f"simulated {written} messages: {cfg.hours} h from {cfg.start.isoformat()}")
+        counts = warm_counts(client)
+    print("\nwarm rows per table (as stored)")
+    for table, count in counts.items():
+        print(f"  {table:<16} {count:>10}")
+    _materialize_demo_hours(settings, cfg.start, cfg.hours)
+    _report(settings, cfg.start, cfg.hours, _run_rates(settings))
+    return 0
+
+
+def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
+    from cold_assets.hours import HourPolicy
+    from cold_assets.parity.audit import format_report, run_audit
+
+    tables = [table_by_cold_name(name) for name in args.table] if args.table else None
+    start, end = parse_start(args.start), parse_start(args.end)
+    warm, cold = _resources(settings)
+    try:
+        with warm.connect() as client:
+            report = run_audit(client, cold.catalog(), start, end, tables, HourPolicy.from_settings(settings))
+    except UNREACHABLE as unreachable:
+        print(f"cold-assets audit: a tier cannot be reached: {type(unreachable).__name__}: {unreachable}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    print(format_report(report))
+    return 0 if report.ok else EXIT_MISMATCH
+
+
+def cmd_federate(settings: Settings, args: argparse.Namespace) -> int:
+    from cold_assets.federation import federate
+    from cold_assets.hours import HourPolicy
+
+    warm, cold = _resources(settings)
+    with warm.connect() as client:
+        results = federate(client, cold.catalog(), HourPolicy.from_settings(settings))
+    for r in results:
+        if r.error:
+            print(f"{r.view:24} FAILED, cutover stays: {r.error}", file=sys.stderr)
+            continue
+        moved = "unchanged" if r.previous == r.cutover else f"moved from {r.previous:%Y-%m-%d %H:%M}" if r.previous else "new"
+        print(f"{r.view:24} cutover {r.cutover:%Y-%m-%d %H:%M} UTC ({moved}; {r.hours_proven} hours proven)")
+    return 1 if any(r.error for r in results) else 0
+
+
+def cmd_jars(settings: Settings, args: argparse.Namespace) -> int:
+    from cold_assets.maintenance.class_data import ensure_archive
+    from cold_assets.maintenance.jars import provision
+
+    for path in provision(settings.spark_jars_dir):
+        print(path)
+    if settings.spark_packages:  # Spark resolves other jars: the archive would not match them
+        print("class-data archive: skipped (COLD_SPARK_PACKAGES is set)")
+    else:
+        ensure_archive(settings.spark_jars_dir)
+    return 0
+
+
+def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    from cold_assets.tools import bench
+
+    if args.what == "feed":
+        bench.print_json(bench.bench_feed(args.trades, args.home))
+    elif args.what == "checks":
+        bench.print_json(bench.bench_checks(args.home))
+    elif args.what == "maintenance":
+        bench.print_json(bench.bench_maintenance(args.days or 7, args.home, args.state))
+    elif args.what == "federation":
+        bench.print_json(bench.bench_federation(args.days or 28, parent=args.home))
+    elif args.what == "storage":
+        from cold_assets.tools.bench_storage import PRODUCTION_TRADES_PER_HOUR, bench_storage
+
+        bench.print_json(bench_storage(args.hours or 24, args.trades_per_hour or PRODUCTION_TRADES_PER_HOUR, args.home))
+    elif args.what == "history":
+        from cold_assets.tools.bench_history import bench_history
+
+        bench.print_json(bench_history(args.days or 30, args.home))
+    else:
+        bench.print_json(bench.bench_offload(args.rows, args.home, dagster=not args.skip_dagster))
+    return 0
+
+
+def _add_feed_options(p: argparse.ArgumentParser, trades_per_hour: int) -> None:
+    p.add_argument("--hours", type=int, default=6)
+    p.add_argument("--exchanges", default="binance,kraken", help="comma-separated")
+    p.add_argument("--symbols", default="BTC-USDT,ETH-USDT,SOL-USDT", help="comma-separated canonical symbols")
+    p.add_argument("--trades-per-hour", type=int, default=trades_per_hour, help="over all (exchange, symbol) streams")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--duplicate-share", type=float, default=0.002)
+    p.add_argument("--out-of-order-share", type=float, default=0.01)
+    p.add_argument("--late-share", type=float, default=0.001)
+    p.add_argument("--malformed-share", type=float, default=0.0005)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cold-assets", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("init", help="create or evolve the warm medallion and the nine cold tables").set_defaults(func=cmd_init)
+    p = sub.add_parser("simulate", help="write a realistic Binance/Kraken trade feed into trades_raw")
+    p.add_argument("--start", required=True, help="first hour, ISO 8601 (UTC if no offset), on the hour")
+    _add_feed_options(p, trades_per_hour=20_000)
+    p.set_defaults(func=cmd_simulate)
+    sub.add_parser(
+        "federate", help="create or replace the <warm table>_all views over both tiers, cutover as far as parity allows"
+    ).set_defaults(func=cmd_federate)
+    sub.add_parser("jars", help="provision Spark's pinned jars (PyPI wheels, Debian packages) into COLD_SPARK_JARS_DIR").set_defaults(
+        func=cmd_jars
+    )
+    p = sub.add_parser("dev", help="the Dagster webserver and daemon (dagster dev) on the embedded instance of COLD_HOME")
+    p.add_argument("--host", default="127.0.0.1", help="address the webserver listens on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=3000)
+    p.set_defaults(func=cmd_dev)
+    p = sub.add_parser("demo", help="init, simulate 6 hours, report")
+    _add_feed_options(p, trades_per_hour=20_000)
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser(
+        "audit",
+        help="compare warm and cold hour by hour; exit 0 if all match, 1 on a mismatch, 2 on bad usage or "
+        "configuration, 3 when a tier cannot be reached",
+    )
+    p.add_argument("--from", dest="start", required=True, help="first hour, ISO 8601 (UTC if no offset)")
+    p.add_argument("--to", dest="end", required=True, help="end of the range (exclusive)")
+    p.add_argument("--table", action="append", help="a cold table name (repeatable); default: all nine")
+    p.set_defaults(func=cmd_audit)
+    p = sub.add_parser("bench", help="measure and print the figures the issues ask for (JSON)")
+    p.add_argument(
+        "what",
+        nargs="?",
+        default="offload",
+        choices=["offload", "feed", "checks", "maintenance", "federation", "history", "storage"],
+        help="offload (default): one warm bronze hour into Iceberg, with floors; feed: the simulator into chDB; "
+        "checks: parity checks' share of a run, and the 24-hour audit; maintenance: the nightly Spark jobs "
+        "after --days (7) days at demo volume; federation: OHLCV latency through a view over --days (28) days; "
+        "history: the first backfill of --days (30) days of the nine tables through Dagster, then the tick, the "
+        "sensors, the nightly maintenance and OHLCV through the view on that history; storage: --hours (24) at "
+        "--trades-per-hour (100,000) offloaded and compacted, bytes against ClickHouse's own parts",
+    )
+    p.add_argument("--rows", type=int, default=2_000_000, help="offload: rows in the bronze hour")
+    p.add_argument("--trades", type=int, default=5_000_000, help="feed: trades to simulate")
+    p.add_argument("--hours", type=int, default=None, help="storage: hours of data (24)")
+    p.add_argument("--trades-per-hour", type=int, default=None, help="storage: trades per hour (100,000)")
+    p.add_argument("--days", type=int, default=None, help="maintenance (7), federation (28) and history (30): days of data")
+    p.add_argument(
+        "--state",
+        default=None,
+        help="maintenance: keep the offloaded tables in this folder and restore them before each run (skips the build)",
+    )
+    p.add_argument("--skip-dagster", action="store_true", help="offload: leave out the Dagster single-run figure")
+    p.add_argument("--home", default=None, help="parent folder of the throwaway state (default: system temp)")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        return args.func(settings, args)
+    except (ColdTableConflict, ValueError, RuntimeError, NoSuchTableError, NoSuchNamespaceError) as exc:
+        print(f"cold-assets {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

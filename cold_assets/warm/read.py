@@ -1,0 +1,192 @@
+"""The SQL that reads the warm tier, in one place.
+
+Queries live in cold_assets/sql/*.sql. Values are always bound as ClickHouse query
+parameters ({name:Type}); the few identifiers a query needs ($table, $columns, ...) are
+substituted with string.Template after validation against a strict pattern.
+"""
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from string import Template
+
+from clickhouse_connect.driver.client import Client
+from pyiceberg.schema import Schema
+from pyiceberg.types import DecimalType, IcebergType
+
+from cold_assets.tables import Layer, MirroredTable
+
+SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+FAR_FUTURE = datetime(2200, 1, 1, tzinfo=UTC)
+# The column of per-row hashes a replace layer's read carries beside its rows (never stored).
+ROW_HASH = "_cold_assets_row_hash"
+
+
+class UnsupportedWarmColumn(ValueError):
+    pass
+
+
+def identifier(name: str) -> str:
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"not a valid SQL identifier: {name!r}")
+    return name
+
+
+@cache
+def sql_template(name: str) -> Template:
+    # Full-line comments are for readers of the .sql file; they are dropped so that a
+    # placeholder mentioned in a comment is never substituted there.
+    lines = (SQL_DIR / f"{name}.sql").read_text().splitlines()
+    return Template("\n".join(line for line in lines if not line.lstrip().startswith("--")))
+
+
+def render(name: str, **identifiers: str) -> str:
+    return sql_template(name).substitute(identifiers)
+
+
+@dataclass(frozen=True)
+class WarmColumn:
+    name: str
+    type: str
+    # A column the cold table still has (optional) and warm no longer does: read as NULL of
+    # its type, so that the parity checksum, the fingerprint and the views keep their columns.
+    absent: bool = False
+
+    def select_expression(self) -> str:
+        """How the column is read so that Arrow carries the type Iceberg stores: one stable
+        Iceberg type per ClickHouse width (a column never flips between int8 and int)."""
+        name = identifier(self.name)
+        if self.absent:
+            return f"CAST(NULL AS Nullable({self.type})) AS {name}"
+        base = self.type
+        for wrapper in ("LowCardinality(", "Nullable("):
+            if base.startswith(wrapper):
+                base = base[len(wrapper) : -1]
+        if base in ("UInt64", "UInt32"):
+            # Iceberg has no unsigned types; trade ids and counts fit a signed long.
+            return f"toInt64({name}) AS {name}"
+        if base in ("UInt8", "UInt16", "Int8", "Int16"):
+            # Iceberg's smallest integer is int (32 bits): cast here, so Arrow carries it too.
+            return f"toInt32({name}) AS {name}"
+        if base == "DateTime" or base.startswith("DateTime("):
+            # ClickHouse sends DateTime to Arrow as uint32 seconds; Iceberg wants timestamptz.
+            return f"toDateTime64({name}, 6, 'UTC') AS {name}"
+        if base.startswith("DateTime64("):
+            if base.replace(" ", "") != "DateTime64(6,'UTC')":
+                return f"toDateTime64({name}, 6, 'UTC') AS {name}"
+            return name
+        if base in ("String", "Bool", "Int32", "Int64", "Float32", "Float64", "Date", "Date32") or base.startswith(
+            ("Decimal(", "FixedString(")
+        ):
+            return name
+        raise UnsupportedWarmColumn(f"column {self.name} has type {self.type}, which the offload cannot map to Iceberg")
+
+
+def warm_columns(client: Client, table: str) -> list[WarmColumn]:
+    rows = client.query(render("warm_columns"), parameters={"table": identifier(table)}).result_rows
+    if not rows:
+        raise ValueError(f"warm table {table} does not exist in ClickHouse")
+    return [WarmColumn(name, type_) for name, type_ in rows]
+
+
+# The ClickHouse type that reads back as each Iceberg type (for columns warm no longer has).
+_CLICKHOUSE_TYPE = {
+    "string": "String", "long": "Int64", "int": "Int32", "double": "Float64", "float": "Float32",
+    "boolean": "Bool", "timestamptz": "DateTime64(6, 'UTC')", "timestamp": "DateTime64(6)", "date": "Date32",
+}
+
+
+def _clickhouse_type(iceberg_type: IcebergType) -> str:
+    if isinstance(iceberg_type, DecimalType):
+        return f"Decimal({iceberg_type.precision}, {iceberg_type.scale})"
+    try:
+        return _CLICKHOUSE_TYPE[str(iceberg_type)]
+    except KeyError:
+        raise UnsupportedWarmColumn(f"cold type {iceberg_type} has no ClickHouse type to read NULL as") from None
+
+
+def read_columns(client: Client, table: MirroredTable, cold: Schema | None = None) -> list[WarmColumn] | None:
+    """The columns `read_query` needs for `table`: the warm table's own, or None for gold,
+    whose read is a fixed aggregation (sql/read_gold.sql). With the cold schema, optional cold
+    columns warm has dropped are read as NULL (a required one is left out: the offload then
+    refuses the difference)."""
+    if table.layer is Layer.GOLD:
+        return None
+    columns = warm_columns(client, table.warm)
+    if cold is not None:
+        present = {c.name for c in columns}
+        columns += [
+            WarmColumn(f.name, _clickhouse_type(f.field_type), absent=True)
+            for f in cold.fields
+            if f.name not in present and not f.required
+        ]
+    return columns
+
+
+@dataclass(frozen=True)
+class WarmQuery:
+    sql: str
+    parameters: dict
+
+
+def time_bound(name: str, value: datetime, literal: bool) -> str:
+    """A DateTime64(6, 'UTC') bound in a query: the placeholder of a bound parameter, or,
+    where parameters cannot be bound (a view's DDL), a literal rendered from the datetime."""
+    if not literal:
+        return f"{{{identifier(name)}:DateTime64(6, 'UTC')}}"
+    utc = value.astimezone(UTC)
+    return f"toDateTime64('{utc:%Y-%m-%d %H:%M:%S.%f}', 6, 'UTC')"
+
+
+def read_query(
+    table: MirroredTable,
+    columns: list[WarmColumn] | None,
+    range_start: datetime,
+    range_end: datetime,
+    after: datetime = EPOCH,
+    until: datetime = FAR_FUTURE,
+    literal: bool = False,
+    row_hash: str = "",
+    by_range: bool = False,
+    deduplicated: bool = True,
+) -> WarmQuery:
+    """The rows of `table` whose event time is in [range_start, range_end), ingested in
+    (after, until]. `literal` inlines the bounds (for DDL) instead of binding them.
+    `row_hash`, a canonical row expression (parity.canonical_row), adds the column ROW_HASH:
+    each row's hash, read with the row itself. `by_range` orders the rows by offload range
+    first (a read of several hours at once: each hour's rows arrive together).
+    `deduplicated=False` leaves out silver's FINAL: an upper bound of its rows, for sizing
+    reads only. FINAL cannot push the time filter below the merge (exchange_ts is not in the
+    sort key), so each FINAL query reads the whole month's partition: the offload keeps their
+    number to about one per checkpoint."""
+    hash_select = f", cityHash64({row_hash}) AS {ROW_HASH}" if row_hash else ""
+    values = {"range_start": range_start, "range_end": range_end}
+    if table.layer is not Layer.GOLD:
+        values |= {"after": after, "until": until}
+    bounds = {name: time_bound(name, value, literal) for name, value in values.items()}
+    parameters = {} if literal else values
+    order = [identifier(c) for c in table.cold_order]
+    if by_range:
+        order.insert(0, f"{table.range_function}({identifier(table.time_column)}, 'UTC')")
+    if table.layer is Layer.GOLD:
+        return WarmQuery(
+            render("read_gold", table=identifier(table.warm), row_hash=hash_select, order_by=", ".join(order), **bounds),
+            parameters,
+        )
+    if not columns:
+        raise ValueError(f"reading {table.warm} needs its column list")
+    sql = render(
+        "read_trades",
+        columns=", ".join(c.select_expression() for c in columns),
+        row_hash=hash_select,
+        table=identifier(table.warm),
+        final="FINAL" if table.layer is Layer.SILVER and deduplicated else "",
+        time_column=identifier(table.time_column),
+        order_by=", ".join(order),
+        **bounds,
+    )
+    return WarmQuery(sql, parameters)

@@ -1,0 +1,333 @@
+"""Alerts to a real HTTP receiver on loopback, self-healing, and the TTL guard."""
+
+from datetime import UTC, datetime, timedelta
+
+from dagster import AssetCheckKey, build_sensor_context
+from pyiceberg.expressions import EqualTo
+
+from cold_assets.cold.ranges import range_filter
+from cold_assets.definitions import build_definitions
+from cold_assets.defs.alerts import Alerter
+from cold_assets.defs.schedules import OFFLOAD_JOB
+from cold_assets.defs.sensors import parity_alerts
+from cold_assets.partitions import hour_of, partition_key_of
+from cold_assets.tables import TABLES, table_by_cold_name
+from cold_assets.tools.instance import embedded_instance
+from cold_assets_tests.support.offload_helpers import KEYS, NO_OVERLAP, RAW_COLUMNS, assert_tiers_equal, feed, insert_late_raw, run_offload
+
+
+def _execute(settings, request):
+    """Runs a sensor's RunRequest the way the daemon would, in process."""
+    defs = build_definitions(settings)
+    job = defs.resolve_job_def(OFFLOAD_JOB).get_subset(
+        asset_selection=set(request.asset_selection),
+        asset_check_selection={AssetCheckKey(k, c) for k in request.asset_selection for c in ("row_count_parity", "content_parity")},
+    )
+    return job.execute_in_process(
+        instance=embedded_instance(settings), partition_key=request.partition_key, run_config=request.run_config
+    )
+
+
+def _sensor(settings, name, cursor=None):
+    defs = build_definitions(settings)
+    sensor = defs.resolve_sensor_def(name)
+    # The sensors' own resources (Spark's, which starts a JVM, is for the maintenance jobs).
+    resources = {key: defs.resources[key] for key in ("clickhouse", "iceberg")}
+    context = build_sensor_context(instance=embedded_instance(settings), cursor=cursor, resources=resources, definitions=defs)
+    result = sensor(context)
+    return result, context.cursor
+
+
+def test_without_a_webhook_alerts_go_to_the_log_and_nothing_fails(caplog):
+    assert Alerter(None, None).send("hello") is False
+    assert "hello" in caplog.text
+
+
+def test_a_broken_hour_alerts_once_is_repaired_and_recovers_once(settings, warm, cold, receiver):
+    feed(warm)
+    run_offload(settings, KEYS)
+    instance = embedded_instance(settings)
+    assert parity_alerts(build_sensor_context(instance=instance)) is not None  # nothing failing yet
+    # Damage one cold hour: delete a row of bronze in the second hour.
+    bronze = table_by_cold_name("bronze_trades")
+    table = cold.catalog().load_table(bronze.cold_identifier)
+    start, end = bronze.offload_range(hour_of(KEYS[1]))
+    victim = table.scan(row_filter=range_filter("exchange_ts", start, end), limit=1).to_arrow()["trade_id"][0].as_py()
+    table.delete(EqualTo("trade_id", victim))
+    # The next scheduled run of that hour re-checks it: the append finds nothing new, the check fails.
+    assert not run_offload(settings, [KEYS[1]], NO_OVERLAP, raise_on_error=False)[0].success
+    context = build_sensor_context(instance=instance)
+    parity_alerts(context)
+    alerts = receiver.texts()
+    assert len(alerts) == 2  # row_count_parity and content_parity, for that hour only
+    assert all("cold.bronze_trades" in a and KEYS[1] in a and "FAILED" in a for a in alerts)
+    assert any("row_count_parity" in a and "cold " in a and "http://dagster.example:3000/runs/" in a for a in alerts)
+    parity_alerts(build_sensor_context(instance=instance, cursor=context.cursor))
+    assert len(receiver.texts()) == 2  # no storm on the next tick
+    # The self-healing sensor asks for exactly that hour, bronze only, replaced.
+    requests, _ = _sensor(settings, "self_healing")
+    assert [(r.partition_key, [k.path[-1] for k in r.asset_selection]) for r in requests] == [(KEYS[1], ["bronze_trades"])]
+    assert requests[0].run_config == {"ops": {"cold__bronze_trades": {"config": {"replace_hour": True}}}}
+    assert _execute(settings, requests[0]).success
+    assert_tiers_equal(warm, cold, [hour_of(KEYS[1])], tables=[bronze])
+    parity_alerts(build_sensor_context(instance=instance, cursor=context.cursor))
+    recoveries = receiver.texts()[2:]
+    assert len(recoveries) == 2 and all("RECOVERED" in r and KEYS[1] in r for r in recoveries)
+    requests, _ = _sensor(settings, "self_healing")
+    assert not isinstance(requests, list) or requests == []
+
+
+def test_late_trades_make_the_sensor_request_that_hour_only(settings, warm, cold):
+    feed(warm)
+    run_offload(settings, KEYS)
+    insert_late_raw(warm, hour_of(KEYS[0]), 4, first_trade_id=7_000_000_000, exchange="kraken")
+    requests, _ = _sensor(settings, "self_healing")
+    assert [r.partition_key for r in requests] == [KEYS[0]]
+    assert {k.path[-1] for k in requests[0].asset_selection} == {t.cold for t in TABLES}
+    assert _execute(settings, requests[0]).success
+    assert_tiers_equal(warm, cold, [hour_of(k) for k in KEYS])
+
+
+def test_an_hour_near_the_ttl_without_a_proven_copy_raises_the_ttl_alert(settings, warm, cold, receiver):
+    old = (datetime.now(UTC) - timedelta(days=29, hours=12)).replace(minute=0, second=0, microsecond=0)
+    rows = [
+        ["binance", "BTCUSDT", str(6_000_000_000 + i), "90000.00000000", "0.01000000", "false",
+         old + timedelta(minutes=5 + i), old + timedelta(minutes=5 + i), "{}"]
+        for i in range(3)
+    ]
+    with warm.connect() as client:
+        client.insert("trades_raw", rows, column_names=RAW_COLUMNS)
+    result, cursor = _sensor(settings, "ttl_guard")
+    alerts = receiver.texts()
+    assert len(alerts) == 1 and "TTL RISK" in alerts[0] and partition_key_of(old) in alerts[0]
+    assert "raw_trades" in alerts[0] and "bronze_trades" in alerts[0]
+    _sensor(settings, "ttl_guard", cursor)
+    assert len(receiver.texts()) == 1  # once per hour at risk
+
+
+def test_a_failing_offload_alerts_once_then_recovers_once(settings, warm, cold, receiver):
+    from dagster import DagsterEventType, build_run_status_sensor_context
+
+    feed(warm, hours=1)
+    with warm.connect() as client:  # an incompatible warm change: bronze offloads fail
+        client.command("ALTER TABLE bronze_trades MODIFY COLUMN is_buyer_maker UInt8")
+    defs = build_definitions(settings)
+    instance = embedded_instance(settings)
+
+    def evaluate(result, sensor_name, event_type):
+        event = next(e for e in result.all_events if e.event_type == event_type)
+        context = build_run_status_sensor_context(
+            sensor_name=sensor_name, dagster_event=event, dagster_instance=instance,
+            dagster_run=instance.get_run_by_id(result.run_id),
+        )
+        sensor = defs.resolve_sensor_def(sensor_name)
+        sensor(context.for_run_failure() if event_type == DagsterEventType.RUN_FAILURE else context)
+
+    for _ in range(2):  # fails twice: one alert
+        failed, _ = run_offload(settings, KEYS[:1], raise_on_error=False)
+        assert not failed.success
+        evaluate(failed, "offload_failure_alerts", DagsterEventType.RUN_FAILURE)
+    assert len(receiver.texts()) == 1
+    assert "offload run FAILED" in receiver.texts()[0] and KEYS[0] in receiver.texts()[0] and "bronze_trades" in receiver.texts()[0]
+    with warm.connect() as client:
+        client.command("ALTER TABLE bronze_trades MODIFY COLUMN is_buyer_maker Bool")
+    fixed, _ = run_offload(settings, KEYS[:1])
+    evaluate(fixed, "offload_recovery_alerts", DagsterEventType.RUN_SUCCESS)
+    assert len(receiver.texts()) == 2 and "offload RECOVERED" in receiver.texts()[1] and KEYS[0] in receiver.texts()[1]
+
+
+def test_the_sensor_leaves_hours_that_a_queued_run_or_a_backfill_already_covers(settings, warm, cold):
+    import time
+
+    from dagster import DagsterRunStatus
+    from dagster._core.execution.backfill import PartitionBackfill
+
+    feed(warm)
+    run_offload(settings, KEYS)
+    for n, key in enumerate(KEYS[:2]):
+        insert_late_raw(warm, hour_of(key), 3, first_trade_id=7_100_000_000 + 10 * n)
+    requests, _ = _sensor(settings, "self_healing")
+    assert sorted(r.partition_key for r in requests) == KEYS[:2]
+    defs = build_definitions(settings)
+    instance = embedded_instance(settings)
+    # A run of the first hour has been launched and not finished; a backfill of the second is
+    # in progress. (A QUEUED run needs a code location's origin, which only a daemon has.)
+    launched = instance.create_run_for_job(
+        defs.resolve_job_def(OFFLOAD_JOB), status=DagsterRunStatus.STARTING, tags={"dagster/partition": KEYS[0]}
+    )
+    assert instance.get_run_by_id(launched.run_id).status == DagsterRunStatus.STARTING
+    asset_graph = defs.get_repository_def().asset_graph
+    instance.add_backfill(
+        PartitionBackfill.from_asset_partitions(
+            backfill_id="covering", asset_graph=asset_graph, partition_names=[KEYS[1]],
+            asset_selection=[k for k in asset_graph.materializable_asset_keys if k.path[0] == "cold"],
+            backfill_timestamp=time.time(), tags={}, dynamic_partitions_store=instance, all_partitions=False,
+            title=None, description=None, run_config=None,
+        )
+    )
+    requests, _ = _sensor(settings, "self_healing")
+    assert not isinstance(requests, list) or requests == []
+
+
+def test_a_failing_nightly_job_alerts_once_then_recovers_once(settings, warm, cold, receiver):
+    from dagster import DagsterEventType, build_run_status_sensor_context
+    from pyiceberg.expressions import EqualTo
+
+    from cold_assets.defs.nightly import DAILY_AUDIT_JOB
+
+    feed(warm, hours=1)
+    run_offload(settings, KEYS[:1])
+    bronze = table_by_cold_name("bronze_trades")
+    table = cold.catalog().load_table(bronze.cold_identifier)
+    table.delete(EqualTo("trade_id", table.scan(limit=1).to_arrow()["trade_id"][0].as_py()))  # the audit will fail
+    defs = build_definitions(settings)
+    instance = embedded_instance(settings)
+    job = defs.resolve_job_def(DAILY_AUDIT_JOB)
+    until = (hour_of(KEYS[0]) + timedelta(days=1)).date().isoformat()
+    config = {"ops": {"audit_cold_tier": {"config": {"lookback_days": 1, "until": until}}}}
+
+    def audit_and_evaluate(sensor_name, event_type):
+        result = job.execute_in_process(instance=instance, run_config=config, raise_on_error=False)
+        event = next(e for e in result.all_events if e.event_type == event_type)
+        context = build_run_status_sensor_context(
+            sensor_name=sensor_name,
+            dagster_event=event,
+            dagster_instance=instance,
+            dagster_run=instance.get_run_by_id(result.run_id),
+        )
+        sensor = defs.resolve_sensor_def(sensor_name)
+        sensor(context.for_run_failure() if event_type == DagsterEventType.RUN_FAILURE else context)
+        return result
+
+    for _ in range(2):
+        assert not audit_and_evaluate("nightly_failure_alerts", DagsterEventType.RUN_FAILURE).success
+    (alert,) = receiver.texts()
+    assert "daily_audit run FAILED" in alert and "audit_verdict" in alert and "bronze_trades" in alert
+    assert "http://dagster.example:3000/runs/" in alert
+    run_offload(settings, KEYS[:1], {"ops": {"cold__bronze_trades": {"config": {"replace_hour": True}}}})  # repaired
+    assert audit_and_evaluate("nightly_recovery_alerts", DagsterEventType.RUN_SUCCESS).success
+    assert len(receiver.texts()) == 2 and "daily_audit RECOVERED" in receiver.texts()[1]
+    # The compaction and expiry jobs are watched by the same two sensors (Dagster keeps the
+    # monitored jobs in a private field only).
+    for name in ("nightly_failure_alerts", "nightly_recovery_alerts"):
+        monitored = {j.name for j in defs.resolve_sensor_def(name)._monitored_jobs}
+        assert monitored == {"compact_cold", "expire_cold_snapshots", "daily_audit"}
+
+
+def test_a_compaction_proof_that_fails_alerts_once_and_recovers_once(settings, receiver):
+    from dagster import AssetCheckEvaluation, AssetCheckSeverity, AssetKey
+
+    from cold_assets.defs.checks import COMPACTION_PRESERVED_CONTENT
+
+    instance = embedded_instance(settings)
+    key = AssetKey(["cold", "silver_trades"])
+
+    def report(passed: bool):
+        instance.report_runless_asset_event(
+            AssetCheckEvaluation(
+                asset_key=key,
+                check_name=COMPACTION_PRESERVED_CONTENT,
+                passed=passed,
+                severity=AssetCheckSeverity.ERROR,
+                description="compaction changed the content of snapshot 1 (10 -> 9 rows)" if not passed else "same rows",
+            )
+        )
+
+    report(False)
+    context = build_sensor_context(instance=instance)
+    parity_alerts(context)
+    parity_alerts(build_sensor_context(instance=instance, cursor=context.cursor))
+    (alert,) = receiver.texts()
+    assert "cold.silver_trades compaction_preserved_content FAILED" in alert and "10 -> 9 rows" in alert
+    report(True)
+    parity_alerts(build_sensor_context(instance=instance, cursor=context.cursor))
+    assert len(receiver.texts()) == 2 and "RECOVERED" in receiver.texts()[1]
+
+
+def test_a_cutover_that_stopped_moving_alerts_before_the_ttl_opens_a_gap(settings, warm, cold, receiver):
+    now = datetime.now(UTC)
+    with warm.connect() as client:
+        client.insert(
+            "federation_cutover",
+            [["bronze_trades", now - timedelta(days=29, hours=12)], ["silver_trades", now - timedelta(hours=2)]],
+            column_names=["table_name", "cutover"],
+        )
+    _, cursor = _sensor(settings, "ttl_guard")
+    _, cursor = _sensor(settings, "ttl_guard", cursor)
+    (alert,) = receiver.texts()
+    assert "FEDERATION STUCK" in alert and "bronze_trades_all" in alert and "silver" not in alert
+    with warm.connect() as client:
+        client.insert("federation_cutover", [["bronze_trades", now - timedelta(hours=2)]], column_names=["table_name", "cutover"])
+    _sensor(settings, "ttl_guard", cursor)
+    assert len(receiver.texts()) == 2 and "FEDERATION RECOVERED" in receiver.texts()[1] and "bronze_trades_all" in receiver.texts()[1]
+
+
+def test_the_sensor_remembers_a_content_mismatch_per_hour_and_a_busy_warm_tier_loses_no_repair(settings, warm, cold, monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+
+    feed(warm)
+    run_offload(settings, KEYS)
+    # One value of one silver row changes in cold; every count stays the same.
+    silver = table_by_cold_name("silver_trades")
+    table = cold.catalog().load_table(silver.cold_identifier)
+    start, end = silver.offload_range(hour_of(KEYS[1]))
+    row = table.scan(row_filter=range_filter("exchange_ts", start, end), limit=1).to_arrow()
+    price = row.schema.field("price")
+    changed = row.set_column(row.schema.get_field_index("price"), price, pa.array([row["price"][0].as_py() + 1], price.type))
+    with table.transaction() as tx:
+        tx.delete(EqualTo("trade_id", row["trade_id"][0].as_py()) & EqualTo("exchange", row["exchange"][0].as_py()))
+        tx.append(changed)
+    assert run_offload(settings, [KEYS[1]])[0].success  # content_parity fails (not blocking) for that hour
+    assert run_offload(settings, [KEYS[2]])[0].success  # ...and the check's latest evaluation, of another hour, passes
+    requests, cursor = _sensor(settings, "self_healing")
+    assert [(r.partition_key, [k.path[-1] for k in r.asset_selection]) for r in requests] == [(KEYS[1], ["silver_trades"])]
+    # Another process holds the embedded warm tier: the tick cannot look for late rows, but the
+    # failed check's hour is still requested.
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from cold_assets.defs.resources import ClickHouseResource; from cold_assets.settings import Settings\n"
+            "with ClickHouseResource.from_settings(Settings.from_env()).connect():\n    print('held', flush=True); time.sleep(60)",
+        ],
+        env=os.environ.copy(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setenv("COLD_CHDB_LOCK_TIMEOUT_SECONDS", "1")
+        from cold_assets.settings import Settings
+
+        requests, _ = _sensor(Settings.from_env(), "self_healing", cursor)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert [r.partition_key for r in requests] == [KEYS[1]]
+    # Repaired, the hour passes, and the sensor forgets it.
+    assert _execute(settings, requests[0]).success
+    requests, _ = _sensor(settings, "self_healing", cursor)
+    assert not isinstance(requests, list) or requests == []
+
+
+def test_late_rows_of_an_hour_older_than_the_healing_lookback_are_repaired_by_the_ttl_guard(settings, warm, cold, receiver):
+    old = (datetime.now(UTC) - timedelta(days=12)).replace(minute=0, second=0, microsecond=0)
+    from cold_assets.tools.simulate import FeedConfig, simulate
+
+    with warm.connect() as client:
+        simulate(client, FeedConfig(start=old, hours=1, trades_per_hour=500))
+    key = partition_key_of(old)
+    run_offload(settings, [key])
+    insert_late_raw(warm, old, 3, first_trade_id=7_200_000_000)
+    healing, _ = _sensor(settings, "self_healing")
+    assert not isinstance(healing, list) or healing == []  # 12 days: past the 7-day lookback
+    requests, _ = _sensor(settings, "ttl_guard")
+    assert [r.partition_key for r in requests] == [key]
+    assert {k.path[-1] for k in requests[0].asset_selection} == {t.cold for t in TABLES}
+    assert _execute(settings, requests[0]).success
+    assert_tiers_equal(warm, cold, [old])
+    assert receiver.texts() == []  # repaired in time: nothing to alert

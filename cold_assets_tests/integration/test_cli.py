@@ -1,0 +1,123 @@
+"""The cold-assets command, as a user runs it."""
+
+import subprocess
+import sys
+
+import pytest
+from pyiceberg.schema import Schema
+from pyiceberg.types import LongType, NestedField
+
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "cold_assets.tools.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_init_twice_then_a_conflicting_table_is_refused_with_a_clear_error(settings, cold):
+    first = _cli("init")
+    assert first.returncode == 0, first.stderr
+    assert "cold.raw_trades: unchanged" in first.stdout
+    # Someone created cold.silver_trades differently: init refuses and names table and difference.
+    catalog = cold.catalog()
+    catalog.drop_table(("cold", "silver_trades"))
+    catalog.create_table(("cold", "silver_trades"), schema=Schema(NestedField(1, "trade_id", LongType(), required=True)))
+    location = catalog.load_table(("cold", "silver_trades")).metadata_location
+    refused = _cli("init")
+    assert refused.returncode == 2
+    assert "cold.silver_trades conflicts with ddl/iceberg: column exchange is missing and is required" in refused.stderr
+    assert catalog.load_table(("cold", "silver_trades")).metadata_location == location
+
+
+def test_simulate_refuses_a_bad_start(settings):
+    result = _cli("simulate", "--start", "2026-11-20T10:30", "--hours", "1")
+    assert result.returncode == 2
+    assert "start must be on the hour" in result.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_audit_exit_codes_tell_a_mismatch_from_bad_usage_from_an_unreachable_tier(settings, warm, cold, monkeypatch):
+    """0 all equal (and 1 on a mismatch: test_checks), 2 bad usage or configuration, 3 a tier
+    that cannot be reached: a scheduler or a runbook must tell these apart."""
+    window = ("--from", "2026-11-20T00:00", "--to", "2026-11-20T02:00")
+    assert _cli("audit", *window).returncode == 0
+    assert _cli("audit", "--from", "yesterday", "--to", "2026-11-20T02:00").returncode == 2
+    unknown = _cli("audit", *window, "--table", "platinum_trades")
+    assert unknown.returncode == 2 and "unknown cold table 'platinum_trades'" in unknown.stderr
+    monkeypatch.setenv("CLICKHOUSE_HOST", "127.0.0.1")
+    monkeypatch.setenv("CLICKHOUSE_PORT", str(_free_port()))  # nothing listens there
+    unreachable = _cli("audit", *window)
+    assert unreachable.returncode == 3 and "a tier cannot be reached" in unreachable.stderr, unreachable.stderr
+    monkeypatch.delenv("CLICKHOUSE_HOST")
+    monkeypatch.setenv("PYICEBERG_CATALOG__ICEBERG__URI", f"postgresql+psycopg2://nobody@127.0.0.1:{_free_port()}/nowhere")
+    assert _cli("audit", *window).returncode == 3
+
+
+def test_settings_treat_empty_variables_as_unset_and_refuse_malformed_ones(settings, monkeypatch):
+    from cold_assets.settings import Settings
+
+    for name in ("CLICKHOUSE_HOST", "CLICKHOUSE_USER", "CLICKHOUSE_DATABASE", "CLICKHOUSE_SECURE", "COLD_CATALOG",
+                 "COLD_SPARK_MASTER", "COLD_SPARK_PACKAGES", "COLD_SETTLE_LAG_SECONDS", "COLD_PARTITIONS_START"):
+        monkeypatch.setenv(name, "")
+    empty = Settings.from_env()
+    assert empty.clickhouse_host is None and empty.clickhouse_user == "default" and empty.clickhouse_database == "default"
+    assert empty.catalog_name == "iceberg" and empty.spark_master == "local[2]" and empty.spark_packages is None
+    assert empty.settle_lag_seconds == 30 and empty.partitions_start is None and not empty.clickhouse_secure
+    monkeypatch.setenv("COLD_SPARK_CONF", "spark.sql.shuffle.partitions=8,spark.ui.enabled")
+    with pytest.raises(ValueError, match=r"COLD_SPARK_CONF: 'spark.ui.enabled' is not key=value"):
+        Settings.from_env()
+    monkeypatch.setenv("COLD_SPARK_CONF", "=8")
+    with pytest.raises(ValueError, match=r"COLD_SPARK_CONF: '=8' is not key=value"):
+        Settings.from_env()
+
+
+def _tree_digest(root) -> dict[str, str]:
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_bench_and_the_archive_warm_up_never_touch_a_configured_catalog(settings, tmp_path, monkeypatch):
+    """A throwaway SQLite catalog stands in for production, configured the way production is
+    (PYICEBERG_CATALOG__*): a benchmark and the class-data archive's warm-up (`cold-assets
+    jars`) must leave it byte for byte as it was."""
+    import os
+
+    production = tmp_path / "production"
+    monkeypatch.setenv("PYICEBERG_CATALOG__ICEBERG__URI", f"sqlite:///{production / 'catalog.db'}")
+    monkeypatch.setenv("PYICEBERG_CATALOG__ICEBERG__WAREHOUSE", (production / "warehouse").as_uri())
+    production.mkdir()
+    assert _cli("init").returncode == 0
+    before = _tree_digest(production)
+    assert any(name.endswith(".metadata.json") for name in before)
+    bench = _cli("bench", "--rows", "20000", "--skip-dagster", "--home", str(tmp_path / "bench"))
+    assert bench.returncode == 0, bench.stderr[-2000:]
+    (tmp_path / "cds").mkdir()
+    # The pinned jars without their archive, as `cold-assets jars` has them when it builds one.
+    jars = tmp_path / "jars"
+    jars.mkdir()
+    for jar in settings.spark_jars_dir.glob("*.jar"):
+        (jars / jar.name).symlink_to(jar)
+    monkeypatch.setenv("COLD_SPARK_JARS_DIR", str(jars))
+    warm_up = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "ignore",
+            "-m",
+            "cold_assets.maintenance.class_data",
+            str(tmp_path / "cds"),
+            str(tmp_path / "cds" / "probe.jsa"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=os.environ.copy(),
+    )
+    assert warm_up.returncode == 0, warm_up.stderr[-2000:]
+    assert _tree_digest(production) == before

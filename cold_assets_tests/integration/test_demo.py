@@ -1,0 +1,36 @@
+"""`cold-assets demo` (what `make demo` runs), twice, then the audit over the demo's hours."""
+
+import json
+import re
+import subprocess
+import sys
+from datetime import datetime, timedelta
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "cold_assets.tools.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+def _table_rows(stdout: str) -> dict[str, tuple[int, int]]:
+    rows = {}
+    for line in stdout.splitlines():
+        m = re.match(r"^(raw_trades|bronze_trades|silver_trades|gold_ohlcv_\w+)\s+(\d+)\s+(\d+)\s+\d+\s+\d+\s+\d+", line)
+        if m:
+            rows[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+    return rows
+
+
+def test_demo_twice_adds_nothing_and_the_audit_of_its_hours_passes(settings):
+    first = _cli("demo", "--trades-per-hour", "6000")
+    assert first.returncode == 0, first.stderr[-3000:]
+    tables = _table_rows(first.stdout)
+    assert len(tables) == 9 and all(warm == cold > 0 for warm, cold in tables.values()), first.stdout
+    second = _cli("demo", "--trades-per-hour", "6000")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "not simulated again" in second.stdout
+    assert _table_rows(second.stdout) == tables
+    window = json.loads((settings.home / "demo_window.json").read_text())
+    start = datetime.fromisoformat(window["start"])
+    audit = _cli("audit", "--from", start.isoformat(), "--to", (start + timedelta(hours=window["hours"])).isoformat())
+    assert audit.returncode == 0, audit.stdout[-3000:]
+    assert "54 table-hours checked, 0 mismatched" in audit.stdout

@@ -1,0 +1,356 @@
+"""Nightly maintenance on real Spark (local[2], Iceberg 1.10's runtime, the JDBC catalog on the
+same SQLite file as pyiceberg) over tables the offload wrote, run as Dagster jobs."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from dagster import DagsterEventType, build_init_resource_context
+
+import cold_assets.offload.protocol as offload_module
+from cold_assets.cold import duckdb_reader
+from cold_assets.cold.files import written_by_offload
+from cold_assets.definitions import build_definitions
+from cold_assets.defs.assets import cold_asset_key
+from cold_assets.defs.checks import COMPACTION_PRESERVED_CONTENT, compaction_check
+from cold_assets.defs.nightly import COMPACTION_JOB, EXPIRY_JOB
+from cold_assets.maintenance.class_data import archive_path
+from cold_assets.maintenance.operations import compact, expire_snapshots, file_stats
+from cold_assets.maintenance.operations import live_data_files as maintenance_live_data_files
+from cold_assets.maintenance.spark import JavaMissing, SparkResource, session_config
+from cold_assets.offload.protocol import offload_partition
+from cold_assets.parity.checksums import cold_checksums
+from cold_assets.partitions import hour_of, partition_key_of
+from cold_assets.tables import TABLES, table_by_cold_name
+from cold_assets.tools.instance import embedded_instance
+from cold_assets_tests.support.offload_helpers import (
+    START,
+    assert_tiers_equal,
+    check_results,
+    feed,
+    insert_late_raw,
+    run_offload,
+)
+
+RAW = table_by_cold_name("raw_trades")
+SILVER = table_by_cold_name("silver_trades")
+BRONZE = table_by_cold_name("bronze_trades")
+GOLD_1M = table_by_cold_name("gold_ohlcv_1m")
+DAY_KEYS = [partition_key_of(START + timedelta(hours=h)) for h in range(24)]
+# The test day is in the past; reach it whatever the date the suite runs on.
+ALL_CLOSED = {"lookback_days": 3650}
+
+
+def run_job(settings, name: str, config: dict, raise_on_error: bool = True):
+    job = build_definitions(settings).resolve_job_def(name)
+    op = job.graph.node_names()[0]
+    return job.execute_in_process(
+        instance=embedded_instance(settings), run_config={"ops": {op: {"config": config}}}, raise_on_error=raise_on_error
+    )
+
+
+def observations(result, table) -> dict:
+    for event in result.all_events:
+        if event.event_type == DagsterEventType.ASSET_OBSERVATION:
+            observation = event.event_specific_data.asset_observation
+            if observation.asset_key.path[-1] == table.cold:
+                return {k: v.value for k, v in observation.metadata.items()}
+    raise AssertionError(f"no observation for {table.cold}")
+
+
+def local_path(uri: str) -> str:
+    """pyiceberg writes file:///x, Spark file:/x: compare plain paths."""
+    return "/" + uri.removeprefix("file:").lstrip("/")
+
+
+def data_files_on_disk(settings, table) -> set[str]:
+    root = settings.home / "warehouse" / "cold" / table.cold / "data"
+    return {str(p) for p in root.rglob("*.parquet")}
+
+
+def live_data_files(catalog, table) -> set[str]:
+    return {local_path(task.file.file_path) for task in catalog.load_table(table.cold_identifier).scan().plan_files()}
+
+
+def test_24_hourly_offloads_compact_to_one_file_per_day_and_exchange_with_the_same_content(settings, warm, cold):
+    feed(warm, hours=24, trades_per_hour=300)
+    run_offload(settings, DAY_KEYS)
+    catalog = cold.catalog()
+    day = (START, START + timedelta(days=1))
+    silver = catalog.load_table(SILVER.cold_identifier)
+    before = file_stats(silver, SILVER)
+    assert before.max_files_per_partition == 24  # one file per hour and exchange
+    raw = catalog.load_table(RAW.cold_identifier)
+    raw_before = file_stats(raw, RAW)
+    assert raw_before.max_files_per_partition == 1  # nothing to merge, but the offload's encoding
+    with warm.connect() as client:
+        checksums_before = cold_checksums(client, silver, SILVER, *day)
+        raw_checksums_before = cold_checksums(client, raw, RAW, *day)
+
+    result = run_job(settings, COMPACTION_JOB, {"tables": ["silver_trades", "gold_ohlcv_1m", "raw_trades"], **ALL_CLOSED})
+
+    silver = silver.refresh()
+    after = file_stats(silver, SILVER)
+    assert (after.partitions, after.max_files_per_partition, after.data_files) == (2, 1, 2)  # binance, kraken
+    assert after.rows == before.rows
+    # raw's hourly files are rewritten once, one for one, sorted and re-encoded for the long term.
+    raw = raw.refresh()
+    raw_files = maintenance_live_data_files(raw)
+    assert file_stats(raw, RAW).data_files == raw_before.data_files == 48
+    assert not [f.file_path for f in raw_files if written_by_offload(f.file_path)]
+    assert sum(f.file_size_in_bytes for f in raw_files) < raw_before.bytes
+    with warm.connect() as client:
+        assert cold_checksums(client, raw, RAW, *day) == raw_checksums_before
+    gold = file_stats(catalog.load_table(GOLD_1M.cold_identifier), GOLD_1M)
+    assert gold.max_files_per_partition == 1
+    # The same rows, read back by pyiceberg and by ClickHouse's Iceberg reader.
+    with warm.connect() as client:
+        assert cold_checksums(client, silver, SILVER, *day) == checksums_before
+    assert_tiers_equal(warm, cold, [hour_of(k) for k in DAY_KEYS[::6]], tables=[SILVER, GOLD_1M])
+    # The UI sees per-table figures and the check's verdict on the rewrite.
+    facts = observations(result, SILVER)
+    assert (facts["data_files_before"], facts["data_files_after"]) == (48, 2)
+    assert facts["bytes_after"] < facts["bytes_before"]
+    checks = check_results(embedded_instance(settings), result.run_id)
+    assert checks == {(name, COMPACTION_PRESERVED_CONTENT): True for name in ("silver_trades", "gold_ohlcv_1m", "raw_trades")}
+    # Run on its own, the check proves the latest rewrite again.
+    alone = compaction_check(SILVER, cold_asset_key(SILVER))(iceberg=cold, clickhouse=warm)
+    assert alone.passed and alone.metadata["rows_after"].value == before.rows
+    # Compacting again finds nothing left to rewrite: a partition is rewritten once.
+    again = run_job(settings, COMPACTION_JOB, {"tables": ["silver_trades", "raw_trades"], **ALL_CLOSED})
+    assert observations(again, SILVER)["files_rewritten"] == 0
+    assert observations(again, RAW)["files_rewritten"] == 0
+    # Any engine reads the compacted tables: DuckDB, through its iceberg extension.
+    for spec in (SILVER, RAW):
+        assert_duckdb_reads_what_pyiceberg_reads(catalog.load_table(spec.cold_identifier), spec)
+
+
+def assert_duckdb_reads_what_pyiceberg_reads(table, spec) -> None:
+    """DuckDB (its PyPI iceberg extension, loaded from disk) returns the same rows and the same
+    per-hour counts as pyiceberg from the table's current metadata file."""
+    connection = duckdb_reader.connect()
+    location = [table.metadata_location]
+    ice = table.scan().to_arrow()
+    duck = connection.execute("SELECT * FROM iceberg_scan(?)", location).arrow().read_all()
+    order = [(name, "ascending") for name in ice.schema.names]
+    assert duck.num_rows == ice.num_rows > 0
+    assert duck.cast(ice.schema).sort_by(order).equals(ice.sort_by(order))
+    time_column = spec.time_column
+    duck_hours = dict(
+        connection.execute(
+            f"SELECT epoch_us(date_trunc('hour', {time_column}::TIMESTAMP)), count(*) FROM iceberg_scan(?) GROUP BY 1", location
+        ).fetchall()
+    )
+    hours = pc.value_counts(pc.floor_temporal(ice[time_column], unit="hour").cast(pa.int64()))
+    assert duck_hours == {item["values"].as_py(): item["counts"].as_py() for item in hours}
+
+
+def test_expired_snapshots_go_with_their_files_and_the_offload_stays_exactly_once(settings, warm, cold):
+    feed(warm, hours=4, trades_per_hour=300)
+    run_offload(settings, DAY_KEYS[:3])
+    run_job(settings, COMPACTION_JOB, {"tables": ["silver_trades"], **ALL_CLOSED})
+    catalog = cold.catalog()
+    compaction = catalog.load_table(SILVER.cold_identifier).current_snapshot()
+    compacted_away = data_files_on_disk(settings, SILVER) - live_data_files(catalog, SILVER)
+    assert compacted_away  # the hourly files the compaction replaced, still referenced by old snapshots
+    # The horizon is the compaction's own commit, to the millisecond: every snapshot before
+    # it goes (some in the same second), the compaction stays. The files it replaced are then
+    # referenced only by expired snapshots and must go although the snapshot that dropped
+    # them stays (Iceberg's incremental cleanup would keep them).
+    horizon = datetime.fromtimestamp(compaction.timestamp_ms / 1000, UTC)
+    time.sleep(0.01)
+    run_offload(settings, DAY_KEYS[3:4])  # a commit after the horizon
+    snapshots_before = {t.cold: len(catalog.load_table(t.cold_identifier).metadata.snapshots) for t in TABLES}
+
+    result = run_job(settings, EXPIRY_JOB, {"older_than": horizon.isoformat()})
+
+    for table in TABLES:
+        cold_table = catalog.load_table(table.cold_identifier)
+        snapshots, current = cold_table.metadata.snapshots, cold_table.current_snapshot().snapshot_id
+        # Everything before the horizon is gone but a current snapshot, which Iceberg always keeps
+        # (the daily bars': the day's bar did not change with the hour committed after it).
+        assert all(s.timestamp_ms >= compaction.timestamp_ms or s.snapshot_id == current for s in snapshots), table.cold
+        # Every table loses snapshots, except one whose only commit is its current one (the
+        # daily bars: the day's bar did not change after the first of its hours).
+        assert len(snapshots) < snapshots_before[table.cold] or snapshots_before[table.cold] == 1, table.cold
+    assert compaction.snapshot_id in {s.snapshot_id for s in catalog.load_table(SILVER.cold_identifier).metadata.snapshots}
+    assert not (compacted_away & data_files_on_disk(settings, SILVER))  # deleted from disk
+    assert live_data_files(catalog, SILVER) <= data_files_on_disk(settings, SILVER)  # the newer ones stay
+    facts = observations(result, SILVER)
+    assert facts["snapshots_expired"] == snapshots_before[SILVER.cold] - len(
+        catalog.load_table(SILVER.cold_identifier).metadata.snapshots
+    )
+    assert facts["expired_data_files_deleted"] == len(compacted_away)
+    assert facts["manifests_deleted"] > 0
+
+    # Re-materializing an hour whose commit snapshots are gone writes nothing twice ...
+    run_offload(settings, DAY_KEYS[:1])
+    # ... even with Dagster's record gone too: the cold files' own statistics hold the line.
+    with warm.connect() as client:
+        bronze = catalog.load_table(BRONZE.cold_identifier)
+        again = offload_partition(client, bronze, BRONZE, START, DAY_KEYS[0], "test-no-record", recorded=None, settle_lag=timedelta(0))
+    assert again.mode == "unchanged" and again.rows_written == 0
+    # ... and a new hour offloads normally.
+    run_offload(settings, DAY_KEYS[3:4])
+    assert_tiers_equal(warm, cold, [hour_of(k) for k in DAY_KEYS[:4]])
+
+
+def test_an_orphan_older_than_three_days_is_removed_and_a_fresh_one_kept(settings, warm, cold):
+    feed(warm, hours=1, trades_per_hour=200)
+    run_offload(settings, DAY_KEYS[:1])
+    data_dir = settings.home / "warehouse" / "cold" / BRONZE.cold / "data"
+    old, fresh = data_dir / "crashed-writer-old.parquet", data_dir / "crashed-writer-fresh.parquet"
+    for path in (old, fresh):
+        path.write_bytes(b"PAR1 left by a writer that died before its commit")
+    four_days_ago = time.time() - 4 * 86400
+    os.utime(old, (four_days_ago, four_days_ago))
+
+    dry = run_job(settings, EXPIRY_JOB, {"tables": ["bronze_trades"], "orphans_dry_run": True})
+    assert observations(dry, BRONZE)["orphans_found"] == 1 and old.exists()
+
+    result = run_job(settings, EXPIRY_JOB, {"tables": ["bronze_trades"]})
+    facts = observations(result, BRONZE)
+    assert facts["orphans_removed"] == 1 and Path(local_path(facts["orphan_files"][0])).name == old.name
+    assert not old.exists() and fresh.exists()
+    assert_tiers_equal(warm, cold, [START], tables=[BRONZE])
+
+
+def test_spark_commits_again_after_an_offload_committed_to_the_same_catalog(settings, warm, cold):
+    """Iceberg's JDBC catalog, when it opens, leaves a metadata query of one pooled connection
+    unfinished: on SQLite that connection then reads an old snapshot of the file and cannot
+    write once pyiceberg has. Spark must not open the catalog that way (spark_catalog_conf)."""
+    feed(warm, hours=3, trades_per_hour=60)
+    run_offload(settings, DAY_KEYS[:1])
+    run_offload(settings, DAY_KEYS[1:2])  # a second commit, for the first expiry to expire
+    spark = SparkResource.from_settings(settings, cold)
+    spark.setup_for_execution(build_init_resource_context())
+    try:
+        catalog = cold.catalog()
+
+        def expire_all_but_current():
+            return expire_snapshots(
+                spark.spark_session, catalog.load_table(BRONZE.cold_identifier), BRONZE, spark.catalog_name, datetime.now(UTC)
+            )
+
+        assert expire_all_but_current().snapshots_expired > 0  # Spark opens the catalog and commits
+        run_offload(settings, DAY_KEYS[2:3])  # pyiceberg commits to the same SQLite file
+        assert expire_all_but_current().snapshots_expired > 0  # and Spark commits again
+    finally:
+        spark.teardown_after_execution(build_init_resource_context())
+    assert_tiers_equal(warm, cold, [hour_of(k) for k in DAY_KEYS[:3]], tables=[BRONZE])
+
+
+def test_offloads_committing_during_compaction_are_neither_lost_nor_duplicated(settings, warm, cold, monkeypatch):
+    feed(warm, hours=6, trades_per_hour=300)
+    keys = DAY_KEYS[:6]
+    run_offload(settings, keys)
+    late_hour = START + timedelta(hours=2)
+    insert_late_raw(warm, late_hour, 7, first_trade_id=8_000_000_000)
+    iceberg_resource = cold
+    spark = SparkResource.from_settings(settings, iceberg_resource)
+    spark.setup_for_execution(build_init_resource_context())
+    try:
+        catalog = cold.catalog()
+        now = datetime.now(UTC)
+
+        # 1. Compaction commits while an offload of the same day is about to commit: the
+        #    offload's commit fails validation, starts over from reconciliation and lands.
+        at_commit, release = threading.Event(), threading.Event()
+        real_commit = offload_module._commit
+
+        def paused_commit(*args, **kwargs):
+            at_commit.set()
+            release.wait(120)
+            return real_commit(*args, **kwargs)
+
+        monkeypatch.setattr(offload_module, "_commit", paused_commit)
+        outcome = {}
+
+        def offload_late_hour():
+            with warm.connect() as client:
+                silver = catalog.load_table(SILVER.cold_identifier)
+                outcome["result"] = offload_partition(client, silver, SILVER, late_hour, keys[2], "during-compaction")
+
+        worker = threading.Thread(target=offload_late_hour)
+        worker.start()
+        assert at_commit.wait(120)
+        monkeypatch.setattr(offload_module, "_commit", real_commit)  # the retry commits at once
+        silver = catalog.load_table(SILVER.cold_identifier)
+        compaction = compact(spark.spark_session, silver, SILVER, spark.catalog_name, now, lookback_days=3650)
+        assert compaction.rewrite_snapshot_ids  # it committed while the offload waited
+        release.set()
+        worker.join(120)
+        assert outcome["result"].mode == "replace" and outcome["result"].rows_written > 0
+        assert_tiers_equal(warm, cold, [hour_of(k) for k in keys], tables=[SILVER])
+
+        # 2. The other way round: an offload commits while Spark rewrites; whichever
+        #    commits second retries, and parity holds.
+        insert_late_raw(warm, late_hour, 7, first_trade_id=8_000_000_100)
+        feed(warm, hours=6, trades_per_hour=60)  # more rows in every hour: more to rewrite
+        errors = []
+
+        def compact_silver():
+            try:
+                compact(
+                    spark.spark_session, catalog.load_table(SILVER.cold_identifier), SILVER, spark.catalog_name, now, lookback_days=3650
+                )
+            except Exception as error:  # noqa: BLE001 - reported below
+                errors.append(error)
+
+        compactor = threading.Thread(target=compact_silver)
+        compactor.start()
+        run_offload(settings, keys)
+        compactor.join(300)
+        assert not errors, errors
+        assert_tiers_equal(warm, cold, [hour_of(k) for k in keys])
+    finally:
+        spark.teardown_after_execution(build_init_resource_context())
+
+
+def test_without_java_17_maintenance_says_what_to_install(settings, cold, monkeypatch, tmp_path):
+    fake_home = tmp_path / "jdk"  # a JAVA_HOME whose java is missing: the message names it
+    monkeypatch.setenv("JAVA_HOME", str(fake_home))
+    spark = SparkResource.from_settings(settings, cold)
+    with pytest.raises(JavaMissing, match=r"needs Java 17 .*openjdk-17-jre-headless"):
+        spark.setup_for_execution(build_init_resource_context())
+
+
+MAP_ARCHIVE_OR_FAIL = """
+import json, sys
+from pyspark.sql import SparkSession
+builder = SparkSession.builder
+for key, value in json.loads(sys.argv[1]).items():
+    builder = builder.config(key, value)
+session = builder.getOrCreate()
+print(session._jvm.System.getProperty("java.vm.info"))
+session.stop()
+"""
+
+
+def test_the_maintenance_jvm_maps_the_class_data_archive_built_with_the_jars(settings, tmp_path):
+    archive = archive_path(settings.spark_jars_dir)
+    assert archive is not None and archive.exists(), f"`cold-assets jars` did not build {archive}"
+    conf = session_config(settings)
+    assert f"-XX:SharedArchiveFile={archive}" in conf["spark.driver.extraJavaOptions"]
+    # -Xshare:on: the JVM refuses to start unless it can map the archive for this command line
+    # (same JVM, same Spark class path, same jars).
+    conf["spark.driver.extraJavaOptions"] += " -Xshare:on"
+    child = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", MAP_ARCHIVE_OR_FAIL, json.dumps(conf)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert child.returncode == 0, child.stderr[-3000:]
+    assert "sharing" in child.stdout
+    # Jars without an archive of their own: the JVM loads its classes as usual.
+    assert "SharedArchiveFile" not in session_config(replace(settings, spark_jars_dir=tmp_path))["spark.driver.extraJavaOptions"]

@@ -1,0 +1,176 @@
+"""The warm medallion on the real ClickHouse engine (chDB): DDL, parsing, dedup, bars."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_DOWN, Decimal
+
+from cold_assets.warm.ddl import apply_warm_ddl, warm_statements
+from cold_assets_tests.support.offload_helpers import START
+
+H = START + timedelta(hours=10)
+RAW_COLUMNS = ["exchange", "symbol", "trade_id", "price", "quantity", "side", "exchange_ts", "received_at", "message"]
+
+
+def _schema(client):
+    return client.query(
+        "SELECT name, create_table_query FROM system.tables WHERE database = currentDatabase() ORDER BY name"
+    ).result_rows
+
+
+def test_ddl_applies_to_an_empty_path_and_again_without_change(warm):
+    with warm.connect() as client:
+        before = _schema(client)
+        instruments = client.query("SELECT count() FROM instruments").result_rows
+        apply_warm_ddl(client)
+        assert _schema(client) == before
+        assert client.query("SELECT count() FROM instruments").result_rows == instruments
+    names = {name for name, _ in before}
+    assert {"trades_raw", "trades_rejects", "bronze_trades", "silver_trades"} <= names
+    assert {f"gold_ohlcv_{w}" for w in ("1m", "5m", "15m", "30m", "1h", "1d")} <= names
+    # Every statement is idempotent (the gold template expanded once per window): creations
+    # and drops guarded, seed rows inserted only where missing, a TTL set to what it is.
+    idempotent = ("IF NOT EXISTS", "IF EXISTS", "NOT IN (SELECT", "MODIFY TTL")
+    assert all(any(mark in s for mark in idempotent) for s in warm_statements())
+
+
+def _binance(trade_id, price, qty, buyer_maker, ts, received):
+    msg = (
+        f'{{"id":{trade_id},"price":"{price}","qty":"{qty}","time":{int(ts.timestamp() * 1e6)},'
+        f'"isBuyerMaker":{buyer_maker},"isBestMatch":true}}'
+    )
+    return ["binance", "BTCUSDT", str(trade_id), price, qty, buyer_maker, ts, received, msg]
+
+
+def _kraken(trade_id, price, qty, side, ts, received):
+    msg = f'["{price}","{qty}",{ts.timestamp():.6f},"{side}","m","",{trade_id}]'
+    return ["kraken", "XBT/USDT", str(trade_id), price, qty, side, ts, received, msg]
+
+
+def at(minutes: float) -> datetime:
+    return H + timedelta(minutes=minutes)
+
+
+def test_hand_written_feed_gives_the_bronze_silver_gold_and_reject_rows_worked_out_by_hand(warm):
+    t1 = _binance(100, "91000.00000000", "0.50000000", "false", at(0.0834), at(0.0835))
+    t2 = _binance(101, "91010.50000000", "0.25000000", "true", at(0.5), at(0.501))
+    t3 = _binance(102, "90990.00000000", "1.00000000", "false", at(1.2), at(1.201))
+    k1 = _kraken(5001, "91005.10000", "0.20000000", "b", at(0.17), at(0.171))
+    k2 = _kraken(5002, "91007.30000", "0.30000000", "s", at(2.0), at(2.001))
+    k1_again = k1[:7] + [at(0.18)] + k1[8:]  # duplicate delivery in the same insert
+    t2_again = t2[:7] + [at(3.0)] + t2[8:]  # duplicate delivery in a later insert
+    bad = _binance(104, "NaN", "0.10000000", "false", at(3.5), at(3.501))
+    t4_late = _binance(103, "91100.00000000", "0.10000000", "true", at(0.8333), at(180))  # 3 h late
+    with warm.connect() as client:
+        client.insert("trades_raw", [t1, t2, k1, k1_again, t3, k2], column_names=RAW_COLUMNS)
+        client.insert("trades_raw", [t2_again, bad], column_names=RAW_COLUMNS)
+        client.insert("trades_raw", [t4_late], column_names=RAW_COLUMNS)
+
+        assert client.query("SELECT count() FROM trades_raw").result_rows == [(9,)]
+        rejects = client.query("SELECT trade_id, price, reason, message FROM trades_rejects").result_rows
+        assert rejects == [("104", "NaN", "price is not a positive decimal", bad[8])]
+
+        bronze = client.query(
+            "SELECT exchange, trade_id, price, quantity, quote_quantity, side, is_buyer_maker "
+            "FROM bronze_trades ORDER BY exchange, trade_id, received_at"
+        ).result_rows
+        D = Decimal
+        assert bronze == [
+            ("binance", 100, D("91000"), D("0.5"), D("45500"), "buy", False),
+            ("binance", 101, D("91010.5"), D("0.25"), D("22752.625"), "sell", True),
+            ("binance", 101, D("91010.5"), D("0.25"), D("22752.625"), "sell", True),
+            ("binance", 102, D("90990"), D("1"), D("90990"), "buy", False),
+            ("binance", 103, D("91100"), D("0.1"), D("9110"), "sell", True),
+            ("kraken", 5001, D("91005.1"), D("0.2"), D("18201.02"), "buy", False),
+            ("kraken", 5001, D("91005.1"), D("0.2"), D("18201.02"), "buy", False),
+            ("kraken", 5002, D("91007.3"), D("0.3"), D("27302.19"), "sell", True),
+        ]
+
+        silver = client.query(
+            "SELECT exchange, symbol, exchange_symbol, base_asset, quote_asset, trade_id "
+            "FROM silver_trades ORDER BY exchange, trade_id"
+        ).result_rows
+        assert silver == [
+            ("binance", "BTC-USDT", "BTCUSDT", "BTC", "USDT", 100),
+            ("binance", "BTC-USDT", "BTCUSDT", "BTC", "USDT", 101),
+            ("binance", "BTC-USDT", "BTCUSDT", "BTC", "USDT", 102),
+            ("binance", "BTC-USDT", "BTCUSDT", "BTC", "USDT", 103),
+            ("kraken", "BTC-USDT", "XBT/USDT", "BTC", "USDT", 5001),
+            ("kraken", "BTC-USDT", "XBT/USDT", "BTC", "USDT", 5002),
+        ]
+
+        def bars(window):
+            return client.query(
+                "SELECT exchange, symbol, toDateTime(window_start, 'UTC'), argMinMerge(open), max(high), min(low), "
+                f"argMaxMerge(close), sum(volume), sum(quote_volume), sum(trade_count) FROM gold_ohlcv_{window} "
+                "GROUP BY ALL ORDER BY ALL"
+            ).result_rows
+
+        def vwap(quote, volume):
+            return (D(quote) / D(volume)).quantize(D("1e-8"), ROUND_DOWN)
+
+        naive = H.replace(tzinfo=None)
+        assert bars("1m") == [
+            ("binance", "BTC-USDT", naive, D("91000"), D("91100"), D("91000"), D("91100"), D("0.85"), D("77362.625"), 3),
+            ("binance", "BTC-USDT", naive + timedelta(minutes=1), D("90990"), D("90990"), D("90990"), D("90990"), D("1"), D("90990"), 1),
+            ("kraken", "BTC-USDT", naive, D("91005.1"), D("91005.1"), D("91005.1"), D("91005.1"), D("0.2"), D("18201.02"), 1),
+            (
+                "kraken",
+                "BTC-USDT",
+                naive + timedelta(minutes=2),
+                D("91007.3"),
+                D("91007.3"),
+                D("91007.3"),
+                D("91007.3"),
+                D("0.3"),
+                D("27302.19"),
+                1,
+            ),
+        ]
+        for window in ("1h", "1d"):
+            start = naive if window == "1h" else naive.replace(hour=0)
+            assert bars(window) == [
+                ("binance", "BTC-USDT", start, D("91000"), D("91100"), D("90990"), D("90990"), D("1.85"), D("168352.625"), 4),
+                ("kraken", "BTC-USDT", start, D("91005.1"), D("91007.3"), D("91005.1"), D("91007.3"), D("0.5"), D("45503.21"), 2),
+            ]
+        # The VWAP the offload reads is quote volume / volume, truncated to 8 decimals.
+        got = client.query(
+            "SELECT toDecimal64(sum(quote_volume) / sum(volume), 8) FROM gold_ohlcv_1m "
+            "WHERE exchange = 'binance' AND window_start = {w:DateTime64(6, 'UTC')}",
+            parameters={"w": H},
+        ).result_rows[0][0]
+        assert got == vwap("77362.625", "0.85")
+
+
+def test_a_message_that_cannot_be_typed_is_a_reject_and_the_rest_of_its_insert_reaches_bronze(warm):
+    """One insert: an ordinary trade, one whose price x quantity overflows bronze's decimal,
+    one stamped 1970 (a unit bug) and one a year ahead. Nothing fails; each bad message is a
+    reject with its reason, raw = bronze + rejects, and the rejects outlive raw's own TTL."""
+    now = datetime.now(UTC)
+    rows = [
+        _binance(1, "91000.00000000", "0.01000000", "false", now, now),
+        _binance(2, "90000.00000000", "2000000.00000000", "false", now, now),
+        _binance(3, "91000.00000000", "0.01000000", "false", datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC), now),
+        _binance(4, "91000.00000000", "0.01000000", "false", now + timedelta(days=365), now),
+    ]
+    with warm.connect() as client:
+        client.insert("trades_raw", rows, column_names=RAW_COLUMNS)  # raises on the old views: DECIMAL_OVERFLOW
+        assert client.query("SELECT trade_id FROM bronze_trades").result_rows == [(1,)]
+        client.command("OPTIMIZE TABLE trades_rejects FINAL")  # TTLs apply at merges
+        rejects = dict(client.query("SELECT trade_id, reason FROM trades_rejects").result_rows)
+        assert rejects == {
+            "2": "price x quantity overflows Decimal(18, 8)",
+            "3": "exchange_ts is earlier than feed_limits.max_lateness before ingestion",
+            "4": "exchange_ts is later than feed_limits.max_lead after ingestion",
+        }
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        in_hour = "WHERE exchange_ts >= {h:DateTime64(6, 'UTC')} AND exchange_ts < {h:DateTime64(6, 'UTC')} + INTERVAL 1 HOUR"
+        raw, bronze, rejected = (
+            client.query(f"SELECT count() FROM {t} {in_hour}", parameters={"h": hour}).result_rows[0][0]
+            for t in ("trades_raw", "bronze_trades", "trades_rejects")
+        )
+        assert raw == bronze + rejected == 2
+        # The plausible window is the operator's to set.
+        client.command("INSERT INTO feed_limits (name, seconds) VALUES ('max_lead', 400 * 86400)")
+        client.insert(
+            "trades_raw", [_binance(5, "91000.00000000", "0.01000000", "false", now + timedelta(days=365), now)], column_names=RAW_COLUMNS
+        )
+        assert (5,) in client.query("SELECT trade_id FROM bronze_trades").result_rows
