@@ -66,7 +66,7 @@ def _per_table(
     tables at once keep the cores busy. Not on a SQLite catalog (the embedded default): the
     file takes one writer at a time, and on the 2 cores it is meant for, 3 tables at once
     measured no faster (bench maintenance: 74-86 s against 77 s one at a time)."""
-    if iceberg.catalog_properties().get("uri", "").startswith("sqlite"):
+    if iceberg.one_writer_at_a_time:
         parallel = 1
     with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="maintenance") as pool:
         yield from zip(tables, pool.map(work, tables), strict=True)

@@ -22,6 +22,7 @@ from pyiceberg.table import Table
 from pyiceberg.utils.config import Config
 
 from cold_assets.settings import Settings
+from cold_assets.warm.capabilities import EMBEDDED, SERVER, WarmCapabilities, declare
 from cold_assets.warm.embedded_lock import exclusive_client
 
 
@@ -54,6 +55,10 @@ class ClickHouseResource(ConfigurableResource):
     def embedded(self) -> bool:
         return not self.host
 
+    @property
+    def capabilities(self) -> WarmCapabilities:
+        return EMBEDDED if self.embedded else SERVER
+
     def describe(self) -> str:
         if self.embedded:
             return f"chDB {self.chdb_path}"
@@ -75,7 +80,7 @@ class ClickHouseResource(ConfigurableResource):
             if not self.chdb_path:
                 raise ValueError("ClickHouseResource: set host for a server, or chdb_path for embedded chDB")
             with exclusive_client(path, lambda: self._open_embedded(path), self.lock_timeout_seconds) as client:
-                yield client
+                yield declare(client, EMBEDDED)
             return
         client = clickhouse_connect.get_client(
             host=self.host,
@@ -86,7 +91,7 @@ class ClickHouseResource(ConfigurableResource):
             database=self.database,
         )
         try:
-            yield client
+            yield declare(client, SERVER)
         finally:
             client.close()
 
@@ -113,6 +118,12 @@ class IcebergResource(ConfigurableResource):
     @property
     def embedded(self) -> bool:
         return not Config().get_catalog_config(self.catalog_name)
+
+    @property
+    def one_writer_at_a_time(self) -> bool:
+        """The catalog is one SQLite file (the embedded default, or a configured sqlite URI):
+        two commits at once wait on, or fail at, its lock."""
+        return self.catalog_properties().get("uri", "").startswith("sqlite")
 
     def load_table(self, identifier: tuple[str, str]) -> Table:
         """A cold table, with a hint when it does not exist yet."""

@@ -34,6 +34,7 @@ from cold_assets.offload.bookkeeping import PartitionState, committed_states
 from cold_assets.partitions import hour_of
 from cold_assets.settings import s3_collection_name
 from cold_assets.tables import MirroredTable, OffloadMode
+from cold_assets.warm.capabilities import capabilities_of
 from cold_assets.warm.read import EPOCH, WarmColumn, WarmQuery, identifier, read_columns, read_query, render
 
 
@@ -133,7 +134,7 @@ def _s3_collection(client: Client, io_properties: dict[str, str]) -> str:
     query or view definition carries them. A ClickHouse server has it made by its operator
     (README, Production); embedded chDB gets it here, from the catalog's own properties."""
     name = identifier(s3_collection_name())
-    if type(client).__name__ == "ChdbClient":
+    if capabilities_of(client).makes_its_s3_collection:
         # Made again each time: the catalog's credentials may have been rotated.
         key, secret = io_properties.get("s3.access-key-id", ""), io_properties.get("s3.secret-access-key", "")
         client.command(f"DROP NAMED COLLECTION IF EXISTS {name}")
@@ -153,7 +154,7 @@ def cold_source(table: Table, client: Client, literal: bool = False) -> tuple[st
     - s3:// warehouse: icebergS3 over the named collection of the credentials."""
     location = table.location()
     if location.startswith("file://"):
-        if type(client).__name__ != "ChdbClient":
+        if not capabilities_of(client).reads_local_files:
             raise ColdTierUnreadable(f"a ClickHouse server cannot read the local cold table location {location}")
         path = location.removeprefix("file://")
         if literal:
