@@ -130,8 +130,9 @@ def test_a_live_feed_never_fails_a_run_or_a_check_and_ends_equal(live, warm, col
     thread.start()
     runs, started = [], time.monotonic()
     try:
-        # At least 120 s of feed and at least 10 scheduled runs, however slow the machine is.
-        while time.monotonic() - started < 120 or len(runs) < 10:
+        # At least 80 s of feed and at least 6 scheduled runs, however slow the machine is:
+        # every run meets inserts in flight, and the suite stays well inside its time.
+        while time.monotonic() - started < 80 or len(runs) < 6:
             runs += tick(settings)
             # The self-healing sensor leaves open hours to the schedule.
             requests, _ = _sensor(settings, "self_healing")
@@ -139,7 +140,7 @@ def test_a_live_feed_never_fails_a_run_or_a_check_and_ends_equal(live, warm, col
     finally:
         stop.set()
         thread.join()
-    assert len(runs) >= 10 and inserted[0] > 1_000
+    assert len(runs) >= 6 and inserted[0] > 1_000
     # The feed stops; once the settle lag has passed and the grace is over, the previous hour
     # is closed: its checks compare whole hour with whole hour, and every table equals warm.
     time.sleep(live.settle_lag_seconds + 2)
