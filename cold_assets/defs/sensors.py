@@ -27,6 +27,8 @@ from dagster import (
     SensorDefinition,
     SensorEvaluationContext,
     SkipReason,
+    TimeWindow,
+    TimeWindowPartitionsDefinition,
     run_failure_sensor,
     run_status_sensor,
     sensor,
@@ -194,8 +196,9 @@ def in_flight_partitions(
     return covered
 
 
-def _hour_keys(start: datetime, end: datetime) -> list[str]:
-    return [partition_key_of(start + timedelta(hours=h)) for h in range(max(0, int((end - start) / timedelta(hours=1))))]
+def _hour_keys(partitions_def: TimeWindowPartitionsDefinition, start: datetime, end: datetime) -> list[str]:
+    """The hourly partition keys of [start, end), by the partitions definition's own calendar."""
+    return list(partitions_def.get_partition_keys_in_time_window(TimeWindow(start, end))) if end > start else []
 
 
 class _Repairs:
@@ -265,7 +268,7 @@ class _Repairs:
         return requests
 
 
-def self_healing_sensor(job: OffloadJob, settings: Settings, partitions_def: PartitionsDefinition) -> SensorDefinition:
+def self_healing_sensor(job: OffloadJob, settings: Settings, partitions_def: TimeWindowPartitionsDefinition) -> SensorDefinition:
     lookback = timedelta(days=settings.heal_lookback_days)
     policy = HourPolicy.from_settings(settings)
 
@@ -329,12 +332,14 @@ def self_healing_sensor(job: OffloadJob, settings: Settings, partitions_def: Par
         """The hours this sensor looks at: the lookback, never past what warm still holds."""
         current = now.replace(minute=0, second=0, microsecond=0)
         horizon = policy.warm_horizon(now).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-        return _hour_keys(max(current - lookback, horizon), current)
+        return _hour_keys(partitions_def, max(current - lookback, horizon), current)
 
     return _self_healing
 
 
-def ttl_guard_sensor(job: OffloadJob, settings: Settings, partitions_def: PartitionsDefinition) -> SensorDefinition:
+def ttl_guard_sensor(
+    job: OffloadJob, settings: Settings, partitions_def: TimeWindowPartitionsDefinition
+) -> SensorDefinition:
     retention = timedelta(days=settings.warm_retention_days)
     margin = timedelta(days=settings.ttl_margin_days)
     lookback = timedelta(days=settings.heal_lookback_days)
@@ -363,9 +368,9 @@ def ttl_guard_sensor(job: OffloadJob, settings: Settings, partitions_def: Partit
                 # no longer looks at are repaired while there is time...
                 oldest = current - retention + timedelta(hours=1)
                 catalog = iceberg.catalog()
-                found.late_rows(client, catalog, _hour_keys(oldest, current - lookback), now, policy)
+                found.late_rows(client, catalog, _hour_keys(partitions_def, oldest, current - lookback), now, policy)
                 # ...and hours about to be dropped without a proven copy are alerted.
-                keys = _hour_keys(oldest, current - margin)
+                keys = _hour_keys(partitions_def, oldest, current - margin)
                 for table in TABLES:
                     cold_table = catalog.load_table(table.cold_identifier)
                     for parity in partitions_parity(client, cold_table, table, keys, True, now=now, policy=policy):
