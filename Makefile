@@ -42,9 +42,12 @@ demo: install jars
 
 # pytest exits 5 when it collected no test; CI must treat that as a failure, and it does
 # because make propagates any non-zero exit.
+# Integration tests two at a time: most of their time is spent waiting on JVMs, subprocesses
+# and the live feed's clock, and each has its own COLD_HOME, ports and PostgreSQL.
+TEST_WORKERS ?= 2
 test: install jars browser nginx lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider cold_assets_tests/unit
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 cold_assets_tests/integration
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 -n $(TEST_WORKERS) --dist worksteal cold_assets_tests/integration
 
 # The unit tier alone: pure functions, no engine, in seconds.
 unit: install

@@ -33,6 +33,16 @@ def written_by_offload(path: str) -> bool:
     return _OFFLOAD_FILE_NAME.search(path) is not None
 
 
+# A table property of the files kept for years that the hot path does not apply (see
+# parquet_options): files the offload wrote into such a table are re-encoded by compaction.
+LONG_TERM_ONLY_PROPERTY = "write.parquet.compression-level"
+
+
+def reencodes_offload_files(table_properties: dict[str, str]) -> bool:
+    """Whether the table keeps a long-term encoding its offload files do not have."""
+    return LONG_TERM_ONLY_PROPERTY in table_properties
+
+
 def parquet_options(table_properties: dict[str, str], schema: pa.Schema) -> dict:
     """Writer options: the table's write.parquet.* properties as pyiceberg applies them (but
     its compression level), and
@@ -42,7 +52,7 @@ def parquet_options(table_properties: dict[str, str], schema: pa.Schema) -> dict
     options.pop("write_batch_size", None)
     # The table's compression level is for the files kept for years, which the nightly
     # compaction writes once; the hot path keeps the codec's fast default.
-    options.pop("compression_level", None)
+    options.pop("compression_level", None)  # LONG_TERM_ONLY_PROPERTY
     delta = [f.name for f in schema if pa.types.is_int64(f.type) or pa.types.is_timestamp(f.type)]
     options["use_dictionary"] = [f.name for f in schema if f.name not in delta]
     options["column_encoding"] = {name: "DELTA_BINARY_PACKED" for name in delta}

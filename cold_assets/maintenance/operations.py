@@ -2,11 +2,13 @@
 and the proof that compaction changed nothing.
 
 - Compaction rewrites closed partitions only: those wholly before the start of the current
-  UTC day, which the 15-minute offload no longer writes, and of those only the ones still
-  holding a file the offload wrote. It merges their files, sorts the rows by the table's cold
-  order and re-encodes them at COLD_COMPACTION_ZSTD_LEVEL: the layout kept for years, written
-  once. The hours still being offloaded keep their own small files, so an offload's replace
-  of its hour never rewrites a compacted file, and the two rarely touch the same files at
+  UTC day, which the 15-minute offload no longer writes, and of those only the ones where a
+  rewrite changes something (offloaded_partitions): a file the offload wrote that is to be
+  merged with others, or re-encoded at the table's long-term compression level. It merges
+  their files, sorts the rows by the table's cold order and re-encodes them with the table's
+  write.parquet.* properties: the layout kept for years, written once. The hours still being
+  offloaded keep their own small files, so an offload's replace of its hour never rewrites a
+  compacted file, and the two rarely touch the same files at
   all. When they do (a repair of an old hour during compaction), Iceberg's validation makes
   one of them retry: an offload retries from reconciliation, a compaction plans again (its
   one commit per table is all or nothing, sql/spark/rewrite_data_files.sql).
@@ -26,7 +28,7 @@ rendered here from a typed Python value (identifiers validated, timestamps forma
 
 import random
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -40,7 +42,7 @@ from pyiceberg.table.snapshots import Operation, Snapshot
 from pyiceberg.types import NestedField, PrimitiveType
 from pyspark.sql import SparkSession
 
-from cold_assets.cold.files import written_by_offload
+from cold_assets.cold.files import reencodes_offload_files, written_by_offload
 from cold_assets.parity.checksums import cold_checksums
 from cold_assets.tables import MirroredTable
 from cold_assets.warm.read import EPOCH, identifier, render
@@ -241,23 +243,34 @@ def _time_transform(table: Table, spec: MirroredTable) -> str:
 
 
 def offloaded_partitions(table: Table, spec: MirroredTable, lower: datetime, upper: datetime) -> list[tuple[datetime, datetime]]:
-    """The time partitions in [lower, upper) that hold a file the hourly offload wrote, as
-    contiguous [start, end) ranges: what compaction rewrites. A partition holding only files
-    compaction wrote is left alone, so each is rewritten once, and again only after a repair
-    wrote to it."""
+    """The time partitions in [lower, upper) that rewriting changes, as contiguous [start, end)
+    ranges: what compaction rewrites. A partition is rewritten when it holds a file the hourly
+    offload wrote and either merging (it holds more than one file) or re-encoding (the table
+    keeps a long-term encoding the offload does not write, `reencodes_offload_files`) makes a
+    difference. A partition holding only files compaction wrote is left alone, so each is
+    rewritten once, and again only after a repair wrote to it. The filter is by time: a span is
+    rewritten whole, every exchange of it. An hour the offload wrote as
+    one file per exchange, in the table's cold order and its own encoding, is already what a
+    rewrite would write (bronze: 0.99 x its size, one Spark job per partition)."""
     time_field = table.schema().find_field(spec.time_column)
     transform = _time_transform(table, spec)
-    spans = set()
+    reencode = reencodes_offload_files(table.properties)
+    by_partition: dict[tuple, list[DataFile]] = defaultdict(list)
     for data_file in live_data_files(table):
-        if not written_by_offload(data_file.file_path):
+        by_partition[(data_file.spec_id, tuple(cast(Iterable[object], data_file.partition)))].append(data_file)
+    spans = set()
+    for files in by_partition.values():
+        offloaded = [f for f in files if written_by_offload(f.file_path)]
+        if not offloaded or (len(files) == 1 and not reencode):
             continue
-        lowest, highest = _time_bounds(time_field, data_file)
-        if lowest < lower or highest >= upper:
-            continue
-        start, end = _partition_span(transform, lowest)
-        while start <= highest:
-            spans.add((max(start, lower), min(end, upper)))
-            start, end = _partition_span(transform, end)
+        for data_file in offloaded:
+            lowest, highest = _time_bounds(time_field, data_file)
+            if lowest < lower or highest >= upper:
+                continue
+            start, end = _partition_span(transform, lowest)
+            while start <= highest:
+                spans.add((max(start, lower), min(end, upper)))
+                start, end = _partition_span(transform, end)
     ranges: list[tuple[datetime, datetime]] = []
     for start, end in sorted(spans):
         if ranges and ranges[-1][1] >= start:

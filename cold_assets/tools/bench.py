@@ -409,23 +409,43 @@ def _maintenance_state(parent: str | None, state: str | None) -> Iterator[tuple[
     yield settings, not saved.exists()
 
 
-def bench_maintenance(days: int = 7, parent: str | None = None, state: str | None = None) -> dict:
-    """The nightly maintenance of the nine tables after `days` days offloaded at demo volume:
-    each job in its own process (as Dagster runs it), wall time and the JVM's peak RSS."""
+def _nightly_runs(settings: Settings, lookback_days: int) -> dict:
+    """The compaction job, then the expiry of every snapshot so far, each in its own process
+    (as Dagster runs it): wall seconds, the JVM's peak RSS and CPU seconds of each."""
     from cold_assets.defs.nightly import COMPACTION_JOB, EXPIRY_JOB
+
+    env = {**throwaway_env(settings.home), "COLD_SPARK_JARS_DIR": str(settings.spark_jars_dir)}
+    configs: dict[str, dict] = {
+        COMPACTION_JOB: {"lookback_days": lookback_days},
+        EXPIRY_JOB: {"older_than": datetime.now(UTC).isoformat()},  # a real night expires one day of them
+    }
+    runs = {}
+    for job_name, config in configs.items():
+        started = time.perf_counter()
+        facts = maintenance_child_run(env, job_name, config)
+        runs[job_name] = {"wall_s": round(time.perf_counter() - started, 2), **facts}
+    return runs
+
+
+def bench_maintenance(days: int = 7, parent: str | None = None, state: str | None = None) -> dict:
+    """The nightly maintenance of the nine tables at demo volume, two nights: the first, after
+    `days` days offloaded and never compacted (a new deployment's first night), and a steady
+    one after that, when one more day was offloaded. Each job in its own process (as Dagster
+    runs it): wall time, CPU seconds and the JVM's peak RSS."""
     from cold_assets.maintenance.operations import file_stats
     from cold_assets.partitions import partition_key_of
     from cold_assets.tables import TABLES
 
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    start = today - timedelta(days=days)  # closed days only: all of them are compacted tonight
-    keys = [partition_key_of(start + timedelta(hours=h)) for h in range(24 * days)]
+    start = today - timedelta(days=days + 1)  # closed days only: the last one is the steady night's
+    keys = [partition_key_of(start + timedelta(hours=h)) for h in range(24 * (days + 1))]
+    first_keys, last_day_keys = keys[: 24 * days], keys[24 * days :]
     setup_s = None
     with _maintenance_state(parent, state) as (settings, build):
         if build:
             built = time.perf_counter()
-            build_bench_warm(settings, DEMO_TRADES_PER_HOUR, 24 * days, bronze_only=False, start=start)
-            _offload_loop(settings, keys)
+            build_bench_warm(settings, DEMO_TRADES_PER_HOUR, 24 * (days + 1), bronze_only=False, start=start)
+            _offload_loop(settings, first_keys)
             setup_s = round(time.perf_counter() - built, 1)
             if state is not None:
                 # The catalog's recent commits sit in SQLite's write-ahead log: fold them into
@@ -435,30 +455,33 @@ def bench_maintenance(days: int = 7, parent: str | None = None, state: str | Non
                 subprocess.run(["tar", "-cf", "state.tar", "warehouse", "catalog.db"], cwd=settings.home, check=True)
         catalog = IcebergResource.from_settings(settings).catalog()
         before = {t.cold: file_stats(catalog.load_table(t.cold_identifier), t) for t in TABLES}
-        env = {**throwaway_env(settings.home), "COLD_SPARK_JARS_DIR": str(settings.spark_jars_dir)}
-        # Expire every snapshot the offloads made (a real night expires one day of them).
-        configs: dict[str, dict] = {COMPACTION_JOB: {"lookback_days": days}, EXPIRY_JOB: {"older_than": datetime.now(UTC).isoformat()}}
-        runs = {}
-        for job_name, config in configs.items():
-            started = time.perf_counter()
-            facts = maintenance_child_run(env, job_name, config)
-            runs[job_name] = {"wall_s": round(time.perf_counter() - started, 2), **facts}
+        runs = _nightly_runs(settings, lookback_days=days + 1)
         after = {t.cold: file_stats(catalog.load_table(t.cold_identifier), t) for t in TABLES}
+        _offload_loop(settings, last_day_keys)
+        steady_runs = _nightly_runs(settings, lookback_days=7)  # the schedule's default
+        steady = {t.cold: file_stats(catalog.load_table(t.cold_identifier), t) for t in TABLES}
     big = 512 * 1024 * 1024
+
+    def totals(of: dict) -> dict:
+        return {
+            "wall_s": round(sum(r["wall_s"] for r in of.values()), 2),
+            "cpu_s": round(sum(r["cpu_s"]["python"] + r["cpu_s"]["jvm"] for r in of.values()), 1),
+        }
+
     return {
         "benchmark": "maintenance",
         "days": days,
         "trades_per_hour": DEMO_TRADES_PER_HOUR,
         "setup_s": setup_s,  # None: restored from --state
         "runs": runs,
-        "wall_s": round(sum(r["wall_s"] for r in runs.values()), 2),
-        "cpu_s": round(sum(r["cpu_s"]["python"] + r["cpu_s"]["jvm"] for r in runs.values()), 1),
-        "jvm_peak_rss_mb": round(max(r["jvm_peak_rss_mb"] for r in runs.values())),
+        **totals(runs),
+        "steady_night": {"days_offloaded_since": 1, "runs": steady_runs, **totals(steady_runs)},
+        "jvm_peak_rss_mb": round(max(r["jvm_peak_rss_mb"] for r in [*runs.values(), *steady_runs.values()])),
         "tables": {
             name: {
-                "data_files": [before[name].data_files, after[name].data_files],
-                "bytes": [before[name].bytes, after[name].bytes],
-                "partitions": after[name].partitions,
+                "data_files": [before[name].data_files, after[name].data_files, steady[name].data_files],
+                "bytes": [before[name].bytes, after[name].bytes, steady[name].bytes],
+                "partitions": steady[name].partitions,
                 "max_files_per_partition": [before[name].max_files_per_partition, after[name].max_files_per_partition],
                 "rows_unchanged": before[name].rows == after[name].rows,
             }

@@ -335,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["offload", "feed", "checks", "maintenance", "federation", "history", "storage"],
         help="offload (default): one warm bronze hour into Iceberg, with floors; feed: the simulator into chDB; "
         "checks: parity checks' share of a run, and the 24-hour audit; maintenance: the nightly Spark jobs "
-        "after --days (7) days at demo volume; federation: OHLCV latency through a view over --days (28) days; "
+        "after --days (7) days at demo volume (a first night), then after one more day (a steady night); "
+        "federation: OHLCV latency through a view over --days (28) days; "
         "history: the first backfill of --days (30) days of the nine tables through Dagster, then the tick, the "
         "sensors, the nightly maintenance and OHLCV through the view on that history; storage: --hours (24) at "
         "--trades-per-hour (100,000) offloaded and compacted, bytes against ClickHouse's own parts",

@@ -33,6 +33,7 @@ from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.tables import TABLES, table_by_cold_name
 from cold_assets.tools.instance import embedded_instance
 from cold_assets_tests.support.offload_helpers import (
+    NO_OVERLAP,
     START,
     assert_tiers_equal,
     check_results,
@@ -84,32 +85,53 @@ def live_data_files(catalog, table) -> set[str]:
 def test_24_hourly_offloads_compact_to_one_file_per_day_and_exchange_with_the_same_content(settings, warm, cold):
     feed(warm, hours=24, trades_per_hour=300)
     run_offload(settings, DAY_KEYS)
+    # Late rows of one hour, appended: its binance partition of raw and bronze gets a second
+    # file (no overlap re-read: the feed's rows were all ingested within its 5 minutes).
+    late_hour = START + timedelta(hours=5)
+    insert_late_raw(warm, late_hour, 40, first_trade_id=9_000_000)
+    run_offload(settings, [partition_key_of(late_hour)], NO_OVERLAP)
     catalog = cold.catalog()
     day = (START, START + timedelta(days=1))
     silver = catalog.load_table(SILVER.cold_identifier)
     before = file_stats(silver, SILVER)
-    assert before.max_files_per_partition == 24  # one file per hour and exchange
+    assert before.max_files_per_partition == 24  # one file per hour and exchange (silver replaces an hour)
     raw = catalog.load_table(RAW.cold_identifier)
     raw_before = file_stats(raw, RAW)
-    assert raw_before.max_files_per_partition == 1  # nothing to merge, but the offload's encoding
+    assert (raw_before.data_files, raw_before.max_files_per_partition) == (49, 2)
+    bronze = catalog.load_table(BRONZE.cold_identifier)
+    bronze_files_before = {f.file_path for f in maintenance_live_data_files(bronze)}
+    assert len(bronze_files_before) == 49
     with warm.connect() as client:
         checksums_before = cold_checksums(client, silver, SILVER, *day)
         raw_checksums_before = cold_checksums(client, raw, RAW, *day)
+        bronze_checksums_before = cold_checksums(client, bronze, BRONZE, *day)
 
-    result = run_job(settings, COMPACTION_JOB, {"tables": ["silver_trades", "gold_ohlcv_1m", "raw_trades"], **ALL_CLOSED})
+    tables = ["silver_trades", "gold_ohlcv_1m", "raw_trades", "bronze_trades"]
+    result = run_job(settings, COMPACTION_JOB, {"tables": tables, **ALL_CLOSED})
 
     silver = silver.refresh()
     after = file_stats(silver, SILVER)
     assert (after.partitions, after.max_files_per_partition, after.data_files) == (2, 1, 2)  # binance, kraken
     assert after.rows == before.rows
-    # raw's hourly files are rewritten once, one for one, sorted and re-encoded for the long term.
+    # raw's hourly files are rewritten once, one for one (the late hour's two merged), and
+    # re-encoded at raw's long-term zstd level.
     raw = raw.refresh()
     raw_files = maintenance_live_data_files(raw)
-    assert file_stats(raw, RAW).data_files == raw_before.data_files == 48
+    assert file_stats(raw, RAW).data_files == 48
     assert not [f.file_path for f in raw_files if written_by_offload(f.file_path)]
     assert sum(f.file_size_in_bytes for f in raw_files) < raw_before.bytes
+    # bronze has no long-term-only encoding: only the hour with two files is rewritten (both
+    # exchanges: the filter is by time), the 23 others are what a rewrite would write, and
+    # stay as the offload wrote them.
+    bronze = bronze.refresh()
+    bronze_files = {f.file_path for f in maintenance_live_data_files(bronze)}
+    assert len(bronze_files) == 48
+    assert len(bronze_files & bronze_files_before) == 46
+    assert all(written_by_offload(p) for p in bronze_files & bronze_files_before)
+    assert [written_by_offload(p) for p in bronze_files - bronze_files_before] == [False, False]
     with warm.connect() as client:
         assert cold_checksums(client, raw, RAW, *day) == raw_checksums_before
+        assert cold_checksums(client, bronze, BRONZE, *day) == bronze_checksums_before
     gold = file_stats(catalog.load_table(GOLD_1M.cold_identifier), GOLD_1M)
     assert gold.max_files_per_partition == 1
     # The same rows, read back by pyiceberg and by ClickHouse's Iceberg reader.
@@ -121,14 +143,14 @@ def test_24_hourly_offloads_compact_to_one_file_per_day_and_exchange_with_the_sa
     assert (facts["data_files_before"], facts["data_files_after"]) == (48, 2)
     assert facts["bytes_after"] < facts["bytes_before"]
     checks = check_results(embedded_instance(settings), result.run_id)
-    assert checks == {(name, COMPACTION_PRESERVED_CONTENT): True for name in ("silver_trades", "gold_ohlcv_1m", "raw_trades")}
+    assert checks == {(name, COMPACTION_PRESERVED_CONTENT): True for name in tables}
     # Run on its own, the check proves the latest rewrite again.
     alone = compaction_check(SILVER, cold_asset_key(SILVER))(iceberg=cold, clickhouse=warm)
     assert alone.passed and alone.metadata["rows_after"].value == before.rows
     # Compacting again finds nothing left to rewrite: a partition is rewritten once.
-    again = run_job(settings, COMPACTION_JOB, {"tables": ["silver_trades", "raw_trades"], **ALL_CLOSED})
-    assert observations(again, SILVER)["files_rewritten"] == 0
-    assert observations(again, RAW)["files_rewritten"] == 0
+    again = run_job(settings, COMPACTION_JOB, {"tables": ["silver_trades", "raw_trades", "bronze_trades"], **ALL_CLOSED})
+    for spec in (SILVER, RAW, BRONZE):
+        assert observations(again, spec)["files_rewritten"] == 0
     # Any engine reads the compacted tables: DuckDB, through its iceberg extension.
     for spec in (SILVER, RAW):
         assert_duckdb_reads_what_pyiceberg_reads(catalog.load_table(spec.cold_identifier), spec)
