@@ -33,6 +33,15 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
 
 
 @pytest.fixture
+def live(settings, monkeypatch) -> Settings:
+    """The production defaults: a 30 s settle lag (the shared fixture sets 0 for speed)."""
+    monkeypatch.delenv("COLD_SETTLE_LAG_SECONDS")
+    live = Settings.from_env()
+    assert live.settle_lag_seconds == 30
+    return live
+
+
+@pytest.fixture
 def warm(settings: Settings) -> ClickHouseResource:
     """The embedded warm tier with the medallion applied."""
     resource = ClickHouseResource.from_settings(settings)

@@ -45,7 +45,7 @@ class ColdTierUnreadable(RuntimeError):
 class ParityBasis(str, Enum):
     """What an hour's cold rows are compared with (hours.py says when each applies)."""
 
-    WARM_HOUR = "warm hour"  # closed: the whole warm hour
+    WARM_HOUR = "warm hour"  # closed: the whole warm hour (an append layer's: its settled rows)
     WARM_TO_WATERMARK = "warm to watermark"  # open append hour: warm rows ingested up to its watermark
     AS_OFFLOADED = "as offloaded"  # open replace hour: the fingerprint of the rows last written
     COLD_ONLY = "cold only"  # older than the warm retention: cold is the copy of record
@@ -278,7 +278,7 @@ def partitions_parity(
             states[int(ranges[key][0].timestamp())] = state
     columns = read_columns(client, spec, cold_table.schema()) if any(s is not HourStatus.COLD_ONLY for s in statuses.values()) else None
     canonical = canonical_row(cold_table, absent_columns(columns)) if content else "1"
-    warm = _warm_side(client, spec, canonical, statuses, ranges, states, columns)
+    warm = _warm_side(client, spec, canonical, statuses, ranges, states, columns, settled=now - policy.settle_lag)
     cold = _cold_side(client, cold_table, spec, canonical, ranges)
     content = content and all(c is not None for _, c in cold.values())
     parities = []
@@ -312,10 +312,14 @@ def _warm_side(
     ranges: dict[str, tuple[datetime, datetime]],
     states: Mapping[int, PartitionState],
     columns: list[WarmColumn] | None,
+    settled: datetime,
 ) -> dict[int, tuple[int, int]]:
-    """Warm rows and checksums per bucket: the whole range, except an open hour of an append
-    layer, read up to its watermark (what the offload could have seen). Buckets sharing a
-    bound share one query. Cold-only hours are not read."""
+    """Warm rows and checksums per bucket: the whole range of a replace layer; an append
+    layer's read up to what an offload could have seen, its watermark for an open hour and
+    `settled` (the clock minus the settle lag) for a closed one: a late row of a closed hour
+    still inside the settle lag is in flight, not missing (the next offload of the hour, or
+    the self-healing sensor once it settled, takes it). Buckets sharing a bound share one
+    query. Cold-only hours are not read."""
     by_bound: dict[datetime | None, list[tuple[datetime, datetime]]] = defaultdict(list)
     for key, status in statuses.items():
         if status is HourStatus.COLD_ONLY:
@@ -325,6 +329,8 @@ def _warm_side(
         if spec.mode is OffloadMode.APPEND and status is HourStatus.OPEN:
             state = states.get(int(start.timestamp()))
             bound = state.watermark if state is not None and state.watermark is not None else EPOCH
+        elif spec.mode is OffloadMode.APPEND:
+            bound = settled
         by_bound[bound].append((start, end))
     warm: dict[int, tuple[int, int]] = {}
     for bound, spans in by_bound.items():

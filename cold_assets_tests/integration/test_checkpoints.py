@@ -13,8 +13,10 @@ from datetime import timedelta
 
 from cold_assets.defs.assets import cold_asset_key
 from cold_assets.defs.metadata import recorded_states
+from cold_assets.federation import federate
 from cold_assets.offload.bookkeeping import PARTITIONS, Ancestry
 from cold_assets.offload.protocol import Outcome, offload_partitions
+from cold_assets.parity.checksums import local_file_access
 from cold_assets.partitions import partition_key_of
 from cold_assets.settings import Settings
 from cold_assets.tables import TABLES, table_by_cold_name
@@ -22,16 +24,24 @@ from cold_assets.tools.instance import embedded_instance
 from cold_assets_tests.support.offload_helpers import (
     RAW_COLUMNS,
     START,
+    WARM_TABLES_WITH_INGESTION,
     assert_tiers_equal,
+    cold_hour,
     feed,
+    insert_late_raw,
     latest_metadata,
     op_config,
     run_offload,
+    settle,
 )
 
 SIX = [START + timedelta(hours=h) for h in range(6)]
 SIX_KEYS = [partition_key_of(h) for h in SIX]
 BRONZE, SILVER, GOLD_1D = (table_by_cold_name(n) for n in ("bronze_trades", "silver_trades", "gold_ohlcv_1d"))
+
+
+def cold_trade_ids(catalog, spec, hour) -> set[int]:
+    return set(cold_hour(catalog, spec, hour)["trade_id"].to_pylist())
 
 
 def offload_commits(table) -> list[dict]:
@@ -217,36 +227,59 @@ def test_after_the_snapshot_with_an_hours_bookkeeping_expired_a_rerun_adds_only_
     assert_tiers_equal(warm, cold, SIX, tables=[BRONZE])
 
 
-def test_one_hour_of_a_range_committed_together_is_repaired_alone(settings, warm, cold):
+def test_one_hour_of_a_range_committed_together_is_repaired_alone(live, warm, cold):
+    """With the production settle lag: the feed has settled, the range is committed together,
+    one hour is damaged in cold and repaired alone while a trade of that hour is still
+    arriving (younger than the lag). The repair of bronze (an append layer) stops at the lag;
+    the trade reaches it once, through the next run's overlap re-read."""
     feed(warm, hours=6)
-    assert run_offload(settings, SIX_KEYS)[0].success
+    settle(warm)
+    assert run_offload(live, SIX_KEYS)[0].success
     catalog = cold.catalog()
     from pyiceberg.expressions import EqualTo
 
     from cold_assets.cold.ranges import range_filter
 
-    damaged = {}
     for spec in (BRONZE, SILVER):
         table = catalog.load_table(spec.cold_identifier)
         victim = table.scan(row_filter=range_filter(spec.time_column, SIX[2], SIX[3]), limit=1).to_arrow()["trade_id"][0].as_py()
         table.delete(EqualTo("trade_id", victim))
-        damaged[spec.cold] = victim
+    insert_late_raw(warm, SIX[2], 1, first_trade_id=9_500_000_000)  # ingested now: inside the lag
     config = {"ops": {f"cold__{s.cold}": {"config": {"replace_hour": True}} for s in (BRONZE, SILVER)}}
-    defs_result, instance = run_offload(settings, [SIX_KEYS[2]], config)
+    defs_result, instance = run_offload(live, [SIX_KEYS[2]], config)
     assert defs_result.success
     for spec in (BRONZE, SILVER):
         commits = offload_commits(catalog.load_table(spec.cold_identifier))
         assert list(commits[-1]) == [SIX_KEYS[2]] and commits[-1][SIX_KEYS[2]]["mode"] == "replace"
-    assert_tiers_equal(warm, cold, SIX)
-    # The range again: every hour is found where its last commit left it, nothing is written.
-    result, instance = run_offload(settings, SIX_KEYS, op_config(append_overlap_seconds=0))
+    arrivals = {spec.cold: cold_trade_ids(catalog, spec, SIX[2]) & {9_500_000_000} for spec in (BRONZE, SILVER)}
+    assert arrivals == {"bronze_trades": set(), "silver_trades": {9_500_000_000}}  # silver replaces all warm has
+    assert_tiers_equal(warm, cold, SIX[:2] + SIX[3:], tables=[BRONZE])
+    assert_tiers_equal(warm, cold, SIX, tables=[SILVER])
+    # The federated view does not let the lag hide the trade: its hour stays on warm.
+    with warm.connect() as client:
+        (federation,) = federate(client, catalog, tables=[BRONZE])
+        assert federation.cutover == SIX[2], federation
+        with local_file_access(catalog.load_table(BRONZE.cold_identifier)):
+            found = client.query("SELECT count() FROM bronze_trades_all WHERE trade_id = 9500000000").result_rows
+        assert found == [(1,)]
+    # A minute later the trade is older than the lag and inside the overlap the next append
+    # re-reads; every other hour is found where its last commit left it.
+    with warm.connect() as client:
+        for warm_table in WARM_TABLES_WITH_INGESTION:
+            client.command(
+                f"ALTER TABLE {warm_table} UPDATE ingested_at = ingested_at - INTERVAL 1 MINUTE WHERE toString(trade_id) = {{id:String}}",
+                parameters={"id": "9500000000"},
+                settings={"mutations_sync": 2},
+            )
+    result, instance = run_offload(live, SIX_KEYS)
     assert result.success
-    for spec in (BRONZE, SILVER):
-        for key in SIX_KEYS:
-            assert latest_metadata(instance, spec, key)["rows_written"] == 0, (spec.cold, key)
-    states = recorded_states(embedded_instance(settings), cold_asset_key(BRONZE), SIX_KEYS)
+    written = {key: latest_metadata(instance, BRONZE, key)["rows_written"] for key in SIX_KEYS}
+    assert written == {key: 1 if key == SIX_KEYS[2] else 0 for key in SIX_KEYS}
+    states = recorded_states(embedded_instance(live), cold_asset_key(BRONZE), SIX_KEYS)
     assert set(states) == set(SIX_KEYS)
     assert_tiers_equal(warm, cold, SIX)
+    with warm.connect() as client:
+        assert federate(client, catalog, tables=[BRONZE])[0].cutover > SIX[2]
 
 
 def test_a_checkpoint_of_less_than_one_hour_is_refused_with_the_variable_named(monkeypatch):
@@ -265,15 +298,14 @@ def test_a_commit_by_another_writer_between_two_checkpoints_is_seen_by_the_next(
     checkpoint must replace hour 2 (its plan of the cold files, made before the other
     writer's commit, is made again), not add a second copy beside the other writer's."""
     feed(warm, hours=4)
+    settle(warm)  # the production settle lag (the offload's default) throughout
     catalog = cold.catalog()
     with warm.connect() as client:
-        a = offload_partitions(
-            client, catalog.load_table(SILVER.cold_identifier), SILVER, SIX_KEYS[:4], "A", settle_lag=timedelta(0), checkpoint_hours=2
-        )
+        a = offload_partitions(client, catalog.load_table(SILVER.cold_identifier), SILVER, SIX_KEYS[:4], "A", checkpoint_hours=2)
         first = next(a)
         assert sorted(r.partition_key for r in first.results) == SIX_KEYS[:2]
         other = list(
-            offload_partitions(client, catalog.load_table(SILVER.cold_identifier), SILVER, SIX_KEYS[2:4], "B", settle_lag=timedelta(0))
+            offload_partitions(client, catalog.load_table(SILVER.cold_identifier), SILVER, SIX_KEYS[2:4], "B")
         )
         assert all(r.rows_written > 0 for c in other for r in c.results)
         late = [

@@ -28,6 +28,7 @@ from cold_assets_tests.support.offload_helpers import (
     KEYS,
     RAW_COLUMNS,
     START,
+    WARM_TABLES_WITH_INGESTION,
     assert_tiers_equal,
     check_results,
     cold_hour,
@@ -35,30 +36,10 @@ from cold_assets_tests.support.offload_helpers import (
     latest_metadata,
     op_config,
     run_offload,
+    settle,
 )
 
 BRONZE, SILVER = table_by_cold_name("bronze_trades"), table_by_cold_name("silver_trades")
-WARM_TABLES_WITH_INGESTION = ("trades_raw", "trades_rejects", "bronze_trades", "silver_trades")
-
-
-@pytest.fixture
-def live(settings, monkeypatch) -> Settings:
-    """The production defaults: a 30 s settle lag (the shared fixture sets 0 for speed)."""
-    monkeypatch.delenv("COLD_SETTLE_LAG_SECONDS")
-    live = Settings.from_env()
-    assert live.settle_lag_seconds == 30
-    return live
-
-
-def settle(warm, minutes: int = 10) -> None:
-    """Moves the feed's ingestion `minutes` into the past, as if it had arrived then: the rows
-    are then older than the settle lag and its overlap, as a closed hour's rows are."""
-    with warm.connect() as client:
-        for table in WARM_TABLES_WITH_INGESTION:
-            client.command(
-                f"ALTER TABLE {table} UPDATE ingested_at = ingested_at - INTERVAL {int(minutes)} MINUTE WHERE 1",
-                settings={"mutations_sync": 2},
-            )
 
 
 def all_checks_passed(instance, run_id) -> None:

@@ -20,6 +20,7 @@ START = (datetime.now(UTC) - timedelta(days=6)).replace(hour=0, minute=0, second
 PARTITIONS_START = (START - timedelta(days=10)).strftime("%Y-%m-%d-%H:%M")
 HOURS = 3
 KEYS = [partition_key_of(START + timedelta(hours=h)) for h in range(HOURS)]
+WARM_TABLES_WITH_INGESTION = ("trades_raw", "trades_rejects", "bronze_trades", "silver_trades")
 RAW_COLUMNS = ["exchange", "symbol", "trade_id", "price", "quantity", "side", "exchange_ts", "received_at", "message"]
 
 
@@ -45,6 +46,17 @@ def insert_late_raw(warm, hour: datetime, count: int, first_trade_id: int, excha
     ]
     with warm.connect() as client:
         client.insert("trades_raw", rows, column_names=RAW_COLUMNS)
+
+
+def settle(warm, minutes: int = 10) -> None:
+    """Moves the feed's ingestion `minutes` into the past, as if it had arrived then: the rows
+    are then older than the settle lag and its overlap, as a closed hour's rows are."""
+    with warm.connect() as client:
+        for table in WARM_TABLES_WITH_INGESTION:
+            client.command(
+                f"ALTER TABLE {table} UPDATE ingested_at = ingested_at - INTERVAL {int(minutes)} MINUTE WHERE 1",
+                settings={"mutations_sync": 2},
+            )
 
 
 def feed(warm, hours: int = HOURS, trades_per_hour: int = 3_000, **shares) -> None:
