@@ -242,16 +242,25 @@ def _time_transform(table: Table, spec: MirroredTable) -> str:
     raise ValueError(f"cold.{spec.cold} is not partitioned by {spec.time_column}")
 
 
+def worth_rewriting(files: int, offload_files: int, transform: str, reencodes: bool) -> bool:
+    """Whether compaction rewrites a partition of `files` live files, `offload_files` of them
+    written by the offload, partitioned by `transform` of time (offloaded_partitions says why)."""
+    if offload_files == 0:
+        return False
+    return files > 1 or transform != "hour" or reencodes
+
+
 def offloaded_partitions(table: Table, spec: MirroredTable, lower: datetime, upper: datetime) -> list[tuple[datetime, datetime]]:
     """The time partitions in [lower, upper) that rewriting changes, as contiguous [start, end)
     ranges: what compaction rewrites. A partition is rewritten when it holds a file the hourly
-    offload wrote and either merging (it holds more than one file) or re-encoding (the table
-    keeps a long-term encoding the offload does not write, `reencodes_offload_files`) makes a
-    difference. A partition holding only files compaction wrote is left alone, so each is
-    rewritten once, and again only after a repair wrote to it. The filter is by time: a span is
-    rewritten whole, every exchange of it. An hour the offload wrote as
-    one file per exchange, in the table's cold order and its own encoding, is already what a
-    rewrite would write (bronze: 0.99 x its size, one Spark job per partition)."""
+    offload wrote, unless it is an hour partition holding that one file only and the table
+    keeps no long-term encoding the offload does not write (`reencodes_offload_files`): the
+    offload wrote that hour once, whole, in the cold order, and a rewrite would write it again
+    (bronze: 0.99 x its size, at one Spark job per hour and exchange). A day or month holding
+    one file so far is rewritten (Spark's small files are smaller: gold_ohlcv_1d 0.73 x).
+    A partition holding only files compaction wrote is left alone, so each is rewritten once,
+    and again only after a repair wrote to it. The filter is by time: a span is rewritten
+    whole, every exchange of it."""
     time_field = table.schema().find_field(spec.time_column)
     transform = _time_transform(table, spec)
     reencode = reencodes_offload_files(table.properties)
@@ -261,7 +270,7 @@ def offloaded_partitions(table: Table, spec: MirroredTable, lower: datetime, upp
     spans = set()
     for files in by_partition.values():
         offloaded = [f for f in files if written_by_offload(f.file_path)]
-        if not offloaded or (len(files) == 1 and not reencode):
+        if not worth_rewriting(len(files), len(offloaded), transform, reencode):
             continue
         for data_file in offloaded:
             lowest, highest = _time_bounds(time_field, data_file)

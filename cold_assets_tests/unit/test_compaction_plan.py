@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import pytest
 
 from cold_assets.cold.files import written_by_offload
-from cold_assets.maintenance.operations import _partition_span, _where
+from cold_assets.maintenance.operations import _partition_span, _where, worth_rewriting
 
 
 def test_the_offloads_files_are_told_from_the_ones_spark_wrote():
@@ -36,3 +36,16 @@ def test_the_compaction_filter_is_one_disjunct_per_range_with_microsecond_bounds
     )
     with pytest.raises(ValueError, match="not a valid SQL identifier"):
         _where("exchange_ts) OR (1=1", ranges)
+
+
+def test_a_partition_is_rewritten_only_where_the_rewrite_changes_something():
+    # Nothing the offload wrote: compaction's own files are never rewritten again.
+    assert not worth_rewriting(3, 0, "day", reencodes=True)
+    # An hour the offload wrote as one file: already its final layout, unless re-encoded.
+    assert not worth_rewriting(1, 1, "hour", reencodes=False)
+    assert worth_rewriting(1, 1, "hour", reencodes=True)
+    # Late rows appended a second file: merged.
+    assert worth_rewriting(2, 2, "hour", reencodes=False)
+    # A day or month with one file so far: rewritten (and again as it fills).
+    assert worth_rewriting(1, 1, "month", reencodes=False)
+    assert worth_rewriting(2, 1, "month", reencodes=False)
