@@ -11,7 +11,7 @@ and after compaction; and the ratios the long-term store is judged by.
 
 import time
 from collections import defaultdict
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -24,7 +24,7 @@ from cold_assets.maintenance.operations import live_data_files
 from cold_assets.partitions import partition_key_of
 from cold_assets.settings import throwaway_env
 from cold_assets.tables import TABLES, Layer
-from cold_assets.tools.bench import BENCH_START, bench_settings, build_bench_warm, maintenance_child_run
+from cold_assets.tools.bench import bench_settings, build_bench_warm, maintenance_child_run
 from cold_assets.warm.read import identifier, render
 
 PRODUCTION_TRADES_PER_HOUR = 100_000
@@ -77,10 +77,13 @@ def bench_storage(hours: int = 24, trades_per_hour: int = PRODUCTION_TRADES_PER_
     from cold_assets.defs.nightly import COMPACTION_JOB
     from cold_assets.offload.protocol import offload_partitions
 
-    keys = [partition_key_of(BENCH_START + timedelta(hours=h)) for h in range(hours)]
+    # Closed days only, ending at the start of today: compaction rewrites none of today's hours.
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = today - timedelta(days=-(-hours // 24))
+    keys = [partition_key_of(start + timedelta(hours=h)) for h in range(hours)]
     with bench_settings(parent) as settings:
         started = time.perf_counter()
-        build_bench_warm(settings, trades_per_hour, hours, bronze_only=False, start=BENCH_START)
+        build_bench_warm(settings, trades_per_hour, hours, bronze_only=False, start=start)
         catalog = IcebergResource.from_settings(settings).catalog()
         with ClickHouseResource.from_settings(settings).connect() as client:
             warm = _warm_bytes(client)
