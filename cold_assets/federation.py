@@ -14,7 +14,7 @@ parity.local_file_access, as `cold-assets federate` does.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from clickhouse_connect.driver.client import Client
@@ -82,11 +82,11 @@ def next_cutover(
         return start, 0
     table = catalog.load_table(spec.cold_identifier)
     # Which hours are candidates is decided at `now`; parity is measured on the warm clock itself,
-    # which stamped the rows' ingested_at. Without a settle lag: a late row still in flight
-    # keeps its hour on warm (the checks let it settle; the view must not hide it).
+    # which stamped the rows' ingested_at. A late row still in flight keeps its hour on warm
+    # (the checks let it settle; the view must not hide it).
     parity = partitions_parity(
-        client, table, spec, [key for _, key in buckets], content=True, now=warm_now(client),
-        policy=replace(policy, settle_lag=timedelta(0)),
+        client, table, spec, [key for _, key in buckets], content=True, now=warm_now(client), policy=policy,
+        rows_in_flight_count=True,
     )
     proven = 0
     for (lo, _), result in zip(buckets, parity, strict=True):

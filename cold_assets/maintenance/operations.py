@@ -183,6 +183,11 @@ def live_data_files(table: Table) -> list[DataFile]:
     ]
 
 
+def _partition_of(data_file: DataFile) -> tuple:
+    """The partition a data file belongs to: its spec and partition values."""
+    return data_file.spec_id, tuple(cast(Iterable[object], data_file.partition))
+
+
 def file_stats(table: Table, spec: MirroredTable, start: datetime | None = None, end: datetime | None = None) -> FileStats:
     """Counts over the live data files of the current snapshot, all or those wholly in
     [start, end) of the time column. Reads the manifest entries themselves: a table with a
@@ -200,7 +205,7 @@ def file_stats(table: Table, spec: MirroredTable, start: datetime | None = None,
         return start <= lowest and highest < end
 
     files = [f for f in live_data_files(table) if in_range(f)]
-    per_partition: Counter[tuple] = Counter((f.spec_id, tuple(cast(Iterable[object], f.partition))) for f in files)
+    per_partition: Counter[tuple] = Counter(_partition_of(f) for f in files)
     return FileStats(
         data_files=len(files),
         bytes=sum(f.file_size_in_bytes for f in files),
@@ -266,7 +271,7 @@ def offloaded_partitions(table: Table, spec: MirroredTable, lower: datetime, upp
     reencode = reencodes_offload_files(table.properties)
     by_partition: dict[tuple, list[DataFile]] = defaultdict(list)
     for data_file in live_data_files(table):
-        by_partition[(data_file.spec_id, tuple(cast(Iterable[object], data_file.partition)))].append(data_file)
+        by_partition[_partition_of(data_file)].append(data_file)
     spans = set()
     for files in by_partition.values():
         offloaded = [f for f in files if written_by_offload(f.file_path)]

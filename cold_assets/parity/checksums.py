@@ -262,13 +262,16 @@ def partitions_parity(
     now: datetime,
     policy: HourPolicy,
     offloaded: Mapping[str, PartitionState] | None = None,
+    rows_in_flight_count: bool = False,
 ) -> list[HourParity]:
     """Parity of each partition at warm-clock time `now`, with one cold query and a warm query
     per distinct bound (one or two), however many partitions.
 
     Each hour is compared on the basis its status calls for (ParityBasis). `offloaded` holds,
     per partition, what an offload just left it at (watermark, fingerprint); other hours take
-    what the table's own bookkeeping says (the current snapshot's ancestry)."""
+    what the table's own bookkeeping says (the current snapshot's ancestry).
+    `rows_in_flight_count` compares an append layer's closed hours whole, rows younger than
+    the settle lag included (the federated views: a cutover must not hide them)."""
     statuses = {key: policy.status(spec, hour_of(key), now) for key in partition_keys}
     ranges = {key: spec.offload_range(hour_of(key)) for key in partition_keys}
     # What the hour's last offload left (per bucket: the daily bars' day is one bucket).
@@ -278,7 +281,8 @@ def partitions_parity(
             states[int(ranges[key][0].timestamp())] = state
     columns = read_columns(client, spec, cold_table.schema()) if any(s is not HourStatus.COLD_ONLY for s in statuses.values()) else None
     canonical = canonical_row(cold_table, absent_columns(columns)) if content else "1"
-    warm = _warm_side(client, spec, canonical, statuses, ranges, states, columns, settled=now - policy.settle_lag)
+    settled = None if rows_in_flight_count else now - policy.settle_lag
+    warm = _warm_side(client, spec, canonical, statuses, ranges, states, columns, settled)
     cold = _cold_side(client, cold_table, spec, canonical, ranges)
     content = content and all(c is not None for _, c in cold.values())
     parities = []
@@ -312,11 +316,11 @@ def _warm_side(
     ranges: dict[str, tuple[datetime, datetime]],
     states: Mapping[int, PartitionState],
     columns: list[WarmColumn] | None,
-    settled: datetime,
+    settled: datetime | None,
 ) -> dict[int, tuple[int, int]]:
     """Warm rows and checksums per bucket: the whole range of a replace layer; an append
     layer's read up to what an offload could have seen, its watermark for an open hour and
-    `settled` (the clock minus the settle lag) for a closed one: a late row of a closed hour
+    `settled` (the clock minus the settle lag; None: all) for a closed one: a late row of a closed hour
     still inside the settle lag is in flight, not missing (the next offload of the hour, or
     the self-healing sensor once it settled, takes it). Buckets sharing a bound share one
     query. Cold-only hours are not read."""

@@ -9,6 +9,7 @@ compressed bytes; hourly and compacted cold file bytes; bytes per row of each co
 and after compaction; and the ratios the long-term store is judged by.
 """
 
+import math
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -83,7 +84,7 @@ def bench_storage(hours: int = 24, trades_per_hour: int = PRODUCTION_TRADES_PER_
 
     # Closed days only, ending at the start of today: compaction rewrites none of today's hours.
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    start = today - timedelta(days=-(-hours // 24))
+    start = today - timedelta(days=math.ceil(hours / 24))
     keys = [partition_key_of(start + timedelta(hours=h)) for h in range(hours)]
     with bench_settings(parent) as settings:
         started = time.perf_counter()
