@@ -25,7 +25,7 @@ from cold_assets.offload.protocol import count_rows, warm_now
 from cold_assets.parity.checksums import cold_source, local_file_access, partitions_parity
 from cold_assets.partitions import partition_key_of
 from cold_assets.tables import TABLES, MirroredTable
-from cold_assets.warm.read import EPOCH, FAR_FUTURE, identifier, read_columns, read_query, render, time_bound
+from cold_assets.warm.read import EPOCH, FAR_FUTURE, identifier, read_columns, read_query, render, time_bound, warm_read_query
 
 # An hour is a candidate once the offload is done with it: closed for this long.
 SETTLED = timedelta(hours=1)
@@ -105,7 +105,7 @@ def next_cutover(
 
 def _warm_rows(client: Client, spec: MirroredTable, start: datetime) -> int:
     lo, hi = spec.offload_range(start)
-    return count_rows(client, read_query(spec, read_columns(client, spec), lo, hi))
+    return count_rows(client, warm_read_query(client, spec, read_columns(client, spec), lo, hi))
 
 
 def view_sql(client: Client, catalog: Catalog, spec: MirroredTable, cutover: datetime) -> str:

@@ -38,6 +38,17 @@ class OffloadMode(str, Enum):
 
 
 @dataclass(frozen=True)
+class FinalKey:
+    """The sorting key of a warm table deduplicated at merge time (a ReplacingMergeTree, read
+    FINAL): the `groups` columns, then `id`, which grows with time inside each group (a trade
+    id per instrument). A FINAL read is pruned to each group's id range (warm/read.py)."""
+
+    groups: tuple[str, ...]
+    id: str
+    id_type: str  # the ClickHouse type the id's bounds are bound as
+
+
+@dataclass(frozen=True)
 class MirroredTable:
     """One warm table and the cold table that mirrors it."""
 
@@ -51,6 +62,8 @@ class MirroredTable:
     # warm table's own sort order where possible (ClickHouse reads in order, no sort).
     cold_order: tuple[str, ...]
     gold_window: str | None = None
+    # Set where the warm table deduplicates at merge time: its reads are FINAL.
+    final_key: FinalKey | None = None
 
     @property
     def mode(self) -> OffloadMode:
@@ -90,6 +103,7 @@ TABLES: tuple[MirroredTable, ...] = (
     MirroredTable(
         "silver_trades", "silver_trades", Layer.SILVER, "bronze_trades", "exchange_ts",
         ("exchange", "exchange_symbol", "trade_id"),
+        final_key=FinalKey(("exchange", "exchange_symbol"), "trade_id", "UInt64"),
     ),
     *(
         MirroredTable(f"gold_ohlcv_{w}", f"gold_ohlcv_{w}", Layer.GOLD, "silver_trades", "window_start", _BAR_ORDER, w)

@@ -80,6 +80,7 @@ from cold_assets.warm.read import (
     read_columns,
     read_query,
     render,
+    warm_read_query,
 )
 
 STREAM_QUEUE_BATCHES = 4
@@ -664,7 +665,7 @@ def _skip_unchanged_replaces(
     candidates = [r for r in ranges if r.outcome is None and r.state.fingerprint is not None]
     if not candidates:
         return
-    query = read_query(spec, columns, candidates[0].start, candidates[-1].end)
+    query = warm_read_query(client, spec, columns, candidates[0].start, candidates[-1].end)
     digests = warm_fingerprints(client, table, spec, query, absent_columns(columns))
     for r in candidates:
         if digests.get(int(r.start.timestamp()), "0:0") == r.state.fingerprint:
@@ -691,7 +692,7 @@ def _read_slices(
         def query(
             lo: datetime, hi: datetime, by_range: bool, after: datetime = after, until: datetime = until, hashed: str = hashed
         ) -> WarmQuery:
-            return read_query(spec, columns, lo, hi, after=after, until=until, row_hash=hashed, by_range=by_range)
+            return warm_read_query(client, spec, columns, lo, hi, after=after, until=until, row_hash=hashed, by_range=by_range)
 
         # Sized without silver's FINAL (an upper bound of the rows, and a cheap query).
         sizing = read_query(spec, columns, run[0].start, run[-1].end, after=after, until=until, deduplicated=False)

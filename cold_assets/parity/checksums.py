@@ -35,7 +35,7 @@ from cold_assets.partitions import hour_of
 from cold_assets.settings import s3_collection_name
 from cold_assets.tables import MirroredTable, OffloadMode
 from cold_assets.warm.capabilities import capabilities_of
-from cold_assets.warm.read import EPOCH, WarmColumn, WarmQuery, identifier, read_columns, read_query, render
+from cold_assets.warm.read import EPOCH, FAR_FUTURE, WarmColumn, WarmQuery, identifier, read_columns, render, warm_read_query
 
 
 class ColdTierUnreadable(RuntimeError):
@@ -339,7 +339,7 @@ def _warm_side(
     warm: dict[int, tuple[int, int]] = {}
     for bound, spans in by_bound.items():
         start, end = min(lo for lo, _ in spans), max(hi for _, hi in spans)
-        query = read_query(spec, columns, start, end, until=bound) if bound is not None else read_query(spec, columns, start, end)
+        query = warm_read_query(client, spec, columns, start, end, until=bound if bound is not None else FAR_FUTURE)
         wanted = {int(lo.timestamp()) for lo, _ in spans}
         found = _checksums(client, f"({query.sql})", canonical, spec, query.parameters)
         warm.update({bucket: value for bucket, value in found.items() if bucket in wanted})

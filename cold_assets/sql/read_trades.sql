@@ -7,10 +7,13 @@
 -- bounds are bound parameters ({range_start:DateTime64(6, 'UTC')}, ...), or literals in a
 -- view's DDL, where parameters cannot be bound (warm_read.time_bound). $row_hash is empty, or
 -- each row's content hash as one more column (replace layers: the fingerprint of what is read).
+-- $key_filter is empty, or, with FINAL, the sorting-key ranges that hold the range's rows
+-- (sql/final_key_ranges.sql): the primary index then prunes what FINAL merges.
 SELECT $columns$row_hash
 FROM $table $final
 WHERE $time_column >= $range_start
   AND $time_column <  $range_end
   AND ingested_at  >  $after
   AND ingested_at  <= $until
+  $key_filter
 ORDER BY $order_by

@@ -54,7 +54,7 @@ def history_window(days: int, now: datetime | None = None) -> tuple[datetime, da
 def _floors(settings: Settings, start: datetime, end: datetime) -> dict:
     """The same rows as the backfill, read by the same queries into Arrow (stream drained)
     and written by pyarrow.parquet with the same options, a day at a time, nothing else."""
-    from cold_assets.warm.read import read_columns, read_query
+    from cold_assets.warm.read import read_columns, warm_read_query
 
     catalog = IcebergResource.from_settings(settings).catalog()
     read_s = write_s = 0.0
@@ -68,7 +68,7 @@ def _floors(settings: Settings, start: datetime, end: datetime) -> dict:
             day = start
             while day < end:
                 hi = min(day + timedelta(days=1), end)
-                query = read_query(spec, columns, day, hi)
+                query = warm_read_query(client, spec, columns, day, hi)
                 started = time.perf_counter()
                 arrow = client.query_arrow(query.sql, parameters=query.parameters)
                 read_s += time.perf_counter() - started

@@ -6,6 +6,7 @@ substituted with string.Template after validation against a strict pattern.
 """
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -24,6 +25,9 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FAR_FUTURE = datetime(2200, 1, 1, tzinfo=UTC)
 # The column of per-row hashes a replace layer's read carries beside its rows (never stored).
 ROW_HASH = "_cold_assets_row_hash"
+# Beyond this many key groups (instruments) in one range a FINAL read is not pruned: the key
+# condition would outgrow what ClickHouse analyses quickly. (The demo has 8.)
+MAX_PRUNED_KEY_GROUPS = 1000
 
 
 class UnsupportedWarmColumn(ValueError):
@@ -142,6 +146,54 @@ def time_bound(name: str, value: datetime, literal: bool) -> str:
     return f"toDateTime64('{utc:%Y-%m-%d %H:%M:%S.%f}', 6, 'UTC')"
 
 
+@dataclass(frozen=True)
+class KeyRange:
+    """One group of a FinalKey (its columns' values) and the least and greatest id in it."""
+
+    groups: tuple[str, ...]
+    low: int
+    high: int
+
+
+def final_key_ranges(client: Client, table: MirroredTable, range_start: datetime, range_end: datetime) -> list[KeyRange] | None:
+    """The sorting-key ranges holding every row of `table` in [range_start, range_end), for a
+    table read FINAL (sql/final_key_ranges.sql says why that is exact); None where the table is
+    not read FINAL or has more than MAX_PRUNED_KEY_GROUPS groups in the range."""
+    key = table.final_key
+    if key is None:
+        return None
+    sql = render(
+        "final_key_ranges",
+        groups=", ".join(identifier(c) for c in key.groups),
+        id=identifier(key.id),
+        table=identifier(table.warm),
+        time_column=identifier(table.time_column),
+    )
+    rows = client.query(sql, parameters={"range_start": range_start, "range_end": range_end}).result_rows
+    if len(rows) > MAX_PRUNED_KEY_GROUPS:
+        return None
+    return [KeyRange(tuple(str(v) for v in row[:-2]), int(row[-2]), int(row[-1])) for row in rows]
+
+
+def _key_filter(table: MirroredTable, ranges: Sequence[KeyRange]) -> tuple[str, dict]:
+    """`AND (...)`: rows inside one of `ranges` (none: no row), with every value bound."""
+    key = table.final_key
+    if key is None:
+        raise ValueError(f"{table.warm} is not read FINAL: it has no key ranges to prune to")
+    terms: list[str] = []
+    parameters: dict[str, object] = {}
+    for i, r in enumerate(ranges):
+        parts = []
+        for j, (column, value) in enumerate(zip(key.groups, r.groups, strict=True)):
+            parts.append(f"{identifier(column)} = {{key_{i}_{j}:String}}")
+            parameters[f"key_{i}_{j}"] = value
+        id_type = identifier(key.id_type)
+        parts.append(f"{identifier(key.id)} BETWEEN {{key_{i}_low:{id_type}}} AND {{key_{i}_high:{id_type}}}")
+        parameters |= {f"key_{i}_low": r.low, f"key_{i}_high": r.high}
+        terms.append("(" + " AND ".join(parts) + ")")
+    return "AND (" + (" OR ".join(terms) or "0") + ")", parameters
+
+
 def read_query(
     table: MirroredTable,
     columns: list[WarmColumn] | None,
@@ -153,6 +205,7 @@ def read_query(
     row_hash: str = "",
     by_range: bool = False,
     deduplicated: bool = True,
+    key_ranges: Sequence[KeyRange] | None = None,
 ) -> WarmQuery:
     """The rows of `table` whose event time is in [range_start, range_end), ingested in
     (after, until]. `literal` inlines the bounds (for DDL) instead of binding them.
@@ -162,7 +215,8 @@ def read_query(
     `deduplicated=False` leaves out silver's FINAL: an upper bound of its rows, for sizing
     reads only. FINAL cannot push the time filter below the merge (exchange_ts is not in the
     sort key), so each FINAL query reads the whole month's partition: the offload keeps their
-    number to about one per checkpoint."""
+    number to about one per checkpoint. `key_ranges` (final_key_ranges) prunes that FINAL to
+    the sorting-key ranges of the range's rows: `warm_read_query` reads them first."""
     hash_select = f", cityHash64({row_hash}) AS {ROW_HASH}" if row_hash else ""
     values = {"range_start": range_start, "range_end": range_end}
     if table.layer is not Layer.GOLD:
@@ -179,14 +233,42 @@ def read_query(
         )
     if not columns:
         raise ValueError(f"reading {table.warm} needs its column list")
+    final = table.final_key is not None and deduplicated
+    key_filter = ""
+    if key_ranges is not None and final:
+        if literal:
+            raise ValueError("key ranges are bound parameters: a literal query (a view's DDL) cannot prune to them")
+        key_filter, key_parameters = _key_filter(table, key_ranges)
+        parameters = parameters | key_parameters
     sql = render(
         "read_trades",
         columns=", ".join(c.select_expression() for c in columns),
         row_hash=hash_select,
         table=identifier(table.warm),
-        final="FINAL" if table.layer is Layer.SILVER and deduplicated else "",
+        final="FINAL" if final else "",
         time_column=identifier(table.time_column),
         order_by=", ".join(order),
+        key_filter=key_filter,
         **bounds,
     )
     return WarmQuery(sql, parameters)
+
+
+def warm_read_query(
+    client: Client,
+    table: MirroredTable,
+    columns: list[WarmColumn] | None,
+    range_start: datetime,
+    range_end: datetime,
+    after: datetime = EPOCH,
+    until: datetime = FAR_FUTURE,
+    row_hash: str = "",
+    by_range: bool = False,
+) -> WarmQuery:
+    """`read_query` for a read about to run on `client`: a table read FINAL is first asked for
+    the key ranges of [range_start, range_end) (one small query), so that its FINAL merges those
+    granules only, not the month's partition (about 8 x faster on a day of the demo's silver)."""
+    ranges = final_key_ranges(client, table, range_start, range_end)
+    return read_query(
+        table, columns, range_start, range_end, after=after, until=until, row_hash=row_hash, by_range=by_range, key_ranges=ranges
+    )

@@ -174,3 +174,63 @@ def test_a_message_that_cannot_be_typed_is_a_reject_and_the_rest_of_its_insert_r
             "trades_raw", [_binance(5, "91000.00000000", "0.01000000", "false", now + timedelta(days=365), now)], column_names=RAW_COLUMNS
         )
         assert (5,) in client.query("SELECT trade_id FROM bronze_trades").result_rows
+
+
+def test_a_final_read_pruned_to_its_key_ranges_returns_what_the_whole_final_returns(warm):
+    """Silver is read FINAL; warm_read_query first narrows that FINAL to each instrument's
+    trade-id range in the window. Redeliveries that FINAL must resolve sit in their own parts
+    (never merged): a later version with another price, and one whose exchange time moved to
+    the next hour. Each hour, a two-hour window and an empty hour read the same rows, pruned
+    or not."""
+    from cold_assets.tables import table_by_cold_name
+    from cold_assets.tools.simulate import FeedConfig, simulate
+    from cold_assets.warm.read import final_key_ranges, read_columns, read_query, warm_read_query
+
+    silver = table_by_cold_name("silver_trades")
+    with warm.connect() as client:
+        simulate(client, FeedConfig(start=H, hours=2, trades_per_hour=400))
+        client.command("SYSTEM STOP MERGES silver_trades")
+        (first,) = client.query(
+            "SELECT trade_id, exchange_ts FROM silver_trades WHERE exchange = 'binance' AND exchange_symbol = 'BTCUSDT' "
+            "ORDER BY trade_id LIMIT 1"
+        ).result_rows
+        (last_of_hour,) = client.query(
+            "SELECT trade_id FROM silver_trades WHERE exchange = 'kraken' AND exchange_ts < {h:DateTime64(6, 'UTC')} "
+            "ORDER BY trade_id DESC LIMIT 1",
+            parameters={"h": H + timedelta(hours=1)},
+        ).result_rows
+        columns = read_columns(client, silver) or []
+        names = ", ".join(c.name for c in columns)
+        # A later version of the first binance trade at another price, and a later version of
+        # the last kraken trade of hour 1 whose exchange time moved into hour 2.
+        client.command(
+            f"INSERT INTO silver_trades ({names}) SELECT {names.replace('price', 'price + 1', 1)} FROM silver_trades "
+            "WHERE exchange = 'binance' AND exchange_symbol = 'BTCUSDT' AND trade_id = {t:UInt64}",
+            parameters={"t": first[0]},
+        )
+        client.command(
+            f"INSERT INTO silver_trades ({names}) SELECT {names.replace('exchange_ts', 'exchange_ts + INTERVAL 1 HOUR', 1)} "
+            "FROM silver_trades WHERE exchange = 'kraken' AND trade_id = {t:UInt64}",
+            parameters={"t": last_of_hour[0]},
+        )
+        windows = [(H, H + timedelta(hours=1)), (H + timedelta(hours=1), H + timedelta(hours=2)), (H, H + timedelta(hours=2)),
+                   (H + timedelta(hours=5), H + timedelta(hours=6))]
+        for lo, hi in windows:
+            whole = read_query(silver, columns, lo, hi)
+            pruned = warm_read_query(client, silver, columns, lo, hi)
+            assert "BETWEEN" in pruned.sql or lo == H + timedelta(hours=5)
+            expected = client.query_arrow(whole.sql, parameters=whole.parameters)
+            got = client.query_arrow(pruned.sql, parameters=pruned.parameters)
+            assert got.equals(expected), (lo, hi)
+        # FINAL resolved both redeliveries: the moved kraken trade is read in hour 2 only, and
+        # the repriced binance trade once.
+        def kraken_ids(lo):
+            query = warm_read_query(client, silver, columns, lo, lo + timedelta(hours=1))
+            rows = client.query_arrow(query.sql, parameters=query.parameters)
+            return [t for e, t in zip(rows["exchange"].to_pylist(), rows["trade_id"].to_pylist(), strict=True) if e == "kraken"]
+
+        assert last_of_hour[0] not in kraken_ids(H) and last_of_hour[0] in kraken_ids(H + timedelta(hours=1))
+        ranges = final_key_ranges(client, silver, H, H + timedelta(hours=1))
+        assert ranges and {r.groups[0] for r in ranges} == {"binance", "kraken"}
+        assert final_key_ranges(client, silver, H + timedelta(hours=5), H + timedelta(hours=6)) == []
+        client.command("SYSTEM START MERGES silver_trades")
