@@ -63,7 +63,7 @@ from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.table import Table, TableProperties
 from pyiceberg.types import NestedField, PrimitiveType
 
-from cold_assets.cold.files import DataFileWriter
+from cold_assets.cold.files import DataFileFormat, DataFileWriter
 from cold_assets.cold.ranges import range_filter
 from cold_assets.hours import HourPolicy, HourStatus
 from cold_assets.offload.bookkeeping import Ancestry, PartitionState, StateSource, commit_summary
@@ -738,6 +738,7 @@ def _write(stream: "_WarmStream", table: Table, spec: MirroredTable, ranges: lis
     if ROW_HASH in schema.names:
         schema = schema.remove(schema.get_field_index(ROW_HASH))
     table = evolve_schema(table, spec, schema)
+    file_format = DataFileFormat(table, schema)
     starts = np.array([_micros(r.start) for r in ranges], dtype=np.int64)
     current: _Range | None = None
     for batch in stream:
@@ -756,7 +757,7 @@ def _write(stream: "_WarmStream", table: Table, spec: MirroredTable, ranges: lis
                 current = r
             if r.writer is None:
                 prefix = f"{partition_key_of(r.start).replace(':', '')}-{spec.cold}"
-                r.writer = DataFileWriter(table, spec.split_column, prefix, schema)
+                r.writer = DataFileWriter(file_format, spec.split_column, prefix)
             r.writer.write(_account(batch.slice(lo, hi - lo), r.read, r.newer_than))
     for r in ranges:
         if r.writer is not None and not r.data_files:

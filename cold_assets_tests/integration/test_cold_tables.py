@@ -1,6 +1,7 @@
 """The nine cold Iceberg tables: created from ddl/iceberg, evolved additively, conflicts refused."""
 
 from dataclasses import replace
+from datetime import timedelta
 
 import pyarrow as pa
 import pytest
@@ -97,3 +98,34 @@ def test_a_partitioning_change_is_refused(cold, monkeypatch):
     with pytest.raises(ColdTableConflict, match=r"cold.raw_trades .*partitioning is .*hour.* in the table, .*day"):
         ensure_cold_tables(catalog)
     assert catalog.load_table(("cold", "raw_trades")).metadata_location == location
+
+
+def test_the_offload_describes_its_files_as_pyiceberg_reads_them_back(warm, cold):
+    """DataFileFormat describes each file from the footer its writer just wrote, with the
+    schema checked once; pyiceberg's parquet_file_to_data_file re-reads the file. The two
+    descriptions (size, rows, partition, per-column counts and bounds) are the same."""
+    from pyiceberg.io.pyarrow import parquet_file_to_data_file
+
+    from cold_assets.cold.files import DataFileFormat, DataFileWriter
+    from cold_assets.tables import table_by_cold_name
+    from cold_assets.tools.simulate import FeedConfig, simulate
+
+    catalog = cold.catalog()
+    for name in ("bronze_trades", "silver_trades", "gold_ohlcv_1m"):
+        spec = table_by_cold_name(name)
+        table = catalog.load_table(spec.cold_identifier)
+        with warm.connect() as client:
+            if name == "bronze_trades":
+                simulate(client, FeedConfig(start=START, hours=1, trades_per_hour=500))
+            query = read_query(spec, read_columns(client, spec), START, START + timedelta(hours=1))
+            arrow = client.query_arrow(query.sql, parameters=query.parameters)
+        writer = DataFileWriter(DataFileFormat(table, arrow.schema), spec.split_column, f"test-{name}")
+        for batch in arrow.to_batches(max_chunksize=97):
+            writer.write(batch)
+        described = writer.close()
+        assert len(described) == 2 and sum(f.record_count for f in described) == arrow.num_rows
+        for data_file in described:
+            expected = parquet_file_to_data_file(table.io, table.metadata, data_file.file_path)
+            for attribute in ("file_size_in_bytes", "record_count", "partition", "column_sizes", "value_counts",
+                              "null_value_counts", "nan_value_counts", "lower_bounds", "upper_bounds", "split_offsets"):
+                assert getattr(data_file, attribute) == getattr(expected, attribute), (name, attribute)
