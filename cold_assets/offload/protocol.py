@@ -87,7 +87,7 @@ STREAM_QUEUE_BATCHES = 4
 # Rows per read slice. chDB buffers a query's whole result, so a checkpoint is read as
 # slices of about this many rows each (whole hours together, a bigger hour cut into time
 # slices): memory does not grow with the size of the hour or of the checkpoint. A day at demo
-# volume is one slice: silver's reads (FINAL) each cost a scan of the month's partition.
+# volume is one slice.
 SLICE_ROWS = 500_000
 # A conflict (another writer of the table committed first) redoes the checkpoint; the wait
 # grows, with jitter, so that two runs committing alike do not keep colliding.

@@ -214,9 +214,9 @@ def read_query(
     first (a read of several hours at once: each hour's rows arrive together).
     `deduplicated=False` leaves out silver's FINAL: an upper bound of its rows, for sizing
     reads only. FINAL cannot push the time filter below the merge (exchange_ts is not in the
-    sort key), so each FINAL query reads the whole month's partition: the offload keeps their
-    number to about one per checkpoint. `key_ranges` (final_key_ranges) prunes that FINAL to
-    the sorting-key ranges of the range's rows: `warm_read_query` reads them first."""
+    sort key), so alone it merges the whole month's partition; `key_ranges` (final_key_ranges)
+    restricts it to the sorting-key ranges of the range's rows, which the primary index prunes
+    to. `warm_read_query` reads those ranges first."""
     hash_select = f", cityHash64({row_hash}) AS {ROW_HASH}" if row_hash else ""
     values = {"range_start": range_start, "range_end": range_end}
     if table.layer is not Layer.GOLD:
