@@ -43,7 +43,7 @@ class FinalKey:
     FINAL): the `groups` columns, then `id`, which grows with time inside each group (a trade
     id per instrument). A FINAL read is pruned to each group's id range (warm/read.py)."""
 
-    groups: tuple[str, ...]
+    groups: tuple[str, ...]  # string columns (their values are bound as String)
     id: str
     id_type: str  # the ClickHouse type the id's bounds are bound as
 

@@ -85,14 +85,15 @@ class DataFileFormat:
         self.schema = with_field_ids(schema, table)
         self.options = parquet_options(table.properties, schema)
         self.locations = load_location_provider(table.location(), table.properties)
+        self._iceberg_schema = metadata.schema()
+        self._spec = metadata.spec()
         # The check pyiceberg makes of each file it adds, made once for the schema they share.
-        _check_pyarrow_schema_compatible(metadata.schema(), self.schema, format_version=metadata.format_version)
-        self._stats_columns = compute_statistics_plan(metadata.schema(), metadata.properties)
-        self._column_mapping = parquet_path_to_id_mapping(metadata.schema())
+        _check_pyarrow_schema_compatible(self._iceberg_schema, self.schema, format_version=metadata.format_version)
+        self._stats_columns = compute_statistics_plan(self._iceberg_schema, metadata.properties)
+        self._column_mapping = parquet_path_to_id_mapping(self._iceberg_schema)
 
     def describe(self, path: str, footer: pq.FileMetaData, size: int) -> DataFile:
         """The DataFile of a finished file, from the footer its writer just wrote."""
-        metadata = self.table.metadata
         statistics = data_file_statistics_from_parquet_metadata(
             parquet_metadata=footer, stats_columns=self._stats_columns, parquet_column_mapping=self._column_mapping
         )
@@ -100,10 +101,10 @@ class DataFileFormat:
             content=DataFileContent.DATA,
             file_path=path,
             file_format=FileFormat.PARQUET,
-            partition=statistics.partition(metadata.spec(), metadata.schema()),
+            partition=statistics.partition(self._spec, self._iceberg_schema),
             file_size_in_bytes=size,
             sort_order_id=None,
-            spec_id=metadata.default_spec_id,
+            spec_id=self._spec.spec_id,
             equality_ids=None,
             key_metadata=None,
             **statistics.to_serialized_dict(),

@@ -17,7 +17,7 @@ from clickhouse_connect.driver.client import Client
 from pyiceberg.schema import Schema
 from pyiceberg.types import DecimalType, IcebergType
 
-from cold_assets.tables import Layer, MirroredTable
+from cold_assets.tables import FinalKey, Layer, MirroredTable
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -175,11 +175,8 @@ def final_key_ranges(client: Client, table: MirroredTable, range_start: datetime
     return [KeyRange(tuple(str(v) for v in row[:-2]), int(row[-2]), int(row[-1])) for row in rows]
 
 
-def _key_filter(table: MirroredTable, ranges: Sequence[KeyRange]) -> tuple[str, dict]:
+def _key_filter(key: FinalKey, ranges: Sequence[KeyRange]) -> tuple[str, dict]:
     """`AND (...)`: rows inside one of `ranges` (none: no row), with every value bound."""
-    key = table.final_key
-    if key is None:
-        raise ValueError(f"{table.warm} is not read FINAL: it has no key ranges to prune to")
     terms: list[str] = []
     parameters: dict[str, object] = {}
     for i, r in enumerate(ranges):
@@ -233,19 +230,19 @@ def read_query(
         )
     if not columns:
         raise ValueError(f"reading {table.warm} needs its column list")
-    final = table.final_key is not None and deduplicated
+    final_key = table.final_key if deduplicated else None  # read FINAL by this key
     key_filter = ""
-    if key_ranges is not None and final:
+    if key_ranges is not None and final_key is not None:
         if literal:
             raise ValueError("key ranges are bound parameters: a literal query (a view's DDL) cannot prune to them")
-        key_filter, key_parameters = _key_filter(table, key_ranges)
+        key_filter, key_parameters = _key_filter(final_key, key_ranges)
         parameters = parameters | key_parameters
     sql = render(
         "read_trades",
         columns=", ".join(c.select_expression() for c in columns),
         row_hash=hash_select,
         table=identifier(table.warm),
-        final="FINAL" if final else "",
+        final="FINAL" if final_key is not None else "",
         time_column=identifier(table.time_column),
         order_by=", ".join(order),
         key_filter=key_filter,
