@@ -3,11 +3,15 @@
 A warm tier of `days` days at demo volume (every table of the medallion), then, each in its
 own process as Dagster's run workers would do it:
 
-1. the first backfill of that history: the offload job over the whole range in runs of the
-   asset's backfill policy (168 hours), one after another as the embedded instance's queue
-   runs them, checks included, beside the read + write floors of the same rows;
+1. the first backfill of that history: the offload job over the whole range in as many runs
+   as the asset's backfill policy needs (at most 168 hours each), one after another as the
+   embedded instance's queue runs them, checks included, beside the read + write floors of
+   the same rows;
 2. the offload cost of one table-hour (the median of each hour's share of its checkpoint)
-   in the first and the last tenth of the history, from the runs' own per-hour metadata;
+   in the first and the last tenth of the history, from the runs' own per-hour metadata.
+   The runs are cut to equal lengths so that both tenths are measured in runs of one size:
+   the UI's backfill cuts 168-hour runs from the start and leaves a short last one, and a
+   run's fixed costs (gold_ohlcv_1d commits once a run) would land on fewer hours there;
 3. the 15-minute tick after that history (previous and current hour, nine tables, one run),
    and one tick of each sensor that computes parity (self-healing, TTL guard);
 4. the nightly compaction and snapshot expiry (its own 7-day retention: nothing younger is
@@ -37,7 +41,22 @@ from cold_assets.settings import Settings, throwaway_env
 from cold_assets.tables import TABLES, table_by_cold_name
 from cold_assets.tools.bench import DEMO_TRADES_PER_HOUR, bench_settings, build_bench_warm, maintenance_child_run
 
-BACKFILL_RUN_HOURS = 168  # assets.PARTITIONS_PER_BACKFILL_RUN: the runs the UI's backfill launches
+BACKFILL_RUN_HOURS = 168  # assets.PARTITIONS_PER_BACKFILL_RUN: the longest run the UI's backfill launches
+
+
+def backfill_runs(keys: list[str], most: int = BACKFILL_RUN_HOURS) -> list[list[str]]:
+    """`keys` in as few runs of at most `most` hours as the backfill policy allows, of equal
+    lengths (within one hour), in order."""
+    if not keys:
+        return []
+    count = -(-len(keys) // most)
+    size, extra = divmod(len(keys), count)
+    runs, at = [], 0
+    for i in range(count):
+        length = size + (1 if i < extra else 0)
+        runs.append(keys[at : at + length])
+        at += length
+    return runs
 
 
 def history_window(days: int, now: datetime | None = None) -> tuple[datetime, datetime]:
@@ -115,8 +134,7 @@ def history_child(start: str, end: str) -> None:
 
     storage.store_event = timed_store_event  # type: ignore[method-assign]
     started = time.perf_counter()
-    for i in range(0, len(keys), BACKFILL_RUN_HOURS):
-        chunk = keys[i : i + BACKFILL_RUN_HOURS]
+    for chunk in backfill_runs(keys):
         tags = {"dagster/asset_partition_range_start": chunk[0], "dagster/asset_partition_range_end": chunk[-1]}
         t = time.perf_counter()
         result = job.execute_in_process(instance=instance, tags=tags, run_config=quiet, raise_on_error=False)
