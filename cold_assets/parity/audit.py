@@ -11,8 +11,10 @@ from cold_assets.hours import HourPolicy
 from cold_assets.offload.protocol import warm_now
 from cold_assets.parity.checksums import HourParity, ParityBasis, partitions_parity
 from cold_assets.partitions import partition_key_of
-from cold_assets.tables import GOLD_WINDOWS, TABLES, MirroredTable
-from cold_assets.warm.read import identifier, render
+from cold_assets.tables import GOLD_WINDOWS, TABLES, MirroredTable, table_by_cold_name
+from cold_assets.warm.read import final_key_filter, identifier, render
+
+SILVER = table_by_cold_name("silver_trades")  # the warm table the medallion queries read FINAL
 
 
 @dataclass(frozen=True)
@@ -62,14 +64,17 @@ def floor_hour(value: datetime) -> datetime:
 
 
 def _medallion(client: Client, start: datetime, end: datetime) -> list[MedallionCheck]:
-    bounds = {"range_start": start, "range_end": end}
+    # Both queries read silver FINAL: pruned to the range's key ranges, as the offload's reads.
+    key_filter, key_parameters = final_key_filter(client, SILVER, start, end)
+    bounds = {"range_start": start, "range_end": end} | key_parameters
     checks = []
-    for bucket, raw, bronze, rejects, silver in client.query(render("medallion_layers"), parameters=bounds).result_rows:
+    layers = render("medallion_layers", key_filter=key_filter)
+    for bucket, raw, bronze, rejects, silver in client.query(layers, parameters=bounds).result_rows:
         hour = partition_key_of(datetime.fromtimestamp(bucket, UTC))
         checks.append(MedallionCheck("raw = bronze + rejects", hour, raw, bronze + rejects))
         checks.append(MedallionCheck("silver <= bronze", hour, silver, bronze, at_most=True))
     for window, interval in GOLD_WINDOWS.items():
-        sql = render("gold_vs_silver", table=identifier(f"gold_ohlcv_{window}"), interval=interval)
+        sql = render("gold_vs_silver", table=identifier(f"gold_ohlcv_{window}"), interval=interval, key_filter=key_filter)
         for bucket, differing in client.query(sql, parameters=bounds).result_rows:
             hour = partition_key_of(datetime.fromtimestamp(bucket, UTC))
             checks.append(MedallionCheck(f"gold_ohlcv_{window} windows = silver trades", hour, int(differing), 0))

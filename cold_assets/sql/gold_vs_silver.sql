@@ -1,7 +1,8 @@
 -- Gold windows whose trade count differs from the silver trades in that window, per hour of
 -- window start. $table is a gold table, $interval its window. Only windows that lie wholly
 -- inside [range_start, range_end) are compared: a window cut by the range would compare a
--- whole bar with part of its trades.
+-- whole bar with part of its trades. $key_filter restricts silver's FINAL to the range's
+-- sorting-key ranges (warm/read.py's final_key_filter), or is empty.
 SELECT toUnixTimestamp(toStartOfHour(window_start, 'UTC')) AS bucket, count() AS windows_differing
 FROM
 (
@@ -18,6 +19,7 @@ FULL OUTER JOIN
            count() AS silver_trades
     FROM silver_trades FINAL
     WHERE exchange_ts >= {range_start:DateTime64(6, 'UTC')} AND exchange_ts < {range_end:DateTime64(6, 'UTC')}
+    $key_filter
     GROUP BY exchange, symbol, window_start
     HAVING window_start >= {range_start:DateTime64(6, 'UTC')}
        AND window_start + INTERVAL $interval <= {range_end:DateTime64(6, 'UTC')}

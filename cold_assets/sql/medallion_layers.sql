@@ -1,5 +1,7 @@
 -- The warm medallion's own consistency per hour of exchange time: every raw message is
 -- either a bronze trade or a reject, and silver (deduplicated) never has more than bronze.
+-- $key_filter restricts silver's FINAL to the range's sorting-key ranges (warm/read.py's
+-- final_key_filter, sql/final_key_ranges.sql), or is empty.
 SELECT
     toUnixTimestamp(toStartOfHour(exchange_ts, 'UTC')) AS bucket,
     countIf(layer = 'raw')     AS raw,
@@ -19,5 +21,6 @@ FROM
     UNION ALL
     SELECT exchange_ts, 'silver' FROM silver_trades FINAL
     WHERE exchange_ts >= {range_start:DateTime64(6, 'UTC')} AND exchange_ts < {range_end:DateTime64(6, 'UTC')}
+    $key_filter
 )
 GROUP BY bucket

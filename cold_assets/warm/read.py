@@ -191,6 +191,16 @@ def _key_filter(key: FinalKey, ranges: Sequence[KeyRange]) -> tuple[str, dict]:
     return "AND (" + (" OR ".join(terms) or "0") + ")", parameters
 
 
+def final_key_filter(client: Client, table: MirroredTable, range_start: datetime, range_end: datetime) -> tuple[str, dict]:
+    """For a query of its own that reads `table` FINAL over [range_start, range_end) (the
+    audit's): the `AND (...)` that restricts that read to the range's key ranges, and its
+    parameters; empty where the table is not read FINAL or the range is not pruned."""
+    ranges = final_key_ranges(client, table, range_start, range_end)
+    if table.final_key is None or ranges is None:
+        return "", {}
+    return _key_filter(table.final_key, ranges)
+
+
 def read_query(
     table: MirroredTable,
     columns: list[WarmColumn] | None,

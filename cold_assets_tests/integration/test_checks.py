@@ -7,7 +7,7 @@ from dagster import AssetKey
 from pyiceberg.expressions import EqualTo
 
 from cold_assets.cold.ranges import range_filter
-from cold_assets.partitions import hour_of
+from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.tables import TABLES, table_by_cold_name
 from cold_assets_tests.support.offload_helpers import KEYS, NO_OVERLAP, START, check_results, feed, run_offload
 
@@ -109,6 +109,16 @@ def test_the_audit_reports_a_gold_window_that_disagrees_with_silver(settings, wa
         start = hour_of(KEYS[0])
         report = run_audit(client, cold.catalog(), start, start + timedelta(hours=3))
         assert report.medallion_failures == [] and any("gold_ohlcv" not in m.check for m in report.medallion)
+        # The audit reads silver FINAL pruned to key ranges: the same counts as a whole FINAL.
+        whole = dict(
+            client.query(
+                "SELECT toStartOfHour(exchange_ts, 'UTC'), count() FROM silver_trades FINAL "
+                "WHERE exchange_ts >= {lo:DateTime64(6, 'UTC')} AND exchange_ts < {hi:DateTime64(6, 'UTC')} GROUP BY 1",
+                parameters={"lo": start, "hi": start + timedelta(hours=3)},
+            ).result_rows
+        )
+        audited = {m.hour: m.left for m in report.medallion if m.check == "silver <= bronze"}
+        assert audited == {partition_key_of(h): n for h, n in whole.items()} and all(audited.values())
         # A bar counted twice in warm gold (the trap the silver view guards against).
         client.command(
             "INSERT INTO gold_ohlcv_5m SELECT exchange, symbol, window_start, open, high, low, close, volume, "
