@@ -525,16 +525,42 @@ def ohlcv_latency(client: Client, table: Table, spec: MirroredTable, ranges: dic
     return figures
 
 
+def recent_trades_latency(client: Client, since: datetime, repeats: int, what: str) -> dict:
+    """The recent-trades query since `since` through silver_trades_all and on silver read
+    FINAL alone, interleaved `repeats` times, medians, and the same answer. Both read warm
+    FINAL; the view's read is pruned to the key blocks of its hours (sql/final_key_blocks.sql)."""
+    from cold_assets.warm.read import render
+
+    timings: dict[str, list[float]] = {"view": [], "warm_only": []}
+    answers = {}
+    for _ in range(repeats):
+        for side, source in (("view", "silver_trades_all"), ("warm_only", "silver_trades FINAL")):
+            started = time.perf_counter()
+            answers[side] = client.query(render("bench_recent_trades", source=source), parameters={"range_start": since}).result_rows
+            timings[side].append(time.perf_counter() - started)
+    if answers["view"] != answers["warm_only"]:
+        raise RuntimeError(f"{what}: the view and warm disagree on the trades since {since.isoformat()}")
+    view_s, warm_s = statistics.median(timings["view"]), statistics.median(timings["warm_only"])
+    return {
+        "since": since.isoformat(),
+        "trades": sum(row[2] for row in answers["view"]),
+        "view_ms": round(view_s * 1000, 1),
+        "warm_only_ms": round(warm_s * 1000, 1),
+        "view_over_warm": round(view_s / warm_s, 2),
+    }
+
+
 def bench_federation(days: int = 28, trades_per_hour: int = 2_000, repeats: int = 5, parent: str | None = None) -> dict:
     """Latency of a one-day and a one-month OHLCV query through the federated view of the
     1-minute bars against the same query on the warm tier alone, in the same run. A month
     is 28 days here: the warm tier's 30-day TTL is already dropping the hours beyond, and
-    the cutover (rightly) stops at the first hour that no longer matches."""
+    the cutover (rightly) stops at the first hour that no longer matches. Beside it, the
+    trades since the silver view's cutover, through silver_trades_all and on silver FINAL alone."""
     from cold_assets.federation import federate
     from cold_assets.offload.protocol import offload_partitions
-    from cold_assets.partitions import partition_key_of
+    from cold_assets.parity.checksums import local_file_access
 
-    spec = table_by_cold_name("gold_ohlcv_1m")
+    spec, silver = table_by_cold_name("gold_ohlcv_1m"), table_by_cold_name("silver_trades")
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     start = today - timedelta(days=days)
     with bench_settings(parent) as settings:
@@ -543,11 +569,16 @@ def bench_federation(days: int = 28, trades_per_hour: int = 2_000, repeats: int 
         table = catalog.load_table(spec.cold_identifier)
         with ClickHouseResource.from_settings(settings).connect() as client:
             keys = [partition_key_of(start + timedelta(hours=h)) for h in range(24 * days)]
-            for _ in offload_partitions(client, table, spec, keys, "bench", settle_lag=timedelta(0)):
-                pass
-            (federation,) = federate(client, catalog, tables=[spec])
+            # Silver's cutover trails by a day, as the daily audit leaves it: its view reads that day from warm.
+            for mirrored, offloaded in ((spec, keys), (silver, keys[:-24])):
+                cold = catalog.load_table(mirrored.cold_identifier)
+                for _ in offload_partitions(client, cold, mirrored, offloaded, "bench", settle_lag=timedelta(0)):
+                    pass
+            federation, silver_federation = federate(client, catalog, tables=[spec, silver])
             ranges = {"one_day": (today - timedelta(days=1), today), "one_month": (start, today)}
             figures = ohlcv_latency(client, table, spec, ranges, repeats, "bench federation")
+            with local_file_access(catalog.load_table(silver.cold_identifier)):
+                recent = recent_trades_latency(client, silver_federation.cutover, repeats, "bench federation")
     return {
         "benchmark": "federation",
         "table": f"{spec.warm}_all",
@@ -556,4 +587,5 @@ def bench_federation(days: int = 28, trades_per_hour: int = 2_000, repeats: int 
         "cutover": federation.cutover.isoformat(),
         "repeats": repeats,
         **figures,
+        "silver_trades_all_since_cutover": recent,
     }

@@ -271,7 +271,7 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     elif args.what == "maintenance":
         bench.print_json(bench.bench_maintenance(args.days or 7, args.home, args.state))
     elif args.what == "federation":
-        bench.print_json(bench.bench_federation(args.days or 28, parent=args.home))
+        bench.print_json(bench.bench_federation(args.days or 28, args.trades_per_hour or 2_000, parent=args.home))
     elif args.what == "storage":
         from cold_assets.tools.bench_storage import PRODUCTION_TRADES_PER_HOUR, bench_storage
 
@@ -344,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=int, default=2_000_000, help="offload: rows in the bronze hour")
     p.add_argument("--trades", type=int, default=5_000_000, help="feed: trades to simulate")
     p.add_argument("--hours", type=int, default=None, help="storage: hours of data (24)")
-    p.add_argument("--trades-per-hour", type=int, default=None, help="storage: trades per hour (100,000)")
+    p.add_argument("--trades-per-hour", type=int, default=None, help="storage (100,000) and federation (2,000): trades per hour")
     p.add_argument("--days", type=int, default=None, help="maintenance (7), federation (28) and history (30): days of data")
     p.add_argument(
         "--state",

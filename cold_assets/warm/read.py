@@ -28,6 +28,8 @@ ROW_HASH = "_cold_assets_row_hash"
 # Beyond this many key groups (instruments) in one range a FINAL read is not pruned: the key
 # condition would outgrow what ClickHouse analyses quickly. (The demo has 8.)
 MAX_PRUNED_KEY_GROUPS = 1000
+# A view's FINAL read is pruned to blocks of this many consecutive ids (sql/final_key_blocks.sql).
+FINAL_KEY_BLOCK_IDS = 4096
 
 
 class UnsupportedWarmColumn(ValueError):
@@ -223,7 +225,8 @@ def read_query(
     reads only. FINAL cannot push the time filter below the merge (exchange_ts is not in the
     sort key), so alone it merges the whole month's partition; `key_ranges` (final_key_ranges)
     restricts it to the sorting-key ranges of the range's rows, which the primary index prunes
-    to. `warm_read_query` reads those ranges first."""
+    to. `warm_read_query` reads those ranges first. A literal read (a view's, which cannot bind
+    them) is pruned by a subquery of its own instead (sql/final_key_blocks.sql)."""
     hash_select = f", cityHash64({row_hash}) AS {ROW_HASH}" if row_hash else ""
     values = {"range_start": range_start, "range_end": range_end}
     if table.layer is not Layer.GOLD:
@@ -247,6 +250,17 @@ def read_query(
             raise ValueError("key ranges are bound parameters: a literal query (a view's DDL) cannot prune to them")
         key_filter, key_parameters = _key_filter(final_key, key_ranges)
         parameters = parameters | key_parameters
+    elif literal and final_key is not None:
+        key_filter = render(
+            "final_key_blocks",
+            groups=", ".join(identifier(c) for c in final_key.groups),
+            id=identifier(final_key.id),
+            block=str(FINAL_KEY_BLOCK_IDS),
+            table=identifier(table.warm),
+            time_column=identifier(table.time_column),
+            range_start=bounds["range_start"],
+            range_end=bounds["range_end"],
+        )
     sql = render(
         "read_trades",
         columns=", ".join(c.select_expression() for c in columns),

@@ -176,15 +176,16 @@ def test_a_message_that_cannot_be_typed_is_a_reject_and_the_rest_of_its_insert_r
         assert (5,) in client.query("SELECT trade_id FROM bronze_trades").result_rows
 
 
-def test_a_final_read_pruned_to_its_key_ranges_returns_what_the_whole_final_returns(warm):
+def test_a_final_read_pruned_to_its_key_ranges_returns_what_the_whole_final_returns(warm, monkeypatch):
     """Silver is read FINAL; warm_read_query first narrows that FINAL to each instrument's
     trade-id range in the window. Redeliveries that FINAL must resolve sit in their own parts
     (never merged): a later version with another price, and one whose exchange time moved to
     the next hour. Each hour, a two-hour window and an empty hour read the same rows, pruned
-    or not."""
+    or not; so does a view's read, whose literal bounds cannot bind key ranges."""
     from cold_assets.tables import table_by_cold_name
     from cold_assets.tools.simulate import FeedConfig, simulate
-    from cold_assets.warm.read import final_key_ranges, read_columns, read_query, warm_read_query
+    from cold_assets.warm import read
+    from cold_assets.warm.read import FAR_FUTURE, final_key_ranges, read_columns, read_query, warm_read_query
 
     silver = table_by_cold_name("silver_trades")
     with warm.connect() as client:
@@ -214,7 +215,7 @@ def test_a_final_read_pruned_to_its_key_ranges_returns_what_the_whole_final_retu
             parameters={"t": last_of_hour[0]},
         )
         windows = [(H, H + timedelta(hours=1)), (H + timedelta(hours=1), H + timedelta(hours=2)), (H, H + timedelta(hours=2)),
-                   (H + timedelta(hours=5), H + timedelta(hours=6))]
+                   (H + timedelta(hours=5), H + timedelta(hours=6)), (H + timedelta(hours=1), FAR_FUTURE)]
         for lo, hi in windows:
             whole = read_query(silver, columns, lo, hi)
             pruned = warm_read_query(client, silver, columns, lo, hi)
@@ -222,6 +223,14 @@ def test_a_final_read_pruned_to_its_key_ranges_returns_what_the_whole_final_retu
             expected = client.query_arrow(whole.sql, parameters=whole.parameters)
             got = client.query_arrow(pruned.sql, parameters=pruned.parameters)
             assert got.equals(expected), (lo, hi)
+            # A view's read (literal bounds) prunes its FINAL by a subquery instead, to the same
+            # rows: with blocks of one id (the exact key set) and with the default blocks.
+            for block in (1, read.FINAL_KEY_BLOCK_IDS):
+                monkeypatch.setattr(read, "FINAL_KEY_BLOCK_IDS", block)
+                literal = read_query(silver, columns, lo, hi, literal=True)
+                assert f"intDiv(trade_id, {block})" in literal.sql and not literal.parameters
+                assert client.query_arrow(literal.sql).equals(expected), (lo, hi, block)
+            monkeypatch.undo()
         # FINAL resolved both redeliveries: the moved kraken trade is read in hour 2 only, and
         # the repriced binance trade once.
         def kraken_ids(lo):
