@@ -67,10 +67,17 @@ def next_cutover(
     retention: the view can only serve it from cold) and cutting over hides nothing: cold
     holds rows for it, or warm holds none."""
     first = _warm_first_hour(client, spec)
-    start = max(d for d in (previous, first) if d is not None) if (previous or first) else None
-    if start is None:
-        return previous or EPOCH, 0  # nothing anywhere yet
     limit = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0) - SETTLED
+    if first is None:
+        # Warm holds no row of this table. Where cold holds some (the TTL dropped warm's last
+        # ones: gold_ohlcv_1d's single bar of a day), cold serves everything before the last
+        # settled range, which hides nothing; where neither tier holds any, nothing moves.
+        snapshot = catalog.load_table(spec.cold_identifier).current_snapshot()
+        records = int(snapshot.summary.get("total-records") or 0) if snapshot and snapshot.summary else 0
+        if not records:
+            return previous or EPOCH, 0
+        return max(d for d in (previous, spec.offload_range(limit)[0]) if d is not None), 0
+    start = max(first, previous) if previous else first
     buckets: list[tuple[datetime, str]] = []
     hour = start
     while hour < limit:

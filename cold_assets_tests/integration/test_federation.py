@@ -9,7 +9,7 @@ from cold_assets.parity.checksums import local_file_access
 from cold_assets.partitions import partition_key_of
 from cold_assets.tables import TABLES, table_by_cold_name
 from cold_assets.tools.simulate import FeedConfig, simulate
-from cold_assets.warm.read import read_query
+from cold_assets.warm.read import EPOCH, read_query
 from cold_assets_tests.support.offload_helpers import START, feed, run_offload
 
 HOURS = 6
@@ -198,3 +198,25 @@ def test_reading_the_cold_tier_moves_no_other_threads_working_directory(settings
     assert seen["rows"] > 0
     assert seen["cwd"] == str(tmp_path) and seen["relative"] == "still here"
     assert os.getcwd() == str(tmp_path)
+
+
+def test_a_table_warm_no_longer_holds_any_row_of_is_served_from_cold(settings, warm, cold):
+    """The TTL can take a table's last warm rows (gold_ohlcv_1d keeps one bar a day, dropped
+    whole): the view then serves cold's rows instead of an empty warm side. While neither tier
+    holds a row, the cutover does not move."""
+    daily = table_by_cold_name("gold_ohlcv_1d")
+    later = START + timedelta(days=2)  # the fed day is settled, as a day the TTL drops would be
+    catalog = cold.catalog()
+    with warm.connect() as client:
+        (empty,) = federate(client, catalog, now=later, tables=[daily])
+        assert empty.error is None and empty.cutover == EPOCH
+    feed(warm, hours=HOURS, trades_per_hour=400)
+    run_offload(settings, KEYS)
+    with warm.connect() as client:
+        client.command("ALTER TABLE gold_ohlcv_1d DELETE WHERE 1", settings={"mutations_sync": 2})
+        assert client.query("SELECT count() FROM gold_ohlcv_1d").result_rows == [(0,)]
+        cold_rows = catalog.load_table(daily.cold_identifier).scan().count()
+        assert cold_rows > 0
+        (result,) = federate(client, catalog, now=later, tables=[daily])
+        assert result.error is None and result.cutover == daily.offload_range(later - timedelta(hours=1))[0] > EPOCH
+        assert rows(client, catalog, "SELECT count() FROM gold_ohlcv_1d_all") == [(cold_rows,)]
