@@ -76,7 +76,7 @@ def next_cutover(
         records = int(snapshot.summary.get("total-records") or 0) if snapshot and snapshot.summary else 0
         if not records:
             return previous or EPOCH, 0
-        return max(d for d in (previous, spec.offload_range(limit)[0]) if d is not None), 0
+        return max(previous or EPOCH, spec.offload_range(limit)[0]), 0
     start = max(first, previous) if previous else first
     buckets: list[tuple[datetime, str]] = []
     hour = start

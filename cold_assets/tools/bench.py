@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -494,34 +494,45 @@ def bench_maintenance(days: int = 7, parent: str | None = None, state: str | Non
     }
 
 
+def _view_against_warm(
+    client: Client, template: str, view: str, warm: str, parameters: dict, repeats: int, failure: str
+) -> tuple[Sequence[Sequence], dict]:
+    """The query `template` over `view` and over `warm`, interleaved `repeats` times (drift
+    hits both): the view's answer, which must equal warm's, and the medians."""
+    from cold_assets.warm.read import render
+
+    timings: dict[str, list[float]] = {"view": [], "warm_only": []}
+    answers = {}
+    for _ in range(repeats):
+        for side, source in (("view", view), ("warm_only", warm)):
+            sql = render(template, source=source)
+            started = time.perf_counter()
+            answers[side] = client.query(sql, parameters=parameters).result_rows
+            timings[side].append(time.perf_counter() - started)
+    if answers["view"] != answers["warm_only"]:
+        raise RuntimeError(failure)
+    view_s, warm_s = statistics.median(timings["view"]), statistics.median(timings["warm_only"])
+    return answers["view"], {
+        "view_ms": round(view_s * 1000, 1),
+        "warm_only_ms": round(warm_s * 1000, 1),
+        "view_over_warm": round(view_s / warm_s, 2),
+    }
+
+
 def ohlcv_latency(client: Client, table: Table, spec: MirroredTable, ranges: dict, repeats: int, what: str) -> dict:
     """Per named range: the OHLCV query through the federated view of `spec` and on the warm
     read alone, interleaved `repeats` times (drift hits both), medians, and the same answer."""
     from cold_assets.parity.checksums import local_file_access
-    from cold_assets.warm.read import render
 
     figures = {}
     with local_file_access(table):
         for name, (lo, hi) in ranges.items():
             warm_only = f"({read_query(spec, None, lo, hi, literal=True).sql})"
-            timings: dict[str, list[float]] = {"view": [], "warm_only": []}
-            answers = {}
-            for _ in range(repeats):
-                for side, source in (("view", f"{spec.warm}_all"), ("warm_only", warm_only)):
-                    sql = render("bench_ohlcv", source=source)
-                    started = time.perf_counter()
-                    answers[side] = client.query(sql, parameters={"range_start": lo, "range_end": hi}).result_rows
-                    timings[side].append(time.perf_counter() - started)
-            if answers["view"] != answers["warm_only"]:
-                raise RuntimeError(f"{what}: the view and warm disagree over {name}")
-            view_s, warm_s = statistics.median(timings["view"]), statistics.median(timings["warm_only"])
-            figures[name] = {
-                "days": round((hi - lo) / timedelta(days=1), 2),
-                "hourly_bars": len(answers["view"]),
-                "view_ms": round(view_s * 1000, 1),
-                "warm_only_ms": round(warm_s * 1000, 1),
-                "view_over_warm": round(view_s / warm_s, 2),
-            }
+            bars, timings = _view_against_warm(
+                client, "bench_ohlcv", f"{spec.warm}_all", warm_only, {"range_start": lo, "range_end": hi}, repeats,
+                f"{what}: the view and warm disagree over {name}",
+            )
+            figures[name] = {"days": round((hi - lo) / timedelta(days=1), 2), "hourly_bars": len(bars), **timings}
     return figures
 
 
@@ -529,25 +540,11 @@ def recent_trades_latency(client: Client, since: datetime, repeats: int, what: s
     """The recent-trades query since `since` through silver_trades_all and on silver read
     FINAL alone, interleaved `repeats` times, medians, and the same answer. Both read warm
     FINAL; the view's read is pruned to the key blocks of its hours (sql/final_key_blocks.sql)."""
-    from cold_assets.warm.read import render
-
-    timings: dict[str, list[float]] = {"view": [], "warm_only": []}
-    answers = {}
-    for _ in range(repeats):
-        for side, source in (("view", "silver_trades_all"), ("warm_only", "silver_trades FINAL")):
-            started = time.perf_counter()
-            answers[side] = client.query(render("bench_recent_trades", source=source), parameters={"range_start": since}).result_rows
-            timings[side].append(time.perf_counter() - started)
-    if answers["view"] != answers["warm_only"]:
-        raise RuntimeError(f"{what}: the view and warm disagree on the trades since {since.isoformat()}")
-    view_s, warm_s = statistics.median(timings["view"]), statistics.median(timings["warm_only"])
-    return {
-        "since": since.isoformat(),
-        "trades": sum(row[2] for row in answers["view"]),
-        "view_ms": round(view_s * 1000, 1),
-        "warm_only_ms": round(warm_s * 1000, 1),
-        "view_over_warm": round(view_s / warm_s, 2),
-    }
+    instruments, timings = _view_against_warm(
+        client, "bench_recent_trades", "silver_trades_all", "silver_trades FINAL", {"range_start": since}, repeats,
+        f"{what}: the view and warm disagree on the trades since {since.isoformat()}",
+    )
+    return {"since": since.isoformat(), "trades": sum(row[2] for row in instruments), **timings}
 
 
 def bench_federation(days: int = 28, trades_per_hour: int = 2_000, repeats: int = 5, parent: str | None = None) -> dict:
@@ -566,18 +563,17 @@ def bench_federation(days: int = 28, trades_per_hour: int = 2_000, repeats: int 
     with bench_settings(parent) as settings:
         build_bench_warm(settings, trades_per_hour, 24 * days, bronze_only=False, start=start)
         catalog = IcebergResource.from_settings(settings).catalog()
-        table = catalog.load_table(spec.cold_identifier)
         with ClickHouseResource.from_settings(settings).connect() as client:
             keys = [partition_key_of(start + timedelta(hours=h)) for h in range(24 * days)]
             # Silver's cutover trails by a day, as the daily audit leaves it: its view reads that day from warm.
+            cold = {t.cold: catalog.load_table(t.cold_identifier) for t in (spec, silver)}
             for mirrored, offloaded in ((spec, keys), (silver, keys[:-24])):
-                cold = catalog.load_table(mirrored.cold_identifier)
-                for _ in offload_partitions(client, cold, mirrored, offloaded, "bench", settle_lag=timedelta(0)):
+                for _ in offload_partitions(client, cold[mirrored.cold], mirrored, offloaded, "bench", settle_lag=timedelta(0)):
                     pass
             federation, silver_federation = federate(client, catalog, tables=[spec, silver])
             ranges = {"one_day": (today - timedelta(days=1), today), "one_month": (start, today)}
-            figures = ohlcv_latency(client, table, spec, ranges, repeats, "bench federation")
-            with local_file_access(catalog.load_table(silver.cold_identifier)):
+            figures = ohlcv_latency(client, cold[spec.cold], spec, ranges, repeats, "bench federation")
+            with local_file_access(cold[silver.cold]):
                 recent = recent_trades_latency(client, silver_federation.cutover, repeats, "bench federation")
     return {
         "benchmark": "federation",
