@@ -149,8 +149,12 @@ def cold_asset(table: MirroredTable, partitions_def: PartitionsDefinition, setti
                     context.log.info(_describe(table, checkpoint))
                     # One count of both tiers per checkpoint serves the metadata and the checks
                     # alike; each hour's materialization is recorded as soon as it committed.
+                    # A refused hour is checked too (it fails): its run fails after every
+                    # check result is recorded, so that the sensors and alerts see them all.
+                    refused_keys = [k for r in checkpoint.refused for k in r.partition_keys]
                     found = partitions_parity(
-                        client, cold_table.refresh(), table, [r.partition_key for r in checkpoint.results], content,
+                        client, cold_table.refresh(), table,
+                        [r.partition_key for r in checkpoint.results] + refused_keys, content,
                         now=now, policy=policy, offloaded={r.partition_key: r.state() for r in checkpoint.results},
                     )
                     by_hour = {p.partition_key: p for p in found}
@@ -163,6 +167,8 @@ def cold_asset(table: MirroredTable, partitions_def: PartitionsDefinition, setti
                     parities += found
             else:
                 parities = partitions_parity(client, cold_table, table, keys, content, now=now, policy=policy)
+        # The checks are recorded first: one refused hour must not hide the others' results.
+        yield from parity_check_results(parities, checks)
         if refused:
             raise Failure(
                 description="; ".join(str(r) for r in refused),
@@ -172,7 +178,6 @@ def cold_asset(table: MirroredTable, partitions_def: PartitionsDefinition, setti
                     )
                 },
             )
-        yield from parity_check_results(parities, checks)
 
     return offload
 

@@ -94,7 +94,6 @@ class Ancestry:
     and which snapshots are the table's history."""
 
     def __init__(self, table: Table, spec: MirroredTable):
-        self._table = table
         self.ids: set[int] = set()
         self.states: dict[datetime, PartitionState] = {}  # offload range start -> newest state
         for snapshot in ancestors_of(table.current_snapshot(), table.metadata):
@@ -106,14 +105,12 @@ class Ancestry:
         return self.states.get(range_start)
 
     def describes(self, recorded: PartitionState | None) -> bool:
-        """Whether Dagster's record may still describe the table: its snapshot is on the
-        current ancestry, or has been expired (older than every snapshot kept). A snapshot the
-        table still knows but whose ancestry it left was rolled back: the record is stale."""
-        if recorded is None or recorded.snapshot_id is None:
-            return recorded is not None
-        if recorded.snapshot_id in self.ids:
-            return True
-        return self._table.metadata.snapshot_by_id(recorded.snapshot_id) is None
+        """Whether Dagster's record still describes the table: its snapshot is on the current
+        ancestry. A snapshot off the ancestry was rolled back, and one the table no longer has
+        may have been rolled back before the expiry removed it: the two cannot be told apart,
+        so neither counts (the cold files' own floor and the ancestry's bookkeeping still do).
+        A record of no snapshot names no table state it held in, and does not count either."""
+        return recorded is not None and recorded.snapshot_id is not None and recorded.snapshot_id in self.ids
 
 
 def committed_states(table: Table, spec: MirroredTable) -> dict[datetime, PartitionState]:

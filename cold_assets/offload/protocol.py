@@ -103,14 +103,24 @@ class IncompatibleWarmSchema(ValueError):
     """The warm table changed in a way the cold table cannot follow (not an added nullable column)."""
 
 
+class PlanOutdated(CommitFailedException):
+    """The table's current snapshot moved on between planning a checkpoint and writing it
+    (evolving the schema reloaded the table after another writer's commit). A commit now would
+    assert the other writer's snapshot while carrying a plan made before it: the checkpoint
+    starts over from reconciliation instead, as after any conflict."""
+
+
 class ColdRowsWouldBeLost(RuntimeError):
     """Warm holds fewer rows than the cold rows a commit would replace: the warm tier lost
     rows (a dropped part, a TTL), and cold is their only copy. Nothing was written."""
 
-    def __init__(self, spec: MirroredTable, partition_key: str, warm_rows: int, cold_rows: int, what: str):
-        self.table, self.partition_key, self.warm_rows, self.cold_rows = spec.cold, partition_key, warm_rows, cold_rows
+    def __init__(self, spec: MirroredTable, partition_keys: list[str], warm_rows: int, cold_rows: int, what: str):
+        self.table, self.warm_rows, self.cold_rows = spec.cold, warm_rows, cold_rows
+        # The run's partition keys the refused range serves (the daily bars' day serves 24).
+        self.partition_keys = list(partition_keys)
+        self.partition_key = self.partition_keys[0]
         super().__init__(
-            f"cold.{spec.cold} hour {partition_key}: warm {spec.warm} has {warm_rows} rows where cold holds "
+            f"cold.{spec.cold} hour {self.partition_key}: warm {spec.warm} has {warm_rows} rows where cold holds "
             f"{cold_rows} ({what}); replacing them would delete {cold_rows - warm_rows} cold rows, so the "
             "offload of this hour was refused and nothing was written. If the deletion is meant (correcting "
             "history), run it again with allow_fewer_rows: true"
@@ -155,7 +165,7 @@ def reconcile(
     newest snapshot and the cold files' own floor. The table wins: a commit Dagster never
     heard of (a crash in between) is newer than the record, and on a tie the snapshot is
     taken, since it describes what the table actually holds. The caller passes only a record
-    that still describes the table (`describes_table`)."""
+    that still describes the table (`Ancestry.describes`)."""
     known = [s for s in (committed, recorded) if s is not None]
     if data_floor is not None:
         known.append(PartitionState(watermark=data_floor, source=StateSource.DATA))
@@ -601,9 +611,10 @@ def _plan(
     """Where one range starts from, and the read and delete it needs (if any)."""
     end = spec.offload_range(start)[1]
     r = _Range(keys, start, end, options.policy.status(spec, start, options.now))
-    records = [options.recorded.get(key) for key in keys]
+    # Only a record of a snapshot on the current ancestry counts (bookkeeping.Ancestry.describes).
+    trusted = [x for x in (options.recorded.get(key) for key in keys) if ancestry.describes(x)]
     if r.status is HourStatus.COLD_ONLY:
-        offloaded = ancestry.state(start) or next((x for x in records if x is not None and x.watermark is not None), None)
+        offloaded = ancestry.state(start) or next((x for x in trusted if x.watermark is not None), None)
         if offloaded is not None or cold_files.holds(start, end):
             # ClickHouse's TTL may have dropped some of its rows: cold is the copy of record.
             r.state = offloaded or PartitionState()
@@ -612,7 +623,6 @@ def _plan(
         # Never offloaded and past the retention (a first backfill that reached it late, an
         # outage): the TTL deletes at merges, so what warm still holds may be the only copy
         # left. It is offloaded as any range; cold holds nothing it could replace.
-    trusted = [x for x in records if x is not None and ancestry.describes(x)]
     recorded = max(trusted, key=lambda x: x.watermark or EPOCH) if trusted else None
     mode = OffloadMode.REPLACE if options.replace_hour else spec.mode
     floor = cold_files.newest_ingestion(start, end) if mode is OffloadMode.APPEND else None
@@ -737,7 +747,13 @@ def _write(stream: "_WarmStream", table: Table, spec: MirroredTable, ranges: lis
         return table
     if ROW_HASH in schema.names:
         schema = schema.remove(schema.get_field_index(ROW_HASH))
+    planned_on = _snapshot_id(table)
     table = evolve_schema(table, spec, schema)
+    if _snapshot_id(table) != planned_on:
+        raise PlanOutdated(
+            f"cold.{spec.cold}: snapshot {_snapshot_id(table)} was committed by another writer after this checkpoint was "
+            f"planned on {planned_on}"
+        )
     file_format = DataFileFormat(table, schema)
     starts = np.array([_micros(r.start) for r in ranges], dtype=np.int64)
     current: _Range | None = None
@@ -765,6 +781,11 @@ def _write(stream: "_WarmStream", table: Table, spec: MirroredTable, ranges: lis
     return table
 
 
+def _snapshot_id(table: Table) -> int | None:
+    current = table.current_snapshot()
+    return current.snapshot_id if current else None
+
+
 def _decide(spec: MirroredTable, r: _Range, options: _Options) -> ColdRowsWouldBeLost | None:
     """What a range that was read becomes: refused, unchanged, or part of the commit."""
     kept_by_read = r.read.rows - r.read.newer_rows if r.newer_than is not None else r.read.rows
@@ -772,7 +793,7 @@ def _decide(spec: MirroredTable, r: _Range, options: _Options) -> ColdRowsWouldB
         _abort([r])
         r.outcome = None
         return ColdRowsWouldBeLost(
-            spec, r.keys[0], kept_by_read, r.replaced,
+            spec, r.keys, kept_by_read, r.replaced,
             "ingested in the overlap re-read" if r.newer_than is not None else "in the whole range",
         )
     appending = r.newer_than is not None
