@@ -77,7 +77,9 @@ def next_cutover(
         if not records:
             return previous or EPOCH, 0
         return max(previous or EPOCH, spec.offload_range(limit)[0]), 0
-    start = max(first, previous) if previous else first
+    # Before the warm horizon every range is cold-only (the view serves it from cold): the
+    # first federation starts there at the earliest, whatever stray old row warm still holds.
+    start = max(first, previous) if previous else max(first, spec.offload_range(policy.warm_horizon(now))[0])
     buckets: list[tuple[datetime, str]] = []
     hour = start
     while hour < limit:

@@ -88,6 +88,10 @@ class Settings:
     warm_retention_days: int  # the warm tier's TTL: older hours exist only in cold
     ttl_margin_days: int  # the TTL guard alerts on unproven hours older than this
     heal_lookback_days: int  # how far back the self-healing sensor looks
+    # A repair that did not fix its hour is requested again after this wait, doubled each time
+    # (at most 6 h); after heal_max_attempts of them one alert names the hour and its last run.
+    heal_retry_seconds: int
+    heal_max_attempts: int
     # The TTL guard alerts when a federated view's cutover is this close to the TTL horizon:
     # past it, warm drops rows the view reads from warm, and the view has a gap.
     cutover_alert_hours: int
@@ -125,6 +129,8 @@ class Settings:
             warm_retention_days=retention,
             ttl_margin_days=margin,
             heal_lookback_days=env_int("COLD_HEAL_LOOKBACK_DAYS", 7, minimum=1),
+            heal_retry_seconds=env_int("COLD_HEAL_RETRY_SECONDS", 600, minimum=0),
+            heal_max_attempts=env_int("COLD_HEAL_MAX_ATTEMPTS", 3, minimum=1),
             cutover_alert_hours=env_int("COLD_CUTOVER_ALERT_HOURS", 24, minimum=0),
             chdb_lock_timeout_seconds=env_int("COLD_CHDB_LOCK_TIMEOUT_SECONDS", 600),
             spark_master=env_str("COLD_SPARK_MASTER", "local[2]"),

@@ -89,7 +89,11 @@ class DataFileFormat:
         self._spec = metadata.spec()
         # The check pyiceberg makes of each file it adds, made once for the schema they share.
         _check_pyarrow_schema_compatible(self._iceberg_schema, self.schema, format_version=metadata.format_version)
-        self._stats_columns = compute_statistics_plan(self._iceberg_schema, metadata.properties)
+        # A file's partition is derived from its bounds, so the partition columns keep full
+        # statistics whatever metrics mode the table sets (`none` would leave them unknown).
+        partition_columns = {self._iceberg_schema.find_column_name(f.source_id) for f in self._spec.fields}
+        metrics = {**metadata.properties, **{f"write.metadata.metrics.column.{name}": "full" for name in partition_columns}}
+        self._stats_columns = compute_statistics_plan(self._iceberg_schema, metrics)
         self._column_mapping = parquet_path_to_id_mapping(self._iceberg_schema)
 
     def describe(self, path: str, footer: pq.FileMetaData, size: int) -> DataFile:

@@ -42,7 +42,7 @@ from dagster._core.storage.asset_check_execution_record import (
 from dagster._core.storage.event_log.base import EventLogStorage
 from pyiceberg.catalog import Catalog
 
-from cold_assets.defs.alerts import Alerter
+from cold_assets.defs.alerts import Alerter, Outbox
 from cold_assets.defs.assets import cold_asset_key
 from cold_assets.defs.checks import CHECK_NAMES, COMPACTION_PRESERVED_CONTENT
 from cold_assets.defs.resources import ClickHouseResource, IcebergResource
@@ -112,26 +112,56 @@ def _follow_parity_checks(storage: EventLogStorage, state: dict) -> Iterator[tup
 def parity_alerts(context: SensorEvaluationContext) -> SkipReason:
     state = json.loads(context.cursor) if context.cursor else {"seen": {}, "failing": {}}
     alerter, storage, sent = Alerter.from_env(), context.instance.event_log_storage, 0
+    outbox = Outbox(state, alerter, context.log)
     for failing_key, check, differing, run_id in _follow_parity_checks(storage, state):
         table, _, hour = failing_key.split("|")
         if differing is not None and failing_key not in state["failing"]:
-            alerter.send(
+            outbox.send(
                 f"cold.{table} {check} FAILED for hour {hour}: warm {differing['warm_rows']} rows, "
-                f"cold {differing['cold_rows']} rows. {alerter.run_link(run_id)}",
-                context.log,
+                f"cold {differing['cold_rows']} rows. {alerter.run_link(run_id)}"
             )
             state["failing"][failing_key] = run_id
             sent += 1
         elif differing is None and failing_key in state["failing"]:
-            alerter.send(f"cold.{table} {check} RECOVERED for hour {hour}. {alerter.run_link(run_id)}", context.log)
+            outbox.send(f"cold.{table} {check} RECOVERED for hour {hour}. {alerter.run_link(run_id)}")
             del state["failing"][failing_key]
             sent += 1
-    sent += _compaction_check_alerts(storage, state, alerter, context.log)
+    sent += _compaction_check_alerts(storage, state, outbox, alerter)
+    # The run failure and recovery alerts have no cursor of ours: their undelivered ones wait
+    # on their runs' tags, and are tried again here.
+    run_alerts_waiting = retry_run_alerts(context.instance, alerter, context.log)
     context.update_cursor(json.dumps(state))
-    return SkipReason(f"{sent} alerts sent; {len(state['failing'])} (table, check, hour) failing")
+    return SkipReason(
+        f"{sent} alerts sent; {len(state['failing'])} (table, check, hour) failing; "
+        f"{len(outbox.pending) + run_alerts_waiting} alerts undelivered, tried again next tick"
+    )
 
 
-def _compaction_check_alerts(storage: EventLogStorage, state: dict, alerter: Alerter, log: logging.Logger) -> int:
+# Run tags of a failure or recovery alert the webhook did not take: the run page shows them,
+# and parity_alerts tries them again every tick until delivered.
+ALERT_TAG = "cold-assets/alert"
+ALERT_TEXT_TAG = "cold-assets/alert-text"
+UNDELIVERED, DELIVERED = "undelivered", "delivered"
+
+
+def _send_run_alert(instance: DagsterInstance, run: DagsterRun, alerter: Alerter, text: str, log: logging.Logger) -> None:
+    if not alerter.send(text, log):
+        instance.add_run_tags(run.run_id, {ALERT_TAG: UNDELIVERED, ALERT_TEXT_TAG: text})
+
+
+def retry_run_alerts(instance: DagsterInstance, alerter: Alerter, log: logging.Logger) -> int:
+    """Tries the undelivered run alerts again, oldest first; returns how many still wait."""
+    waiting = instance.get_runs(filters=RunsFilter(tags={ALERT_TAG: UNDELIVERED}), limit=100)
+    left = 0
+    for run in reversed(waiting):
+        if alerter.send(run.tags.get(ALERT_TEXT_TAG, f"run {run.run_id} alert"), log):
+            instance.add_run_tags(run.run_id, {ALERT_TAG: DELIVERED})
+        else:
+            left += 1
+    return left
+
+
+def _compaction_check_alerts(storage: EventLogStorage, state: dict, outbox: Outbox, alerter: Alerter) -> int:
     """compaction_preserved_content has no hours: one alert when a table's check fails with
     ERROR (from the nightly compaction or run alone), one when it passes again."""
     sent = 0
@@ -149,14 +179,14 @@ def _compaction_check_alerts(storage: EventLogStorage, state: dict, alerter: Ale
                 continue
             failed = not evaluation.passed and evaluation.severity == AssetCheckSeverity.ERROR
             if failed and failing_key not in state["failing"]:
-                alerter.send(
+                outbox.send(
                     f"cold.{table.cold} {COMPACTION_PRESERVED_CONTENT} FAILED: {evaluation.description} "
-                    f"{alerter.run_link(record.run_id)}", log,
+                    f"{alerter.run_link(record.run_id)}"
                 )
                 state["failing"][failing_key] = record.run_id
                 sent += 1
             elif not failed and failing_key in state["failing"]:
-                alerter.send(f"cold.{table.cold} {COMPACTION_PRESERVED_CONTENT} RECOVERED. {alerter.run_link(record.run_id)}", log)
+                outbox.send(f"cold.{table.cold} {COMPACTION_PRESERVED_CONTENT} RECOVERED. {alerter.run_link(record.run_id)}")
                 del state["failing"][failing_key]
                 sent += 1
             state["seen"][name] = max(state["seen"].get(name, 0), record.id)
@@ -230,31 +260,41 @@ class _Repairs:
                 affected = [t.cold for t in TABLES] if spec.layer is Layer.RAW else [spec.cold]
                 self.add(parity.partition_key, affected, f"{spec.cold} warm {parity.warm_rows} / cold {parity.cold_rows}")
 
-    def alert_shrunk(self, state: dict, log: logging.Logger) -> None:
+    def alert_shrunk(self, state: dict, outbox: Outbox) -> None:
         """One alert per (table, hour) where warm holds fewer rows than cold, while it lasts."""
         alerted = set(state.get("shrunk", []))
-        alerter = Alerter.from_env()
         for item in sorted(set(self.shrunk) - alerted):
             table, hour = item.split("|")
-            alerter.send(
+            outbox.send(
                 f"cold.{table} hour {hour}: WARM HOLDS FEWER ROWS than cold ({self.shrunk[item]}): warm lost rows that cold "
                 "keeps, so no repair is requested (a replace would delete them). If the deletion is meant, materialize "
-                "the hour with allow_fewer_rows: true.",
-                log,
+                "the hour with allow_fewer_rows: true."
             )
         state["shrunk"] = sorted(self.shrunk)
 
-    def requests(self, covered: set[tuple[str, str]], prefix: str) -> list[RunRequest]:
-        """One replacing run per hour, of the tables no launched run or backfill covers already."""
+    def requests(
+        self, covered: set[tuple[str, str]], prefix: str, attempts: "RepairAttempts", complete: bool = True
+    ) -> list[RunRequest]:
+        """One replacing run per hour, of the tables no launched run or backfill covers already,
+        as often as `attempts` allows (a repair that did not fix its hour is tried again with
+        backoff). `complete` says this tick looked for every kind of damage: only then is an
+        hour it did not find taken as healed."""
         requests = []
+        if complete:
+            attempts.healed(set(self.tables))
         for hour, found in sorted(self.tables.items()):
             tables = {t for t in found if (t, hour) not in covered}
             if not tables:
+                attempts.in_flight(hour)  # a run or backfill covers it: its outcome is awaited
                 continue
+            attempt = attempts.next_attempt(hour, sorted(tables))
+            if attempt is None:
+                continue  # backing off after a repair that did not fix the hour
             signature = hashlib.sha1("|".join(sorted(self.reasons[hour])).encode()).hexdigest()[:12]
             requests.append(
                 RunRequest(
-                    run_key=f"{prefix}-{hour}-{signature}",
+                    # A new key per attempt: Dagster never launches a run key twice.
+                    run_key=f"{prefix}-{hour}-{signature}-{attempt}",
                     partition_key=hour,
                     asset_selection=[cold_asset_key(t) for t in TABLES if t.cold in tables],
                     # The parity checks only: the compaction's check belongs to the maintenance.
@@ -262,14 +302,67 @@ class _Repairs:
                         AssetCheckKey(cold_asset_key(t), name) for t in TABLES if t.cold in tables for name in CHECK_NAMES
                     ],
                     run_config={"ops": {f"cold__{t}": {"config": {"replace_hour": True}} for t in sorted(tables)}},
-                    tags={"cold-assets/reason": "; ".join(self.reasons[hour])[:1000]},
+                    tags={"cold-assets/reason": "; ".join(self.reasons[hour])[:1000], REPAIR_HOUR_TAG: hour},
                 )
             )
         return requests
 
 
+REPAIR_HOUR_TAG = "cold-assets/repair-hour"
+MAX_REPAIR_WAIT = timedelta(hours=6)
+
+
+class RepairAttempts:
+    """The repairs requested per hour, in a sensor's cursor (`state["repairs"]`): an hour still
+    found damaged after its repair run ended (failed, or succeeded without fixing it) is
+    requested again after a wait that doubles each time (from `retry_wait`, at most
+    MAX_REPAIR_WAIT), and after `max_attempts` such repairs one alert names the hour and its
+    last run. It keeps being retried at the longest wait: a catalog outage ends."""
+
+    def __init__(
+        self, state: dict, instance: DagsterInstance, now: datetime, max_attempts: int, retry_wait: timedelta,
+        outbox: Outbox, alerter: Alerter,
+    ):
+        self._by_hour: dict[str, dict] = state.setdefault("repairs", {})
+        self._instance, self._now, self._max, self._wait = instance, now, max_attempts, retry_wait
+        self._outbox, self._alerter = outbox, alerter
+
+    def healed(self, still_damaged: set[str]) -> None:
+        for hour in sorted(set(self._by_hour) - still_damaged):
+            if self._by_hour.pop(hour).get("alerted"):
+                self._outbox.send(f"REPAIR RECOVERED: hour {hour} is no longer found damaged.")
+
+    def in_flight(self, hour: str) -> None:
+        """A repair of `hour` is still running: the wait before another counts from its end."""
+        if hour in self._by_hour:
+            self._by_hour[hour]["requested"] = self._now.timestamp()
+
+    def next_attempt(self, hour: str, tables: list[str]) -> int | None:
+        """The number of the next repair of `hour`, or None while backing off."""
+        done = self._by_hour.get(hour)
+        if done is None:
+            self._by_hour[hour] = {"attempts": 1, "requested": self._now.timestamp()}
+            return 1
+        failed = int(done["attempts"])
+        if failed >= self._max and not done.get("alerted"):
+            last = self._instance.get_runs(filters=RunsFilter(tags={REPAIR_HOUR_TAG: hour}), limit=1)
+            run = f"last run {last[0].status.value}: {self._alerter.run_link(last[0].run_id)}" if last else "no run found"
+            self._outbox.send(
+                f"REPAIR FAILED: hour {hour} ({', '.join(tables)}) is still damaged after {failed} repairs; {run}. "
+                "It is tried again at most every "
+                f"{MAX_REPAIR_WAIT.total_seconds() / 3600:.0f} h; see the operations runbook."
+            )
+            done["alerted"] = True
+        wait = min(self._wait * 2 ** (failed - 1), MAX_REPAIR_WAIT)
+        if self._now.timestamp() < float(done["requested"]) + wait.total_seconds():
+            return None
+        done.update(attempts=failed + 1, requested=self._now.timestamp())
+        return failed + 1
+
+
 def self_healing_sensor(job: OffloadJob, settings: Settings, partitions_def: TimeWindowPartitionsDefinition) -> SensorDefinition:
     lookback = timedelta(days=settings.heal_lookback_days)
+    retry_wait = timedelta(seconds=settings.heal_retry_seconds)
     policy = HourPolicy.from_settings(settings)
 
     @sensor(
@@ -316,15 +409,19 @@ def self_healing_sensor(job: OffloadJob, settings: Settings, partitions_def: Tim
                 found.shrunk[f"{table}|{hour}"] = f"warm {warm_rows} rows, cold {differing['cold_rows']}"
             else:
                 found.add(hour, [table], f"{table} {check} failed")
+        alerter = Alerter.from_env()
+        outbox = Outbox(state, alerter, context.log)
         if busy is None:
-            found.alert_shrunk(state, context.log)
-        context.update_cursor(json.dumps(state))
+            found.alert_shrunk(state, outbox)
         covered = in_flight_partitions(context.instance, job.name, partitions_def, context.repository_def)
-        requests = found.requests(covered, "heal")
+        attempts = RepairAttempts(state, context.instance, now, settings.heal_max_attempts, retry_wait, outbox, alerter)
+        requests = found.requests(covered, "heal", attempts, complete=busy is None)
+        context.update_cursor(json.dumps(state))
         note = f"; warm tier busy, late rows not looked for this tick: {busy}" if busy else ""
         return requests or SkipReason(
-            f"no hour to repair in the last {lookback.days} days"
+            f"no hour to repair requested ({len(state['repairs'])} backing off) in the last {lookback.days} days"
             + (f"; {len(found.shrunk)} (table, hour) where warm holds fewer rows than cold" if found.shrunk else "")
+            + (f"; {len(outbox.pending)} alerts undelivered, tried again next tick" if outbox.pending else "")
             + note
         )
 
@@ -344,6 +441,7 @@ def ttl_guard_sensor(
     margin = timedelta(days=settings.ttl_margin_days)
     lookback = timedelta(days=settings.heal_lookback_days)
     cutover_alert = timedelta(hours=settings.cutover_alert_hours)
+    retry_wait = timedelta(seconds=settings.heal_retry_seconds)
     policy = HourPolicy.from_settings(settings)
 
     @sensor(
@@ -385,14 +483,14 @@ def ttl_guard_sensor(
         if isinstance(state, list):  # the cursor of an earlier version: the hours alerted
             state = {"hours": state}
         alerter = Alerter.from_env()
+        outbox = Outbox(state, alerter, context.log)
         alerted = set(state.get("hours", []))
         new = {hour: tables for hour, tables in at_risk.items() if hour not in alerted}
         if new:
             lines = "; ".join(f"{hour}: {', '.join(tables)}" for hour, tables in sorted(new.items()))
-            alerter.send(
+            outbox.send(
                 f"TTL RISK: {len(new)} warm hours will be deleted by ClickHouse's {retention.days}-day TTL "
-                f"within {(retention - margin).days} day(s) without a cold copy proven equal: {lines}",
-                context.log,
+                f"within {(retention - margin).days} day(s) without a cold copy proven equal: {lines}"
             )
         # A view whose cutover stopped moving: once the TTL passes it, warm drops rows the view
         # reads from warm, and a gap opens.
@@ -400,19 +498,21 @@ def ttl_guard_sensor(
         stuck = {view: cutover for view, cutover in cutovers.items() if cutover < close}
         stuck_before = set(state.get("stuck", []))
         for view in sorted(set(stuck) - stuck_before):
-            alerter.send(
+            outbox.send(
                 f"FEDERATION STUCK: the cutover of {view}_all is {stuck[view]:%Y-%m-%d %H:%M} UTC, within "
                 f"{cutover_alert.total_seconds() / 3600:.0f} h of the warm TTL horizon ({policy.warm_horizon(now):%Y-%m-%d %H:%M} UTC): "
-                "once the TTL passes it, the view has a gap. See the daily_audit run's federate_views step.",
-                context.log,
+                "once the TTL passes it, the view has a gap. See the daily_audit run's federate_views step."
             )
         for view in sorted(stuck_before - set(stuck)):
-            alerter.send(f"FEDERATION RECOVERED: the cutover of {view}_all is moving again.", context.log)
-        found.alert_shrunk(state, context.log)
-        context.update_cursor(json.dumps({**state, "hours": sorted(alerted | set(new)), "stuck": sorted(stuck)}))
+            outbox.send(f"FEDERATION RECOVERED: the cutover of {view}_all is moving again.")
+        found.alert_shrunk(state, outbox)
         covered = in_flight_partitions(context.instance, job.name, partitions_def, context.repository_def)
-        return found.requests(covered, "ttl-repair") or SkipReason(
+        attempts = RepairAttempts(state, context.instance, now, settings.heal_max_attempts, retry_wait, outbox, alerter)
+        requests = found.requests(covered, "ttl-repair", attempts)
+        context.update_cursor(json.dumps({**state, "hours": sorted(alerted | set(new)), "stuck": sorted(stuck)}))
+        return requests or SkipReason(
             f"{len(at_risk)} hours at risk, {len(new)} newly alerted; {len(stuck)} views' cutovers stuck"
+            + (f"; {len(outbox.pending)} alerts undelivered, tried again next tick" if outbox.pending else "")
         )
 
     return _ttl_guard
@@ -464,7 +564,8 @@ def run_failure_alerts(name: str, jobs: list, description: str) -> SensorDefinit
         # What each step said (a refused replace names table, hour, warm and cold rows).
         errors = [e.step_failure_data.error.message.strip() for e in steps if e.step_failure_data.error]
         alerter, (what, scope) = Alerter.from_env(), _what(run)
-        alerter.send(
+        _send_run_alert(
+            context.instance, run, alerter,
             f"{what} run FAILED{scope}: {'tables' if scope else 'steps'} {', '.join(failed) or 'unknown'}: "
             f"{context.failure_event.message} {' | '.join(errors)[:2000]} {alerter.run_link(run.run_id)}",
             context.log,
@@ -484,7 +585,7 @@ def run_recovery_alerts(name: str, jobs: list, description: str) -> SensorDefini
         run = context.dagster_run
         if _previous_outcome(context.instance, run) is DagsterRunStatus.FAILURE:
             alerter, (what, scope) = Alerter.from_env(), _what(run)
-            alerter.send(f"{what} RECOVERED{scope}. {alerter.run_link(run.run_id)}", context.log)
+            _send_run_alert(context.instance, run, alerter, f"{what} RECOVERED{scope}. {alerter.run_link(run.run_id)}", context.log)
 
     return _recovery_alerts
 

@@ -327,18 +327,21 @@ class _ColdFiles:
         schema = table.schema()
         time_field = schema.find_field(spec.time_column)
         ingest_field = schema.find_field("ingested_at") if "ingested_at" in schema.column_names else None
-        self._files: list[tuple[int, int, int | None]] = []  # (first, last event time, newest ingestion), micros
+        # (first, last event time, newest ingestion) in micros; a file without statistics
+        # spans every range, and gives no floor (its newest ingestion is unknown).
+        self._files: list[tuple[int, int, int | None]] = []
         if table.current_snapshot() is None:
             return
         for task in table.scan(row_filter=range_filter(spec.time_column, start, end)).plan_files():
             lower, upper = task.file.lower_bounds or {}, task.file.upper_bounds or {}
 
-            def bound(bounds: dict, field: NestedField, default: int) -> int:
+            def bound(bounds: dict, field: NestedField) -> int | None:
                 raw = bounds.get(field.field_id)  # timestamptz: microseconds since the epoch
-                return cast(int, from_bytes(cast(PrimitiveType, field.field_type), raw)) if raw is not None else default
+                return cast(int, from_bytes(cast(PrimitiveType, field.field_type), raw)) if raw is not None else None
 
-            newest = bound(upper, ingest_field, 2**62) if ingest_field is not None else None
-            self._files.append((bound(lower, time_field, -(2**62)), bound(upper, time_field, 2**62), newest))
+            first, last = bound(lower, time_field), bound(upper, time_field)
+            newest = bound(upper, ingest_field) if ingest_field is not None else None
+            self._files.append((-(2**62) if first is None else first, 2**62 if last is None else last, newest))
 
     def _in(self, start: datetime, end: datetime) -> list[tuple[int, int, int | None]]:
         lo, hi = _micros(start), _micros(end)
@@ -612,7 +615,7 @@ def _plan(
     end = spec.offload_range(start)[1]
     r = _Range(keys, start, end, options.policy.status(spec, start, options.now))
     # Only a record of a snapshot on the current ancestry counts (bookkeeping.Ancestry.describes).
-    trusted = [x for x in (options.recorded.get(key) for key in keys) if ancestry.describes(x)]
+    trusted = [x for x in (options.recorded.get(key) for key in keys) if x is not None and ancestry.describes(x)]
     if r.status is HourStatus.COLD_ONLY:
         offloaded = ancestry.state(start) or next((x for x in trusted if x.watermark is not None), None)
         if offloaded is not None or cold_files.holds(start, end):
@@ -788,13 +791,18 @@ def _snapshot_id(table: Table) -> int | None:
 
 def _decide(spec: MirroredTable, r: _Range, options: _Options) -> ColdRowsWouldBeLost | None:
     """What a range that was read becomes: refused, unchanged, or part of the commit."""
-    kept_by_read = r.read.rows - r.read.newer_rows if r.newer_than is not None else r.read.rows
+    # An append compares the cold rows it replaces with the warm rows of the overlap re-read
+    # (not newer than the watermark), so that new rows cannot mask rows warm lost. With no
+    # watermark known (EPOCH: cold rows without bookkeeping or statistics), every row read is
+    # the re-read.
+    overlap_only = r.newer_than is not None and r.newer_than > EPOCH
+    kept_by_read = r.read.rows - r.read.newer_rows if overlap_only else r.read.rows
     if kept_by_read < r.replaced and not options.allow_fewer_rows:
         _abort([r])
         r.outcome = None
         return ColdRowsWouldBeLost(
             spec, r.keys, kept_by_read, r.replaced,
-            "ingested in the overlap re-read" if r.newer_than is not None else "in the whole range",
+            "ingested in the overlap re-read" if overlap_only else "in the whole range",
         )
     appending = r.newer_than is not None
     if spec.mode is OffloadMode.REPLACE:

@@ -3,7 +3,11 @@ hour and its run's check results, a schema change and a concurrent writer. Each 
 on the code before its fix. Real chDB, Iceberg on disk and a Dagster instance, with the
 production settle lag."""
 
+from datetime import UTC, datetime, timedelta
+
+import pytest
 from dagster import DagsterEventType
+from pyiceberg.io.pyarrow import schema_to_pyarrow
 
 from cold_assets.partitions import hour_of
 from cold_assets.tables import TABLES, table_by_cold_name
@@ -105,7 +109,7 @@ def test_a_commit_by_another_writer_while_the_schema_evolves_starts_the_checkpoi
         if not interleaved:  # once: between this run's plan and its schema evolution
             interleaved.append(True)
             other = catalog.load_table(BRONZE.cold_identifier)
-            other.append(earlier_read.cast(protocol.schema_to_pyarrow(other.schema(), include_field_ids=False)))
+            other.append(earlier_read.cast(schema_to_pyarrow(other.schema(), include_field_ids=False)))
         return real_read_slices(*args, **kwargs)
 
     monkeypatch.setattr(protocol, "_read_slices", other_writer_commits_first)
@@ -115,3 +119,216 @@ def test_a_commit_by_another_writer_while_the_schema_evolves_starts_the_checkpoi
     # Bronze keeps duplicate deliveries as received, so the tiers are compared as multisets.
     assert cold_hour(catalog, BRONZE, hour).num_rows == earlier_read.num_rows, "a row is in cold twice"
     assert_tiers_equal(warm, cold, [hour], tables=[BRONZE])
+
+
+def test_a_cold_file_without_an_ingestion_bound_does_not_break_its_table(live, warm, cold):
+    """A data file whose statistics lack ingested_at (written by a tool that keeps no column
+    metrics) has no known newest ingestion: the append floor ignores it instead of
+    overflowing, and the table goes on offloading exactly once."""
+    from cold_assets.offload.protocol import offload_partitions
+    from cold_assets.warm.read import read_columns, read_query
+
+    feed(warm, hours=1, trades_per_hour=500)
+    settle(warm)
+    hour = hour_of(KEYS[0])
+    catalog = cold.catalog()
+    table = catalog.load_table(BRONZE.cold_identifier)
+    with table.transaction() as tx:  # a writer that records no column statistics
+        tx.set_properties({"write.metadata.metrics.default": "none"})
+    with warm.connect() as client:
+        query = read_query(BRONZE, read_columns(client, BRONZE), hour, hour + timedelta(minutes=30))
+        first_half = client.query_arrow(query.sql, parameters=query.parameters)
+    table = catalog.load_table(BRONZE.cold_identifier)
+    table.append(first_half.cast(schema_to_pyarrow(table.schema(), include_field_ids=False)))
+    tasks = list(catalog.load_table(BRONZE.cold_identifier).scan().plan_files())
+    assert tasks and not any(t.file.upper_bounds for t in tasks)  # no bound at all, ingested_at's included
+    with warm.connect() as client:
+        (checkpoint,) = offload_partitions(client, catalog.load_table(BRONZE.cold_identifier), BRONZE, KEYS[:1], "after-foreign")
+    assert not checkpoint.refused and checkpoint.snapshot_id is not None
+    assert_tiers_equal(warm, cold, [hour], tables=[BRONZE])
+
+
+def test_the_first_federation_starts_at_the_warm_horizon_not_at_a_stray_1970_row(settings, warm, cold, monkeypatch):
+    """A message stamped 1970 (a feed handler's unit bug): with the DDL's TTL, ClickHouse drops
+    it from trades_raw at the insert itself (the reject keeps it). A warm table whose TTL an
+    operator removed keeps it, and the first federation of raw must then not walk every hour
+    since 1970: hours before the warm horizon are served from cold."""
+    import cold_assets.federation as federation
+    from cold_assets_tests.support.offload_helpers import RAW_COLUMNS
+
+    feed(warm, hours=2, trades_per_hour=300)
+    assert run_offload(settings, KEYS[:2])[0].success
+    stamp = datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC)
+    message = [["binance", "BTCUSDT", "77", "91000.0", "0.01", "false", stamp, stamp, "{}"]]
+    old = "SELECT count() FROM {t:Identifier} WHERE exchange_ts < '2000-01-01'"
+    with warm.connect() as client:
+        client.insert("trades_raw", message, column_names=RAW_COLUMNS)
+        assert client.query(old, parameters={"t": "trades_raw"}).result_rows[0][0] == 0  # the TTL, at the insert
+        assert client.query(old, parameters={"t": "trades_rejects"}).result_rows[0][0] == 1
+        client.command("ALTER TABLE trades_raw REMOVE TTL")
+        client.insert("trades_raw", message, column_names=RAW_COLUMNS)
+        assert client.query(old, parameters={"t": "trades_raw"}).result_rows[0][0] == 1
+    real_parity, asked = federation.partitions_parity, []
+
+    def bounded_parity(client, table, spec, keys, *args, **kwargs):
+        asked.append(len(keys))
+        assert len(keys) <= 31 * 24, f"{spec.cold}: parity asked for {len(keys)} hours"
+        return real_parity(client, table, spec, keys, *args, **kwargs)
+
+    monkeypatch.setattr(federation, "partitions_parity", bounded_parity)
+    raw = table_by_cold_name("raw_trades")
+    now = hour_of(KEYS[1]) + timedelta(hours=3)
+    with warm.connect() as client:
+        (result,) = federation.federate(client, cold.catalog(), now=now, tables=[raw])
+    assert result.error is None, result.error
+    assert result.cutover == now - federation.SETTLED  # every fed hour proven, the empty one after them too
+
+
+class FlakyReceiver:
+    """A webhook receiver on loopback that answers 503 while `down`, and records what it took."""
+
+    def __init__(self):
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, HTTPServer
+
+        self.down, self.taken = True, []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if not outer.down:
+                    outer.taken.append(body["text"])
+                self.send_response(503 if outer.down else 200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def flaky(monkeypatch):
+    receiver = FlakyReceiver()
+    monkeypatch.setenv("COLD_ALERT_WEBHOOK_URL", receiver.url)
+    monkeypatch.setenv("COLD_DAGSTER_URL", "http://dagster.example:3000")
+    yield receiver
+    receiver.server.shutdown()
+
+
+def _damage_a_bronze_hour(settings, warm, cold) -> None:
+    """A cold bronze row of KEYS[1] lost; the hour's next scheduled run finds it (check fails)."""
+    from pyiceberg.expressions import EqualTo
+
+    from cold_assets.cold.ranges import range_filter
+    from cold_assets_tests.support.offload_helpers import NO_OVERLAP
+
+    feed(warm, hours=2, trades_per_hour=600)
+    assert run_offload(settings, KEYS[:2])[0].success
+    table = cold.catalog().load_table(BRONZE.cold_identifier)
+    start, end = BRONZE.offload_range(hour_of(KEYS[1]))
+    victim = table.scan(row_filter=range_filter("exchange_ts", start, end), limit=1).to_arrow()["trade_id"][0].as_py()
+    table.delete(EqualTo("trade_id", victim))
+    assert not run_offload(settings, [KEYS[1]], NO_OVERLAP, raise_on_error=False)[0].success
+
+
+def _launch(settings, request):
+    """Runs a sensor's RunRequest as the daemon launches it: with its tags and its run key."""
+    from dagster import AssetCheckKey
+
+    from cold_assets.definitions import build_definitions
+    from cold_assets.defs.schedules import OFFLOAD_JOB
+    from cold_assets.tools.instance import embedded_instance
+
+    defs = build_definitions(settings)
+    job = defs.resolve_job_def(OFFLOAD_JOB).get_subset(
+        asset_selection=set(request.asset_selection),
+        asset_check_selection={AssetCheckKey(k, c) for k in request.asset_selection for c in ("row_count_parity", "content_parity")},
+    )
+    return job.execute_in_process(
+        instance=embedded_instance(settings), partition_key=request.partition_key, run_config=request.run_config,
+        tags={**request.tags, "dagster/run_key": request.run_key, "dagster/sensor_name": "self_healing"},
+        raise_on_error=False,
+    )
+
+
+def test_a_failed_repair_is_retried_with_backoff_and_alerts_once_after_the_last_attempt(settings, warm, cold, flaky, monkeypatch):
+    """Dagster never launches a run key twice: a heal run that failed (a catalog 5xx) must be
+    requested again under a new key, after a backoff, and after COLD_HEAL_MAX_ATTEMPTS
+    repairs that did not fix the hour one alert names the hour and the last run."""
+    import cold_assets.defs.assets as assets
+    from cold_assets.settings import Settings
+    from cold_assets_tests.integration.test_alerts_and_healing import _sensor
+
+    flaky.down = False
+    _damage_a_bronze_hour(settings, warm, cold)
+    monkeypatch.setenv("COLD_HEAL_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("COLD_HEAL_RETRY_SECONDS", "3600")
+    waiting = Settings.from_env()
+    real_offload = assets.offload_partitions
+
+    def catalog_down(*args, **kwargs):
+        raise RuntimeError("the catalog answered 503 Service Unavailable")
+
+    monkeypatch.setattr(assets, "offload_partitions", catalog_down)
+    requests, cursor = _sensor(waiting, "self_healing")
+    (first,) = requests
+    assert first.partition_key == KEYS[1] and not _launch(waiting, first).success
+    requests, cursor = _sensor(waiting, "self_healing", cursor)  # backing off: an hour to wait
+    assert not isinstance(requests, list) or requests == []
+    monkeypatch.setenv("COLD_HEAL_RETRY_SECONDS", "0")
+    now = Settings.from_env()
+    (second,), cursor = _sensor(now, "self_healing", cursor)
+    assert second.partition_key == KEYS[1] and second.run_key != first.run_key
+    failed = _launch(now, second)
+    assert not failed.success
+    assert not [t for t in flaky.taken if "REPAIR FAILED" in t]
+    monkeypatch.setattr(assets, "offload_partitions", real_offload)  # the catalog is back
+    (third,), cursor = _sensor(now, "self_healing", cursor)
+    assert third.run_key not in (first.run_key, second.run_key)
+    (alert,) = [t for t in flaky.taken if "REPAIR FAILED" in t]
+    assert KEYS[1] in alert and "bronze_trades" in alert and failed.run_id in alert and "after 2 repairs" in alert
+    assert _launch(now, third).success
+    assert_tiers_equal(warm, cold, [hour_of(KEYS[1])], tables=[BRONZE])
+    requests, cursor = _sensor(now, "self_healing", cursor)
+    assert not isinstance(requests, list) or requests == []
+    assert len([t for t in flaky.taken if "REPAIR FAILED" in t]) == 1
+    assert [t for t in flaky.taken if "REPAIR RECOVERED" in t and KEYS[1] in t]
+
+
+def test_an_alert_the_webhook_refused_is_delivered_on_a_later_tick_and_counted_meanwhile(settings, warm, cold, flaky):
+    """A webhook outage delays alerts and never loses them: the parity alerts wait in the
+    sensor's cursor, a failed run's alert on the run's tags, and each tick says how many wait."""
+    from dagster import DagsterEventType, build_run_status_sensor_context, build_sensor_context
+
+    from cold_assets.definitions import build_definitions
+    from cold_assets.defs.sensors import ALERT_TAG, parity_alerts
+    from cold_assets.tools.instance import embedded_instance
+
+    _damage_a_bronze_hour(settings, warm, cold)  # the failing run: two failing checks
+    instance = embedded_instance(settings)
+    failed_run = instance.get_runs(limit=1)[0]
+    defs = build_definitions(settings)
+    (event,) = instance.all_logs(failed_run.run_id, of_type=DagsterEventType.RUN_FAILURE)
+    context = build_run_status_sensor_context(
+        sensor_name="offload_failure_alerts", dagster_event=event.dagster_event, dagster_instance=instance, dagster_run=failed_run,
+    )
+    defs.resolve_sensor_def("offload_failure_alerts")(context.for_run_failure())
+    assert instance.get_run_by_id(failed_run.run_id).tags[ALERT_TAG] == "undelivered"
+    tick = build_sensor_context(instance=instance)
+    skipped = parity_alerts(tick)
+    assert flaky.taken == [] and "3 alerts undelivered" in skipped.skip_message
+    again = build_sensor_context(instance=instance, cursor=tick.cursor)
+    assert "3 alerts undelivered" in parity_alerts(again).skip_message  # still down: still waiting
+    flaky.down = False
+    delivered = build_sensor_context(instance=instance, cursor=again.cursor)
+    assert "0 alerts undelivered" in parity_alerts(delivered).skip_message
+    assert len([t for t in flaky.taken if "parity FAILED for hour" in t and KEYS[1] in t]) == 2
+    assert len([t for t in flaky.taken if "offload run FAILED" in t]) == 1
+    assert instance.get_run_by_id(failed_run.run_id).tags[ALERT_TAG] == "delivered"
+    parity_alerts(build_sensor_context(instance=instance, cursor=delivered.cursor))
+    assert len(flaky.taken) == 3  # each delivered once
