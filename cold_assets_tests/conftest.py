@@ -46,7 +46,7 @@ def warm(settings: Settings) -> ClickHouseResource:
     """The embedded warm tier with the medallion applied."""
     resource = ClickHouseResource.from_settings(settings)
     with resource.connect() as client:
-        apply_warm_ddl(client)
+        apply_warm_ddl(client, settings.warm_retention_days)
     return resource
 
 

@@ -81,7 +81,7 @@ def peak_rss_mb() -> float:
 def build_bench_warm(settings: Settings, trades_per_hour: int, hours: int, bronze_only: bool, start: datetime = BENCH_START) -> None:
     warm = ClickHouseResource.from_settings(settings)
     with warm.connect() as client:
-        apply_warm_ddl(client)
+        apply_warm_ddl(client, settings.warm_retention_days)
         if bronze_only:
             # The offload benchmark needs bronze only: keep silver and gold out of the build.
             client.command("DETACH TABLE silver_trades_mv")
@@ -93,7 +93,7 @@ def bench_feed(trades: int, parent: str | None = None) -> dict:
     """Simulated trades into embedded chDB, through the whole materialized-view chain."""
     with bench_settings(parent) as settings:
         with ClickHouseResource.from_settings(settings).connect() as client:
-            apply_warm_ddl(client)
+            apply_warm_ddl(client, settings.warm_retention_days)
             started = time.perf_counter()
             written = simulate(client, FeedConfig(start=BENCH_START, hours=1, trades_per_hour=trades))
             seconds = time.perf_counter() - started

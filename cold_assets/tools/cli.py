@@ -40,7 +40,7 @@ def _resources(settings: Settings) -> tuple[ClickHouseResource, IcebergResource]
 def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
     warm, cold = _resources(settings)
     with warm.connect() as client:
-        n = apply_warm_ddl(client)
+        n = apply_warm_ddl(client, settings.warm_retention_days)
     print(f"warm tier ({warm.describe()}): {n} DDL statements applied")
     plans = ensure_cold_tables(cold.catalog())
     for plan in plans:

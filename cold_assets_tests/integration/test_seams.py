@@ -332,3 +332,38 @@ def test_an_alert_the_webhook_refused_is_delivered_on_a_later_tick_and_counted_m
     assert instance.get_run_by_id(failed_run.run_id).tags[ALERT_TAG] == "delivered"
     parity_alerts(build_sensor_context(instance=instance, cursor=delivered.cursor))
     assert len(flaky.taken) == 3  # each delivered once
+
+
+def test_the_warm_ttl_comes_from_the_retention_setting_and_init_refuses_while_they_disagree(settings, warm, monkeypatch, capsys):
+    """COLD_WARM_RETENTION_DAYS decides which hours are cold-only; the warm TTLs must be the
+    same number. A fresh warm tier gets it; an existing one that disagrees is refused by
+    `init`, before anything changes, with the statements that would align it."""
+    from cold_assets.tools.cli import main
+
+    def ttl_days(client) -> dict[str, str]:
+        rows = client.query(
+            "SELECT name, extract(engine_full, 'toIntervalDay\\\\((\\\\d+)\\\\)') FROM system.tables"
+            " WHERE database = currentDatabase() AND engine_full LIKE '%TTL%'"
+        ).result_rows
+        return dict(rows)
+
+    with warm.connect() as client:
+        before = ttl_days(client)
+    assert set(before.values()) == {"30"} and {"trades_raw", "trades_rejects", "gold_ohlcv_1d"} <= set(before)
+    monkeypatch.setenv("COLD_WARM_RETENTION_DAYS", "20")
+    monkeypatch.setenv("COLD_TTL_MARGIN_DAYS", "19")
+    assert main(["init"]) == 2
+    error = capsys.readouterr().err
+    assert "COLD_WARM_RETENTION_DAYS=20" in error and "ALTER TABLE trades_raw MODIFY TTL toDateTime(exchange_ts) + INTERVAL 20 DAY" in error
+    assert "ALTER TABLE trades_rejects MODIFY TTL toDateTime(ingested_at) + INTERVAL 20 DAY" in error
+    with warm.connect() as client:
+        assert ttl_days(client) == before  # nothing changed
+    # A new warm tier is created with the setting's TTL.
+    monkeypatch.setenv("COLD_HOME", str(settings.home.parent / "fresh"))
+    assert main(["init"]) == 0
+    from cold_assets.defs.resources import ClickHouseResource
+    from cold_assets.settings import Settings
+
+    with ClickHouseResource.from_settings(Settings.from_env()).connect() as client:
+        fresh = ttl_days(client)
+    assert set(fresh) == set(before) and set(fresh.values()) == {"20"}

@@ -16,11 +16,11 @@ def _schema(client):
     ).result_rows
 
 
-def test_ddl_applies_to_an_empty_path_and_again_without_change(warm):
+def test_ddl_applies_to_an_empty_path_and_again_without_change(settings, warm):
     with warm.connect() as client:
         before = _schema(client)
         instruments = client.query("SELECT count() FROM instruments").result_rows
-        apply_warm_ddl(client)
+        apply_warm_ddl(client, settings.warm_retention_days)
         assert _schema(client) == before
         assert client.query("SELECT count() FROM instruments").result_rows == instruments
     names = {name for name, _ in before}
@@ -29,7 +29,7 @@ def test_ddl_applies_to_an_empty_path_and_again_without_change(warm):
     # Every statement is idempotent (the gold template expanded once per window): creations
     # and drops guarded, seed rows inserted only where missing, a TTL set to what it is.
     idempotent = ("IF NOT EXISTS", "IF EXISTS", "NOT IN (SELECT", "MODIFY TTL")
-    assert all(any(mark in s for mark in idempotent) for s in warm_statements())
+    assert all(any(mark in s for mark in idempotent) for s in warm_statements(settings.warm_retention_days))
 
 
 def _binance(trade_id, price, qty, buyer_maker, ts, received):

@@ -1,6 +1,7 @@
 -- Layer raw: trades exactly as the feed handlers received them.
 -- Every field a handler extracts stays a string as received; the original message is kept
--- so that a reject can always be explained and replayed. Kept 30 days in the warm tier;
+-- so that a reject can always be explained and replayed. Kept COLD_WARM_RETENTION_DAYS (30)
+-- days in the warm tier ({{retention_days}}: `cold-assets init` fills it in);
 -- cold.raw_trades holds it after that.
 CREATE TABLE IF NOT EXISTS trades_raw
 (
@@ -18,7 +19,7 @@ CREATE TABLE IF NOT EXISTS trades_raw
 ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(exchange_ts)
 ORDER BY (exchange, symbol, exchange_ts)
-TTL toDateTime(exchange_ts) + INTERVAL 30 DAY;
+TTL toDateTime(exchange_ts) + INTERVAL {{retention_days}} DAY;
 
 -- Messages that cannot be parsed: never blocking ingestion, never lost. Kept by their
 -- ingestion time: a reject's own exchange_ts may be the bogus value that made it one.
@@ -39,5 +40,5 @@ CREATE TABLE IF NOT EXISTS trades_rejects
 ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(exchange_ts)
 ORDER BY (exchange, symbol, exchange_ts)
-TTL toDateTime(ingested_at) + INTERVAL 30 DAY;
-ALTER TABLE trades_rejects MODIFY TTL toDateTime(ingested_at) + INTERVAL 30 DAY;
+TTL toDateTime(ingested_at) + INTERVAL {{retention_days}} DAY;
+ALTER TABLE trades_rejects MODIFY TTL toDateTime(ingested_at) + INTERVAL {{retention_days}} DAY;

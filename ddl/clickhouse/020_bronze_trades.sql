@@ -16,7 +16,7 @@ CREATE TABLE IF NOT EXISTS bronze_trades
 ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(exchange_ts)
 ORDER BY (exchange, symbol, exchange_ts, trade_id)
-TTL toDateTime(exchange_ts) + INTERVAL 30 DAY;
+TTL toDateTime(exchange_ts) + INTERVAL {{retention_days}} DAY;
 
 -- Parsing happens once, into a Null table (stores nothing) that fans out to bronze and
 -- to the rejects, so both see the same verdict for every message.

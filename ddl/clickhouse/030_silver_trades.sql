@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS silver_trades
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(exchange_ts)
 ORDER BY (exchange, exchange_symbol, trade_id)
-TTL toDateTime(exchange_ts) + INTERVAL 30 DAY;
+TTL toDateTime(exchange_ts) + INTERVAL {{retention_days}} DAY;
 
 -- A trade enters silver once: duplicates inside one insert are dropped by LIMIT 1 BY (the
 -- first delivery in arrival order stays), and redeliveries of trades already in silver by the

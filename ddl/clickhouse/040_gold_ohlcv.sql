@@ -22,7 +22,7 @@ CREATE TABLE IF NOT EXISTS gold_ohlcv_{{window}}
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(window_start)
 ORDER BY (exchange, symbol, window_start)
-TTL toDateTime(window_start) + INTERVAL 30 DAY;
+TTL toDateTime(window_start) + INTERVAL {{retention_days}} DAY;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS gold_ohlcv_{{window}}_mv TO gold_ohlcv_{{window}} AS
 SELECT
