@@ -64,7 +64,7 @@ def retention_mismatches(client: Client, retention_days: int, statements: list[s
         parameters={"names": sorted(expected)},
     ).result_rows
     fixes = []
-    for name, engine in sorted(rows):
+    for name, engine in sorted((str(n), str(e)) for n, e in rows):
         shown = _SHOWN_TTL.search(engine)
         if shown is None or shown.group(1) != expected[name] or int(shown.group(2)) != retention_days:
             fixes.append(f"ALTER TABLE {name} MODIFY TTL toDateTime({expected[name]}) + INTERVAL {retention_days} DAY")
