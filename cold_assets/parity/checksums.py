@@ -25,6 +25,7 @@ from enum import Enum
 
 from clickhouse_connect.driver.binding import format_str  # a quoted, escaped string literal
 from clickhouse_connect.driver.client import Client
+from pyiceberg.expressions import And, LessThanOrEqual
 from pyiceberg.table import Table
 from pyiceberg.types import BooleanType, DecimalType, IntegerType, LongType, TimestampType, TimestamptzType
 
@@ -283,7 +284,14 @@ def partitions_parity(
     canonical = canonical_row(cold_table, absent_columns(columns)) if content else "1"
     settled = None if rows_in_flight_count else now - policy.settle_lag
     warm = _warm_side(client, spec, canonical, statuses, ranges, states, columns, settled)
-    cold = _cold_side(client, cold_table, spec, canonical, ranges)
+    # An append layer's closed hours are compared on their settled rows on both tiers: a row
+    # still in flight is judged once it settled, whether cold already holds it (an offload with
+    # a shorter lag: the demo's) or not yet.
+    in_flight = None
+    if settled is not None and spec.mode is OffloadMode.APPEND:
+        open_from = min((ranges[k][0] for k, s in statuses.items() if s is HourStatus.OPEN), default=FAR_FUTURE)
+        in_flight = (settled, open_from)
+    cold = _cold_side(client, cold_table, spec, canonical, ranges, in_flight)
     content = content and all(c is not None for _, c in cold.values())
     parities = []
     for key, (bucket_start, _) in ranges.items():
@@ -347,22 +355,34 @@ def _warm_side(
 
 
 def _cold_side(
-    client: Client, cold_table: Table, spec: MirroredTable, canonical: str, ranges: dict[str, tuple[datetime, datetime]]
+    client: Client,
+    cold_table: Table,
+    spec: MirroredTable,
+    canonical: str,
+    ranges: dict[str, tuple[datetime, datetime]],
+    in_flight: tuple[datetime, datetime] | None = None,
 ) -> dict[int, tuple[int, int | None]]:
     """Cold rows and checksums per bucket, read by ClickHouse; where it cannot read this cold
-    tier, counts from Iceberg's own metadata and no checksum (None)."""
+    tier, counts from Iceberg's own metadata and no checksum (None). `in_flight` = (settled,
+    open_from): rows ingested after `settled` are left out of the buckets before `open_from`
+    (an append layer's closed hours, whose warm side counts settled rows only)."""
     if cold_table.current_snapshot() is None or not ranges:
         return {}
     start, end = min(r[0] for r in ranges.values()), max(r[1] for r in ranges.values())
     try:
         source, source_parameters = cold_source(cold_table, client)
+        parameters = {"range_start": start, "range_end": end, **source_parameters}
+        if in_flight is not None:
+            source = render("settled_rows", source=source, time_column=identifier(spec.time_column))
+            parameters |= {"settled": in_flight[0], "open_from": in_flight[1]}
         with local_file_access(cold_table):
-            return dict(_checksums(client, source, canonical, spec, {"range_start": start, "range_end": end, **source_parameters}))
+            return dict(_checksums(client, source, canonical, spec, parameters))
     except ColdTierUnreadable:
-        return {
-            int(lo.timestamp()): (
-                cold_table.scan(row_filter=range_filter(spec.time_column, lo, hi), selected_fields=(spec.time_column,)).count(),
-                None,
-            )
-            for lo, hi in set(ranges.values())
-        }
+        def count(lo: datetime, hi: datetime) -> int:
+            row_filter = range_filter(spec.time_column, lo, hi)
+            if in_flight is not None and lo < in_flight[1]:
+                settled = LessThanOrEqual("ingested_at", in_flight[0].isoformat())  # type: ignore[call-arg, arg-type]
+                row_filter = And(row_filter, settled)
+            return cold_table.scan(row_filter=row_filter, selected_fields=(spec.time_column,)).count()
+
+        return {int(lo.timestamp()): (count(lo, hi), None) for lo, hi in set(ranges.values())}
