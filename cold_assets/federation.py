@@ -134,6 +134,22 @@ def view_sql(client: Client, catalog: Catalog, spec: MirroredTable, cutover: dat
     )
 
 
+def follow_commits(client: Client, catalog: Catalog, spec: MirroredTable) -> bool:
+    """Re-creates `spec`'s view, where one exists, at its recorded cutover over the cold table's
+    current metadata file. A view reads the metadata file the catalog named when it was made;
+    the offload calls this after its commits, before the table deletes older metadata files
+    (write.metadata.previous-versions-max). Returns whether a view was re-created."""
+    if not client.query(render("federation_cutover_exists")).result_rows[0][0]:
+        return False
+    cutover = current_cutovers(client).get(spec.warm)
+    exists = client.query(render("view_exists"), parameters={"view": view_name(spec)}).result_rows[0][0]
+    if cutover is None or not exists:
+        return False
+    with local_file_access(catalog.load_table(spec.cold_identifier)):  # the DDL resolves the location
+        client.command(view_sql(client, catalog, spec, cutover))
+    return True
+
+
 def federate(
     client: Client,
     catalog: Catalog,

@@ -4,6 +4,7 @@ hourly-partitioned assets materialized from it by the offload protocol (offload/
 from collections.abc import Iterator
 from datetime import timedelta
 
+from clickhouse_connect.driver.client import Client
 from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
@@ -24,6 +25,7 @@ from pydantic import Field
 from cold_assets.defs.checks import CONTENT_PARITY, parity_check_results, parity_check_specs
 from cold_assets.defs.metadata import partition_metadata, recorded_states
 from cold_assets.defs.resources import ClickHouseResource, IcebergResource
+from cold_assets.federation import follow_commits
 from cold_assets.hours import HourPolicy
 from cold_assets.offload.protocol import Checkpoint, Outcome, offload_partitions, warm_now
 from cold_assets.parity.checksums import partitions_parity
@@ -123,7 +125,7 @@ def cold_asset(table: MirroredTable, partitions_def: PartitionsDefinition, setti
         checks = set(context.selected_asset_check_keys)
         content = any(c.name == CONTENT_PARITY for c in checks)
         cold_table = iceberg.load_table(table.cold_identifier)
-        parities, refused = [], []
+        parities, refused, committed = [], [], False
         with clickhouse.connect() as client:
             now = warm_now(client)  # one clock reading decides the whole run: offloads and checks
             if key in context.selected_asset_keys:
@@ -142,29 +144,36 @@ def cold_asset(table: MirroredTable, partitions_def: PartitionsDefinition, setti
                     now=now,
                     checkpoint_hours=settings.checkpoint_hours,
                 )
-                for checkpoint in checkpoints:
-                    for refusal in checkpoint.refused:
-                        context.log.error(str(refusal))
-                    refused += checkpoint.refused
-                    context.log.info(_describe(table, checkpoint))
-                    # One count of both tiers per checkpoint serves the metadata and the checks
-                    # alike; each hour's materialization is recorded as soon as it committed.
-                    # A refused hour is checked too (it fails): its run fails after every
-                    # check result is recorded, so that the sensors and alerts see them all.
-                    refused_keys = [k for r in checkpoint.refused for k in r.partition_keys]
-                    found = partitions_parity(
-                        client, cold_table.refresh(), table,
-                        [r.partition_key for r in checkpoint.results] + refused_keys, content,
-                        now=now, policy=policy, offloaded={r.partition_key: r.state() for r in checkpoint.results},
-                    )
-                    by_hour = {p.partition_key: p for p in found}
-                    for result in checkpoint.results:
-                        yield AssetMaterialization(
-                            asset_key=key,
-                            partition=result.partition_key,
-                            metadata=partition_metadata(result, by_hour[result.partition_key]),
+                try:
+                    for checkpoint in checkpoints:
+                        committed = committed or checkpoint.snapshot_id is not None
+                        for refusal in checkpoint.refused:
+                            context.log.error(str(refusal))
+                        refused += checkpoint.refused
+                        context.log.info(_describe(table, checkpoint))
+                        # One count of both tiers per checkpoint serves the metadata and the checks
+                        # alike; each hour's materialization is recorded as soon as it committed.
+                        # A refused hour is checked too (it fails): its run fails after every
+                        # check result is recorded, so that the sensors and alerts see them all.
+                        refused_keys = [k for r in checkpoint.refused for k in r.partition_keys]
+                        found = partitions_parity(
+                            client, cold_table.refresh(), table,
+                            [r.partition_key for r in checkpoint.results] + refused_keys, content,
+                            now=now, policy=policy, offloaded={r.partition_key: r.state() for r in checkpoint.results},
                         )
-                    parities += found
+                        by_hour = {p.partition_key: p for p in found}
+                        for result in checkpoint.results:
+                            yield AssetMaterialization(
+                                asset_key=key,
+                                partition=result.partition_key,
+                                metadata=partition_metadata(result, by_hour[result.partition_key]),
+                            )
+                        parities += found
+                finally:
+                    if committed:
+                        # The table's `_all` view reads the metadata file it was made over: it
+                        # follows the commits before older metadata files are deleted.
+                        _follow_commits(context, client, iceberg, table)
             else:
                 parities = partitions_parity(client, cold_table, table, keys, content, now=now, policy=policy)
         # The checks are recorded first: one refused hour must not hide the others' results.
@@ -180,6 +189,15 @@ def cold_asset(table: MirroredTable, partitions_def: PartitionsDefinition, setti
             )
 
     return offload
+
+
+def _follow_commits(context: AssetExecutionContext, client: Client, iceberg: IcebergResource, table: MirroredTable) -> None:
+    """A view that could not follow is no reason to fail the offload (or to hide why it failed):
+    it says so, and the daily audit's federation re-creates every view."""
+    try:
+        follow_commits(client, iceberg.catalog(), table)
+    except Exception as error:  # noqa: BLE001 - reported, the offload's outcome stands
+        context.log.warning(f"{table.warm}_all could not follow the commits of cold.{table.cold}: {type(error).__name__}: {error}")
 
 
 def _describe(table: MirroredTable, checkpoint: Checkpoint) -> str:

@@ -67,7 +67,7 @@ from cold_assets.cold.files import DataFileFormat, DataFileWriter
 from cold_assets.cold.ranges import range_filter
 from cold_assets.hours import HourPolicy, HourStatus
 from cold_assets.offload.bookkeeping import Ancestry, PartitionState, StateSource, commit_summary
-from cold_assets.parity.checksums import absent_columns, canonical_row, warm_fingerprints
+from cold_assets.parity.checksums import canonical_row, warm_fingerprints
 from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.tables import MirroredTable, OffloadMode
 from cold_assets.warm.read import (
@@ -679,7 +679,7 @@ def _skip_unchanged_replaces(
     if not candidates:
         return
     query = warm_read_query(client, spec, columns, candidates[0].start, candidates[-1].end)
-    digests = warm_fingerprints(client, table, spec, query, absent_columns(columns))
+    digests = warm_fingerprints(client, table, spec, query, columns)
     for r in candidates:
         if digests.get(int(r.start.timestamp()), "0:0") == r.state.fingerprint:
             r.outcome = Outcome.UNCHANGED
@@ -700,7 +700,7 @@ def _read_slices(
     queries: list[WarmQuery] = []
     for run in runs:
         after, until, row_hash = run[0].read_bounds()
-        hashed = canonical_row(table, absent_columns(columns)) if row_hash else ""
+        hashed = canonical_row(table, columns) if row_hash else ""
 
         def query(
             lo: datetime, hi: datetime, by_range: bool, after: datetime = after, until: datetime = until, hashed: str = hashed

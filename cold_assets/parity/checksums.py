@@ -93,17 +93,21 @@ class HourParity:
         return self.counts_match and (not self.content_checked or self.warm_checksum == self.cold_checksum)
 
 
-def absent_columns(columns: list[WarmColumn] | None) -> frozenset[str]:
-    """Cold columns warm no longer has: not compared (cold keeps their old values)."""
-    return frozenset(c.name for c in columns or () if c.absent)
-
-
-def canonical_row(table: Table, skip: frozenset[str] = frozenset()) -> str:
+def canonical_row(table: Table, columns: list[WarmColumn] | None = None) -> str:
+    """The row's canonical form over the cold schema. With the warm columns: a cold column warm
+    no longer has is not compared (cold keeps its old values), and an optional column warm
+    fills with a DEFAULT hashes its default like NULL on both tiers (nullIf): rows written
+    before the column was added read NULL in cold and the default in warm, and are the same
+    rows. (A real value equal to the default is then not told apart from NULL.)"""
+    skip = {c.name for c in columns or () if c.absent}
+    defaults = {c.name: c.default for c in columns or () if c.default is not None and not c.absent}
     parts = []
     for field in table.schema().fields:
         if field.name in skip:
             continue
         name = identifier(field.name)
+        if not field.required and field.name in defaults:
+            name = f"nullIf({name}, {defaults[field.name]})"
         t = field.field_type
         if isinstance(t, (TimestamptzType, TimestampType)):
             expr = f"toUnixTimestamp64Micro({name})"
@@ -146,28 +150,45 @@ def _s3_collection(client: Client, io_properties: dict[str, str]) -> str:
     return name
 
 
+def catalog_metadata_file(table: Table) -> str:
+    """The table's current metadata file, as the catalog says, relative to the table's location
+    (how ClickHouse's iceberg_metadata_file_path takes it). Left to itself, ClickHouse reads
+    the highest-numbered metadata file in storage, which need not be the catalog's: a losing
+    writer's file written before its compare-and-swap, a catalog restored from a backup."""
+    location, metadata = table.location().rstrip("/") + "/", table.metadata_location
+    if not metadata.startswith(location):
+        raise ColdTierUnreadable(f"the metadata file {metadata} is not under the table location {location}")
+    return metadata.removeprefix(location)
+
+
 def cold_source(table: Table, client: Client, literal: bool = False) -> tuple[str, dict]:
-    """The ClickHouse table function that reads a cold table, and its bound parameters (or,
-    with `literal`, the location inlined, for a view's DDL).
+    """The ClickHouse table function that reads a cold table at the catalog's current metadata
+    file, and its bound parameters (or, with `literal`, everything inlined, for a view's DDL).
 
     - file:// warehouse: icebergLocal, for embedded chDB only (a ClickHouse server cannot see
       this machine's files: ColdTierUnreadable, and parity falls back to Iceberg's counts);
     - s3:// warehouse: icebergS3 over the named collection of the credentials."""
-    location = table.location()
+    location, metadata = table.location(), catalog_metadata_file(table)
     if location.startswith("file://"):
         if not capabilities_of(client).reads_local_files:
             raise ColdTierUnreadable(f"a ClickHouse server cannot read the local cold table location {location}")
         path = location.removeprefix("file://")
         if literal:
-            return f"icebergLocal({format_str(path)})", {}
-        return "icebergLocal({cold_location:String})", {"cold_location": path}
+            return f"icebergLocal({format_str(path)}, SETTINGS iceberg_metadata_file_path = {format_str(metadata)})", {}
+        return (
+            "icebergLocal({cold_location:String}, SETTINGS iceberg_metadata_file_path = {cold_metadata:String})",
+            {"cold_location": path, "cold_metadata": metadata},
+        )
     if location.startswith(("s3://", "s3a://")):
         properties = dict(table.io.properties)
         collection = _s3_collection(client, properties)
         url = s3_http_url(location, properties)
         if literal:
-            return f"icebergS3({collection}, url = {format_str(url)})", {}
-        return f"icebergS3({collection}, url = {{cold_url:String}})", {"cold_url": url}
+            return f"icebergS3({collection}, url = {format_str(url)}, SETTINGS iceberg_metadata_file_path = {format_str(metadata)})", {}
+        return (
+            f"icebergS3({collection}, url = {{cold_url:String}}, SETTINGS iceberg_metadata_file_path = {{cold_metadata:String}})",
+            {"cold_url": url, "cold_metadata": metadata},
+        )
     raise ColdTierUnreadable(f"ClickHouse cannot read cold table location {location}")
 
 
@@ -240,11 +261,11 @@ def cold_checksums(
 
 
 def warm_fingerprints(
-    client: Client, cold_table: Table, spec: MirroredTable, query: WarmQuery, skip: frozenset[str] = frozenset()
+    client: Client, cold_table: Table, spec: MirroredTable, query: WarmQuery, columns: list[WarmColumn] | None
 ) -> dict[int, str]:
     """Per offload range of a warm read (its start, as a Unix timestamp): "rows:checksum", the
     replace layers' fingerprint. Ranges without rows are absent ("0:0")."""
-    buckets = _checksums(client, f"({query.sql})", canonical_row(cold_table, skip), spec, query.parameters)
+    buckets = _checksums(client, f"({query.sql})", canonical_row(cold_table, columns), spec, query.parameters)
     return {bucket: f"{rows}:{checksum % 2**64}" for bucket, (rows, checksum) in buckets.items()}
 
 
@@ -281,7 +302,7 @@ def partitions_parity(
         if key in ranges:
             states[int(ranges[key][0].timestamp())] = state
     columns = read_columns(client, spec, cold_table.schema()) if any(s is not HourStatus.COLD_ONLY for s in statuses.values()) else None
-    canonical = canonical_row(cold_table, absent_columns(columns)) if content else "1"
+    canonical = canonical_row(cold_table, columns) if content else "1"
     settled = None if rows_in_flight_count else now - policy.settle_lag
     warm = _warm_side(client, spec, canonical, statuses, ranges, states, columns, settled)
     # An append layer's closed hours are compared on their settled rows on both tiers: a row

@@ -61,6 +61,9 @@ class WarmColumn:
     # A column the cold table still has (optional) and warm no longer does: read as NULL of
     # its type, so that the parity checksum, the fingerprint and the views keep their columns.
     absent: bool = False
+    # The expression of a plain DEFAULT: what warm shows for rows written before the column
+    # was added, where cold's older files read NULL (parity/checksums.canonical_row).
+    default: str | None = None
 
     def select_expression(self) -> str:
         """How the column is read so that Arrow carries the type Iceberg stores: one stable
@@ -96,7 +99,7 @@ def warm_columns(client: Client, table: str) -> list[WarmColumn]:
     rows = client.query(render("warm_columns"), parameters={"table": identifier(table)}).result_rows
     if not rows:
         raise ValueError(f"warm table {table} does not exist in ClickHouse")
-    return [WarmColumn(name, type_) for name, type_ in rows]
+    return [WarmColumn(name, type_, default=default or None) for name, type_, default in rows]
 
 
 # The ClickHouse type that reads back as each Iceberg type (for columns warm no longer has).

@@ -17,6 +17,7 @@ from cold_assets_tests.support.offload_helpers import (
     cold_hour,
     feed,
     latest_metadata,
+    op_config,
     run_offload,
     settle,
 )
@@ -367,3 +368,76 @@ def test_the_warm_ttl_comes_from_the_retention_setting_and_init_refuses_while_th
     with ClickHouseResource.from_settings(Settings.from_env()).connect() as client:
         fresh = ttl_days(client)
     assert set(fresh) == set(before) and set(fresh.values()) == {"20"}
+
+
+def test_a_warm_column_added_with_a_default_changes_no_verdict_on_older_rows(settings, warm, cold):
+    """`ADD COLUMN venue String DEFAULT ''`: cold files written before it read NULL where warm
+    reads ''. The audit of a populated deployment stays green, hours written before and after
+    the column alike, and the federated views' cutover keeps moving."""
+    from cold_assets.federation import federate
+    from cold_assets.hours import HourPolicy
+    from cold_assets.parity.audit import format_report, run_audit
+
+    feed(warm, hours=3, trades_per_hour=400)
+    assert run_offload(settings, KEYS[:2])[0].success
+    with warm.connect() as client:
+        for table in ("trades_raw", "bronze_trades", "silver_trades"):
+            client.command(f"ALTER TABLE {table} ADD COLUMN venue String DEFAULT ''")
+    result, _ = run_offload(settings, KEYS)  # the cold schemas evolve; the third hour carries venue
+    assert result.success
+    catalog = cold.catalog()
+    assert "venue" in catalog.load_table(BRONZE.cold_identifier).schema().column_names
+    policy = HourPolicy(settle_lag=timedelta(0))
+    start, end = hour_of(KEYS[0]), hour_of(KEYS[2]) + timedelta(hours=1)
+    with warm.connect() as client:
+        report = run_audit(client, catalog, start, end, policy=policy)
+        assert report.ok, format_report(report)
+        federated = {f.table: f for f in federate(client, catalog, policy, now=end + timedelta(hours=2))}
+    for name in ("raw_trades", "bronze_trades", "silver_trades"):
+        assert federated[name].error is None and federated[name].cutover >= end, federated[name]
+
+
+def test_a_stray_newer_metadata_file_in_storage_changes_no_check_and_no_view(settings, warm, cold):
+    """ClickHouse picks the highest-numbered metadata file it finds unless told which one. A
+    losing writer's metadata file, or a catalog restored from a backup, leaves a newer file
+    than the catalog's pointer: checks, proofs and the `_all` views read the catalog's table."""
+    import shutil
+    import uuid
+    from pathlib import Path
+
+    from cold_assets.federation import federate
+    from cold_assets.hours import HourPolicy
+    from cold_assets.parity.audit import format_report, run_audit
+    from cold_assets.parity.checksums import local_file_access
+
+    feed(warm, hours=3, trades_per_hour=300)
+    assert run_offload(settings, KEYS[:2])[0].success
+    catalog = cold.catalog()
+    policy = HourPolicy(settle_lag=timedelta(0))
+    start, end = hour_of(KEYS[0]), hour_of(KEYS[1]) + timedelta(hours=1)
+    count = "SELECT count() FROM bronze_trades_all WHERE exchange_ts >= {lo:DateTime64(6, 'UTC')} AND exchange_ts < {hi:DateTime64(6, 'UTC')}"
+    with warm.connect() as client:
+        federate(client, catalog, policy, now=end + timedelta(hours=3), tables=[BRONZE])
+        table = catalog.load_table(BRONZE.cold_identifier)
+        with local_file_access(table):
+            through_view = client.query(count, parameters={"lo": start, "hi": end}).result_rows[0][0]
+    assert through_view == 600
+    folder = Path(table.location().removeprefix("file://")) / "metadata"
+    first = sorted(folder.glob("00000-*.metadata.json"))[0]  # the table as created: no rows
+    shutil.copy(first, folder / f"99999-{uuid.uuid4()}.metadata.json")
+    with warm.connect() as client:
+        report = run_audit(client, catalog, start, end, tables=[BRONZE], policy=policy)
+        assert report.ok, format_report(report)
+        with local_file_access(table):
+            assert client.query(count, parameters={"lo": start, "hi": end}).result_rows[0][0] == through_view
+    # Later commits move the catalog's pointer, and the metadata files the view was made over
+    # are deleted (write.metadata.previous-versions-max): the view follows the commits.
+    with catalog.load_table(BRONZE.cold_identifier).transaction() as tx:
+        tx.set_properties({"write.metadata.previous-versions-max": "1"})
+    assert run_offload(settings, KEYS[2:3])[0].success
+    assert run_offload(settings, KEYS[1:3], op_config(replace_hour=True))[0].success
+    with warm.connect() as client:
+        report = run_audit(client, catalog, start, end + timedelta(hours=1), tables=[BRONZE], policy=policy)
+        assert report.ok, format_report(report)
+        with local_file_access(table):
+            assert client.query(count, parameters={"lo": start, "hi": end}).result_rows[0][0] == through_view
