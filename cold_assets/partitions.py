@@ -1,4 +1,4 @@
-"""Hourly partitions (UTC) shared by the nine cold assets."""
+"""Hourly partitions (UTC) shared by the ten cold assets."""
 
 from datetime import UTC, datetime, timedelta
 

@@ -1,4 +1,4 @@
-"""The table catalog: the nine warm tables and the cold tables that mirror them.
+"""The table catalog: the ten warm tables and the cold tables that mirror them.
 
 This is the one place that says which tables exist, how they relate and how each one is
 offloaded. Schemas live in ddl/ (ClickHouse in ddl/clickhouse, Iceberg in ddl/iceberg).
@@ -23,6 +23,9 @@ GOLD_WINDOWS: dict[str, str] = {
 
 class Layer(str, Enum):
     RAW = "raw"
+    # The messages raw holds that cannot become trades (unparseable, or stamped outside the
+    # feed's limits: 1970, a month late), kept by their ingestion time.
+    REJECTS = "rejects"
     BRONZE = "bronze"
     SILVER = "silver"
     GOLD = "gold"
@@ -67,7 +70,12 @@ class MirroredTable:
 
     @property
     def mode(self) -> OffloadMode:
-        return OffloadMode.APPEND if self.layer in (Layer.RAW, Layer.BRONZE) else OffloadMode.REPLACE
+        return OffloadMode.APPEND if self.layer in (Layer.RAW, Layer.REJECTS, Layer.BRONZE) else OffloadMode.REPLACE
+
+    @property
+    def partitioned_by_ingestion(self) -> bool:
+        """Its hours are ingestion hours (the rejects'), not the trades' event hours."""
+        return self.time_column == "ingested_at"
 
     @property
     def cold_identifier(self) -> tuple[str, str]:
@@ -99,6 +107,10 @@ _BAR_ORDER = ("exchange", "symbol", "window_start")
 
 TABLES: tuple[MirroredTable, ...] = (
     MirroredTable("trades_raw", "raw_trades", Layer.RAW, None, "exchange_ts", _TRADE_ORDER),
+    # Partitioned by ingestion: a reject's exchange_ts may be the bogus value that made it one,
+    # and whatever it says, every message warm accepted reaches cold (its warm TTL is keyed on
+    # ingested_at too).
+    MirroredTable("trades_rejects", "trades_rejects", Layer.REJECTS, "trades_raw", "ingested_at", ("exchange", "symbol", "ingested_at")),
     MirroredTable("bronze_trades", "bronze_trades", Layer.BRONZE, "trades_raw", "exchange_ts", _TRADE_ORDER),
     MirroredTable(
         "silver_trades", "silver_trades", Layer.SILVER, "bronze_trades", "exchange_ts",

@@ -12,7 +12,7 @@ import pytest
 from cold_assets.cold.ddl import ensure_cold_tables
 from cold_assets.defs.resources import ClickHouseResource, IcebergResource
 from cold_assets.settings import Settings
-from cold_assets.warm.ddl import apply_warm_ddl
+from cold_assets.warm.ddl import WarmLimits, apply_warm_ddl
 from cold_assets_tests.support.offload_helpers import PARTITIONS_START
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,7 +46,7 @@ def warm(settings: Settings) -> ClickHouseResource:
     """The embedded warm tier with the medallion applied."""
     resource = ClickHouseResource.from_settings(settings)
     with resource.connect() as client:
-        apply_warm_ddl(client, settings.warm_retention_days)
+        apply_warm_ddl(client, WarmLimits.from_settings(settings))
     return resource
 
 

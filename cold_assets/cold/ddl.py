@@ -2,7 +2,7 @@
 
 `ensure_cold_tables` creates what is missing, leaves what matches, adds new optional columns
 (additive schema evolution) and refuses every other difference with an error that names the
-table and the difference. It plans all nine tables before changing any, so a refusal leaves
+table and the difference. It plans all ten tables before changing any, so a refusal leaves
 every table untouched; it never drops or recreates a table.
 """
 

@@ -1,4 +1,4 @@
-"""The assets: the warm medallion as specs (ClickHouse fills it), and the nine cold tables as
+"""The assets: the warm medallion as specs (ClickHouse fills it), and the ten cold tables as
 hourly-partitioned assets materialized from it by the offload protocol (offload/protocol.py)."""
 
 from collections.abc import Iterator

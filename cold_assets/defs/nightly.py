@@ -78,7 +78,7 @@ PARALLEL_TABLES = Field(
 
 
 class CompactionConfig(Config):
-    tables: list[str] = Field(default=[], description="Cold tables to compact, e.g. silver_trades; empty: all nine.")
+    tables: list[str] = Field(default=[], description="Cold tables to compact, e.g. silver_trades; empty: all ten.")
     lookback_days: int = Field(default=7, ge=1, description="Closed partitions compacted: this many days before today (UTC).")
     target_file_size_mb: int = Field(default=512, ge=16, description="Files are merged up to this size.")
     parallel_tables: int = PARALLEL_TABLES
@@ -144,7 +144,7 @@ def compact_cold_tables(
 
 
 class ExpiryConfig(Config):
-    tables: list[str] = Field(default=[], description="Cold tables to clean, e.g. silver_trades; empty: all nine.")
+    tables: list[str] = Field(default=[], description="Cold tables to clean, e.g. silver_trades; empty: all ten.")
     retain_days: int = Field(default=7, ge=1, description="Snapshots committed earlier than this many days ago are expired.")
     older_than: str | None = Field(
         default=None, description="ISO instant (UTC) overriding retain_days: expire snapshots committed before it."
@@ -212,7 +212,7 @@ def expire_snapshots_and_orphans(
     name=COMPACTION_JOB,
     executor_def=in_process_executor,  # one Spark session per run; Spark parallelizes itself
     tags={NIGHTLY_TAG: "compaction"},
-    description="Nightly: compact the closed partitions of the nine cold tables on Spark.",
+    description="Nightly: compact the closed partitions of the ten cold tables on Spark.",
 )
 def compaction_job() -> None:
     compact_cold_tables()
@@ -222,7 +222,7 @@ def compaction_job() -> None:
     name=EXPIRY_JOB,
     executor_def=in_process_executor,
     tags={NIGHTLY_TAG: "expiry"},
-    description="Nightly: expire old snapshots and remove orphan files of the nine cold tables on Spark.",
+    description="Nightly: expire old snapshots and remove orphan files of the ten cold tables on Spark.",
 )
 def expiry_job() -> None:
     expire_snapshots_and_orphans()

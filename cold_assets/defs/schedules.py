@@ -28,7 +28,7 @@ def offload_job(maintenance_checks: Sequence[AssetChecksDefinition] = ()) -> Unr
     return define_asset_job(
         OFFLOAD_JOB,
         selection=AssetSelection.groups(COLD_GROUP) - AssetSelection.checks(*maintenance_checks),
-        description="Offload the nine cold tables for the selected hours.",
+        description="Offload the ten cold tables for the selected hours.",
     )
 
 
@@ -69,7 +69,7 @@ def _nightly(name: str, cron: str, job: JobDefinition, description: str) -> Sche
 
 # The nightly order (defs/nightly.py): compaction, then expiry and orphans, then the audit.
 def compaction_schedule(job: JobDefinition) -> ScheduleDefinition:
-    return _nightly("compaction_0200_utc", "0 2 * * *", job, "Compact the closed partitions of the nine cold tables (Spark).")
+    return _nightly("compaction_0200_utc", "0 2 * * *", job, "Compact the closed partitions of the ten cold tables (Spark).")
 
 
 def expiry_schedule(job: JobDefinition) -> ScheduleDefinition:

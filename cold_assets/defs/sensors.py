@@ -257,7 +257,9 @@ class _Repairs:
                 # Every message lands in raw first: a raw hour that changed means late rows, and
                 # every layer of that hour is redone. A difference in one later layer only is a
                 # damaged cold table: that table is redone.
-                affected = [t.cold for t in TABLES] if spec.layer is Layer.RAW else [spec.cold]
+                # (The rejects' hours are ingestion hours: a late trade does not change them.)
+                event_tables = [t.cold for t in TABLES if not t.partitioned_by_ingestion]
+                affected = event_tables if spec.layer is Layer.RAW else [spec.cold]
                 self.add(parity.partition_key, affected, f"{spec.cold} warm {parity.warm_rows} / cold {parity.cold_rows}")
 
     def alert_shrunk(self, state: dict, outbox: Outbox) -> None:

@@ -41,7 +41,7 @@ from cold_assets.partitions import partition_key_of
 from cold_assets.settings import Settings, throwaway, throwaway_env
 from cold_assets.tables import MirroredTable, table_by_cold_name
 from cold_assets.tools.simulate import FeedConfig, simulate
-from cold_assets.warm.ddl import apply_warm_ddl
+from cold_assets.warm.ddl import WarmLimits, apply_warm_ddl
 from cold_assets.warm.read import read_query, warm_columns
 
 if TYPE_CHECKING:  # Dagster is imported where a benchmark needs it, not by every command
@@ -81,7 +81,7 @@ def peak_rss_mb() -> float:
 def build_bench_warm(settings: Settings, trades_per_hour: int, hours: int, bronze_only: bool, start: datetime = BENCH_START) -> None:
     warm = ClickHouseResource.from_settings(settings)
     with warm.connect() as client:
-        apply_warm_ddl(client, settings.warm_retention_days)
+        apply_warm_ddl(client, WarmLimits.from_settings(settings))
         if bronze_only:
             # The offload benchmark needs bronze only: keep silver and gold out of the build.
             client.command("DETACH TABLE silver_trades_mv")
@@ -93,7 +93,7 @@ def bench_feed(trades: int, parent: str | None = None) -> dict:
     """Simulated trades into embedded chDB, through the whole materialized-view chain."""
     with bench_settings(parent) as settings:
         with ClickHouseResource.from_settings(settings).connect() as client:
-            apply_warm_ddl(client, settings.warm_retention_days)
+            apply_warm_ddl(client, WarmLimits.from_settings(settings))
             started = time.perf_counter()
             written = simulate(client, FeedConfig(start=BENCH_START, hours=1, trades_per_hour=trades))
             seconds = time.perf_counter() - started

@@ -12,7 +12,7 @@ own process as Dagster's run workers would do it:
    The runs are cut to equal lengths so that both tenths are measured in runs of one size:
    the UI's backfill cuts 168-hour runs from the start and leaves a short last one, and a
    run's fixed costs (gold_ohlcv_1d commits once a run) would land on fewer hours there;
-3. the 15-minute tick after that history (previous and current hour, nine tables, one run),
+3. the 15-minute tick after that history (previous and current hour, ten tables, one run),
    and one tick of each sensor that computes parity (self-healing, TTL guard);
 4. the nightly compaction and snapshot expiry (its own 7-day retention: nothing younger is
    expired), then OHLCV over one day and over the whole history through the federated view

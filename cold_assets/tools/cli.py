@@ -21,7 +21,7 @@ from cold_assets.partitions import hour_of as hour_of_key
 from cold_assets.settings import Settings
 from cold_assets.tables import TABLES, Layer, table_by_cold_name
 from cold_assets.tools.simulate import FeedConfig, parse_start, simulate
-from cold_assets.warm.ddl import apply_warm_ddl
+from cold_assets.warm.ddl import WarmLimits, apply_warm_ddl
 from cold_assets.warm.embedded_lock import EmbeddedWarmTierBusy
 from cold_assets.warm.read import identifier
 
@@ -41,7 +41,7 @@ def _resources(settings: Settings) -> tuple[ClickHouseResource, IcebergResource]
 def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
     warm, cold = _resources(settings)
     with warm.connect() as client:
-        n = apply_warm_ddl(client, settings.warm_retention_days)
+        n = apply_warm_ddl(client, WarmLimits.from_settings(settings))
     print(f"warm tier ({warm.describe()}): {n} DDL statements applied")
     plans = ensure_cold_tables(cold.catalog())
     for plan in plans:
@@ -103,41 +103,70 @@ def demo_window(settings: Settings, hours: int) -> datetime:
 DEMO_SETTLE_LAG_SECONDS = 0
 
 
-def _materialize_demo_hours(settings: Settings, start: datetime, hours: int) -> None:
-    """Materializes the nine cold assets for the demo's hours: one ranged run through the
-    Dagster instance in COLD_HOME/dagster (the same run a backfill from the UI makes)."""
-    from cold_assets.definitions import build_definitions
-    from cold_assets.defs.schedules import OFFLOAD_JOB
+def demo_keys(settings: Settings, start: datetime, hours: int) -> dict[str, list[str]]:
+    """Per cold table, the partition keys that hold the demo's feed: its event hours, and, for
+    the rejects (partitioned by ingestion), the hours the feed was ingested in."""
     from cold_assets.partitions import partition_key_of
+
+    event_keys = [partition_key_of(start + timedelta(hours=h)) for h in range(hours)]
+    warm, _ = _resources(settings)
+    with warm.connect() as client:
+        ingested = client.query(
+            "SELECT DISTINCT toStartOfHour(ingested_at, 'UTC') FROM trades_raw"
+            " WHERE exchange_ts >= {start:DateTime64(6, 'UTC')} AND exchange_ts < {end:DateTime64(6, 'UTC')} ORDER BY 1",
+            parameters={"start": start, "end": start + timedelta(hours=hours)},
+        ).result_rows
+    ingestion_keys = [partition_key_of(h if h.tzinfo else h.replace(tzinfo=UTC)) for (h,) in ingested]
+    return {t.cold: ingestion_keys if t.partitioned_by_ingestion else event_keys for t in TABLES}
+
+
+def _materialize_demo_hours(settings: Settings, keys: dict[str, list[str]]) -> None:
+    """Materializes the ten cold assets for the demo's hours through the Dagster instance in
+    COLD_HOME/dagster: one ranged run per set of hours (the same run a backfill from the UI
+    makes), the event hours for nine tables, the ingestion hours for the rejects."""
+    from dagster import AssetCheckKey
+
+    from cold_assets.definitions import build_definitions
+    from cold_assets.defs.assets import cold_asset_key
+    from cold_assets.defs.checks import CHECK_NAMES
+    from cold_assets.defs.schedules import OFFLOAD_JOB
     from cold_assets.tools.instance import embedded_instance
 
-    first, last = partition_key_of(start), partition_key_of(start + timedelta(hours=hours - 1))
     job = build_definitions(settings).resolve_job_def(OFFLOAD_JOB)
-    started = time.perf_counter()
-    run_config = {
-        "ops": {f"cold__{t.cold}": {"config": {"settle_lag_seconds": DEMO_SETTLE_LAG_SECONDS}} for t in TABLES},
-        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
-    }
-    result = job.execute_in_process(
-        instance=embedded_instance(settings),
-        run_config=run_config,
-        tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
-        raise_on_error=False,
-    )
-    if not result.success:
-        raise RuntimeError(f"offload run {result.run_id} failed; see `dagster` logs under {settings.home / 'dagster'}")
-    print(f"\noffload run {result.run_id}: {first} .. {last}, {time.perf_counter() - started:.1f} s")
+    by_keys: dict[tuple[str, ...], list[str]] = {}
+    for table, table_keys in keys.items():
+        if table_keys:
+            by_keys.setdefault(tuple(table_keys), []).append(table)
+    for run_keys, tables in by_keys.items():
+        started = time.perf_counter()
+        selected = {cold_asset_key(table_by_cold_name(t)) for t in tables}
+        subset = job.get_subset(
+            asset_selection=selected, asset_check_selection={AssetCheckKey(k, c) for k in selected for c in CHECK_NAMES}
+        )
+        result = subset.execute_in_process(
+            instance=embedded_instance(settings),
+            run_config={
+                "ops": {f"cold__{t}": {"config": {"settle_lag_seconds": DEMO_SETTLE_LAG_SECONDS}} for t in tables},
+                "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+            },
+            tags={"dagster/asset_partition_range_start": run_keys[0], "dagster/asset_partition_range_end": run_keys[-1]},
+            raise_on_error=False,
+        )
+        if not result.success:
+            raise RuntimeError(f"offload run {result.run_id} failed; see `dagster` logs under {settings.home / 'dagster'}")
+        print(
+            f"\noffload run {result.run_id} ({len(tables)} tables): {run_keys[0]} .. {run_keys[-1]}, "
+            f"{time.perf_counter() - started:.1f} s"
+        )
 
 
-def _report(settings: Settings, start: datetime, hours: int, run_results: dict) -> None:
+def _report(settings: Settings, keys_by_table: dict[str, list[str]], run_results: dict) -> None:
     from cold_assets.hours import HourPolicy
     from cold_assets.offload.protocol import warm_now
     from cold_assets.parity.checksums import partitions_parity
-    from cold_assets.partitions import partition_key_of
 
     warm, cold = _resources(settings)
     catalog = cold.catalog()
-    keys = [partition_key_of(start + timedelta(hours=h)) for h in range(hours)]
     policy = replace(HourPolicy.from_settings(settings), settle_lag=timedelta(seconds=DEMO_SETTLE_LAG_SECONDS))
     print(f"\nthe demo's hours as its run compared them (settle lag {DEMO_SETTLE_LAG_SECONDS} s):")
     print(f"{'table':<16} {'warm rows':>10} {'cold rows':>10} {'partitions':>10} {'files':>6} {'bytes':>11} {'rows/s':>10}")
@@ -145,6 +174,7 @@ def _report(settings: Settings, start: datetime, hours: int, run_results: dict) 
         now = warm_now(client)
         for t in TABLES:
             table = catalog.load_table(t.cold_identifier)
+            keys = keys_by_table[t.cold]
             # Counted per bucket: the daily bars' day is the same bucket for each of its hours.
             parities = partitions_parity(client, table, t, keys, False, now=now, policy=policy)
             buckets = {t.offload_range(hour_of_key(k))[0]: p for k, p in zip(keys, parities, strict=True)}
@@ -218,8 +248,9 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     print("\nwarm rows per table (as stored)")
     for table, count in counts.items():
         print(f"  {table:<16} {count:>10}")
-    _materialize_demo_hours(settings, cfg.start, cfg.hours)
-    _report(settings, cfg.start, cfg.hours, _run_rates(settings))
+    keys = demo_keys(settings, cfg.start, cfg.hours)
+    _materialize_demo_hours(settings, keys)
+    _report(settings, keys, _run_rates(settings))
     return 0
 
 
@@ -308,7 +339,7 @@ def _add_feed_options(p: argparse.ArgumentParser, trades_per_hour: int) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cold-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("init", help="create or evolve the warm medallion and the nine cold tables").set_defaults(func=cmd_init)
+    sub.add_parser("init", help="create or evolve the warm medallion and the ten cold tables").set_defaults(func=cmd_init)
     p = sub.add_parser("simulate", help="write a realistic Binance/Kraken trade feed into trades_raw")
     p.add_argument("--start", required=True, help="first hour, ISO 8601 (UTC if no offset), on the hour")
     _add_feed_options(p, trades_per_hour=20_000)
@@ -333,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--from", dest="start", required=True, help="first hour, ISO 8601 (UTC if no offset)")
     p.add_argument("--to", dest="end", required=True, help="end of the range (exclusive)")
-    p.add_argument("--table", action="append", help="a cold table name (repeatable); default: all nine")
+    p.add_argument("--table", action="append", help="a cold table name (repeatable); default: all ten")
     p.set_defaults(func=cmd_audit)
     p = sub.add_parser("bench", help="measure and print the figures the issues ask for (JSON)")
     p.add_argument(
@@ -345,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
         "checks: parity checks' share of a run, and the 24-hour audit; maintenance: the nightly Spark jobs "
         "after --days (7) days at demo volume (a first night), then after one more day (a steady night); "
         "federation: OHLCV latency through a view over --days (28) days; "
-        "history: the first backfill of --days (30) days of the nine tables through Dagster, then the tick, the "
+        "history: the first backfill of --days (30) days of the ten tables through Dagster, then the tick, the "
         "sensors, the nightly maintenance and OHLCV through the view on that history; storage: --hours (24) at "
         "--trades-per-hour (100,000) offloaded and compacted, bytes against ClickHouse's own parts",
     )

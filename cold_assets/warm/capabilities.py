@@ -3,7 +3,7 @@
 The embedded default (chDB) and a ClickHouse server differ in a few things the rest of the
 code must know: whether ClickHouse runs on this machine and so reads the local cold tier
 (`icebergLocal`), whether cold-assets or the server's operator makes the S3 named
-collection, whether only one process at a time may open it, and whether the nine tables can
+collection, whether only one process at a time may open it, and whether the ten tables can
 offload in parallel. `ClickHouseResource` decides that from Settings (a host, or none) and
 declares it for every client it opens; code that holds a client asks `capabilities_of`.
 """
@@ -35,7 +35,7 @@ class WarmCapabilities:
 
     @property
     def runs_tables_in_parallel(self) -> bool:
-        """Runs may offload the nine tables at once (a server takes many connections)."""
+        """Runs may offload the ten tables at once (a server takes many connections)."""
         return not self.embedded
 
 

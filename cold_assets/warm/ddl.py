@@ -7,23 +7,39 @@ the offload decides which hours are cold-only by the setting, so the two must ag
 """
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
 
-from cold_assets.settings import ddl_dir
+from cold_assets.settings import Settings, ddl_dir
 from cold_assets.tables import GOLD_WINDOWS
 
 _STATEMENT_END = re.compile(r";[ \t]*(?:\n|$)")
 _TEMPLATE_MARK = "{{window}}"
 _RETENTION_MARK = "{{retention_days}}"
+_MAX_LATENESS_MARK = "{{max_lateness_seconds}}"
 # A TTL as ClickHouse shows it in system.tables.engine_full.
 _SHOWN_TTL = re.compile(r"\bTTL\s+toDateTime\((\w+)\)\s*\+\s*toIntervalDay\((\d+)\)")
 _CREATED_TTL = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)\b.*?\bTTL toDateTime\((\w+)\) \+ INTERVAL", re.S)
 
 
 class WarmRetentionMismatch(ValueError):
-    """Warm tables whose TTL is not COLD_WARM_RETENTION_DAYS; nothing was changed."""
+    """Warm tables whose TTL is not COLD_WARM_RETENTION_DAYS, or a feed that accepts trades
+    later than the TTL guard can repair; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class WarmLimits:
+    """What the warm DDL takes from the settings: the TTL, and the latest a trade may arrive
+    (the TTL guard's margin: a later one could not be repaired before its hour is cold-only)."""
+
+    retention_days: int
+    max_lateness_days: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "WarmLimits":
+        return cls(settings.warm_retention_days, settings.ttl_margin_days)
 
 
 def _statements(sql: str) -> list[str]:
@@ -31,18 +47,19 @@ def _statements(sql: str) -> list[str]:
     return [s.strip() for s in _STATEMENT_END.split(body) if s.strip()]
 
 
-def warm_statements(retention_days: int, directory: Path | None = None) -> list[str]:
+def warm_statements(limits: WarmLimits, directory: Path | None = None) -> list[str]:
     """The ordered statements of ddl/clickhouse, with the gold template expanded per window
-    and the TTLs set to `retention_days`."""
-    if retention_days < 1:
-        raise ValueError(f"the warm retention must be at least 1 day, got {retention_days}")
+    and the TTLs and the feed's default max_lateness set from `limits`."""
+    if limits.retention_days < 1 or not 0 < limits.max_lateness_days < limits.retention_days:
+        raise ValueError(f"the warm retention must be at least 1 day and the max lateness shorter, got {limits}")
     directory = directory or ddl_dir() / "clickhouse"
     files = sorted(directory.glob("*.sql"))
     if not files:
         raise FileNotFoundError(f"no ClickHouse DDL found in {directory}")
     statements: list[str] = []
     for path in files:
-        sql = path.read_text().replace(_RETENTION_MARK, str(retention_days))
+        sql = path.read_text().replace(_RETENTION_MARK, str(limits.retention_days))
+        sql = sql.replace(_MAX_LATENESS_MARK, str(limits.max_lateness_days * 86_400))
         if _TEMPLATE_MARK in sql:
             for window, interval in GOLD_WINDOWS.items():
                 statements += _statements(sql.replace("{{window}}", window).replace("{{interval}}", interval))
@@ -71,11 +88,34 @@ def retention_mismatches(client: Client, retention_days: int, statements: list[s
     return fixes
 
 
-def apply_warm_ddl(client: Client, retention_days: int) -> int:
+def max_lateness_fix(client: Client, limits: WarmLimits) -> str | None:
+    """The INSERT that brings an existing feed_limits.max_lateness within `limits`, if needed."""
+    exists = client.query(
+        "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'feed_limits'"
+    ).result_rows[0][0]
+    if not exists:
+        return None
+    rows = client.query("SELECT argMax(seconds, updated_at) FROM feed_limits WHERE name = 'max_lateness' HAVING count() > 0").result_rows
+    allowed = limits.max_lateness_days * 86_400
+    if not rows or int(rows[0][0]) <= allowed:
+        return None
+    return (
+        f"feed_limits.max_lateness is {int(rows[0][0])} s, later than COLD_TTL_MARGIN_DAYS={limits.max_lateness_days} "
+        f"({allowed} s), so a trade that late would land in an hour the TTL guard cannot repair before it is cold-only: "
+        f"INSERT INTO feed_limits (name, seconds) VALUES ('max_lateness', {allowed})"
+    )
+
+
+def apply_warm_ddl(client: Client, limits: WarmLimits) -> int:
     """Creates what is missing in the warm medallion; returns the number of statements run.
-    Refuses, before running any, while an existing table's TTL disagrees with `retention_days`."""
-    statements = warm_statements(retention_days)
+    Refuses, before running any, while an existing table's TTL disagrees with the retention or
+    the feed accepts trades later than the TTL guard can repair."""
+    retention_days = limits.retention_days
+    statements = warm_statements(limits)
     fixes = retention_mismatches(client, retention_days, statements)
+    lateness = max_lateness_fix(client, limits)
+    if lateness:
+        raise WarmRetentionMismatch(f"{lateness}; nothing was changed")
     if fixes:
         raise WarmRetentionMismatch(
             f"COLD_WARM_RETENTION_DAYS={retention_days} disagrees with the TTL of {len(fixes)} warm tables, and the "

@@ -301,6 +301,8 @@ def test_the_sensor_remembers_a_content_mismatch_per_hour_and_a_busy_warm_tier_l
     try:
         assert holder.stdout.readline().strip() == "held"
         monkeypatch.setenv("COLD_CHDB_LOCK_TIMEOUT_SECONDS", "1")
+        # The first tick's request was never launched here: no wait before asking again.
+        monkeypatch.setenv("COLD_HEAL_RETRY_SECONDS", "0")
         from cold_assets.settings import Settings
 
         requests, _ = _sensor(Settings.from_env(), "self_healing", cursor)

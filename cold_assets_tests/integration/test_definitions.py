@@ -31,9 +31,10 @@ def test_warm_medallion_lineage(settings):
     defs, _ = _load_defs()
     graph = defs.resolve_asset_graph()
     warm = {key for key in graph.get_all_asset_keys() if key.path[0] == "warm"}
-    assert len(warm) == 9
+    assert len(warm) == 10
     parents = {key.path[1]: {p.path[1] for p in graph.get(key).parent_keys} for key in warm}
     assert parents["trades_raw"] == set()
+    assert parents["trades_rejects"] == {"trades_raw"}
     assert parents["bronze_trades"] == {"trades_raw"}
     assert parents["silver_trades"] == {"bronze_trades"}
     for window in ("1m", "5m", "15m", "30m", "1h", "1d"):
@@ -76,7 +77,7 @@ def test_cold_assets_are_hourly_with_a_backfill_policy_of_few_runs(settings):
 
     graph = build_definitions(settings).resolve_asset_graph()
     cold = [k for k in graph.get_all_asset_keys() if k.path[0] == "cold"]
-    assert len(cold) == 9
+    assert len(cold) == 10
     node = graph.get(AssetKey(["cold", "bronze_trades"]))
     assert node.group_name == "cold"
     assert {p.path[1] for p in node.parent_keys} == {"bronze_trades"}

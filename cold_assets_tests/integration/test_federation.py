@@ -120,7 +120,7 @@ def test_the_daily_audit_job_federates_after_auditing_and_records_the_cutovers(s
         for e in result.all_events
         if e.event_type == DagsterEventType.ASSET_OBSERVATION
     }
-    assert len(cutovers) == 9
+    assert len(cutovers) == 10
     # Every fed hour is proven, and so are the empty hours after them, up to the settled clock.
     assert cutovers["bronze_trades"] >= (START + timedelta(hours=HOURS)).timestamp()
     with warm.connect() as client:

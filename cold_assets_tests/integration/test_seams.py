@@ -415,7 +415,10 @@ def test_a_stray_newer_metadata_file_in_storage_changes_no_check_and_no_view(set
     catalog = cold.catalog()
     policy = HourPolicy(settle_lag=timedelta(0))
     start, end = hour_of(KEYS[0]), hour_of(KEYS[1]) + timedelta(hours=1)
-    count = "SELECT count() FROM bronze_trades_all WHERE exchange_ts >= {lo:DateTime64(6, 'UTC')} AND exchange_ts < {hi:DateTime64(6, 'UTC')}"
+    count = (
+        "SELECT count() FROM bronze_trades_all"
+        " WHERE exchange_ts >= {lo:DateTime64(6, 'UTC')} AND exchange_ts < {hi:DateTime64(6, 'UTC')}"
+    )
     with warm.connect() as client:
         federate(client, catalog, policy, now=end + timedelta(hours=3), tables=[BRONZE])
         table = catalog.load_table(BRONZE.cold_identifier)
@@ -441,3 +444,41 @@ def test_a_stray_newer_metadata_file_in_storage_changes_no_check_and_no_view(set
         assert report.ok, format_report(report)
         with local_file_access(table):
             assert client.query(count, parameters={"lo": start, "hi": end}).result_rows[0][0] == through_view
+
+
+def test_every_message_warm_accepted_reaches_cold_once_whatever_its_timestamp(settings, warm, cold):
+    """Case A: a message stamped 1970 (a unit bug) never falls into an hourly partition of raw
+    (its TTL drops it at once). Case B: a trade 29 days 23 hours late lands in an hour that is
+    already cold-only, which is never read from warm again. Both are rejects, kept by their
+    ingestion time, and cold.trades_rejects mirrors them, once however often it runs."""
+    from datetime import UTC, datetime
+
+    from cold_assets.offload.protocol import offload_partitions
+    from cold_assets.partitions import partition_key_of
+    from cold_assets_tests.support.offload_helpers import RAW_COLUMNS
+
+    rejects = table_by_cold_name("trades_rejects")
+    assert rejects.time_column == "ingested_at"
+    now = datetime.now(UTC)
+    bogus = datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC)
+    nearly_a_month = now - timedelta(days=29, hours=23)
+    messages = [
+        ["binance", "BTCUSDT", "901", "91000.0", "0.01", "false", bogus, now, '{"t": 1}'],
+        ["binance", "BTCUSDT", "902", "91000.0", "0.01", "false", nearly_a_month, now, '{"t": 2}'],
+        ["binance", "BTCUSDT", "903", "91000.0", "0.01", "false", now - timedelta(minutes=1), now, '{"t": 3}'],
+    ]
+    with warm.connect() as client:
+        client.insert("trades_raw", messages, column_names=RAW_COLUMNS)
+        reasons = dict(client.query("SELECT trade_id, reason FROM trades_rejects").result_rows)
+        ingested = client.query("SELECT max(ingested_at) FROM trades_rejects").result_rows[0][0]
+    # The message later than the room left for a repair before the TTL is a reject too.
+    assert set(reasons) == {"901", "902"} and all("max_lateness" in r for r in reasons.values()), reasons
+    key = partition_key_of(ingested.replace(tzinfo=UTC) if ingested.tzinfo is None else ingested)
+    catalog = cold.catalog()
+    for run in range(2):
+        with warm.connect() as client:
+            table = catalog.load_table(rejects.cold_identifier)
+            list(offload_partitions(client, table, rejects, [key], f"run-{run}", settle_lag=timedelta(0)))
+        in_cold = catalog.load_table(rejects.cold_identifier).scan().to_arrow()
+        assert sorted(in_cold["trade_id"].to_pylist()) == ["901", "902"]
+        assert sorted(in_cold["message"].to_pylist()) == ['{"t": 1}', '{"t": 2}']

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 
-from cold_assets.warm.ddl import apply_warm_ddl, warm_statements
+from cold_assets.warm.ddl import WarmLimits, apply_warm_ddl, warm_statements
 from cold_assets_tests.support.offload_helpers import START
 
 H = START + timedelta(hours=10)
@@ -20,7 +20,7 @@ def test_ddl_applies_to_an_empty_path_and_again_without_change(settings, warm):
     with warm.connect() as client:
         before = _schema(client)
         instruments = client.query("SELECT count() FROM instruments").result_rows
-        apply_warm_ddl(client, settings.warm_retention_days)
+        apply_warm_ddl(client, WarmLimits.from_settings(settings))
         assert _schema(client) == before
         assert client.query("SELECT count() FROM instruments").result_rows == instruments
     names = {name for name, _ in before}
@@ -29,7 +29,7 @@ def test_ddl_applies_to_an_empty_path_and_again_without_change(settings, warm):
     # Every statement is idempotent (the gold template expanded once per window): creations
     # and drops guarded, seed rows inserted only where missing, a TTL set to what it is.
     idempotent = ("IF NOT EXISTS", "IF EXISTS", "NOT IN (SELECT", "MODIFY TTL")
-    assert all(any(mark in s for mark in idempotent) for s in warm_statements(settings.warm_retention_days))
+    assert all(any(mark in s for mark in idempotent) for s in warm_statements(WarmLimits.from_settings(settings)))
 
 
 def _binance(trade_id, price, qty, buyer_maker, ts, received):
