@@ -227,7 +227,9 @@ def in_flight_partitions(
 
 
 def _hour_keys(partitions_def: TimeWindowPartitionsDefinition, start: datetime, end: datetime) -> list[str]:
-    """The hourly partition keys of [start, end), by the partitions definition's own calendar."""
+    """The hourly partition keys of [start, end) that the partitions definition has (none
+    before its first partition: a run of such a key fails), by its own calendar."""
+    start = max(start, partitions_def.start)
     return list(partitions_def.get_partition_keys_in_time_window(TimeWindow(start, end))) if end > start else []
 
 

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from urllib.parse import urlparse
 
 from clickhouse_connect.driver.binding import format_str  # a quoted, escaped string literal
 from clickhouse_connect.driver.client import Client
@@ -155,10 +156,17 @@ def catalog_metadata_file(table: Table) -> str:
     (how ClickHouse's iceberg_metadata_file_path takes it). Left to itself, ClickHouse reads
     the highest-numbered metadata file in storage, which need not be the catalog's: a losing
     writer's file written before its compare-and-swap, a catalog restored from a backup."""
-    location, metadata = table.location().rstrip("/") + "/", table.metadata_location
+    location, metadata = _storage_path(table.location()).rstrip("/") + "/", _storage_path(table.metadata_location)
     if not metadata.startswith(location):
-        raise ColdTierUnreadable(f"the metadata file {metadata} is not under the table location {location}")
+        raise ColdTierUnreadable(f"the metadata file {table.metadata_location} is not under the table location {table.location()}")
     return metadata.removeprefix(location)
+
+
+def _storage_path(uri: str) -> str:
+    """A location without its scheme's spelling: Spark's Iceberg writes `file:/x` where
+    pyiceberg writes `file:///x`, and `s3a://` where pyiceberg writes `s3://`."""
+    parsed = urlparse(uri)
+    return parsed.path if parsed.scheme in ("file", "") else f"{parsed.netloc}{parsed.path}"
 
 
 def cold_source(table: Table, client: Client, literal: bool = False) -> tuple[str, dict]:

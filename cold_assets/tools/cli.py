@@ -324,6 +324,25 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_soak(settings: Settings, args: argparse.Namespace) -> int:
+    import secrets
+
+    from cold_assets.soak.driver import soak, summary
+
+    seeds = args.seed or [secrets.randbelow(1_000_000)]
+    spark = not args.no_spark and settings.spark_jars_dir.exists()
+    print(f"soak: seeds {', '.join(map(str, seeds))} (replay one with --seed N), {args.steps} steps each"
+          + (f", at most {args.minutes} min in all" if args.minutes else "") + ("" if spark else ", no Spark"), flush=True)
+
+    def log(line: str) -> None:
+        if args.verbose or line.startswith(("VIOLATION", "seed ")):
+            print(line, flush=True)
+
+    tally = soak(seeds, args.steps, args.minutes, args.hours, spark, log)
+    print(summary(tally, seeds))
+    return EXIT_MISMATCH if tally.violations else 0
+
+
 def _add_feed_options(p: argparse.ArgumentParser, trades_per_hour: int) -> None:
     p.add_argument("--hours", type=int, default=6)
     p.add_argument("--exchanges", default="binance,kraken", help="comma-separated")
@@ -366,6 +385,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="end", required=True, help="end of the range (exclusive)")
     p.add_argument("--table", action="append", help="a cold table name (repeatable); default: all ten")
     p.set_defaults(func=cmd_audit)
+    p = sub.add_parser(
+        "soak",
+        help="random interleavings of real operations and faults on throwaway state, checked against a ledger; "
+        "exit 1 on a violation (each printed with its seed and step)",
+    )
+    p.add_argument("--seed", type=int, action="append", help="a seed (repeatable); default: a fresh one, printed")
+    p.add_argument("--steps", type=int, default=300, help="steps per seed (300)")
+    p.add_argument("--minutes", type=float, default=None, help="bound the whole soak's time (each seed gets its share)")
+    p.add_argument("--hours", type=int, default=24, help="hours of history fed and offloaded first (24)")
+    p.add_argument("--no-spark", action="store_true", help="leave out compaction, and expire snapshots with pyiceberg")
+    p.add_argument("--verbose", action="store_true", help="print every step")
+    p.set_defaults(func=cmd_soak)
     p = sub.add_parser("bench", help="measure and print the figures the issues ask for (JSON)")
     p.add_argument(
         "what",

@@ -113,15 +113,18 @@ def apply_warm_ddl(client: Client, limits: WarmLimits) -> int:
     retention_days = limits.retention_days
     statements = warm_statements(limits)
     fixes = retention_mismatches(client, retention_days, statements)
+    problems = []
+    if fixes:
+        problems.append(
+            f"COLD_WARM_RETENTION_DAYS={retention_days} disagrees with the TTL of {len(fixes)} warm tables, and the "
+            "offload decides which hours are cold-only by it. Set COLD_WARM_RETENTION_DAYS to the tables' TTL, or "
+            "align the tables (ClickHouse rewrites their parts): " + "; ".join(fixes)
+        )
     lateness = max_lateness_fix(client, limits)
     if lateness:
-        raise WarmRetentionMismatch(f"{lateness}; nothing was changed")
-    if fixes:
-        raise WarmRetentionMismatch(
-            f"COLD_WARM_RETENTION_DAYS={retention_days} disagrees with the TTL of {len(fixes)} warm tables, and the "
-            "offload decides which hours are cold-only by it; nothing was changed. Set COLD_WARM_RETENTION_DAYS to the "
-            "tables' TTL, or align the tables (ClickHouse rewrites their parts): " + "; ".join(fixes)
-        )
+        problems.append(lateness)
+    if problems:
+        raise WarmRetentionMismatch(" | ".join(problems) + "; nothing was changed")
     for statement in statements:
         client.command(statement)
     return len(statements)

@@ -11,9 +11,18 @@ from cold_assets.defs.alerts import Alerter
 from cold_assets.defs.schedules import OFFLOAD_JOB
 from cold_assets.defs.sensors import parity_alerts
 from cold_assets.partitions import hour_of, partition_key_of
-from cold_assets.tables import TABLES, table_by_cold_name
+from cold_assets.tables import table_by_cold_name
 from cold_assets.tools.instance import embedded_instance
-from cold_assets_tests.support.offload_helpers import KEYS, NO_OVERLAP, RAW_COLUMNS, assert_tiers_equal, feed, insert_late_raw, run_offload
+from cold_assets_tests.support.offload_helpers import (
+    EVENT_TABLES,
+    KEYS,
+    NO_OVERLAP,
+    RAW_COLUMNS,
+    assert_tiers_equal,
+    feed,
+    insert_late_raw,
+    run_offload,
+)
 
 
 def _execute(settings, request):
@@ -83,20 +92,26 @@ def test_late_trades_make_the_sensor_request_that_hour_only(settings, warm, cold
     insert_late_raw(warm, hour_of(KEYS[0]), 4, first_trade_id=7_000_000_000, exchange="kraken")
     requests, _ = _sensor(settings, "self_healing")
     assert [r.partition_key for r in requests] == [KEYS[0]]
-    assert {k.path[-1] for k in requests[0].asset_selection} == {t.cold for t in TABLES}
+    assert {k.path[-1] for k in requests[0].asset_selection} == {t.cold for t in EVENT_TABLES}
     assert _execute(settings, requests[0]).success
     assert_tiers_equal(warm, cold, [hour_of(k) for k in KEYS])
 
 
-def test_an_hour_near_the_ttl_without_a_proven_copy_raises_the_ttl_alert(settings, warm, cold, receiver):
+def test_an_hour_near_the_ttl_without_a_proven_copy_raises_the_ttl_alert(settings, warm, cold, receiver, monkeypatch):
     old = (datetime.now(UTC) - timedelta(days=29, hours=12)).replace(minute=0, second=0, microsecond=0)
+    # Trades ingested on time 29.5 days ago that no offload ever took (the cold tier covers
+    # them: its partitions start earlier).
     rows = [
         ["binance", "BTCUSDT", str(6_000_000_000 + i), "90000.00000000", "0.01000000", "false",
-         old + timedelta(minutes=5 + i), old + timedelta(minutes=5 + i), "{}"]
+         old + timedelta(minutes=5 + i), old + timedelta(minutes=5 + i), "{}", old + timedelta(minutes=6 + i)]
         for i in range(3)
     ]
     with warm.connect() as client:
-        client.insert("trades_raw", rows, column_names=RAW_COLUMNS)
+        client.insert("trades_raw", rows, column_names=[*RAW_COLUMNS, "ingested_at"])
+    monkeypatch.setenv("COLD_PARTITIONS_START", (old - timedelta(days=1)).strftime("%Y-%m-%d-%H:%M"))
+    from cold_assets.settings import Settings
+
+    settings = Settings.from_env()
     result, cursor = _sensor(settings, "ttl_guard")
     alerts = receiver.texts()
     assert len(alerts) == 1 and "TTL RISK" in alerts[0] and partition_key_of(old) in alerts[0]
@@ -329,7 +344,7 @@ def test_late_rows_of_an_hour_older_than_the_healing_lookback_are_repaired_by_th
     assert not isinstance(healing, list) or healing == []  # 12 days: past the 7-day lookback
     requests, _ = _sensor(settings, "ttl_guard")
     assert [r.partition_key for r in requests] == [key]
-    assert {k.path[-1] for k in requests[0].asset_selection} == {t.cold for t in TABLES}
+    assert {k.path[-1] for k in requests[0].asset_selection} == {t.cold for t in EVENT_TABLES}
     assert _execute(settings, requests[0]).success
     assert_tiers_equal(warm, cold, [old])
     assert receiver.texts() == []  # repaired in time: nothing to alert

@@ -56,7 +56,7 @@ def test_offload_checks_and_maintenance_on_dagster_postgres_and_a_postgresql_cat
     )
     assert offload.success
     checks = check_results(instance, offload.run_id)
-    assert len(checks) == 18 and all(checks.values())
+    assert len(checks) == 20 and all(checks.values())
     assert_tiers_equal(warm, cold, HOURS)
     records = instance.fetch_materializations(
         AssetRecordsFilter(asset_key=AssetKey(["cold", "bronze_trades"]), asset_partitions=[KEYS[1]]), limit=1

@@ -25,6 +25,7 @@ from cold_assets.tools.instance import embedded_instance
 from cold_assets.tools.simulate import FeedConfig, simulate
 from cold_assets_tests.integration.test_alerts_and_healing import _execute, _sensor
 from cold_assets_tests.support.offload_helpers import (
+    EVENT_TABLES,
     KEYS,
     RAW_COLUMNS,
     START,
@@ -152,14 +153,14 @@ def test_an_hour_the_warm_ttl_deleted_keeps_its_cold_rows_everywhere(live, warm,
     settle(warm)
     run_offload(live, keys)  # offloaded while warm still held them (30-day retention)
     catalog = cold.catalog()
-    before = {t.cold: cold_hour(catalog, t, hours[0]).num_rows for t in TABLES}
-    assert all(before[t.cold] > 0 for t in TABLES if t.gold_window != "1d")
+    before = {t.cold: cold_hour(catalog, t, hours[0]).num_rows for t in EVENT_TABLES}
+    assert all(before[t.cold] > 0 for t in EVENT_TABLES if t.gold_window != "1d")
     # Time passes: with a 6-day warm retention the TTL drops the first hour from every table.
     monkeypatch.setenv("COLD_WARM_RETENTION_DAYS", "6")
     monkeypatch.setenv("COLD_TTL_MARGIN_DAYS", "5")
     forgetful = Settings.from_env()
     with warm.connect() as client:
-        for table in (*WARM_TABLES_WITH_INGESTION, *(t.warm for t in TABLES if t.gold_window)):
+        for table in (*WARM_TABLES_WITH_INGESTION, *(t.warm for t in EVENT_TABLES if t.gold_window)):
             time_column = "window_start" if table.startswith("gold") else "exchange_ts"
             client.command(
                 f"ALTER TABLE {table} DELETE WHERE {time_column} >= {{lo:DateTime64(6, 'UTC')}} "
@@ -169,14 +170,14 @@ def test_an_hour_the_warm_ttl_deleted_keeps_its_cold_rows_everywhere(live, warm,
     # A backfill over the range with the default configuration.
     result, instance = run_offload(forgetful, keys)
     all_checks_passed(instance, result.run_id)
-    assert {t.cold: cold_hour(catalog, t, hours[0]).num_rows for t in TABLES} == before
-    for table in TABLES:
+    assert {t.cold: cold_hour(catalog, t, hours[0]).num_rows for t in EVENT_TABLES} == before
+    for table in EVENT_TABLES:
         entry = latest_metadata(instance, table, keys[0])["offload"][keys[0]]
         assert entry["cold_only"] is True and entry["mode"] == "cold_only", (table.cold, entry)
     # Where a table's offload range of the later hours also holds the deleted one (gold_ohlcv_1d's
     # day, when the deleted hour is the day's first: its bar starts then), warm has no whole copy
     # left to compare with; cold kept that bar, as `before` shows above.
-    whole = [t for t in TABLES if t.offload_range(hours[2])[0] > hours[0]]
+    whole = [t for t in EVENT_TABLES if t.offload_range(hours[2])[0] > hours[0]]
     assert_tiers_equal(warm, cold, hours[2:], tables=whole)
     # The audit passes, and says which hours it did not compare.
     audit = _cli(forgetful, "audit", "--from", f"{hours[0]:%Y-%m-%dT%H:%M}", "--to", f"{hours[-1] + timedelta(hours=1):%Y-%m-%dT%H:%M}")
@@ -186,7 +187,7 @@ def test_an_hour_the_warm_ttl_deleted_keeps_its_cold_rows_everywhere(live, warm,
     federate = _cli(forgetful, "federate")
     assert federate.returncode == 0, federate.stderr
     with warm.connect() as client, local_file_access(catalog.load_table(BRONZE.cold_identifier)):
-        for table in TABLES:
+        for table in EVENT_TABLES:
             lo, hi = table.offload_range(hours[0])
             through_view = client.query(
                 f"SELECT count() FROM {table.warm}_all WHERE {table.time_column} >= {{lo:DateTime64(6, 'UTC')}} "
@@ -220,18 +221,18 @@ def test_an_hour_never_offloaded_that_aged_past_the_retention_is_offloaded_from_
     result, instance = run_offload(forgetful, keys)
     all_checks_passed(instance, result.run_id)
     catalog = cold.catalog()
-    offloaded = {t.cold: cold_hour(catalog, t, hours[0]).num_rows for t in TABLES if t.gold_window != "1d"}
+    offloaded = {t.cold: cold_hour(catalog, t, hours[0]).num_rows for t in EVENT_TABLES if t.gold_window != "1d"}
     assert all(rows > 0 for rows in offloaded.values()), offloaded
-    for table in TABLES:
+    for table in EVENT_TABLES:
         entry = latest_metadata(instance, table, keys[0])["offload"][keys[0]]
         assert entry["cold_only"] is True and entry["mode"] in ("append", "replace"), (table.cold, entry)
     assert_tiers_equal(warm, cold, hours)
     # Cold holds the hour now: a re-run leaves it to cold, unchanged.
     again, instance = run_offload(forgetful, keys[:1])
     assert again.success
-    for table in TABLES:
+    for table in EVENT_TABLES:
         assert latest_metadata(instance, table, keys[0])["offload"][keys[0]]["mode"] == "cold_only", table.cold
-    assert {t.cold: cold_hour(catalog, t, hours[0]).num_rows for t in TABLES if t.gold_window != "1d"} == offloaded
+    assert {t.cold: cold_hour(catalog, t, hours[0]).num_rows for t in EVENT_TABLES if t.gold_window != "1d"} == offloaded
 
 
 def _cli(settings: Settings, *args: str):

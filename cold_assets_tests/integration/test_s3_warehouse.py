@@ -56,7 +56,7 @@ def test_offload_checks_and_the_federated_view_on_an_s3_warehouse(settings, warm
     result, instance = run_offload(settings, KEYS)
     checks = check_results(instance, result.run_id)
     # Content parity ran for real (ClickHouse read the cold tier over S3): no warning.
-    assert len(checks) == 18 and all(checks.values())
+    assert len(checks) == 20 and all(checks.values())
     hours = [hour_of(k) for k in KEYS]
     assert_tiers_equal(warm, cold, hours)
     objects = boto3.client(

@@ -1,0 +1,83 @@
+"""The soak's faults, injected into the real code paths of one process, once each.
+
+- a second writer committing between a checkpoint's plan and its commit: the hook runs a
+  whole offload of the same hours by another writer (its own table object, the same warm
+  client) right before the first writer reads warm;
+- the catalog raising after it committed (the outcome is unknown to the writer);
+- a run SIGKILLed at a random moment runs in a child process (soak/driver.py);
+- the webhook down is the soak's own receiver answering 503 (soak/driver.py).
+
+The hooks wrap functions by their module attribute, the way a test's monkeypatch does; they
+are installed by the soak only, never by the product.
+"""
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.exceptions import CommitStateUnknownException
+
+import cold_assets.offload.protocol as protocol
+
+
+class Injected:
+    """Counts what a fault did, so that the soak can say it happened."""
+
+    def __init__(self) -> None:
+        self.fired = 0
+        self._lock = threading.Lock()
+
+    def fire(self) -> None:
+        with self._lock:
+            self.fired += 1
+
+
+@contextmanager
+def second_writer(catalog: Any, settle_lag: timedelta) -> Iterator[Injected]:
+    """The next checkpoint that reads warm first lets another writer offload the same hours
+    completely (read, write, commit): the first writer's plan is then stale."""
+    injected, real = Injected(), protocol._read_slices
+    armed = [True]
+
+    def hook(client, table, spec, columns, ranges):  # type: ignore[no-untyped-def]
+        if armed[0] and ranges:
+            armed[0] = False
+            keys = [k for r in ranges for k in r.keys]
+            other = catalog.load_table(spec.cold_identifier)
+            for _ in protocol.offload_partitions(client, other, spec, keys, "soak-second-writer", settle_lag=settle_lag):
+                pass
+            injected.fire()
+        return real(client, table, spec, columns, ranges)
+
+    protocol._read_slices = hook
+    try:
+        yield injected
+    finally:
+        protocol._read_slices = real
+
+
+@contextmanager
+def unknown_commit_outcome() -> Iterator[Injected]:
+    """The next catalog commit lands, then the call raises as if the answer was lost."""
+    injected, real = Injected(), SqlCatalog.commit_table
+    armed = [True]
+
+    def commit_then_raise(self, table, requirements, updates):  # type: ignore[no-untyped-def]
+        response = real(self, table, requirements, updates)
+        if armed[0]:
+            armed[0] = False
+            injected.fire()
+            raise CommitStateUnknownException("soak: the catalog committed, then the connection was lost")
+        return response
+
+    SqlCatalog.commit_table = commit_then_raise  # type: ignore[method-assign]
+    try:
+        yield injected
+    finally:
+        SqlCatalog.commit_table = real  # type: ignore[method-assign]
+
+
+Fault = Callable[..., Any]
