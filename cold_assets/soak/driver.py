@@ -43,7 +43,7 @@ from threading import Thread
 from typing import cast
 
 from cold_assets.soak.ledger import INSTRUMENTS, RAW_COLUMNS, SIDES, Ledger, Limits, Message, hour_floor
-from cold_assets.tables import TABLES, Layer, MirroredTable
+from cold_assets.tables import TABLES, Layer, MirroredTable, OffloadMode
 
 # Operations and faults, with their weights (per step) and probabilities (per run).
 OPERATIONS: dict[str, int] = {
@@ -570,7 +570,11 @@ class Soak:
         from cold_assets.partitions import hour_of
         from cold_assets.tables import table_by_cold_name
 
-        settled = self.ledger.settled(datetime.now(UTC), self.settle_lag)
+        record_of_run = self.instance.get_run_record_by_id(run_id)
+        if record_of_run is None:
+            return
+        # The run judged an append layer's closed hour on the rows settled by its own clock.
+        line = record_of_run.create_timestamp.astimezone(UTC) - self.settle_lag
         for record in self.instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
             evaluation = record.dagster_event.event_specific_data if record.dagster_event else None
             if not isinstance(evaluation, AssetCheckEvaluation) or not evaluation.passed:
@@ -581,8 +585,10 @@ class Soak:
             not_closed = set(cast(list[str], metadata.get("hours_open", []))) | set(cast(list[str], metadata.get("hours_cold_only", [])))
             for key in hours:
                 hour = hour_of(key)
-                if key in not_closed or hour in self.forgotten or spec.gold_window == "1d" or not settled:
+                if key in not_closed or hour in self.forgotten or spec.gold_window == "1d":
                     continue
+                if spec.mode is OffloadMode.APPEND and not self.ledger.bucket_settled(spec, hour, line):
+                    continue  # rows in flight at the run's clock: not judged by it
                 self.tally.invariants["a green check agrees with the ledger"] += 1
                 lo, hi = spec.offload_range(hour)
                 expected = Counter({k: n for k, n in self.ledger.expected(spec).items() if lo <= k[0] < hi})
@@ -635,8 +641,9 @@ class Soak:
     def setup(self) -> None:
         """The history: every hour of the window fed, and one backfill of it."""
         for hour in self.hours[:-1]:
-            ingested = datetime.now(UTC)
-            self._insert([self._trade(hour + timedelta(seconds=self.rng.randint(0, 3599)), ingested) for _ in range(40)])
+            # Ingested when they happened, as a feed's history was.
+            times = [hour + timedelta(seconds=self.rng.randint(0, 3599)) for _ in range(40)]
+            self._insert([self._trade(at, at + timedelta(milliseconds=self.rng.randint(50, 3000))) for at in times])
         self.op_feed()
         self.log(self._run(self._keys(self.hours), why="history"))
 
@@ -663,8 +670,8 @@ class Soak:
         FAULTS.update(dict.fromkeys(FAULTS, 0.0))
         try:
             self.webhook.up = True
-            wait = (self.settle_lag + timedelta(seconds=2)).total_seconds()
-            time.sleep(wait)
+            newest = max(m.ingested_at for m in self.ledger.messages)
+            time.sleep(max(0.0, (newest + self.settle_lag + timedelta(seconds=2) - datetime.now(UTC)).total_seconds()))
             self.log(self.op_tick())
             if self.rolled_back:
                 tables = [t for t in TABLES if t.cold in self.rolled_back]
@@ -682,9 +689,10 @@ class Soak:
             FAULTS.update(saved)
         self.check_no_row_warm_never_had()
         self.check_failures_alerted(final=True)
+        window = (self.hours[0], hour_floor(datetime.now(UTC)))
         for spec in TABLES:
             self.tally.invariants["every settled row is in cold exactly once, forgotten hours too"] += 1
-            expected, found = self.ledger.expected(spec), self._cold_rows(spec)
+            expected, found = self.ledger.expected(spec, window), self._cold_rows(spec)
             missing, extra = expected - found, found - expected
             if missing or extra:
                 self._violate(
@@ -703,36 +711,84 @@ def _quiet_logger():  # type: ignore[no-untyped-def]
     return logging.getLogger("cold_assets.soak")
 
 
-def run_seed(seed: int, steps: int, deadline: float, hours: int, spark: bool, log: Callable[[str], None]) -> Tally:
+# What a seed needs after its last step: the settle lag, the tick, the sensors' repairs.
+DRAIN_SECONDS = 45.0
+
+
+def run_seed(seed: int, steps: int, seconds: float, hours: int, spark: bool, log: Callable[[str], None]) -> Tally:
+    """One seed, in this process (a process opens one embedded warm tier: one seed each).
+    `seconds` bounds the whole seed: the steps stop in time for the drain."""
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=f"cold-soak-{seed}-") as home:
         soak = Soak(seed, Path(home), hours, spark, log)
         try:
             soak.setup()
+            log(f"seed {seed}: history offloaded in {time.monotonic() - started:.0f} s")
+            deadline = started + seconds - DRAIN_SECONDS
             while soak.step < steps and time.monotonic() < deadline:
                 log(soak.one_step())
+            drain_started = time.monotonic()
             soak.drain()
+            log(f"seed {seed}: {soak.step} steps, drained in {time.monotonic() - drain_started:.0f} s, "
+                f"{time.monotonic() - started:.0f} s in all")
         except Exception as error:  # noqa: BLE001 - a crash of the soak is a violation with its seed
-            soak._violate("the soak ran to the end", f"{type(error).__name__}: {error}")
             import traceback
 
             log(traceback.format_exc())
+            soak._violate("the soak ran to the end", f"{type(error).__name__}: {error}")
         finally:
             soak.close()
-            for name, value in soak.env.items():
-                if os.environ.get(name) == value:
-                    os.environ.pop(name, None)
         return soak.tally
 
 
-def soak(seeds: list[int], steps: int, minutes: float | None, hours: int, spark: bool, log: Callable[[str], None] = print) -> Tally:
-    """Runs each seed in turn; `minutes` bounds the whole soak (each seed gets its share)."""
+TALLY_LINE = "TALLY "
+
+
+def soak(
+    seeds: list[int], steps: int, minutes: float | None, hours: int, spark: bool,
+    log: Callable[[str], None] = print, child_errors: bool = False,
+) -> Tally:
+    """Runs each seed in a child process of its own, in turn; `minutes` bounds the whole soak
+    (each seed gets its share of what is left)."""
     total = Tally()
     started = time.monotonic()
     for n, seed in enumerate(seeds):
-        budget = (minutes * 60 - (time.monotonic() - started)) / (len(seeds) - n) if minutes else float("inf")
+        budget = (minutes * 60 - (time.monotonic() - started)) / (len(seeds) - n) if minutes else 10 * 24 * 3600.0
         log(f"seed {seed}: up to {steps} steps" + (f", {budget:.0f} s" if minutes else ""))
-        total.merge(run_seed(seed, steps, time.monotonic() + budget, hours, spark, log))
+        arguments = json.dumps({"seed": seed, "steps": steps, "seconds": budget, "hours": hours, "spark": spark})
+        child = subprocess.Popen(
+            [sys.executable, "-m", "cold_assets.soak.driver", arguments], stdout=subprocess.PIPE, text=True, bufsize=1,
+            # Dagster's own warnings of the runs the soak breaks on purpose; --verbose shows them.
+            stderr=None if child_errors else subprocess.DEVNULL,
+        )
+        tally = None
+        assert child.stdout is not None
+        for line in child.stdout:
+            if line.startswith(TALLY_LINE):
+                tally = _tally_from_json(line[len(TALLY_LINE):])
+            else:
+                log(line.rstrip("\n"))
+        child.wait()
+        if tally is None:
+            tally = Tally(violations=[Violation(seed, 0, "the soak ran to the end", f"the seed's process exited {child.returncode}")])
+            log(str(tally.violations[0]))
+        total.merge(tally)
     return total
+
+
+def _tally_to_json(tally: Tally) -> str:
+    return json.dumps({
+        "operations": tally.operations, "faults": tally.faults, "invariants": tally.invariants, "skipped": tally.skipped,
+        "violations": [v.__dict__ for v in tally.violations],
+    })
+
+
+def _tally_from_json(text: str) -> Tally:
+    data = json.loads(text)
+    return Tally(
+        Counter(data["operations"]), Counter(data["faults"]), Counter(data["invariants"]), Counter(data["skipped"]),
+        [Violation(**v) for v in data["violations"]],
+    )
 
 
 def summary(tally: Tally, seeds: list[int]) -> str:
@@ -746,3 +802,9 @@ def summary(tally: Tally, seeds: list[int]) -> str:
     lines += [f"  {v}" for v in tally.violations]
     return "\n".join(lines)
 
+
+
+if __name__ == "__main__":  # one seed in a child process (soak() runs it): log lines, then the tally
+    args = json.loads(sys.argv[1])
+    result = run_seed(args["seed"], args["steps"], args["seconds"], args["hours"], args["spark"], lambda line: print(line, flush=True))
+    print(TALLY_LINE + _tally_to_json(result), flush=True)

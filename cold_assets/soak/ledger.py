@@ -115,8 +115,25 @@ class Ledger:
         """Raw's TTL (exchange_ts + retention) drops an older message at the insert itself."""
         return m.exchange_ts >= m.ingested_at - self.limits.retention
 
-    def expected(self, spec: MirroredTable) -> Counter:
-        """The multiset of (hour, key) the cold table must hold for every message fed."""
+    def expected(self, spec: MirroredTable, window: tuple[datetime, datetime] | None = None) -> Counter:
+        """The multiset of (bucket, key) the cold table must hold for every message fed; with
+        `window` (first, last hour), only the buckets whose hour the offload covers (a message
+        stamped before the first or after the last lies in an hour not mirrored yet)."""
+        found = self._expected(spec)
+        if window is None:
+            return found
+        first, last = window
+        return Counter({k: n for k, n in found.items() if _overlaps(spec, k[0], first, last)})
+
+    def bucket_settled(self, spec: MirroredTable, hour: datetime, line: datetime) -> bool:
+        """Whether every message behind `spec`'s bucket of `hour` was ingested by `line`."""
+        lo, hi = spec.offload_range(hour)
+        by_ingestion = spec.layer is Layer.REJECTS
+        return all(
+            m.ingested_at <= line for m in self.messages if lo <= (m.ingested_at if by_ingestion else m.exchange_ts) < hi
+        )
+
+    def _expected(self, spec: MirroredTable) -> Counter:
         found: Counter = Counter()
         if spec.layer is Layer.RAW:
             for m in self.messages:
@@ -155,9 +172,12 @@ class Ledger:
                 first.append(m)
         return first
 
-    def settled(self, at: datetime, settle_lag: timedelta) -> bool:
-        """Whether every message fed was ingested longer than the settle lag before `at`."""
-        return all(m.ingested_at <= at - settle_lag for m in self.messages)
+
+def _overlaps(spec: MirroredTable, bucket: datetime, first: datetime, last: datetime) -> bool:
+    """Whether the offload range starting at `bucket` (an hour; the daily bars' day) meets the
+    hours [first, last]."""
+    lo, hi = spec.offload_range(hour_floor(bucket))
+    return lo <= last and hi > first
 
 
 def raw_key(exchange: str, symbol: str, trade_id: str, exchange_ts: datetime, message: str) -> tuple:

@@ -335,10 +335,10 @@ def cmd_soak(settings: Settings, args: argparse.Namespace) -> int:
           + (f", at most {args.minutes} min in all" if args.minutes else "") + ("" if spark else ", no Spark"), flush=True)
 
     def log(line: str) -> None:
-        if args.verbose or line.startswith(("VIOLATION", "seed ")):
+        if args.verbose or line.startswith(("VIOLATION", "seed ", "Traceback")):
             print(line, flush=True)
 
-    tally = soak(seeds, args.steps, args.minutes, args.hours, spark, log)
+    tally = soak(seeds, args.steps, args.minutes, args.hours, spark, log, child_errors=args.verbose)
     print(summary(tally, seeds))
     return EXIT_MISMATCH if tally.violations else 0
 
