@@ -13,6 +13,7 @@ from dagster import (
     AssetCheckEvaluation,
     AssetCheckKey,
     AssetCheckSeverity,
+    AssetPartitionStatus,
     DagsterInstance,
     DagsterRun,
     DagsterRunStatus,
@@ -264,6 +265,25 @@ class _Repairs:
                 affected = event_tables if spec.layer is Layer.RAW else [spec.cold]
                 self.add(parity.partition_key, affected, f"{spec.cold} warm {parity.warm_rows} / cold {parity.cold_rows}")
 
+    def failed_materializations(
+        self, instance: DagsterInstance, partitions_def: PartitionsDefinition, keys: list[str], now: datetime, policy: HourPolicy
+    ) -> None:
+        """Closed hours whose latest materialization failed, per Dagster's own partition status:
+        a run that failed or was killed after some tables committed leaves the others behind,
+        and nothing about warm's counts shows it (a gold table's bars, a heal run stopped
+        half-way). Not where warm holds fewer rows than cold (a refused replace: alerted)."""
+        if not keys:
+            return
+        for spec in TABLES:
+            statuses = instance.get_status_by_partition(cold_asset_key(spec), keys, partitions_def) or {}
+            for key, status in statuses.items():
+                if (
+                    status == AssetPartitionStatus.FAILED
+                    and f"{spec.cold}|{key}" not in self.shrunk
+                    and policy.status(spec, hour_of(key), now) is HourStatus.CLOSED
+                ):
+                    self.add(key, [spec.cold], f"{spec.cold}: its latest materialization failed")
+
     def alert_shrunk(self, state: dict, outbox: Outbox) -> None:
         """One alert per (table, hour) where warm holds fewer rows than cold, while it lasts."""
         alerted = set(state.get("shrunk", []))
@@ -413,6 +433,7 @@ def self_healing_sensor(job: OffloadJob, settings: Settings, partitions_def: Tim
                 found.shrunk[f"{table}|{hour}"] = f"warm {warm_rows} rows, cold {differing['cold_rows']}"
             else:
                 found.add(hour, [table], f"{table} {check} failed")
+        found.failed_materializations(context.instance, partitions_def, window, now, policy)
         alerter = Alerter.from_env()
         outbox = Outbox(state, alerter, context.log)
         if busy is None:

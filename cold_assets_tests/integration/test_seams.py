@@ -482,3 +482,34 @@ def test_every_message_warm_accepted_reaches_cold_once_whatever_its_timestamp(se
         in_cold = catalog.load_table(rejects.cold_identifier).scan().to_arrow()
         assert sorted(in_cold["trade_id"].to_pylist()) == ["901", "902"]
         assert sorted(in_cold["message"].to_pylist()) == ['{"t": 1}', '{"t": 2}']
+
+
+def test_an_hour_whose_run_failed_after_some_tables_committed_is_repaired_where_it_failed(settings, warm, cold, monkeypatch):
+    """Late trades arrive in a closed hour; its repair run commits raw, bronze and silver, then
+    fails before gold (a crash, a catalog outage). Warm's counts no longer show anything, but
+    the gold bars are stale: the hour's failed materializations, as Dagster records them, are
+    what the self-healing repairs next."""
+    import cold_assets.defs.assets as assets
+    from cold_assets_tests.integration.test_alerts_and_healing import _sensor
+    from cold_assets_tests.support.offload_helpers import insert_late_raw
+
+    feed(warm, hours=2, trades_per_hour=600)
+    assert run_offload(settings, KEYS[:2])[0].success
+    insert_late_raw(warm, hour_of(KEYS[0]), 5, first_trade_id=7_300_000_000)
+    real = assets.offload_partitions
+
+    def gold_fails(client, table, spec, *args, **kwargs):
+        if spec.gold_window:
+            raise RuntimeError("the catalog answered 503 Service Unavailable")
+        return real(client, table, spec, *args, **kwargs)
+
+    monkeypatch.setattr(assets, "offload_partitions", gold_fails)
+    assert not run_offload(settings, KEYS[:1], raise_on_error=False)[0].success
+    monkeypatch.setattr(assets, "offload_partitions", real)
+    requests, _ = _sensor(settings, "self_healing")
+    assert isinstance(requests, list) and [r.partition_key for r in requests] == [KEYS[0]], requests
+    assert {k.path[-1] for k in requests[0].asset_selection} == {t.cold for t in TABLES if t.gold_window}
+    assert _launch(settings, requests[0]).success
+    assert_tiers_equal(warm, cold, [hour_of(KEYS[0])])
+    requests, _ = _sensor(settings, "self_healing")
+    assert not isinstance(requests, list) or requests == []
