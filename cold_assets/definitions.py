@@ -2,8 +2,16 @@
 
 from dagster import Definitions, in_process_executor, multiprocess_executor
 
+from cold_assets.defs.alerts import (
+    nightly_failure_alerts,
+    nightly_recovery_alerts,
+    offload_failure_alerts,
+    offload_recovery_alerts,
+    parity_alerts,
+)
 from cold_assets.defs.assets import cold_asset, cold_asset_key, warm_specs
 from cold_assets.defs.checks import compaction_check
+from cold_assets.defs.healing import self_healing_sensor
 from cold_assets.defs.nightly import compaction_job, daily_audit_job, expiry_job
 from cold_assets.defs.resources import ClickHouseResource, IcebergResource
 from cold_assets.defs.schedules import (
@@ -13,15 +21,7 @@ from cold_assets.defs.schedules import (
     offload_job,
     offload_schedule,
 )
-from cold_assets.defs.sensors import (
-    nightly_failure_alerts,
-    nightly_recovery_alerts,
-    offload_failure_alerts,
-    offload_recovery_alerts,
-    parity_alerts,
-    self_healing_sensor,
-    ttl_guard_sensor,
-)
+from cold_assets.defs.ttl_guard import ttl_guard_sensor
 from cold_assets.maintenance.spark import SparkResource
 from cold_assets.partitions import hourly_partitions
 from cold_assets.settings import Settings

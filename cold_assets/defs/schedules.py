@@ -19,10 +19,12 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from cold_assets.defs.assets import COLD_GROUP
 from cold_assets.partitions import partition_key_of
 
+OffloadJob = UnresolvedAssetJobDefinition  # define_asset_job's result, resolved by Definitions
+
 OFFLOAD_JOB = "offload_cold"
 
 
-def offload_job(maintenance_checks: Sequence[AssetChecksDefinition] = ()) -> UnresolvedAssetJobDefinition:
+def offload_job(maintenance_checks: Sequence[AssetChecksDefinition] = ()) -> OffloadJob:
     # Partitioning is inferred from the selected assets (hourly, partitions.py). The checks
     # that verify maintenance are recorded by the maintenance jobs, not by every offload.
     return define_asset_job(
@@ -32,7 +34,7 @@ def offload_job(maintenance_checks: Sequence[AssetChecksDefinition] = ()) -> Unr
     )
 
 
-def offload_schedule(job: UnresolvedAssetJobDefinition) -> ScheduleDefinition:
+def offload_schedule(job: OffloadJob) -> ScheduleDefinition:
     @schedule(
         name="offload_every_15_minutes",
         cron_schedule="*/15 * * * *",

@@ -604,7 +604,7 @@ class Soak:
         """Each failed run has its alert, delivered or waiting to be tried again (at the end:
         delivered), unless the previous finished run of the same job and hours failed too (the
         documented "none while it keeps failing")."""
-        from cold_assets.defs.sensors import ALERT_TAG
+        from cold_assets.defs.alerts import ALERT_TAG
 
         for run_id, what in self.failed_runs.items():
             run = self.instance.get_run_by_id(run_id)
@@ -664,7 +664,7 @@ class Soak:
         """Faults off, every row settled, then what production does next: the schedule's tick,
         the sensors' repairs until they request nothing, and the runbook's backfill after a
         rollback. Then every row the ledger holds must be in cold exactly once."""
-        from cold_assets.defs.sensors import retry_run_alerts
+        from cold_assets.defs.alerts import retry_run_alerts
 
         saved = dict(FAULTS)
         FAULTS.update(dict.fromkeys(FAULTS, 0.0))

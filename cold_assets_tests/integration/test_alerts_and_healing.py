@@ -7,9 +7,8 @@ from pyiceberg.expressions import EqualTo
 
 from cold_assets.cold.ranges import range_filter
 from cold_assets.definitions import build_definitions
-from cold_assets.defs.alerts import Alerter
+from cold_assets.defs.alerts import Alerter, parity_alerts
 from cold_assets.defs.schedules import OFFLOAD_JOB
-from cold_assets.defs.sensors import parity_alerts
 from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.tables import table_by_cold_name
 from cold_assets.tools.instance import embedded_instance

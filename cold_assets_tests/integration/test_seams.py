@@ -307,7 +307,7 @@ def test_an_alert_the_webhook_refused_is_delivered_on_a_later_tick_and_counted_m
     from dagster import DagsterEventType, build_run_status_sensor_context, build_sensor_context
 
     from cold_assets.definitions import build_definitions
-    from cold_assets.defs.sensors import ALERT_TAG, parity_alerts
+    from cold_assets.defs.alerts import ALERT_TAG, parity_alerts
     from cold_assets.tools.instance import embedded_instance
 
     _damage_a_bronze_hour(settings, warm, cold)  # the failing run: two failing checks

@@ -1,0 +1,317 @@
+"""Self-healing: closed hours to repair (a failed parity check remembered per hour, late rows,
+a failed materialization), requested as replacing runs with backoff, never where warm holds
+fewer rows than cold (that alerts instead)."""
+
+import hashlib
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from clickhouse_connect.driver.client import Client
+from dagster import (
+    AssetCheckKey,
+    AssetPartitionStatus,
+    DagsterInstance,
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    PartitionKeyRange,
+    PartitionsDefinition,
+    RepositoryDefinition,
+    RunRequest,
+    RunsFilter,
+    SensorDefinition,
+    SensorEvaluationContext,
+    SkipReason,
+    TimeWindow,
+    TimeWindowPartitionsDefinition,
+    sensor,
+)
+from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
+from pyiceberg.catalog import Catalog
+
+from cold_assets.defs.alerts import Alerter, Outbox
+from cold_assets.defs.assets import cold_asset_key
+from cold_assets.defs.check_history import follow_parity_checks
+from cold_assets.defs.checks import CHECK_NAMES
+from cold_assets.defs.resources import ClickHouseResource, IcebergResource
+from cold_assets.defs.schedules import OffloadJob
+from cold_assets.hours import HourPolicy, HourStatus
+from cold_assets.offload.protocol import warm_now
+from cold_assets.parity.checksums import ParityBasis, partitions_parity
+from cold_assets.partitions import hour_of, partition_key_of
+from cold_assets.settings import Settings
+from cold_assets.tables import TABLES, Layer, table_by_cold_name
+from cold_assets.warm.embedded_lock import EmbeddedWarmTierBusy
+
+SENSOR_LOCK_TIMEOUT_S = 20  # a sensor tick must end well inside Dagster's 60 s limit
+TRADE_TABLES = [t for t in TABLES if t.layer is not Layer.GOLD]
+
+
+def sensor_warm(clickhouse: ClickHouseResource) -> ClickHouseResource:
+    return clickhouse.model_copy(update={"lock_timeout_seconds": min(clickhouse.lock_timeout_seconds, SENSOR_LOCK_TIMEOUT_S)})
+
+
+
+IN_FLIGHT = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
+
+
+def in_flight_partitions(
+    instance: DagsterInstance, job_name: str, partitions_def: PartitionsDefinition, repository_def: RepositoryDefinition | None = None
+) -> set[tuple[str, str]]:
+    """(cold table, partition) pairs that a queued or running offload run, or a backfill still
+    in progress, already covers: a repair request for them would only do the work twice."""
+    covered: set[tuple[str, str]] = set()
+    every_table = [t.cold for t in TABLES]
+    for run in instance.get_runs(filters=RunsFilter(job_name=job_name, statuses=IN_FLIGHT)):
+        tags = run.tags
+        keys: Sequence[str]
+        if "dagster/partition" in tags:
+            keys = [tags["dagster/partition"]]
+        elif "dagster/asset_partition_range_start" in tags:
+            keys = partitions_def.get_partition_keys_in_range(
+                PartitionKeyRange(tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"])
+            )
+        else:
+            continue
+        tables = [k.path[-1] for k in run.asset_selection] if run.asset_selection else every_table
+        covered |= {(table, key) for table in tables for key in keys}
+    if repository_def is not None:
+        for backfill in instance.get_backfills(filters=BulkActionsFilter(statuses=[BulkActionStatus.REQUESTED])):
+            if not backfill.is_asset_backfill:
+                continue
+            data = backfill.get_asset_backfill_data(repository_def.asset_graph)
+            remaining = data.target_subset - data.materialized_subset - data.failed_and_downstream_subset
+            covered |= {(p.asset_key.path[-1], p.partition_key) for p in remaining.iterate_asset_partitions() if p.partition_key}
+    return covered
+
+
+def hour_keys(partitions_def: TimeWindowPartitionsDefinition, start: datetime, end: datetime) -> list[str]:
+    """The hourly partition keys of [start, end) that the partitions definition has (none
+    before its first partition: a run of such a key fails), by its own calendar."""
+    start = max(start, partitions_def.start)
+    return list(partitions_def.get_partition_keys_in_time_window(TimeWindow(start, end))) if end > start else []
+
+
+class Repairs:
+    """What a healing tick found: hours to replace (and why), and (table, hour) where warm holds
+    fewer rows than cold, which are alerted, never replaced."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, set[str]] = {}  # hour -> cold tables
+        self.reasons: dict[str, list[str]] = {}
+        self.shrunk: dict[str, str] = {}  # "table|hour" -> what warm and cold hold
+
+    def add(self, hour: str, tables: list[str], reason: str) -> None:
+        self.tables.setdefault(hour, set()).update(tables)
+        self.reasons.setdefault(hour, []).append(reason)
+
+    def late_rows(self, client: Client, catalog: Catalog, keys: list[str], now: datetime, policy: HourPolicy) -> None:
+        """Closed hours of the trade tables whose warm rows moved away from cold (late data)."""
+        for spec in TRADE_TABLES:
+            cold_table = catalog.load_table(spec.cold_identifier)
+            for parity in partitions_parity(client, cold_table, spec, keys, False, now=now, policy=policy):
+                if parity.basis is not ParityBasis.WARM_HOUR or parity.counts_match:
+                    continue  # open hours are the schedule's; cold-only ones are cold's
+                if parity.warm_has_fewer:
+                    self.shrunk[f"{spec.cold}|{parity.partition_key}"] = f"warm {parity.warm_rows} rows, cold {parity.cold_rows}"
+                    continue
+                # Every message lands in raw first: a raw hour that changed means late rows, and
+                # every layer of that hour is redone. A difference in one later layer only is a
+                # damaged cold table: that table is redone.
+                # (The rejects' hours are ingestion hours: a late trade does not change them.)
+                event_tables = [t.cold for t in TABLES if not t.partitioned_by_ingestion]
+                affected = event_tables if spec.layer is Layer.RAW else [spec.cold]
+                self.add(parity.partition_key, affected, f"{spec.cold} warm {parity.warm_rows} / cold {parity.cold_rows}")
+
+    def failed_materializations(
+        self, instance: DagsterInstance, partitions_def: PartitionsDefinition, keys: list[str], now: datetime, policy: HourPolicy
+    ) -> None:
+        """Closed hours whose latest materialization failed, per Dagster's own partition status:
+        a run that failed or was killed after some tables committed leaves the others behind,
+        and nothing about warm's counts shows it (a gold table's bars, a heal run stopped
+        half-way). Not where warm holds fewer rows than cold (a refused replace: alerted)."""
+        if not keys:
+            return
+        for spec in TABLES:
+            statuses = instance.get_status_by_partition(cold_asset_key(spec), keys, partitions_def) or {}
+            for key, status in statuses.items():
+                if (
+                    status == AssetPartitionStatus.FAILED
+                    and f"{spec.cold}|{key}" not in self.shrunk
+                    and policy.status(spec, hour_of(key), now) is HourStatus.CLOSED
+                ):
+                    self.add(key, [spec.cold], f"{spec.cold}: its latest materialization failed")
+
+    def alert_shrunk(self, state: dict, outbox: Outbox) -> None:
+        """One alert per (table, hour) where warm holds fewer rows than cold, while it lasts."""
+        alerted = set(state.get("shrunk", []))
+        for item in sorted(set(self.shrunk) - alerted):
+            table, hour = item.split("|")
+            outbox.send(
+                f"cold.{table} hour {hour}: WARM HOLDS FEWER ROWS than cold ({self.shrunk[item]}): warm lost rows that cold "
+                "keeps, so no repair is requested (a replace would delete them). If the deletion is meant, materialize "
+                "the hour with allow_fewer_rows: true."
+            )
+        state["shrunk"] = sorted(self.shrunk)
+
+    def requests(
+        self, covered: set[tuple[str, str]], prefix: str, attempts: "RepairAttempts", complete: bool = True
+    ) -> list[RunRequest]:
+        """One replacing run per hour, of the tables no launched run or backfill covers already,
+        as often as `attempts` allows (a repair that did not fix its hour is tried again with
+        backoff). `complete` says this tick looked for every kind of damage: only then is an
+        hour it did not find taken as healed."""
+        requests = []
+        if complete:
+            attempts.healed(set(self.tables))
+        for hour, found in sorted(self.tables.items()):
+            tables = {t for t in found if (t, hour) not in covered}
+            if not tables:
+                attempts.in_flight(hour)  # a run or backfill covers it: its outcome is awaited
+                continue
+            attempt = attempts.next_attempt(hour, sorted(tables))
+            if attempt is None:
+                continue  # backing off after a repair that did not fix the hour
+            signature = hashlib.sha1("|".join(sorted(self.reasons[hour])).encode()).hexdigest()[:12]
+            requests.append(
+                RunRequest(
+                    # A new key per attempt: Dagster never launches a run key twice.
+                    run_key=f"{prefix}-{hour}-{signature}-{attempt}",
+                    partition_key=hour,
+                    asset_selection=[cold_asset_key(t) for t in TABLES if t.cold in tables],
+                    # The parity checks only: the compaction's check belongs to the maintenance.
+                    asset_check_keys=[
+                        AssetCheckKey(cold_asset_key(t), name) for t in TABLES if t.cold in tables for name in CHECK_NAMES
+                    ],
+                    run_config={"ops": {f"cold__{t}": {"config": {"replace_hour": True}} for t in sorted(tables)}},
+                    tags={"cold-assets/reason": "; ".join(self.reasons[hour])[:1000], REPAIR_HOUR_TAG: hour},
+                )
+            )
+        return requests
+
+
+REPAIR_HOUR_TAG = "cold-assets/repair-hour"
+MAX_REPAIR_WAIT = timedelta(hours=6)
+
+
+class RepairAttempts:
+    """The repairs requested per hour, in a sensor's cursor (`state["repairs"]`): an hour still
+    found damaged after its repair run ended (failed, or succeeded without fixing it) is
+    requested again after a wait that doubles each time (from `retry_wait`, at most
+    MAX_REPAIR_WAIT), and after `max_attempts` such repairs one alert names the hour and its
+    last run. It keeps being retried at the longest wait: a catalog outage ends."""
+
+    def __init__(
+        self, state: dict, instance: DagsterInstance, now: datetime, max_attempts: int, retry_wait: timedelta,
+        outbox: Outbox, alerter: Alerter,
+    ):
+        self._by_hour: dict[str, dict] = state.setdefault("repairs", {})
+        self._instance, self._now, self._max, self._wait = instance, now, max_attempts, retry_wait
+        self._outbox, self._alerter = outbox, alerter
+
+    def healed(self, still_damaged: set[str]) -> None:
+        for hour in sorted(set(self._by_hour) - still_damaged):
+            if self._by_hour.pop(hour).get("alerted"):
+                self._outbox.send(f"REPAIR RECOVERED: hour {hour} is no longer found damaged.")
+
+    def in_flight(self, hour: str) -> None:
+        """A repair of `hour` is still running: the wait before another counts from its end."""
+        if hour in self._by_hour:
+            self._by_hour[hour]["requested"] = self._now.timestamp()
+
+    def next_attempt(self, hour: str, tables: list[str]) -> int | None:
+        """The number of the next repair of `hour`, or None while backing off."""
+        done = self._by_hour.get(hour)
+        if done is None:
+            self._by_hour[hour] = {"attempts": 1, "requested": self._now.timestamp()}
+            return 1
+        failed = int(done["attempts"])
+        if failed >= self._max and not done.get("alerted"):
+            last = self._instance.get_runs(filters=RunsFilter(tags={REPAIR_HOUR_TAG: hour}), limit=1)
+            run = f"last run {last[0].status.value}: {self._alerter.run_link(last[0].run_id)}" if last else "no run found"
+            self._outbox.send(
+                f"REPAIR FAILED: hour {hour} ({', '.join(tables)}) is still damaged after {failed} repairs; {run}. "
+                "It is tried again at most every "
+                f"{MAX_REPAIR_WAIT.total_seconds() / 3600:.0f} h; see the operations runbook."
+            )
+            done["alerted"] = True
+        wait = min(self._wait * 2 ** (failed - 1), MAX_REPAIR_WAIT)
+        if self._now.timestamp() < float(done["requested"]) + wait.total_seconds():
+            return None
+        done.update(attempts=failed + 1, requested=self._now.timestamp())
+        return failed + 1
+
+
+def self_healing_sensor(job: OffloadJob, settings: Settings, partitions_def: TimeWindowPartitionsDefinition) -> SensorDefinition:
+    lookback = timedelta(days=settings.heal_lookback_days)
+    retry_wait = timedelta(seconds=settings.heal_retry_seconds)
+    policy = HourPolicy.from_settings(settings)
+
+    @sensor(
+        name="self_healing",
+        job=job,
+        minimum_interval_seconds=300,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Re-offloads, by replacement, closed hours whose parity check failed (remembered per hour until it "
+        "passes) or that changed in warm (late data). Never an open hour, one a run or backfill already covers, or one "
+        "where warm holds fewer rows than cold (that alerts instead: warm lost rows cold keeps).",
+    )
+    def _self_healing(
+        context: SensorEvaluationContext, clickhouse: ClickHouseResource, iceberg: IcebergResource
+    ) -> list[RunRequest] | SkipReason:
+        state = json.loads(context.cursor) if context.cursor else {}
+        state.setdefault("seen", {})
+        failing: dict[str, dict] = state.setdefault("failing", {})  # "table|check|hour" -> what differed
+        for failing_key, _, differing, _ in follow_parity_checks(context.instance.event_log_storage, state):
+            if differing is not None:
+                failing[failing_key] = differing
+            else:
+                failing.pop(failing_key, None)  # that hour passed since
+        found = Repairs()
+        busy = None
+        try:
+            with sensor_warm(clickhouse).connect() as client:
+                now = warm_now(client)
+                window = _window(now)
+                found.late_rows(client, iceberg.catalog(), window, now, policy)
+        except EmbeddedWarmTierBusy as error:
+            # The failed checks' hours are known without the warm tier: they are not thrown away.
+            busy, now = error, datetime.now(UTC)
+            window = _window(now)
+        first = window[0] if window else partition_key_of(now)
+        for failing_key, differing in sorted(failing.items()):
+            table, check, hour = failing_key.split("|")
+            if hour < first:
+                del failing[failing_key]  # past the lookback (or cold-only): no longer this sensor's
+                continue
+            if policy.status(table_by_cold_name(table), hour_of(hour), now) is not HourStatus.CLOSED:
+                continue
+            warm_rows = differing["warm_rows_now"] if differing.get("warm_rows_now") is not None else differing["warm_rows"]
+            if warm_rows < differing["cold_rows"]:
+                found.shrunk[f"{table}|{hour}"] = f"warm {warm_rows} rows, cold {differing['cold_rows']}"
+            else:
+                found.add(hour, [table], f"{table} {check} failed")
+        found.failed_materializations(context.instance, partitions_def, window, now, policy)
+        alerter = Alerter.from_env()
+        outbox = Outbox(state, alerter, context.log)
+        if busy is None:
+            found.alert_shrunk(state, outbox)
+        covered = in_flight_partitions(context.instance, job.name, partitions_def, context.repository_def)
+        attempts = RepairAttempts(state, context.instance, now, settings.heal_max_attempts, retry_wait, outbox, alerter)
+        requests = found.requests(covered, "heal", attempts, complete=busy is None)
+        context.update_cursor(json.dumps(state))
+        note = f"; warm tier busy, late rows not looked for this tick: {busy}" if busy else ""
+        return requests or SkipReason(
+            f"no hour to repair requested ({len(state['repairs'])} backing off) in the last {lookback.days} days"
+            + (f"; {len(found.shrunk)} (table, hour) where warm holds fewer rows than cold" if found.shrunk else "")
+            + (f"; {len(outbox.pending)} alerts undelivered, tried again next tick" if outbox.pending else "")
+            + note
+        )
+
+    def _window(now: datetime) -> list[str]:
+        """The hours this sensor looks at: the lookback, never past what warm still holds."""
+        current = now.replace(minute=0, second=0, microsecond=0)
+        horizon = policy.warm_horizon(now).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        return hour_keys(partitions_def, max(current - lookback, horizon), current)
+
+    return _self_healing
