@@ -41,6 +41,9 @@ from cold_assets.tables import TABLES
 
 WEBHOOK_ENV = "COLD_ALERT_WEBHOOK_URL"
 DAGSTER_URL_ENV = "COLD_DAGSTER_URL"
+# A sensor tick has 60 s: an alert waits at most this long for the webhook, and after the
+# first one it did not take, a tick tries no more (the others wait for the next tick).
+WEBHOOK_TIMEOUT_S = 5
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,7 @@ class Alerter:
             method="POST",
         )
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_S) as response:
                 return 200 <= response.status < 300
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             log.error(f"alert could not be delivered to the webhook ({type(exc).__name__}): {text}")
@@ -87,7 +90,10 @@ class Outbox:
     def __init__(self, state: dict, alerter: Alerter, log: logging.Logger):
         self.pending: list[str] = state.setdefault("undelivered", [])
         self._alerter, self._log = alerter, log
-        self.pending[:] = [text for text in self.pending if not alerter.send(text, log)]
+        # Oldest first, and no further than the first the webhook does not take: a webhook that
+        # times out costs a tick one timeout, not one per waiting alert.
+        while self.pending and alerter.send(self.pending[0], log):
+            self.pending.pop(0)
 
     def send(self, text: str) -> None:
         if self.pending or not self._alerter.send(text, self._log):  # keeps the order
@@ -143,14 +149,12 @@ def _send_run_alert(instance: DagsterInstance, run: DagsterRun, alerter: Alerter
 
 def retry_run_alerts(instance: DagsterInstance, alerter: Alerter, log: logging.Logger) -> int:
     """Tries the undelivered run alerts again, oldest first; returns how many still wait."""
-    waiting = instance.get_runs(filters=RunsFilter(tags={ALERT_TAG: UNDELIVERED}), limit=100)
-    left = 0
-    for run in reversed(waiting):
-        if alerter.send(run.tags.get(ALERT_TEXT_TAG, f"run {run.run_id} alert"), log):
-            instance.add_run_tags(run.run_id, {ALERT_TAG: DELIVERED})
-        else:
-            left += 1
-    return left
+    waiting = list(reversed(instance.get_runs(filters=RunsFilter(tags={ALERT_TAG: UNDELIVERED}), limit=100)))
+    for n, run in enumerate(waiting):
+        if not alerter.send(run.tags.get(ALERT_TEXT_TAG, f"run {run.run_id} alert"), log):
+            return len(waiting) - n  # the webhook is down: the rest wait for the next tick
+        instance.add_run_tags(run.run_id, {ALERT_TAG: DELIVERED})
+    return 0
 
 
 def _compaction_check_alerts(storage: EventLogStorage, state: dict, outbox: Outbox, alerter: Alerter) -> int:

@@ -27,7 +27,7 @@ from cold_assets.defs.metadata import partition_metadata, recorded_states
 from cold_assets.defs.resources import ClickHouseResource, IcebergResource
 from cold_assets.federation import follow_commits
 from cold_assets.hours import HourPolicy
-from cold_assets.offload.protocol import Checkpoint, Outcome, offload_partitions, warm_now
+from cold_assets.offload.protocol import Checkpoint, ColdRowsWouldBeLost, Outcome, offload_partitions, warm_now
 from cold_assets.parity.checksums import partitions_parity
 from cold_assets.settings import Settings
 from cold_assets.tables import TABLES, MirroredTable
@@ -125,7 +125,7 @@ def cold_asset(table: MirroredTable, partitions_def: PartitionsDefinition, setti
         checks = set(context.selected_asset_check_keys)
         content = any(c.name == CONTENT_PARITY for c in checks)
         cold_table = iceberg.load_table(table.cold_identifier)
-        parities, refused, committed = [], [], False
+        parities, refused = [], []
         with clickhouse.connect() as client:
             now = warm_now(client)  # one clock reading decides the whole run: offloads and checks
             if key in context.selected_asset_keys:
@@ -146,7 +146,6 @@ def cold_asset(table: MirroredTable, partitions_def: PartitionsDefinition, setti
                 )
                 try:
                     for checkpoint in checkpoints:
-                        committed = committed or checkpoint.snapshot_id is not None
                         for refusal in checkpoint.refused:
                             context.log.error(str(refusal))
                         refused += checkpoint.refused
@@ -169,15 +168,20 @@ def cold_asset(table: MirroredTable, partitions_def: PartitionsDefinition, setti
                                 metadata=partition_metadata(result, by_hour[result.partition_key]),
                             )
                         parities += found
-                finally:
-                    if committed:
-                        # The table's `_all` view reads the metadata file it was made over: it
-                        # follows the commits before older metadata files are deleted.
-                        _follow_commits(context, client, iceberg, table)
+                        if checkpoint.snapshot_id is not None:
+                            # The table's `_all` view reads the metadata file it was made over: it
+                            # follows each commit, before older metadata files are deleted (a
+                            # long backfill commits more often than the table keeps them).
+                            _follow_commits(context, client, iceberg, table)
+                except Exception:
+                    # A later checkpoint failed (conflicts exhausted, the catalog down): the hours
+                    # already committed still get their checks, then the step fails.
+                    yield from parity_check_results(parities, checks, _refused_keys(refused))
+                    raise
             else:
                 parities = partitions_parity(client, cold_table, table, keys, content, now=now, policy=policy)
         # The checks are recorded first: one refused hour must not hide the others' results.
-        yield from parity_check_results(parities, checks)
+        yield from parity_check_results(parities, checks, _refused_keys(refused))
         if refused:
             raise Failure(
                 description="; ".join(str(r) for r in refused),
@@ -189,6 +193,10 @@ def cold_asset(table: MirroredTable, partitions_def: PartitionsDefinition, setti
             )
 
     return offload
+
+
+def _refused_keys(refused: list[ColdRowsWouldBeLost]) -> frozenset[str]:
+    return frozenset(k for r in refused for k in r.partition_keys)
 
 
 def _follow_commits(context: AssetExecutionContext, client: Client, iceberg: IcebergResource, table: MirroredTable) -> None:

@@ -45,7 +45,10 @@ def parity_check_specs(asset_key: AssetKey, warm_table: str) -> list[AssetCheckS
     ]
 
 
-def _result(asset_key: AssetKey, check: str, parities: list[HourParity], failed: list[HourParity], what: str) -> AssetCheckResult:
+def _result(
+    asset_key: AssetKey, check: str, parities: list[HourParity], failed: list[HourParity], what: str,
+    refused: frozenset[str] = frozenset(),
+) -> AssetCheckResult:
     compared = [p for p in parities if not p.cold_only]
     cold_only = [p.partition_key for p in parities if p.cold_only]
     metadata = {
@@ -58,7 +61,7 @@ def _result(asset_key: AssetKey, check: str, parities: list[HourParity], failed:
         "hours_differing": MetadataValue.json(
             [
                 {"hour": p.partition_key, "warm_rows": p.warm_rows, "cold_rows": p.cold_rows, "basis": p.basis.value,
-                 "warm_rows_now": p.warm_rows_now}
+                 "warm_rows_now": p.warm_rows_now, "refused": p.partition_key in refused}
                 for p in failed
             ]
         ),
@@ -82,14 +85,20 @@ def _result(asset_key: AssetKey, check: str, parities: list[HourParity], failed:
     )
 
 
-def parity_check_results(parities: list[HourParity], selected: set[AssetCheckKey]) -> list[AssetCheckResult]:
+def parity_check_results(
+    parities: list[HourParity], selected: set[AssetCheckKey], refused: frozenset[str] = frozenset()
+) -> list[AssetCheckResult]:
+    """The parity checks of a run's hours. An hour the offload refused (warm lost rows cold
+    keeps) fails both, marked `refused`, whatever its counts say: rows that arrived late can
+    make up the count of rows warm lost, and the sensors must not answer with a replace."""
     results = []
     for key in sorted(selected, key=lambda k: k.name):
         if key.name == ROW_COUNT_PARITY:
-            results.append(_result(key.asset_key, key.name, parities, [p for p in parities if not p.counts_match], "row counts"))
+            failed = [p for p in parities if not p.counts_match or p.partition_key in refused]
+            results.append(_result(key.asset_key, key.name, parities, failed, "row counts", refused))
         elif key.name == CONTENT_PARITY:
-            failed = [p for p in parities if not p.content_matches]
-            result = _result(key.asset_key, key.name, parities, failed, "content checksums")
+            failed = [p for p in parities if not p.content_matches or p.partition_key in refused]
+            result = _result(key.asset_key, key.name, parities, failed, "content checksums", refused)
             if not failed and not all(p.content_checked for p in parities if not p.cold_only):
                 # Counts agree, but ClickHouse cannot read this cold tier yet: say so, as a warning.
                 result = AssetCheckResult(

@@ -155,16 +155,19 @@ class Repairs:
         state["shrunk"] = sorted(self.shrunk)
 
     def requests(
-        self, covered: set[tuple[str, str]], prefix: str, attempts: "RepairAttempts", complete: bool = True
+        self, covered: set[tuple[str, str]], prefix: str, attempts: "RepairAttempts", window: list[str], complete: bool = True
     ) -> list[RunRequest]:
         """One replacing run per hour, of the tables no launched run or backfill covers already,
         as often as `attempts` allows (a repair that did not fix its hour is tried again with
-        backoff). `complete` says this tick looked for every kind of damage: only then is an
-        hour it did not find taken as healed."""
-        requests = []
+        backoff), at most MAX_REQUESTS_PER_TICK, oldest hours first. `complete` says this tick
+        looked for every kind of damage: only then is an hour it did not find taken as healed
+        (or, gone from the `window` it looks at, as abandoned)."""
+        requests: list[RunRequest] = []
         if complete:
-            attempts.healed(set(self.tables))
+            attempts.healed(set(self.tables), set(window))
         for hour, found in sorted(self.tables.items()):
+            if len(requests) == MAX_REQUESTS_PER_TICK:
+                break  # the rest next tick: a failed week-long backfill is not 168 runs at once
             tables = {t for t in found if (t, hour) not in covered}
             if not tables:
                 attempts.in_flight(hour)  # a run or backfill covers it: its outcome is awaited
@@ -175,8 +178,8 @@ class Repairs:
             signature = hashlib.sha1("|".join(sorted(self.reasons[hour])).encode()).hexdigest()[:12]
             requests.append(
                 RunRequest(
-                    # A new key per attempt: Dagster never launches a run key twice.
-                    run_key=f"{prefix}-{hour}-{signature}-{attempt}",
+                    # A new key per incident and attempt: Dagster never launches a run key twice.
+                    run_key=f"{prefix}-{hour}-{signature}-{attempts.incident(hour)}-{attempt}",
                     partition_key=hour,
                     asset_selection=[cold_asset_key(t) for t in TABLES if t.cold in tables],
                     # The parity checks only: the compaction's check belongs to the maintenance.
@@ -192,6 +195,7 @@ class Repairs:
 
 REPAIR_HOUR_TAG = "cold-assets/repair-hour"
 MAX_REPAIR_WAIT = timedelta(hours=6)
+MAX_REQUESTS_PER_TICK = 24
 
 
 class RepairAttempts:
@@ -209,10 +213,24 @@ class RepairAttempts:
         self._instance, self._now, self._max, self._wait = instance, now, max_attempts, retry_wait
         self._outbox, self._alerter = outbox, alerter
 
-    def healed(self, still_damaged: set[str]) -> None:
+    def healed(self, still_damaged: set[str], window: set[str]) -> None:
+        """Forgets the hours no longer found damaged. One the sensor still looks at is whole
+        again; one that left its window (past the lookback, or cold-only) was never proven
+        whole: that is said, not called a recovery."""
         for hour in sorted(set(self._by_hour) - still_damaged):
-            if self._by_hour.pop(hour).get("alerted"):
+            done = self._by_hour.pop(hour)
+            if hour not in window:
+                self._outbox.send(
+                    f"REPAIR ABANDONED: hour {hour} left this sensor's window while still damaged after "
+                    f"{done['attempts']} repair(s); rows may be missing from cold. See the operations runbook."
+                )
+            elif done.get("alerted"):
                 self._outbox.send(f"REPAIR RECOVERED: hour {hour} is no longer found damaged.")
+
+    def incident(self, hour: str) -> str:
+        """When this run of damage of `hour` was first seen: a second incident after a recovery
+        gets run keys of its own."""
+        return str(int(self._by_hour[hour].get("since", 0) * 1000))
 
     def in_flight(self, hour: str) -> None:
         """A repair of `hour` is still running: the wait before another counts from its end."""
@@ -223,7 +241,7 @@ class RepairAttempts:
         """The number of the next repair of `hour`, or None while backing off."""
         done = self._by_hour.get(hour)
         if done is None:
-            self._by_hour[hour] = {"attempts": 1, "requested": self._now.timestamp()}
+            self._by_hour[hour] = {"attempts": 1, "requested": self._now.timestamp(), "since": self._now.timestamp()}
             return 1
         failed = int(done["attempts"])
         if failed >= self._max and not done.get("alerted"):
@@ -287,7 +305,11 @@ def self_healing_sensor(job: OffloadJob, settings: Settings, partitions_def: Tim
             if policy.status(table_by_cold_name(table), hour_of(hour), now) is not HourStatus.CLOSED:
                 continue
             warm_rows = differing["warm_rows_now"] if differing.get("warm_rows_now") is not None else differing["warm_rows"]
-            if warm_rows < differing["cold_rows"]:
+            if differing.get("refused"):
+                # The offload refused it: warm lost rows cold keeps (new rows may hide the loss in
+                # the hour's count). A replace would delete them: alerted, never requested.
+                found.shrunk[f"{table}|{hour}"] = "the offload refused to replace it: warm lost rows cold keeps"
+            elif warm_rows < differing["cold_rows"]:
                 found.shrunk[f"{table}|{hour}"] = f"warm {warm_rows} rows, cold {differing['cold_rows']}"
             else:
                 found.add(hour, [table], f"{table} {check} failed")
@@ -298,7 +320,7 @@ def self_healing_sensor(job: OffloadJob, settings: Settings, partitions_def: Tim
             found.alert_shrunk(state, outbox)
         covered = in_flight_partitions(context.instance, job.name, partitions_def, context.repository_def)
         attempts = RepairAttempts(state, context.instance, now, settings.heal_max_attempts, retry_wait, outbox, alerter)
-        requests = found.requests(covered, "heal", attempts, complete=busy is None)
+        requests = found.requests(covered, "heal", attempts, window, complete=busy is None)
         context.update_cursor(json.dumps(state))
         note = f"; warm tier busy, late rows not looked for this tick: {busy}" if busy else ""
         return requests or SkipReason(

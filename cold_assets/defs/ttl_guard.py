@@ -61,7 +61,8 @@ def ttl_guard_sensor(
                 # no longer looks at are repaired while there is time...
                 oldest = current - retention + timedelta(hours=1)
                 catalog = iceberg.catalog()
-                found.late_rows(client, catalog, hour_keys(partitions_def, oldest, current - lookback), now, policy)
+                repair_window = hour_keys(partitions_def, oldest, current - lookback)
+                found.late_rows(client, catalog, repair_window, now, policy)
                 # ...and hours about to be dropped without a proven copy are alerted.
                 keys = hour_keys(partitions_def, oldest, current - margin)
                 for table in TABLES:
@@ -103,7 +104,7 @@ def ttl_guard_sensor(
         found.alert_shrunk(state, outbox)
         covered = in_flight_partitions(context.instance, job.name, partitions_def, context.repository_def)
         attempts = RepairAttempts(state, context.instance, now, settings.heal_max_attempts, retry_wait, outbox, alerter)
-        requests = found.requests(covered, "ttl-repair", attempts)
+        requests = found.requests(covered, "ttl-repair", attempts, repair_window)
         context.update_cursor(json.dumps({**state, "hours": sorted(alerted | set(new)), "stuck": sorted(stuck)}))
         return requests or SkipReason(
             f"{len(at_risk)} hours at risk, {len(new)} newly alerted; {len(stuck)} views' cutovers stuck"

@@ -177,6 +177,7 @@ class Soak:
         self.failed_runs: dict[str, str] = {}  # run id -> what failed
         self.checked_snapshots: dict[str, int | None] = {}
         self.sensor_cursors: dict[str, str | None] = {}
+        self.launched_run_keys: set[str] = set()  # Dagster launches a run key once
 
     # -- the feed ---------------------------------------------------------------------------
 
@@ -381,6 +382,10 @@ class Soak:
             self.sensor_cursors[name] = context.cursor
             requests = result if isinstance(result, list) else []
             for request in requests:
+                if request.run_key in self.launched_run_keys:
+                    self.tally.skipped["a sensor asked again for a run key Dagster already launched"] += 1
+                    continue
+                self.launched_run_keys.add(request.run_key or "")
                 tables = [t for t in TABLES if any(k.path[-1] == t.cold for k in request.asset_selection or [])]
                 tags = {**request.tags, "dagster/run_key": request.run_key or "", "dagster/sensor_name": name}
                 done.append(self._run([request.partition_key], tables, replace_hour=True, tags=tags, why=name))
@@ -476,8 +481,8 @@ class Soak:
         spec = self.rng.choice(list(TABLES))
         table = self.catalog.load_table(spec.cold_identifier)
         current = table.current_snapshot()
-        if current is None or current.parent_snapshot_id is None:
-            return f"{spec.cold}: nothing to roll back"
+        if current is None or current.parent_snapshot_id is None or table.metadata.snapshot_by_id(current.parent_snapshot_id) is None:
+            return f"{spec.cold}: nothing to roll back (no parent, or the expiry removed it)"
         before = {h: self._cold_bucket(spec, h) for h in self.forgotten}
         with table.manage_snapshots() as manage:
             manage.rollback_to_snapshot(current.parent_snapshot_id)

@@ -31,15 +31,21 @@ class WarmRetentionMismatch(ValueError):
 
 @dataclass(frozen=True)
 class WarmLimits:
-    """What the warm DDL takes from the settings: the TTL, and the latest a trade may arrive
-    (the TTL guard's margin: a later one could not be repaired before its hour is cold-only)."""
+    """What the warm DDL takes from the settings: the TTL, and the latest a trade may arrive.
+    That is a day inside the TTL guard's margin: a later trade could not be repaired before its
+    range is cold-only, and the daily bars' range is a whole day."""
 
     retention_days: int
     max_lateness_days: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "WarmLimits":
-        return cls(settings.warm_retention_days, settings.ttl_margin_days)
+        if settings.ttl_margin_days < 2:
+            raise ValueError(
+                f"COLD_TTL_MARGIN_DAYS={settings.ttl_margin_days} leaves a trade no room to be late: the feed accepts trades "
+                "up to a day inside the margin (the daily bars' range), so it must be at least 2"
+            )
+        return cls(settings.warm_retention_days, settings.ttl_margin_days - 1)
 
 
 def _statements(sql: str) -> list[str]:
@@ -100,8 +106,9 @@ def max_lateness_fix(client: Client, limits: WarmLimits) -> str | None:
     if not rows or int(rows[0][0]) <= allowed:
         return None
     return (
-        f"feed_limits.max_lateness is {int(rows[0][0])} s, later than COLD_TTL_MARGIN_DAYS={limits.max_lateness_days} "
-        f"({allowed} s), so a trade that late would land in an hour the TTL guard cannot repair before it is cold-only: "
+        f"feed_limits.max_lateness is {int(rows[0][0])} s, later than a day inside COLD_TTL_MARGIN_DAYS "
+        f"({limits.max_lateness_days} days, {allowed} s), so a trade that late would land in a range the TTL guard cannot "
+        "repair before it is cold-only: "
         f"INSERT INTO feed_limits (name, seconds) VALUES ('max_lateness', {allowed})"
     )
 

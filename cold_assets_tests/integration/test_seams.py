@@ -513,3 +513,60 @@ def test_an_hour_whose_run_failed_after_some_tables_committed_is_repaired_where_
     assert_tiers_equal(warm, cold, [hour_of(KEYS[0])])
     requests, _ = _sensor(settings, "self_healing")
     assert not isinstance(requests, list) or requests == []
+
+
+def test_a_refused_hour_is_never_answered_with_a_replace_even_when_late_rows_make_up_its_count(settings, warm, cold):
+    """Warm lost k bronze rows of an hour inside the append's overlap, and k late trades of the
+    same hour arrived: the hour's count is what cold holds, its content is not. The append is
+    refused; the sensors must alert, not request a replace that would delete the k rows cold
+    alone still has."""
+    from cold_assets_tests.integration.test_alerts_and_healing import _sensor
+    from cold_assets_tests.support.offload_helpers import insert_late_raw
+
+    feed(warm, hours=1, trades_per_hour=600)
+    assert run_offload(settings, KEYS[:1])[0].success
+    hour = hour_of(KEYS[0])
+    with warm.connect() as client:
+        lost = [r[0] for r in client.query("SELECT trade_id FROM bronze_trades ORDER BY trade_id LIMIT 4").result_rows]
+        client.command(
+            "ALTER TABLE bronze_trades DELETE WHERE trade_id IN {ids:Array(UInt64)}", parameters={"ids": lost},
+            settings={"mutations_sync": 2},
+        )
+    insert_late_raw(warm, hour, 4, first_trade_id=7_400_000_000)
+    result, _ = run_offload(settings, KEYS[:1], raise_on_error=False)
+    assert not result.success  # refused: cold keeps the rows warm lost
+    requests, _ = _sensor(settings, "self_healing")
+    selected = [(r.partition_key, {k.path[-1] for k in r.asset_selection}) for r in requests] if isinstance(requests, list) else []
+    assert not any("bronze_trades" in tables for _, tables in selected), selected
+    bronze_ids = set(cold_hour(cold.catalog(), BRONZE, hour)["trade_id"].to_pylist())
+    assert set(lost) <= bronze_ids
+
+
+def test_a_second_incident_in_an_hour_gets_run_keys_of_its_own(settings, warm, cold):
+    """The run key names the hour, the reasons and the attempt: a second incident of the same
+    kind after the first was repaired must not reuse the first one's keys (Dagster would skip
+    the request)."""
+    from pyiceberg.expressions import EqualTo
+
+    from cold_assets.cold.ranges import range_filter
+    from cold_assets_tests.integration.test_alerts_and_healing import _sensor
+    from cold_assets_tests.support.offload_helpers import NO_OVERLAP
+
+    feed(warm, hours=2, trades_per_hour=600)
+    assert run_offload(settings, KEYS[:2])[0].success
+
+    def damage() -> None:
+        table = cold.catalog().load_table(BRONZE.cold_identifier)
+        start, end = BRONZE.offload_range(hour_of(KEYS[1]))
+        victim = table.scan(row_filter=range_filter("exchange_ts", start, end), limit=1).to_arrow()["trade_id"][0].as_py()
+        table.delete(EqualTo("trade_id", victim))
+        assert not run_offload(settings, [KEYS[1]], NO_OVERLAP, raise_on_error=False)[0].success
+
+    damage()
+    (first,), cursor = _sensor(settings, "self_healing")
+    assert _launch(settings, first).success
+    requests, cursor = _sensor(settings, "self_healing", cursor)
+    assert not isinstance(requests, list) or requests == []
+    damage()
+    (second,), cursor = _sensor(settings, "self_healing", cursor)
+    assert second.partition_key == first.partition_key and second.run_key != first.run_key
