@@ -34,6 +34,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -751,34 +752,44 @@ TALLY_LINE = "TALLY "
 
 def soak(
     seeds: list[int], steps: int, minutes: float | None, hours: int, spark: bool,
-    log: Callable[[str], None] = print, child_errors: bool = False,
+    log: Callable[[str], None] = print, child_errors: bool = False, parallel: int = 1,
 ) -> Tally:
-    """Runs each seed in a child process of its own, in turn; `minutes` bounds the whole soak
-    (each seed gets its share of what is left)."""
+    """Runs each seed in a child process of its own, `parallel` at a time; `minutes` bounds
+    the whole soak (each round of seeds gets its share of what is left)."""
     total = Tally()
     started = time.monotonic()
-    for n, seed in enumerate(seeds):
-        budget = (minutes * 60 - (time.monotonic() - started)) / (len(seeds) - n) if minutes else 10 * 24 * 3600.0
-        log(f"seed {seed}: up to {steps} steps" + (f", {budget:.0f} s" if minutes else ""))
-        arguments = json.dumps({"seed": seed, "steps": steps, "seconds": budget, "hours": hours, "spark": spark})
-        child = subprocess.Popen(
-            [sys.executable, "-m", "cold_assets.soak.driver", arguments], stdout=subprocess.PIPE, text=True, bufsize=1,
-            # Dagster's own warnings of the runs the soak breaks on purpose; --verbose shows them.
-            stderr=None if child_errors else subprocess.DEVNULL,
-        )
-        tally = None
-        assert child.stdout is not None
-        for line in child.stdout:
-            if line.startswith(TALLY_LINE):
-                tally = _tally_from_json(line[len(TALLY_LINE):])
-            else:
-                log(line.rstrip("\n"))
-        child.wait()
-        if tally is None:
-            tally = Tally(violations=[Violation(seed, 0, "the soak ran to the end", f"the seed's process exited {child.returncode}")])
-            log(str(tally.violations[0]))
-        total.merge(tally)
+    rounds = [seeds[i : i + parallel] for i in range(0, len(seeds), parallel)]
+    for n, round_seeds in enumerate(rounds):
+        budget = (minutes * 60 - (time.monotonic() - started)) / (len(rounds) - n) if minutes else 10 * 24 * 3600.0
+        with ThreadPoolExecutor(max_workers=len(round_seeds)) as pool:
+            futures = [pool.submit(_run_child, seed, steps, budget, hours, spark, log, child_errors) for seed in round_seeds]
+            for future in futures:
+                total.merge(future.result())
     return total
+
+
+def _run_child(
+    seed: int, steps: int, budget: float, hours: int, spark: bool, log: Callable[[str], None], child_errors: bool
+) -> Tally:
+    log(f"seed {seed}: up to {steps} steps" + (f", {budget:.0f} s" if budget < 10 * 24 * 3600 else ""))
+    arguments = json.dumps({"seed": seed, "steps": steps, "seconds": budget, "hours": hours, "spark": spark})
+    child = subprocess.Popen(
+        [sys.executable, "-m", "cold_assets.soak.driver", arguments], stdout=subprocess.PIPE, text=True, bufsize=1,
+        # Dagster's own warnings of the runs the soak breaks on purpose; --verbose shows them.
+        stderr=None if child_errors else subprocess.DEVNULL,
+    )
+    tally = None
+    assert child.stdout is not None
+    for line in child.stdout:
+        if line.startswith(TALLY_LINE):
+            tally = _tally_from_json(line[len(TALLY_LINE):])
+        else:
+            log(line.rstrip("\n"))
+    child.wait()
+    if tally is None:
+        tally = Tally(violations=[Violation(seed, 0, "the soak ran to the end", f"the seed's process exited {child.returncode}")])
+        log(str(tally.violations[0]))
+    return tally
 
 
 def _tally_to_json(tally: Tally) -> str:

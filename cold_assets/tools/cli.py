@@ -338,7 +338,7 @@ def cmd_soak(settings: Settings, args: argparse.Namespace) -> int:
         if args.verbose or line.startswith(("VIOLATION", "seed ", "Traceback")):
             print(line, flush=True)
 
-    tally = soak(seeds, args.steps, args.minutes, args.hours, spark, log, child_errors=args.verbose)
+    tally = soak(seeds, args.steps, args.minutes, args.hours, spark, log, child_errors=args.verbose, parallel=args.parallel)
     print(summary(tally, seeds))
     return EXIT_MISMATCH if tally.violations else 0
 
@@ -395,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, default=None, help="bound the whole soak's time (each seed gets its share)")
     p.add_argument("--hours", type=int, default=24, help="hours of history fed and offloaded first (24)")
     p.add_argument("--no-spark", action="store_true", help="leave out compaction, and expire snapshots with pyiceberg")
+    p.add_argument("--parallel", type=int, default=1, help="seeds run at once, each in its own process (1)")
     p.add_argument("--verbose", action="store_true", help="print every step")
     p.set_defaults(func=cmd_soak)
     p = sub.add_parser("bench", help="measure and print the figures the issues ask for (JSON)")
