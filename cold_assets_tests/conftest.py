@@ -59,15 +59,20 @@ def cold(settings: Settings) -> IcebergResource:
 
 
 class Receiver:
-    """A webhook receiver on loopback that records every JSON body posted to it."""
+    """A webhook receiver on loopback that records every JSON body posted to it, and answers
+    503 (recording nothing) while `down`."""
 
     def __init__(self):
         messages = self.messages = []
+        self.down = False
+        outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
-                messages.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if not outer.down:
+                    messages.append(body)
+                self.send_response(503 if outer.down else 200)
                 self.end_headers()
 
             def log_message(self, *args):

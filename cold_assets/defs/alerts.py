@@ -27,13 +27,10 @@ from dagster import (
     run_status_sensor,
     sensor,
 )
-from dagster._core.storage.asset_check_execution_record import (
-    COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
-)
 from dagster._core.storage.event_log.base import EventLogStorage
 
 from cold_assets.defs.assets import cold_asset_key
-from cold_assets.defs.check_history import evaluation_of, follow_parity_checks
+from cold_assets.defs.check_history import follow_parity_checks, new_evaluations
 from cold_assets.defs.checks import COMPACTION_PRESERVED_CONTENT
 from cold_assets.defs.schedules import OffloadJob
 from cold_assets.settings import env_str
@@ -163,16 +160,8 @@ def _compaction_check_alerts(storage: EventLogStorage, state: dict, outbox: Outb
     sent = 0
     for table in TABLES:
         key = AssetCheckKey(cold_asset_key(table), COMPACTION_PRESERVED_CONTENT)
-        name, failing_key = key.to_user_string(), f"{table.cold}|{COMPACTION_PRESERVED_CONTENT}"
-        last = state["seen"].get(name, 0)
-        records = [
-            r for r in storage.get_asset_check_execution_history(key, limit=20)
-            if r.id > last and r.status in COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
-        ]
-        for record in sorted(records, key=lambda r: r.id):
-            evaluation = evaluation_of(record)
-            if evaluation is None:
-                continue
+        failing_key = f"{table.cold}|{COMPACTION_PRESERVED_CONTENT}"
+        for record, evaluation in new_evaluations(storage, key, state, limit=20):
             failed = not evaluation.passed and evaluation.severity == AssetCheckSeverity.ERROR
             if failed and failing_key not in state["failing"]:
                 outbox.send(
@@ -185,7 +174,6 @@ def _compaction_check_alerts(storage: EventLogStorage, state: dict, outbox: Outb
                 outbox.send(f"cold.{table.cold} {COMPACTION_PRESERVED_CONTENT} RECOVERED. {alerter.run_link(record.run_id)}")
                 del state["failing"][failing_key]
                 sent += 1
-            state["seen"][name] = max(state["seen"].get(name, 0), record.id)
     return sent
 
 

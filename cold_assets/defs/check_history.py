@@ -34,20 +34,29 @@ def hours_of_evaluation(evaluation: AssetCheckEvaluation) -> tuple[list[str], di
     return hours, {d["hour"]: d for d in differing_hours}
 
 
+def new_evaluations(
+    storage: EventLogStorage, key: AssetCheckKey, state: dict, limit: int = 100
+) -> Iterator[tuple[AssetCheckExecutionRecord, AssetCheckEvaluation]]:
+    """A check's completed evaluations newer than the cursor's (`state["seen"]`), oldest first;
+    the cursor moves past each one as it is handed out."""
+    name = key.to_user_string()
+    last = state["seen"].get(name, 0)
+    records = [
+        r for r in storage.get_asset_check_execution_history(key, limit=limit)
+        if r.id > last and r.status in COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
+    ]
+    for record in sorted(records, key=lambda r: r.id):
+        evaluation = evaluation_of(record)
+        if evaluation is not None:
+            yield record, evaluation
+        state["seen"][name] = max(state["seen"].get(name, 0), record.id)
+
+
 def follow_parity_checks(storage: EventLogStorage, state: dict) -> Iterator[tuple[str, str, dict | None, str]]:
-    """The parity checks' evaluations newer than the cursor's (`state["seen"]`), oldest first:
-    per hour evaluated, ("table|check|hour", check name, what differed or None, run id)."""
+    """The parity checks' evaluations newer than the cursor's, oldest first: per hour
+    evaluated, ("table|check|hour", check name, what differed or None, run id)."""
     for key in check_keys():
-        name = key.to_user_string()
-        last = state["seen"].get(name, 0)
-        records = [
-            r for r in storage.get_asset_check_execution_history(key, limit=100)
-            if r.id > last and r.status in COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
-        ]
-        for record in sorted(records, key=lambda r: r.id):
-            evaluation = evaluation_of(record)
-            if evaluation is not None:
-                hours, differing = hours_of_evaluation(evaluation)
-                for hour in hours:
-                    yield f"{key.asset_key.path[-1]}|{key.name}|{hour}", key.name, differing.get(hour), record.run_id
-            state["seen"][name] = max(state["seen"].get(name, 0), record.id)
+        for record, evaluation in new_evaluations(storage, key, state):
+            hours, differing = hours_of_evaluation(evaluation)
+            for hour in hours:
+                yield f"{key.asset_key.path[-1]}|{key.name}|{hour}", key.name, differing.get(hour), record.run_id

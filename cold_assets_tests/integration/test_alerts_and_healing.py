@@ -24,15 +24,17 @@ from cold_assets_tests.support.offload_helpers import (
 )
 
 
-def _execute(settings, request):
-    """Runs a sensor's RunRequest the way the daemon would, in process."""
+def _execute(settings, request, raise_on_error=True):
+    """Runs a sensor's RunRequest the way the daemon launches it, in process: its selection,
+    config and tags, and its run key."""
     defs = build_definitions(settings)
     job = defs.resolve_job_def(OFFLOAD_JOB).get_subset(
         asset_selection=set(request.asset_selection),
         asset_check_selection={AssetCheckKey(k, c) for k in request.asset_selection for c in ("row_count_parity", "content_parity")},
     )
     return job.execute_in_process(
-        instance=embedded_instance(settings), partition_key=request.partition_key, run_config=request.run_config
+        instance=embedded_instance(settings), partition_key=request.partition_key, run_config=request.run_config,
+        tags={**request.tags, "dagster/run_key": request.run_key}, raise_on_error=raise_on_error,
     )
 
 

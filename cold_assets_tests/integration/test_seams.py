@@ -5,7 +5,6 @@ production settle lag."""
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from dagster import DagsterEventType
 from pyiceberg.io.pyarrow import schema_to_pyarrow
 
@@ -185,42 +184,6 @@ def test_the_first_federation_starts_at_the_warm_horizon_not_at_a_stray_1970_row
     assert result.cutover == now - federation.SETTLED  # every fed hour proven, the empty one after them too
 
 
-class FlakyReceiver:
-    """A webhook receiver on loopback that answers 503 while `down`, and records what it took."""
-
-    def __init__(self):
-        import json
-        import threading
-        from http.server import BaseHTTPRequestHandler, HTTPServer
-
-        self.down, self.taken = True, []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if not outer.down:
-                    outer.taken.append(body["text"])
-                self.send_response(503 if outer.down else 200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def flaky(monkeypatch):
-    receiver = FlakyReceiver()
-    monkeypatch.setenv("COLD_ALERT_WEBHOOK_URL", receiver.url)
-    monkeypatch.setenv("COLD_DAGSTER_URL", "http://dagster.example:3000")
-    yield receiver
-    receiver.server.shutdown()
-
-
 def _damage_a_bronze_hour(settings, warm, cold) -> None:
     """A cold bronze row of KEYS[1] lost; the hour's next scheduled run finds it (check fails)."""
     from pyiceberg.expressions import EqualTo
@@ -238,26 +201,12 @@ def _damage_a_bronze_hour(settings, warm, cold) -> None:
 
 
 def _launch(settings, request):
-    """Runs a sensor's RunRequest as the daemon launches it: with its tags and its run key."""
-    from dagster import AssetCheckKey
+    from cold_assets_tests.integration.test_alerts_and_healing import _execute
 
-    from cold_assets.definitions import build_definitions
-    from cold_assets.defs.schedules import OFFLOAD_JOB
-    from cold_assets.tools.instance import embedded_instance
-
-    defs = build_definitions(settings)
-    job = defs.resolve_job_def(OFFLOAD_JOB).get_subset(
-        asset_selection=set(request.asset_selection),
-        asset_check_selection={AssetCheckKey(k, c) for k in request.asset_selection for c in ("row_count_parity", "content_parity")},
-    )
-    return job.execute_in_process(
-        instance=embedded_instance(settings), partition_key=request.partition_key, run_config=request.run_config,
-        tags={**request.tags, "dagster/run_key": request.run_key, "dagster/sensor_name": "self_healing"},
-        raise_on_error=False,
-    )
+    return _execute(settings, request, raise_on_error=False)
 
 
-def test_a_failed_repair_is_retried_with_backoff_and_alerts_once_after_the_last_attempt(settings, warm, cold, flaky, monkeypatch):
+def test_a_failed_repair_is_retried_with_backoff_and_alerts_once_after_the_last_attempt(settings, warm, cold, receiver, monkeypatch):
     """Dagster never launches a run key twice: a heal run that failed (a catalog 5xx) must be
     requested again under a new key, after a backoff, and after COLD_HEAL_MAX_ATTEMPTS
     repairs that did not fix the hour one alert names the hour and the last run."""
@@ -265,7 +214,6 @@ def test_a_failed_repair_is_retried_with_backoff_and_alerts_once_after_the_last_
     from cold_assets.settings import Settings
     from cold_assets_tests.integration.test_alerts_and_healing import _sensor
 
-    flaky.down = False
     _damage_a_bronze_hour(settings, warm, cold)
     monkeypatch.setenv("COLD_HEAL_MAX_ATTEMPTS", "2")
     monkeypatch.setenv("COLD_HEAL_RETRY_SECONDS", "3600")
@@ -287,21 +235,21 @@ def test_a_failed_repair_is_retried_with_backoff_and_alerts_once_after_the_last_
     assert second.partition_key == KEYS[1] and second.run_key != first.run_key
     failed = _launch(now, second)
     assert not failed.success
-    assert not [t for t in flaky.taken if "REPAIR FAILED" in t]
+    assert not [t for t in receiver.texts() if "REPAIR FAILED" in t]
     monkeypatch.setattr(assets, "offload_partitions", real_offload)  # the catalog is back
     (third,), cursor = _sensor(now, "self_healing", cursor)
     assert third.run_key not in (first.run_key, second.run_key)
-    (alert,) = [t for t in flaky.taken if "REPAIR FAILED" in t]
+    (alert,) = [t for t in receiver.texts() if "REPAIR FAILED" in t]
     assert KEYS[1] in alert and "bronze_trades" in alert and failed.run_id in alert and "after 2 repairs" in alert
     assert _launch(now, third).success
     assert_tiers_equal(warm, cold, [hour_of(KEYS[1])], tables=[BRONZE])
     requests, cursor = _sensor(now, "self_healing", cursor)
     assert not isinstance(requests, list) or requests == []
-    assert len([t for t in flaky.taken if "REPAIR FAILED" in t]) == 1
-    assert [t for t in flaky.taken if "REPAIR RECOVERED" in t and KEYS[1] in t]
+    assert len([t for t in receiver.texts() if "REPAIR FAILED" in t]) == 1
+    assert [t for t in receiver.texts() if "REPAIR RECOVERED" in t and KEYS[1] in t]
 
 
-def test_an_alert_the_webhook_refused_is_delivered_on_a_later_tick_and_counted_meanwhile(settings, warm, cold, flaky):
+def test_an_alert_the_webhook_refused_is_delivered_on_a_later_tick_and_counted_meanwhile(settings, warm, cold, receiver):
     """A webhook outage delays alerts and never loses them: the parity alerts wait in the
     sensor's cursor, a failed run's alert on the run's tags, and each tick says how many wait."""
     from dagster import DagsterEventType, build_run_status_sensor_context, build_sensor_context
@@ -310,6 +258,7 @@ def test_an_alert_the_webhook_refused_is_delivered_on_a_later_tick_and_counted_m
     from cold_assets.defs.alerts import ALERT_TAG, parity_alerts
     from cold_assets.tools.instance import embedded_instance
 
+    receiver.down = True
     _damage_a_bronze_hour(settings, warm, cold)  # the failing run: two failing checks
     instance = embedded_instance(settings)
     failed_run = instance.get_runs(limit=1)[0]
@@ -322,17 +271,17 @@ def test_an_alert_the_webhook_refused_is_delivered_on_a_later_tick_and_counted_m
     assert instance.get_run_by_id(failed_run.run_id).tags[ALERT_TAG] == "undelivered"
     tick = build_sensor_context(instance=instance)
     skipped = parity_alerts(tick)
-    assert flaky.taken == [] and "3 alerts undelivered" in skipped.skip_message
+    assert receiver.texts() == [] and "3 alerts undelivered" in skipped.skip_message
     again = build_sensor_context(instance=instance, cursor=tick.cursor)
     assert "3 alerts undelivered" in parity_alerts(again).skip_message  # still down: still waiting
-    flaky.down = False
+    receiver.down = False
     delivered = build_sensor_context(instance=instance, cursor=again.cursor)
     assert "0 alerts undelivered" in parity_alerts(delivered).skip_message
-    assert len([t for t in flaky.taken if "parity FAILED for hour" in t and KEYS[1] in t]) == 2
-    assert len([t for t in flaky.taken if "offload run FAILED" in t]) == 1
+    assert len([t for t in receiver.texts() if "parity FAILED for hour" in t and KEYS[1] in t]) == 2
+    assert len([t for t in receiver.texts() if "offload run FAILED" in t]) == 1
     assert instance.get_run_by_id(failed_run.run_id).tags[ALERT_TAG] == "delivered"
     parity_alerts(build_sensor_context(instance=instance, cursor=delivered.cursor))
-    assert len(flaky.taken) == 3  # each delivered once
+    assert len(receiver.texts()) == 3  # each delivered once
 
 
 def test_the_warm_ttl_comes_from_the_retention_setting_and_init_refuses_while_they_disagree(settings, warm, monkeypatch, capsys):
