@@ -44,7 +44,6 @@ from cold_assets.tables import TABLES, Layer, table_by_cold_name
 from cold_assets.warm.embedded_lock import EmbeddedWarmTierBusy
 
 SENSOR_LOCK_TIMEOUT_S = 20  # a sensor tick must end well inside Dagster's 60 s limit
-TRADE_TABLES = [t for t in TABLES if t.layer is not Layer.GOLD]
 
 
 def sensor_warm(clickhouse: ClickHouseResource) -> ClickHouseResource:
@@ -106,12 +105,22 @@ class Repairs:
         self.reasons.setdefault(hour, []).append(reason)
 
     def late_rows(self, client: Client, catalog: Catalog, keys: list[str], now: datetime, policy: HourPolicy) -> None:
-        """Closed hours of the trade tables whose warm rows moved away from cold (late data)."""
-        for spec in TRADE_TABLES:
+        """Closed hours whose warm rows moved away from cold (late data): the trade tables by
+        their counts, the gold tables by their content (a late trade changes a bar, not the
+        number of bars; there are few bars, so comparing them whole is cheap). Gold is compared
+        on its own: a repair of raw alone leaves raw's counts equal and the bars stale."""
+        for spec in TABLES:
+            content = spec.layer is Layer.GOLD
             cold_table = catalog.load_table(spec.cold_identifier)
-            for parity in partitions_parity(client, cold_table, spec, keys, False, now=now, policy=policy):
-                if parity.basis is not ParityBasis.WARM_HOUR or parity.counts_match:
+            ranges_seen: set[datetime] = set()  # the daily bars: one repair per day, not per hour of it
+            for parity in partitions_parity(client, cold_table, spec, keys, content, now=now, policy=policy):
+                same = parity.content_matches if content else parity.counts_match
+                if parity.basis is not ParityBasis.WARM_HOUR or same:
                     continue  # open hours are the schedule's; cold-only ones are cold's
+                range_start = spec.offload_range(hour_of(parity.partition_key))[0]
+                if range_start in ranges_seen:
+                    continue
+                ranges_seen.add(range_start)
                 if parity.warm_has_fewer:
                     self.shrunk[f"{spec.cold}|{parity.partition_key}"] = f"warm {parity.warm_rows} rows, cold {parity.cold_rows}"
                     continue

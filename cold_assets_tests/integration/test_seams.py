@@ -519,3 +519,29 @@ def test_a_second_incident_in_an_hour_gets_run_keys_of_its_own(settings, warm, c
     damage()
     (second,), cursor = _sensor(settings, "self_healing", cursor)
     assert second.partition_key == first.partition_key and second.run_key != first.run_key
+
+
+def test_gold_bars_left_stale_by_a_repair_of_raw_alone_are_found_and_repaired(settings, warm, cold):
+    """Late trades arrive in a closed hour and an operator repairs raw, bronze and silver only:
+    their counts now match warm's, and gold's bars (as many as before, with fewer trades) are
+    stale. The self-healing compares gold's content, and repairs those bars. (Found by the soak,
+    seed 202.)"""
+    from cold_assets.definitions import build_definitions
+    from cold_assets.defs.assets import cold_asset_key
+    from cold_assets.defs.schedules import OFFLOAD_JOB
+    from cold_assets.tools.instance import embedded_instance
+    from cold_assets_tests.integration.test_alerts_and_healing import _sensor
+    from cold_assets_tests.support.offload_helpers import EVENT_TABLES, insert_late_raw
+
+    feed(warm, hours=2, trades_per_hour=600)
+    assert run_offload(settings, KEYS[:2])[0].success
+    insert_late_raw(warm, hour_of(KEYS[0]), 3, first_trade_id=7_500_000_000)
+    trades = [t for t in EVENT_TABLES if not t.gold_window]
+    job = build_definitions(settings).resolve_job_def(OFFLOAD_JOB).get_subset(asset_selection={cold_asset_key(t) for t in trades})
+    config = {"ops": {f"cold__{t.cold}": {"config": {"replace_hour": True}} for t in trades}}
+    assert job.execute_in_process(instance=embedded_instance(settings), partition_key=KEYS[0], run_config=config).success
+    requests, _ = _sensor(settings, "self_healing")
+    assert isinstance(requests, list) and [r.partition_key for r in requests] == [KEYS[0]], requests
+    assert {k.path[-1] for k in requests[0].asset_selection} == {t.cold for t in TABLES if t.gold_window}
+    assert _launch(settings, requests[0]).success
+    assert_tiers_equal(warm, cold, [hour_of(KEYS[0])])
