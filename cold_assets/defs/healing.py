@@ -117,9 +117,9 @@ class Repairs:
                 same = parity.content_matches if content else parity.counts_match
                 if parity.basis is not ParityBasis.WARM_HOUR or same:
                     continue  # open hours are the schedule's; cold-only ones are cold's
-                range_start = spec.offload_range(hour_of(parity.partition_key))[0]
-                if range_start in ranges_seen:
-                    continue
+                range_start, range_end = spec.offload_range(hour_of(parity.partition_key))
+                if range_start in ranges_seen or self._requested(spec.cold, range_start, range_end):
+                    continue  # (the daily bars' day is already redone by a repair of one of its hours)
                 ranges_seen.add(range_start)
                 if parity.warm_has_fewer:
                     self.shrunk[f"{spec.cold}|{parity.partition_key}"] = f"warm {parity.warm_rows} rows, cold {parity.cold_rows}"
@@ -131,6 +131,9 @@ class Repairs:
                 event_tables = [t.cold for t in TABLES if not t.partitioned_by_ingestion]
                 affected = event_tables if spec.layer is Layer.RAW else [spec.cold]
                 self.add(parity.partition_key, affected, f"{spec.cold} warm {parity.warm_rows} / cold {parity.cold_rows}")
+
+    def _requested(self, table: str, start: datetime, end: datetime) -> bool:
+        return any(table in tables and start <= hour_of(hour) < end for hour, tables in self.tables.items())
 
     def failed_materializations(
         self, instance: DagsterInstance, partitions_def: PartitionsDefinition, keys: list[str], now: datetime, policy: HourPolicy
