@@ -124,6 +124,8 @@ TABLES: tuple[MirroredTable, ...] = (
 )
 
 TABLES_BY_COLD: dict[str, MirroredTable] = {t.cold: t for t in TABLES}
+# The tables whose hours are the trades' event hours: all but the rejects (kept by ingestion).
+EVENT_TABLES: tuple[MirroredTable, ...] = tuple(t for t in TABLES if not t.partitioned_by_ingestion)
 
 
 def table_by_cold_name(name: str) -> MirroredTable:

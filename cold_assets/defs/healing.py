@@ -40,7 +40,7 @@ from cold_assets.offload.protocol import warm_now
 from cold_assets.parity.checksums import ParityBasis, partitions_parity
 from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.settings import Settings
-from cold_assets.tables import TABLES, Layer, table_by_cold_name
+from cold_assets.tables import EVENT_TABLES, TABLES, Layer, table_by_cold_name
 from cold_assets.warm.embedded_lock import EmbeddedWarmTierBusy
 
 SENSOR_LOCK_TIMEOUT_S = 20  # a sensor tick must end well inside Dagster's 60 s limit
@@ -128,8 +128,7 @@ class Repairs:
                 # every layer of that hour is redone. A difference in one later layer only is a
                 # damaged cold table: that table is redone.
                 # (The rejects' hours are ingestion hours: a late trade does not change them.)
-                event_tables = [t.cold for t in TABLES if not t.partitioned_by_ingestion]
-                affected = event_tables if spec.layer is Layer.RAW else [spec.cold]
+                affected = [t.cold for t in EVENT_TABLES] if spec.layer is Layer.RAW else [spec.cold]
                 self.add(parity.partition_key, affected, f"{spec.cold} warm {parity.warm_rows} / cold {parity.cold_rows}")
 
     def _requested(self, table: str, start: datetime, end: datetime) -> bool:

@@ -322,8 +322,7 @@ class _ColdFiles:
     (`valid_at`); after anyone else's commit it is planned again."""
 
     def __init__(self, table: Table, spec: MirroredTable, start: datetime, end: datetime):
-        current = table.current_snapshot()
-        self.valid_at = current.snapshot_id if current else None
+        self.valid_at = _snapshot_id(table)
         schema = table.schema()
         time_field = schema.find_field(spec.time_column)
         ingest_field = schema.find_field("ingested_at") if "ingested_at" in schema.column_names else None
@@ -456,8 +455,7 @@ def offload_partitions(
         for attempt in range(MAX_CONFLICT_RETRIES + 1):
             try:
                 table = table.refresh()
-                current = table.current_snapshot()
-                if cold_files is None or cold_files.valid_at != (current.snapshot_id if current else None):
+                if cold_files is None or cold_files.valid_at != _snapshot_id(table):
                     cold_files = _ColdFiles(table, spec, *span)  # type: ignore[misc]
                 checkpoint = _checkpoint(client, table, spec, chunk, options, cold_files)
                 if checkpoint.snapshot_id is not None:

@@ -43,6 +43,8 @@ from pathlib import Path
 from threading import Thread
 from typing import cast
 
+from pyiceberg.table import Table
+
 from cold_assets.soak.ledger import INSTRUMENTS, RAW_COLUMNS, SIDES, Ledger, Limits, Message, hour_floor
 from cold_assets.tables import TABLES, Layer, MirroredTable, OffloadMode
 
@@ -55,7 +57,6 @@ FAULTS = {"kill": 0.10, "second_writer": 0.10, "unknown_commit": 0.08}
 WEBHOOK_FLIP = 0.12  # per step: the webhook goes down, or comes back
 MAX_ADDED_COLUMNS = 3
 QUIET = {"console": {"config": {"log_level": "WARNING"}}}  # the runs' own log lines: warnings and errors only
-EVENT_TABLES = [t for t in TABLES if not t.partitioned_by_ingestion]
 
 
 @dataclass
@@ -179,6 +180,7 @@ class Soak:
         self.checked_snapshots: dict[str, int | None] = {}
         self.sensor_cursors: dict[str, str | None] = {}
         self.launched_run_keys: set[str] = set()  # Dagster launches a run key once
+        self._cold_read: dict[tuple[str, int | None], Counter] = {}  # (table, snapshot id) -> rows
 
     # -- the feed ---------------------------------------------------------------------------
 
@@ -508,13 +510,24 @@ class Soak:
     # -- the ledger against cold ------------------------------------------------------------------
 
     def _cold_rows(self, spec: MirroredTable) -> Counter:
-        """The cold table's rows as the ledger keys them, read with pyiceberg (not the product's parity)."""
+        """The cold table's rows as the ledger keys them, read with pyiceberg (not the product's
+        parity); read once per snapshot of the table."""
+        table = self.catalog.load_table(spec.cold_identifier)
+        snapshot = table.current_snapshot()
+        key = (spec.cold, snapshot.snapshot_id if snapshot else None)
+        if key not in self._cold_read:
+            self._cold_read = {k: v for k, v in self._cold_read.items() if k[0] != spec.cold}
+            self._cold_read[key] = self._read_cold(spec, table) if snapshot else Counter()
+        return self._cold_read[key]
+
+    def _expected_bucket(self, spec: MirroredTable, hour: datetime) -> Counter:
+        lo, hi = spec.offload_range(hour)
+        return Counter({k: n for k, n in self.ledger.expected(spec).items() if lo <= k[0] < hi})
+
+    def _read_cold(self, spec: MirroredTable, table: Table) -> Counter:
         from cold_assets.soak.ledger import bar_key, raw_key, trade_key
 
-        table = self.catalog.load_table(spec.cold_identifier)
         found: Counter = Counter()
-        if table.current_snapshot() is None:
-            return found
         rows = table.scan().to_arrow().to_pylist()
         for r in rows:
             if spec.layer in (Layer.RAW, Layer.REJECTS):
@@ -539,9 +552,7 @@ class Soak:
         for spec in TABLES:
             if spec.gold_window == "1d":
                 continue
-            lo, hi = spec.offload_range(hour)
-            expected = Counter({k: n for k, n in self.ledger.expected(spec).items() if lo <= k[0] < hi})
-            found = self._cold_bucket(spec, hour)
+            expected, found = self._expected_bucket(spec, hour), self._cold_bucket(spec, hour)
             if expected != found:
                 out.append(f"{spec.cold}: cold {sum(found.values())} rows, ledger {sum(expected.values())}")
         return out
@@ -596,9 +607,7 @@ class Soak:
                 if spec.mode is OffloadMode.APPEND and not self.ledger.bucket_settled(spec, hour, line):
                     continue  # rows in flight at the run's clock: not judged by it
                 self.tally.invariants["a green check agrees with the ledger"] += 1
-                lo, hi = spec.offload_range(hour)
-                expected = Counter({k: n for k, n in self.ledger.expected(spec).items() if lo <= k[0] < hi})
-                found = self._cold_bucket(spec, hour)
+                expected, found = self._expected_bucket(spec, hour), self._cold_bucket(spec, hour)
                 if found != expected:
                     self._violate(
                         "green check, ledger differs",

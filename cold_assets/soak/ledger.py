@@ -88,6 +88,7 @@ class Ledger:
     def __init__(self, limits: Limits):
         self.limits = limits
         self.messages: list[Message] = []
+        self._derived: dict[str, tuple[int, Counter]] = {}  # table -> (messages seen, expected)
 
     def add(self, messages: Iterable[Message]) -> None:
         self.messages.extend(messages)
@@ -119,7 +120,10 @@ class Ledger:
         """The multiset of (bucket, key) the cold table must hold for every message fed; with
         `window` (first, last hour), only the buckets whose hour the offload covers (a message
         stamped before the first or after the last lies in an hour not mirrored yet)."""
-        found = self._expected(spec)
+        cached = self._derived.get(spec.cold)
+        if cached is None or cached[0] != len(self.messages):  # messages are only ever added
+            cached = self._derived[spec.cold] = (len(self.messages), self._expected(spec))
+        found = cached[1]
         if window is None:
             return found
         first, last = window

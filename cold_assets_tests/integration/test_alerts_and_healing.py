@@ -10,10 +10,9 @@ from cold_assets.definitions import build_definitions
 from cold_assets.defs.alerts import Alerter, parity_alerts
 from cold_assets.defs.schedules import OFFLOAD_JOB
 from cold_assets.partitions import hour_of, partition_key_of
-from cold_assets.tables import table_by_cold_name
+from cold_assets.tables import EVENT_TABLES, table_by_cold_name
 from cold_assets.tools.instance import embedded_instance
 from cold_assets_tests.support.offload_helpers import (
-    EVENT_TABLES,
     KEYS,
     NO_OVERLAP,
     RAW_COLUMNS,

@@ -19,10 +19,9 @@ from cold_assets.offload.protocol import Outcome, offload_partitions
 from cold_assets.parity.checksums import local_file_access
 from cold_assets.partitions import partition_key_of
 from cold_assets.settings import Settings
-from cold_assets.tables import TABLES, table_by_cold_name
+from cold_assets.tables import EVENT_TABLES, TABLES, table_by_cold_name
 from cold_assets.tools.instance import embedded_instance
 from cold_assets_tests.support.offload_helpers import (
-    EVENT_TABLES,
     RAW_COLUMNS,
     START,
     WARM_TABLES_WITH_INGESTION,

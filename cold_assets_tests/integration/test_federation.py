@@ -7,10 +7,10 @@ from cold_assets.federation import current_cutovers, federate
 from cold_assets.offload.protocol import offload_partition
 from cold_assets.parity.checksums import local_file_access
 from cold_assets.partitions import partition_key_of
-from cold_assets.tables import TABLES, table_by_cold_name
+from cold_assets.tables import EVENT_TABLES, TABLES, table_by_cold_name
 from cold_assets.tools.simulate import FeedConfig, simulate
 from cold_assets.warm.read import EPOCH, read_query
-from cold_assets_tests.support.offload_helpers import EVENT_TABLES, START, feed, run_offload
+from cold_assets_tests.support.offload_helpers import START, feed, run_offload
 
 HOURS = 6
 KEYS = [partition_key_of(START + timedelta(hours=h)) for h in range(HOURS)]

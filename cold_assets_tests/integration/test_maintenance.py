@@ -30,10 +30,9 @@ from cold_assets.maintenance.spark import JavaMissing, SparkResource, session_co
 from cold_assets.offload.protocol import offload_partition
 from cold_assets.parity.checksums import cold_checksums
 from cold_assets.partitions import hour_of, partition_key_of
-from cold_assets.tables import TABLES, table_by_cold_name
+from cold_assets.tables import EVENT_TABLES, TABLES, table_by_cold_name
 from cold_assets.tools.instance import embedded_instance
 from cold_assets_tests.support.offload_helpers import (
-    EVENT_TABLES,
     NO_OVERLAP,
     START,
     assert_tiers_equal,

@@ -11,9 +11,8 @@ import pytest
 
 from cold_assets.offload.protocol import IncompatibleWarmSchema, offload_partition
 from cold_assets.partitions import hour_of
-from cold_assets.tables import TABLES, table_by_cold_name
+from cold_assets.tables import EVENT_TABLES, TABLES, table_by_cold_name
 from cold_assets_tests.support.offload_helpers import (
-    EVENT_TABLES,
     KEYS,
     RAW_COLUMNS,
     START,

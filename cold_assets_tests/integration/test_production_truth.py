@@ -20,12 +20,11 @@ from cold_assets.offload.protocol import ColdRowsWouldBeLost, Outcome, offload_p
 from cold_assets.parity.checksums import local_file_access
 from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.settings import Settings
-from cold_assets.tables import TABLES, table_by_cold_name
+from cold_assets.tables import EVENT_TABLES, TABLES, table_by_cold_name
 from cold_assets.tools.instance import embedded_instance
 from cold_assets.tools.simulate import FeedConfig, simulate
 from cold_assets_tests.integration.test_alerts_and_healing import _execute, _sensor
 from cold_assets_tests.support.offload_helpers import (
-    EVENT_TABLES,
     KEYS,
     RAW_COLUMNS,
     START,

@@ -9,7 +9,7 @@ from dagster import DagsterEventType
 from pyiceberg.io.pyarrow import schema_to_pyarrow
 
 from cold_assets.partitions import hour_of
-from cold_assets.tables import TABLES, table_by_cold_name
+from cold_assets.tables import EVENT_TABLES, TABLES, table_by_cold_name
 from cold_assets_tests.support.offload_helpers import (
     KEYS,
     assert_tiers_equal,
@@ -531,7 +531,7 @@ def test_gold_bars_left_stale_by_a_repair_of_raw_alone_are_found_and_repaired(se
     from cold_assets.defs.schedules import OFFLOAD_JOB
     from cold_assets.tools.instance import embedded_instance
     from cold_assets_tests.integration.test_alerts_and_healing import _sensor
-    from cold_assets_tests.support.offload_helpers import EVENT_TABLES, insert_late_raw
+    from cold_assets_tests.support.offload_helpers import insert_late_raw
 
     feed(warm, hours=2, trades_per_hour=600)
     assert run_offload(settings, KEYS[:2])[0].success

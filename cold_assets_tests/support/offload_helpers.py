@@ -21,8 +21,6 @@ PARTITIONS_START = (START - timedelta(days=10)).strftime("%Y-%m-%d-%H:%M")
 HOURS = 3
 KEYS = [partition_key_of(START + timedelta(hours=h)) for h in range(HOURS)]
 WARM_TABLES_WITH_INGESTION = ("trades_raw", "trades_rejects", "bronze_trades", "silver_trades")
-# The tables whose hours are the trades' event hours (all but the rejects, kept by ingestion).
-EVENT_TABLES = tuple(t for t in TABLES if not t.partitioned_by_ingestion)
 RAW_COLUMNS = ["exchange", "symbol", "trade_id", "price", "quantity", "side", "exchange_ts", "received_at", "message"]
 
 
