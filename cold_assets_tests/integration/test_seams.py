@@ -24,6 +24,19 @@ from cold_assets_tests.support.offload_helpers import (
 BRONZE, SILVER = table_by_cold_name("bronze_trades"), table_by_cold_name("silver_trades")
 
 
+def a_trade_arriving_now(warm, trade_id: int) -> None:
+    """A trade of the current hour ingested now: still in flight under the settle lag, in an
+    open hour the sensors leave to the schedule."""
+    from datetime import UTC, datetime
+
+    from cold_assets_tests.support.offload_helpers import RAW_COLUMNS
+
+    at = datetime.now(UTC)
+    row = ["binance", "BTCUSDT", str(trade_id), "91000.00000000", "0.01000000", "false", at, at, "{}"]
+    with warm.connect() as client:
+        client.insert("trades_raw", [row], column_names=RAW_COLUMNS)
+
+
 def check_evaluations(instance, run_id: str) -> dict[tuple[str, str], dict]:
     """(cold table, check name) -> {"passed": ..., "hours": [...], "differing": [...]} of a run."""
     found = {}
@@ -148,7 +161,7 @@ def test_a_cold_file_without_an_ingestion_bound_does_not_break_its_table(live, w
     assert_tiers_equal(warm, cold, [hour], tables=[BRONZE])
 
 
-def test_the_first_federation_starts_at_the_warm_horizon_not_at_a_stray_1970_row(settings, warm, cold, monkeypatch):
+def test_the_first_federation_starts_at_the_warm_horizon_not_at_a_stray_1970_row(live, warm, cold, monkeypatch):
     """A message stamped 1970 (a feed handler's unit bug): with the DDL's TTL, ClickHouse drops
     it from trades_raw at the insert itself (the reject keeps it). A warm table whose TTL an
     operator removed keeps it, and the first federation of raw must then not walk every hour
@@ -157,7 +170,8 @@ def test_the_first_federation_starts_at_the_warm_horizon_not_at_a_stray_1970_row
     from cold_assets_tests.support.offload_helpers import RAW_COLUMNS
 
     feed(warm, hours=2, trades_per_hour=300)
-    assert run_offload(settings, KEYS[:2])[0].success
+    settle(warm)
+    assert run_offload(live, KEYS[:2])[0].success
     stamp = datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC)
     message = [["binance", "BTCUSDT", "77", "91000.0", "0.01", "false", stamp, stamp, "{}"]]
     old = "SELECT count() FROM {t:Identifier} WHERE exchange_ts < '2000-01-01'"
@@ -192,6 +206,7 @@ def _damage_a_bronze_hour(settings, warm, cold) -> None:
     from cold_assets_tests.support.offload_helpers import NO_OVERLAP
 
     feed(warm, hours=2, trades_per_hour=600)
+    settle(warm)
     assert run_offload(settings, KEYS[:2])[0].success
     table = cold.catalog().load_table(BRONZE.cold_identifier)
     start, end = BRONZE.offload_range(hour_of(KEYS[1]))
@@ -206,7 +221,7 @@ def _launch(settings, request):
     return _execute(settings, request, raise_on_error=False)
 
 
-def test_a_failed_repair_is_retried_with_backoff_and_alerts_once_after_the_last_attempt(settings, warm, cold, receiver, monkeypatch):
+def test_a_failed_repair_is_retried_with_backoff_and_alerts_once_after_the_last_attempt(live, warm, cold, receiver, monkeypatch):
     """Dagster never launches a run key twice: a heal run that failed (a catalog 5xx) must be
     requested again under a new key, after a backoff, and after COLD_HEAL_MAX_ATTEMPTS
     repairs that did not fix the hour one alert names the hour and the last run."""
@@ -214,7 +229,8 @@ def test_a_failed_repair_is_retried_with_backoff_and_alerts_once_after_the_last_
     from cold_assets.settings import Settings
     from cold_assets_tests.integration.test_alerts_and_healing import _sensor
 
-    _damage_a_bronze_hour(settings, warm, cold)
+    _damage_a_bronze_hour(live, warm, cold)
+    a_trade_arriving_now(warm, 7_600_000_000)
     monkeypatch.setenv("COLD_HEAL_MAX_ATTEMPTS", "2")
     monkeypatch.setenv("COLD_HEAL_RETRY_SECONDS", "3600")
     waiting = Settings.from_env()
@@ -249,7 +265,8 @@ def test_a_failed_repair_is_retried_with_backoff_and_alerts_once_after_the_last_
     assert [t for t in receiver.texts() if "REPAIR RECOVERED" in t and KEYS[1] in t]
 
 
-def test_an_alert_the_webhook_refused_is_delivered_on_a_later_tick_and_counted_meanwhile(settings, warm, cold, receiver):
+def test_an_alert_the_webhook_refused_is_delivered_on_a_later_tick_and_counted_meanwhile(live, warm, cold, receiver):
+    settings = live
     """A webhook outage delays alerts and never loses them: the parity alerts wait in the
     sensor's cursor, a failed run's alert on the run's tags, and each tick says how many wait."""
     from dagster import DagsterEventType, build_run_status_sensor_context, build_sensor_context
@@ -319,7 +336,7 @@ def test_the_warm_ttl_comes_from_the_retention_setting_and_init_refuses_while_th
     assert set(fresh) == set(before) and set(fresh.values()) == {"20"}
 
 
-def test_a_warm_column_added_with_a_default_changes_no_verdict_on_older_rows(settings, warm, cold):
+def test_a_warm_column_added_with_a_default_changes_no_verdict_on_older_rows(live, warm, cold):
     """`ADD COLUMN venue String DEFAULT ''`: cold files written before it read NULL where warm
     reads ''. The audit of a populated deployment stays green, hours written before and after
     the column alike, and the federated views' cutover keeps moving."""
@@ -328,15 +345,17 @@ def test_a_warm_column_added_with_a_default_changes_no_verdict_on_older_rows(set
     from cold_assets.parity.audit import format_report, run_audit
 
     feed(warm, hours=3, trades_per_hour=400)
-    assert run_offload(settings, KEYS[:2])[0].success
+    settle(warm)
+    assert run_offload(live, KEYS[:2])[0].success
     with warm.connect() as client:
         for table in ("trades_raw", "bronze_trades", "silver_trades"):
             client.command(f"ALTER TABLE {table} ADD COLUMN venue String DEFAULT ''")
-    result, _ = run_offload(settings, KEYS)  # the cold schemas evolve; the third hour carries venue
+    result, _ = run_offload(live, KEYS)  # the cold schemas evolve; the third hour carries venue
     assert result.success
     catalog = cold.catalog()
     assert "venue" in catalog.load_table(BRONZE.cold_identifier).schema().column_names
-    policy = HourPolicy(settle_lag=timedelta(0))
+    a_trade_arriving_now(warm, 7_700_000_000)
+    policy = HourPolicy.from_settings(live)
     start, end = hour_of(KEYS[0]), hour_of(KEYS[2]) + timedelta(hours=1)
     with warm.connect() as client:
         report = run_audit(client, catalog, start, end, policy=policy)
@@ -346,7 +365,7 @@ def test_a_warm_column_added_with_a_default_changes_no_verdict_on_older_rows(set
         assert federated[name].error is None and federated[name].cutover >= end, federated[name]
 
 
-def test_a_stray_newer_metadata_file_in_storage_changes_no_check_and_no_view(settings, warm, cold):
+def test_a_stray_newer_metadata_file_in_storage_changes_no_check_and_no_view(live, warm, cold):
     """ClickHouse picks the highest-numbered metadata file it finds unless told which one. A
     losing writer's metadata file, or a catalog restored from a backup, leaves a newer file
     than the catalog's pointer: checks, proofs and the `_all` views read the catalog's table."""
@@ -360,9 +379,11 @@ def test_a_stray_newer_metadata_file_in_storage_changes_no_check_and_no_view(set
     from cold_assets.parity.checksums import local_file_access
 
     feed(warm, hours=3, trades_per_hour=300)
-    assert run_offload(settings, KEYS[:2])[0].success
+    settle(warm)
+    assert run_offload(live, KEYS[:2])[0].success
+    a_trade_arriving_now(warm, 7_800_000_000)
     catalog = cold.catalog()
-    policy = HourPolicy(settle_lag=timedelta(0))
+    policy = HourPolicy.from_settings(live)
     start, end = hour_of(KEYS[0]), hour_of(KEYS[1]) + timedelta(hours=1)
     count = (
         "SELECT count() FROM bronze_trades_all"
@@ -386,8 +407,8 @@ def test_a_stray_newer_metadata_file_in_storage_changes_no_check_and_no_view(set
     # are deleted (write.metadata.previous-versions-max): the view follows the commits.
     with catalog.load_table(BRONZE.cold_identifier).transaction() as tx:
         tx.set_properties({"write.metadata.previous-versions-max": "1"})
-    assert run_offload(settings, KEYS[2:3])[0].success
-    assert run_offload(settings, KEYS[1:3], op_config(replace_hour=True))[0].success
+    assert run_offload(live, KEYS[2:3])[0].success
+    assert run_offload(live, KEYS[1:3], op_config(replace_hour=True))[0].success
     with warm.connect() as client:
         report = run_audit(client, catalog, start, end + timedelta(hours=1), tables=[BRONZE], policy=policy)
         assert report.ok, format_report(report)
@@ -395,7 +416,7 @@ def test_a_stray_newer_metadata_file_in_storage_changes_no_check_and_no_view(set
             assert client.query(count, parameters={"lo": start, "hi": end}).result_rows[0][0] == through_view
 
 
-def test_every_message_warm_accepted_reaches_cold_once_whatever_its_timestamp(settings, warm, cold):
+def test_every_message_warm_accepted_reaches_cold_once_whatever_its_timestamp(live, warm, cold):
     """Case A: a message stamped 1970 (a unit bug) never falls into an hourly partition of raw
     (its TTL drops it at once). Case B: a trade 29 days 23 hours late lands in an hour that is
     already cold-only, which is never read from warm again. Both are rejects, kept by their
@@ -418,6 +439,8 @@ def test_every_message_warm_accepted_reaches_cold_once_whatever_its_timestamp(se
     ]
     with warm.connect() as client:
         client.insert("trades_raw", messages, column_names=RAW_COLUMNS)
+    settle(warm)  # ingested ten minutes ago: settled under the production lag
+    with warm.connect() as client:
         reasons = dict(client.query("SELECT trade_id, reason FROM trades_rejects").result_rows)
         ingested = client.query("SELECT max(ingested_at) FROM trades_rejects").result_rows[0][0]
     # The message later than the room left for a repair before the TTL is a reject too.
@@ -427,13 +450,14 @@ def test_every_message_warm_accepted_reaches_cold_once_whatever_its_timestamp(se
     for run in range(2):
         with warm.connect() as client:
             table = catalog.load_table(rejects.cold_identifier)
-            list(offload_partitions(client, table, rejects, [key], f"run-{run}", settle_lag=timedelta(0)))
+            list(offload_partitions(client, table, rejects, [key], f"run-{run}"))
         in_cold = catalog.load_table(rejects.cold_identifier).scan().to_arrow()
         assert sorted(in_cold["trade_id"].to_pylist()) == ["901", "902"]
         assert sorted(in_cold["message"].to_pylist()) == ['{"t": 1}', '{"t": 2}']
 
 
-def test_an_hour_whose_run_failed_after_some_tables_committed_is_repaired_where_it_failed(settings, warm, cold, monkeypatch):
+def test_an_hour_whose_run_failed_after_some_tables_committed_is_repaired_where_it_failed(live, warm, cold, monkeypatch):
+    settings = live
     """Late trades arrive in a closed hour; its repair run commits raw, bronze and silver, then
     fails before gold (a crash, a catalog outage). Warm's counts no longer show anything, but
     the gold bars are stale: the hour's failed materializations, as Dagster records them, are
@@ -443,8 +467,10 @@ def test_an_hour_whose_run_failed_after_some_tables_committed_is_repaired_where_
     from cold_assets_tests.support.offload_helpers import insert_late_raw
 
     feed(warm, hours=2, trades_per_hour=600)
+    settle(warm)
     assert run_offload(settings, KEYS[:2])[0].success
     insert_late_raw(warm, hour_of(KEYS[0]), 5, first_trade_id=7_300_000_000)
+    time.sleep(settings.settle_lag_seconds + 1)  # the late trades settle
     real = assets.offload_partitions
 
     def gold_fails(client, table, spec, *args, **kwargs):
@@ -455,6 +481,7 @@ def test_an_hour_whose_run_failed_after_some_tables_committed_is_repaired_where_
     monkeypatch.setattr(assets, "offload_partitions", gold_fails)
     assert not run_offload(settings, KEYS[:1], raise_on_error=False)[0].success
     monkeypatch.setattr(assets, "offload_partitions", real)
+    a_trade_arriving_now(warm, 7_310_000_000)
     requests, _ = _sensor(settings, "self_healing")
     assert isinstance(requests, list) and [r.partition_key for r in requests] == [KEYS[0]], requests
     assert {k.path[-1] for k in requests[0].asset_selection} == {t.cold for t in TABLES if t.gold_window}
@@ -464,7 +491,8 @@ def test_an_hour_whose_run_failed_after_some_tables_committed_is_repaired_where_
     assert not isinstance(requests, list) or requests == []
 
 
-def test_a_refused_hour_is_never_answered_with_a_replace_even_when_late_rows_make_up_its_count(settings, warm, cold):
+def test_a_refused_hour_is_never_answered_with_a_replace_even_when_late_rows_make_up_its_count(live, warm, cold):
+    settings = live
     """Warm lost k bronze rows of an hour inside the append's overlap, and k late trades of the
     same hour arrived: the hour's count is what cold holds, its content is not. The append is
     refused; the sensors must alert, not request a replace that would delete the k rows cold
@@ -473,6 +501,7 @@ def test_a_refused_hour_is_never_answered_with_a_replace_even_when_late_rows_mak
     from cold_assets_tests.support.offload_helpers import insert_late_raw
 
     feed(warm, hours=1, trades_per_hour=600)
+    settle(warm, minutes=1)  # settled, and inside the next append's overlap re-read
     assert run_offload(settings, KEYS[:1])[0].success
     hour = hour_of(KEYS[0])
     with warm.connect() as client:
@@ -482,8 +511,10 @@ def test_a_refused_hour_is_never_answered_with_a_replace_even_when_late_rows_mak
             settings={"mutations_sync": 2},
         )
     insert_late_raw(warm, hour, 4, first_trade_id=7_400_000_000)
+    time.sleep(settings.settle_lag_seconds + 1)  # the late trades settle
     result, _ = run_offload(settings, KEYS[:1], raise_on_error=False)
     assert not result.success  # refused: cold keeps the rows warm lost
+    a_trade_arriving_now(warm, 7_410_000_000)
     requests, _ = _sensor(settings, "self_healing")
     selected = [(r.partition_key, {k.path[-1] for k in r.asset_selection}) for r in requests] if isinstance(requests, list) else []
     assert not any("bronze_trades" in tables for _, tables in selected), selected
@@ -491,7 +522,8 @@ def test_a_refused_hour_is_never_answered_with_a_replace_even_when_late_rows_mak
     assert set(lost) <= bronze_ids
 
 
-def test_a_second_incident_in_an_hour_gets_run_keys_of_its_own(settings, warm, cold):
+def test_a_second_incident_in_an_hour_gets_run_keys_of_its_own(live, warm, cold):
+    settings = live
     """The run key names the hour, the reasons and the attempt: a second incident of the same
     kind after the first was repaired must not reuse the first one's keys (Dagster would skip
     the request)."""
@@ -502,7 +534,9 @@ def test_a_second_incident_in_an_hour_gets_run_keys_of_its_own(settings, warm, c
     from cold_assets_tests.support.offload_helpers import NO_OVERLAP
 
     feed(warm, hours=2, trades_per_hour=600)
+    settle(warm)
     assert run_offload(settings, KEYS[:2])[0].success
+    a_trade_arriving_now(warm, 7_420_000_000)
 
     def damage() -> None:
         table = cold.catalog().load_table(BRONZE.cold_identifier)
@@ -521,7 +555,7 @@ def test_a_second_incident_in_an_hour_gets_run_keys_of_its_own(settings, warm, c
     assert second.partition_key == first.partition_key and second.run_key != first.run_key
 
 
-def test_gold_bars_left_stale_by_a_repair_of_raw_alone_are_found_and_repaired(settings, warm, cold):
+def test_gold_bars_left_stale_by_a_repair_of_raw_alone_are_found_and_repaired(live, warm, cold):
     """Late trades arrive in a closed hour and an operator repairs raw, bronze and silver only:
     their counts now match warm's, and gold's bars (as many as before, with fewer trades) are
     stale. The self-healing compares gold's content, and repairs those bars. (Found by the soak,
@@ -533,13 +567,17 @@ def test_gold_bars_left_stale_by_a_repair_of_raw_alone_are_found_and_repaired(se
     from cold_assets_tests.integration.test_alerts_and_healing import _sensor
     from cold_assets_tests.support.offload_helpers import insert_late_raw
 
+    settings = live
     feed(warm, hours=2, trades_per_hour=600)
+    settle(warm)
     assert run_offload(settings, KEYS[:2])[0].success
     insert_late_raw(warm, hour_of(KEYS[0]), 3, first_trade_id=7_500_000_000)
+    time.sleep(settings.settle_lag_seconds + 1)  # the late trades settle
     trades = [t for t in EVENT_TABLES if not t.gold_window]
     job = build_definitions(settings).resolve_job_def(OFFLOAD_JOB).get_subset(asset_selection={cold_asset_key(t) for t in trades})
     config = {"ops": {f"cold__{t.cold}": {"config": {"replace_hour": True}} for t in trades}}
     assert job.execute_in_process(instance=embedded_instance(settings), partition_key=KEYS[0], run_config=config).success
+    a_trade_arriving_now(warm, 7_510_000_000)
     requests, _ = _sensor(settings, "self_healing")
     assert isinstance(requests, list) and [r.partition_key for r in requests] == [KEYS[0]], requests
     assert {k.path[-1] for k in requests[0].asset_selection} == {t.cold for t in TABLES if t.gold_window}
