@@ -3,6 +3,7 @@ hour and its run's check results, a schema change and a concurrent writer. Each 
 on the code before its fix. Real chDB, Iceberg on disk and a Dagster instance, with the
 production settle lag."""
 
+import time
 from datetime import UTC, datetime, timedelta
 
 from dagster import DagsterEventType
