@@ -66,7 +66,7 @@ def env_pairs(name: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything cold-assets reads from the environment (README lists each variable)."""
+    """Everything cold-assets reads from the environment (docs/configuration.md lists each variable)."""
 
     home: Path  # COLD_HOME: all embedded state lives under it
     clickhouse_host: str | None  # unset: embedded chDB under COLD_HOME

@@ -11,7 +11,7 @@ Every artifact is pinned by sha256 and checked before use:
 `provision()` fills the cache (COLD_SPARK_JARS_DIR, default COLD_HOME/spark-jars) and is a
 no-op once every jar is there with the right checksum, so it is safe offline after the
 first run. Production may instead give Maven coordinates in COLD_SPARK_PACKAGES
-(spark.jars.packages); see README.
+(spark.jars.packages); see docs/maintenance.md.
 """
 
 import hashlib

@@ -105,7 +105,7 @@ def spark_catalog_conf(catalog_name: str, properties: dict[str, str]) -> dict[st
         conf[f"{prefix}.warehouse"] = properties["warehouse"]
     s3 = {key: value for key, value in properties.items() if key.startswith("s3.")}
     if s3 or properties.get("warehouse", "").startswith("s3"):
-        # Iceberg's own S3 client (needs org.apache.iceberg:iceberg-aws-bundle, see README).
+        # Iceberg's own S3 client (needs org.apache.iceberg:iceberg-aws-bundle, see docs/deploy.md).
         conf[f"{prefix}.io-impl"] = "org.apache.iceberg.aws.s3.S3FileIO"
         for key in ("s3.endpoint", "s3.access-key-id", "s3.secret-access-key", "s3.path-style-access"):
             if key in s3:

@@ -138,7 +138,7 @@ def s3_http_url(location: str, io_properties: dict[str, str]) -> str:
 def _s3_collection(client: Client, io_properties: dict[str, str]) -> str:
     """The ClickHouse named collection holding the warehouse's S3 credentials, so that no
     query or view definition carries them. A ClickHouse server has it made by its operator
-    (README, Production); embedded chDB gets it here, from the catalog's own properties."""
+    (docs/deploy.md); embedded chDB gets it here, from the catalog's own properties."""
     name = identifier(s3_collection_name())
     if capabilities_of(client).makes_its_s3_collection:
         # Made again each time: the catalog's credentials may have been rotated.

@@ -1,6 +1,6 @@
 """The soak's ledger: every message it fed, and what each layer must therefore hold.
 
-It derives each layer from the medallion's documented rules (README, "The warm medallion"),
+It derives each layer from the medallion's documented rules (docs/medallion.md),
 never from the product's bookkeeping, so it cannot agree with the product by construction:
 
 - raw: every message, by its exchange_ts hour, unless the warm TTL dropped it at the insert

@@ -44,7 +44,7 @@ ALTER TABLE trades_parsed ADD COLUMN IF NOT EXISTS quote_n Nullable(Decimal(18, 
 
 -- How far an exchange timestamp may lie from the message's ingestion and still be a trade
 -- (a clock or unit bug otherwise: 1970, or the far future). One row per limit; the newest
--- wins. An operator changes them with an INSERT (README, "The warm medallion").
+-- wins. An operator changes them with an INSERT (docs/medallion.md).
 -- max_lateness starts a day inside COLD_TTL_MARGIN_DAYS ({{max_lateness_seconds}} s, filled
 -- in by `cold-assets init`, which refuses a larger one): a later trade would land in a range
 -- (the daily bars': a day) the TTL guard has no time left to repair before it is cold-only,
