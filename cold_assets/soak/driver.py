@@ -51,7 +51,7 @@ from cold_assets.tables import TABLES, Layer, MirroredTable, OffloadMode
 # Operations and faults, with their weights (per step) and probabilities (per run).
 OPERATIONS: dict[str, int] = {
     "feed": 18, "late": 10, "duplicates_and_malformed": 8, "tick": 14, "sensors": 10, "backfill": 6, "repair": 6,
-    "ttl": 4, "add_column": 2, "expiry": 4, "compaction": 1, "rollback": 4, "federate": 4,
+    "ttl": 4, "add_column": 2, "expiry": 4, "compaction": 2, "rollback": 4, "federate": 4,
 }
 FAULTS = {"kill": 0.10, "second_writer": 0.10, "unknown_commit": 0.08}
 WEBHOOK_FLIP = 0.12  # per step: the webhook goes down, or comes back
