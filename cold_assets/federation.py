@@ -21,11 +21,11 @@ from clickhouse_connect.driver.client import Client
 from pyiceberg.catalog import Catalog
 
 from cold_assets.hours import HourPolicy
-from cold_assets.offload.protocol import count_rows, warm_now
+from cold_assets.offload.stream import count_rows
 from cold_assets.parity.checksums import cold_source, local_file_access, partitions_parity
 from cold_assets.partitions import partition_key_of
 from cold_assets.tables import TABLES, MirroredTable
-from cold_assets.warm.read import EPOCH, FAR_FUTURE, identifier, read_columns, read_query, render, time_bound, warm_read_query
+from cold_assets.warm.read import EPOCH, FAR_FUTURE, identifier, read_columns, read_query, render, time_bound, warm_now, warm_read_query
 
 # An hour is a candidate once the offload is done with it: closed for this long.
 SETTLED = timedelta(hours=1)

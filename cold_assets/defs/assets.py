@@ -27,10 +27,12 @@ from cold_assets.defs.metadata import partition_metadata, recorded_states
 from cold_assets.defs.resources import ClickHouseResource, IcebergResource
 from cold_assets.federation import follow_commits
 from cold_assets.hours import HourPolicy
-from cold_assets.offload.protocol import Checkpoint, ColdRowsWouldBeLost, Outcome, offload_partitions, warm_now
+from cold_assets.offload.phases import ColdRowsWouldBeLost, Outcome
+from cold_assets.offload.protocol import Checkpoint, offload_partitions
 from cold_assets.parity.checksums import partitions_parity
 from cold_assets.settings import Settings
 from cold_assets.tables import TABLES, MirroredTable
+from cold_assets.warm.read import warm_now
 
 WARM_GROUP = "warm"
 COLD_GROUP = "cold"

@@ -36,12 +36,12 @@ from cold_assets.defs.checks import CHECK_NAMES
 from cold_assets.defs.resources import ClickHouseResource, IcebergResource
 from cold_assets.defs.schedules import OffloadJob
 from cold_assets.hours import HourPolicy, HourStatus
-from cold_assets.offload.protocol import warm_now
 from cold_assets.parity.checksums import ParityBasis, partitions_parity
 from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.settings import Settings
 from cold_assets.tables import EVENT_TABLES, TABLES, Layer, table_by_cold_name
 from cold_assets.warm.embedded_lock import EmbeddedWarmTierBusy
+from cold_assets.warm.read import warm_now
 
 SENSOR_LOCK_TIMEOUT_S = 20  # a sensor tick must end well inside Dagster's 60 s limit
 

@@ -21,12 +21,11 @@ from cold_assets.defs.resources import ClickHouseResource, IcebergResource
 from cold_assets.defs.schedules import OffloadJob
 from cold_assets.federation import current_cutovers
 from cold_assets.hours import HourPolicy
-from cold_assets.offload.protocol import warm_now
 from cold_assets.parity.checksums import partitions_parity
 from cold_assets.settings import Settings
 from cold_assets.tables import TABLES
 from cold_assets.warm.embedded_lock import EmbeddedWarmTierBusy
-from cold_assets.warm.read import render
+from cold_assets.warm.read import render, warm_now
 
 
 def ttl_guard_sensor(

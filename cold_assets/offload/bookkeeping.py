@@ -113,6 +113,12 @@ class Ancestry:
         return recorded is not None and recorded.snapshot_id is not None and recorded.snapshot_id in self.ids
 
 
+def snapshot_id(table: Table) -> int | None:
+    """The table's current snapshot, by id (None: an empty table)."""
+    current = table.current_snapshot()
+    return current.snapshot_id if current else None
+
+
 def committed_states(table: Table, spec: MirroredTable) -> dict[datetime, PartitionState]:
     """Per offload range (its start): the bookkeeping of the newest commit on the current
     snapshot's ancestry. Expired snapshots are gone, and so is their bookkeeping; the cold

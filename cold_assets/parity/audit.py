@@ -9,7 +9,6 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
 from cold_assets.hours import HourPolicy
-from cold_assets.offload.protocol import warm_now
 from cold_assets.parity.checksums import (
     ColdTierUnreadable,
     HourParity,
@@ -20,7 +19,7 @@ from cold_assets.parity.checksums import (
 )
 from cold_assets.partitions import partition_key_of
 from cold_assets.tables import GOLD_WINDOWS, TABLES, MirroredTable, OffloadMode, table_by_cold_name
-from cold_assets.warm.read import final_key_filter, identifier, render
+from cold_assets.warm.read import final_key_filter, identifier, render, warm_now
 
 SILVER = table_by_cold_name("silver_trades")  # the warm table the medallion queries read FINAL
 

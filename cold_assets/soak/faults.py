@@ -21,6 +21,7 @@ from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import CommitStateUnknownException
 
 import cold_assets.offload.protocol as protocol
+import cold_assets.offload.stream as stream
 
 
 class Injected:
@@ -39,24 +40,24 @@ class Injected:
 def second_writer(catalog: Any, settle_lag: timedelta) -> Iterator[Injected]:
     """The next checkpoint that reads warm first lets another writer offload the same hours
     completely (read, write, commit): the first writer's plan is then stale."""
-    injected, real = Injected(), protocol._read_slices
+    injected, real = Injected(), stream.read_slices
     armed = [True]
 
     def hook(client, table, spec, columns, ranges):  # type: ignore[no-untyped-def]
         if armed[0] and ranges:
             armed[0] = False
-            keys = [k for r in ranges for k in r.keys]
+            keys = [k for r in ranges for k in r.span.keys]
             other = catalog.load_table(spec.cold_identifier)
             for _ in protocol.offload_partitions(client, other, spec, keys, "soak-second-writer", settle_lag=settle_lag):
                 pass
             injected.fire()
         return real(client, table, spec, columns, ranges)
 
-    protocol._read_slices = hook
+    stream.read_slices = hook
     try:
         yield injected
     finally:
-        protocol._read_slices = real
+        stream.read_slices = real
 
 
 @contextmanager

@@ -162,8 +162,8 @@ def _materialize_demo_hours(settings: Settings, keys: dict[str, list[str]]) -> N
 
 def _report(settings: Settings, keys_by_table: dict[str, list[str]], run_results: dict) -> None:
     from cold_assets.hours import HourPolicy
-    from cold_assets.offload.protocol import warm_now
     from cold_assets.parity.checksums import partitions_parity
+    from cold_assets.warm.read import warm_now
 
     warm, cold = _resources(settings)
     catalog = cold.catalog()

@@ -296,3 +296,9 @@ def warm_read_query(
     return read_query(
         table, columns, range_start, range_end, after=after, until=until, row_hash=row_hash, by_range=by_range, key_ranges=ranges
     )
+
+
+def warm_now(client: Client) -> datetime:
+    """The warm tier's clock: every decision of a run is taken by it, not by this host's."""
+    value = client.query(render("warm_now")).result_rows[0][0]
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

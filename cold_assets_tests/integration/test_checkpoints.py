@@ -15,7 +15,8 @@ from cold_assets.defs.assets import cold_asset_key
 from cold_assets.defs.metadata import recorded_states
 from cold_assets.federation import federate
 from cold_assets.offload.bookkeeping import PARTITIONS, Ancestry
-from cold_assets.offload.protocol import Outcome, offload_partitions
+from cold_assets.offload.phases import Outcome
+from cold_assets.offload.protocol import offload_partitions
 from cold_assets.parity.checksums import local_file_access
 from cold_assets.partitions import partition_key_of
 from cold_assets.settings import Settings
@@ -83,18 +84,18 @@ def test_a_ranged_run_commits_once_per_checkpoint_with_every_hours_bookkeeping(s
 KILL_BETWEEN_CHECKPOINTS = textwrap.dedent(
     """
     import os, signal, sys
-    import cold_assets.offload.protocol as offload
+    import cold_assets.offload.commit as offload
     from cold_assets_tests.support.offload_helpers import run_offload
     from cold_assets.settings import Settings
 
-    commit, commits = offload._commit, []
+    commit, commits = offload.commit_transaction, []
     def commit_twice_then_die(*args, **kwargs):
         snapshot = commit(*args, **kwargs)
         commits.append(snapshot)
         if len(commits) == 2:
             os.kill(os.getpid(), signal.SIGKILL)  # between the second and the third checkpoint
         return snapshot
-    offload._commit = commit_twice_then_die
+    offload.commit_transaction = commit_twice_then_die
     run_offload(Settings.from_env(), sys.argv[1:])
     """
 )
@@ -129,11 +130,11 @@ def test_overlapping_ranged_runs_racing_each_other_leave_every_row_once(settings
     Just before A's second commit (hour 2; B did hour 3), run C offloads hours 1-2: A's commit
     fails again, and A, starting over from reconciliation, finds hour 2 done by C. Append
     (bronze) and replace (silver) alike: every hour once, none written twice."""
-    import cold_assets.offload.protocol as offload
+    import cold_assets.offload.commit as offload
 
     feed(warm, hours=6)
     catalog = cold.catalog()
-    commit = offload._commit
+    commit = offload.commit_transaction
 
     def run(spec, keys, run_id):
         with warm.connect() as client:
@@ -165,9 +166,9 @@ def test_overlapping_ranged_runs_racing_each_other_leave_every_row_once(settings
 
     for spec in (BRONZE, SILVER):
         attempts, racers = [], {}
-        monkeypatch.setattr(offload, "_commit", racing_commit_for(spec, attempts, racers))
+        monkeypatch.setattr(offload, "commit_transaction", racing_commit_for(spec, attempts, racers))
         a = {r.partition_key: r for r in run(spec, SIX_KEYS[:4], "A")}
-        monkeypatch.setattr(offload, "_commit", commit)
+        monkeypatch.setattr(offload, "commit_transaction", commit)
         b, c = ({r.partition_key: r for r in racers[x]} for x in ("B", "C"))
         # A's commits: hours 0-1 (failed, B), 0-1 again, hour 2 (failed, C); then nothing left.
         assert len(attempts) == 3, attempts

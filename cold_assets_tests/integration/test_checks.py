@@ -146,8 +146,8 @@ def test_without_a_readable_cold_tier_counts_come_from_iceberg_and_content_is_a_
 
     from cold_assets.defs.checks import parity_check_results
     from cold_assets.hours import HourPolicy
-    from cold_assets.offload.protocol import warm_now
     from cold_assets.parity.checksums import partitions_parity
+    from cold_assets.warm.read import warm_now
 
     feed(warm)
     run_offload(settings, KEYS)

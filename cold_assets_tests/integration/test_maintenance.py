@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pytest
 from dagster import DagsterEventType, build_init_resource_context
 
-import cold_assets.offload.protocol as offload_module
+import cold_assets.offload.commit as offload_module
 from cold_assets.cold import duckdb_reader
 from cold_assets.cold.files import written_by_offload
 from cold_assets.definitions import build_definitions
@@ -287,14 +287,14 @@ def test_offloads_committing_during_compaction_are_neither_lost_nor_duplicated(s
         # 1. Compaction commits while an offload of the same day is about to commit: the
         #    offload's commit fails validation, starts over from reconciliation and lands.
         at_commit, release = threading.Event(), threading.Event()
-        real_commit = offload_module._commit
+        real_commit = offload_module.commit_transaction
 
         def paused_commit(*args, **kwargs):
             at_commit.set()
             release.wait(120)
             return real_commit(*args, **kwargs)
 
-        monkeypatch.setattr(offload_module, "_commit", paused_commit)
+        monkeypatch.setattr(offload_module, "commit_transaction", paused_commit)
         outcome = {}
 
         def offload_late_hour():
@@ -305,7 +305,7 @@ def test_offloads_committing_during_compaction_are_neither_lost_nor_duplicated(s
         worker = threading.Thread(target=offload_late_hour)
         worker.start()
         assert at_commit.wait(120)
-        monkeypatch.setattr(offload_module, "_commit", real_commit)  # the retry commits at once
+        monkeypatch.setattr(offload_module, "commit_transaction", real_commit)  # the retry commits at once
         silver = catalog.load_table(SILVER.cold_identifier)
         compaction = compact(spark.spark_session, silver, SILVER, spark.catalog_name, now, lookback_days=3650)
         assert compaction.rewrite_snapshot_ids  # it committed while the offload waited

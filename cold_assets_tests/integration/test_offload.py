@@ -9,7 +9,8 @@ from datetime import timedelta
 
 import pytest
 
-from cold_assets.offload.protocol import IncompatibleWarmSchema, offload_partition
+from cold_assets.offload.protocol import offload_partition
+from cold_assets.offload.schema import IncompatibleWarmSchema
 from cold_assets.partitions import hour_of
 from cold_assets.tables import EVENT_TABLES, TABLES, table_by_cold_name
 from cold_assets_tests.support.offload_helpers import (
@@ -114,18 +115,18 @@ def test_a_gold_bar_that_changes_is_replaced_never_duplicated(settings, warm, co
 KILL_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
-    import cold_assets.offload.protocol as offload
+    import cold_assets.offload.commit as offload
     import cold_assets.cold.files as cold_files
     from cold_assets_tests.support.offload_helpers import run_offload
     from cold_assets.settings import Settings
 
     where = sys.argv[1]
     if where == "after_commit":
-        commit = offload._commit
+        commit = offload.commit_transaction
         def commit_then_die(*args, **kwargs):
             commit(*args, **kwargs)
             os.kill(os.getpid(), signal.SIGKILL)  # before Dagster records the materialization
-        offload._commit = commit_then_die
+        offload.commit_transaction = commit_then_die
     else:
         close = cold_files.DataFileWriter.close
         def write_then_die(self):
@@ -174,12 +175,12 @@ def test_killed_mid_write_shows_no_partial_data_and_the_rerun_completes(settings
 def test_two_offloads_of_the_same_partition_at_the_same_time_leave_no_duplicate(settings, warm, cold, monkeypatch):
     """The interleaving of two concurrent runs, made deterministic: the second offload runs
     and commits while the first has written its files and not yet committed."""
-    import cold_assets.offload.protocol as offload
+    import cold_assets.offload.commit as offload
 
     feed(warm, hours=1)
     bronze = table_by_cold_name("bronze_trades")
     catalog = cold.catalog()
-    commit = offload._commit
+    commit = offload.commit_transaction
     raced = []
 
     def commit_after_a_racer(table, *args, **kwargs):
@@ -190,7 +191,7 @@ def test_two_offloads_of_the_same_partition_at_the_same_time_leave_no_duplicate(
             assert racer.rows_written > 0
         return commit(table, *args, **kwargs)
 
-    monkeypatch.setattr(offload, "_commit", commit_after_a_racer)
+    monkeypatch.setattr(offload, "commit_transaction", commit_after_a_racer)
     with warm.connect() as client:
         first = offload_partition(
             client, catalog.load_table(bronze.cold_identifier), bronze, HOURS[0], KEYS[0], "first", settle_lag=timedelta(0)

@@ -16,7 +16,8 @@ from pyiceberg.exceptions import CommitStateUnknownException
 from cold_assets.definitions import build_definitions
 from cold_assets.defs.schedules import OFFLOAD_JOB
 from cold_assets.offload.bookkeeping import Ancestry
-from cold_assets.offload.protocol import ColdRowsWouldBeLost, Outcome, offload_partition
+from cold_assets.offload.phases import ColdRowsWouldBeLost, Outcome
+from cold_assets.offload.protocol import offload_partition
 from cold_assets.parity.checksums import local_file_access
 from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.settings import Settings

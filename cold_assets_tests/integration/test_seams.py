@@ -106,7 +106,7 @@ def test_a_commit_by_another_writer_while_the_schema_evolves_starts_the_checkpoi
     hour before the ALTER and commits after this run planned, but before it evolves the cold
     schema. Evolving returns the table at the other writer's snapshot; committing the plan
     made before it would add a second copy of the rows, so the checkpoint starts over."""
-    import cold_assets.offload.protocol as protocol
+    import cold_assets.offload.stream as stream
     from cold_assets.offload.protocol import offload_partitions
     from cold_assets_tests.support.offload_helpers import warm_hour
 
@@ -117,7 +117,7 @@ def test_a_commit_by_another_writer_while_the_schema_evolves_starts_the_checkpoi
     with warm.connect() as client:
         earlier_read = warm_hour(client, BRONZE, hour)  # the other writer's read, before the ALTER
         client.command("ALTER TABLE bronze_trades ADD COLUMN venue Nullable(String)")
-    real_read_slices, interleaved = protocol._read_slices, []
+    real_read_slices, interleaved = stream.read_slices, []
 
     def other_writer_commits_first(*args, **kwargs):
         if not interleaved:  # once: between this run's plan and its schema evolution
@@ -126,7 +126,7 @@ def test_a_commit_by_another_writer_while_the_schema_evolves_starts_the_checkpoi
             other.append(earlier_read.cast(schema_to_pyarrow(other.schema(), include_field_ids=False)))
         return real_read_slices(*args, **kwargs)
 
-    monkeypatch.setattr(protocol, "_read_slices", other_writer_commits_first)
+    monkeypatch.setattr(stream, "read_slices", other_writer_commits_first)
     with warm.connect() as client:
         list(offload_partitions(client, catalog.load_table(BRONZE.cold_identifier), BRONZE, KEYS[:1], "run-b"))
     assert interleaved

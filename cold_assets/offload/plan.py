@@ -1,0 +1,158 @@
+"""Planning a checkpoint: where each range starts from, and what it reads and deletes.
+
+The starting state is reconciled from Dagster's record, the table's own bookkeeping and the
+cold files' statistics (`reconcile`); only what describes the current snapshot's ancestry
+counts. A range is then `Settled` without a read (cold-only, an append layer with nothing
+settled since its watermark, a replace layer whose warm fingerprint is the one last written)
+or `ToRead`.
+"""
+
+from datetime import datetime, timedelta
+from typing import cast
+
+from clickhouse_connect.driver.client import Client
+from pyiceberg.conversions import from_bytes
+from pyiceberg.expressions import And, GreaterThan
+from pyiceberg.table import Table
+from pyiceberg.types import NestedField, PrimitiveType
+
+from cold_assets.cold.ranges import range_filter
+from cold_assets.hours import HourStatus
+from cold_assets.offload.bookkeeping import Ancestry, PartitionState, StateSource, snapshot_id
+from cold_assets.offload.phases import Outcome, ReadPlan, RunOptions, Settled, Span, ToRead
+from cold_assets.parity.checksums import warm_fingerprints
+from cold_assets.tables import MirroredTable, OffloadMode
+from cold_assets.warm.read import EPOCH, FAR_FUTURE, WarmColumn, warm_read_query
+
+
+def reconcile(
+    recorded: PartitionState | None, committed: PartitionState | None, data_floor: datetime | None = None
+) -> PartitionState:
+    """The state an offload starts from: the newest of Dagster's record, the partition's
+    newest snapshot and the cold files' own floor. The table wins: a commit Dagster never
+    heard of (a crash in between) is newer than the record, and on a tie the snapshot is
+    taken, since it describes what the table actually holds. The caller passes only a record
+    that still describes the table (`Ancestry.describes`)."""
+    known = [s for s in (committed, recorded) if s is not None]
+    if data_floor is not None:
+        known.append(PartitionState(watermark=data_floor, source=StateSource.DATA))
+    if not known:
+        return PartitionState()
+    return max(known, key=lambda s: (s.watermark or EPOCH, s.source is StateSource.SNAPSHOT))
+
+
+def micros(at: datetime) -> int:
+    return (at - EPOCH) // timedelta(microseconds=1)
+
+
+class ColdFiles:
+    """The cold files of a run's span, planned once: which offload ranges hold any, and the
+    newest ingestion among them (the append layers' floor). A run's own commits only touch
+    ranges it has finished, so the plan holds for the ranges still to come as long as the
+    table's current snapshot is the one it was planned on or the run's own last commit
+    (`valid_at`); after anyone else's commit it is planned again."""
+
+    def __init__(self, table: Table, spec: MirroredTable, start: datetime, end: datetime):
+        self.valid_at = snapshot_id(table)
+        schema = table.schema()
+        time_field = schema.find_field(spec.time_column)
+        ingest_field = schema.find_field("ingested_at") if "ingested_at" in schema.column_names else None
+        # (first, last event time, newest ingestion) in micros; a file without statistics
+        # spans every range, and gives no floor (its newest ingestion is unknown).
+        self._files: list[tuple[int, int, int | None]] = []
+        if table.current_snapshot() is None:
+            return
+        for task in table.scan(row_filter=range_filter(spec.time_column, start, end)).plan_files():
+            lower, upper = task.file.lower_bounds or {}, task.file.upper_bounds or {}
+
+            def bound(bounds: dict, field: NestedField) -> int | None:
+                raw = bounds.get(field.field_id)  # timestamptz: microseconds since the epoch
+                return cast(int, from_bytes(cast(PrimitiveType, field.field_type), raw)) if raw is not None else None
+
+            first, last = bound(lower, time_field), bound(upper, time_field)
+            newest = bound(upper, ingest_field) if ingest_field is not None else None
+            self._files.append((-(2**62) if first is None else first, 2**62 if last is None else last, newest))
+
+    def _in(self, start: datetime, end: datetime) -> list[tuple[int, int, int | None]]:
+        lo, hi = micros(start), micros(end)
+        return [f for f in self._files if f[0] < hi and f[1] >= lo]
+
+    def holds(self, start: datetime, end: datetime) -> bool:
+        return bool(self._in(start, end))
+
+    def newest_ingestion(self, start: datetime, end: datetime) -> datetime | None:
+        newest = [f[2] for f in self._in(start, end) if f[2] is not None]
+        return EPOCH + timedelta(microseconds=max(newest)) if newest else None
+
+
+def plan_range(
+    spec: MirroredTable, start: datetime, keys: list[str], ancestry: Ancestry, cold_files: ColdFiles, options: RunOptions
+) -> Settled | ToRead:
+    """Where one range starts from, and the read and delete it needs (if any)."""
+    span = Span(tuple(keys), start, spec.offload_range(start)[1], options.policy.status(spec, start, options.now))
+    # Only a record of a snapshot on the current ancestry counts (bookkeeping.Ancestry.describes).
+    trusted = [x for x in (options.recorded.get(key) for key in keys) if x is not None and ancestry.describes(x)]
+    if span.status is HourStatus.COLD_ONLY:
+        offloaded = ancestry.state(start) or next((x for x in trusted if x.watermark is not None), None)
+        if offloaded is not None or cold_files.holds(start, span.end):
+            # ClickHouse's TTL may have dropped some of its rows: cold is the copy of record.
+            return Settled(span, offloaded or PartitionState(), Outcome.COLD_ONLY)
+        # Never offloaded and past the retention (a first backfill that reached it late, an
+        # outage): the TTL deletes at merges, so what warm still holds may be the only copy
+        # left. It is offloaded as any range; cold holds nothing it could replace.
+    recorded = max(trusted, key=lambda x: x.watermark or EPOCH) if trusted else None
+    mode = OffloadMode.REPLACE if options.replace_hour else spec.mode
+    floor = cold_files.newest_ingestion(start, span.end) if mode is OffloadMode.APPEND else None
+    state = reconcile(recorded, ancestry.state(start), floor)
+    until = options.now - options.settle_lag
+    whole_range = range_filter(spec.time_column, start, span.end)
+    if mode is OffloadMode.APPEND:
+        watermark = state.watermark or EPOCH
+        if until <= watermark:
+            return Settled(span, state, Outcome.UNCHANGED)
+        # Re-read an overlap before the watermark: rows that became visible after it passed them.
+        after = max(watermark - options.overlap, EPOCH) if watermark > EPOCH else EPOCH
+        newer = GreaterThan("ingested_at", after.isoformat())  # type: ignore[call-arg, arg-type]  # pyiceberg's pydantic signature
+        read = ReadPlan(
+            after=after, until=until, row_hash=False, newer_than=watermark, delete_filter=And(whole_range, newer),
+            new_state=PartitionState(watermark=until, run_id=options.run_id, snapshot_id=state.snapshot_id),
+        )
+        return ToRead(span, state, read)
+    # Replace layers read the whole range, up to the settle lag too when an append layer is
+    # repaired (rows younger than it stay for the next append). An append layer's watermark
+    # is where its read stopped; a replace layer's records when.
+    repair_of_append = spec.mode is OffloadMode.APPEND
+    read = ReadPlan(
+        after=EPOCH, until=until if repair_of_append else FAR_FUTURE, row_hash=not repair_of_append, newer_than=None,
+        delete_filter=whole_range,
+        new_state=PartitionState(watermark=until if repair_of_append else options.now, run_id=options.run_id),
+    )
+    return ToRead(span, state, read)
+
+
+def skip_unchanged_replaces(
+    client: Client,
+    table: Table,
+    spec: MirroredTable,
+    columns: list[WarmColumn] | None,
+    planned: list[Settled | ToRead],
+    options: RunOptions,
+) -> list[Settled | ToRead]:
+    """A replace layer's range whose warm fingerprint equals the one last written needs no
+    read: one grouped query fingerprints every range of the checkpoint."""
+    if options.replace_hour or spec.mode is not OffloadMode.REPLACE:
+        return planned
+    # A range without a recorded fingerprint (never offloaded: a first backfill) is read anyway.
+    candidates = [p for p in planned if isinstance(p, ToRead) and p.state.fingerprint is not None]
+    if not candidates:
+        return planned
+    query = warm_read_query(client, spec, columns, candidates[0].span.start, candidates[-1].span.end)
+    digests = warm_fingerprints(client, table, spec, query, columns)
+
+    candidate_ids = {id(p) for p in candidates}
+
+    def unchanged(p: Settled | ToRead) -> bool:
+        return id(p) in candidate_ids and digests.get(int(p.span.start.timestamp()), "0:0") == p.state.fingerprint
+
+    return [Settled(p.span, p.state, Outcome.UNCHANGED) if unchanged(p) else p for p in planned]
+
