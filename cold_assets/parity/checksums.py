@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum
 from urllib.parse import urlparse
 
@@ -30,6 +30,7 @@ from pyiceberg.expressions import And, LessThanOrEqual
 from pyiceberg.table import Table
 from pyiceberg.types import BooleanType, DecimalType, IntegerType, LongType, TimestampType, TimestamptzType
 
+from cold_assets.cold.counts import counts_by_hour
 from cold_assets.cold.ranges import range_filter
 from cold_assets.hours import HourPolicy, HourStatus
 from cold_assets.offload.bookkeeping import PartitionState, committed_states
@@ -38,6 +39,8 @@ from cold_assets.settings import s3_collection_name
 from cold_assets.tables import MirroredTable, OffloadMode
 from cold_assets.warm.capabilities import capabilities_of
 from cold_assets.warm.read import EPOCH, FAR_FUTURE, WarmColumn, WarmQuery, identifier, read_columns, render, warm_read_query
+
+COUNT_ONLY = "1"  # the canonical row of a count-only comparison: no content hashed
 
 
 class ColdTierUnreadable(RuntimeError):
@@ -310,7 +313,7 @@ def partitions_parity(
         if key in ranges:
             states[int(ranges[key][0].timestamp())] = state
     columns = read_columns(client, spec, cold_table.schema()) if any(s is not HourStatus.COLD_ONLY for s in statuses.values()) else None
-    canonical = canonical_row(cold_table, columns) if content else "1"
+    canonical = canonical_row(cold_table, columns) if content else COUNT_ONLY
     settled = None if rows_in_flight_count else now - policy.settle_lag
     warm = _warm_side(client, spec, canonical, statuses, ranges, states, columns, settled)
     # An append layer's closed hours are compared on their settled rows on both tiers: a row
@@ -398,6 +401,16 @@ def _cold_side(
     if cold_table.current_snapshot() is None or not ranges:
         return {}
     start, end = min(r[0] for r in ranges.values()), max(r[1] for r in ranges.values())
+    known: dict[int, tuple[int, int | None]] = {}
+    if canonical == COUNT_ONLY:
+        # Counts only: the manifests' record counts answer most hours without a data file read.
+        buckets = {int(lo.timestamp()) for lo, _ in ranges.values()}
+        counts, unknown = counts_by_hour(cold_table, spec, buckets, start, end, *(in_flight or (None, None)))
+        known = {bucket: (rows, None) for bucket, rows in counts.items()}
+        if not unknown:
+            return known
+        start = datetime.fromtimestamp(min(unknown), UTC)
+        end = max(hi for lo, hi in ranges.values() if int(lo.timestamp()) in unknown)
     try:
         source, source_parameters = cold_source(cold_table, client)
         parameters = {"range_start": start, "range_end": end, **source_parameters}
@@ -405,7 +418,7 @@ def _cold_side(
             source = render("settled_rows", source=source, time_column=identifier(spec.time_column))
             parameters |= {"settled": in_flight[0], "open_from": in_flight[1]}
         with local_file_access(cold_table):
-            return dict(_checksums(client, source, canonical, spec, parameters))
+            return {**_checksums(client, source, canonical, spec, parameters), **known}
     except ColdTierUnreadable:
         def count(lo: datetime, hi: datetime) -> int:
             row_filter = range_filter(spec.time_column, lo, hi)
@@ -414,4 +427,5 @@ def _cold_side(
                 row_filter = And(row_filter, settled)
             return cold_table.scan(row_filter=row_filter, selected_fields=(spec.time_column,)).count()
 
-        return {int(lo.timestamp()): (count(lo, hi), None) for lo, hi in set(ranges.values())}
+        unread = {(lo, hi) for lo, hi in ranges.values() if int(lo.timestamp()) not in known}
+        return {**{int(lo.timestamp()): (count(lo, hi), None) for lo, hi in unread}, **known}

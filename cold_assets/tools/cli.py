@@ -319,6 +319,11 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         from cold_assets.tools.bench_history import bench_history
 
         bench.print_json(bench_history(args.days or 30, args.home))
+    elif args.what == "sensors":
+        from cold_assets.tools.bench_sensors import PRODUCTION_TRADES_PER_HOUR as SENSORS_TRADES_PER_HOUR
+        from cold_assets.tools.bench_sensors import bench_sensors
+
+        bench.print_json(bench_sensors(args.days or 30, args.trades_per_hour or SENSORS_TRADES_PER_HOUR, args.home, args.state))
     else:
         bench.print_json(bench.bench_offload(args.rows, args.home, dagster=not args.skip_dagster))
     return 0
@@ -403,24 +408,25 @@ def build_parser() -> argparse.ArgumentParser:
         "what",
         nargs="?",
         default="offload",
-        choices=["offload", "feed", "checks", "maintenance", "federation", "history", "storage"],
+        choices=["offload", "feed", "checks", "maintenance", "federation", "history", "storage", "sensors"],
         help="offload (default): one warm bronze hour into Iceberg, with floors; feed: the simulator into chDB; "
         "checks: parity checks' share of a run, and the 24-hour audit; maintenance: the nightly Spark jobs "
         "after --days (7) days at demo volume (a first night), then after one more day (a steady night); "
         "federation: OHLCV latency through a view over --days (28) days; "
         "history: the first backfill of --days (30) days of the ten tables through Dagster, then the tick, the "
         "sensors, the nightly maintenance and OHLCV through the view on that history; storage: --hours (24) at "
-        "--trades-per-hour (100,000) offloaded and compacted, bytes against ClickHouse's own parts",
+        "--trades-per-hour (100,000) offloaded and compacted, bytes against ClickHouse's own parts; sensors: the "
+        "self-healing and TTL-guard ticks after --days (30) days at --trades-per-hour (200,000)",
     )
     p.add_argument("--rows", type=int, default=2_000_000, help="offload: rows in the bronze hour")
     p.add_argument("--trades", type=int, default=5_000_000, help="feed: trades to simulate")
     p.add_argument("--hours", type=int, default=None, help="storage: hours of data (24)")
-    p.add_argument("--trades-per-hour", type=int, default=None, help="storage (100,000) and federation (2,000): trades per hour")
-    p.add_argument("--days", type=int, default=None, help="maintenance (7), federation (28) and history (30): days of data")
+    p.add_argument("--trades-per-hour", type=int, default=None, help="per hour: storage (100,000), sensors (200,000), federation (2,000)")
+    p.add_argument("--days", type=int, default=None, help="maintenance (7), federation (28), history and sensors (30): days of data")
     p.add_argument(
         "--state",
         default=None,
-        help="maintenance: keep the offloaded tables in this folder and restore them before each run (skips the build)",
+        help="maintenance, sensors: keep the built history in this folder for the next run (skips the build)",
     )
     p.add_argument("--skip-dagster", action="store_true", help="offload: leave out the Dagster single-run figure")
     p.add_argument("--home", default=None, help="parent folder of the throwaway state (default: system temp)")
