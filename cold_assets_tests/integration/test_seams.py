@@ -584,3 +584,45 @@ def test_gold_bars_left_stale_by_a_repair_of_raw_alone_are_found_and_repaired(li
     assert {k.path[-1] for k in requests[0].asset_selection} == {t.cold for t in TABLES if t.gold_window}
     assert _launch(settings, requests[0]).success
     assert_tiers_equal(warm, cold, [hour_of(KEYS[0])])
+
+
+def test_cold_counts_from_the_manifests_leave_rows_in_flight_out_as_a_read_of_the_files_does(live, warm, cold):
+    """The sensors count cold's hours from the manifests' record counts, reading no data file.
+    A closed hour's file that holds rows still in flight (ingested inside the settle lag, and
+    already offloaded by a run with no lag: the demo's) is not counted whole: that hour is
+    read, and every hour's verdict is the one a read of the data files gives."""
+    from unittest import mock
+
+    from cold_assets.cold.counts import counts_by_hour
+    from cold_assets.hours import HourPolicy
+    from cold_assets.offload.protocol import offload_partitions
+    from cold_assets.parity.checksums import partitions_parity
+    from cold_assets.warm.read import warm_now
+    from cold_assets_tests.support.offload_helpers import insert_late_raw
+
+    feed(warm, hours=3, trades_per_hour=1_500)
+    settle(warm)
+    insert_late_raw(warm, hour_of(KEYS[0]), 7, 9_100_000)  # in flight for the next 30 s
+    catalog = cold.catalog()
+    policy = HourPolicy.from_settings(live)
+    raw = table_by_cold_name("raw_trades")
+    with warm.connect() as client:
+        for spec in (raw, BRONZE):
+            table = catalog.load_table(spec.cold_identifier)
+            list(offload_partitions(client, table, spec, KEYS[:3], "no-lag", settle_lag=timedelta(0)))
+        now = warm_now(client)
+        start, end = hour_of(KEYS[0]), hour_of(KEYS[2]) + timedelta(hours=1)
+        for spec in (raw, BRONZE):
+            table = catalog.load_table(spec.cold_identifier)
+            buckets = {int(hour_of(k).timestamp()) for k in KEYS[:3]}
+            known, unknown = counts_by_hour(table, spec, buckets, start, end, now - policy.settle_lag, end)
+            assert unknown == {int(hour_of(KEYS[0]).timestamp())}, (spec.cold, known, unknown)  # the hour with rows in flight
+            assert set(known) == buckets - unknown
+            from_manifests = partitions_parity(client, table, spec, KEYS[:3], False, now=now, policy=policy)
+            with mock.patch("cold_assets.parity.checksums.counts_by_hour", lambda t, s, b, *a: ({}, set(b))):
+                from_files = partitions_parity(client, table, spec, KEYS[:3], False, now=now, policy=policy)
+            assert [(p.partition_key, p.cold_rows, p.counts_match) for p in from_manifests] == [
+                (p.partition_key, p.cold_rows, p.counts_match) for p in from_files
+            ], spec.cold
+            assert all(p.counts_match for p in from_manifests), from_manifests  # in flight on both tiers
+    assert from_manifests[1].cold_rows == known[int(hour_of(KEYS[1]).timestamp())] > 0
