@@ -1,6 +1,7 @@
 """Hourly partitions (UTC) shared by the ten cold assets."""
 
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 from dagster import HourlyPartitionsDefinition
 
@@ -34,6 +35,7 @@ def hourly_partitions(settings: Settings) -> HourlyPartitionsDefinition:
     )
 
 
+@lru_cache(maxsize=1 << 16)  # parsing is most of a sensor's Python time: a month of keys, every table, every tick
 def hour_of(partition_key: str) -> datetime:
     return datetime.strptime(partition_key, PARTITION_FORMAT).replace(tzinfo=UTC)
 

@@ -113,7 +113,10 @@ class Repairs:
             content = spec.layer is Layer.GOLD
             cold_table = catalog.load_table(spec.cold_identifier)
             ranges_seen: set[datetime] = set()  # the daily bars: one repair per day, not per hour of it
-            for parity in partitions_parity(client, cold_table, spec, keys, content, now=now, policy=policy):
+            parities = partitions_parity(
+                client, cold_table, spec, keys, content, now=now, policy=policy, cold_counts_from_manifests=True
+            )
+            for parity in parities:
                 same = parity.content_matches if content else parity.counts_match
                 if parity.basis is not ParityBasis.WARM_HOUR or same:
                     continue  # open hours are the schedule's; cold-only ones are cold's
@@ -166,16 +169,18 @@ class Repairs:
         state["shrunk"] = sorted(self.shrunk)
 
     def requests(
-        self, covered: set[tuple[str, str]], prefix: str, attempts: "RepairAttempts", window: list[str], complete: bool = True
+        self, covered: set[tuple[str, str]], prefix: str, attempts: "RepairAttempts", window: list[str], complete: bool = True,
+        looked_at: list[str] | None = None,
     ) -> list[RunRequest]:
         """One replacing run per hour, of the tables no launched run or backfill covers already,
         as often as `attempts` allows (a repair that did not fix its hour is tried again with
         backoff), at most MAX_REQUESTS_PER_TICK, oldest hours first. `complete` says this tick
         looked for every kind of damage: only then is an hour it did not find taken as healed
-        (or, gone from the `window` it looks at, as abandoned)."""
+        (or, gone from the `window` it looks at, as abandoned); `looked_at` is the part of the
+        window this tick looked at (default: all of it)."""
         requests: list[RunRequest] = []
         if complete:
-            attempts.healed(set(self.tables), set(window))
+            attempts.healed(set(self.tables), set(window), None if looked_at is None else set(looked_at))
         for hour, found in sorted(self.tables.items()):
             if len(requests) == MAX_REQUESTS_PER_TICK:
                 break  # the rest next tick: a failed week-long backfill is not 168 runs at once
@@ -224,11 +229,15 @@ class RepairAttempts:
         self._instance, self._now, self._max, self._wait = instance, now, max_attempts, retry_wait
         self._outbox, self._alerter = outbox, alerter
 
-    def healed(self, still_damaged: set[str], window: set[str]) -> None:
-        """Forgets the hours no longer found damaged. One the sensor still looks at is whole
-        again; one that left its window (past the lookback, or cold-only) was never proven
-        whole: that is said, not called a recovery."""
+    def healed(self, still_damaged: set[str], window: set[str], looked_at: set[str] | None = None) -> None:
+        """Forgets the hours no longer found damaged among those this tick `looked_at` (default:
+        the whole window). One the sensor still looks at is whole again; one that left its
+        window (past the lookback, or cold-only) was never proven whole: that is said, not
+        called a recovery."""
+        looked_at = window if looked_at is None else looked_at
         for hour in sorted(set(self._by_hour) - still_damaged):
+            if hour in window and hour not in looked_at:
+                continue  # not looked at this tick (a sensor that spreads its window over ticks)
             done = self._by_hour.pop(hour)
             if hour not in window:
                 self._outbox.send(

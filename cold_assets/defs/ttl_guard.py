@@ -1,7 +1,9 @@
 """The TTL guard: late rows of hours older than the self-healing's lookback repaired while warm
-still holds them; warm hours near ClickHouse's TTL without a proven cold copy alerted, and
-federated views whose cutover nears the TTL."""
+still holds them (a slice of those hours a tick); warm hours near ClickHouse's TTL without a
+proven cold copy alerted (each hour proven once, then kept proven while its cold copy stays
+the same), and federated views whose cutover nears the TTL."""
 
+import bisect
 import json
 from datetime import timedelta
 
@@ -14,6 +16,7 @@ from dagster import (
     TimeWindowPartitionsDefinition,
     sensor,
 )
+from pyiceberg.table import Table
 
 from cold_assets.defs.alerts import Alerter, Outbox
 from cold_assets.defs.healing import RepairAttempts, Repairs, hour_keys, in_flight_partitions, sensor_warm
@@ -21,9 +24,11 @@ from cold_assets.defs.resources import ClickHouseResource, IcebergResource
 from cold_assets.defs.schedules import OffloadJob
 from cold_assets.federation import current_cutovers
 from cold_assets.hours import HourPolicy
-from cold_assets.parity.checksums import partitions_parity
+from cold_assets.offload.bookkeeping import ranges_changed_since, snapshot_id
+from cold_assets.parity.checksums import ParityBasis, partitions_parity
+from cold_assets.partitions import hour_of
 from cold_assets.settings import Settings
-from cold_assets.tables import TABLES
+from cold_assets.tables import TABLES, MirroredTable
 from cold_assets.warm.embedded_lock import EmbeddedWarmTierBusy
 from cold_assets.warm.read import render, warm_now
 
@@ -43,7 +48,8 @@ def ttl_guard_sensor(
         job=job,
         minimum_interval_seconds=3600,
         default_status=DefaultSensorStatus.RUNNING,
-        description=f"Repairs late rows of hours older than the self-healing's lookback while warm still holds them; "
+        description=f"Repairs late rows of hours older than the self-healing's lookback while warm still holds them "
+        f"(looking at {LATE_ROWS_HOURS_PER_TICK} of those hours a tick, in turn); "
         f"alerts on warm hours close to ClickHouse's TTL ({margin.days} of {retention.days} days) whose cold copy is not "
         "proven equal, and on federated views whose cutover nears the TTL.",
     )
@@ -52,31 +58,40 @@ def ttl_guard_sensor(
     ) -> list[RunRequest] | SkipReason:
         at_risk: dict[str, list[str]] = {}
         found = Repairs()
+        state = json.loads(context.cursor) if context.cursor else {}
+        if isinstance(state, list):  # the cursor of an earlier version: the hours alerted
+            state = {"hours": state}
         try:
             with sensor_warm(clickhouse).connect() as client:
                 now = warm_now(client)
                 current = now.replace(minute=0, second=0, microsecond=0)
                 # From the oldest hour warm still holds whole: late rows of hours the self-healing
-                # no longer looks at are repaired while there is time...
+                # no longer looks at are repaired while there is time, a slice of them a tick...
                 oldest = current - retention + timedelta(hours=1)
                 catalog = iceberg.catalog()
                 repair_window = hour_keys(partitions_def, oldest, current - lookback)
-                found.late_rows(client, catalog, repair_window, now, policy)
+                looked_at = late_rows_slice(state, repair_window)
+                found.late_rows(client, catalog, looked_at, now, policy)
                 # ...and hours about to be dropped without a proven copy are alerted.
                 keys = hour_keys(partitions_def, oldest, current - margin)
+                proven = state.get("proven", {})
                 for table in TABLES:
                     cold_table = catalog.load_table(table.cold_identifier)
-                    for parity in partitions_parity(client, cold_table, table, keys, True, now=now, policy=policy):
+                    still = still_proven(cold_table, table, proven.get(table.cold, {}), keys)
+                    proven_at = snapshot_id(cold_table)  # the snapshot the parity below reads
+                    unproven = [key for key in keys if key not in still]
+                    for parity in partitions_parity(client, cold_table, table, unproven, True, now=now, policy=policy):
                         if not parity.content_matches and parity.warm_rows:
                             at_risk.setdefault(parity.partition_key, []).append(
                                 f"{table.cold} (warm {parity.warm_rows}, cold {parity.cold_rows})"
                             )
+                        elif parity.content_matches and parity.basis is ParityBasis.WARM_HOUR and proven_at is not None:
+                            still[parity.partition_key] = proven_at
+                    proven[table.cold] = still
+                state["proven"] = proven
                 cutovers = current_cutovers(client) if client.query(render("federation_cutover_exists")).result_rows[0][0] else {}
         except EmbeddedWarmTierBusy as busy:
             return SkipReason(f"warm tier busy, trying again next tick: {busy}")
-        state = json.loads(context.cursor) if context.cursor else {}
-        if isinstance(state, list):  # the cursor of an earlier version: the hours alerted
-            state = {"hours": state}
         alerter = Alerter.from_env()
         outbox = Outbox(state, alerter, context.log)
         alerted = set(state.get("hours", []))
@@ -103,11 +118,49 @@ def ttl_guard_sensor(
         found.alert_shrunk(state, outbox)
         covered = in_flight_partitions(context.instance, job.name, partitions_def, context.repository_def)
         attempts = RepairAttempts(state, context.instance, now, settings.heal_max_attempts, retry_wait, outbox, alerter)
-        requests = found.requests(covered, "ttl-repair", attempts, repair_window)
+        requests = found.requests(covered, "ttl-repair", attempts, repair_window, looked_at=looked_at)
         context.update_cursor(json.dumps({**state, "hours": sorted(alerted | set(new)), "stuck": sorted(stuck)}))
         return requests or SkipReason(
-            f"{len(at_risk)} hours at risk, {len(new)} newly alerted; {len(stuck)} views' cutovers stuck"
+            f"{len(at_risk)} hours at risk, {len(new)} newly alerted; {len(stuck)} views' cutovers stuck; late rows looked "
+            f"for in {len(looked_at)} of {len(repair_window)} hours"
             + (f"; {len(outbox.pending)} alerts undelivered, tried again next tick" if outbox.pending else "")
         )
 
     return _ttl_guard
+
+
+# Hours of the repair window a tick looks for late rows in: the window (23 days by default) is
+# looked at whole every few ticks, and a tick at 200,000 trades an hour stays well inside
+# Dagster's 60 s (cold-assets bench sensors).
+LATE_ROWS_HOURS_PER_TICK = 6 * 24
+
+
+def late_rows_slice(state: dict, window: list[str], hours: int = LATE_ROWS_HOURS_PER_TICK) -> list[str]:
+    """The next `hours` of `window` to look for late rows in, from where the last tick stopped
+    (`state["late_rows_from"]`), starting over at the window's oldest hour after its newest."""
+    if not window:
+        return []
+    start = bisect.bisect_left(window, state.get("late_rows_from", ""))
+    start = 0 if start >= len(window) else start
+    chosen = window[start : start + hours]
+    state["late_rows_from"] = window[start + hours] if start + hours < len(window) else window[0]
+    return chosen
+
+
+def still_proven(cold_table: Table, spec: MirroredTable, proofs: dict[str, int], keys: list[str]) -> dict[str, int]:
+    """The hours of `keys` whose cold copy was proven equal to warm's at a snapshot (`proofs`:
+    hour -> snapshot id) and is the same since: no offload rewrote them, nobody else changed the
+    table, and the snapshot is still on the current ancestry. Warm changes after a proof do
+    not matter here: an hour this old takes no new trades (feed_limits.max_lateness), and a row
+    warm loses after the proof is still in cold. The proofs are carried to the current snapshot."""
+    current = snapshot_id(cold_table)
+    kept: dict[str, int] = {}
+    wanted = set(keys)
+    for since in set(proofs.values()):
+        changed = ranges_changed_since(cold_table, spec, since)
+        if changed is None or current is None:
+            continue
+        for hour, at in proofs.items():
+            if at == since and hour in wanted and spec.offload_range(hour_of(hour))[0] not in changed:
+                kept[hour] = current
+    return kept

@@ -21,7 +21,7 @@ from datetime import datetime
 from enum import Enum
 
 from pyiceberg.table import Table
-from pyiceberg.table.snapshots import Snapshot, ancestors_of
+from pyiceberg.table.snapshots import Operation, Snapshot, ancestors_of
 
 from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.tables import MirroredTable
@@ -111,6 +111,35 @@ class Ancestry:
         so neither counts (the cold files' own floor and the ancestry's bookkeeping still do).
         A record of no snapshot names no table state it held in, and does not count either."""
         return recorded is not None and recorded.snapshot_id is not None and recorded.snapshot_id in self.ids
+
+
+def ranges_changed_since(table: Table, spec: MirroredTable, since: int) -> set[datetime] | None:
+    """The offload ranges (their starts) whose rows may differ from what they were at snapshot
+    `since`: those an offload commit after it on the current ancestry wrote. None when that
+    cannot be told: `since` is not on the ancestry (rolled back, or expired), or a later
+    snapshot is neither an offload's nor a rewrite that keeps the rows (compaction's replace).
+    An offload's transaction is a delete then an append: the delete carries the run id only,
+    and the ranges it touched are those of the append above it."""
+    changed: set[datetime] = set()
+    above: Snapshot | None = None  # the snapshot visited before (the child)
+    for snapshot in ancestors_of(table.current_snapshot(), table.metadata):
+        if snapshot.snapshot_id == since:
+            return changed
+        entries = _entries(snapshot)
+        props = snapshot.summary.additional_properties if snapshot.summary else {}
+        operation = snapshot.summary.operation if snapshot.summary else None
+        if entries:
+            changed |= {spec.offload_range(hour_of(key))[0] for key in entries}
+        elif operation == Operation.REPLACE:
+            pass  # a compaction: the same rows in other files
+        elif not (RUN_ID in props and above is not None and _run_id(above) == props[RUN_ID] and _entries(above)):
+            return None
+        above = snapshot
+    return None
+
+
+def _run_id(snapshot: Snapshot) -> str | None:
+    return (snapshot.summary.additional_properties if snapshot.summary else {}).get(RUN_ID)
 
 
 def snapshot_id(table: Table) -> int | None:

@@ -13,6 +13,7 @@ from pyiceberg.expressions import BooleanExpression
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table, TableProperties
 
+from cold_assets.offload.bookkeeping import RUN_ID
 from cold_assets.offload.phases import ColdRowsWouldBeLost, Decided, Outcome, Written
 from cold_assets.tables import MirroredTable, OffloadMode
 from cold_assets.warm.read import EPOCH
@@ -62,7 +63,8 @@ def commit_transaction(
         warnings.filterwarnings("ignore", message="Delete operation did not match any records")
         tx = _without_commit_retries(table).transaction()
         if delete_filter is not None:
-            tx.delete(delete_filter, snapshot_properties={} if data_files else summary)
+            # The run id alone marks the delete as this transaction's (ranges_changed_since).
+            tx.delete(delete_filter, snapshot_properties={RUN_ID: summary[RUN_ID]} if data_files else summary)
         if data_files:
             with tx.update_snapshot(snapshot_properties=summary).fast_append() as append:
                 for data_file in data_files:

@@ -296,6 +296,7 @@ def partitions_parity(
     policy: HourPolicy,
     offloaded: Mapping[str, PartitionState] | None = None,
     rows_in_flight_count: bool = False,
+    cold_counts_from_manifests: bool = False,
 ) -> list[HourParity]:
     """Parity of each partition at warm-clock time `now`, with one cold query and a warm query
     per distinct bound (one or two), however many partitions.
@@ -304,7 +305,11 @@ def partitions_parity(
     per partition, what an offload just left it at (watermark, fingerprint); other hours take
     what the table's own bookkeeping says (the current snapshot's ancestry).
     `rows_in_flight_count` compares an append layer's closed hours whole, rows younger than
-    the settle lag included (the federated views: a cutover must not hide them)."""
+    the settle lag included (the federated views: a cutover must not hide them).
+    `cold_counts_from_manifests` (counts only) takes cold's rows per hour from the manifests'
+    record counts where they answer exactly, reading no data file: what a sensor looking for
+    late rows in warm needs. A data file lost from storage is then not noticed: the checks
+    and the audit, which read the files, are what notice it."""
     statuses = {key: policy.status(spec, hour_of(key), now) for key in partition_keys}
     ranges = {key: spec.offload_range(hour_of(key)) for key in partition_keys}
     # What the hour's last offload left (per bucket: the daily bars' day is one bucket).
@@ -323,7 +328,7 @@ def partitions_parity(
     if settled is not None and spec.mode is OffloadMode.APPEND:
         open_from = min((ranges[k][0] for k, s in statuses.items() if s is HourStatus.OPEN), default=FAR_FUTURE)
         in_flight = (settled, open_from)
-    cold = _cold_side(client, cold_table, spec, canonical, ranges, in_flight)
+    cold = _cold_side(client, cold_table, spec, canonical, ranges, in_flight, cold_counts_from_manifests)
     content = content and all(c is not None for _, c in cold.values())
     parities = []
     for key, (bucket_start, _) in ranges.items():
@@ -393,6 +398,7 @@ def _cold_side(
     canonical: str,
     ranges: dict[str, tuple[datetime, datetime]],
     in_flight: tuple[datetime, datetime] | None = None,
+    counts_from_manifests: bool = False,
 ) -> dict[int, tuple[int, int | None]]:
     """Cold rows and checksums per bucket, read by ClickHouse; where it cannot read this cold
     tier, counts from Iceberg's own metadata and no checksum (None). `in_flight` = (settled,
@@ -402,8 +408,8 @@ def _cold_side(
         return {}
     start, end = min(r[0] for r in ranges.values()), max(r[1] for r in ranges.values())
     known: dict[int, tuple[int, int | None]] = {}
-    if canonical == COUNT_ONLY:
-        # Counts only: the manifests' record counts answer most hours without a data file read.
+    if counts_from_manifests and canonical == COUNT_ONLY:
+        # The manifests' record counts answer most hours without a data file read.
         buckets = {int(lo.timestamp()) for lo, _ in ranges.values()}
         counts, unknown = counts_by_hour(cold_table, spec, buckets, start, end, *(in_flight or (None, None)))
         known = {bucket: (rows, None) for bucket, rows in counts.items()}

@@ -104,7 +104,7 @@ def bench_sensors(days: int = 30, trades_per_hour: int = PRODUCTION_TRADES_PER_H
         ticks = _ticks(settings, REPEATS)
         # The baseline: cold's counts read by ClickHouse from every data file, as before the
         # manifests answered them.
-        with mock.patch("cold_assets.parity.checksums.counts_by_hour", lambda t, s, buckets, *a: ({}, set(buckets))):
+        with mock.patch("cold_assets.parity.checksums.counts_by_hour", lambda t, s, buckets, *a, **k: ({}, set(buckets))):
             baseline = _ticks(settings, 1)
     return {
         "benchmark": "sensors",

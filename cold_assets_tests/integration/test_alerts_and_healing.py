@@ -120,6 +120,64 @@ def test_an_hour_near_the_ttl_without_a_proven_copy_raises_the_ttl_alert(setting
     assert len(receiver.texts()) == 1  # once per hour at risk
 
 
+def test_the_ttl_guard_proves_an_old_hour_once_and_again_only_after_its_cold_copy_changed(live, warm, cold, receiver, monkeypatch):
+    """An hour near the TTL is proven equal once; later ticks keep the proof while nothing
+    changed its cold copy, and look again after anything did: another writer's delete (then
+    TTL RISK), an offload's repair of the hour (proven again, no alert)."""
+    import cold_assets.defs.ttl_guard as ttl_guard
+    from cold_assets.settings import Settings
+
+    old = (datetime.now(UTC) - timedelta(days=29, hours=12)).replace(minute=0, second=0, microsecond=0)
+    rows = [
+        ["binance", "BTCUSDT", str(6_100_000_000 + i), "90000.00000000", "0.01000000", "false",
+         old + timedelta(minutes=5 + i), old + timedelta(minutes=5 + i), "{}", old + timedelta(minutes=6 + i)]
+        for i in range(3)
+    ]
+    with warm.connect() as client:
+        client.insert("trades_raw", rows, column_names=[*RAW_COLUMNS, "ingested_at"])
+    monkeypatch.setenv("COLD_PARTITIONS_START", (old - timedelta(days=1)).strftime("%Y-%m-%d-%H:%M"))
+    settings = Settings.from_env()
+    key = partition_key_of(old)
+    assert run_offload(settings, [key])[0].success
+    checked: list[tuple[str, list[str]]] = []
+    real_parity = ttl_guard.partitions_parity
+
+    def recorded(client, cold_table, spec, keys, content, **kwargs):
+        if content:  # the at-risk proof (late rows are counted without content)
+            checked.append((spec.cold, list(keys)))
+        return real_parity(client, cold_table, spec, keys, content, **kwargs)
+
+    monkeypatch.setattr(ttl_guard, "partitions_parity", recorded)
+    raw = table_by_cold_name("raw_trades")
+
+    def proved(cursor_before):
+        checked.clear()
+        _, cursor = _sensor(settings, "ttl_guard", cursor_before)
+        return {table for table, keys in checked if key in keys}, cursor
+
+    first, cursor = proved(None)
+    assert {"raw_trades", "bronze_trades", "silver_trades"} <= first
+    again, cursor = proved(cursor)
+    # Nothing changed: the proofs stand (an empty cold table has no snapshot to prove at: its
+    # check reads nothing, and is made each tick).
+    empty = {t for t in first if cold.catalog().load_table(("cold", t)).current_snapshot() is None}
+    assert again == empty and "raw_trades" not in empty
+    assert receiver.texts() == []
+    # Another writer deletes the hour's rows from cold raw.
+    cold.catalog().load_table(raw.cold_identifier).delete(range_filter("exchange_ts", old, old + timedelta(hours=1)))
+    after_delete, cursor = proved(cursor)
+    assert after_delete == {"raw_trades"} | empty
+    alerts = receiver.texts()
+    assert len(alerts) == 1 and "TTL RISK" in alerts[0] and key in alerts[0] and "raw_trades" in alerts[0], alerts
+    # The repair (the offload replacing the hour) changes the hour: proven again, no new alert.
+    assert run_offload(settings, [key], {"ops": {"cold__raw_trades": {"config": {"replace_hour": True}}}})[0].success
+    repaired, cursor = proved(cursor)
+    assert "raw_trades" in repaired
+    assert len(receiver.texts()) == 1
+    settled, _ = proved(cursor)
+    assert settled == empty
+
+
 def test_a_failing_offload_alerts_once_then_recovers_once(settings, warm, cold, receiver):
     from dagster import DagsterEventType, build_run_status_sensor_context
 
@@ -342,7 +400,17 @@ def test_late_rows_of_an_hour_older_than_the_healing_lookback_are_repaired_by_th
     insert_late_raw(warm, old, 3, first_trade_id=7_200_000_000)
     healing, _ = _sensor(settings, "self_healing")
     assert not isinstance(healing, list) or healing == []  # 12 days: past the 7-day lookback
-    requests, _ = _sensor(settings, "ttl_guard")
+    # The TTL guard looks at a slice of its 23 days a tick, in turn: the hour is found within
+    # as many ticks as the window has slices, and no hour is requested twice meanwhile.
+    from cold_assets.defs.ttl_guard import LATE_ROWS_HOURS_PER_TICK
+
+    cursor, ticks = None, 0
+    while True:
+        ticks += 1
+        requests, cursor = _sensor(settings, "ttl_guard", cursor)
+        if isinstance(requests, list) and requests:
+            break
+        assert ticks < -(-23 * 24 // LATE_ROWS_HOURS_PER_TICK), "not found in a whole turn of the window"
     assert [r.partition_key for r in requests] == [key]
     assert {k.path[-1] for k in requests[0].asset_selection} == {t.cold for t in EVENT_TABLES}
     assert _execute(settings, requests[0]).success
