@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from dagster import DagsterEventType
 from pyiceberg.io.pyarrow import schema_to_pyarrow
 
+from cold_assets.cold.ranges import range_filter
 from cold_assets.partitions import hour_of
 from cold_assets.tables import EVENT_TABLES, TABLES, table_by_cold_name
 from cold_assets_tests.support.offload_helpers import (
@@ -625,3 +626,39 @@ def test_cold_counts_from_the_manifests_leave_rows_in_flight_out_as_a_read_of_th
             ], spec.cold
             assert all(p.counts_match for p in from_manifests), from_manifests  # in flight on both tiers
     assert from_manifests[1].cold_rows == known[int(hour_of(KEYS[1]).timestamp())] > 0
+
+
+def test_what_changed_in_cold_since_a_proof_is_told_from_the_ancestry_or_not_at_all(live, warm, cold):
+    """The TTL guard keeps an hour proven while nothing changed its cold copy since the proof's
+    snapshot: offloads name the hours they wrote (a replace's delete is known as its own
+    transaction's by its run id); a rollback past the snapshot, or a snapshot nobody can
+    explain, makes every proof of the table void."""
+    from cold_assets.offload.bookkeeping import ranges_changed_since
+    from cold_assets.offload.protocol import offload_partitions
+
+    feed(warm, hours=2, trades_per_hour=500)
+    settle(warm)
+    catalog = cold.catalog()
+    hours = [hour_of(k) for k in KEYS[:2]]
+
+    def offload(key: str, replace_hour: bool = False) -> int:
+        with warm.connect() as client:
+            table = catalog.load_table(BRONZE.cold_identifier)
+            list(offload_partitions(client, table, BRONZE, [key], "run-" + key, replace_hour=replace_hour))
+        return catalog.load_table(BRONZE.cold_identifier).current_snapshot().snapshot_id
+
+    first = offload(KEYS[0])
+    second = offload(KEYS[1])
+    table = catalog.load_table(BRONZE.cold_identifier)
+    assert ranges_changed_since(table, BRONZE, second) == set()
+    assert ranges_changed_since(table, BRONZE, first) == {hours[1]}
+    offload(KEYS[0], replace_hour=True)  # a repair: a delete and an append in one transaction
+    table = catalog.load_table(BRONZE.cold_identifier)
+    assert table.current_snapshot().parent_snapshot_id != second  # the delete is a snapshot of its own
+    assert ranges_changed_since(table, BRONZE, second) == {hours[0]}
+    table.delete(range_filter("exchange_ts", hours[1], hours[1] + timedelta(hours=1)))  # another writer
+    assert ranges_changed_since(catalog.load_table(BRONZE.cold_identifier), BRONZE, second) is None
+    with table.manage_snapshots() as manage:
+        manage.rollback_to_snapshot(first)
+    assert ranges_changed_since(catalog.load_table(BRONZE.cold_identifier), BRONZE, second) is None
+    assert ranges_changed_since(catalog.load_table(BRONZE.cold_identifier), BRONZE, first) == set()
