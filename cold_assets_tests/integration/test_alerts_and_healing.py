@@ -97,21 +97,27 @@ def test_late_trades_make_the_sensor_request_that_hour_only(settings, warm, cold
     assert_tiers_equal(warm, cold, [hour_of(k) for k in KEYS])
 
 
-def test_an_hour_near_the_ttl_without_a_proven_copy_raises_the_ttl_alert(settings, warm, cold, receiver, monkeypatch):
+def _an_hour_near_the_ttl(warm, monkeypatch, first_trade_id: int):
+    """Three trades of the hour 29.5 days ago, ingested on time, in a deployment whose
+    partitions start a day before it; returns the hour and the settings."""
+    from cold_assets.settings import Settings
+
     old = (datetime.now(UTC) - timedelta(days=29, hours=12)).replace(minute=0, second=0, microsecond=0)
-    # Trades ingested on time 29.5 days ago that no offload ever took (the cold tier covers
-    # them: its partitions start earlier).
     rows = [
-        ["binance", "BTCUSDT", str(6_000_000_000 + i), "90000.00000000", "0.01000000", "false",
+        ["binance", "BTCUSDT", str(first_trade_id + i), "90000.00000000", "0.01000000", "false",
          old + timedelta(minutes=5 + i), old + timedelta(minutes=5 + i), "{}", old + timedelta(minutes=6 + i)]
         for i in range(3)
     ]
     with warm.connect() as client:
         client.insert("trades_raw", rows, column_names=[*RAW_COLUMNS, "ingested_at"])
     monkeypatch.setenv("COLD_PARTITIONS_START", (old - timedelta(days=1)).strftime("%Y-%m-%d-%H:%M"))
-    from cold_assets.settings import Settings
+    return old, Settings.from_env()
 
-    settings = Settings.from_env()
+
+def test_an_hour_near_the_ttl_without_a_proven_copy_raises_the_ttl_alert(settings, warm, cold, receiver, monkeypatch):
+    # Trades ingested on time 29.5 days ago that no offload ever took (the cold tier covers
+    # them: its partitions start earlier).
+    old, settings = _an_hour_near_the_ttl(warm, monkeypatch, 6_000_000_000)
     result, cursor = _sensor(settings, "ttl_guard")
     alerts = receiver.texts()
     assert len(alerts) == 1 and "TTL RISK" in alerts[0] and partition_key_of(old) in alerts[0]
@@ -125,18 +131,8 @@ def test_the_ttl_guard_proves_an_old_hour_once_and_again_only_after_its_cold_cop
     changed its cold copy, and look again after anything did: another writer's delete (then
     TTL RISK), an offload's repair of the hour (proven again, no alert)."""
     import cold_assets.defs.ttl_guard as ttl_guard
-    from cold_assets.settings import Settings
 
-    old = (datetime.now(UTC) - timedelta(days=29, hours=12)).replace(minute=0, second=0, microsecond=0)
-    rows = [
-        ["binance", "BTCUSDT", str(6_100_000_000 + i), "90000.00000000", "0.01000000", "false",
-         old + timedelta(minutes=5 + i), old + timedelta(minutes=5 + i), "{}", old + timedelta(minutes=6 + i)]
-        for i in range(3)
-    ]
-    with warm.connect() as client:
-        client.insert("trades_raw", rows, column_names=[*RAW_COLUMNS, "ingested_at"])
-    monkeypatch.setenv("COLD_PARTITIONS_START", (old - timedelta(days=1)).strftime("%Y-%m-%d-%H:%M"))
-    settings = Settings.from_env()
+    old, settings = _an_hour_near_the_ttl(warm, monkeypatch, 6_100_000_000)
     key = partition_key_of(old)
     assert run_offload(settings, [key])[0].success
     checked: list[tuple[str, list[str]]] = []
