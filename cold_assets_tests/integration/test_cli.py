@@ -121,3 +121,22 @@ def test_bench_and_the_archive_warm_up_never_touch_a_configured_catalog(settings
     )
     assert warm_up.returncode == 0, warm_up.stderr[-2000:]
     assert _tree_digest(production) == before
+
+
+def test_bench_sensors_builds_its_history_once_and_ticks_both_sensors(settings, tmp_path):
+    """A day at a low rate: the command prints both sensors' ticks and the baseline; a second
+    run under the same --state reuses the history, and one asking for other figures is refused."""
+    import json
+
+    state = str(tmp_path / "state")
+    first = _cli("bench", "sensors", "--days", "1", "--trades-per-hour", "2000", "--state", state)
+    assert first.returncode == 0, first.stderr[-2000:]
+    figures = json.loads(first.stdout[first.stdout.index("{"):])
+    assert set(figures["tick_s"]) == {"self_healing", "ttl_guard"}
+    assert set(figures["baseline_cold_counts_from_data_files_s"]) == {"self_healing", "ttl_guard"}
+    assert figures["build"]["cold_rows"]["raw_trades"] > 30_000
+    again = _cli("bench", "sensors", "--days", "1", "--trades-per-hour", "2000", "--state", state)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads(again.stdout[again.stdout.index("{"):])["build"] == figures["build"]
+    other = _cli("bench", "sensors", "--days", "2", "--trades-per-hour", "2000", "--state", state)
+    assert other.returncode != 0 and "holds 1 days at 2000 trades/h" in other.stderr
