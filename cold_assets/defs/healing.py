@@ -156,9 +156,17 @@ class Repairs:
                 ):
                     self.add(key, [spec.cold], f"{spec.cold}: its latest materialization failed")
 
-    def alert_shrunk(self, state: dict, outbox: Outbox) -> None:
-        """One alert per (table, hour) where warm holds fewer rows than cold, while it lasts."""
+    def alert_shrunk(
+        self, state: dict, outbox: Outbox, looked_at: set[str] | None = None, window: set[str] | None = None
+    ) -> None:
+        """One alert per (table, hour) where warm holds fewer rows than cold, while it lasts. A
+        tick that looked at part of its `window` only (`looked_at`) keeps what it alerted of the
+        rest of the window: those hours were not looked at, not found whole."""
         alerted = set(state.get("shrunk", []))
+        unseen = {
+            item for item in alerted
+            if looked_at is not None and item.split("|")[1] not in looked_at and (window is None or item.split("|")[1] in window)
+        }
         for item in sorted(set(self.shrunk) - alerted):
             table, hour = item.split("|")
             outbox.send(
@@ -166,7 +174,7 @@ class Repairs:
                 "keeps, so no repair is requested (a replace would delete them). If the deletion is meant, materialize "
                 "the hour with allow_fewer_rows: true."
             )
-        state["shrunk"] = sorted(self.shrunk)
+        state["shrunk"] = sorted(set(self.shrunk) | unseen)
 
     def requests(
         self, covered: set[tuple[str, str]], prefix: str, attempts: "RepairAttempts", window: list[str], complete: bool = True,
@@ -181,10 +189,13 @@ class Repairs:
         requests: list[RunRequest] = []
         if complete:
             attempts.healed(set(self.tables), set(window), None if looked_at is None else set(looked_at))
+        # A run covering any hour of a table's offload range covers the range (the daily bars'
+        # day): a second replace of it would only conflict with the first.
+        covered_ranges = {(t, table_by_cold_name(t).offload_range(hour_of(h))[0]) for t, h in covered}
         for hour, found in sorted(self.tables.items()):
             if len(requests) == MAX_REQUESTS_PER_TICK:
                 break  # the rest next tick: a failed week-long backfill is not 168 runs at once
-            tables = {t for t in found if (t, hour) not in covered}
+            tables = {t for t in found if (t, table_by_cold_name(t).offload_range(hour_of(hour))[0]) not in covered_ranges}
             if not tables:
                 attempts.in_flight(hour)  # a run or backfill covers it: its outcome is awaited
                 continue

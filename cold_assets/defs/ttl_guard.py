@@ -5,7 +5,7 @@ the same), and federated views whose cutover nears the TTL."""
 
 import bisect
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from dagster import (
     DefaultSensorStatus,
@@ -25,7 +25,7 @@ from cold_assets.defs.schedules import OffloadJob
 from cold_assets.federation import current_cutovers
 from cold_assets.hours import HourPolicy
 from cold_assets.offload.bookkeeping import ranges_changed_since, snapshot_id
-from cold_assets.parity.checksums import ParityBasis, partitions_parity
+from cold_assets.parity.checksums import partitions_parity
 from cold_assets.partitions import hour_of
 from cold_assets.settings import Settings
 from cold_assets.tables import TABLES, MirroredTable
@@ -77,7 +77,7 @@ def ttl_guard_sensor(
                 proven = state.get("proven", {})
                 for table in TABLES:
                     cold_table = catalog.load_table(table.cold_identifier)
-                    still = still_proven(cold_table, table, proven.get(table.cold, {}), keys)
+                    still = still_proven(cold_table, table, proven.get(table.cold, {}), keys, now)
                     proven_at = snapshot_id(cold_table)  # the snapshot the parity below reads
                     unproven = [key for key in keys if key not in still]
                     for parity in partitions_parity(client, cold_table, table, unproven, True, now=now, policy=policy):
@@ -85,8 +85,9 @@ def ttl_guard_sensor(
                             at_risk.setdefault(parity.partition_key, []).append(
                                 f"{table.cold} (warm {parity.warm_rows}, cold {parity.cold_rows})"
                             )
-                        elif parity.content_matches and parity.basis is ParityBasis.WARM_HOUR and proven_at is not None:
-                            still[parity.partition_key] = proven_at
+                        elif parity.content_checked and parity.content_matches and proven_at is not None:
+                            # (Counts alone, where ClickHouse cannot read cold, prove nothing to keep.)
+                            still[parity.partition_key] = [proven_at, now.timestamp()]
                     proven[table.cold] = still
                 state["proven"] = proven
                 cutovers = current_cutovers(client) if client.query(render("federation_cutover_exists")).result_rows[0][0] else {}
@@ -115,7 +116,7 @@ def ttl_guard_sensor(
             )
         for view in sorted(stuck_before - set(stuck)):
             outbox.send(f"FEDERATION RECOVERED: the cutover of {view}_all is moving again.")
-        found.alert_shrunk(state, outbox)
+        found.alert_shrunk(state, outbox, set(looked_at), set(repair_window))
         covered = in_flight_partitions(context.instance, job.name, partitions_def, context.repository_def)
         attempts = RepairAttempts(state, context.instance, now, settings.heal_max_attempts, retry_wait, outbox, alerter)
         requests = found.requests(covered, "ttl-repair", attempts, repair_window, looked_at=looked_at)
@@ -147,20 +148,32 @@ def late_rows_slice(state: dict, window: list[str], hours: int = LATE_ROWS_HOURS
     return chosen
 
 
-def still_proven(cold_table: Table, spec: MirroredTable, proofs: dict[str, int], keys: list[str]) -> dict[str, int]:
-    """The hours of `keys` whose cold copy was proven equal to warm's at a snapshot (`proofs`:
-    hour -> snapshot id) and is the same since: no offload rewrote them, nobody else changed the
-    table, and the snapshot is still on the current ancestry. Warm changes after a proof do
-    not matter here: an hour this old takes no new trades (feed_limits.max_lateness), and a row
-    warm loses after the proof is still in cold. The proofs are carried to the current snapshot."""
+# A proof is made again after this long, reading the cold files once more: a data file lost
+# from storage after the proof (a lifecycle rule, a mistaken delete) is found while warm still
+# holds the hour, and the manifests alone are never trusted for the hour's last day.
+PROOF_HOURS = 12
+
+
+def still_proven(
+    cold_table: Table, spec: MirroredTable, proofs: dict[str, list], keys: list[str], now: datetime
+) -> dict[str, list]:
+    """The hours of `keys` whose cold copy was proven equal to warm's (`proofs`: hour ->
+    [snapshot id, when, as Unix seconds]) less than PROOF_HOURS ago and is the same since: no
+    offload rewrote them, nobody else changed the table, and the snapshot is still on the
+    current ancestry. Warm changes after a proof do not matter here: an hour this old takes no
+    new trades (feed_limits.max_lateness), and a row warm loses after the proof is still in
+    cold. The proofs are carried to the current snapshot."""
     current = snapshot_id(cold_table)
-    kept: dict[str, int] = {}
-    wanted = set(keys)
-    for since in set(proofs.values()):
+    fresh = {
+        hour: proof for hour, proof in proofs.items()
+        if isinstance(proof, list) and hour in set(keys) and now.timestamp() - proof[1] < PROOF_HOURS * 3600
+    }
+    kept: dict[str, list] = {}
+    for since in {proof[0] for proof in fresh.values()}:
         changed = ranges_changed_since(cold_table, spec, since)
         if changed is None or current is None:
             continue
-        for hour, at in proofs.items():
-            if at == since and hour in wanted and spec.offload_range(hour_of(hour))[0] not in changed:
-                kept[hour] = current
+        for hour, (at, when) in fresh.items():
+            if at == since and spec.offload_range(hour_of(hour))[0] not in changed:
+                kept[hour] = [current, when]
     return kept

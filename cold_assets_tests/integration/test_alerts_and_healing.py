@@ -170,8 +170,12 @@ def test_the_ttl_guard_proves_an_old_hour_once_and_again_only_after_its_cold_cop
     repaired, cursor = proved(cursor)
     assert "raw_trades" in repaired
     assert len(receiver.texts()) == 1
-    settled, _ = proved(cursor)
+    settled, cursor = proved(cursor)
     assert settled == empty
+    # A proof is made again after PROOF_HOURS, reading the files once more.
+    monkeypatch.setattr(ttl_guard, "PROOF_HOURS", 0)
+    renewed, _ = proved(cursor)
+    assert {"raw_trades", "bronze_trades", "silver_trades"} <= renewed
 
 
 def test_a_failing_offload_alerts_once_then_recovers_once(settings, warm, cold, receiver):

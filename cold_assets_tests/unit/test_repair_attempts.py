@@ -54,9 +54,50 @@ def test_the_ttl_guard_looks_at_its_window_a_slice_a_tick_and_starts_over_after_
     state: dict = {}
     seen = [late_rows_slice(state, window, hours=4) for _ in range(4)]
     assert seen == [window[0:4], window[4:8], window[8:10], window[0:4]]
-    # The window moved on (an hour older than it dropped out, a new one joined): the next
-    # slice starts where the last stopped, not over.
-    moved = window[1:] + ["2026-11-11-00:00"]
-    state["late_rows_from"] = window[5]
-    assert late_rows_slice(state, moved, hours=4) == moved[4:8]
+    # The window moves on an hour between ticks (its oldest hour drops out, a new one joins):
+    # each slice starts where the last stopped, and no hour waits more than a turn.
+    state, moved = {}, list(window)
+    last_seen = dict.fromkeys(moved, 0)
+    for tick in range(1, 13):
+        for hour in late_rows_slice(state, moved, hours=4):
+            assert tick - last_seen.get(hour, tick) <= 3, (hour, tick)
+            last_seen[hour] = tick
+        moved = moved[1:] + [f"2026-11-{11 + tick:02d}-00:00"]
     assert late_rows_slice({}, [], hours=4) == []
+
+
+def test_a_shrunk_hour_the_tick_did_not_look_at_stays_alerted_and_is_not_alerted_again(caplog):
+    """The TTL guard alerts once per (table, hour) where warm holds fewer rows than cold; a
+    tick looking at another slice must not forget it (the next visit would alert again)."""
+    from cold_assets.defs.healing import Repairs
+
+    log = logging.getLogger("test_repair_attempts")
+    state: dict = {}
+    outbox = Outbox(state, Alerter(None, None), log)
+    caplog.set_level(logging.INFO)
+    window = {"2026-11-10-03:00", "2026-11-20-03:00"}
+    first = Repairs()
+    first.shrunk["raw_trades|2026-11-10-03:00"] = "warm 1 rows, cold 2"
+    first.alert_shrunk(state, outbox, {"2026-11-10-03:00"}, window)
+    assert caplog.text.count("WARM HOLDS FEWER ROWS") == 1
+    Repairs().alert_shrunk(state, outbox, {"2026-11-20-03:00"}, window)  # the other slice
+    assert state["shrunk"] == ["raw_trades|2026-11-10-03:00"]
+    again = Repairs()
+    again.shrunk["raw_trades|2026-11-10-03:00"] = "warm 1 rows, cold 2"
+    again.alert_shrunk(state, outbox, {"2026-11-10-03:00"}, window)
+    assert caplog.text.count("WARM HOLDS FEWER ROWS") == 1
+    Repairs().alert_shrunk(state, outbox, {"2026-11-20-03:00"}, {"2026-11-20-03:00"})  # it left the window
+    assert state["shrunk"] == []
+
+
+def test_a_run_covering_one_hour_of_the_daily_bars_day_covers_the_day(caplog):
+    """A repair of gold_ohlcv_1d replaces its whole day: while one runs for one hour of the day,
+    another hour of the same day is not requested again (the two would conflict)."""
+    from cold_assets.defs.healing import Repairs
+
+    state: dict = {}
+    found = Repairs()
+    found.add("2026-11-10-15:00", ["gold_ohlcv_1d", "gold_ohlcv_1h"], "late rows")
+    requests = found.requests({("gold_ohlcv_1d", "2026-11-10-03:00")}, "ttl-repair", attempts(state), ["2026-11-10-15:00"])
+    assert [r.partition_key for r in requests] == ["2026-11-10-15:00"]
+    assert [k.path[-1] for k in requests[0].asset_selection] == ["gold_ohlcv_1h"]
