@@ -120,7 +120,8 @@ def ttl_guard_sensor(
         covered = in_flight_partitions(context.instance, job.name, partitions_def, context.repository_def)
         attempts = RepairAttempts(state, context.instance, now, settings.heal_max_attempts, retry_wait, outbox, alerter)
         requests = found.requests(covered, "ttl-repair", attempts, repair_window, looked_at=looked_at)
-        context.update_cursor(json.dumps({**state, "hours": sorted(alerted | set(new)), "stuck": sorted(stuck)}))
+        # Hours alerted are kept while they can still be at risk (in `keys`): the cursor does not grow with the years.
+        context.update_cursor(json.dumps({**state, "hours": sorted((alerted | set(new)) & set(keys)), "stuck": sorted(stuck)}))
         return requests or SkipReason(
             f"{len(at_risk)} hours at risk, {len(new)} newly alerted; {len(stuck)} views' cutovers stuck; late rows looked "
             f"for in {len(looked_at)} of {len(repair_window)} hours"

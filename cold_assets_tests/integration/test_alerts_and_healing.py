@@ -122,8 +122,14 @@ def test_an_hour_near_the_ttl_without_a_proven_copy_raises_the_ttl_alert(setting
     alerts = receiver.texts()
     assert len(alerts) == 1 and "TTL RISK" in alerts[0] and partition_key_of(old) in alerts[0]
     assert "raw_trades" in alerts[0] and "bronze_trades" in alerts[0]
-    _sensor(settings, "ttl_guard", cursor)
+    import json
+
+    state = json.loads(cursor)
+    state["hours"].append("2020-01-01-00:00")  # alerted years ago: long past the TTL
+    _, cursor = _sensor(settings, "ttl_guard", json.dumps(state))
     assert len(receiver.texts()) == 1  # once per hour at risk
+    kept = json.loads(cursor)["hours"]
+    assert partition_key_of(old) in kept and "2020-01-01-00:00" not in kept  # only hours that can still be at risk
 
 
 def test_the_ttl_guard_proves_an_old_hour_once_and_again_only_after_its_cold_copy_changed(live, warm, cold, receiver, monkeypatch):
