@@ -41,9 +41,11 @@ from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.settings import Settings
 from cold_assets.tables import EVENT_TABLES, TABLES, Layer, table_by_cold_name
 from cold_assets.warm.embedded_lock import EmbeddedWarmTierBusy
+from cold_assets.warm.isolated import on_warm
 from cold_assets.warm.read import warm_now
 
 SENSOR_LOCK_TIMEOUT_S = 20  # a sensor tick must end well inside Dagster's 60 s limit
+SENSOR_CHILD_TIMEOUT_S = 55  # ... and so must its look at the embedded warm tier
 
 
 def sensor_warm(clickhouse: ClickHouseResource) -> ClickHouseResource:
@@ -316,17 +318,16 @@ def self_healing_sensor(job: OffloadJob, settings: Settings, partitions_def: Tim
                 failing[failing_key] = differing
             else:
                 failing.pop(failing_key, None)  # that hour passed since
-        found = Repairs()
         busy = None
         try:
-            with sensor_warm(clickhouse).connect() as client:
-                now = warm_now(client)
-                window = _window(now)
-                found.late_rows(client, iceberg.catalog(), window, now, policy)
+            now, window, found = on_warm(
+                clickhouse.embedded, SENSOR_CHILD_TIMEOUT_S, late_rows_in_lookback,
+                clickhouse, iceberg, partitions_def, lookback, policy,
+            )
         except EmbeddedWarmTierBusy as error:
             # The failed checks' hours are known without the warm tier: they are not thrown away.
-            busy, now = error, datetime.now(UTC)
-            window = _window(now)
+            busy, now, found = error, datetime.now(UTC), Repairs()
+            window = heal_window(partitions_def, now, lookback, policy)
         first = window[0] if window else partition_key_of(now)
         for failing_key, differing in sorted(failing.items()):
             table, check, hour = failing_key.split("|")
@@ -361,10 +362,25 @@ def self_healing_sensor(job: OffloadJob, settings: Settings, partitions_def: Tim
             + note
         )
 
-    def _window(now: datetime) -> list[str]:
-        """The hours this sensor looks at: the lookback, never past what warm still holds."""
-        current = now.replace(minute=0, second=0, microsecond=0)
-        horizon = policy.warm_horizon(now).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-        return hour_keys(partitions_def, max(current - lookback, horizon), current)
-
     return _self_healing
+
+
+def heal_window(partitions_def: TimeWindowPartitionsDefinition, now: datetime, lookback: timedelta, policy: HourPolicy) -> list[str]:
+    """The hours the self-healing looks at: the lookback, never past what warm still holds."""
+    current = now.replace(minute=0, second=0, microsecond=0)
+    horizon = policy.warm_horizon(now).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    return hour_keys(partitions_def, max(current - lookback, horizon), current)
+
+
+def late_rows_in_lookback(
+    clickhouse: ClickHouseResource, iceberg: IcebergResource, partitions_def: TimeWindowPartitionsDefinition,
+    lookback: timedelta, policy: HourPolicy,
+) -> tuple[datetime, list[str], Repairs]:
+    """The self-healing's look at warm (in a child process on the embedded tier, see
+    warm/isolated.py): warm's clock, the hours looked at, and the late rows found in them."""
+    found = Repairs()
+    with sensor_warm(clickhouse).connect() as client:
+        now = warm_now(client)
+        window = heal_window(partitions_def, now, lookback, policy)
+        found.late_rows(client, iceberg.catalog(), window, now, policy)
+    return now, window, found

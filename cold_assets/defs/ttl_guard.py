@@ -5,6 +5,7 @@ the same), and federated views whose cutover nears the TTL."""
 
 import bisect
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from dagster import (
@@ -19,7 +20,14 @@ from dagster import (
 from pyiceberg.table import Table
 
 from cold_assets.defs.alerts import Alerter, Outbox
-from cold_assets.defs.healing import RepairAttempts, Repairs, hour_keys, in_flight_partitions, sensor_warm
+from cold_assets.defs.healing import (
+    SENSOR_CHILD_TIMEOUT_S,
+    RepairAttempts,
+    Repairs,
+    hour_keys,
+    in_flight_partitions,
+    sensor_warm,
+)
 from cold_assets.defs.resources import ClickHouseResource, IcebergResource
 from cold_assets.defs.schedules import OffloadJob
 from cold_assets.federation import current_cutovers
@@ -30,6 +38,7 @@ from cold_assets.partitions import hour_of
 from cold_assets.settings import Settings
 from cold_assets.tables import TABLES, MirroredTable
 from cold_assets.warm.embedded_lock import EmbeddedWarmTierBusy
+from cold_assets.warm.isolated import on_warm
 from cold_assets.warm.read import render, warm_now
 
 
@@ -56,43 +65,18 @@ def ttl_guard_sensor(
     def _ttl_guard(
         context: SensorEvaluationContext, clickhouse: ClickHouseResource, iceberg: IcebergResource
     ) -> list[RunRequest] | SkipReason:
-        at_risk: dict[str, list[str]] = {}
-        found = Repairs()
         state = json.loads(context.cursor) if context.cursor else {}
         if isinstance(state, list):  # the cursor of an earlier version: the hours alerted
             state = {"hours": state}
         try:
-            with sensor_warm(clickhouse).connect() as client:
-                now = warm_now(client)
-                current = now.replace(minute=0, second=0, microsecond=0)
-                # From the oldest hour warm still holds whole: late rows of hours the self-healing
-                # no longer looks at are repaired while there is time, a slice of them a tick...
-                oldest = current - retention + timedelta(hours=1)
-                catalog = iceberg.catalog()
-                repair_window = hour_keys(partitions_def, oldest, current - lookback)
-                looked_at = late_rows_slice(state, repair_window)
-                found.late_rows(client, catalog, looked_at, now, policy)
-                # ...and hours about to be dropped without a proven copy are alerted.
-                keys = hour_keys(partitions_def, oldest, current - margin)
-                proven = state.get("proven", {})
-                for table in TABLES:
-                    cold_table = catalog.load_table(table.cold_identifier)
-                    still = still_proven(cold_table, table, proven.get(table.cold, {}), keys, now)
-                    proven_at = snapshot_id(cold_table)  # the snapshot the parity below reads
-                    unproven = [key for key in keys if key not in still]
-                    for parity in partitions_parity(client, cold_table, table, unproven, True, now=now, policy=policy):
-                        if not parity.content_matches and parity.warm_rows:
-                            at_risk.setdefault(parity.partition_key, []).append(
-                                f"{table.cold} (warm {parity.warm_rows}, cold {parity.cold_rows})"
-                            )
-                        elif parity.content_checked and parity.content_matches and proven_at is not None:
-                            # (Counts alone, where ClickHouse cannot read cold, prove nothing to keep.)
-                            still[parity.partition_key] = [proven_at, now.timestamp()]
-                    proven[table.cold] = still
-                state["proven"] = proven
-                cutovers = current_cutovers(client) if client.query(render("federation_cutover_exists")).result_rows[0][0] else {}
+            look = on_warm(
+                clickhouse.embedded, SENSOR_CHILD_TIMEOUT_S, look_at_old_hours,
+                clickhouse, iceberg, partitions_def, state, retention, lookback, margin, policy,
+            )
         except EmbeddedWarmTierBusy as busy:
             return SkipReason(f"warm tier busy, trying again next tick: {busy}")
+        state, now, found, at_risk, cutovers = look.state, look.now, look.found, look.at_risk, look.cutovers
+        looked_at, repair_window, keys = look.looked_at, look.repair_window, look.keys
         alerter = Alerter.from_env()
         outbox = Outbox(state, alerter, context.log)
         alerted = set(state.get("hours", []))
@@ -129,6 +113,59 @@ def ttl_guard_sensor(
         )
 
     return _ttl_guard
+
+
+@dataclass
+class OldHoursLook:
+    """What a TTL guard tick found in warm's old hours."""
+
+    now: datetime  # warm's clock
+    state: dict  # the cursor, its slice position and proofs moved on
+    repair_window: list[str]  # the hours past the self-healing's lookback that warm still holds whole
+    looked_at: list[str]  # this tick's slice of them
+    found: Repairs  # late rows in that slice
+    keys: list[str]  # the hours near the TTL
+    at_risk: dict[str, list[str]]  # hour near the TTL -> its tables without a cold copy proven equal
+    cutovers: dict[str, datetime]  # federated view -> its cutover
+
+
+def look_at_old_hours(
+    clickhouse: ClickHouseResource, iceberg: IcebergResource, partitions_def: TimeWindowPartitionsDefinition,
+    state: dict, retention: timedelta, lookback: timedelta, margin: timedelta, policy: HourPolicy,
+) -> OldHoursLook:
+    """The TTL guard's look at warm (in a child process on the embedded tier, see warm/isolated.py)."""
+    at_risk: dict[str, list[str]] = {}
+    found = Repairs()
+    with sensor_warm(clickhouse).connect() as client:
+        now = warm_now(client)
+        current = now.replace(minute=0, second=0, microsecond=0)
+        # From the oldest hour warm still holds whole: late rows of hours the self-healing
+        # no longer looks at are repaired while there is time, a slice of them a tick...
+        oldest = current - retention + timedelta(hours=1)
+        catalog = iceberg.catalog()
+        repair_window = hour_keys(partitions_def, oldest, current - lookback)
+        looked_at = late_rows_slice(state, repair_window)
+        found.late_rows(client, catalog, looked_at, now, policy)
+        # ...and hours about to be dropped without a proven copy are alerted.
+        keys = hour_keys(partitions_def, oldest, current - margin)
+        proven = state.get("proven", {})
+        for table in TABLES:
+            cold_table = catalog.load_table(table.cold_identifier)
+            still = still_proven(cold_table, table, proven.get(table.cold, {}), keys, now)
+            proven_at = snapshot_id(cold_table)  # the snapshot the parity below reads
+            unproven = [key for key in keys if key not in still]
+            for parity in partitions_parity(client, cold_table, table, unproven, True, now=now, policy=policy):
+                if not parity.content_matches and parity.warm_rows:
+                    at_risk.setdefault(parity.partition_key, []).append(
+                        f"{table.cold} (warm {parity.warm_rows}, cold {parity.cold_rows})"
+                    )
+                elif parity.content_checked and parity.content_matches and proven_at is not None:
+                    # (Counts alone, where ClickHouse cannot read cold, prove nothing to keep.)
+                    still[parity.partition_key] = [proven_at, now.timestamp()]
+            proven[table.cold] = still
+        state["proven"] = proven
+        cutovers = current_cutovers(client) if client.query(render("federation_cutover_exists")).result_rows[0][0] else {}
+    return OldHoursLook(now, state, repair_window, looked_at, found, keys, at_risk, cutovers)
 
 
 # Hours of the repair window a tick looks for late rows in: the window (23 days by default) is

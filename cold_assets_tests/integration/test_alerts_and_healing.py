@@ -135,53 +135,52 @@ def test_an_hour_near_the_ttl_without_a_proven_copy_raises_the_ttl_alert(setting
 def test_the_ttl_guard_proves_an_old_hour_once_and_again_only_after_its_cold_copy_changed(live, warm, cold, receiver, monkeypatch):
     """An hour near the TTL is proven equal once; later ticks keep the proof while nothing
     changed its cold copy, and look again after anything did: another writer's delete (then
-    TTL RISK), an offload's repair of the hour (proven again, no alert)."""
-    import cold_assets.defs.ttl_guard as ttl_guard
+    TTL RISK), an offload's repair of the hour (proven again, no alert). A proof made is the
+    cursor's [snapshot, when] for the hour with a new `when`; one kept keeps its `when`."""
+    import json
+
+    from cold_assets.defs.ttl_guard import PROOF_HOURS
 
     old, settings = _an_hour_near_the_ttl(warm, monkeypatch, 6_100_000_000)
     key = partition_key_of(old)
     assert run_offload(settings, [key])[0].success
-    checked: list[tuple[str, list[str]]] = []
-    real_parity = ttl_guard.partitions_parity
-
-    def recorded(client, cold_table, spec, keys, content, **kwargs):
-        if content:  # the at-risk proof (late rows are counted without content)
-            checked.append((spec.cold, list(keys)))
-        return real_parity(client, cold_table, spec, keys, content, **kwargs)
-
-    monkeypatch.setattr(ttl_guard, "partitions_parity", recorded)
     raw = table_by_cold_name("raw_trades")
 
+    def proofs(cursor) -> dict[str, list]:
+        return {table: hours[key] for table, hours in json.loads(cursor)["proven"].items() if key in hours}
+
     def proved(cursor_before):
-        checked.clear()
+        """The tables whose proof of the hour a tick made (not kept), and the cursor after."""
+        before = proofs(cursor_before) if cursor_before else {}
         _, cursor = _sensor(settings, "ttl_guard", cursor_before)
-        return {table for table, keys in checked if key in keys}, cursor
+        made = {table for table, proof in proofs(cursor).items() if table not in before or proof[1] != before[table][1]}
+        return made, cursor
 
     first, cursor = proved(None)
     assert {"raw_trades", "bronze_trades", "silver_trades"} <= first
     again, cursor = proved(cursor)
-    # Nothing changed: the proofs stand (an empty cold table has no snapshot to prove at: its
-    # check reads nothing, and is made each tick).
-    empty = {t for t in first if cold.catalog().load_table(("cold", t)).current_snapshot() is None}
-    assert again == empty and "raw_trades" not in empty
+    assert again == set() and proofs(cursor).keys() == first  # nothing changed: the proofs stand
     assert receiver.texts() == []
     # Another writer deletes the hour's rows from cold raw.
     cold.catalog().load_table(raw.cold_identifier).delete(range_filter("exchange_ts", old, old + timedelta(hours=1)))
     after_delete, cursor = proved(cursor)
-    assert after_delete == {"raw_trades"} | empty
+    assert after_delete == set() and proofs(cursor).keys() == first - {"raw_trades"}
     alerts = receiver.texts()
     assert len(alerts) == 1 and "TTL RISK" in alerts[0] and key in alerts[0] and "raw_trades" in alerts[0], alerts
     # The repair (the offload replacing the hour) changes the hour: proven again, no new alert.
     assert run_offload(settings, [key], {"ops": {"cold__raw_trades": {"config": {"replace_hour": True}}}})[0].success
     repaired, cursor = proved(cursor)
-    assert "raw_trades" in repaired
+    assert repaired == {"raw_trades"}
     assert len(receiver.texts()) == 1
     settled, cursor = proved(cursor)
-    assert settled == empty
+    assert settled == set()
     # A proof is made again after PROOF_HOURS, reading the files once more.
-    monkeypatch.setattr(ttl_guard, "PROOF_HOURS", 0)
-    renewed, _ = proved(cursor)
-    assert {"raw_trades", "bronze_trades", "silver_trades"} <= renewed
+    state = json.loads(cursor)
+    for hours in state["proven"].values():
+        for proof in hours.values():
+            proof[1] -= PROOF_HOURS * 3600 + 1
+    renewed, _ = proved(json.dumps(state))
+    assert renewed == first
 
 
 def test_a_failing_offload_alerts_once_then_recovers_once(settings, warm, cold, receiver):
