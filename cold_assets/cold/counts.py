@@ -4,14 +4,12 @@ file. Where the metadata cannot answer exactly (a file with delete files, one wh
 include some still in flight, a file of another partition spec), the hour is left to a read."""
 
 from collections import defaultdict
-from datetime import datetime, timedelta
-from typing import cast
+from datetime import datetime
 
-from pyiceberg.conversions import from_bytes
 from pyiceberg.table import Table
 from pyiceberg.transforms import HourTransform
-from pyiceberg.types import PrimitiveType
 
+from cold_assets.cold.bounds import bound_micros, micros
 from cold_assets.cold.ranges import range_filter
 from cold_assets.tables import MirroredTable
 
@@ -49,7 +47,7 @@ def counts_by_hour(
         return {}, set(buckets) if position is None else set()
     spec_id = table.spec().spec_id
     ingested = table.schema().find_field("ingested_at") if settled is not None else None
-    settled_micros = (settled - datetime.fromtimestamp(0, settled.tzinfo)) // timedelta(microseconds=1) if settled else None
+    settled_micros = micros(settled) if settled else None
     open_from_bucket = int(open_from.timestamp()) if open_from is not None else None
     counts: dict[int, int] = defaultdict(int)
     unknown: set[int] = set()
@@ -73,8 +71,7 @@ def counts_by_hour(
             continue
         in_flight_counts = open_from_bucket is None or bucket < open_from_bucket
         if ingested is not None and settled_micros is not None and in_flight_counts:
-            raw = (data_file.upper_bounds or {}).get(ingested.field_id)
-            newest = cast(int, from_bytes(cast(PrimitiveType, ingested.field_type), raw)) if raw is not None else None
+            newest = bound_micros(data_file.upper_bounds, ingested)
             if newest is None or newest > settled_micros:
                 unknown.add(bucket)
                 continue

@@ -35,13 +35,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from clickhouse_connect.driver.client import Client
-from pyiceberg.conversions import from_bytes
 from pyiceberg.manifest import DataFile, ManifestContent, ManifestEntryStatus
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Operation, Snapshot
-from pyiceberg.types import NestedField, PrimitiveType
+from pyiceberg.types import NestedField
 from pyspark.sql import SparkSession
 
+from cold_assets.cold.bounds import bound_micros, instant
 from cold_assets.cold.files import reencodes_offload_files, written_by_offload
 from cold_assets.parity.checksums import cold_checksums
 from cold_assets.tables import MirroredTable
@@ -164,10 +164,10 @@ def call_procedure(spark: SparkSession, sql: str) -> list:
 def _time_bounds(time_field: NestedField, data_file: DataFile) -> tuple[datetime, datetime]:
     """The smallest and largest value of the time column in a data file, from its statistics
     (the offload and Spark both write them for every column)."""
-    field_type = cast(PrimitiveType, time_field.field_type)  # timestamptz: microseconds since the epoch
-    lowest = cast(int, from_bytes(field_type, data_file.lower_bounds[time_field.field_id]))
-    highest = cast(int, from_bytes(field_type, data_file.upper_bounds[time_field.field_id]))
-    return EPOCH + timedelta(microseconds=lowest), EPOCH + timedelta(microseconds=highest)
+    lowest, highest = bound_micros(data_file.lower_bounds, time_field), bound_micros(data_file.upper_bounds, time_field)
+    if lowest is None or highest is None:
+        raise ValueError(f"data file {data_file.file_path} keeps no bounds on {time_field.name}")
+    return instant(lowest), instant(highest)
 
 
 def live_data_files(table: Table) -> list[DataFile]:

@@ -7,15 +7,13 @@ settled since its watermark, a replace layer whose warm fingerprint is the one l
 or `ToRead`.
 """
 
-from datetime import datetime, timedelta
-from typing import cast
+from datetime import datetime
 
 from clickhouse_connect.driver.client import Client
-from pyiceberg.conversions import from_bytes
 from pyiceberg.expressions import And, GreaterThan
 from pyiceberg.table import Table
-from pyiceberg.types import NestedField, PrimitiveType
 
+from cold_assets.cold.bounds import bound_micros, instant, micros
 from cold_assets.cold.ranges import range_filter
 from cold_assets.hours import HourStatus
 from cold_assets.offload.bookkeeping import Ancestry, PartitionState, StateSource, snapshot_id
@@ -41,10 +39,6 @@ def reconcile(
     return max(known, key=lambda s: (s.watermark or EPOCH, s.source is StateSource.SNAPSHOT))
 
 
-def micros(at: datetime) -> int:
-    return (at - EPOCH) // timedelta(microseconds=1)
-
-
 class ColdFiles:
     """The cold files of a run's span, planned once: which offload ranges hold any, and the
     newest ingestion among them (the append layers' floor). A run's own commits only touch
@@ -63,14 +57,9 @@ class ColdFiles:
         if table.current_snapshot() is None:
             return
         for task in table.scan(row_filter=range_filter(spec.time_column, start, end)).plan_files():
-            lower, upper = task.file.lower_bounds or {}, task.file.upper_bounds or {}
-
-            def bound(bounds: dict, field: NestedField) -> int | None:
-                raw = bounds.get(field.field_id)  # timestamptz: microseconds since the epoch
-                return cast(int, from_bytes(cast(PrimitiveType, field.field_type), raw)) if raw is not None else None
-
-            first, last = bound(lower, time_field), bound(upper, time_field)
-            newest = bound(upper, ingest_field) if ingest_field is not None else None
+            lower, upper = task.file.lower_bounds, task.file.upper_bounds
+            first, last = bound_micros(lower, time_field), bound_micros(upper, time_field)
+            newest = bound_micros(upper, ingest_field) if ingest_field is not None else None
             self._files.append((-(2**62) if first is None else first, 2**62 if last is None else last, newest))
 
     def _in(self, start: datetime, end: datetime) -> list[tuple[int, int, int | None]]:
@@ -82,7 +71,7 @@ class ColdFiles:
 
     def newest_ingestion(self, start: datetime, end: datetime) -> datetime | None:
         newest = [f[2] for f in self._in(start, end) if f[2] is not None]
-        return EPOCH + timedelta(microseconds=max(newest)) if newest else None
+        return instant(max(newest)) if newest else None
 
 
 def plan_range(

@@ -15,9 +15,9 @@ import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
 from pyiceberg.table import Table
 
+from cold_assets.cold.bounds import micros
 from cold_assets.cold.files import DataFileFormat, DataFileWriter
 from cold_assets.offload.phases import ToRead, WarmRead, Written
-from cold_assets.offload.plan import micros
 from cold_assets.offload.schema import evolve_for_checkpoint
 from cold_assets.parity.checksums import canonical_row
 from cold_assets.partitions import partition_key_of
