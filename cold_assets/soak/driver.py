@@ -35,7 +35,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -252,9 +252,6 @@ class Soak:
     def _run(self, keys: list[str], tables: list[MirroredTable] | None = None, replace_hour: bool = False,
              tags: dict[str, str] | None = None, why: str = "") -> str:
         """One offload run through Dagster, with the faults the dice choose."""
-        from cold_assets.defs.checks import CHECK_NAMES
-        from cold_assets.defs.schedules import OFFLOAD_JOB
-
         tables = tables or list(TABLES)
         tags = {k: v for k, v in (tags or {}).items() if not k.startswith(("dagster/partition", "dagster/asset_partition_range"))}
         if len(keys) > 1:
@@ -265,68 +262,56 @@ class Soak:
             "ops": {f"cold__{t.cold}": {"config": {"replace_hour": replace_hour}} for t in tables},
             "loggers": QUIET,
         }
+        names = [t.cold for t in tables]
         if self.rng.random() < FAULTS["kill"]:
-            return self._killed_run(keys, [t.cold for t in tables], config, tags, why)
-        from dagster import AssetCheckKey
+            return self._run_in_child(keys, names, config, tags, why, [], kill_after=self.rng.uniform(1.0, 9.0))
+        faults = [fault for fault in ("second_writer", "unknown_commit") if self.rng.random() < FAULTS[fault]]
+        return self._run_in_child(keys, names, config, tags, why, faults, kill_after=None)
 
-        from cold_assets.defs.assets import cold_asset_key
-        from cold_assets.soak.faults import second_writer, unknown_commit_outcome
-
-        job = self.defs.resolve_job_def(OFFLOAD_JOB)
-        selected = {cold_asset_key(t) for t in tables}
-        if len(tables) < len(TABLES):
-            job = job.get_subset(
-                asset_selection=selected, asset_check_selection={AssetCheckKey(k, c) for k in selected for c in CHECK_NAMES}
-            )
-        faults = []
-        with ExitStack() as stack:
-            if self.rng.random() < FAULTS["second_writer"]:
-                faults.append(("second_writer", stack.enter_context(second_writer(self.catalog, self.settle_lag))))
-            if self.rng.random() < FAULTS["unknown_commit"]:
-                faults.append(("unknown_commit", stack.enter_context(unknown_commit_outcome())))
-            result = job.execute_in_process(
-                instance=self.instance, run_config=config, tags=tags, raise_on_error=False,
-            )
-        for name, injected in faults:
-            if injected.fired:
-                self.tally.faults[name] += 1
-        run = self.instance.get_run_by_id(result.run_id)
-        self._after_run(result.run_id, result.success)
-        outcome = "ok" if result.success else "FAILED"
-        fired = ",".join(n for n, i in faults if i.fired)
-        return f"{why} run {result.run_id[:8]} {keys[0]}..{keys[-1]} {len(tables)} tables: {outcome}" + (
-            f" (faults: {fired})" if fired else ""
-        ) + ("" if run else " (no run)")
-
-    def _killed_run(self, keys: list[str], tables: list[str], config: dict, tags: dict, why: str) -> str:
-        """The run in a child process, SIGKILLed at a random moment; the run monitoring marks it failed."""
-        marker = str(uuid.uuid4())
-        tags = {**tags, "cold-assets/soak-run": marker}
-        spec = json.dumps({"tables": tables, "config": config, "tags": tags})
-        child = subprocess.Popen(
-            [sys.executable, "-m", "cold_assets.soak.child", spec], env={**os.environ, **self.env},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        delay = self.rng.uniform(1.0, 9.0)
-        try:
-            child.wait(timeout=delay)
-            killed = False
-        except subprocess.TimeoutExpired:
-            child.send_signal(signal.SIGKILL)
-            child.wait()
-            killed = True
+    def _run_in_child(
+        self, keys: list[str], tables: list[str], config: dict, tags: dict, why: str, faults: list[str],
+        kill_after: float | None,
+    ) -> str:
+        """The run in a process of its own (soak/child.py), as a run worker is, with `faults`;
+        SIGKILLed after `kill_after` seconds, and then marked failed as Dagster's run monitoring
+        does for a worker that died."""
         from dagster import DagsterRunStatus, RunsFilter
 
-        runs = self.instance.get_runs(filters=RunsFilter(tags={"cold-assets/soak-run": marker}))
-        for run in runs:
+        marker = str(uuid.uuid4())
+        tags = {**tags, "cold-assets/soak-run": marker}
+        spec = json.dumps({"tables": tables, "config": config, "tags": tags, "faults": faults})
+        child = subprocess.Popen(
+            [sys.executable, "-m", "cold_assets.soak.child", spec], env={**os.environ, **self.env},
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        killed = False
+        try:
+            said, _ = child.communicate(timeout=kill_after)
+        except subprocess.TimeoutExpired:
+            child.send_signal(signal.SIGKILL)
+            child.communicate()
+            said, killed = "", True
+        lines = said.strip().splitlines()
+        outcome = json.loads(lines[-1]) if lines and not killed else None
+        if outcome is None and not killed:
+            self._violate("runs end", f"the {why} run's process exited {child.returncode} without an outcome")
+        ran = self.instance.get_runs(filters=RunsFilter(tags={"cold-assets/soak-run": marker}))
+        for run in ran:
             if run.status not in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED):
-                # What Dagster's run monitoring does for a worker that died.
-                self.instance.report_run_failed(run, message="soak: the run's process was killed")
+                self.instance.report_run_failed(run, message="soak: the run's process died")
         if killed:
             self.tally.faults["kill"] += 1
+        fired = outcome["fired"] if outcome else []
+        for name in fired:
+            self.tally.faults[name] += 1
         for run in self.instance.get_runs(filters=RunsFilter(tags={"cold-assets/soak-run": marker})):
             self._after_run(run.run_id, run.status == DagsterRunStatus.SUCCESS, killed=killed)
-        return f"{why} run in a child {keys[0]}..{keys[-1]}: " + (f"SIGKILLed after {delay:.1f} s" if killed else "finished")
+        if killed:
+            return f"{why} run {keys[0]}..{keys[-1]}: SIGKILLed after {kill_after:.1f} s"
+        result = "ok" if outcome and outcome["success"] else "FAILED"
+        return f"{why} run {ran[0].run_id[:8] if ran else '(no run)'} {keys[0]}..{keys[-1]} {len(tables)} tables: {result}" + (
+            f" (faults: {','.join(fired)})" if fired else ""
+        )
 
     def _after_run(self, run_id: str, success: bool, killed: bool = False) -> None:
         """What the daemon does after a run (the failure sensor), and the checks' invariant."""

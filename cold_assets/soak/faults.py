@@ -1,10 +1,10 @@
-"""The soak's faults, injected into the real code paths of one process, once each.
+"""The soak's faults, injected into the real code paths of a run's process (soak/child.py), once each.
 
 - a second writer committing between a checkpoint's plan and its commit: the hook runs a
   whole offload of the same hours by another writer (its own table object, the same warm
   client) right before the first writer reads warm;
 - the catalog raising after it committed (the outcome is unknown to the writer);
-- a run SIGKILLed at a random moment runs in a child process (soak/driver.py);
+- a run SIGKILLed at a random moment (soak/driver.py);
 - the webhook down is the soak's own receiver answering 503 (soak/driver.py).
 
 The hooks wrap functions by their module attribute, the way a test's monkeypatch does; they
