@@ -56,11 +56,13 @@ def sensor_warm(clickhouse: ClickHouseResource) -> ClickHouseResource:
 IN_FLIGHT = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
 
 
-def in_flight_partitions(
+def in_flight_ranges(
     instance: DagsterInstance, job_name: str, partitions_def: PartitionsDefinition, repository_def: RepositoryDefinition | None = None
-) -> set[tuple[str, str]]:
-    """(cold table, partition) pairs that a queued or running offload run, or a backfill still
-    in progress, already covers: a repair request for them would only do the work twice."""
+) -> set[tuple[str, datetime]]:
+    """(cold table, offload range start) pairs that a queued or running offload run, or a
+    backfill still in progress, already covers: a repair request for them would only do the
+    work twice. A run of any hour of a range covers the range (the daily bars' day): a second
+    replace of it would only conflict with the first."""
     covered: set[tuple[str, str]] = set()
     every_table = [t.cold for t in TABLES]
     for run in instance.get_runs(filters=RunsFilter(job_name=job_name, statuses=IN_FLIGHT)):
@@ -83,7 +85,7 @@ def in_flight_partitions(
             data = backfill.get_asset_backfill_data(repository_def.asset_graph)
             remaining = data.target_subset - data.materialized_subset - data.failed_and_downstream_subset
             covered |= {(p.asset_key.path[-1], p.partition_key) for p in remaining.iterate_asset_partitions() if p.partition_key}
-    return covered
+    return {(table, table_by_cold_name(table).offload_range(hour_of(key))[0]) for table, key in covered}
 
 
 def hour_keys(partitions_def: TimeWindowPartitionsDefinition, start: datetime, end: datetime) -> list[str]:
@@ -100,7 +102,7 @@ class Repairs:
     def __init__(self) -> None:
         self.tables: dict[str, set[str]] = {}  # hour -> cold tables
         self.reasons: dict[str, list[str]] = {}
-        self.shrunk: dict[str, str] = {}  # "table|hour" -> what warm and cold hold
+        self.shrunk: dict[tuple[str, str], str] = {}  # (table, hour) -> what warm and cold hold
 
     def add(self, hour: str, tables: list[str], reason: str) -> None:
         self.tables.setdefault(hour, set()).update(tables)
@@ -127,7 +129,7 @@ class Repairs:
                     continue  # (the daily bars' day is already redone by a repair of one of its hours)
                 ranges_seen.add(range_start)
                 if parity.warm_has_fewer:
-                    self.shrunk[f"{spec.cold}|{parity.partition_key}"] = f"warm {parity.warm_rows} rows, cold {parity.cold_rows}"
+                    self.shrunk[(spec.cold, parity.partition_key)] = f"warm {parity.warm_rows} rows, cold {parity.cold_rows}"
                     continue
                 # Every message lands in raw first: a raw hour that changed means late rows, and
                 # every layer of that hour is redone. A difference in one later layer only is a
@@ -153,7 +155,7 @@ class Repairs:
             for key, status in statuses.items():
                 if (
                     status == AssetPartitionStatus.FAILED
-                    and f"{spec.cold}|{key}" not in self.shrunk
+                    and (spec.cold, key) not in self.shrunk
                     and policy.status(spec, hour_of(key), now) is HourStatus.CLOSED
                 ):
                     self.add(key, [spec.cold], f"{spec.cold}: its latest materialization failed")
@@ -164,25 +166,25 @@ class Repairs:
         """One alert per (table, hour) where warm holds fewer rows than cold, while it lasts. A
         tick that looked at part of its `window` only (`looked_at`) keeps what it alerted of the
         rest of the window: those hours were not looked at, not found whole."""
-        alerted = set(state.get("shrunk", []))
+        alerted = {(table, hour) for table, hour in (item.split("|") for item in state.get("shrunk", []))}  # "table|hour"
         unseen = {
-            item for item in alerted
-            if looked_at is not None and item.split("|")[1] not in looked_at and (window is None or item.split("|")[1] in window)
+            (table, hour) for table, hour in alerted
+            if looked_at is not None and hour not in looked_at and (window is None or hour in window)
         }
-        for item in sorted(set(self.shrunk) - alerted):
-            table, hour = item.split("|")
+        for table, hour in sorted(set(self.shrunk) - alerted):
             outbox.send(
-                f"cold.{table} hour {hour}: WARM HOLDS FEWER ROWS than cold ({self.shrunk[item]}): warm lost rows that cold "
-                "keeps, so no repair is requested (a replace would delete them). If the deletion is meant, materialize "
-                "the hour with allow_fewer_rows: true."
+                f"cold.{table} hour {hour}: WARM HOLDS FEWER ROWS than cold ({self.shrunk[(table, hour)]}): warm lost rows "
+                "that cold keeps, so no repair is requested (a replace would delete them). If the deletion is meant, "
+                "materialize the hour with allow_fewer_rows: true."
             )
-        state["shrunk"] = sorted(set(self.shrunk) | unseen)
+        state["shrunk"] = sorted(f"{table}|{hour}" for table, hour in set(self.shrunk) | unseen)
 
     def requests(
-        self, covered: set[tuple[str, str]], prefix: str, attempts: "RepairAttempts", window: list[str], complete: bool = True,
+        self, covered: set[tuple[str, datetime]], prefix: str, attempts: "RepairAttempts", window: list[str], complete: bool = True,
         looked_at: list[str] | None = None,
     ) -> list[RunRequest]:
-        """One replacing run per hour, of the tables no launched run or backfill covers already,
+        """One replacing run per hour, of the tables no launched run or backfill covers already
+        (`covered`: in_flight_ranges),
         as often as `attempts` allows (a repair that did not fix its hour is tried again with
         backoff), at most MAX_REQUESTS_PER_TICK, oldest hours first. `complete` says this tick
         looked for every kind of damage: only then is an hour it did not find taken as healed
@@ -191,13 +193,10 @@ class Repairs:
         requests: list[RunRequest] = []
         if complete:
             attempts.healed(set(self.tables), set(window), None if looked_at is None else set(looked_at))
-        # A run covering any hour of a table's offload range covers the range (the daily bars'
-        # day): a second replace of it would only conflict with the first.
-        covered_ranges = {(t, table_by_cold_name(t).offload_range(hour_of(h))[0]) for t, h in covered}
         for hour, found in sorted(self.tables.items()):
             if len(requests) == MAX_REQUESTS_PER_TICK:
                 break  # the rest next tick: a failed week-long backfill is not 168 runs at once
-            tables = {t for t in found if (t, table_by_cold_name(t).offload_range(hour_of(hour))[0]) not in covered_ranges}
+            tables = {t for t in found if (t, table_by_cold_name(t).offload_range(hour_of(hour))[0]) not in covered}
             if not tables:
                 attempts.in_flight(hour)  # a run or backfill covers it: its outcome is awaited
                 continue
@@ -340,9 +339,9 @@ def self_healing_sensor(job: OffloadJob, settings: Settings, partitions_def: Tim
             if differing.get("refused"):
                 # The offload refused it: warm lost rows cold keeps (new rows may hide the loss in
                 # the hour's count). A replace would delete them: alerted, never requested.
-                found.shrunk[f"{table}|{hour}"] = "the offload refused to replace it: warm lost rows cold keeps"
+                found.shrunk[(table, hour)] = "the offload refused to replace it: warm lost rows cold keeps"
             elif warm_rows < differing["cold_rows"]:
-                found.shrunk[f"{table}|{hour}"] = f"warm {warm_rows} rows, cold {differing['cold_rows']}"
+                found.shrunk[(table, hour)] = f"warm {warm_rows} rows, cold {differing['cold_rows']}"
             else:
                 found.add(hour, [table], f"{table} {check} failed")
         found.failed_materializations(context.instance, partitions_def, window, now, policy)
@@ -350,7 +349,7 @@ def self_healing_sensor(job: OffloadJob, settings: Settings, partitions_def: Tim
         outbox = Outbox(state, alerter, context.log)
         if busy is None:
             found.alert_shrunk(state, outbox)
-        covered = in_flight_partitions(context.instance, job.name, partitions_def, context.repository_def)
+        covered = in_flight_ranges(context.instance, job.name, partitions_def, context.repository_def)
         attempts = RepairAttempts(state, context.instance, now, settings.heal_max_attempts, retry_wait, outbox, alerter)
         requests = found.requests(covered, "heal", attempts, window, complete=busy is None)
         context.update_cursor(json.dumps(state))

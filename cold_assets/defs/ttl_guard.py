@@ -25,7 +25,7 @@ from cold_assets.defs.healing import (
     RepairAttempts,
     Repairs,
     hour_keys,
-    in_flight_partitions,
+    in_flight_ranges,
     sensor_warm,
 )
 from cold_assets.defs.resources import ClickHouseResource, IcebergResource
@@ -101,7 +101,7 @@ def ttl_guard_sensor(
         for view in sorted(stuck_before - set(stuck)):
             outbox.send(f"FEDERATION RECOVERED: the cutover of {view}_all is moving again.")
         found.alert_shrunk(state, outbox, set(looked_at), set(repair_window))
-        covered = in_flight_partitions(context.instance, job.name, partitions_def, context.repository_def)
+        covered = in_flight_ranges(context.instance, job.name, partitions_def, context.repository_def)
         attempts = RepairAttempts(state, context.instance, now, settings.heal_max_attempts, retry_wait, outbox, alerter)
         requests = found.requests(covered, "ttl-repair", attempts, repair_window, looked_at=looked_at)
         # Hours alerted are kept while they can still be at risk (in `keys`): the cursor does not grow with the years.

@@ -77,13 +77,13 @@ def test_a_shrunk_hour_the_tick_did_not_look_at_stays_alerted_and_is_not_alerted
     caplog.set_level(logging.INFO)
     window = {"2026-11-10-03:00", "2026-11-20-03:00"}
     first = Repairs()
-    first.shrunk["raw_trades|2026-11-10-03:00"] = "warm 1 rows, cold 2"
+    first.shrunk[("raw_trades", "2026-11-10-03:00")] = "warm 1 rows, cold 2"
     first.alert_shrunk(state, outbox, {"2026-11-10-03:00"}, window)
     assert caplog.text.count("WARM HOLDS FEWER ROWS") == 1
     Repairs().alert_shrunk(state, outbox, {"2026-11-20-03:00"}, window)  # the other slice
     assert state["shrunk"] == ["raw_trades|2026-11-10-03:00"]
     again = Repairs()
-    again.shrunk["raw_trades|2026-11-10-03:00"] = "warm 1 rows, cold 2"
+    again.shrunk[("raw_trades", "2026-11-10-03:00")] = "warm 1 rows, cold 2"
     again.alert_shrunk(state, outbox, {"2026-11-10-03:00"}, window)
     assert caplog.text.count("WARM HOLDS FEWER ROWS") == 1
     Repairs().alert_shrunk(state, outbox, {"2026-11-20-03:00"}, {"2026-11-20-03:00"})  # it left the window
@@ -92,12 +92,25 @@ def test_a_shrunk_hour_the_tick_did_not_look_at_stays_alerted_and_is_not_alerted
 
 def test_a_run_covering_one_hour_of_the_daily_bars_day_covers_the_day(caplog):
     """A repair of gold_ohlcv_1d replaces its whole day: while one runs for one hour of the day,
-    another hour of the same day is not requested again (the two would conflict)."""
-    from cold_assets.defs.healing import Repairs
+    another hour of the same day is not requested again (the two would conflict). A real
+    ephemeral Dagster instance holds the running one."""
+    from dagster import AssetKey, DagsterInstance, DagsterRun, DagsterRunStatus, HourlyPartitionsDefinition
 
+    from cold_assets.defs.healing import Repairs, in_flight_ranges
+
+    instance = DagsterInstance.ephemeral()
+    instance.add_run(
+        DagsterRun(
+            job_name="offload_cold", run_id="running-repair", status=DagsterRunStatus.STARTED,
+            tags={"dagster/partition": "2026-11-10-03:00"}, asset_selection=frozenset({AssetKey(["cold", "gold_ohlcv_1d"])}),
+        )
+    )
+    partitions = HourlyPartitionsDefinition(start_date="2026-11-01-00:00", timezone="UTC", fmt="%Y-%m-%d-%H:%M")
+    covered = in_flight_ranges(instance, "offload_cold", partitions)
+    assert covered == {("gold_ohlcv_1d", datetime(2026, 11, 10, tzinfo=UTC))}  # the hour's day
     state: dict = {}
     found = Repairs()
     found.add("2026-11-10-15:00", ["gold_ohlcv_1d", "gold_ohlcv_1h"], "late rows")
-    requests = found.requests({("gold_ohlcv_1d", "2026-11-10-03:00")}, "ttl-repair", attempts(state), ["2026-11-10-15:00"])
+    requests = found.requests(covered, "ttl-repair", attempts(state), ["2026-11-10-15:00"])
     assert [r.partition_key for r in requests] == ["2026-11-10-15:00"]
     assert [k.path[-1] for k in requests[0].asset_selection] == ["gold_ohlcv_1h"]
