@@ -133,7 +133,10 @@ def test_bench_sensors_builds_its_history_once_and_ticks_both_sensors(settings, 
     assert first.returncode == 0, first.stderr[-2000:]
     figures = json.loads(first.stdout[first.stdout.index("{"):])
     assert set(figures["tick_s"]) == {"self_healing", "ttl_guard"}
-    assert set(figures["baseline_cold_counts_from_data_files_s"]) == {"self_healing", "ttl_guard"}
+    assert set(figures["look_s"]) == set(figures["baseline_look_cold_counts_from_data_files_s"]) == {"self_healing", "ttl_guard"}
+    # The baseline's switch took: the manifests answered cold's counts in the look only.
+    assert figures["cold_hours_counted_from_manifests"]["look"] > 0
+    assert figures["cold_hours_counted_from_manifests"]["baseline"] == 0
     assert figures["build"]["cold_rows"]["raw_trades"] > 30_000
     again = _cli("bench", "sensors", "--days", "1", "--trades-per-hour", "2000", "--state", state)
     assert again.returncode == 0, again.stderr[-2000:]
