@@ -50,7 +50,8 @@ def current_cutovers(client: Client) -> dict[str, datetime]:
     return {name: (c if c.tzinfo else c.replace(tzinfo=UTC)) for name, c in rows}
 
 
-def _warm_first_hour(client: Client, spec: MirroredTable) -> datetime | None:
+def warm_first_hour(client: Client, spec: MirroredTable) -> datetime | None:
+    """The first hour `spec`'s warm table still holds (None: it holds no row)."""
     rows = client.query(render("warm_first_hour", table=identifier(spec.warm), time_column=identifier(spec.time_column))).result_rows
     if not rows:
         return None
@@ -66,7 +67,7 @@ def next_cutover(
     An hour is passed when parity proves it, or when it is cold-only (older than the warm
     retention: the view can only serve it from cold) and cutting over hides nothing: cold
     holds rows for it, or warm holds none."""
-    first = _warm_first_hour(client, spec)
+    first = warm_first_hour(client, spec)
     limit = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0) - SETTLED
     if first is None:
         # Warm holds no row of this table. Where cold holds some (the TTL dropped warm's last

@@ -30,7 +30,7 @@ from cold_assets.defs.healing import (
 )
 from cold_assets.defs.resources import ClickHouseResource, IcebergResource
 from cold_assets.defs.schedules import OffloadJob
-from cold_assets.federation import current_cutovers
+from cold_assets.federation import current_cutovers, warm_first_hour
 from cold_assets.hours import HourPolicy
 from cold_assets.offload.bookkeeping import ranges_changed_since, snapshot_id
 from cold_assets.parity.checksums import partitions_parity
@@ -88,9 +88,13 @@ def ttl_guard_sensor(
                 f"within {(retention - margin).days} day(s) without a cold copy proven equal: {lines}"
             )
         # A view whose cutover stopped moving: once the TTL passes it, warm drops rows the view
-        # reads from warm, and a gap opens.
+        # reads from warm, and a gap opens. Not where warm holds no such row (a table with no
+        # row yet, as trades_rejects before its first reject: nothing to drop, no gap).
         close = policy.warm_horizon(now) + cutover_alert
-        stuck = {view: cutover for view, cutover in cutovers.items() if cutover < close}
+        stuck = {
+            view: cutover for view, cutover in cutovers.items()
+            if cutover < close and (first := look.warm_first.get(view, cutover)) is not None and first < close
+        }
         stuck_before = set(state.get("stuck", []))
         for view in sorted(set(stuck) - stuck_before):
             outbox.send(
@@ -126,7 +130,8 @@ class OldHoursLook:
     found: Repairs  # late rows in that slice
     keys: list[str]  # the hours near the TTL
     at_risk: dict[str, list[str]]  # hour near the TTL -> its tables without a cold copy proven equal
-    cutovers: dict[str, datetime]  # federated view -> its cutover
+    cutovers: dict[str, datetime]  # federated view's warm table -> its cutover
+    warm_first: dict[str, datetime | None]  # ... -> the first hour that warm table still holds (None: no row)
 
 
 def look_at_old_hours(
@@ -165,7 +170,9 @@ def look_at_old_hours(
             proven[table.cold] = still
         state["proven"] = proven
         cutovers = current_cutovers(client) if client.query(render("federation_cutover_exists")).result_rows[0][0] else {}
-    return OldHoursLook(now, state, repair_window, looked_at, found, keys, at_risk, cutovers)
+        by_warm_name = {t.warm: t for t in TABLES}
+        warm_first = {name: warm_first_hour(client, by_warm_name[name]) for name in cutovers if name in by_warm_name}
+    return OldHoursLook(now, state, repair_window, looked_at, found, keys, at_risk, cutovers, warm_first)
 
 
 # Hours of the repair window a tick looks for late rows in: the window (23 days by default) is

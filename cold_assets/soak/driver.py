@@ -9,7 +9,8 @@ hours are the last `hours` hours, the current one open.
 Invariants, after every step:
 - cold holds no row the ledger does not hold, and no row more often (a duplicate);
 - a parity check that passed on a closed hour whose rows have all settled agrees with the
-  ledger (cold, right after the run, holds exactly the ledger's rows of that hour);
+  ledger (cold, right after the run, holds exactly the ledger's rows of that hour), and so
+  does an hour `cold-assets audit` finds equal;
 - every run that failed raised an alert (delivered, or waiting to be tried again);
 and at the end, after a drain (faults off, rows settled, the schedule's tick, the sensors'
 repairs until they request nothing, and the runbook's backfill of a rolled-back table):
@@ -51,7 +52,7 @@ from cold_assets.tables import TABLES, Layer, MirroredTable, OffloadMode
 # Operations and faults, with their weights (per step) and probabilities (per run).
 OPERATIONS: dict[str, int] = {
     "feed": 18, "late": 10, "duplicates_and_malformed": 8, "tick": 14, "sensors": 10, "backfill": 6, "repair": 6,
-    "ttl": 4, "add_column": 2, "expiry": 4, "compaction": 2, "rollback": 4, "federate": 4,
+    "ttl": 4, "add_column": 2, "expiry": 4, "compaction": 2, "rollback": 4, "federate": 4, "audit": 3,
 }
 FAULTS = {"kill": 0.10, "second_writer": 0.10, "unknown_commit": 0.08}
 WEBHOOK_FLIP = 0.12  # per step: the webhook goes down, or comes back
@@ -491,6 +492,40 @@ class Soak:
             results = federate(client, self.catalog, HourPolicy.from_settings(self.settings))
         errors = [f"{r.view}: {r.error}" for r in results if r.error]
         return "federated" + (f", errors: {errors}" if errors else "")
+
+    def op_audit(self) -> str:
+        """`cold-assets audit` over a random range: an hour it finds equal must hold the
+        ledger's rows, judged as the checks are (closed, settled by the audit's clock)."""
+        from cold_assets.hours import HourPolicy
+        from cold_assets.parity.audit import run_audit
+        from cold_assets.parity.checksums import ParityBasis
+        from cold_assets.partitions import hour_of
+        from cold_assets.tables import table_by_cold_name
+        from cold_assets.warm.read import warm_now
+
+        first = self.rng.randrange(len(self.hours))
+        start, end = self.hours[first], self.hours[self.rng.randrange(first, len(self.hours))] + timedelta(hours=1)
+        with self.warm.connect() as client:
+            line = warm_now(client) - self.settle_lag  # (the audit's own clock is a moment later)
+            report = run_audit(client, self.catalog, start, end, None, HourPolicy.from_settings(self.settings))
+        judged = 0
+        for parity in report.parity:
+            if parity.basis is not ParityBasis.WARM_HOUR or not parity.content_matches:
+                continue
+            spec, hour = table_by_cold_name(parity.table), hour_of(parity.partition_key)
+            if hour in self.forgotten or spec.gold_window == "1d":
+                continue
+            if spec.mode is OffloadMode.APPEND and not self.ledger.bucket_settled(spec, hour, line):
+                continue  # rows in flight: not judged
+            judged += 1
+            self.tally.invariants["an hour the audit finds equal agrees with the ledger"] += 1
+            expected, found = self._expected_bucket(spec, hour), self._cold_bucket(spec, hour)
+            if found != expected:
+                self._violate(
+                    "audit green, ledger differs",
+                    f"{spec.cold} {parity.partition_key}: audit equal, cold {sum(found.values())} rows, ledger {sum(expected.values())}",
+                )
+        return f"audit {start:%H:%M}..{end:%H:%M}: {len(report.mismatches)} mismatched, {judged} equal hours judged"
 
     # -- the ledger against cold ------------------------------------------------------------------
 

@@ -710,3 +710,36 @@ def test_the_sensors_ticking_again_and_again_leave_no_threads_behind(settings, w
     now_threads, now_descriptors = _threads_and_descriptors()
     assert now_threads - threads <= 4, f"{now_threads - threads} threads more after 8 ticks"
     assert now_descriptors - descriptors <= 8, f"{now_descriptors - descriptors} descriptors more after 8 ticks"
+
+
+def test_a_table_empty_on_both_tiers_is_no_stuck_federation(live, warm, cold, receiver):
+    """No malformed message yet: trades_rejects is empty in warm and in cold. Its cutover does
+    not move (nothing proves an hour), but the TTL can drop nothing its view reads from warm:
+    the TTL guard raises no FEDERATION STUCK for it. (Found by the soak: every deployment
+    without a reject was told its view would have a gap.) Once warm holds an old row past the
+    cutover, it does."""
+    from cold_assets.federation import federate
+    from cold_assets.hours import HourPolicy
+    from cold_assets_tests.integration.test_alerts_and_healing import _sensor
+
+    feed(warm, hours=2, trades_per_hour=300, malformed_share=0)
+    settle(warm)
+    assert run_offload(live, KEYS[:2])[0].success
+    with warm.connect() as client:
+        assert client.query("SELECT count() FROM trades_rejects").result_rows[0][0] == 0
+        results = {r.table: r for r in federate(client, cold.catalog(), HourPolicy.from_settings(live))}
+    assert results["trades_rejects"].error is None
+    _, cursor = _sensor(live, "ttl_guard")
+    assert not [text for text in receiver.texts() if "FEDERATION STUCK" in text], receiver.texts()
+    # A reject ingested 29.5 days ago (a row the TTL is about to drop), its view's cutover at 1970.
+    old = datetime.now(UTC) - timedelta(days=29, hours=12)
+    with warm.connect() as client:
+        client.insert(
+            "trades_rejects", [["binance", "BTCUSDT", "x", "-1", "0.1", "false", old, old, "{}", old, "price"]],
+            column_names=[
+                "exchange", "symbol", "trade_id", "price", "quantity", "side", "exchange_ts", "received_at", "message",
+                "ingested_at", "reason",
+            ],
+        )
+    _sensor(live, "ttl_guard", cursor)
+    assert [text for text in receiver.texts() if "FEDERATION STUCK" in text and "trades_rejects_all" in text], receiver.texts()
