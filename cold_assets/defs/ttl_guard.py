@@ -30,7 +30,7 @@ from cold_assets.defs.healing import (
 )
 from cold_assets.defs.resources import ClickHouseResource, IcebergResource
 from cold_assets.defs.schedules import OffloadJob
-from cold_assets.federation import current_cutovers, warm_first_hour
+from cold_assets.federation import current_cutovers, warm_first_row_since
 from cold_assets.hours import HourPolicy
 from cold_assets.offload.bookkeeping import ranges_changed_since, snapshot_id
 from cold_assets.parity.checksums import partitions_parity
@@ -88,21 +88,24 @@ def ttl_guard_sensor(
                 f"within {(retention - margin).days} day(s) without a cold copy proven equal: {lines}"
             )
         # A view whose cutover stopped moving: once the TTL passes it, warm drops rows the view
-        # reads from warm, and a gap opens. Not where warm holds no such row (a table with no
-        # row yet, as trades_rejects before its first reject: nothing to drop, no gap).
+        # reads from warm, and a gap opens. Alerted while warm holds such rows (not for a table
+        # with no row there, as trades_rejects before its first reject: nothing to drop); it
+        # recovers only once the cutover moved past the line, not when the TTL took the rows.
         close = policy.warm_horizon(now) + cutover_alert
-        stuck = {
-            view: cutover for view, cutover in cutovers.items()
-            if cutover < close and (first := look.warm_first.get(view, cutover)) is not None and first < close
+        behind = {view: cutover for view, cutover in cutovers.items() if cutover < close}
+        losing = {
+            view for view, cutover in behind.items()
+            if (first := look.warm_read_from.get(view, cutover)) is not None and first < close
         }
         stuck_before = set(state.get("stuck", []))
-        for view in sorted(set(stuck) - stuck_before):
+        stuck = (stuck_before & set(behind)) | losing
+        for view in sorted(losing - stuck_before):
             outbox.send(
-                f"FEDERATION STUCK: the cutover of {view}_all is {stuck[view]:%Y-%m-%d %H:%M} UTC, within "
+                f"FEDERATION STUCK: the cutover of {view}_all is {behind[view]:%Y-%m-%d %H:%M} UTC, within "
                 f"{cutover_alert.total_seconds() / 3600:.0f} h of the warm TTL horizon ({policy.warm_horizon(now):%Y-%m-%d %H:%M} UTC): "
                 "once the TTL passes it, the view has a gap. See the daily_audit run's federate_views step."
             )
-        for view in sorted(stuck_before - set(stuck)):
+        for view in sorted(stuck_before - stuck):
             outbox.send(f"FEDERATION RECOVERED: the cutover of {view}_all is moving again.")
         found.alert_shrunk(state, outbox, set(looked_at), set(repair_window))
         covered = in_flight_ranges(context.instance, job.name, partitions_def, context.repository_def)
@@ -131,7 +134,7 @@ class OldHoursLook:
     keys: list[str]  # the hours near the TTL
     at_risk: dict[str, list[str]]  # hour near the TTL -> its tables without a cold copy proven equal
     cutovers: dict[str, datetime]  # federated view's warm table -> its cutover
-    warm_first: dict[str, datetime | None]  # ... -> the first hour that warm table still holds (None: no row)
+    warm_read_from: dict[str, datetime | None]  # ... -> its first warm row at or after the cutover (None: none)
 
 
 def look_at_old_hours(
@@ -171,8 +174,11 @@ def look_at_old_hours(
         state["proven"] = proven
         cutovers = current_cutovers(client) if client.query(render("federation_cutover_exists")).result_rows[0][0] else {}
         by_warm_name = {t.warm: t for t in TABLES}
-        warm_first = {name: warm_first_hour(client, by_warm_name[name]) for name in cutovers if name in by_warm_name}
-    return OldHoursLook(now, state, repair_window, looked_at, found, keys, at_risk, cutovers, warm_first)
+        warm_read_from = {
+            name: warm_first_row_since(client, by_warm_name[name], cutover) for name, cutover in cutovers.items()
+            if name in by_warm_name
+        }
+    return OldHoursLook(now, state, repair_window, looked_at, found, keys, at_risk, cutovers, warm_read_from)
 
 
 # Hours of the repair window a tick looks for late rows in: the window (23 days by default) is

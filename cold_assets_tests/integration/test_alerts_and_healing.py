@@ -323,12 +323,12 @@ def test_a_compaction_proof_that_fails_alerts_once_and_recovers_once(settings, r
 
 
 def test_a_cutover_that_stopped_moving_alerts_before_the_ttl_opens_a_gap(settings, warm, cold, receiver, monkeypatch):
-    _, settings = _an_hour_near_the_ttl(warm, monkeypatch, 6_200_000_000)  # rows the TTL is about to drop
+    old, settings = _an_hour_near_the_ttl(warm, monkeypatch, 6_200_000_000)  # rows the TTL is about to drop
     now = datetime.now(UTC)
     with warm.connect() as client:
         client.insert(
             "federation_cutover",
-            [["bronze_trades", now - timedelta(days=29, hours=12)], ["silver_trades", now - timedelta(hours=2)]],
+            [["bronze_trades", old], ["silver_trades", now - timedelta(hours=2)]],
             column_names=["table_name", "cutover"],
         )
     _, cursor = _sensor(settings, "ttl_guard")

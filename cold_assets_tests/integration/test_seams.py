@@ -741,5 +741,10 @@ def test_a_table_empty_on_both_tiers_is_no_stuck_federation(live, warm, cold, re
                 "ingested_at", "reason",
             ],
         )
-    _sensor(live, "ttl_guard", cursor)
+    _, cursor = _sensor(live, "ttl_guard", cursor)
     assert [text for text in receiver.texts() if "FEDERATION STUCK" in text and "trades_rejects_all" in text], receiver.texts()
+    # The TTL takes the reject: the gap opened, the cutover did not move. Nothing recovered.
+    with warm.connect() as client:
+        client.command("ALTER TABLE trades_rejects DELETE WHERE 1", settings={"mutations_sync": 2})
+    _sensor(live, "ttl_guard", cursor)
+    assert not [text for text in receiver.texts() if "RECOVERED" in text], receiver.texts()
