@@ -9,8 +9,10 @@ work runs here, in a child process of its own. A ClickHouse server has no such l
 runs in the calling process.
 """
 
+import math
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import tempfile
@@ -20,8 +22,6 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from dagster import ConfigurableResource
-
-import cold_assets
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -38,19 +38,22 @@ def on_warm(embedded: bool, timeout_s: float, fn: Callable[P, T], *args: P.args,
     if not embedded:
         return fn(*args, **kwargs)
     request = pickle.dumps((fn, [_portable(a) for a in args], {k: _portable(v) for k, v in kwargs.items()}))
+    # The child imports what this process imports: this process's path, and not the working
+    # directory's (-P), where a stray checkout would otherwise win on the embedded path only.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     with tempfile.TemporaryDirectory(prefix="cold-warm-child-") as folder:
         answer = Path(folder) / "answer.pickle"
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([_package_root(), os.environ.get("PYTHONPATH", "")])}
+        command = [sys.executable, "-P", "-c", _CHILD, str(answer), str(math.ceil(timeout_s))]
         try:
             child = subprocess.run(
-                [sys.executable, "-c", _CHILD, str(answer)], input=request, stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE, env=env, timeout=timeout_s, check=False,
+                command, input=request, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, timeout=timeout_s,
+                check=False,
             )
-        except subprocess.TimeoutExpired:
-            raise WarmChildFailed(f"{fn.__qualname__} took more than {timeout_s:.0f} s in its child process; it was killed") from None
+            said = f"exit {child.returncode}: " + " | ".join(child.stderr.decode(errors="replace").strip().splitlines()[-5:])
+        except subprocess.TimeoutExpired:  # (killed: an answer written before that still counts)
+            said = f"more than {timeout_s:.0f} s; it was killed"
         if not answer.exists():
-            tail = child.stderr.decode(errors="replace").strip().splitlines()[-5:]
-            raise WarmChildFailed(f"{fn.__qualname__} ended without a result (exit {child.returncode}): " + " | ".join(tail))
+            raise WarmChildFailed(f"{fn.__qualname__} ended without a result in its child process ({said})")
         failed, value = pickle.loads(answer.read_bytes())
     if failed:
         raise value
@@ -77,11 +80,10 @@ def _restored(value: Any) -> Any:
     return value.rebuilt() if isinstance(value, _Resource) else value
 
 
-def _package_root() -> str:
-    return str(Path(cold_assets.__file__).resolve().parents[1])
-
-
-def _child(answer: Path) -> None:
+def _child(answer: Path, timeout_s: int) -> None:
+    # A child whose parent went away (the code server restarted mid-tick) must not hold the
+    # embedded warm tier's lock for long: SIGALRM ends it a little after the parent's timeout.
+    signal.alarm(timeout_s + 5)
     fn, args, kwargs = pickle.loads(sys.stdin.buffer.read())
     try:
         outcome = pickle.dumps((False, fn(*[_restored(a) for a in args], **{k: _restored(v) for k, v in kwargs.items()})))
@@ -95,7 +97,12 @@ def _child(answer: Path) -> None:
     written = answer.with_suffix(".partial")
     written.write_bytes(outcome)
     written.rename(answer)  # whole, or not there
+    # Done: fn closed its connection; the interpreter's teardown, with chDB's leaked threads
+    # still running, would only cost time.
+    os._exit(0)
 
 
 # (Not `-m` this module: its classes would be __main__'s, not the ones the request names.)
-_CHILD = "import sys; from pathlib import Path; from cold_assets.warm.isolated import _child; _child(Path(sys.argv[1]))"
+_CHILD = (
+    "import sys; from pathlib import Path; from cold_assets.warm.isolated import _child; _child(Path(sys.argv[1]), int(sys.argv[2]))"
+)

@@ -53,7 +53,15 @@ def test_the_childs_exception_is_raised_here_with_its_type_and_where_it_came_fro
 
 
 def test_a_child_that_dies_or_hangs_is_a_clear_error():
-    with pytest.raises(WarmChildFailed, match=r"dies ended without a result \(exit 3\)"):
+    with pytest.raises(WarmChildFailed, match=r"dies ended without a result in its child process \(exit 3"):
         on_warm(True, 60, dies)
     with pytest.raises(WarmChildFailed, match="more than 2 s"):
         on_warm(True, 2, sleeps)
+
+
+def test_a_stray_checkout_in_the_working_directory_is_not_what_the_child_imports(tmp_path, monkeypatch):
+    stray = tmp_path / "cold_assets"
+    stray.mkdir()
+    (stray / "__init__.py").write_text("raise ImportError('the stray checkout was imported')\n")
+    monkeypatch.chdir(tmp_path)
+    assert on_warm(True, 60, where_and_what, ClickHouseResource(chdb_path="/x"), 1)[2] == 2
