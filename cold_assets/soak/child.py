@@ -3,7 +3,7 @@ the soak chose for it; the soak may SIGKILL it at any moment.
 
     python -m cold_assets.soak.child '{"tables": [...], "config": {...}, "tags": {...}, "faults": [...]}'
 
-The last line it prints is the run's outcome: {"run_id", "success", "fired": [fault names]}.
+It prints the run's outcome on a line of its own, after OUTCOME: {"run_id", "success", "fired": [fault names]}.
 (In a process of its own the run also takes the embedded warm tier's leaked threads with it,
 warm/isolated.py: the soak's own process lives for hundreds of runs.)
 """
@@ -12,6 +12,8 @@ import json
 import sys
 from contextlib import ExitStack
 from datetime import timedelta
+
+OUTCOME = "soak-run-outcome: "
 
 
 def main() -> None:
@@ -47,7 +49,7 @@ def main() -> None:
             instance=embedded_instance(settings), run_config=spec["config"], tags=spec["tags"], raise_on_error=False
         )
     fired = [name for name, injected in faults.items() if injected.fired]
-    print(json.dumps({"run_id": result.run_id, "success": result.success, "fired": fired}), flush=True)
+    print(OUTCOME + json.dumps({"run_id": result.run_id, "success": result.success, "fired": fired}), flush=True)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ from typing import cast
 
 from pyiceberg.table import Table
 
+from cold_assets.soak.child import OUTCOME
 from cold_assets.soak.ledger import INSTRUMENTS, RAW_COLUMNS, SIDES, Ledger, Limits, Message, hour_floor
 from cold_assets.tables import TABLES, Layer, MirroredTable, OffloadMode
 
@@ -57,6 +58,7 @@ OPERATIONS: dict[str, int] = {
 FAULTS = {"kill": 0.10, "second_writer": 0.10, "unknown_commit": 0.08}
 WEBHOOK_FLIP = 0.12  # per step: the webhook goes down, or comes back
 MAX_ADDED_COLUMNS = 3
+RUN_TIMEOUT_S = 1800  # a run process past this hangs: a violation, not a wait
 QUIET = {"console": {"config": {"log_level": "WARNING"}}}  # the runs' own log lines: warnings and errors only
 
 
@@ -281,22 +283,31 @@ class Soak:
         marker = str(uuid.uuid4())
         tags = {**tags, "cold-assets/soak-run": marker}
         spec = json.dumps({"tables": tables, "config": config, "tags": tags, "faults": faults})
-        child = subprocess.Popen(
-            [sys.executable, "-m", "cold_assets.soak.child", spec], env={**os.environ, **self.env},
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )
-        killed = False
-        try:
-            said, _ = child.communicate(timeout=kill_after)
-        except subprocess.TimeoutExpired:
-            child.send_signal(signal.SIGKILL)
-            child.communicate()
-            said, killed = "", True
-        lines = said.strip().splitlines()
-        outcome = json.loads(lines[-1]) if lines and not killed else None
+        errors = self.settings.home / "run-processes.log"  # their stderr: Dagster's warnings of the runs broken on purpose
+        with open(errors, "a") as stderr:
+            stderr.write(f"--- seed {self.seed} step {self.step}: {why} run {marker}\n")
+            stderr.flush()
+            child = subprocess.Popen(
+                [sys.executable, "-m", "cold_assets.soak.child", spec], env={**os.environ, **self.env},
+                stdout=subprocess.PIPE, stderr=stderr, text=True,
+            )
+            killed = hung = False
+            try:
+                said, _ = child.communicate(timeout=kill_after or RUN_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                child.send_signal(signal.SIGKILL)
+                child.communicate()
+                said, killed, hung = "", kill_after is not None, kill_after is None
+        outcomes = [line.removeprefix(OUTCOME) for line in said.splitlines() if line.startswith(OUTCOME)]
+        outcome = json.loads(outcomes[-1]) if outcomes and not killed else None
         if outcome is None and not killed:
-            self._violate("runs end", f"the {why} run's process exited {child.returncode} without an outcome")
+            said = f"ran past {RUN_TIMEOUT_S} s" if hung else f"exited {child.returncode}"
+            self._violate("runs end", f"the {why} run's process {said} without an outcome (its stderr: {errors})")
         ran = self.instance.get_runs(filters=RunsFilter(tags={"cold-assets/soak-run": marker}))
+        if outcome is not None and ([r.run_id for r in ran] != [outcome["run_id"]] or outcome["success"] != (
+            ran[0].status == DagsterRunStatus.SUCCESS
+        )):
+            self._violate("runs end", f"the {why} run's outcome {outcome} is not what the instance holds: {ran}")
         for run in ran:
             if run.status not in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED):
                 self.instance.report_run_failed(run, message="soak: the run's process died")
