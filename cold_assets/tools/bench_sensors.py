@@ -140,6 +140,7 @@ def bench_sensors(days: int = 30, trades_per_hour: int = PRODUCTION_TRADES_PER_H
             }
             marker.write_text(json.dumps(build))
         ticks = _ticks(settings, REPEATS)
+        _looks(settings, counts_from_files=False)  # unmeasured: the first open and the caches are neither's
         looks, from_manifests = _looks(settings, counts_from_files=False)
         # The baseline: cold's counts read by ClickHouse from every data file, as before the
         # manifests answered them.
