@@ -7,6 +7,7 @@ import sys
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import cast
 
@@ -72,7 +73,7 @@ def _feed_config(args: argparse.Namespace, start: datetime) -> FeedConfig:
 
 
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
-    cfg = _feed_config(args, parse_start(args.start))
+    cfg = _feed_config(args, args.start)
     warm, _ = _resources(settings)
     with warm.connect() as client:
         written = simulate(client, cfg)
@@ -259,7 +260,7 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     from cold_assets.parity.audit import format_report, run_audit
 
     tables = [table_by_cold_name(name) for name in args.table] if args.table else None
-    start, end = parse_start(args.start), parse_start(args.end)
+    start, end = args.start, args.end
     warm, cold = _resources(settings)
     try:
         with warm.connect() as client:
@@ -360,12 +361,34 @@ def _add_feed_options(p: argparse.ArgumentParser, trades_per_hour: int) -> None:
     p.add_argument("--malformed-share", type=float, default=0.0005)
 
 
+def hour_arg(value: str) -> datetime:
+    """A flag's hour: ISO 8601, UTC without an offset, on the hour (a range of whole hours is
+    what the tiers compare; a value inside an hour is refused, not floored)."""
+    try:
+        at = parse_start(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an ISO 8601 date or date-time (for example 2026-12-01 or 2026-12-01T13:00)"
+        ) from None
+    if at != at.replace(minute=0, second=0, microsecond=0):
+        raise argparse.ArgumentTypeError(f"{value!r} is not on the hour (whole hours only: {at:%Y-%m-%dT%H}:00)")
+    return at
+
+
+def _version() -> str:
+    try:
+        return f"cold-assets {version('cold-assets')}"
+    except PackageNotFoundError:
+        return "cold-assets (not installed as a package: no version)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cold-assets", description=__doc__)
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("init", help="create or evolve the warm medallion and the ten cold tables").set_defaults(func=cmd_init)
     p = sub.add_parser("simulate", help="write a realistic Binance/Kraken trade feed into trades_raw")
-    p.add_argument("--start", required=True, help="first hour, ISO 8601 (UTC if no offset), on the hour")
+    p.add_argument("--start", required=True, type=hour_arg, help="first hour, ISO 8601 (UTC if no offset), on the hour")
     _add_feed_options(p, trades_per_hour=20_000)
     p.set_defaults(func=cmd_simulate)
     sub.add_parser(
@@ -386,8 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare warm and cold hour by hour; exit 0 if all match, 1 on a mismatch, 2 on bad usage or "
         "configuration, 3 when a tier cannot be reached",
     )
-    p.add_argument("--from", dest="start", required=True, help="first hour, ISO 8601 (UTC if no offset)")
-    p.add_argument("--to", dest="end", required=True, help="end of the range (exclusive)")
+    p.add_argument("--from", dest="start", required=True, type=hour_arg, help="first hour, ISO 8601 (UTC if no offset)")
+    p.add_argument("--to", dest="end", required=True, type=hour_arg, help="end of the range (exclusive), on the hour")
     p.add_argument("--table", action="append", help="a cold table name (repeatable); default: all ten")
     p.set_defaults(func=cmd_audit)
     p = sub.add_parser(
