@@ -10,13 +10,32 @@ from cold_assets.settings import Settings
 PARTITION_FORMAT = "%Y-%m-%d-%H:%M"
 
 
+def configured_start(value: str) -> str:
+    """COLD_PARTITIONS_START as a partition key: ISO 8601 as the command line takes it
+    (2026-01-01T00:00, UTC without an offset) or a partition key (2026-01-01-00:00), on the hour."""
+    try:
+        at = datetime.strptime(value, PARTITION_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        try:
+            at = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(
+                f"environment variable COLD_PARTITIONS_START={value!r} is not an hour "
+                "(ISO 8601 such as 2026-01-01T00:00, UTC without an offset, or a partition key such as 2026-01-01-00:00)"
+            ) from None
+        at = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
+    if at != at.replace(minute=0, second=0, microsecond=0):
+        raise ValueError(f"environment variable COLD_PARTITIONS_START={value!r} is not on the hour")
+    return partition_key_of(at)
+
+
 def first_partition(settings: Settings) -> str:
     """COLD_PARTITIONS_START, or, unset, a start chosen once and kept in COLD_HOME: the warm
     retention back from the first time the code location loaded, the oldest hour warm can
     still offload. A fresh demo then shows weeks of partitions, not every hour since a fixed
     date; and the start never moves, so no partition ever drops out of the definition."""
     if settings.partitions_start:
-        return settings.partitions_start
+        return configured_start(settings.partitions_start)
     kept = settings.home / "partitions_start"
     if kept.exists():
         return kept.read_text().strip()

@@ -36,3 +36,14 @@ def test_version(capsys):
     from importlib.metadata import version
 
     assert exited.value.code == 0 and capsys.readouterr().out.strip() == f"cold-assets {version('cold-assets')}"
+
+
+def test_the_partitions_start_takes_iso_as_the_flags_do_and_names_itself_when_wrong():
+    from cold_assets.partitions import configured_start
+
+    assert configured_start("2026-01-01T00:00") == configured_start("2026-01-01-00:00") == "2026-01-01-00:00"
+    assert configured_start("2026-01-01T01:00+01:00") == "2026-01-01-00:00"
+    with pytest.raises(ValueError, match="COLD_PARTITIONS_START='January' is not an hour"):
+        configured_start("January")
+    with pytest.raises(ValueError, match="COLD_PARTITIONS_START='2026-01-01T00:30' is not on the hour"):
+        configured_start("2026-01-01T00:30")
