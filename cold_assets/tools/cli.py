@@ -26,7 +26,8 @@ from cold_assets.warm.ddl import WarmLimits, apply_warm_ddl
 from cold_assets.warm.embedded_lock import EmbeddedWarmTierBusy
 from cold_assets.warm.read import identifier
 
-# Exit codes of `cold-assets audit` (and 2 for bad usage or configuration, for every command).
+# Exit codes: 1 a mismatch (audit, soak), 2 bad usage or configuration, 3 a tier that cannot be
+# reached (every command that reads one).
 EXIT_MISMATCH, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 # A tier that does not answer: ClickHouse (server or the embedded lock), the Iceberg catalog's
 # database or REST service (requests' errors are OSErrors).
@@ -262,12 +263,8 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     tables = [table_by_cold_name(name) for name in args.table] if args.table else None
     start, end = args.start, args.end
     warm, cold = _resources(settings)
-    try:
-        with warm.connect() as client:
-            report = run_audit(client, cold.catalog(), start, end, tables, HourPolicy.from_settings(settings))
-    except UNREACHABLE as unreachable:
-        print(f"cold-assets audit: a tier cannot be reached: {type(unreachable).__name__}: {unreachable}", file=sys.stderr)
-        return EXIT_UNREACHABLE
+    with warm.connect() as client:
+        report = run_audit(client, cold.catalog(), start, end, tables, HourPolicy.from_settings(settings))
     print(format_report(report))
     return 0 if report.ok else EXIT_MISMATCH
 
@@ -462,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         return args.func(settings, args)
+    except UNREACHABLE as unreachable:
+        print(f"cold-assets {args.command}: a tier cannot be reached: {type(unreachable).__name__}: {unreachable}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     except (ColdTableConflict, ValueError, RuntimeError, NoSuchTableError, NoSuchNamespaceError) as exc:
         print(f"cold-assets {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

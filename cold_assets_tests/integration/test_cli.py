@@ -53,6 +53,9 @@ def test_audit_exit_codes_tell_a_mismatch_from_bad_usage_from_an_unreachable_tie
     monkeypatch.setenv("CLICKHOUSE_PORT", str(_free_port()))  # nothing listens there
     unreachable = _cli("audit", *window)
     assert unreachable.returncode == 3 and "a tier cannot be reached" in unreachable.stderr, unreachable.stderr
+    for command in ("init", "federate"):  # every command that reads a tier says so alike, without a traceback
+        said = _cli(command)
+        assert said.returncode == 3 and "a tier cannot be reached" in said.stderr and "Traceback" not in said.stderr, said.stderr
     monkeypatch.delenv("CLICKHOUSE_HOST")
     monkeypatch.setenv("PYICEBERG_CATALOG__ICEBERG__URI", f"postgresql+psycopg2://nobody@127.0.0.1:{_free_port()}/nowhere")
     assert _cli("audit", *window).returncode == 3
