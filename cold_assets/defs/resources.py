@@ -21,7 +21,7 @@ from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.table import Table
 from pyiceberg.utils.config import Config
 
-from cold_assets.settings import Settings
+from cold_assets.settings import THROWAWAY_CATALOG, Settings
 from cold_assets.warm.capabilities import EMBEDDED, SERVER, WarmCapabilities, declare
 from cold_assets.warm.embedded_lock import exclusive_client
 
@@ -117,7 +117,21 @@ class IcebergResource(ConfigurableResource):
 
     @property
     def embedded(self) -> bool:
-        return not Config().get_catalog_config(self.catalog_name)
+        """No catalog is configured at all: the embedded SQLite catalog under COLD_HOME. A
+        name with no configuration beside configured ones is a typo, not the embedded default:
+        the cold tier would quietly go to a local file (and warm's TTL delete the only copy)."""
+        config = Config()
+        if config.get_catalog_config(self.catalog_name):
+            return False
+        known = config.get_known_catalogs()
+        if known and self.catalog_name != THROWAWAY_CATALOG:  # (throwaway work says so by that name)
+            raise ValueError(
+                f"catalog {self.catalog_name!r} (COLD_CATALOG) has no pyiceberg configuration, but {sorted(known)} "
+                f"{'has' if len(known) == 1 else 'have'}: set COLD_CATALOG to the one meant, or configure "
+                f"{self.catalog_name!r} (PYICEBERG_CATALOG__{self.catalog_name.upper()}__URI, ...). The embedded "
+                "catalog is used only where no catalog is configured at all."
+            )
+        return True
 
     @property
     def one_writer_at_a_time(self) -> bool:
