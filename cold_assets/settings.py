@@ -145,8 +145,12 @@ class Settings:
         return self.home / "warm"
 
     @property
+    def embedded_catalog_path(self) -> Path:
+        return self.home / "catalog.db"
+
+    @property
     def embedded_catalog_uri(self) -> str:
-        return f"sqlite:///{self.home / 'catalog.db'}"
+        return f"sqlite:///{self.embedded_catalog_path}"
 
     @property
     def embedded_warehouse(self) -> str:

@@ -40,6 +40,22 @@ def _resources(settings: Settings) -> tuple[ClickHouseResource, IcebergResource]
     return ClickHouseResource.from_settings(settings), IcebergResource.from_settings(settings)
 
 
+def _initialized(settings: Settings) -> tuple[ClickHouseResource, IcebergResource]:
+    """The tiers of a command that only reads them: an embedded tier that `init` never made is
+    refused with the hint, before opening it would create it empty."""
+    warm, cold = _resources(settings)
+    missing = [
+        what for what, path, embedded in (
+            ("embedded warm tier", settings.chdb_path, warm.embedded),
+            ("embedded catalog", settings.embedded_catalog_path, cold.embedded),
+        )
+        if embedded and not path.exists()
+    ]
+    if missing:
+        raise ValueError(f"COLD_HOME {settings.home} holds no {' and no '.join(missing)}: run `cold-assets init` first")
+    return warm, cold
+
+
 def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
     warm, cold = _resources(settings)
     with warm.connect() as client:
@@ -262,7 +278,7 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
 
     tables = [table_by_cold_name(name) for name in args.table] if args.table else None
     start, end = args.start, args.end
-    warm, cold = _resources(settings)
+    warm, cold = _initialized(settings)
     with warm.connect() as client:
         report = run_audit(client, cold.catalog(), start, end, tables, HourPolicy.from_settings(settings))
     print(format_report(report))
@@ -273,7 +289,7 @@ def cmd_federate(settings: Settings, args: argparse.Namespace) -> int:
     from cold_assets.federation import federate
     from cold_assets.hours import HourPolicy
 
-    warm, cold = _resources(settings)
+    warm, cold = _initialized(settings)
     with warm.connect() as client:
         results = federate(client, cold.catalog(), HourPolicy.from_settings(settings))
     for r in results:

@@ -33,6 +33,15 @@ def test_simulate_refuses_a_bad_start(settings):
     assert "argument --start" in result.stderr and "not on the hour" in result.stderr
 
 
+def test_audit_and_federate_on_an_empty_home_say_run_init_and_create_nothing(settings):
+    window = ("--from", "2026-11-20T00:00", "--to", "2026-11-20T02:00")
+    for argv in (("audit", *window), ("federate",)):
+        said = _cli(*argv)
+        assert said.returncode == 2, said.stderr
+        assert "holds no embedded warm tier and no embedded catalog: run `cold-assets init` first" in said.stderr
+        assert not settings.chdb_path.exists() and not settings.embedded_catalog_path.exists()
+
+
 def _free_port() -> int:
     import socket
 
