@@ -50,15 +50,10 @@ def current_cutovers(client: Client) -> dict[str, datetime]:
     return {name: (c if c.tzinfo else c.replace(tzinfo=UTC)) for name, c in rows}
 
 
-def _warm_first_hour(client: Client, spec: MirroredTable) -> datetime | None:
-    rows = client.query(render("warm_first_hour", table=identifier(spec.warm), time_column=identifier(spec.time_column))).result_rows
-    if not rows:
-        return None
-    value = rows[0][0]
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+WARM_BEGINNING = datetime(1900, 1, 1, tzinfo=UTC)  # DateTime64's first instant: every row is after it
 
 
-def warm_first_row_since(client: Client, spec: MirroredTable, since: datetime) -> datetime | None:
+def warm_first_row_since(client: Client, spec: MirroredTable, since: datetime = WARM_BEGINNING) -> datetime | None:
     """The time of the first row `spec`'s warm table holds at or after `since` (None: none)."""
     sql = render("warm_first_row_since", table=identifier(spec.warm), time_column=identifier(spec.time_column))
     rows = client.query(sql, parameters={"since": since}).result_rows
@@ -76,7 +71,8 @@ def next_cutover(
     An hour is passed when parity proves it, or when it is cold-only (older than the warm
     retention: the view can only serve it from cold) and cutting over hides nothing: cold
     holds rows for it, or warm holds none."""
-    first = _warm_first_hour(client, spec)
+    first_row = warm_first_row_since(client, spec)
+    first = first_row.replace(minute=0, second=0, microsecond=0) if first_row else None  # the first hour warm still holds
     limit = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0) - SETTLED
     if first is None:
         # Warm holds no row of this table. Where cold holds some (the TTL dropped warm's last

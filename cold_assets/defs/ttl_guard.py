@@ -71,7 +71,7 @@ def ttl_guard_sensor(
         try:
             look = on_warm(
                 clickhouse.embedded, SENSOR_CHILD_TIMEOUT_S, look_at_old_hours,
-                clickhouse, iceberg, partitions_def, state, retention, lookback, margin, policy,
+                clickhouse, iceberg, partitions_def, state, retention, lookback, margin, cutover_alert, policy,
             )
         except EmbeddedWarmTierBusy as busy:
             return SkipReason(f"warm tier busy, trying again next tick: {busy}")
@@ -91,11 +91,10 @@ def ttl_guard_sensor(
         # reads from warm, and a gap opens. Alerted while warm holds such rows (not for a table
         # with no row there, as trades_rejects before its first reject: nothing to drop); it
         # recovers only once the cutover moved past the line, not when the TTL took the rows.
-        close = policy.warm_horizon(now) + cutover_alert
-        behind = {view: cutover for view, cutover in cutovers.items() if cutover < close}
+        behind = {view: cutover for view, cutover in cutovers.items() if cutover < look.close}
         losing = {
             view for view, cutover in behind.items()
-            if (first := look.warm_read_from.get(view, cutover)) is not None and first < close
+            if (first := look.warm_read_from.get(view, cutover)) is not None and first < look.close
         }
         stuck_before = set(state.get("stuck", []))
         stuck = (stuck_before & set(behind)) | losing
@@ -134,12 +133,14 @@ class OldHoursLook:
     keys: list[str]  # the hours near the TTL
     at_risk: dict[str, list[str]]  # hour near the TTL -> its tables without a cold copy proven equal
     cutovers: dict[str, datetime]  # federated view's warm table -> its cutover
-    warm_read_from: dict[str, datetime | None]  # ... -> its first warm row at or after the cutover (None: none)
+    close: datetime  # a cutover before this nears the TTL horizon (COLD_CUTOVER_ALERT_HOURS)
+    # Of the views whose cutover is before `close`: the first warm row at or after the cutover (None: none).
+    warm_read_from: dict[str, datetime | None]
 
 
 def look_at_old_hours(
     clickhouse: ClickHouseResource, iceberg: IcebergResource, partitions_def: TimeWindowPartitionsDefinition,
-    state: dict, retention: timedelta, lookback: timedelta, margin: timedelta, policy: HourPolicy,
+    state: dict, retention: timedelta, lookback: timedelta, margin: timedelta, cutover_alert: timedelta, policy: HourPolicy,
 ) -> OldHoursLook:
     """The TTL guard's look at warm (in a child process on the embedded tier, see warm/isolated.py)."""
     at_risk: dict[str, list[str]] = {}
@@ -173,12 +174,11 @@ def look_at_old_hours(
             proven[table.cold] = still
         state["proven"] = proven
         cutovers = current_cutovers(client) if client.query(render("federation_cutover_exists")).result_rows[0][0] else {}
-        by_warm_name = {t.warm: t for t in TABLES}
+        close = policy.warm_horizon(now) + cutover_alert
         warm_read_from = {
-            name: warm_first_row_since(client, by_warm_name[name], cutover) for name, cutover in cutovers.items()
-            if name in by_warm_name
+            t.warm: warm_first_row_since(client, t, cutovers[t.warm]) for t in TABLES if cutovers.get(t.warm, close) < close
         }
-    return OldHoursLook(now, state, repair_window, looked_at, found, keys, at_risk, cutovers, warm_read_from)
+    return OldHoursLook(now, state, repair_window, looked_at, found, keys, at_risk, cutovers, close, warm_read_from)
 
 
 # Hours of the repair window a tick looks for late rows in: the window (23 days by default) is

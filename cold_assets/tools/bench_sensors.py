@@ -105,13 +105,14 @@ def _looks(settings: Settings, counts_from_files: bool) -> tuple[dict[str, float
     partitions_def, policy = hourly_partitions(settings), HourPolicy.from_settings(settings)
     lookback = timedelta(days=settings.heal_lookback_days)
     retention, margin = timedelta(days=settings.warm_retention_days), timedelta(days=settings.ttl_margin_days)
+    cutover_alert = timedelta(hours=settings.cutover_alert_hours)
     seconds: dict[str, float] = {}
     with mock.patch.object(checksums, "counts_by_hour", counted):
         started = time.perf_counter()
         late_rows_in_lookback(clickhouse, iceberg, partitions_def, lookback, policy)
         seconds["self_healing"] = round(time.perf_counter() - started, 2)
         started = time.perf_counter()
-        look_at_old_hours(clickhouse, iceberg, partitions_def, {}, retention, lookback, margin, policy)
+        look_at_old_hours(clickhouse, iceberg, partitions_def, {}, retention, lookback, margin, cutover_alert, policy)
         seconds["ttl_guard"] = round(time.perf_counter() - started, 2)
     return seconds, answered[0]
 
