@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +38,7 @@ def _free_port() -> int:
 @dataclass
 class Webserver:
     url: str
+    log_dir: Path
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
         request = urllib.request.Request(
@@ -44,8 +46,15 @@ class Webserver:
             data=json.dumps({"query": query, "variables": variables or {}}).encode(),
             headers={"Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            body = json.loads(response.read())
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                body = json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            # A 500's body and the webserver's log say why; the status alone does not.
+            log = (self.log_dir / "webserver.log").read_text(errors="replace")[-4000:]
+            raise AssertionError(
+                f"GraphQL answered {error.code}: {error.read()[:2000]!r}\nwebserver.log ends:\n{log}"
+            ) from error
         if body.get("errors"):
             raise AssertionError(f"GraphQL errors: {body['errors']}")
         return body["data"]
@@ -70,7 +79,7 @@ def webserver_and_daemon(settings: Settings, log_dir: Path) -> Iterator[Webserve
         ):
             log = open(log_dir / f"{name}.log", "w")
             processes.append((subprocess.Popen(command, env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT), log))
-        server = Webserver(f"http://127.0.0.1:{port}")
+        server = Webserver(f"http://127.0.0.1:{port}", log_dir)
         deadline = time.monotonic() + 180
         while True:
             try:
@@ -80,6 +89,7 @@ def webserver_and_daemon(settings: Settings, log_dir: Path) -> Iterator[Webserve
                 if time.monotonic() > deadline or any(p.poll() is not None for p, _ in processes):
                     raise RuntimeError(f"the webserver did not come up; see {log_dir}") from None
                 time.sleep(1)
+        _wait_for_code_location(server, deadline)
         yield server
     finally:
         for process, _log in processes:
@@ -90,6 +100,33 @@ def webserver_and_daemon(settings: Settings, log_dir: Path) -> Iterator[Webserve
             except subprocess.TimeoutExpired:
                 process.kill()
             log.close()
+
+
+def _wait_for_code_location(server: Webserver, deadline: float) -> None:
+    """The webserver answers before its code location has loaded; a person waits for the
+    location to show as loaded before launching anything, and so does the harness."""
+    while True:
+        entries = server.graphql(
+            """
+            query {
+              workspaceOrError {
+                ... on Workspace {
+                  locationEntries {
+                    name loadStatus
+                    locationOrLoadError { __typename ... on PythonError { message } }
+                  }
+                }
+              }
+            }"""
+        )["workspaceOrError"]["locationEntries"]
+        if entries and all(e["loadStatus"] == "LOADED" for e in entries):
+            failed = [e for e in entries if e["locationOrLoadError"]["__typename"] == "PythonError"]
+            if failed:
+                raise RuntimeError(f"the code location did not load: {failed}")
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the code location still loading after 180 s: {entries}")
+        time.sleep(1)
 
 
 def launch_backfill(server: Webserver, asset_paths: list[list[str]], partitions: list[str]) -> str:
