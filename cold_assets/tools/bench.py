@@ -78,14 +78,17 @@ def peak_rss_mb() -> float:
     return own if own is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def build_bench_warm(settings: Settings, trades_per_hour: int, hours: int, bronze_only: bool, start: datetime = BENCH_START) -> None:
+def build_bench_warm(settings: Settings, trades_per_hour: int, hours: int, bronze_only: bool, start: datetime = BENCH_START,
+                     hours_before: int = 0) -> None:
+    """`hours` of the simulated feed from `start`; `hours_before` resumes a build that fed
+    that many hours up to `start` (trade ids carry on)."""
     warm = ClickHouseResource.from_settings(settings)
     with warm.connect() as client:
         apply_warm_ddl(client, WarmLimits.from_settings(settings))
         if bronze_only:
             # The offload benchmark needs bronze only: keep silver and gold out of the build.
             client.command("DETACH TABLE silver_trades_mv")
-        simulate(client, FeedConfig(start=start, hours=hours, trades_per_hour=trades_per_hour))
+        simulate(client, FeedConfig(start=start, hours=hours, trades_per_hour=trades_per_hour, hours_before=hours_before))
     ensure_cold_tables(IcebergResource.from_settings(settings).catalog())
 
 

@@ -3,7 +3,9 @@ days at `trades_per_hour`, with the production settle lag.
 
 The history is built once (`--state DIR` keeps it for the next run): the medallion fed
 through its materialized views, and each cold table filled from the offload's own warm reads,
-a checkpoint a day (a file per hour and exchange). The sensors then tick as Dagster's daemon
+a checkpoint a day (a file per hour and exchange). The build takes hours at production
+volume, so a build stopped midway resumes: its plan is written first, and the next run feeds
+on from the hour after warm's newest trade, up to the current hour. The sensors then tick as Dagster's daemon
 runs them (`build_sensor_context`; on the embedded tier their look at warm runs in a child
 process, warm/isolated.py), each several times (the median is printed). Their looks at warm
 are then timed in this process, once with cold's counts from the manifests and once read
@@ -28,6 +30,8 @@ from cold_assets.tools.bench_history import history_window
 
 PRODUCTION_TRADES_PER_HOUR = 200_000
 BUILT = "sensors-bench.json"  # the marker of a finished build under --state
+PLAN = "sensors-bench-plan.json"  # a build under way: its figures and first hour
+HOUR = timedelta(hours=1)
 REPEATS = 3
 
 
@@ -117,28 +121,68 @@ def _looks(settings: Settings, counts_from_files: bool) -> tuple[dict[str, float
     return seconds, answered[0]
 
 
+def _same_figures(recorded: dict, days: int, trades_per_hour: int, home: Path) -> dict:
+    if recorded["days"] != days or recorded["trades_per_hour"] != trades_per_hour:
+        raise SystemExit(f"--state {home} holds {recorded['days']} days at {recorded['trades_per_hour']} trades/h; "
+                         "use another folder for other figures")
+    return recorded
+
+
+def _hours_fed(settings: Settings, start: datetime) -> tuple[int, int]:
+    """Hours from `start` through the one holding the newest trade warm holds, and how many raw
+    messages that last hour holds: a build stopped inside an insert leaves it thin. (Not the
+    newest receipt: the feed's last hour delivers the late messages it still holds, hours
+    after their trades.)"""
+    with ClickHouseResource.from_settings(settings).connect() as client:
+        newest = client.query("SELECT max(exchange_ts) FROM trades_raw").result_rows[0][0]
+        if newest.timestamp() <= start.timestamp():  # empty: max() of no rows is the epoch
+            return 0, 0
+        last_hour = newest.replace(minute=0, second=0, microsecond=0, tzinfo=start.tzinfo)
+        thin = client.query(
+            "SELECT count() FROM trades_raw WHERE exchange_ts >= {h:DateTime64(6, 'UTC')} "
+            "AND exchange_ts < {h:DateTime64(6, 'UTC')} + INTERVAL 1 HOUR",
+            parameters={"h": last_hour},
+        ).result_rows[0][0]
+    return int((last_hour - start) / HOUR) + 1, int(thin)
+
+
+def _build(settings: Settings, home: Path, days: int, trades_per_hour: int) -> dict:
+    plan_file = home / PLAN
+    resumed: dict | None = None
+    if plan_file.exists():
+        plan = _same_figures(json.loads(plan_file.read_text()), days, trades_per_hour, home)
+        start = datetime.fromisoformat(plan["start"])
+        fed, last_hour_rows = _hours_fed(settings, start)
+        resumed = {"after_hours": fed, "last_hour_raw_rows": last_hour_rows}
+    else:
+        start, fed = history_window(days)[0], 0
+        plan_file.write_text(json.dumps({"days": days, "trades_per_hour": trades_per_hour, "start": start.isoformat()}))
+    # Up to the current hour: a resumed history that ended hours ago would leave the sensors'
+    # newest hours empty.
+    end = history_window(days)[1]
+    started = time.perf_counter()
+    if start + fed * HOUR < end:
+        build_bench_warm(settings, trades_per_hour, int((end - start) / HOUR) - fed, False, start=start + fed * HOUR,
+                         hours_before=fed)
+    warm_s = time.perf_counter() - started
+    started = time.perf_counter()
+    cold_rows = _fill_cold(settings, start, end)  # hours a stopped build filled come back unchanged
+    return {
+        "days": days, "trades_per_hour": trades_per_hour, "start": start.isoformat(), "end": end.isoformat(),
+        "resumed": resumed, "warm_build_s": round(warm_s), "cold_fill_s": round(time.perf_counter() - started),
+        "cold_rows": cold_rows,
+    }
+
+
 def bench_sensors(days: int = 30, trades_per_hour: int = PRODUCTION_TRADES_PER_HOUR, parent: str | None = None,
                   state: str | None = None) -> dict:
     with _state(parent, state) as home:
         settings = throwaway(Settings.from_env(), home)  # the production settle lag: the bench's own is 0
         marker = home / BUILT
-        build = None
         if marker.exists():
-            build = json.loads(marker.read_text())
-            if build["days"] != days or build["trades_per_hour"] != trades_per_hour:
-                raise SystemExit(f"--state {home} holds {build['days']} days at {build['trades_per_hour']} trades/h; "
-                                 "use another folder for other figures")
+            build = _same_figures(json.loads(marker.read_text()), days, trades_per_hour, home)
         else:
-            start, end = history_window(days)
-            started = time.perf_counter()
-            build_bench_warm(settings, trades_per_hour, int((end - start) / timedelta(hours=1)), False, start=start)
-            warm_s = time.perf_counter() - started
-            started = time.perf_counter()
-            cold_rows = _fill_cold(settings, start, end)
-            build = {
-                "days": days, "trades_per_hour": trades_per_hour, "start": start.isoformat(), "end": end.isoformat(),
-                "warm_build_s": round(warm_s), "cold_fill_s": round(time.perf_counter() - started), "cold_rows": cold_rows,
-            }
+            build = _build(settings, home, days, trades_per_hour)
             marker.write_text(json.dumps(build))
         ticks = _ticks(settings, REPEATS)
         _looks(settings, counts_from_files=False)  # unmeasured: the first open and the caches are neither's

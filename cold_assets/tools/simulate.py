@@ -47,6 +47,9 @@ class FeedConfig:
     out_of_order_share: float = 0.01
     late_share: float = 0.001
     malformed_share: float = 0.0005
+    # Hours of this same feed delivered before `start` (a resumed build): each stream's trade
+    # ids carry on after theirs instead of starting again.
+    hours_before: int = 0
 
     def __post_init__(self) -> None:
         if self.start.tzinfo is None or self.start.utcoffset() != timedelta(0):
@@ -55,6 +58,8 @@ class FeedConfig:
             raise ValueError(f"start must be on the hour, got {self.start.isoformat()}")
         if self.hours < 1 or self.trades_per_hour < 1:
             raise ValueError("hours and trades_per_hour must be at least 1")
+        if self.hours_before < 0:
+            raise ValueError(f"hours_before must be at least 0, got {self.hours_before}")
         for name in ("duplicate_share", "out_of_order_share", "late_share", "malformed_share"):
             share = getattr(self, name)
             if not 0.0 <= share < 0.5:
@@ -284,6 +289,8 @@ def generate(cfg: FeedConfig, instruments: dict[tuple[str, str], Instrument]) ->
         streams.append(_Stream(inst, round(start_price * jitter * E8 / inst.tick_e8), 1_000_000_000 + i * 37_000_000, vol))
     per_stream = np.full(len(streams), cfg.trades_per_hour // len(streams))
     per_stream[: cfg.trades_per_hour % len(streams)] += 1
+    for stream, n in zip(streams, per_stream, strict=True):
+        stream.next_trade_id += cfg.hours_before * int(n)  # each hour takes exactly n ids per stream
     start_us = int(cfg.start.timestamp() * 1_000_000)
     pending: list[pa.Table] = []
     for h in range(cfg.hours):

@@ -136,14 +136,37 @@ def test_bench_and_the_archive_warm_up_never_touch_a_configured_catalog(settings
 
 
 def test_bench_sensors_builds_its_history_once_and_ticks_both_sensors(settings, tmp_path):
-    """A day at a low rate: the command prints both sensors' ticks and the baseline; a second
-    run under the same --state reuses the history, and one asking for other figures is refused."""
+    """A day at a low rate, from a build stopped after 9 hours: the command feeds on from there
+    (no trade id twice), prints both sensors' ticks and the baseline; a second run under the
+    same --state reuses the history, and one asking for other figures is refused."""
     import json
+    from pathlib import Path
+
+    from cold_assets.defs.resources import ClickHouseResource
+    from cold_assets.settings import Settings, throwaway
+    from cold_assets.tools.bench import build_bench_warm
+    from cold_assets.tools.bench_history import history_window
+    from cold_assets.tools.bench_sensors import PLAN
 
     state = str(tmp_path / "state")
+    stopped = throwaway(Settings.from_env(), Path(state))
+    Path(state).mkdir()
+    start = history_window(1)[0]
+    (Path(state) / PLAN).write_text(json.dumps({"days": 1, "trades_per_hour": 2000, "start": start.isoformat()}))
+    build_bench_warm(stopped, 2000, 9, False, start=start)  # what the stopped build had fed
+
     first = _cli("bench", "sensors", "--days", "1", "--trades-per-hour", "2000", "--state", state)
     assert first.returncode == 0, first.stderr[-2000:]
     figures = json.loads(first.stdout[first.stdout.index("{"):])
+    assert figures["build"]["resumed"]["after_hours"] == 9
+    with ClickHouseResource.from_settings(stopped).connect() as client:
+        hours, trades = client.query(
+            "SELECT uniqExact(toStartOfHour(exchange_ts)), uniqExact(exchange, symbol, trade_id) FROM trades_raw"
+        ).result_rows[0]
+        bronze = client.query("SELECT count() FROM bronze_trades").result_rows[0][0]
+    # Every hour of the day fed, 2,000 trades each: trade ids that started again would collapse.
+    assert hours == 21 and trades == 2000 * 21
+    assert figures["build"]["cold_rows"]["bronze_trades"] == bronze
     assert set(figures["tick_s"]) == {"self_healing", "ttl_guard"}
     assert set(figures["look_s"]) == set(figures["baseline_look_cold_counts_from_data_files_s"]) == {"self_healing", "ttl_guard"}
     # The baseline's switch took: the manifests answered cold's counts in the look only.
