@@ -64,6 +64,44 @@ def env_pairs(name: str) -> dict[str, str]:
     return pairs
 
 
+# The ClickHouse server's variables; the rest of CLICKHOUSE_* is nothing cold-assets reads.
+CLICKHOUSE_VARIABLES = ("CLICKHOUSE_HOST", "CLICKHOUSE_PORT", "CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD",
+                        "CLICKHOUSE_DATABASE", "CLICKHOUSE_SECURE")
+WARM_CHOICES = ("embedded", "server")
+
+
+def check_warm_choice(catalog_name: str) -> None:
+    """Refuses every environment where an unset CLICKHOUSE_HOST (the embedded chDB under
+    COLD_HOME) would be a silent fallback: an offload from an empty embedded tier is green
+    everywhere while the real warm tier's TTL deletes the only copy of its hours.
+
+    COLD_WARM=server needs CLICKHOUSE_HOST; COLD_WARM=embedded refuses it. Unset, a missing
+    CLICKHOUSE_HOST means embedded only where nothing else points at a deployment: no other
+    CLICKHOUSE_* variable (CLICKHOUSE_HOSTNAME is a typo, not a choice) and no configured
+    catalog for COLD_CATALOG."""
+    host = env_str("CLICKHOUSE_HOST")
+    choice = env_str("COLD_WARM")
+    if choice is not None and choice not in WARM_CHOICES:
+        raise ValueError(f"environment variable COLD_WARM={choice!r} must be one of {', '.join(WARM_CHOICES)}")
+    if choice == "server" and host is None:
+        raise ValueError("COLD_WARM=server but CLICKHOUSE_HOST is unset: set it to the ClickHouse server")
+    if choice == "embedded" and host is not None:
+        raise ValueError(f"COLD_WARM=embedded but CLICKHOUSE_HOST={host!r} is set: unset one of them")
+    if host is not None or choice == "embedded":
+        return
+    stray = sorted(n for n in os.environ if n.startswith("CLICKHOUSE_") and n != "CLICKHOUSE_HOST" and env_str(n))
+    reasons = [f"{', '.join(stray)} {'is' if len(stray) == 1 else 'are'} set"] if stray else []
+    from pyiceberg.utils.config import Config  # (pyiceberg's own reading of PYICEBERG_CATALOG__* and .pyiceberg.yaml)
+
+    if Config().get_catalog_config(catalog_name):
+        reasons.append(f"catalog {catalog_name!r} (COLD_CATALOG) is configured")
+    if reasons:
+        raise ValueError(
+            f"CLICKHOUSE_HOST is unset, which means the embedded warm tier under COLD_HOME, but {' and '.join(reasons)}: "
+            "set CLICKHOUSE_HOST to the ClickHouse server, or COLD_WARM=embedded to use the embedded tier on purpose"
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything cold-assets reads from the environment (docs/configuration.md lists each variable)."""
@@ -113,6 +151,8 @@ class Settings:
                 f"COLD_TTL_MARGIN_DAYS={margin} must be less than COLD_WARM_RETENTION_DAYS={retention}: "
                 "the TTL guard alerts between the two"
             )
+        catalog_name = env_str("COLD_CATALOG", "iceberg")
+        check_warm_choice(catalog_name)
         return cls(
             home=home,
             clickhouse_host=env_str("CLICKHOUSE_HOST"),
@@ -120,7 +160,7 @@ class Settings:
             clickhouse_user=env_str("CLICKHOUSE_USER", "default"),
             clickhouse_secure=env_bool("CLICKHOUSE_SECURE"),
             clickhouse_database=env_str("CLICKHOUSE_DATABASE", "default"),
-            catalog_name=env_str("COLD_CATALOG", "iceberg"),
+            catalog_name=catalog_name,
             partitions_start=env_str("COLD_PARTITIONS_START"),
             settle_lag_seconds=settle_lag,
             append_overlap_seconds=env_int("COLD_APPEND_OVERLAP_SECONDS", max(DEFAULT_OVERLAP_SECONDS, settle_lag), minimum=0),
@@ -172,7 +212,7 @@ def throwaway(settings: Settings, home: Path) -> Settings:
 def throwaway_env(home: Path) -> dict[str, str]:
     """The environment of a child process doing throwaway work under `home`."""
     kept = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKHOUSE_", "PYICEBERG_CATALOG__"))}
-    return {**kept, "COLD_HOME": str(home), "COLD_CATALOG": THROWAWAY_CATALOG}
+    return {**kept, "COLD_HOME": str(home), "COLD_CATALOG": THROWAWAY_CATALOG, "COLD_WARM": "embedded"}
 
 
 def s3_collection_name() -> str:

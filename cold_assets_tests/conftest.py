@@ -27,7 +27,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     # The Spark jars are provisioned once per checkout (`make jars`), not per test.
     monkeypatch.setenv("COLD_SPARK_JARS_DIR", os.environ.get("COLD_SPARK_JARS_DIR") or str(REPO / ".cold" / "spark-jars"))
     for name in list(os.environ):
-        if name.startswith(("CLICKHOUSE_", "PYICEBERG_CATALOG__")):
+        if name.startswith(("CLICKHOUSE_", "PYICEBERG_CATALOG__")) or name == "COLD_WARM":
             monkeypatch.delenv(name)
     return Settings.from_env()
 

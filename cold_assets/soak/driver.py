@@ -155,7 +155,7 @@ class Soak:
             "COLD_HEAL_RETRY_SECONDS": "0",  # the soak's minutes stand for the days between retries
         }
         for name in list(os.environ):
-            if name.startswith(("CLICKHOUSE_", "PYICEBERG_CATALOG__")) or name in ("COLD_SETTLE_LAG_SECONDS",):
+            if name.startswith(("CLICKHOUSE_", "PYICEBERG_CATALOG__")) or name in ("COLD_SETTLE_LAG_SECONDS", "COLD_WARM"):
                 os.environ.pop(name)
         os.environ.update(self.env)
         self.settings = Settings.from_env()

@@ -66,6 +66,8 @@ def test_audit_exit_codes_tell_a_mismatch_from_bad_usage_from_an_unreachable_tie
         said = _cli(command)
         assert said.returncode == 3 and "a tier cannot be reached" in said.stderr and "Traceback" not in said.stderr, said.stderr
     monkeypatch.delenv("CLICKHOUSE_HOST")
+    monkeypatch.delenv("CLICKHOUSE_PORT")
+    monkeypatch.setenv("COLD_WARM", "embedded")
     monkeypatch.setenv("PYICEBERG_CATALOG__ICEBERG__URI", f"postgresql+psycopg2://nobody@127.0.0.1:{_free_port()}/nowhere")
     assert _cli("audit", *window).returncode == 3
 
@@ -101,6 +103,7 @@ def test_bench_and_the_archive_warm_up_never_touch_a_configured_catalog(settings
     import os
 
     production = tmp_path / "production"
+    monkeypatch.setenv("COLD_WARM", "embedded")  # init fills the catalog from the embedded warm tier
     monkeypatch.setenv("PYICEBERG_CATALOG__ICEBERG__URI", f"sqlite:///{production / 'catalog.db'}")
     monkeypatch.setenv("PYICEBERG_CATALOG__ICEBERG__WAREHOUSE", (production / "warehouse").as_uri())
     production.mkdir()

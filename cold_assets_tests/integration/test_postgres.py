@@ -33,6 +33,7 @@ def postgres():
 
 
 def test_offload_checks_and_maintenance_on_dagster_postgres_and_a_postgresql_catalog(settings, warm, postgres, monkeypatch, tmp_path):
+    monkeypatch.setenv("COLD_WARM", "embedded")  # the embedded warm tier beside a real catalog, on purpose
     monkeypatch.setenv("PYICEBERG_CATALOG__ICEBERG__TYPE", "sql")
     monkeypatch.setenv("PYICEBERG_CATALOG__ICEBERG__URI", postgres.url("iceberg"))
     monkeypatch.setenv("PYICEBERG_CATALOG__ICEBERG__WAREHOUSE", (tmp_path / "warehouse").as_uri())

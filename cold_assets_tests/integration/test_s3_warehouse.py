@@ -47,6 +47,7 @@ def test_offload_checks_and_the_federated_view_on_an_s3_warehouse(settings, warm
         "S3__REGION": "us-east-1",
     }.items():
         monkeypatch.setenv(f"PYICEBERG_CATALOG__ICEBERG__{name}", value)
+    monkeypatch.setenv("COLD_WARM", "embedded")  # the embedded warm tier beside a configured catalog, on purpose
     settings = Settings.from_env()
     cold = IcebergResource.from_settings(settings)
     ensure_cold_tables(cold.catalog())
