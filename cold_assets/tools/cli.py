@@ -89,8 +89,27 @@ def _feed_config(args: argparse.Namespace, start: datetime) -> FeedConfig:
     )
 
 
+def _simulated_trades_allowed(settings: Settings, args: argparse.Namespace, writes_cold: bool) -> None:
+    """Simulated trades go to the embedded default only, unless --into-configured says a
+    configured tier is a scratch one: in a deployment the offload would make them permanent
+    in the system of record, beside the real trades of their hours."""
+    if args.into_configured:
+        return
+    warm, cold = _resources(settings)
+    configured = [] if warm.embedded else [f"the ClickHouse server {settings.clickhouse_host} (CLICKHOUSE_HOST)"]
+    if writes_cold and not cold.embedded:
+        configured.append(f"the catalog {settings.catalog_name!r} (COLD_CATALOG)")
+    if configured:
+        raise ValueError(
+            f"{args.command} writes simulated trades, and {' and '.join(configured)} {'is' if len(configured) == 1 else 'are'} "
+            "configured: run it on the embedded default (unset them), or pass --into-configured if "
+            f"{'it is' if len(configured) == 1 else 'they are'} scratch"
+        )
+
+
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     cfg = _feed_config(args, args.start)
+    _simulated_trades_allowed(settings, args, writes_cold=False)
     warm, _ = _resources(settings)
     with warm.connect() as client:
         written = simulate(client, cfg)
@@ -248,6 +267,7 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    _simulated_trades_allowed(settings, args, writes_cold=True)
     cmd_init(settings, args)
     start = demo_window(settings, args.hours)
     cfg = _feed_config(args, start)
@@ -395,6 +415,14 @@ def _version() -> str:
         return "cold-assets (not installed as a package: no version)"
 
 
+def _add_into_configured(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--into-configured", action="store_true",
+        help="write simulated trades into the configured ClickHouse server or catalog (a scratch deployment; "
+        "refused without this flag)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cold-assets", description=__doc__)
     parser.add_argument("--version", action="version", version=_version())
@@ -403,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="write a realistic Binance/Kraken trade feed into trades_raw")
     p.add_argument("--start", required=True, type=hour_arg, help="first hour, ISO 8601 (UTC if no offset), on the hour")
     _add_feed_options(p, trades_per_hour=20_000)
+    _add_into_configured(p)
     p.set_defaults(func=cmd_simulate)
     sub.add_parser(
         "federate", help="create or replace the <warm table>_all views over both tiers, cutover as far as parity allows"
@@ -416,6 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_dev)
     p = sub.add_parser("demo", help="init, simulate 6 hours, report")
     _add_feed_options(p, trades_per_hour=20_000)
+    _add_into_configured(p)
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser(
         "audit",

@@ -33,6 +33,25 @@ def test_simulate_refuses_a_bad_start(settings):
     assert "argument --start" in result.stderr and "not on the hour" in result.stderr
 
 
+def test_simulated_trades_go_into_a_configured_tier_only_when_the_flag_says_it_is_scratch(settings, tmp_path, monkeypatch):
+    """Refused before anything is opened: the server below listens nowhere (with the flag the
+    command gets as far as connecting), and the configured catalog's file is never created."""
+    monkeypatch.setenv("CLICKHOUSE_HOST", "127.0.0.1")
+    monkeypatch.setenv("CLICKHOUSE_PORT", str(_free_port()))
+    simulate = ("simulate", "--start", "2026-11-20T10:00", "--hours", "1")
+    refused = _cli(*simulate)
+    assert refused.returncode == 2, refused.stderr
+    assert "simulate writes simulated trades, and the ClickHouse server 127.0.0.1 (CLICKHOUSE_HOST) is configured" in refused.stderr
+    assert _cli(*simulate, "--into-configured").returncode == 3  # allowed: it tried the server
+    monkeypatch.delenv("CLICKHOUSE_HOST")
+    monkeypatch.delenv("CLICKHOUSE_PORT")
+    monkeypatch.setenv("COLD_WARM", "embedded")
+    monkeypatch.setenv("PYICEBERG_CATALOG__ICEBERG__URI", f"sqlite:///{tmp_path / 'production.db'}")
+    demo = _cli("demo", "--hours", "1")
+    assert demo.returncode == 2 and "and the catalog 'iceberg' (COLD_CATALOG) is configured" in demo.stderr, demo.stderr
+    assert not (tmp_path / "production.db").exists() and not settings.chdb_path.exists()
+
+
 def test_audit_and_federate_on_an_empty_home_say_run_init_and_create_nothing(settings):
     window = ("--from", "2026-11-20T00:00", "--to", "2026-11-20T02:00")
     for argv in (("audit", *window), ("federate",)):
