@@ -138,6 +138,7 @@ class Settings:
     spark_driver_memory: str
     spark_jars_dir: Path  # the pinned jars (maintenance/jars.py), unless spark_packages is set
     spark_packages: str | None  # Maven coordinates for spark.jars.packages instead of the cache
+    spark_s3: bool  # the warehouse is on S3: Spark also loads Iceberg's AWS bundle (pinned)
     spark_conf: dict[str, str]  # more Spark settings (COLD_SPARK_CONF="key=value,key=value")
 
     @classmethod
@@ -177,6 +178,7 @@ class Settings:
             spark_driver_memory=env_str("COLD_SPARK_DRIVER_MEMORY", "640m"),
             spark_jars_dir=Path(env_str("COLD_SPARK_JARS_DIR") or home / "spark-jars").expanduser().resolve(),
             spark_packages=env_str("COLD_SPARK_PACKAGES"),
+            spark_s3=env_bool("COLD_SPARK_S3"),
             spark_conf=env_pairs("COLD_SPARK_CONF"),
         )
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cold_assets.maintenance.jars import JARS, java_executable
+from cold_assets.maintenance.jars import PinnedJar, java_executable
 from cold_assets.settings import throwaway_env
 
 ARCHIVE_PREFIX = "spark-classes-"
@@ -37,7 +37,7 @@ def _java_runtime() -> Path | None:
     return modules if modules.exists() else None
 
 
-def archive_path(jars_dir: Path) -> Path | None:
+def archive_path(jars_dir: Path, jars: tuple[PinnedJar, ...]) -> Path | None:
     """Where the archive for this JVM, this pyspark and these jars lives (None: no java).
     Keyed by file identity, not by running `java -version`: this runs when the definitions
     load, and the JVM checks an archive's own header anyway."""
@@ -47,14 +47,14 @@ def archive_path(jars_dir: Path) -> Path | None:
     if runtime is None:
         return None
     stat = runtime.stat()
-    parts = [str(runtime), str(stat.st_size), str(stat.st_mtime_ns), pyspark.__version__, *(jar.sha256 for jar in JARS)]
+    parts = [str(runtime), str(stat.st_size), str(stat.st_mtime_ns), pyspark.__version__, *(jar.sha256 for jar in jars)]
     key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
     return jars_dir / f"{ARCHIVE_PREFIX}{key}.jsa"
 
 
-def java_options(jars_dir: Path) -> str:
+def java_options(jars_dir: Path, jars: tuple[PinnedJar, ...]) -> str:
     """The JVM option that maps the archive, or nothing when there is none for this JVM."""
-    path = archive_path(jars_dir)
+    path = archive_path(jars_dir, jars)
     return f"-XX:SharedArchiveFile={path}" if path is not None and path.exists() else ""
 
 
@@ -112,10 +112,10 @@ def _exercise(home: Path, dump_to: Path) -> None:
     gateway.proc.wait(timeout=300)
 
 
-def ensure_archive(jars_dir: Path, log: Callable[[str], object] = print) -> Path | None:
+def ensure_archive(jars_dir: Path, jars: tuple[PinnedJar, ...], log: Callable[[str], object] = print) -> Path | None:
     """Builds the archive for this JVM and these jars unless it is there; returns its path,
     or None when it could not be built (maintenance then runs without it)."""
-    target = archive_path(jars_dir)
+    target = archive_path(jars_dir, jars)
     if target is None:
         log("class-data archive not built: no java (maintenance needs Java 17)")
         return None

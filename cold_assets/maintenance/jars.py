@@ -6,7 +6,9 @@ Every artifact is pinned by sha256 and checked before use:
   org.apache.iceberg.shaded.com.fasterxml.jackson with Debian's jarjar: that copy of the
   runtime lacks Iceberg's relocated Jackson classes (the relocation is deterministic, so
   its output is pinned too);
-- the JDBC drivers of the catalog (SQLite, PostgreSQL), from Debian's packages.
+- the JDBC drivers of the catalog (SQLite, PostgreSQL), from Debian's packages;
+- for a warehouse on S3 (COLD_SPARK_S3), Iceberg's AWS bundle (S3FileIO and the AWS SDK),
+  from Maven Central: no wheel or Debian package carries it. The image's build fetches it.
 
 `provision()` fills the cache (COLD_SPARK_JARS_DIR, default COLD_HOME/spark-jars) and is a
 no-op once every jar is there with the right checksum, so it is safe offline after the
@@ -51,6 +53,7 @@ class PinnedJar:
     relocate: bool = False  # run through jarjar (Jackson -> Iceberg's shaded package)
     debian_package: str | None = None  # or copied from this Debian package ...
     debian_path: str | None = None  # ... at this path
+    maven_url: str | None = None  # or downloaded from this Maven Central URL
 
 
 ICEBERG_WHEEL = Wheel(
@@ -98,6 +101,23 @@ JARS = (
 )
 
 
+MAVEN_CENTRAL = "https://repo1.maven.org/maven2"
+# Pinned to the sha256 of Maven Central's file; this machine cannot reach Maven Central, so the
+# pin is first checked where the image is built (a mismatch stops that build).
+S3_JARS = (
+    PinnedJar(
+        "iceberg-aws-bundle-1.10.2.jar",
+        "a2395ab49bf87e971e5588db644194ac18e9c0e0b44a7ad5a422a97648a38415",
+        maven_url=f"{MAVEN_CENTRAL}/org/apache/iceberg/iceberg-aws-bundle/1.10.2/iceberg-aws-bundle-1.10.2.jar",
+    ),
+)
+
+
+def pinned_jars(s3: bool) -> tuple[PinnedJar, ...]:
+    """The jars Spark loads: the catalog's, and S3's when the warehouse is on S3."""
+    return JARS + S3_JARS if s3 else JARS
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -116,19 +136,29 @@ def _check(path: Path, sha256: str, what: str) -> None:
         raise SparkJarsError(f"{what}: sha256 {actual} does not match the pinned {sha256}")
 
 
-def missing_jars(cache: Path) -> list[str]:
-    return [jar.file for jar in JARS if not _verified(cache / jar.file, jar.sha256)]
+def missing_jars(cache: Path, jars: tuple[PinnedJar, ...] = JARS) -> list[str]:
+    return [jar.file for jar in jars if not _verified(cache / jar.file, jar.sha256)]
 
 
-def jar_paths(cache: Path) -> list[Path]:
+def jar_paths(cache: Path, jars: tuple[PinnedJar, ...] = JARS) -> list[Path]:
     """The verified jars, or an error saying how to provision them."""
-    missing = missing_jars(cache)
+    missing = missing_jars(cache, jars)
     if missing:
         raise SparkJarsError(
             f"Spark jars missing or corrupt in {cache}: {', '.join(missing)}. "
             "Run `make jars` (or `cold-assets jars`), or set COLD_SPARK_PACKAGES to Maven coordinates."
         )
-    return [cache / jar.file for jar in JARS]
+    return [cache / jar.file for jar in jars]
+
+
+def _download(url: str, target: Path) -> None:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=120) as response, open(target, "wb") as out:
+            shutil.copyfileobj(response, out)
+    except OSError as error:
+        raise SparkJarsError(f"could not download {url}: {error}") from None
 
 
 def _apt_install(packages: list[str]) -> None:
@@ -182,12 +212,12 @@ def _relocate(jar: Path, out: Path, work: Path) -> None:
     subprocess.run(["java", "-jar", JARJAR_PATH, "process", str(rules), str(flat), str(out)], check=True)
 
 
-def provision(cache: Path, log: Callable[[str], object] = print) -> list[Path]:
-    """Makes every pinned jar present and verified in `cache`; returns their paths."""
+def provision(cache: Path, jars: tuple[PinnedJar, ...] = JARS, log: Callable[[str], object] = print) -> list[Path]:
+    """Makes every pinned jar of `jars` present and verified in `cache`; returns their paths."""
     cache.mkdir(parents=True, exist_ok=True)
-    todo = [jar for jar in JARS if not _verified(cache / jar.file, jar.sha256)]
+    todo = [jar for jar in jars if not _verified(cache / jar.file, jar.sha256)]
     if not todo:
-        return jar_paths(cache)
+        return jar_paths(cache, jars)
     needed = {jar.debian_package: jar.debian_path for jar in todo if jar.debian_package and jar.debian_path}
     if any(jar.relocate for jar in todo):
         needed[JARJAR_PACKAGE] = JARJAR_PATH
@@ -213,13 +243,16 @@ def provision(cache: Path, log: Callable[[str], object] = print) -> list[Path]:
                         extracted.rename(target)
                 elif jar.debian_path is not None:
                     shutil.copyfile(jar.debian_path, target)  # follows Debian's symlinks
+                elif jar.maven_url is not None:
+                    log(f"downloading {jar.maven_url}")
+                    _download(jar.maven_url, target)
                 else:
-                    raise SparkJarsError(f"{jar.file}: pinned with neither a wheel member nor a Debian path")
+                    raise SparkJarsError(f"{jar.file}: pinned with no wheel member, Debian path or Maven URL")
                 _check(target, jar.sha256, jar.file)
                 target.replace(cache / jar.file)  # only verified jars enter the cache
                 log(f"  {jar.file}  sha256 ok")
         finally:
             for archive in wheels.values():
                 archive.close()
-    return jar_paths(cache)
+    return jar_paths(cache, jars)
 

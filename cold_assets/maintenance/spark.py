@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 
 from cold_assets.defs.resources import IcebergResource
 from cold_assets.maintenance.class_data import java_options
-from cold_assets.maintenance.jars import JARS, jar_paths, java_executable
+from cold_assets.maintenance.jars import jar_paths, java_executable, pinned_jars
 from cold_assets.settings import Settings
 
 JAVA_MAJOR = 17
@@ -46,6 +46,14 @@ def java_major_version(java: str) -> int | None:
         return None
     major = int(match.group(1))
     return int(match.group(2)) if major == 1 else major  # "1.8" is Java 8
+
+
+def require_spark(settings: Settings) -> None:
+    """What the maintenance needs before it starts, checked before work that ends in it (a
+    benchmark's hours of set-up): Java 17, and the pinned jars unless Spark resolves its own."""
+    require_java()
+    if not settings.spark_packages:
+        jar_paths(settings.spark_jars_dir, pinned_jars(settings.spark_s3))
 
 
 def require_java() -> str:
@@ -148,9 +156,10 @@ def session_config(settings: Settings) -> dict[str, str]:
         conf["spark.jars.packages"] = settings.spark_packages
         conf["spark.jars.ivy"] = str(settings.home / "ivy")  # resolved once, then cached
     else:
-        conf["spark.jars"] = ",".join(str(settings.spark_jars_dir / jar.file) for jar in JARS)
+        jars = pinned_jars(settings.spark_s3)
+        conf["spark.jars"] = ",".join(str(settings.spark_jars_dir / jar.file) for jar in jars)
         # The classes of these jars and of Spark, pre-parsed by `cold-assets jars` (maintenance/class_data.py).
-        archive = java_options(settings.spark_jars_dir)
+        archive = java_options(settings.spark_jars_dir, jars)
         if archive:
             conf["spark.driver.extraJavaOptions"] += f" {archive}"
     return conf | settings.spark_conf
@@ -161,10 +170,12 @@ class SparkResource(PySparkResource):
 
     iceberg: IcebergResource
     jars_dir: str = ""  # checked before the JVM starts, unless spark.jars.packages is used
+    s3_jars: bool = False  # S3's jars are checked too (COLD_SPARK_S3)
 
     @classmethod
     def from_settings(cls, settings: Settings, iceberg: IcebergResource) -> "SparkResource":
-        return cls(spark_config=session_config(settings), iceberg=iceberg, jars_dir=str(settings.spark_jars_dir))
+        return cls(spark_config=session_config(settings), iceberg=iceberg, jars_dir=str(settings.spark_jars_dir),
+                   s3_jars=settings.spark_s3)
 
     @property
     def catalog_name(self) -> str:
@@ -173,7 +184,7 @@ class SparkResource(PySparkResource):
     def setup_for_execution(self, context: InitResourceContext) -> None:
         require_java()
         if "spark.jars.packages" not in self.spark_config:
-            jar_paths(Path(self.jars_dir))
+            jar_paths(Path(self.jars_dir), pinned_jars(self.s3_jars))
         local_dir = self.spark_config.get("spark.local.dir")
         if local_dir:
             Path(local_dir).mkdir(parents=True, exist_ok=True)

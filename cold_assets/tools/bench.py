@@ -436,6 +436,9 @@ def bench_maintenance(days: int = 7, parent: str | None = None, state: str | Non
     one after that, when one more day was offloaded. Each job in its own process (as Dagster
     runs it): wall time, CPU seconds and the JVM's peak RSS."""
     from cold_assets.maintenance.operations import file_stats
+    from cold_assets.maintenance.spark import require_spark
+
+    require_spark(Settings.from_env())  # before the week of offload it measures on
     from cold_assets.partitions import partition_key_of
     from cold_assets.tables import TABLES
 

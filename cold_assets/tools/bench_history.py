@@ -239,8 +239,10 @@ def _ohlcv(settings: Settings, start: datetime, end: datetime, repeats: int) -> 
 
 def bench_history(days: int = 30, parent: str | None = None, trades_per_hour: int = DEMO_TRADES_PER_HOUR, repeats: int = 5) -> dict:
     from cold_assets.defs.nightly import COMPACTION_JOB, EXPIRY_JOB
+    from cold_assets.maintenance.spark import require_spark
 
     start, end = history_window(days)
+    require_spark(Settings.from_env())  # the nightly jobs come last, after the hours of backfill
     with bench_settings(parent) as lagless:
         # The product's own settle lag: the backfill's hours are closed, the tick's are live.
         settings = replace(lagless, settle_lag_seconds=Settings.from_env().settle_lag_seconds)

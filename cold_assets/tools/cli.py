@@ -323,14 +323,15 @@ def cmd_federate(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_jars(settings: Settings, args: argparse.Namespace) -> int:
     from cold_assets.maintenance.class_data import ensure_archive
-    from cold_assets.maintenance.jars import provision
+    from cold_assets.maintenance.jars import pinned_jars, provision
 
-    for path in provision(settings.spark_jars_dir):
+    jars = pinned_jars(settings.spark_s3)
+    for path in provision(settings.spark_jars_dir, jars):
         print(path)
     if settings.spark_packages:  # Spark resolves other jars: the archive would not match them
         print("class-data archive: skipped (COLD_SPARK_PACKAGES is set)")
     else:
-        ensure_archive(settings.spark_jars_dir)
+        ensure_archive(settings.spark_jars_dir, jars)
     return 0
 
 

@@ -52,6 +52,18 @@ def test_simulated_trades_go_into_a_configured_tier_only_when_the_flag_says_it_i
     assert not (tmp_path / "production.db").exists() and not settings.chdb_path.exists()
 
 
+def test_benchmarks_that_end_in_spark_check_its_jars_before_any_work(settings, tmp_path, monkeypatch):
+    """`bench history` ran 7.5 minutes of backfill before its compaction found no jars."""
+    import time
+
+    monkeypatch.setenv("COLD_SPARK_JARS_DIR", str(tmp_path / "no-jars"))
+    for what in ("history", "maintenance"):
+        started = time.monotonic()
+        said = _cli("bench", what, "--days", "1", "--home", str(tmp_path / "bench"))
+        assert said.returncode == 2 and "Spark jars missing or corrupt" in said.stderr and "`make jars`" in said.stderr, said.stderr
+        assert time.monotonic() - started < 60 and not list((tmp_path / "bench").glob("*/warm"))
+
+
 def test_audit_and_federate_on_an_empty_home_say_run_init_and_create_nothing(settings):
     window = ("--from", "2026-11-20T00:00", "--to", "2026-11-20T02:00")
     for argv in (("audit", *window), ("federate",)):

@@ -24,6 +24,7 @@ from cold_assets.defs.assets import cold_asset_key
 from cold_assets.defs.checks import COMPACTION_PRESERVED_CONTENT, compaction_check
 from cold_assets.defs.nightly import COMPACTION_JOB, EXPIRY_JOB
 from cold_assets.maintenance.class_data import archive_path
+from cold_assets.maintenance.jars import pinned_jars
 from cold_assets.maintenance.operations import compact, expire_snapshots, file_stats
 from cold_assets.maintenance.operations import live_data_files as maintenance_live_data_files
 from cold_assets.maintenance.spark import JavaMissing, SparkResource, session_config
@@ -359,7 +360,7 @@ session.stop()
 
 
 def test_the_maintenance_jvm_maps_the_class_data_archive_built_with_the_jars(settings, tmp_path):
-    archive = archive_path(settings.spark_jars_dir)
+    archive = archive_path(settings.spark_jars_dir, pinned_jars(settings.spark_s3))
     assert archive is not None and archive.exists(), f"`cold-assets jars` did not build {archive}"
     conf = session_config(settings)
     assert f"-XX:SharedArchiveFile={archive}" in conf["spark.driver.extraJavaOptions"]
