@@ -4,6 +4,7 @@ engine, so the compose file is parsed and held to the rules of the production is
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
@@ -111,3 +112,87 @@ def test_clickhouse_reads_the_cold_tier_as_a_read_only_user_scoped_to_the_wareho
     assert objects == ["arn:aws:s3:::cold-tier/warehouse/*"]
     view = (DOCKER.parent / "cold_assets" / "sql" / "federated_view.sql").read_text()
     assert "SQL SECURITY DEFINER" in view  # analysts need SELECT on the views, not the collection
+
+
+# Which services each secret may reach: its own work, nothing more. A new secret must be
+# placed here before the stack test passes.
+SECRET_REACH = {
+    "POSTGRES_PASSWORD": {"postgres"},
+    "DAGSTER_PG_PASSWORD": {"postgres", "code-location", "webserver", "daemon"},
+    "ICEBERG_PG_PASSWORD": {"postgres", "iceberg-rest"},
+    "MINIO_ROOT_PASSWORD": {"minio", "minio-init"},
+    "COLD_S3_WRITER_PASSWORD": {"minio-init", "iceberg-rest", "code-location"},
+    "COLD_S3_READER_PASSWORD": {"minio-init", "clickhouse"},
+    "CLICKHOUSE_ADMIN_PASSWORD": {"clickhouse"},
+    "CLICKHOUSE_PASSWORD": {"clickhouse", "code-location"},
+    "DAGSTER_UI_PASSWORD": {"auth-proxy"},
+    "COLD_ALERT_WEBHOOK_URL": {"code-location"},
+}
+
+
+def test_each_secret_reaches_only_the_services_whose_work_needs_it():
+    secrets = {name for name in env_example() if SECRET_NAMES.search(name)}
+    assert secrets == set(SECRET_REACH), "a secret of docker/.env.example is not placed in SECRET_REACH"
+    for service_name, service in compose()["services"].items():
+        environment = " ".join(str(v) for v in (service.get("environment") or {}).values())
+        reached = set(re.findall(r"\$\{([A-Z0-9_]+)", environment)) & secrets
+        for secret in reached:
+            assert service_name in SECRET_REACH[secret], f"{secret} reaches {service_name}"
+    services = compose()["services"]
+    for name in ("webserver", "daemon"):  # they reach the code location over gRPC, nothing else
+        assert set(services[name]["environment"]) == {"DAGSTER_HOME", "DAGSTER_POSTGRES_URL"}
+
+
+def test_only_the_ui_proxy_listens_beyond_loopback_and_the_unauthenticated_catalog_is_fenced():
+    services = compose()["services"]
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert name == "auth-proxy" or port.startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+    networks = compose()["networks"]
+    on = {name: set(service.get("networks", ["default"])) for name, service in services.items()}
+    for name, joined in on.items():
+        assert all(n == "default" or networks[n].get("internal") for n in joined), f"{name} joins a non-internal network"
+    # The REST catalog takes commits from whoever reaches it: only its own dependencies and
+    # the code location share a network with it.
+    neighbours = {name for name, joined in on.items() if joined & on["iceberg-rest"]} - {"iceberg-rest"}
+    assert neighbours == {"code-location", "postgres", "minio", "minio-init"}, neighbours
+    assert "default" not in on["iceberg-rest"]
+
+
+def test_the_image_carries_every_spark_jar_pinned_and_maven_at_run_time_is_off_by_default():
+    assert env_example()["COLD_SPARK_PACKAGES"] == ""
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    assert dockerfile.index("COLD_SPARK_S3=true") < dockerfile.index("RUN cold-assets jars")
+
+
+def test_the_postgres_init_gives_dagster_and_the_catalog_a_role_and_database_each(tmp_path):
+    """docker/postgres-init.sh run as the image runs it, against a real PostgreSQL."""
+    import os
+    import subprocess
+
+    import psycopg2
+
+    from cold_assets_tests.support.throwaway_postgres import PG_BIN, throwaway_postgres
+
+    with throwaway_postgres(databases=()) as server:
+        roles = {"DAGSTER_PG_USER": "dagster", "DAGSTER_PG_PASSWORD": "d-secret'\"", "DAGSTER_DB": "dagster",
+                 "ICEBERG_PG_USER": "iceberg", "ICEBERG_PG_PASSWORD": "i-secret", "ICEBERG_DB": "iceberg"}
+        env = {**os.environ, **roles, "POSTGRES_USER": server.user, "PGPASSWORD": server.password,
+               "PGHOST": server.host, "PGPORT": str(server.port), "PATH": f"{PG_BIN}:{os.environ['PATH']}"}
+        done = subprocess.run(["sh", str(DOCKER / "postgres-init.sh")], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+
+        def connect(user: str, password: str, database: str):
+            return psycopg2.connect(host=server.host, port=server.port, user=user, password=password, dbname=database)
+
+        with connect("dagster", roles["DAGSTER_PG_PASSWORD"], "dagster") as conn, conn.cursor() as cur:
+            cur.execute("CREATE TABLE runs (id int)")  # it owns its database
+            cur.execute("SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = current_user")
+            assert cur.fetchone() == (False, False, False)
+        with pytest.raises(psycopg2.OperationalError, match="permission denied for database"):
+            connect("dagster", roles["DAGSTER_PG_PASSWORD"], "iceberg")
+        with pytest.raises(psycopg2.OperationalError, match="permission denied for database"):
+            connect("iceberg", "i-secret", "dagster")
+        bad = subprocess.run(["sh", str(DOCKER / "postgres-init.sh")], env={**env, "ICEBERG_DB": "ice; DROP"},
+                             capture_output=True, text=True)
+        assert bad.returncode == 1 and "is not a plain identifier" in bad.stderr
