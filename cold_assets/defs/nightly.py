@@ -1,7 +1,7 @@
 """Jobs that are not materializations: the nightly maintenance and the daily audit.
 
 The three nightly jobs (02:00 compaction, 02:20 expiry and orphans, 02:30 audit) carry the
-tag NIGHTLY_TAG; the run queue runs such runs one at a time, in order (dagster.yaml), so the
+tag NIGHTLY_TAG; the run queue runs such runs one at a time, in order (docker/dagster.yaml), so the
 audit sees what the maintenance did.
 """
 

@@ -247,8 +247,8 @@ def _run_rates(settings: Settings) -> dict:
 
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     """`dagster dev` (webserver and daemon) on the embedded instance under COLD_HOME/dagster:
-    what `make demo` wrote. Run by hand in the repository root without DAGSTER_HOME, `dagster
-    dev` would read the production dagster.yaml there and stop on DAGSTER_POSTGRES_URL."""
+    what `make demo` wrote, whatever COLD_HOME is (`dagster dev` in the repository root
+    finds the default one only)."""
     from cold_assets.tools.instance import embedded_dagster_home
 
     dagster = Path(sys.executable).parent / "dagster"
@@ -261,7 +261,7 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     location = ["-w", str(workspace)] if workspace.exists() else ["-m", "cold_assets.definitions"]
     command = [str(dagster), "dev", *location, "-h", args.host, "-p", str(args.port)]
     print(f"cold-assets dev: DAGSTER_HOME={home}, http://{args.host}:{args.port}", file=sys.stderr, flush=True)
-    os.chdir(home)  # dagster dev reads a dagster.yaml in its working directory too: this one
+    os.chdir(home)  # dagster dev reads a dagster.yaml in its working directory too: this one, not the root's
     os.execve(str(dagster), command, {**os.environ, "DAGSTER_HOME": str(home), "COLD_HOME": str(settings.home)})
     return 0  # not reached: the process is dagster dev now
 

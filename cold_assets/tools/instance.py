@@ -1,6 +1,7 @@
 """The embedded default's Dagster instance, under COLD_HOME/dagster (SQLite storage).
 
-Production uses dagster.yaml at the repository root (PostgreSQL) through DAGSTER_HOME."""
+The repository root's dagster.yaml is the same instance for `dagster dev` run there with the
+default COLD_HOME; production uses docker/dagster.yaml (PostgreSQL) through DAGSTER_HOME."""
 
 from pathlib import Path
 

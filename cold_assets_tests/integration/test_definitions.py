@@ -43,13 +43,64 @@ def test_warm_medallion_lineage(settings):
 
 
 def test_dagster_validates_the_workspace(settings, tmp_path):
-    # Run outside the repo: dagster would read the production dagster.yaml from the cwd.
     result = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-w", str(ROOT / "workspace.yaml")],
         cwd=tmp_path, capture_output=True, text=True, timeout=180,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "All code locations passed validation" in result.stdout + result.stderr
+
+
+def test_dagster_dev_in_the_repository_root_runs_on_the_local_instance_of_make_demo(settings, tmp_path):
+    """What `dagster dev` finds in the root (its dagster.yaml and workspace.yaml, copied to a
+    folder of the test's own so that the checkout's .cold stays untouched): it serves the code
+    location and keeps its storage under .cold/dagster, where `make demo`'s instance is."""
+    import json
+    import shutil
+    import socket
+    import time
+    import urllib.request
+
+    import yaml
+
+    from cold_assets.tools.instance import EMBEDDED_INSTANCE_YAML
+
+    root_instance = yaml.safe_load((ROOT / "dagster.yaml").read_text())
+    embedded = yaml.safe_load(EMBEDDED_INSTANCE_YAML)
+    assert {k: root_instance[k] for k in embedded} == embedded  # one instance, two spellings of it
+    for name in ("dagster.yaml", "workspace.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"} | {"COLD_HOME": str(tmp_path / ".cold")}
+    log = open(tmp_path / "dev.log", "w")
+    dev = subprocess.Popen([str(Path(sys.executable).parent / "dagster"), "dev", "-p", str(port)],
+                           cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/graphql",
+                data=json.dumps({"query": "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"}).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    entries = json.loads(response.read())["data"]["workspaceOrError"]["locationEntries"]
+                if entries and entries[0]["loadStatus"] == "LOADED":
+                    break
+            except OSError:
+                pass
+            assert dev.poll() is None and time.monotonic() < deadline, (tmp_path / "dev.log").read_text()[-3000:]
+            time.sleep(1)
+        assert entries == [{"name": "cold_assets", "loadStatus": "LOADED"}]
+        assert (tmp_path / ".cold" / "dagster" / "history" / "runs.db").exists()
+        assert not list(tmp_path.glob(".tmp_dagster_home_*/history"))  # nothing stored in dagster's temporary home
+    finally:
+        os.killpg(dev.pid, 15)
+        dev.wait(30)
+        log.close()
 
 
 def test_schedule_requests_the_previous_and_the_current_hour_every_15_minutes(settings):
@@ -105,7 +156,7 @@ def test_nightly_jobs_run_in_order_compaction_expiry_audit_and_the_offload_leave
     assert (crons[COMPACTION_JOB], crons[EXPIRY_JOB], crons[DAILY_AUDIT_JOB]) == ("0 2 * * *", "20 2 * * *", "30 2 * * *")
     for name in (COMPACTION_JOB, EXPIRY_JOB, DAILY_AUDIT_JOB):
         assert NIGHTLY_TAG in defs.resolve_job_def(name).tags
-    limits = yaml.safe_load((ROOT / "dagster.yaml").read_text())["run_coordinator"]["config"]["tag_concurrency_limits"]
+    limits = yaml.safe_load((ROOT / "docker" / "dagster.yaml").read_text())["run_coordinator"]["config"]["tag_concurrency_limits"]
     assert {"key": NIGHTLY_TAG, "limit": 1} in limits
     offload = defs.resolve_job_def(OFFLOAD_JOB)
     checks = {k.name for k in offload.asset_layer.asset_graph.asset_check_keys}

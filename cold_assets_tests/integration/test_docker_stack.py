@@ -37,6 +37,9 @@ def test_the_stack_has_every_service_the_production_shape_needs():
     assert services["code-location"]["build"]["dockerfile"] == "docker/Dockerfile"
     dockerfile = (DOCKER / "Dockerfile").read_text()
     assert "openjdk-17-jre-headless" in dockerfile and "cold-assets jars" in dockerfile
+    # Production's instance (PostgreSQL), not the root's local one.
+    assert "COPY docker/dagster.yaml $DAGSTER_HOME/dagster.yaml" in dockerfile
+    assert "postgres" in yaml.safe_load((DOCKER / "dagster.yaml").read_text())["storage"]
 
 
 def test_images_are_pinned_and_services_have_health_checks_restart_policies_and_limits():

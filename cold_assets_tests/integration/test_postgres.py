@@ -1,5 +1,5 @@
 """The production storage on a real (throwaway) PostgreSQL: a Dagster instance from the
-repository's own dagster.yaml (dagster-postgres) and the Iceberg SqlCatalog on the same
+repository's own docker/dagster.yaml (dagster-postgres) and the Iceberg SqlCatalog on the same
 server, through the offload, its checks and a Spark maintenance run (JDBC catalog)."""
 
 import shutil
@@ -45,7 +45,7 @@ def test_offload_checks_and_maintenance_on_dagster_postgres_and_a_postgresql_cat
     ensure_cold_tables(cold.catalog())
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")  # the production instance file itself
+    shutil.copy(ROOT / "docker" / "dagster.yaml", home / "dagster.yaml")  # the production instance file itself
     instance = DagsterInstance.from_config(str(home))
     assert type(instance.run_storage).__name__ == "PostgresRunStorage"
 
