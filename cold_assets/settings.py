@@ -224,6 +224,7 @@ def s3_collection_name() -> str:
 
 
 def ddl_dir() -> Path:
-    """ddl/ of the project: the schemas the code reads (COLD_DDL_DIR overrides, e.g. in an image)."""
+    """The schemas the code reads: cold_assets/ddl, a link to the repository's ddl/ in a
+    checkout and a copy of it in the wheel (COLD_DDL_DIR overrides)."""
     override = env_str("COLD_DDL_DIR")
-    return Path(override) if override else Path(__file__).resolve().parents[1] / "ddl"
+    return Path(override) if override else Path(__file__).resolve().parent / "ddl"
