@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import overload
+from urllib.parse import urlparse
 
 # The append overlap's floor: covers the default settle lag many times over, and a long insert
 # through the materialized-view chain.
@@ -64,21 +65,22 @@ def env_pairs(name: str) -> dict[str, str]:
     return pairs
 
 
-# The ClickHouse server's variables; the rest of CLICKHOUSE_* is nothing cold-assets reads.
-CLICKHOUSE_VARIABLES = ("CLICKHOUSE_HOST", "CLICKHOUSE_PORT", "CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD",
-                        "CLICKHOUSE_DATABASE", "CLICKHOUSE_SECURE")
 WARM_CHOICES = ("embedded", "server")
 
 
-def check_warm_choice(catalog_name: str) -> None:
-    """Refuses every environment where an unset CLICKHOUSE_HOST (the embedded chDB under
-    COLD_HOME) would be a silent fallback: an offload from an empty embedded tier is green
-    everywhere while the real warm tier's TTL deletes the only copy of its hours.
+def check_tier_choice(catalog_name: str) -> None:
+    """Refuses every environment where the tiers would quietly not be the ones meant: the
+    embedded default holds only when nothing of a deployment is configured. An offload from
+    an empty embedded warm tier, or into a SQLite catalog on the code location's disk, is green
+    everywhere while warm's TTL deletes the only copy of its hours.
 
     COLD_WARM=server needs CLICKHOUSE_HOST; COLD_WARM=embedded refuses it. Unset, a missing
-    CLICKHOUSE_HOST means embedded only where nothing else points at a deployment: no other
-    CLICKHOUSE_* variable (CLICKHOUSE_HOSTNAME is a typo, not a choice) and no configured
-    catalog for COLD_CATALOG."""
+    CLICKHOUSE_HOST means embedded only where no other CLICKHOUSE_* variable is set
+    (CLICKHOUSE_HOSTNAME is a typo, not a choice) and no catalog is configured for
+    COLD_CATALOG. A ClickHouse server needs a configured catalog whose warehouse it can read:
+    not one on the code location's local disk."""
+    from pyiceberg.utils.config import Config  # (pyiceberg's own reading of PYICEBERG_CATALOG__* and .pyiceberg.yaml)
+
     host = env_str("CLICKHOUSE_HOST")
     choice = env_str("COLD_WARM")
     if choice is not None and choice not in WARM_CHOICES:
@@ -87,13 +89,27 @@ def check_warm_choice(catalog_name: str) -> None:
         raise ValueError("COLD_WARM=server but CLICKHOUSE_HOST is unset: set it to the ClickHouse server")
     if choice == "embedded" and host is not None:
         raise ValueError(f"COLD_WARM=embedded but CLICKHOUSE_HOST={host!r} is set: unset one of them")
-    if host is not None or choice == "embedded":
+    catalog = Config().get_catalog_config(catalog_name) or {}
+    if host is not None:
+        if not catalog:
+            raise ValueError(
+                f"CLICKHOUSE_HOST={host!r} is set, but no catalog is configured for COLD_CATALOG={catalog_name!r}: the cold "
+                f"tier would be the SQLite catalog under COLD_HOME. Configure it (PYICEBERG_CATALOG__{catalog_name.upper()}__URI, "
+                "__WAREHOUSE, ...), or unset CLICKHOUSE_HOST for the embedded default"
+            )
+        warehouse = str(catalog.get("warehouse") or "")
+        if warehouse and urlparse(warehouse).scheme in ("", "file"):
+            raise ValueError(
+                f"catalog {catalog_name!r}'s warehouse {warehouse} is on local disk while the warm tier is the ClickHouse "
+                f"server {host!r}, which reads the cold tier from the warehouse (checks, the _all views): put the "
+                "warehouse on object storage (s3://...)"
+            )
         return
-    stray = sorted(n for n in os.environ if n.startswith("CLICKHOUSE_") and n != "CLICKHOUSE_HOST" and env_str(n))
+    if choice == "embedded":
+        return
+    stray = sorted(n for n in os.environ if n.startswith("CLICKHOUSE_") and env_str(n))
     reasons = [f"{', '.join(stray)} {'is' if len(stray) == 1 else 'are'} set"] if stray else []
-    from pyiceberg.utils.config import Config  # (pyiceberg's own reading of PYICEBERG_CATALOG__* and .pyiceberg.yaml)
-
-    if Config().get_catalog_config(catalog_name):
+    if catalog:
         reasons.append(f"catalog {catalog_name!r} (COLD_CATALOG) is configured")
     if reasons:
         raise ValueError(
@@ -153,7 +169,7 @@ class Settings:
                 "the TTL guard alerts between the two"
             )
         catalog_name = env_str("COLD_CATALOG", "iceberg")
-        check_warm_choice(catalog_name)
+        check_tier_choice(catalog_name)
         return cls(
             home=home,
             clickhouse_host=env_str("CLICKHOUSE_HOST"),

@@ -89,27 +89,27 @@ def _feed_config(args: argparse.Namespace, start: datetime) -> FeedConfig:
     )
 
 
-def _simulated_trades_allowed(settings: Settings, args: argparse.Namespace, writes_cold: bool) -> None:
-    """Simulated trades go to the embedded default only, unless --into-configured says a
-    configured tier is a scratch one: in a deployment the offload would make them permanent
-    in the system of record, beside the real trades of their hours."""
-    if args.into_configured:
-        return
-    warm, cold = _resources(settings)
-    configured = [] if warm.embedded else [f"the ClickHouse server {settings.clickhouse_host} (CLICKHOUSE_HOST)"]
-    if writes_cold and not cold.embedded:
-        configured.append(f"the catalog {settings.catalog_name!r} (COLD_CATALOG)")
-    if configured:
+def _simulated_trades_allowed(settings: Settings, args: argparse.Namespace, offloads: bool) -> None:
+    """Simulated trades go to the embedded default only, unless a flag names the configured
+    server (or catalog) as a scratch one: in a deployment the offload would make them
+    permanent in the system of record, beside the real trades of their hours."""
+    host = settings.clickhouse_host
+    if host is not None and args.into_server != host:
         raise ValueError(
-            f"{args.command} writes simulated trades, and {' and '.join(configured)} {'is' if len(configured) == 1 else 'are'} "
-            "configured: run it on the embedded default (unset them), or pass --into-configured if "
-            f"{'it is' if len(configured) == 1 else 'they are'} scratch"
+            f"{args.command} writes simulated trades, and the warm tier is the ClickHouse server {host!r} (CLICKHOUSE_HOST): "
+            f"run it on the embedded default, or pass --into-server {host} if that server is a scratch one"
+        )
+    if offloads and not IcebergResource.from_settings(settings).embedded and args.into_catalog != settings.catalog_name:
+        raise ValueError(
+            f"{args.command} offloads simulated trades, and the cold tier is the configured catalog {settings.catalog_name!r} "
+            f"(COLD_CATALOG): run it on the embedded default, or pass --into-catalog {settings.catalog_name} if that "
+            "catalog is a scratch one"
         )
 
 
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     cfg = _feed_config(args, args.start)
-    _simulated_trades_allowed(settings, args, writes_cold=False)
+    _simulated_trades_allowed(settings, args, offloads=False)
     warm, _ = _resources(settings)
     with warm.connect() as client:
         written = simulate(client, cfg)
@@ -267,7 +267,7 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    _simulated_trades_allowed(settings, args, writes_cold=True)
+    _simulated_trades_allowed(settings, args, offloads=True)
     cmd_init(settings, args)
     start = demo_window(settings, args.hours)
     cfg = _feed_config(args, start)
@@ -416,12 +416,12 @@ def _version() -> str:
         return "cold-assets (not installed as a package: no version)"
 
 
-def _add_into_configured(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--into-configured", action="store_true",
-        help="write simulated trades into the configured ClickHouse server or catalog (a scratch deployment; "
-        "refused without this flag)",
-    )
+def _add_into_flags(p: argparse.ArgumentParser, catalog: bool) -> None:
+    p.add_argument("--into-server", metavar="HOST",
+                   help="write simulated trades into this ClickHouse server (CLICKHOUSE_HOST must be it): a scratch one")
+    if catalog:
+        p.add_argument("--into-catalog", metavar="NAME",
+                       help="offload simulated trades into this configured catalog (COLD_CATALOG must be it): a scratch one")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -432,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="write a realistic Binance/Kraken trade feed into trades_raw")
     p.add_argument("--start", required=True, type=hour_arg, help="first hour, ISO 8601 (UTC if no offset), on the hour")
     _add_feed_options(p, trades_per_hour=20_000)
-    _add_into_configured(p)
+    _add_into_flags(p, catalog=False)
     p.set_defaults(func=cmd_simulate)
     sub.add_parser(
         "federate", help="create or replace the <warm table>_all views over both tiers, cutover as far as parity allows"
@@ -446,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_dev)
     p = sub.add_parser("demo", help="init, simulate 6 hours, report")
     _add_feed_options(p, trades_per_hour=20_000)
-    _add_into_configured(p)
+    _add_into_flags(p, catalog=True)
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser(
         "audit",

@@ -34,35 +34,27 @@ def test_simulate_refuses_a_bad_start(settings):
     assert "argument --start" in result.stderr and "not on the hour" in result.stderr
 
 
-def test_simulated_trades_go_into_a_configured_tier_only_when_the_flag_says_it_is_scratch(settings, tmp_path, monkeypatch):
+def test_simulated_trades_go_into_a_configured_tier_only_when_a_flag_names_it(settings, tmp_path, monkeypatch):
     """Refused before anything is opened: the server below listens nowhere (with the flag the
     command gets as far as connecting), and the configured catalog's file is never created."""
     monkeypatch.setenv("CLICKHOUSE_HOST", "127.0.0.1")
     monkeypatch.setenv("CLICKHOUSE_PORT", str(_free_port()))
+    monkeypatch.setenv("PYICEBERG_CATALOG__ICEBERG__URI", f"sqlite:///{tmp_path / 'production.db'}")
+    monkeypatch.setenv("PYICEBERG_CATALOG__ICEBERG__WAREHOUSE", "s3://cold/warehouse")
     simulate = ("simulate", "--start", "2026-11-20T10:00", "--hours", "1")
     refused = _cli(*simulate)
     assert refused.returncode == 2, refused.stderr
-    assert "simulate writes simulated trades, and the ClickHouse server 127.0.0.1 (CLICKHOUSE_HOST) is configured" in refused.stderr
-    assert _cli(*simulate, "--into-configured").returncode == 3  # allowed: it tried the server
+    assert "simulate writes simulated trades, and the warm tier is the ClickHouse server '127.0.0.1'" in refused.stderr
+    assert "--into-server 127.0.0.1" in refused.stderr
+    assert _cli(*simulate, "--into-server", "clickhouse.prod").returncode == 2  # a flag naming another server
+    assert _cli(*simulate, "--into-server", "127.0.0.1").returncode == 3  # allowed: it tried the server
     monkeypatch.delenv("CLICKHOUSE_HOST")
     monkeypatch.delenv("CLICKHOUSE_PORT")
     monkeypatch.setenv("COLD_WARM", "embedded")
-    monkeypatch.setenv("PYICEBERG_CATALOG__ICEBERG__URI", f"sqlite:///{tmp_path / 'production.db'}")
     demo = _cli("demo", "--hours", "1")
-    assert demo.returncode == 2 and "and the catalog 'iceberg' (COLD_CATALOG) is configured" in demo.stderr, demo.stderr
+    assert demo.returncode == 2 and "and the cold tier is the configured catalog 'iceberg'" in demo.stderr, demo.stderr
+    assert "--into-catalog iceberg" in demo.stderr
     assert not (tmp_path / "production.db").exists() and not settings.chdb_path.exists()
-
-
-def test_benchmarks_that_end_in_spark_check_its_jars_before_any_work(settings, tmp_path, monkeypatch):
-    """`bench history` ran 7.5 minutes of backfill before its compaction found no jars."""
-    import time
-
-    monkeypatch.setenv("COLD_SPARK_JARS_DIR", str(tmp_path / "no-jars"))
-    for what in ("history", "maintenance"):
-        started = time.monotonic()
-        said = _cli("bench", what, "--days", "1", "--home", str(tmp_path / "bench"))
-        assert said.returncode == 2 and "Spark jars missing or corrupt" in said.stderr and "`make jars`" in said.stderr, said.stderr
-        assert time.monotonic() - started < 60 and not list((tmp_path / "bench").glob("*/warm"))
 
 
 def test_audit_and_federate_on_an_empty_home_say_run_init_and_create_nothing(settings):
@@ -92,6 +84,8 @@ def test_audit_exit_codes_tell_a_mismatch_from_bad_usage_from_an_unreachable_tie
     assert unknown.returncode == 2 and "unknown cold table 'platinum_trades'" in unknown.stderr
     monkeypatch.setenv("CLICKHOUSE_HOST", "127.0.0.1")
     monkeypatch.setenv("CLICKHOUSE_PORT", str(_free_port()))  # nothing listens there
+    monkeypatch.setenv("PYICEBERG_CATALOG__ICEBERG__URI", f"sqlite:///{settings.embedded_catalog_path}")
+    monkeypatch.setenv("PYICEBERG_CATALOG__ICEBERG__WAREHOUSE", "s3://cold/warehouse")  # a server reads none on local disk
     unreachable = _cli("audit", *window)
     assert unreachable.returncode == 3 and "a tier cannot be reached" in unreachable.stderr, unreachable.stderr
     for command in ("init", "federate"):  # every command that reads a tier says so alike, without a traceback

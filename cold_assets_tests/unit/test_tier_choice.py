@@ -1,6 +1,7 @@
-"""Which warm tier: the embedded chDB only where nothing points at a deployment. An unset
-CLICKHOUSE_HOST beside a configured catalog or another CLICKHOUSE_* variable is a mistake,
-refused by name before anything is written, not a quiet offload from an empty tier."""
+"""Which tiers: the embedded ones only where nothing points at a deployment. An unset
+CLICKHOUSE_HOST beside a configured catalog or another CLICKHOUSE_* variable, a server beside
+no catalog or a warehouse on local disk: each is refused by name before anything is written,
+not a quiet offload from an empty tier or into a local file."""
 
 import os
 
@@ -30,7 +31,17 @@ def test_a_configured_catalog_without_clickhouse_host_is_refused_unless_embedded
     with pytest.raises(ValueError, match=r"COLD_WARM=embedded but CLICKHOUSE_HOST='clickhouse' is set"):
         Settings.from_env()
     monkeypatch.delenv("COLD_WARM")
+    monkeypatch.setenv("PYICEBERG_CATALOG__ICEBERG__WAREHOUSE", "s3://cold/warehouse")
     assert Settings.from_env().clickhouse_host == "clickhouse"
+    monkeypatch.setenv("PYICEBERG_CATALOG__ICEBERG__WAREHOUSE", (tmp_path / "warehouse").as_uri())
+    with pytest.raises(ValueError, match=r"warehouse file://.* is on local disk while the warm tier is the ClickHouse server 'clickhouse'"):
+        Settings.from_env()
+
+
+def test_a_server_warm_tier_without_a_configured_catalog_is_refused(monkeypatch):
+    monkeypatch.setenv("CLICKHOUSE_HOST", "clickhouse")
+    with pytest.raises(ValueError, match=r"CLICKHOUSE_HOST='clickhouse' is set, but no catalog is configured for COLD_CATALOG='iceberg'"):
+        Settings.from_env()
 
 
 @pytest.mark.parametrize("name", ["CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD", "CLICKHOUSE_PORT", "CLICKHOUSE_HOSTNAME"])
