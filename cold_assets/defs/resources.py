@@ -61,7 +61,7 @@ class ClickHouseResource(ConfigurableResource):
 
     def describe(self) -> str:
         if self.embedded:
-            return f"chDB {self.chdb_path}"
+            return f"chdb:{self.chdb_path}"
         scheme = "https" if self.secure else "http"
         return f"{scheme}://{self.user}@{self.host}:{self.port or (8443 if self.secure else 8123)}/{self.database}"
 
@@ -138,6 +138,13 @@ class IcebergResource(ConfigurableResource):
         """The catalog is one SQLite file (the embedded default, or a configured sqlite URI):
         two commits at once wait on, or fail at, its lock."""
         return self.catalog_properties().get("uri", "").startswith("sqlite")
+
+    def describe(self) -> str:
+        """The catalog by name, type and warehouse; never its URI, which may carry a password."""
+        properties = self.catalog_properties()
+        kind = "embedded SQLite" if self.embedded else properties.get("type") or properties.get("py-catalog-impl") or "sql"
+        warehouse = properties.get("warehouse") or "the catalog's own"
+        return f"catalog {self.catalog_name!r} ({kind}, warehouse {warehouse})"
 
     def load_table(self, identifier: tuple[str, str]) -> Table:
         """A cold table, with a hint when it does not exist yet."""

@@ -501,10 +501,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The commands that read or write the configured tiers (bench and soak keep to throwaway state).
+TIER_COMMANDS = ("init", "simulate", "federate", "dev", "demo", "audit")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env()
+        if args.command in TIER_COMMANDS:  # which tiers, visibly, before anything is opened
+            warm, cold = _resources(settings)
+            print(f"cold-assets {args.command}: warm {warm.describe()}; cold {cold.describe()}", file=sys.stderr, flush=True)
         return args.func(settings, args)
     except UNREACHABLE as unreachable:
         print(f"cold-assets {args.command}: a tier cannot be reached: {type(unreachable).__name__}: {unreachable}", file=sys.stderr)

@@ -78,7 +78,12 @@ def test_audit_exit_codes_tell_a_mismatch_from_bad_usage_from_an_unreachable_tie
     """0 all equal (and 1 on a mismatch: test_checks), 2 bad usage or configuration, 3 a tier
     that cannot be reached: a scheduler or a runbook must tell these apart."""
     window = ("--from", "2026-11-20T00:00", "--to", "2026-11-20T02:00")
-    assert _cli("audit", *window).returncode == 0
+    green = _cli("audit", *window)
+    assert green.returncode == 0
+    # Which tiers, on one line, before anything else.
+    assert green.stderr.startswith(
+        f"cold-assets audit: warm chdb:{settings.chdb_path}; cold catalog 'iceberg' (embedded SQLite, warehouse "
+    ), green.stderr
     assert _cli("audit", "--from", "yesterday", "--to", "2026-11-20T02:00").returncode == 2
     unknown = _cli("audit", *window, "--table", "platinum_trades")
     assert unknown.returncode == 2 and "unknown cold table 'platinum_trades'" in unknown.stderr
@@ -94,8 +99,10 @@ def test_audit_exit_codes_tell_a_mismatch_from_bad_usage_from_an_unreachable_tie
     monkeypatch.delenv("CLICKHOUSE_HOST")
     monkeypatch.delenv("CLICKHOUSE_PORT")
     monkeypatch.setenv("COLD_WARM", "embedded")
-    monkeypatch.setenv("PYICEBERG_CATALOG__ICEBERG__URI", f"postgresql+psycopg2://nobody@127.0.0.1:{_free_port()}/nowhere")
-    assert _cli("audit", *window).returncode == 3
+    monkeypatch.setenv("PYICEBERG_CATALOG__ICEBERG__URI", f"postgresql+psycopg2://nobody:s3cret@127.0.0.1:{_free_port()}/nowhere")
+    down = _cli("audit", *window)
+    assert down.returncode == 3 and "cold catalog 'iceberg' (sql, warehouse" in down.stderr, down.stderr
+    assert "s3cret" not in down.stdout + down.stderr  # the catalog's URI carries its password: never printed
 
 
 def test_settings_treat_empty_variables_as_unset_and_refuse_malformed_ones(settings, monkeypatch):
