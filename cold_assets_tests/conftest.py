@@ -93,3 +93,11 @@ def receiver(monkeypatch):
     monkeypatch.setenv("COLD_DAGSTER_URL", "http://dagster.example:3000")
     yield r
     r.server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory):
+    """cold-assets from its wheel in a fresh venv (support/installed.py)."""
+    from cold_assets_tests.support.installed import install
+
+    return install(tmp_path_factory.mktemp("installed"))

@@ -216,32 +216,21 @@ def test_bench_sensors_builds_its_history_once_and_ticks_both_sensors(settings, 
     assert other.returncode != 0 and "holds 1 days at 2000 trades/h" in other.stderr
 
 
-def test_the_wheel_carries_the_ddl_and_reads_it_from_itself(tmp_path):
-    """Installed from a wheel, without the repository: ddl_dir() is inside the package."""
-    import shutil
+def test_the_wheel_carries_the_ddl_and_reads_it_from_itself(installed, tmp_path):
+    """Installed from a wheel, outside the repository: ddl_dir() is inside the installed
+    package (`demo` runs from the same install: test_demo)."""
     import zipfile
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    # The sources alone (a build/ or egg-info left in the checkout would add files of its own).
-    source = tmp_path / "source"
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        (source / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(root / name, source / name)
-    for name in ("cold_assets", "ddl"):
-        shutil.copytree(root / name, source / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
-    built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", str(source), "-w", str(tmp_path / "wheel")],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
-    )
-    assert built.returncode == 0, built.stderr[-3000:]
-    (wheel,) = (tmp_path / "wheel").glob("cold_assets-*.whl")
-    with zipfile.ZipFile(wheel) as archive:
+    with zipfile.ZipFile(installed.wheel) as archive:
         names = set(archive.namelist())
-        archive.extractall(tmp_path / "site")
     shipped = {f"cold_assets/ddl/{p.relative_to(root / 'ddl')}" for p in (root / "ddl").rglob("*") if p.is_file()}
     assert shipped and shipped <= names, shipped - names
-    env = {k: v for k, v in os.environ.items() if k != "COLD_DDL_DIR"} | {"PYTHONPATH": str(tmp_path / "site")}
-    said = subprocess.run([sys.executable, "-c", "from cold_assets.settings import ddl_dir; print(ddl_dir())"],
+    env = {k: v for k, v in os.environ.items() if k != "COLD_DDL_DIR"}
+    said = subprocess.run([str(installed.python), "-c", "import cold_assets.settings as s; print(s.ddl_dir())"],
                           capture_output=True, text=True, env=env, cwd=tmp_path)
-    assert said.stdout.strip() == str(tmp_path / "site" / "cold_assets" / "ddl"), said.stderr
+    ddl = Path(said.stdout.strip())
+    assert ddl.is_dir() and root not in ddl.parents and "site-packages" in ddl.parts, said.stderr
+    version = subprocess.run([str(installed.cli), "--version"], capture_output=True, text=True, cwd=tmp_path)
+    assert version.returncode == 0 and version.stdout.startswith("cold-assets "), version.stderr

@@ -4,12 +4,13 @@ with the production settle lag: the audit runs while the demo's rows are still i
 import json
 import re
 import subprocess
-import sys
 from datetime import datetime, timedelta
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "cold_assets.tools.cli", *args], capture_output=True, text=True, timeout=600)
+def _cli(installed, cwd, *args):
+    """The command as a user runs it: the console script of the wheel's install, outside the
+    repository (support/installed.py)."""
+    return subprocess.run([str(installed.cli), *args], capture_output=True, text=True, timeout=600, cwd=cwd)
 
 
 def _table_rows(stdout: str) -> dict[str, tuple[int, int]]:
@@ -21,20 +22,20 @@ def _table_rows(stdout: str) -> dict[str, tuple[int, int]]:
     return rows
 
 
-def test_demo_twice_adds_nothing_and_the_audit_of_its_hours_passes(live):
+def test_demo_twice_adds_nothing_and_the_audit_of_its_hours_passes(live, installed, tmp_path):
     settings = live
-    first = _cli("demo", "--trades-per-hour", "6000")
+    first = _cli(installed, tmp_path, "demo", "--trades-per-hour", "6000")
     assert first.returncode == 0, first.stderr[-3000:]
     tables = _table_rows(first.stdout)
     # Ten tables, the rejects over the hours the feed was ingested in (they are partitioned by it).
     assert len(tables) == 10 and all(warm == cold > 0 for warm, cold in tables.values()), first.stdout
-    second = _cli("demo", "--trades-per-hour", "6000")
+    second = _cli(installed, tmp_path, "demo", "--trades-per-hour", "6000")
     assert second.returncode == 0, second.stderr[-3000:]
     assert "not simulated again" in second.stdout
     assert _table_rows(second.stdout) == tables
     window = json.loads((settings.home / "demo_window.json").read_text())
     start = datetime.fromisoformat(window["start"])
-    audit = _cli("audit", "--from", start.isoformat(), "--to", (start + timedelta(hours=window["hours"])).isoformat())
+    audit = _cli(installed, tmp_path, "audit", "--from", start.isoformat(), "--to", (start + timedelta(hours=window["hours"])).isoformat())
     assert audit.returncode == 0, audit.stdout[-3000:]
     assert "60 table-hours checked, 0 mismatched" in audit.stdout
     # The demo offloaded with no settle lag (its feed is complete): its report says so, and
