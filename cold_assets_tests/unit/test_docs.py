@@ -41,5 +41,10 @@ def test_every_command_in_the_readme_exists(words):
         assert words[1] in targets, f"make {words[1]}: no such target"
     elif words[0].endswith("cold-assets"):
         build_parser().parse_args(words[1:])  # exits (a failed test) on an unknown command or flag
+    elif words[0] == "export":  # each variable set is one the docs describe
+        documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", CONFIGURATION))
+        for assignment in words[1:]:
+            name = assignment.split("=", 1)[0]
+            assert name in documented or name.startswith("PYICEBERG_CATALOG__"), f"{name} is not in docs/configuration.md"
     else:
         assert words[0] in ("git", "cd", "cp", "docker"), f"a command the test does not know how to check: {words}"
