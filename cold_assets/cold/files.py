@@ -17,8 +17,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyiceberg.io import OutputStream
 from pyiceberg.io.pyarrow import (
-    _check_pyarrow_schema_compatible,
-    _get_parquet_writer_kwargs,
     compute_statistics_plan,
     data_file_statistics_from_parquet_metadata,
     parquet_path_to_id_mapping,
@@ -26,6 +24,8 @@ from pyiceberg.io.pyarrow import (
 from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
 from pyiceberg.table import Table
 from pyiceberg.table.locations import load_location_provider
+
+from cold_assets.internals import check_pyarrow_schema_compatible, parquet_writer_kwargs
 
 ROW_GROUP_ROWS = 64 * 1024
 PARQUET_FIELD_ID = b"PARQUET:field_id"
@@ -54,7 +54,7 @@ def parquet_options(table_properties: dict[str, str], schema: pa.Schema) -> dict
     its compression level), and
     delta encoding for integer and timestamp columns (ids, event times), which are sorted or
     nearly so within a file and shrink several-fold with it."""
-    options = _get_parquet_writer_kwargs(table_properties)
+    options = parquet_writer_kwargs(table_properties)
     options.pop("write_batch_size", None)
     # The table's compression level is for the files kept for years, which the nightly
     # compaction writes once; the hot path keeps the codec's fast default.
@@ -88,7 +88,7 @@ class DataFileFormat:
         self._iceberg_schema = metadata.schema()
         self._spec = metadata.spec()
         # The check pyiceberg makes of each file it adds, made once for the schema they share.
-        _check_pyarrow_schema_compatible(self._iceberg_schema, self.schema, format_version=metadata.format_version)
+        check_pyarrow_schema_compatible(self._iceberg_schema, self.schema, format_version=metadata.format_version)
         # A file's partition is derived from its bounds, so the partition columns keep full
         # statistics whatever metrics mode the table sets (`none` would leave them unknown).
         partition_columns = {self._iceberg_schema.find_column_name(f.source_id) for f in self._spec.fields}

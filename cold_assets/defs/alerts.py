@@ -27,12 +27,12 @@ from dagster import (
     run_status_sensor,
     sensor,
 )
-from dagster._core.storage.event_log.base import EventLogStorage
 
 from cold_assets.defs.assets import cold_asset_key
 from cold_assets.defs.check_history import follow_parity_checks, new_evaluations
 from cold_assets.defs.checks import COMPACTION_PRESERVED_CONTENT
 from cold_assets.defs.schedules import OffloadJob
+from cold_assets.internals import EventLogStorage
 from cold_assets.settings import env_str
 from cold_assets.tables import TABLES
 

@@ -5,14 +5,14 @@ from collections.abc import Iterator
 from typing import cast
 
 from dagster import AssetCheckEvaluation, AssetCheckKey
-from dagster._core.storage.asset_check_execution_record import (
-    COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
-    AssetCheckExecutionRecord,
-)
-from dagster._core.storage.event_log.base import EventLogStorage
 
 from cold_assets.defs.assets import cold_asset_key
 from cold_assets.defs.checks import CHECK_NAMES
+from cold_assets.internals import (
+    COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
+    AssetCheckExecutionRecord,
+    EventLogStorage,
+)
 from cold_assets.tables import TABLES
 
 

@@ -26,7 +26,6 @@ from dagster import (
     TimeWindowPartitionsDefinition,
     sensor,
 )
-from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
 from pyiceberg.catalog import Catalog
 
 from cold_assets.defs.alerts import Alerter, Outbox
@@ -36,6 +35,7 @@ from cold_assets.defs.checks import CHECK_NAMES
 from cold_assets.defs.resources import ClickHouseResource, IcebergResource
 from cold_assets.defs.schedules import OffloadJob
 from cold_assets.hours import HourPolicy, HourStatus
+from cold_assets.internals import BulkActionsFilter, BulkActionStatus
 from cold_assets.parity.checksums import ParityBasis, partitions_parity
 from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.settings import Settings

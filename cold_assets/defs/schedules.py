@@ -14,9 +14,9 @@ from dagster import (
     define_asset_job,
     schedule,
 )
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from cold_assets.defs.assets import COLD_GROUP
+from cold_assets.internals import UnresolvedAssetJobDefinition
 from cold_assets.partitions import partition_key_of
 
 OffloadJob = UnresolvedAssetJobDefinition  # define_asset_job's result, resolved by Definitions

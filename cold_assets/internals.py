@@ -1,0 +1,34 @@
+"""Every private API of a dependency that cold-assets uses, in this one module.
+
+None of these has a public equivalent in the versions pinned (dagster 1.13, pyiceberg 0.12):
+- Dagster's asset-check execution records and the event-log storage that serves them (the
+  sensors follow the checks' history), its backfill filter (the self-healing sensor leaves
+  hours a queued backfill covers), and the type `define_asset_job` returns;
+- pyiceberg's schema check of an Arrow file before it is added, and its mapping of the
+  table's write.parquet.* properties to pyarrow's writer options (cold/files.py writes the
+  data files itself, one per partition value, and adds them).
+
+`cold_assets_tests/unit/test_internals.py` holds each to the names, fields and parameters
+used here, so that a new version that changes one fails there, by name, not in production.
+"""
+
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
+from dagster._core.storage.asset_check_execution_record import (
+    COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
+    AssetCheckExecutionRecord,
+)
+from dagster._core.storage.event_log.base import EventLogStorage
+from pyiceberg.io.pyarrow import _check_pyarrow_schema_compatible as check_pyarrow_schema_compatible
+from pyiceberg.io.pyarrow import _get_parquet_writer_kwargs as parquet_writer_kwargs
+
+__all__ = [
+    "COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES",
+    "AssetCheckExecutionRecord",
+    "BulkActionStatus",
+    "BulkActionsFilter",
+    "EventLogStorage",
+    "UnresolvedAssetJobDefinition",
+    "check_pyarrow_schema_compatible",
+    "parquet_writer_kwargs",
+]
