@@ -28,7 +28,10 @@ from cold_assets.warm.read import identifier
 
 # Exit codes: 1 a mismatch (audit, soak), 2 bad usage or configuration, 3 a tier that cannot be
 # reached (every command that reads one).
-EXIT_MISMATCH, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
+# Every command's exit codes (docs/operations.md, "Exit codes"): 0 ok; 1 the job failed (a
+# mismatch, a view not created, a soak violation); 2 usage or configuration; 3 a tier that
+# cannot be reached.
+EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 # A tier that does not answer: ClickHouse (server or the embedded lock), the Iceberg catalog's
 # database or REST service (requests' errors are OSErrors).
 UNREACHABLE = (ClickHouseOperationalError, CatalogOperationalError, EmbeddedWarmTierBusy, OSError)
@@ -302,7 +305,7 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     with warm.connect() as client:
         report = run_audit(client, cold.catalog(), start, end, tables, HourPolicy.from_settings(settings))
     print(format_report(report))
-    return 0 if report.ok else EXIT_MISMATCH
+    return 0 if report.ok else EXIT_FAILED
 
 
 def cmd_federate(settings: Settings, args: argparse.Namespace) -> int:
@@ -318,7 +321,7 @@ def cmd_federate(settings: Settings, args: argparse.Namespace) -> int:
             continue
         moved = "unchanged" if r.previous == r.cutover else f"moved from {r.previous:%Y-%m-%d %H:%M}" if r.previous else "new"
         print(f"{r.view:24} cutover {r.cutover:%Y-%m-%d %H:%M} UTC ({moved}; {r.hours_proven} hours proven)")
-    return 1 if any(r.error for r in results) else 0
+    return EXIT_FAILED if any(r.error for r in results) else 0
 
 
 def cmd_jars(settings: Settings, args: argparse.Namespace) -> int:
@@ -380,7 +383,7 @@ def cmd_soak(settings: Settings, args: argparse.Namespace) -> int:
 
     tally = soak(seeds, args.steps, args.minutes, args.hours, spark, log, child_errors=args.verbose, parallel=args.parallel)
     print(summary(tally, seeds))
-    return EXIT_MISMATCH if tally.violations else 0
+    return EXIT_FAILED if tally.violations else 0
 
 
 def _add_feed_options(p: argparse.ArgumentParser, trades_per_hour: int) -> None:
