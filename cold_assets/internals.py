@@ -6,7 +6,12 @@ None of these has a public equivalent in the versions pinned (dagster 1.13, pyic
   hours a queued backfill covers), and the type `define_asset_job` returns;
 - pyiceberg's schema check of an Arrow file before it is added, and its mapping of the
   table's write.parquet.* properties to pyarrow's writer options (cold/files.py writes the
-  data files itself, one per partition value, and adds them).
+  data files itself, one per partition value, and adds them); and a `Table` built by hand
+  around its metadata, the one way to turn its commit retries off for one transaction.
+
+(Spark's maintenance reaches the JVM through pyspark's py4j handles, `_jvm` and
+`_jsparkSession`: that is pyspark's own way to call a Java API it does not wrap, used in
+maintenance/operations.py and class_data.py.)
 
 `cold_assets_tests/unit/test_internals.py` holds each to the names, fields and parameters
 used here, so that a new version that changes one fails there, by name, not in production.
@@ -21,6 +26,19 @@ from dagster._core.storage.asset_check_execution_record import (
 from dagster._core.storage.event_log.base import EventLogStorage
 from pyiceberg.io.pyarrow import _check_pyarrow_schema_compatible as check_pyarrow_schema_compatible
 from pyiceberg.io.pyarrow import _get_parquet_writer_kwargs as parquet_writer_kwargs
+from pyiceberg.table import Table, TableProperties
+
+
+def table_without_commit_retries(table: Table) -> Table:
+    """The table with pyiceberg's own commit retries off, for one transaction. On a conflict
+    pyiceberg would rebase the commit onto the concurrent one, and an append validates
+    nothing: it would add a second copy of rows the other writer committed. A conflict fails
+    the commit instead, and the checkpoint starts over from reconciliation (offload/commit.py).
+    The table's stored property is untouched: Spark's compaction keeps its retries."""
+    properties = {**table.metadata.properties, TableProperties.COMMIT_NUM_RETRIES: "0"}
+    metadata = table.metadata.model_copy(update={"properties": properties})
+    return Table(table.name(), metadata, table.metadata_location, table.io, table.catalog)
+
 
 __all__ = [
     "COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES",
@@ -31,4 +49,5 @@ __all__ = [
     "UnresolvedAssetJobDefinition",
     "check_pyarrow_schema_compatible",
     "parquet_writer_kwargs",
+    "table_without_commit_retries",
 ]

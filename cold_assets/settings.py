@@ -68,7 +68,15 @@ def env_pairs(name: str) -> dict[str, str]:
 WARM_CHOICES = ("embedded", "server")
 
 
-def check_tier_choice(catalog_name: str) -> None:
+def configured_catalog(catalog_name: str) -> dict:
+    """pyiceberg's configuration of the catalog (PYICEBERG_CATALOG__* and .pyiceberg.yaml);
+    empty when none is configured: the embedded default."""
+    from pyiceberg.utils.config import Config
+
+    return dict(Config().get_catalog_config(catalog_name) or {})
+
+
+def check_tier_choice(catalog_name: str, catalog: dict) -> None:
     """Refuses every environment where the tiers would quietly not be the ones meant: the
     embedded default holds only when nothing of a deployment is configured. An offload from
     an empty embedded warm tier, or into a SQLite catalog on the code location's disk, is green
@@ -79,8 +87,6 @@ def check_tier_choice(catalog_name: str) -> None:
     (CLICKHOUSE_HOSTNAME is a typo, not a choice) and no catalog is configured for
     COLD_CATALOG. A ClickHouse server needs a configured catalog whose warehouse it can read:
     not one on the code location's local disk."""
-    from pyiceberg.utils.config import Config  # (pyiceberg's own reading of PYICEBERG_CATALOG__* and .pyiceberg.yaml)
-
     host = env_str("CLICKHOUSE_HOST")
     choice = env_str("COLD_WARM")
     if choice is not None and choice not in WARM_CHOICES:
@@ -89,7 +95,6 @@ def check_tier_choice(catalog_name: str) -> None:
         raise ValueError("COLD_WARM=server but CLICKHOUSE_HOST is unset: set it to the ClickHouse server")
     if choice == "embedded" and host is not None:
         raise ValueError(f"COLD_WARM=embedded but CLICKHOUSE_HOST={host!r} is set: unset one of them")
-    catalog = Config().get_catalog_config(catalog_name) or {}
     if host is not None:
         if not catalog:
             raise ValueError(
@@ -98,7 +103,8 @@ def check_tier_choice(catalog_name: str) -> None:
                 "__WAREHOUSE, ...), or unset CLICKHOUSE_HOST for the embedded default"
             )
         warehouse = str(catalog.get("warehouse") or "")
-        if warehouse and urlparse(warehouse).scheme in ("", "file"):
+        # A REST catalog's warehouse may be a name ("analytics"), not a location.
+        if warehouse and (urlparse(warehouse).scheme == "file" or warehouse.startswith("/")):
             raise ValueError(
                 f"catalog {catalog_name!r}'s warehouse {warehouse} is on local disk while the warm tier is the ClickHouse "
                 f"server {host!r}, which reads the cold tier from the warehouse (checks, the _all views): put the "
@@ -154,7 +160,7 @@ class Settings:
     spark_driver_memory: str
     spark_jars_dir: Path  # the pinned jars (maintenance/jars.py), unless spark_packages is set
     spark_packages: str | None  # Maven coordinates for spark.jars.packages instead of the cache
-    spark_s3: bool  # the warehouse is on S3: Spark also loads Iceberg's AWS bundle (pinned)
+    spark_s3: bool  # Spark also loads Iceberg's AWS bundle (pinned): default, an s3:// warehouse
     spark_conf: dict[str, str]  # more Spark settings (COLD_SPARK_CONF="key=value,key=value")
 
     @classmethod
@@ -169,7 +175,8 @@ class Settings:
                 "the TTL guard alerts between the two"
             )
         catalog_name = env_str("COLD_CATALOG", "iceberg")
-        check_tier_choice(catalog_name)
+        catalog = configured_catalog(catalog_name)
+        check_tier_choice(catalog_name, catalog)
         return cls(
             home=home,
             clickhouse_host=env_str("CLICKHOUSE_HOST"),
@@ -194,7 +201,8 @@ class Settings:
             spark_driver_memory=env_str("COLD_SPARK_DRIVER_MEMORY", "640m"),
             spark_jars_dir=Path(env_str("COLD_SPARK_JARS_DIR") or home / "spark-jars").expanduser().resolve(),
             spark_packages=env_str("COLD_SPARK_PACKAGES"),
-            spark_s3=env_bool("COLD_SPARK_S3"),
+            # Spark needs Iceberg's AWS bundle for a warehouse on S3: said by the warehouse itself.
+            spark_s3=env_bool("COLD_SPARK_S3", str(catalog.get("warehouse", "")).startswith(("s3://", "s3a://"))),
             spark_conf=env_pairs("COLD_SPARK_CONF"),
         )
 

@@ -8,6 +8,9 @@ for name in "$DAGSTER_PG_USER" "$DAGSTER_DB" "$ICEBERG_PG_USER" "$ICEBERG_DB"; d
     ''|*[!A-Za-z0-9_]*) echo "postgres-init: '$name' is not a plain identifier (letters, digits, _)" >&2; exit 1 ;;
   esac
 done
+case "$DAGSTER_PG_PASSWORD" in  # it goes into DAGSTER_POSTGRES_URL unescaped
+  ''|*[!A-Za-z0-9._~-]*) echo "postgres-init: DAGSTER_PG_PASSWORD must be letters, digits and - _ . ~ (it is part of a URL)" >&2; exit 1 ;;
+esac
 psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \
   -v dagster_user="$DAGSTER_PG_USER" -v dagster_password="$DAGSTER_PG_PASSWORD" -v dagster_db="$DAGSTER_DB" \
   -v iceberg_user="$ICEBERG_PG_USER" -v iceberg_password="$ICEBERG_PG_PASSWORD" -v iceberg_db="$ICEBERG_DB" <<'SQL'

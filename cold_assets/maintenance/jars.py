@@ -34,6 +34,10 @@ def java_executable() -> str | None:
     return str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
 
 
+class JavaMissing(RuntimeError):
+    """No Java 17 where Spark would start it (maintenance/spark.py require_java)."""
+
+
 class SparkJarsError(RuntimeError):
     """The jars are missing, or a download or a checksum does not match its pin."""
 

@@ -22,14 +22,10 @@ from sqlalchemy.engine import make_url
 
 from cold_assets.defs.resources import IcebergResource
 from cold_assets.maintenance.class_data import java_options
-from cold_assets.maintenance.jars import jar_paths, java_executable, pinned_jars
+from cold_assets.maintenance.jars import JavaMissing, jar_paths, java_executable, pinned_jars
 from cold_assets.settings import Settings
 
 JAVA_MAJOR = 17
-
-
-class JavaMissing(RuntimeError):
-    pass
 
 
 class UnsupportedSparkCatalog(ValueError):

@@ -11,8 +11,9 @@ from dataclasses import replace
 
 from pyiceberg.expressions import BooleanExpression
 from pyiceberg.manifest import DataFile
-from pyiceberg.table import Table, TableProperties
+from pyiceberg.table import Table
 
+from cold_assets.internals import table_without_commit_retries
 from cold_assets.offload.bookkeeping import RUN_ID
 from cold_assets.offload.phases import ColdRowsWouldBeLost, Decided, Outcome, Written
 from cold_assets.tables import MirroredTable, OffloadMode
@@ -61,7 +62,7 @@ def commit_transaction(
     delete in between holds none of the rows, so it must not claim their watermark."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Delete operation did not match any records")
-        tx = _without_commit_retries(table).transaction()
+        tx = table_without_commit_retries(table).transaction()
         if delete_filter is not None:
             # The run id alone marks the delete as this transaction's (ranges_changed_since).
             tx.delete(delete_filter, snapshot_properties={RUN_ID: summary[RUN_ID]} if data_files else summary)
@@ -72,17 +73,6 @@ def commit_transaction(
         committed = tx.commit_transaction()
     snapshot = committed.current_snapshot()
     return snapshot.snapshot_id if snapshot else None
-
-
-def _without_commit_retries(table: Table) -> Table:
-    """The table with pyiceberg's own commit retries off, for one transaction. On a conflict
-    pyiceberg would rebase the commit onto the concurrent one, and an append validates
-    nothing: it would add a second copy of rows the other writer committed. A conflict fails
-    the commit instead, and the checkpoint starts over from reconciliation. (The table's
-    stored property is untouched: Spark's compaction keeps its retries.)"""
-    properties = {**table.metadata.properties, TableProperties.COMMIT_NUM_RETRIES: "0"}
-    metadata = table.metadata.model_copy(update={"properties": properties})
-    return Table(table.name(), metadata, table.metadata_location, table.io, table.catalog)
 
 
 def discard(table: Table, written: Iterable[Written]) -> None:

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from unittest import mock
 
+from cold_assets.cold.ddl import ensure_cold_tables
 from cold_assets.defs.resources import ClickHouseResource, IcebergResource
 from cold_assets.partitions import partition_key_of
 from cold_assets.settings import Settings, throwaway
@@ -123,7 +124,7 @@ def _looks(settings: Settings, counts_from_files: bool) -> tuple[dict[str, float
 
 def _same_figures(recorded: dict, days: int, trades_per_hour: int, home: Path) -> dict:
     if recorded["days"] != days or recorded["trades_per_hour"] != trades_per_hour:
-        raise SystemExit(f"--state {home} holds {recorded['days']} days at {recorded['trades_per_hour']} trades/h; "
+        raise ValueError(f"--state {home} holds {recorded['days']} days at {recorded['trades_per_hour']} trades/h; "
                          "use another folder for other figures")
     return recorded
 
@@ -165,6 +166,7 @@ def _build(settings: Settings, home: Path, days: int, trades_per_hour: int) -> d
         build_bench_warm(settings, trades_per_hour, int((end - start) / HOUR) - fed, False, start=start + fed * HOUR,
                          hours_before=fed)
     warm_s = time.perf_counter() - started
+    ensure_cold_tables(IcebergResource.from_settings(settings).catalog())  # a build stopped before it made them
     started = time.perf_counter()
     cold_rows = _fill_cold(settings, start, end)  # hours a stopped build filled come back unchanged
     return {

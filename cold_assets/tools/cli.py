@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError as CatalogOperationalError
 
 from cold_assets.cold.ddl import ColdTableConflict, ensure_cold_tables
 from cold_assets.defs.resources import ClickHouseResource, IcebergResource
+from cold_assets.maintenance.jars import JavaMissing, SparkJarsError
 from cold_assets.partitions import hour_of as hour_of_key
 from cold_assets.settings import Settings
 from cold_assets.tables import TABLES, Layer, table_by_cold_name
@@ -256,7 +257,7 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
 
     dagster = Path(sys.executable).parent / "dagster"
     if not dagster.exists():
-        raise RuntimeError(f"no dagster executable beside {sys.executable}: install the project (make install)")
+        raise ValueError(f"no dagster executable beside {sys.executable}: install the project (make install)")
     home = embedded_dagster_home(settings)
     # The repository's workspace.yaml (location `cold_assets`, as in production); installed
     # without the repository, the code location by module.
@@ -519,9 +520,12 @@ def main(argv: list[str] | None = None) -> int:
     except UNREACHABLE as unreachable:
         print(f"cold-assets {args.command}: a tier cannot be reached: {type(unreachable).__name__}: {unreachable}", file=sys.stderr)
         return EXIT_UNREACHABLE
-    except (ColdTableConflict, ValueError, RuntimeError, NoSuchTableError, NoSuchNamespaceError) as exc:
+    except (ColdTableConflict, ValueError, NoSuchTableError, NoSuchNamespaceError, SparkJarsError, JavaMissing) as exc:
         print(f"cold-assets {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except RuntimeError as exc:  # the job itself failed (a run, a refusal to lose rows): not the usage
+        print(f"cold-assets {args.command}: failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -152,20 +152,33 @@ def test_only_the_ui_proxy_listens_beyond_loopback_and_the_unauthenticated_catal
         for port in service.get("ports", []):
             assert name == "auth-proxy" or port.startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
     networks = compose()["networks"]
-    on = {name: set(service.get("networks", ["default"])) for name, service in services.items()}
-    for name, joined in on.items():
-        assert all(n == "default" or networks[n].get("internal") for n in joined), f"{name} joins a non-internal network"
+    on = {name: set(service["networks"]) for name, service in services.items()}
+    # A network with a route out (not internal) serves one service alone.
+    for network, spec in networks.items():
+        if not (spec or {}).get("internal"):
+            members = {name for name, joined in on.items() if network in joined}
+            assert len(members) == 1, f"{network} has a route out and joins {members}"
+    proxy_neighbours = {name for name, joined in on.items() if joined & on["auth-proxy"]} - {"auth-proxy"}
+    assert proxy_neighbours == {"webserver"}, proxy_neighbours  # not PostgreSQL, not the code server's gRPC
     # The REST catalog takes commits from whoever reaches it: only its own dependencies and
     # the code location share a network with it.
     neighbours = {name for name, joined in on.items() if joined & on["iceberg-rest"]} - {"iceberg-rest"}
     assert neighbours == {"code-location", "postgres", "minio", "minio-init"}, neighbours
-    assert "default" not in on["iceberg-rest"]
+    # The writers start once minio-init made their user.
+    for name in ("iceberg-rest", "code-location"):
+        assert services[name]["depends_on"]["minio-init"] == {"condition": "service_completed_successfully"}
+    # The admin that grants NAMED COLLECTION holds its control (ClickHouse withholds it from XML users).
+    assert services["clickhouse"]["environment"]["CLICKHOUSE_USER"] == "admin"
+    assert "<admin>" in (DOCKER / "clickhouse" / "admin.xml").read_text()
+    assert "./clickhouse/admin.xml:/etc/clickhouse-server/users.d/admin.xml:ro" in services["clickhouse"]["volumes"]
 
 
 def test_the_image_carries_every_spark_jar_pinned_and_maven_at_run_time_is_off_by_default():
     assert env_example()["COLD_SPARK_PACKAGES"] == ""
     dockerfile = (DOCKER / "Dockerfile").read_text()
     assert dockerfile.index("COLD_SPARK_S3=true") < dockerfile.index("RUN cold-assets jars")
+    # The versions the suite proves, and the licence the wheel declares.
+    assert 'pip install --no-cache-dir ".[pinned]"' in dockerfile and "COPY pyproject.toml README.md LICENSE" in dockerfile
 
 
 def test_the_postgres_init_gives_dagster_and_the_catalog_a_role_and_database_each(tmp_path):
@@ -178,8 +191,8 @@ def test_the_postgres_init_gives_dagster_and_the_catalog_a_role_and_database_eac
     from cold_assets_tests.support.throwaway_postgres import PG_BIN, throwaway_postgres
 
     with throwaway_postgres(databases=()) as server:
-        roles = {"DAGSTER_PG_USER": "dagster", "DAGSTER_PG_PASSWORD": "d-secret'\"", "DAGSTER_DB": "dagster",
-                 "ICEBERG_PG_USER": "iceberg", "ICEBERG_PG_PASSWORD": "i-secret", "ICEBERG_DB": "iceberg"}
+        roles = {"DAGSTER_PG_USER": "dagster", "DAGSTER_PG_PASSWORD": "d-secret", "DAGSTER_DB": "dagster",
+                 "ICEBERG_PG_USER": "iceberg", "ICEBERG_PG_PASSWORD": "i-secret'\"", "ICEBERG_DB": "iceberg"}
         env = {**os.environ, **roles, "POSTGRES_USER": server.user, "PGPASSWORD": server.password,
                "PGHOST": server.host, "PGPORT": str(server.port), "PATH": f"{PG_BIN}:{os.environ['PATH']}"}
         done = subprocess.run(["sh", str(DOCKER / "postgres-init.sh")], env=env, capture_output=True, text=True)
@@ -195,7 +208,10 @@ def test_the_postgres_init_gives_dagster_and_the_catalog_a_role_and_database_eac
         with pytest.raises(psycopg2.OperationalError, match="permission denied for database"):
             connect("dagster", roles["DAGSTER_PG_PASSWORD"], "iceberg")
         with pytest.raises(psycopg2.OperationalError, match="permission denied for database"):
-            connect("iceberg", "i-secret", "dagster")
+            connect("iceberg", roles["ICEBERG_PG_PASSWORD"], "dagster")
         bad = subprocess.run(["sh", str(DOCKER / "postgres-init.sh")], env={**env, "ICEBERG_DB": "ice; DROP"},
                              capture_output=True, text=True)
         assert bad.returncode == 1 and "is not a plain identifier" in bad.stderr
+        in_url = subprocess.run(["sh", str(DOCKER / "postgres-init.sh")], env={**env, "DAGSTER_PG_PASSWORD": "p@ss/word"},
+                                capture_output=True, text=True)
+        assert in_url.returncode == 1 and "DAGSTER_PG_PASSWORD must be letters" in in_url.stderr

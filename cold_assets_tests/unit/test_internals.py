@@ -6,7 +6,7 @@ import inspect
 
 import pyarrow as pa
 import pytest
-from dagster import AssetCheckKey, AssetKey, DailyPartitionsDefinition, asset, define_asset_job
+from dagster import AssetCheckKey, AssetKey, DagsterInstance, DailyPartitionsDefinition, asset, define_asset_job
 from pyiceberg.schema import Schema
 from pyiceberg.types import LongType, NestedField
 
@@ -19,12 +19,16 @@ def test_the_check_history_reads_records_with_the_fields_and_filters_it_uses():
     fields = list(inspect.signature(internals.AssetCheckExecutionRecord).parameters)
     assert {"id", "run_id", "status", "event", "create_timestamp"} <= set(fields)
     assert {s.value for s in internals.COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES} == {"SUCCEEDED", "FAILED"}
-    assert AssetCheckKey(AssetKey(["cold", "raw_trades"]), "row_count_parity").name == "row_count_parity"
+    with DagsterInstance.ephemeral() as instance:  # the storage the sensors read, answering the call they make
+        key = AssetCheckKey(AssetKey(["cold", "raw_trades"]), "row_count_parity")
+        assert isinstance(instance.event_log_storage, internals.EventLogStorage)
+        assert list(instance.event_log_storage.get_asset_check_execution_history(key, limit=10)) == []
 
 
 def test_the_backfill_filter_takes_statuses_and_requested_is_one():
     requested = internals.BulkActionsFilter(statuses=[internals.BulkActionStatus.REQUESTED])
-    assert requested.statuses == [internals.BulkActionStatus.REQUESTED]
+    with DagsterInstance.ephemeral() as instance:  # as healing.py asks for the backfills in progress
+        assert list(instance.get_backfills(filters=requested)) == []
 
 
 def test_define_asset_job_returns_the_type_the_offload_job_is_annotated_with():
@@ -43,3 +47,20 @@ def test_pyiceberg_maps_the_parquet_properties_and_checks_arrow_schemas_as_files
     internals.check_pyarrow_schema_compatible(schema, pa.schema([pa.field("trade_id", pa.int64(), nullable=False)]), format_version=2)
     with pytest.raises(ValueError):
         internals.check_pyarrow_schema_compatible(schema, pa.schema([pa.field("other", pa.string())]), format_version=2)
+
+
+def test_a_table_built_around_its_metadata_commits_without_retries_and_leaves_the_table_as_it_was(tmp_path):
+    from pyiceberg.catalog.sql import SqlCatalog
+    from pyiceberg.table import TableProperties
+
+    catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path / 'c.db'}", warehouse=tmp_path.as_uri())
+    catalog.create_namespace("cold")
+    table = catalog.create_table(("cold", "t"), schema=Schema(NestedField(1, "trade_id", LongType(), required=True)))
+    once = internals.table_without_commit_retries(table)
+    assert once.metadata.properties[TableProperties.COMMIT_NUM_RETRIES] == "0"
+    assert (once.name(), once.metadata_location, once.catalog) == (table.name(), table.metadata_location, table.catalog)
+    with once.transaction() as tx:  # a commit through it lands on the catalog's table
+        tx.append(pa.table({"trade_id": pa.array([1], pa.int64())}, schema=pa.schema([pa.field("trade_id", pa.int64(), nullable=False)])))
+    reloaded = catalog.load_table(("cold", "t"))
+    assert len(reloaded.scan().to_arrow()) == 1
+    assert TableProperties.COMMIT_NUM_RETRIES not in reloaded.metadata.properties  # the stored property untouched

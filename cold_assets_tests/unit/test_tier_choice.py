@@ -58,3 +58,17 @@ def test_cold_warm_takes_one_of_its_two_values_and_server_needs_the_host(monkeyp
     monkeypatch.setenv("COLD_WARM", "server")
     with pytest.raises(ValueError, match=r"COLD_WARM=server but CLICKHOUSE_HOST is unset"):
         Settings.from_env()
+
+
+def test_a_rest_catalogs_warehouse_name_is_no_local_path_and_an_s3_warehouse_turns_spark_s3_on(monkeypatch):
+    monkeypatch.setenv("CLICKHOUSE_HOST", "clickhouse")
+    monkeypatch.setenv("PYICEBERG_CATALOG__ICEBERG__URI", "https://catalog.internal")
+    monkeypatch.setenv("PYICEBERG_CATALOG__ICEBERG__WAREHOUSE", "analytics")  # Polaris, Lakekeeper: a name
+    assert not Settings.from_env().spark_s3
+    monkeypatch.setenv("PYICEBERG_CATALOG__ICEBERG__WAREHOUSE", "/srv/warehouse")
+    with pytest.raises(ValueError, match=r"warehouse /srv/warehouse is on local disk"):
+        Settings.from_env()
+    monkeypatch.setenv("PYICEBERG_CATALOG__ICEBERG__WAREHOUSE", "s3://cold/warehouse")
+    assert Settings.from_env().spark_s3  # the AWS bundle is loaded without being asked
+    monkeypatch.setenv("COLD_SPARK_S3", "false")
+    assert not Settings.from_env().spark_s3

@@ -1,6 +1,9 @@
 #!/bin/bash
-# First start of ClickHouse: the user cold-assets connects as. The image's own user
-# (CLICKHOUSE_ADMIN_USER, with access management) creates it and stays inside this container.
+# First start of ClickHouse: the user cold-assets connects as. The image's own user (`admin`,
+# with access management and, by admin.xml, the control of named collections) creates it and
+# stays inside this container. The image runs this once, on an empty data volume: if it
+# fails, fix the cause and run it again with `docker compose exec clickhouse bash
+# /docker-entrypoint-initdb.d/10-cold-assets-user.sh` (every statement is idempotent).
 # cold-assets gets what its work needs and no more: everything on its database (the medallion,
 # the federated views), the S3 source and the cold_s3 collection (reading the cold tier; the
 # views then read through it with their definer's rights). Analysts get SELECT on the views.
