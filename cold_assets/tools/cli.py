@@ -27,8 +27,6 @@ from cold_assets.warm.ddl import WarmLimits, apply_warm_ddl
 from cold_assets.warm.embedded_lock import EmbeddedWarmTierBusy
 from cold_assets.warm.read import identifier
 
-# Exit codes: 1 a mismatch (audit, soak), 2 bad usage or configuration, 3 a tier that cannot be
-# reached (every command that reads one).
 # Every command's exit codes (docs/operations.md, "Exit codes"): 0 ok; 1 the job failed (a
 # mismatch, a view not created, a soak violation); 2 usage or configuration; 3 a tier that
 # cannot be reached.
