@@ -8,6 +8,7 @@ import warnings
 from datetime import UTC
 from pathlib import Path
 
+import pytest
 from dagster import AssetKey
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,10 +52,12 @@ def test_dagster_validates_the_workspace(settings, tmp_path):
     assert "All code locations passed validation" in result.stdout + result.stderr
 
 
-def test_dagster_dev_in_the_repository_root_runs_on_the_local_instance_of_make_demo(settings, tmp_path):
-    """What `dagster dev` finds in the root (its dagster.yaml and workspace.yaml, copied to a
-    folder of the test's own so that the checkout's .cold stays untouched): it serves the code
-    location and keeps its storage under .cold/dagster, where `make demo`'s instance is."""
+@pytest.mark.parametrize("command", [["dagster", "dev"], ["dg", "dev"]], ids=["dagster-dev", "dg-dev"])
+def test_dev_in_the_repository_root_runs_on_the_local_instance_of_make_demo(settings, tmp_path, command):
+    """What `dagster dev` and `dg dev` find in the root (dagster.yaml, workspace.yaml and
+    pyproject.toml's [tool.dg], copied to a folder of the test's own with the package linked in,
+    so that the checkout's .cold stays untouched): they serve the code location and keep its
+    storage under .cold/dagster, where `make demo`'s instance is."""
     import json
     import shutil
     import socket
@@ -68,14 +71,15 @@ def test_dagster_dev_in_the_repository_root_runs_on_the_local_instance_of_make_d
     root_instance = yaml.safe_load((ROOT / "dagster.yaml").read_text())
     embedded = yaml.safe_load(EMBEDDED_INSTANCE_YAML)
     assert {k: root_instance[k] for k in embedded} == embedded  # one instance, two spellings of it
-    for name in ("dagster.yaml", "workspace.yaml"):
+    for name in ("dagster.yaml", "workspace.yaml", "pyproject.toml"):
         shutil.copy(ROOT / name, tmp_path / name)
+    (tmp_path / "cold_assets").symlink_to(ROOT / "cold_assets")  # dg looks for the root module in the project
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"} | {"COLD_HOME": str(tmp_path / ".cold")}
     log = open(tmp_path / "dev.log", "w")
-    dev = subprocess.Popen([str(Path(sys.executable).parent / "dagster"), "dev", "-p", str(port)],
+    dev = subprocess.Popen([str(Path(sys.executable).parent / command[0]), *command[1:], "-p", str(port)],
                            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 180
@@ -98,7 +102,8 @@ def test_dagster_dev_in_the_repository_root_runs_on_the_local_instance_of_make_d
         assert (tmp_path / ".cold" / "dagster" / "history" / "runs.db").exists()
         assert not list(tmp_path.glob(".tmp_dagster_home_*/history"))  # nothing stored in dagster's temporary home
     finally:
-        os.killpg(dev.pid, 15)
+        if dev.poll() is None:  # a process that died already has its cause in the assertion above
+            os.killpg(dev.pid, 15)
         dev.wait(30)
         log.close()
 
