@@ -23,7 +23,7 @@ from dagster import (
 from pydantic import Field
 
 from cold_assets.defs.checks import CONTENT_PARITY, parity_check_results, parity_check_specs
-from cold_assets.defs.metadata import partition_metadata, recorded_states
+from cold_assets.defs.metadata import partition_metadata
 from cold_assets.defs.resources import ClickHouseResource, IcebergResource
 from cold_assets.federation import follow_commits
 from cold_assets.hours import HourPolicy
@@ -137,7 +137,6 @@ def cold_asset(table: MirroredTable, partitions_def: PartitionsDefinition, setti
                     table,
                     keys,
                     context.run.run_id,
-                    recorded=recorded_states(context.instance, key, keys),
                     settle_lag=lag,
                     replace_hour=config.replace_hour,
                     overlap=overlap,

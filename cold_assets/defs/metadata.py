@@ -6,17 +6,12 @@ the same metadata for every partition (dagster-io/dagster#18123), so the asset's
 skippable and the step logs one AssetMaterialization per partition instead.
 """
 
-from datetime import datetime
-from typing import cast
+from dagster import MetadataValue
 
-from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, MetadataValue
-
-from cold_assets.offload.bookkeeping import PartitionState, StateSource
 from cold_assets.offload.protocol import OffloadResult
 from cold_assets.parity.checksums import HourParity
 
 OFFLOAD_KEY = "offload"
-RECORDS_PAGE = 1000
 
 
 def partition_entry(result: OffloadResult, parity: HourParity) -> dict:
@@ -40,8 +35,9 @@ def partition_entry(result: OffloadResult, parity: HourParity) -> dict:
 def partition_metadata(result: OffloadResult, parity: HourParity) -> dict:
     """One hour's facts as first-class, typed metadata of that hour's own materialization:
     the UI plots them whatever run wrote the hour (a single hour, a tick, a backfill). The
-    same facts as JSON under `offload`, keyed by the hour, are what the next run reconciles
-    from (`recorded_state`)."""
+    same facts as JSON under `offload`, keyed by the hour, serve whoever reads them whole (the
+    CLI, the soak). No offload reads them back: each reconciles from the table
+    (offload/plan.py `reconcile`)."""
     return {
         OFFLOAD_KEY: MetadataValue.json({result.partition_key: partition_entry(result, parity)}),
         "mode": MetadataValue.text(result.mode.value),
@@ -56,39 +52,3 @@ def partition_metadata(result: OffloadResult, parity: HourParity) -> dict:
         "rows_per_s": MetadataValue.float(round(result.rows_per_second, 1)),
         "dagster/row_count": MetadataValue.int(parity.cold_rows),
     }
-
-
-def recorded_states(instance: DagsterInstance, asset_key: AssetKey, partition_keys: list[str]) -> dict[str, PartitionState]:
-    """What Dagster recorded for each partition at its latest materialization: the event log
-    read newest first, a page at a time, until every partition is found or the log ends."""
-    wanted, found = set(partition_keys), dict[str, PartitionState | None]()
-    cursor = None
-    while wanted - found.keys():
-        page = instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=asset_key, asset_partitions=sorted(wanted - found.keys())),
-            limit=RECORDS_PAGE, cursor=cursor,
-        )
-        for record in page.records:
-            key = record.partition_key
-            if key is None or key in found or record.asset_materialization is None:
-                continue
-            found[key] = _state(record.asset_materialization.metadata.get(OFFLOAD_KEY), key, record.run_id)
-        if not page.has_more:
-            break
-        cursor = page.cursor
-    return {key: state for key, state in found.items() if state is not None}
-
-
-def _state(value: MetadataValue | None, partition_key: str, run_id: str) -> PartitionState | None:
-    # The offload's JSON metadata: {partition key: {"watermark": ISO instant, "fingerprint": ...}}
-    entries = cast(dict[str, dict], value.value) if value is not None else {}
-    entry = entries.get(partition_key)
-    if not entry:
-        return None
-    return PartitionState(
-        watermark=datetime.fromisoformat(entry["watermark"]) if entry.get("watermark") else None,
-        fingerprint=entry.get("fingerprint"),
-        snapshot_id=int(entry["snapshot_id"]) if entry.get("snapshot_id") else None,
-        run_id=run_id,
-        source=StateSource.DAGSTER,
-    )

@@ -16,9 +16,9 @@ and the proof that compaction changed nothing.
   by ClickHouse at the commit's snapshot and at its parent, is the same (the audit's
   checksum, parity/checksums.py). Verifying against the parent, not the snapshot before the job,
   keeps the proof exact while offloads commit concurrently.
-- Expiry keeps the offload exactly-once: reconciliation takes the newest of Dagster's record,
-  the partition's snapshots and the cold files' own newest ingested_at (offload/plan.py), and the
-  last two need no expired snapshot. Expiry calls Iceberg's ExpireSnapshots in the Spark
+- Expiry keeps the offload exactly-once: reconciliation takes the newer of the partition's
+  newest commit on the ancestry and the cold files' own newest ingested_at (offload/plan.py),
+  and the files' statistics need no expired snapshot. Expiry calls Iceberg's ExpireSnapshots in the Spark
   session's JVM rather than the procedure, whose Spark jobs cost more than the work at this
   size (expire_snapshots says why).
 

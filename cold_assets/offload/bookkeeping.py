@@ -36,14 +36,14 @@ class StateSource(str, Enum):
     """Where the state an offload started from came from."""
 
     NONE = "none"
-    DAGSTER = "dagster"
     SNAPSHOT = "snapshot"
     DATA = "data"  # the cold files' own statistics
 
 
 @dataclass(frozen=True)
 class PartitionState:
-    """What is known about one offloaded (table, hour): from Dagster metadata or a snapshot."""
+    """What is known about one offloaded (table, hour): from a snapshot's bookkeeping, or the
+    cold files' statistics."""
 
     watermark: datetime | None = None  # append: rows ingested up to here are in cold
     fingerprint: str | None = None  # replace: "rows:checksum" of the rows last written
@@ -104,14 +104,6 @@ class Ancestry:
     def state(self, range_start: datetime) -> PartitionState | None:
         return self.states.get(range_start)
 
-    def describes(self, recorded: PartitionState | None) -> bool:
-        """Whether Dagster's record still describes the table: its snapshot is on the current
-        ancestry. A snapshot off the ancestry was rolled back, and one the table no longer has
-        may have been rolled back before the expiry removed it: the two cannot be told apart,
-        so neither counts (the cold files' own floor and the ancestry's bookkeeping still do).
-        A record of no snapshot names no table state it held in, and does not count either."""
-        return recorded is not None and recorded.snapshot_id is not None and recorded.snapshot_id in self.ids
-
 
 def ranges_changed_since(table: Table, spec: MirroredTable, since: int) -> set[datetime] | None:
     """The offload ranges (their starts) whose rows may differ from what they were at snapshot
@@ -151,7 +143,7 @@ def snapshot_id(table: Table) -> int | None:
 def committed_states(table: Table, spec: MirroredTable) -> dict[datetime, PartitionState]:
     """Per offload range (its start): the bookkeeping of the newest commit on the current
     snapshot's ancestry. Expired snapshots are gone, and so is their bookkeeping; the cold
-    files' statistics and Dagster's record are the floor under that."""
+    files' statistics are the floor under that."""
     return Ancestry(table, spec).states
 
 

@@ -9,7 +9,6 @@ range is `Written` (its rows are in data files, not yet part of the table), then
 (appended, replaced or unchanged) or refused (`ColdRowsWouldBeLost`, nothing of it written).
 """
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
@@ -36,7 +35,6 @@ class RunOptions:
     """What one run decides by, the same for every range and checkpoint of it."""
 
     run_id: str
-    recorded: Mapping[str, PartitionState | None]  # Dagster's record per partition key
     settle_lag: timedelta
     replace_hour: bool
     overlap: timedelta

@@ -1,8 +1,8 @@
 """Planning a checkpoint: where each range starts from, and what it reads and deletes.
 
-The starting state is reconciled from Dagster's record, the table's own bookkeeping and the
-cold files' statistics (`reconcile`); only what describes the current snapshot's ancestry
-counts. A range is then `Settled` without a read (cold-only, an append layer with nothing
+The starting state is reconciled from the table alone (`reconcile`): the bookkeeping of its
+current snapshot's ancestry, and the cold files' statistics under it. Dagster's event log is
+not read: see `reconcile`. A range is then `Settled` without a read (cold-only, an append layer with nothing
 settled since its watermark, a replace layer whose warm fingerprint is the one last written)
 or `ToRead`.
 """
@@ -23,15 +23,19 @@ from cold_assets.tables import MirroredTable, OffloadMode
 from cold_assets.warm.read import EPOCH, FAR_FUTURE, WarmColumn, warm_read_query
 
 
-def reconcile(
-    recorded: PartitionState | None, committed: PartitionState | None, data_floor: datetime | None = None
-) -> PartitionState:
-    """The state an offload starts from: the newest of Dagster's record, the partition's
-    newest snapshot and the cold files' own floor. The table wins: a commit Dagster never
-    heard of (a crash in between) is newer than the record, and on a tie the snapshot is
-    taken, since it describes what the table actually holds. The caller passes only a record
-    that still describes the table (`Ancestry.describes`)."""
-    known = [s for s in (committed, recorded) if s is not None]
+def reconcile(committed: PartitionState | None, data_floor: datetime | None = None) -> PartitionState:
+    """The state an offload starts from: the range's newest commit on the current ancestry,
+    and the cold files' own floor (the newest ingestion they hold) where that is later or the
+    commit is gone (expired).
+
+    Dagster's record of the range is not read, for three reasons. Where the ancestry holds the
+    range's commit, the commit is what the table holds, and a record can only be as new or
+    stale: the repair that moved a watermark back, committed and then killed before Dagster
+    heard of it, leaves a record newer than the truth. Where the ancestry does not (the
+    nightly expiry removed the commit), a record cannot be trusted either: its snapshot may
+    have been rolled back before it expired, and the two cannot be told apart. And its read
+    grows with the asset's history, nine materializations an hour for years."""
+    known = [committed] if committed is not None else []
     if data_floor is not None:
         known.append(PartitionState(watermark=data_floor, source=StateSource.DATA))
     if not known:
@@ -79,20 +83,17 @@ def plan_range(
 ) -> Settled | ToRead:
     """Where one range starts from, and the read and delete it needs (if any)."""
     span = Span(tuple(keys), start, spec.offload_range(start)[1], options.policy.status(spec, start, options.now))
-    # Only a record of a snapshot on the current ancestry counts (bookkeeping.Ancestry.describes).
-    trusted = [x for x in (options.recorded.get(key) for key in keys) if x is not None and ancestry.describes(x)]
+    committed = ancestry.state(start)
     if span.status is HourStatus.COLD_ONLY:
-        offloaded = ancestry.state(start) or next((x for x in trusted if x.watermark is not None), None)
-        if offloaded is not None or cold_files.holds(start, span.end):
+        if committed is not None or cold_files.holds(start, span.end):
             # ClickHouse's TTL may have dropped some of its rows: cold is the copy of record.
-            return Settled(span, offloaded or PartitionState(), Outcome.COLD_ONLY)
+            return Settled(span, committed or PartitionState(), Outcome.COLD_ONLY)
         # Never offloaded and past the retention (a first backfill that reached it late, an
         # outage): the TTL deletes at merges, so what warm still holds may be the only copy
         # left. It is offloaded as any range; cold holds nothing it could replace.
-    recorded = max(trusted, key=lambda x: x.watermark or EPOCH) if trusted else None
     mode = OffloadMode.REPLACE if options.replace_hour else spec.mode
     floor = cold_files.newest_ingestion(start, span.end) if mode is OffloadMode.APPEND else None
-    state = reconcile(recorded, ancestry.state(start), floor)
+    state = reconcile(committed, floor)
     until = options.now - options.settle_lag
     whole_range = range_filter(spec.time_column, start, span.end)
     if mode is OffloadMode.APPEND:

@@ -1,13 +1,14 @@
 """The offload protocol: hours of one table from ClickHouse into Iceberg, exactly once.
 
-Two stores must agree: the Iceberg table (data) and Dagster's event log (watermark). Iceberg
-commits are atomic and come first, so every commit carries its own bookkeeping in the
-snapshot summary (offload/bookkeeping.py: a map of every hour it wrote to its watermark,
-fingerprint and rows, and the run id), and every offload starts by reconciling what Dagster
-recorded with what the table committed. The table wins: a crash after the commit and before
-Dagster recorded it never leads to a second copy. Only the ancestry of the current snapshot
-counts: after a rollback, the bookkeeping of the snapshots it removed (and a Dagster record
-that points at one of them) no longer describes the table.
+Two stores hold an offload's outcome: the Iceberg table (data) and Dagster's event log (each
+hour's materialization, for people and the UI). Iceberg commits are atomic and come first, so
+every commit carries its own bookkeeping in the snapshot summary (offload/bookkeeping.py: a
+map of every hour it wrote to its watermark, fingerprint and rows, and the run id), and every
+offload starts from what the table committed (plan.reconcile), never from Dagster's record: a
+crash after the commit and before Dagster recorded it never leads to a second copy, and the
+cost of reconciling does not grow with the asset's history. Only the ancestry of the current
+snapshot counts: after a rollback, the bookkeeping of the snapshots it removed no longer
+describes the table.
 
 A run covering many hours (a backfill, the schedule's tick) commits each table once per
 checkpoint of at most `checkpoint_hours` offload ranges, not once per hour: a commit's cost
@@ -46,7 +47,7 @@ following warm's in schema.py), decided and committed (commit.py).
 
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import reduce
@@ -113,7 +114,6 @@ def offload_partitions(
     spec: MirroredTable,
     partition_keys: list[str],
     run_id: str,
-    recorded: Mapping[str, PartitionState | None] | None = None,
     settle_lag: timedelta = timedelta(seconds=30),
     replace_hour: bool = False,
     *,
@@ -128,7 +128,7 @@ def offload_partitions(
     each checkpoint once committed: a crash redoes at most one checkpoint, and a long backfill
     becomes visible progressively.
 
-    `recorded` holds Dagster's record per partition key. `replace_hour` forces an append
+    `replace_hour` forces an append
     layer's hours to be replaced wholesale (a repair), still only up to the settle lag.
     `allow_fewer_rows` lets a replace delete cold rows warm no longer has (an operator
     correcting history). `now` is the warm clock the run decides by (default: read now); one
@@ -143,7 +143,7 @@ def offload_partitions(
     for key in sorted(set(partition_keys)):
         by_range.setdefault(spec.offload_range(hour_of(key))[0], []).append(key)
     starts = sorted(by_range)
-    options = RunOptions(run_id, recorded or {}, settle_lag, replace_hour, overlap, allow_fewer_rows, now, policy)
+    options = RunOptions(run_id, settle_lag, replace_hour, overlap, allow_fewer_rows, now, policy)
     span = (starts[0], spec.offload_range(starts[-1])[1]) if starts else None
     cold_files: plan.ColdFiles | None = None
     for i in range(0, len(starts), checkpoint_hours):
@@ -173,7 +173,6 @@ def offload_partition(
     hour: datetime,
     partition_key: str,
     run_id: str,
-    recorded: PartitionState | None = None,
     settle_lag: timedelta = timedelta(seconds=30),
     replace_hour: bool = False,
     *,
@@ -187,7 +186,7 @@ def offload_partition(
     if hour_of(partition_key) != hour:
         raise ValueError(f"partition key {partition_key} is not the hour {hour.isoformat()}")
     (checkpoint,) = offload_partitions(
-        client, table, spec, [partition_key], run_id, {partition_key: recorded}, settle_lag, replace_hour,
+        client, table, spec, [partition_key], run_id, settle_lag, replace_hour,
         overlap=overlap, allow_fewer_rows=allow_fewer_rows, warm_retention=warm_retention, now=now,
     )
     if checkpoint.refused:

@@ -220,7 +220,7 @@ def test_expired_snapshots_go_with_their_files_and_the_offload_stays_exactly_onc
     # ... even with Dagster's record gone too: the cold files' own statistics hold the line.
     with warm.connect() as client:
         bronze = catalog.load_table(BRONZE.cold_identifier)
-        again = offload_partition(client, bronze, BRONZE, START, DAY_KEYS[0], "test-no-record", recorded=None, settle_lag=timedelta(0))
+        again = offload_partition(client, bronze, BRONZE, START, DAY_KEYS[0], "test-no-record", settle_lag=timedelta(0))
     assert again.mode == "unchanged" and again.rows_written == 0
     # ... and a new hour offloads normally.
     run_offload(settings, DAY_KEYS[3:4])

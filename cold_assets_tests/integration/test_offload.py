@@ -234,6 +234,61 @@ def test_appends_leave_rows_younger_than_the_settle_lag_for_the_next_run(setting
     assert_tiers_equal(warm, cold, HOURS[:1], tables=[bronze])
 
 
+def test_a_repair_whose_record_dagster_lost_is_what_the_next_append_starts_from(settings, warm, cold):
+    """The table, not Dagster's record, says where an hour stands. A repair with a longer settle
+    lag than the append before it (and leave to write fewer rows than cold holds) moves the
+    hour's watermark back: it rewrites the hour up to its own lag, and the rows younger than
+    that leave cold until the next append. When its process dies before Dagster records the
+    repair, Dagster's record still names the earlier run's later watermark, and that run's
+    snapshot is still on the ancestry: an append starting from it never brings them back."""
+    from datetime import UTC, datetime
+
+    from cold_assets_tests.support.offload_helpers import op_config, settle, warm_hour
+
+    feed(warm, hours=1)
+    settle(warm, minutes=120)
+    insert_late_raw(warm, HOURS[0], 50, first_trade_id=9_000_000)  # ingested now ...
+    settle(warm, minutes=60)  # ... the feed 3 hours ago, the late trades 1 hour ago
+    no_lag = op_config(settle_lag_seconds=0)
+    assert run_offload(settings, KEYS[:1], no_lag)[0].success
+    bronze = table_by_cold_name("bronze_trades")
+    catalog = cold.catalog()
+    with warm.connect() as client:
+        # The repair commits, then its process dies before Dagster hears of it.
+        repair = offload_partition(client, catalog.load_table(bronze.cold_identifier), bronze, HOURS[0], KEYS[0], "repair",
+                                   replace_hour=True, allow_fewer_rows=True, settle_lag=timedelta(hours=2))
+        assert repair.watermark < datetime.now(UTC) - timedelta(hours=2)
+        assert cold_hour(catalog, bronze, HOURS[0]).num_rows == warm_hour(client, bronze, HOURS[0]).num_rows - 50
+    result, instance = run_offload(settings, KEYS[:1], no_lag)
+    assert result.success
+    meta = latest_metadata(instance, bronze, KEYS[0])
+    assert meta["rows_written"] == 50 and meta["offload"][KEYS[0]]["reconciled_from"] == "snapshot"
+    assert_tiers_equal(warm, cold, HOURS[:1])
+
+
+def test_reconciliation_reads_no_event_log_for_hours_the_tables_bookkeeping_covers(settings, warm, cold, monkeypatch):
+    """The tick after a month costs what it cost on day one only if nothing it reads grows with
+    the asset's history: the hours a table's own snapshots describe are reconciled from them,
+    without a read of Dagster's event log (its materializations grow by nine per hour, forever)."""
+    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+
+    feed(warm, hours=2)
+    assert run_offload(settings, KEYS[:2])[0].success
+    reads: list[tuple] = []
+    fetch = SqlEventLogStorage.fetch_materializations
+
+    def counted(storage, records_filter, *args, **kwargs):
+        key = getattr(records_filter, "asset_key", records_filter)
+        reads.append((key, getattr(records_filter, "asset_partitions", None)))
+        return fetch(storage, records_filter, *args, **kwargs)
+
+    monkeypatch.setattr(SqlEventLogStorage, "fetch_materializations", counted)
+    insert_late_raw(warm, HOURS[1], 20, first_trade_id=9_100_000)
+    result, _ = run_offload(settings, KEYS[:2])
+    assert result.success
+    assert reads == []
+
+
 def test_an_offload_before_init_names_the_missing_table_and_the_fix(settings, warm):
     from pyiceberg.exceptions import NoSuchTableError
 
