@@ -14,6 +14,7 @@ from clickhouse_connect.driver.client import Client
 
 from cold_assets.settings import Settings, ddl_dir
 from cold_assets.tables import GOLD_WINDOWS
+from cold_assets.warm.capabilities import capabilities_of
 
 _STATEMENT_END = re.compile(r";[ \t]*(?:\n|$)")
 _TEMPLATE_MARK = "{{window}}"
@@ -22,6 +23,14 @@ _MAX_LATENESS_MARK = "{{max_lateness_seconds}}"
 # A TTL as ClickHouse shows it in system.tables.engine_full.
 _SHOWN_TTL = re.compile(r"\bTTL\s+toDateTime\((\w+)\)\s*\+\s*toIntervalDay\((\d+)\)")
 _CREATED_TTL = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)\b.*?\bTTL toDateTime\((\w+)\) \+ INTERVAL", re.S)
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# The embedded tier's processes (runs, the CLI, the sensors' children) live seconds, and
+# ClickHouse removes a merge's source parts only once they are `old_parts_lifetime` old (480 s
+# by default), from a thread that runs every `cleanup_delay_period` (30 s): the parts stayed on
+# disk, and every process loaded them all again when it opened the tier. With these, a process
+# that lives a second removes those of the processes before it. The default's 480 s guards a
+# merged part not yet on disk against a power loss; a server keeps it.
+EMBEDDED_PART_CLEANUP = {"old_parts_lifetime": 1, "cleanup_delay_period": 1, "cleanup_delay_period_random_add": 0}
 
 
 class WarmRetentionMismatch(ValueError):
@@ -134,4 +143,21 @@ def apply_warm_ddl(client: Client, limits: WarmLimits) -> int:
         raise WarmRetentionMismatch(" | ".join(problems) + "; nothing was changed")
     for statement in statements:
         client.command(statement)
-    return len(statements)
+    cleanup = part_cleanup_statements(client) if capabilities_of(client).embedded else []
+    for statement in cleanup:
+        client.command(statement)
+    return len(statements) + len(cleanup)
+
+
+def part_cleanup_statements(client: Client) -> list[str]:
+    """For the embedded tier: the settings that let each MergeTree table of its database
+    remove its outdated parts within a second (EMBEDDED_PART_CLEANUP)."""
+    rows = client.query(
+        "SELECT name FROM system.tables WHERE database = currentDatabase() AND engine LIKE '%MergeTree'"
+    ).result_rows
+    names = sorted(str(n) for (n,) in rows)
+    for name in names:
+        if not _IDENTIFIER.match(name):
+            raise ValueError(f"warm table name {name!r} is not a plain identifier")
+    settings = ", ".join(f"{k} = {v}" for k, v in EMBEDDED_PART_CLEANUP.items())
+    return [f"ALTER TABLE {name} MODIFY SETTING {settings}" for name in names]
