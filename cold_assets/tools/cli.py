@@ -356,6 +356,11 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         from cold_assets.tools.bench_history import bench_history
 
         bench.print_json(bench_history(args.days or 30, args.home))
+    elif args.what == "steady":
+        from cold_assets.tools.bench_steady import bench_steady
+
+        per_hour = args.trades_per_hour or bench.DEMO_TRADES_PER_HOUR
+        bench.print_json(bench_steady(args.days or 30, args.ticks, parent=args.home, trades_per_hour=per_hour))
     elif args.what == "sensors":
         from cold_assets.tools.bench_sensors import PRODUCTION_TRADES_PER_HOUR as SENSORS_TRADES_PER_HOUR
         from cold_assets.tools.bench_sensors import bench_sensors
@@ -477,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
         "what",
         nargs="?",
         default="offload",
-        choices=["offload", "feed", "checks", "maintenance", "federation", "history", "storage", "sensors"],
+        choices=["offload", "feed", "checks", "maintenance", "federation", "history", "storage", "sensors", "steady"],
         help="offload (default): one warm bronze hour into Iceberg, with floors; feed: the simulator into chDB; "
         "checks: parity checks' share of a run, and the 24-hour audit; maintenance: the nightly Spark jobs "
         "after --days (7) days at demo volume (a first night), then after one more day (a steady night); "
@@ -485,9 +490,11 @@ def build_parser() -> argparse.ArgumentParser:
         "history: the first backfill of --days (30) days of the ten tables through Dagster, then the tick, the "
         "sensors, the nightly maintenance and OHLCV through the view on that history; storage: --hours (24) at "
         "--trades-per-hour (100,000) offloaded and compacted, bytes against ClickHouse's own parts; sensors: the "
-        "self-healing and TTL-guard ticks after --days (30) days at --trades-per-hour (200,000)",
+        "self-healing and TTL-guard ticks after --days (30) days at --trades-per-hour (200,000); steady: the "
+        "15-minute tick on day one and after --days (30) days of history, --ticks (96) of them",
     )
     p.add_argument("--rows", type=int, default=2_000_000, help="offload: rows in the bronze hour")
+    p.add_argument("--ticks", type=int, default=96, help="steady: ticks after the month (96: a day)")
     p.add_argument("--trades", type=int, default=5_000_000, help="feed: trades to simulate")
     p.add_argument("--hours", type=int, default=None, help="storage: hours of data (24)")
     p.add_argument("--trades-per-hour", type=int, default=None, help="per hour: storage (100,000), sensors (200,000), federation (2,000)")

@@ -15,3 +15,29 @@ def test_a_range_within_one_run_stays_one_run() -> None:
     assert backfill_runs(keys) == [keys]
     assert backfill_runs(keys + ["last"]) == [keys[:85], keys[85:] + ["last"]]
     assert backfill_runs([]) == []
+
+
+def test_every_part_bench_steady_times_names_a_function_that_exists_where_it_looks() -> None:
+    """`bench steady` finds a tick's parts in a profile by file and function name: a renamed or
+    moved function would read as 0 s, a part that vanished, not one that got cheap."""
+    import inspect
+
+    from clickhouse_connect.driver._backend.chdb_backend import ChdbBackend
+    from dagster import DagsterInstance
+    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+    from pyiceberg.table import DataScan
+
+    from cold_assets.offload.commit import commit_transaction
+    from cold_assets.parity.checksums import partitions_parity
+    from cold_assets.tools.bench_steady import TICK_PARTS
+    from cold_assets.warm.embedded_lock import exclusive_client
+
+    found = {
+        "exclusive_client": exclusive_client, "_query_locked": ChdbBackend._query_locked,
+        "_open_stream": ChdbBackend._open_stream, "fetch_materializations": DagsterInstance.fetch_materializations,
+        "store_event": SqlEventLogStorage.store_event, "partitions_parity": partitions_parity,
+        "plan_files": DataScan.plan_files, "commit_transaction": commit_transaction,
+    }
+    for name, where, function in TICK_PARTS:
+        source = inspect.getsourcefile(inspect.unwrap(found[function]))
+        assert source is not None and where in source, (name, where, source)

@@ -1,0 +1,226 @@
+"""`cold-assets bench steady`: the 15-minute tick on day one and after a month (issue 24).
+
+On throwaway state, with the production settle lag, at demo volume (or `--trades-per-hour`):
+
+1. day one: the month's last day of the ten tables backfilled through the offload job, then
+   `sample` ticks on its last hours;
+2. a month of history: the rest of the month backfilled through the same job, as the UI's
+   backfill would run it, so that the event log holds a month of the product's own events;
+3. a day of ticks over that last day again: `ticks` (96) runs of the schedule's request, the
+   ticked hours moving on one hour every four ticks.
+
+Both phases tick the same recent hours (a trade a month late would be refused by the feed),
+so the two differ only by the history behind them. Each tick feeds 300 late trades with new
+trade ids into its current hour first, so that all nine tables of the medallion change.
+
+Each tick is the schedule's run (previous and current hour, every table, checks included),
+run in this process as the embedded instance's run worker would. The first and the last
+tick of each phase run under cProfile, and the bench prints their parts (the warm tier's
+opens and queries, event-log reads and writes, parity, cold planning, commits). Then the
+sensors' ticks, the embedded warm tier's parts (active and outdated) per table, and the
+snapshots and manifests per table, at day one and at the end.
+
+Not built yet: the week of snapshots the nightly expiry keeps (the history's commits are one
+per 24-hour checkpoint, the day's ticks two per tick), and the same on dagster-postgres.
+"""
+
+import cProfile
+import json
+import pstats
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from cold_assets.defs.resources import ClickHouseResource, IcebergResource
+from cold_assets.partitions import partition_key_of
+from cold_assets.settings import Settings, throwaway_env
+from cold_assets.tables import TABLES
+from cold_assets.tools.bench import DEMO_TRADES_PER_HOUR, bench_settings, build_bench_warm
+from cold_assets.tools.bench_history import backfill_runs
+
+LATE_TRADES_PER_TICK = 300
+TICKS_PER_HOUR = 4
+# What a tick spends, by the functions that do it: (name, where the function lives, function).
+TICK_PARTS = [
+    ("warm_open", "cold_assets/warm/embedded_lock.py", "exclusive_client"),
+    ("warm_queries", "chdb_backend.py", "_query_locked"),
+    ("warm_streams", "chdb_backend.py", "_open_stream"),
+    ("event_log_reads", "dagster/_core/instance", "fetch_materializations"),
+    ("event_log_writes", "dagster/_core/storage/event_log", "store_event"),
+    ("parity", "cold_assets/parity/checksums.py", "partitions_parity"),
+    ("cold_planning", "pyiceberg/table/__init__.py", "plan_files"),
+    ("commits", "cold_assets/offload/commit.py", "commit_transaction"),
+]
+TARGET_RATIO = 1.25
+
+
+def tick_parts(profile: cProfile.Profile) -> dict[str, float]:
+    """Cumulative seconds of each TICK_PARTS function in a profiled tick."""
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]  # pstats keeps its table there
+    parts = dict.fromkeys((name for name, _, _ in TICK_PARTS), 0.0)
+    for (filename, _, function), (_, _, _, cumulative, _) in stats.items():
+        for name, where, wanted in TICK_PARTS:
+            if function == wanted and where in filename:
+                parts[name] += cumulative
+    return {name: round(seconds, 3) for name, seconds in parts.items()}
+
+
+def _late_trades(settings: Settings, hour: datetime, first_trade_id: int) -> None:
+    columns = ["exchange", "symbol", "trade_id", "price", "quantity", "side", "exchange_ts", "received_at", "message"]
+    rows = [
+        ["binance", "BTCUSDT", str(first_trade_id + i), "91000.00000000", "0.01000000", "false",
+         hour + timedelta(minutes=7, microseconds=i), hour + timedelta(minutes=7, microseconds=i), "{}"]
+        for i in range(LATE_TRADES_PER_TICK)
+    ]
+    with ClickHouseResource.from_settings(settings).connect() as client:
+        client.insert("trades_raw", rows, column_names=columns)
+
+
+def _warm_parts(settings: Settings) -> dict[str, dict[str, int]]:
+    with ClickHouseResource.from_settings(settings).connect() as client:
+        rows = client.query(
+            "SELECT table, countIf(active), countIf(NOT active) FROM system.parts "
+            "WHERE database = currentDatabase() GROUP BY table ORDER BY table"
+        ).result_rows
+    return {str(table): {"active": int(active), "outdated": int(outdated)} for table, active, outdated in rows}
+
+
+def _cold_shape(settings: Settings) -> dict[str, dict[str, int]]:
+    catalog = IcebergResource.from_settings(settings).catalog()
+    shape = {}
+    for spec in TABLES:
+        table = catalog.load_table(spec.cold_identifier)
+        current = table.current_snapshot()
+        shape[spec.cold] = {
+            "snapshots": len(table.metadata.snapshots),
+            "manifests": len(current.manifests(table.io)) if current else 0,
+        }
+    return shape
+
+
+def steady_child(start: str, days: int, ticks: int, sample: int) -> None:
+    """Runs in a child process with the throwaway environment; prints one JSON line."""
+    from dagster import build_schedule_context, build_sensor_context
+
+    from cold_assets.definitions import build_definitions
+    from cold_assets.defs.schedules import OFFLOAD_JOB
+    from cold_assets.tools.instance import embedded_instance
+
+    settings = Settings.from_env()
+    defs = build_definitions(settings)
+    job = defs.resolve_job_def(OFFLOAD_JOB)
+    schedule = defs.resolve_schedule_def("offload_every_15_minutes")
+    instance = embedded_instance(settings)
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    first = datetime.fromisoformat(start)
+    keys = [partition_key_of(first + timedelta(hours=h)) for h in range(24 * days)]
+    next_trade_id = 9_000_000_000
+
+    def backfill(chunk_keys: list[str]) -> float:
+        started = time.perf_counter()
+        for chunk in backfill_runs(chunk_keys):
+            tags = {"dagster/asset_partition_range_start": chunk[0], "dagster/asset_partition_range_end": chunk[-1]}
+            if not job.execute_in_process(instance=instance, tags=tags, run_config=quiet, raise_on_error=False).success:
+                raise RuntimeError(f"bench steady: backfill run {chunk[0]}..{chunk[-1]} failed")
+        return round(time.perf_counter() - started, 1)
+
+    def tick(at: datetime, profiled: bool) -> tuple[float, dict[str, float] | None]:
+        """One schedule tick at `at`: late trades into its current hour, then its run."""
+        nonlocal next_trade_id
+        _late_trades(settings, at.replace(minute=0, second=0, microsecond=0), next_trade_id)
+        next_trade_id += LATE_TRADES_PER_TICK
+        context = build_schedule_context(instance=instance, scheduled_execution_time=at, repository_def=defs.get_repository_def())
+        (request,) = schedule.evaluate_tick(context).run_requests or []
+        profile = cProfile.Profile() if profiled else None
+        started = time.perf_counter()
+        if profile:
+            profile.enable()
+        result = job.execute_in_process(instance=instance, tags=dict(request.tags or {}), run_config=quiet, raise_on_error=False)
+        if profile:
+            profile.disable()
+        seconds = time.perf_counter() - started
+        if not result.success:
+            raise RuntimeError(f"bench steady: the tick at {at.isoformat()} failed")
+        return seconds, tick_parts(profile) if profile else None
+
+    def day_of_ticks(first_tick: datetime, count: int) -> dict:
+        seconds, profiles = [], {}
+        for i in range(count):
+            at = first_tick + timedelta(minutes=15 * i)
+            s, parts = tick(at, profiled=i in (0, count - 1))
+            seconds.append(s)
+            if parts is not None:
+                profiles["first" if i == 0 else "last"] = {"seconds": round(s, 2), "parts": parts}
+        return {
+            "ticks": count,
+            "first_5_median_s": round(statistics.median(seconds[:5]), 2),
+            "last_5_median_s": round(statistics.median(seconds[-5:]), 2),
+            "all_s": [round(s, 2) for s in seconds],
+            "profiled": profiles,
+        }
+
+    def sensor_ticks() -> dict[str, float]:
+        resources = {key: (defs.resources or {})[key] for key in ("clickhouse", "iceberg")}
+        found = {}
+        for name in ("self_healing", "ttl_guard"):
+            context = build_sensor_context(instance=instance, resources=resources, definitions=defs)
+            started = time.perf_counter()
+            defs.resolve_sensor_def(name)(context)
+            found[name] = round(time.perf_counter() - started, 2)
+        return found
+
+    month_end = first + timedelta(hours=len(keys))
+    # Day one: the last day's history, then ticks on its last hours.
+    day_one_backfill_s = backfill(keys[-24:])
+    day_one = day_of_ticks(month_end - timedelta(hours=-(-sample // TICKS_PER_HOUR)), sample)
+    day_one_state = {"warm_parts": _warm_parts(settings), "cold": _cold_shape(settings), "sensors_s": sensor_ticks()}
+    # A month: the rest of the history through the same job, then a day of ticks at its end.
+    month_backfill_s = backfill(keys[:-24])
+    month = day_of_ticks(month_end - timedelta(hours=-(-ticks // TICKS_PER_HOUR)), ticks)
+    month_state = {"warm_parts": _warm_parts(settings), "cold": _cold_shape(settings), "sensors_s": sensor_ticks()}
+    print(json.dumps({
+        "backfill_s": {"day_one": day_one_backfill_s, "rest_of_month": month_backfill_s},
+        "day_one": day_one | day_one_state,
+        "after_month": month | month_state,
+    }))
+
+
+def bench_steady(days: int = 30, ticks: int = 96, sample: int = 8, parent: str | None = None,
+                 trades_per_hour: int = DEMO_TRADES_PER_HOUR) -> dict:
+    if ticks < 5 or sample < 5:
+        raise ValueError(f"bench steady: --ticks ({ticks}) and the day-one sample ({sample}) need at least 5 ticks each")
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    # The month ends at the previous hour; its first hour stays inside the warm retention.
+    start = now - timedelta(hours=24 * days)
+    with bench_settings(parent) as lagless:
+        settings = replace(lagless, settle_lag_seconds=Settings.from_env().settle_lag_seconds)
+        built = time.perf_counter()
+        build_bench_warm(settings, trades_per_hour, 24 * days, bronze_only=False, start=start)
+        setup_s = round(time.perf_counter() - built, 1)
+        time.sleep(max(0.0, settings.settle_lag_seconds - setup_s))  # the history settled, as a real one has
+        env = {
+            **throwaway_env(settings.home),
+            "COLD_SETTLE_LAG_SECONDS": str(settings.settle_lag_seconds),
+            "COLD_PARTITIONS_START": partition_key_of(start),
+        }
+        child = subprocess.run(
+            [sys.executable, "-W", "ignore", "-c",
+             f"from cold_assets.tools.bench_steady import steady_child; steady_child({start.isoformat()!r}, {days}, {ticks}, {sample})"],
+            env=env, capture_output=True, text=True,
+        )
+        if child.returncode != 0:
+            raise RuntimeError(f"bench steady: the Dagster runs failed:\n{child.stderr[-4000:]}")
+        figures = json.loads(child.stdout.strip().splitlines()[-1])
+    day_one, month = figures["day_one"]["first_5_median_s"], figures["after_month"]["last_5_median_s"]
+    return {
+        "benchmark": "steady",
+        "days": days,
+        "trades_per_hour": trades_per_hour,
+        "setup_s": setup_s,
+        **figures,
+        "tick_after_month_over_day_one": round(month / day_one, 2),
+        "target": f"tick after the month <= {TARGET_RATIO} x the tick on day one",
+    }
