@@ -90,14 +90,11 @@ def _state(snapshot: Snapshot, entry: dict) -> PartitionState:
 
 
 class Ancestry:
-    """One walk of the current snapshot's ancestry: the newest bookkeeping per offload range,
-    and which snapshots are the table's history."""
+    """One walk of the current snapshot's ancestry: the newest bookkeeping per offload range."""
 
     def __init__(self, table: Table, spec: MirroredTable):
-        self.ids: set[int] = set()
         self.states: dict[datetime, PartitionState] = {}  # offload range start -> newest state
         for snapshot in ancestors_of(table.current_snapshot(), table.metadata):
-            self.ids.add(snapshot.snapshot_id)
             for key, entry in _entries(snapshot).items():
                 self.states.setdefault(spec.offload_range(hour_of(key))[0], _state(snapshot, entry))
 

@@ -47,8 +47,9 @@ def decide(spec: MirroredTable, written: Written, replaced: int, allow_fewer_row
     if spec.mode is OffloadMode.REPLACE:
         new_state = replace(new_state, fingerprint=warm.fingerprint)
     if (appending and warm.newer_rows == 0 and kept_by_read == replaced) or (warm.rows == 0 and replaced == 0):
-        # Nothing new: the watermark (or the fingerprint of an empty range) moves in Dagster's
-        # record only. No commit is needed, since reading the same range again is harmless.
+        # Nothing new: no commit. The hour's result (its checks, Dagster's record) says it is
+        # in cold up to the new watermark, which is true now; the table keeps its last commit's,
+        # and the next run reads again from there (minus the overlap), which is harmless.
         return Decided(written, Outcome.UNCHANGED, new_state, replaced)
     return Decided(written, Outcome.APPEND if appending else Outcome.REPLACE, new_state, replaced)
 

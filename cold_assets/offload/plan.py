@@ -29,9 +29,11 @@ def reconcile(committed: PartitionState | None, data_floor: datetime | None = No
     commit is gone (expired).
 
     Dagster's record of the range is not read, for three reasons. Where the ancestry holds the
-    range's commit, the commit is what the table holds, and a record can only be as new or
-    stale: the repair that moved a watermark back, committed and then killed before Dagster
-    heard of it, leaves a record newer than the truth. Where the ancestry does not (the
+    range's commit, the commit is what the table holds. A record can be newer in two ways: a
+    run that found nothing new recorded a later watermark without a commit (starting from the
+    commit instead re-reads what came after it, which is harmless), and a repair that moved a
+    watermark back, committed and then killed before Dagster heard of it, left a record newer
+    than the truth (starting from it would lose the rows the repair deferred). Where the ancestry does not (the
     nightly expiry removed the commit), a record cannot be trusted either: its snapshot may
     have been rolled back before it expired, and the two cannot be told apart. And its read
     grows with the asset's history, nine materializations an hour for years."""

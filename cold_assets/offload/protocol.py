@@ -269,7 +269,8 @@ def _checkpoint(
             # Decided without a read: it stays where it was.
             outcome, state, rows, files, ids = p.outcome, p.state, 0, 0, p.state.snapshot_id or current
         elif p.span.start in decided:
-            # Read: left at its new state (an append's watermark moves even when nothing was new).
+            # Read: left at its new state. An append's watermark moves in its result (its checks
+            # and Dagster's record) even when nothing was new; only a commit moves the table's.
             d = decided[p.span.start]
             outcome, state = d.outcome, d.new_state
             rows, files = (d.written.warm.rows, len(d.written.data_files)) if d.commits else (0, 0)

@@ -25,12 +25,14 @@ _SHOWN_TTL = re.compile(r"\bTTL\s+toDateTime\((\w+)\)\s*\+\s*toIntervalDay\((\d+
 _CREATED_TTL = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)\b.*?\bTTL toDateTime\((\w+)\) \+ INTERVAL", re.S)
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The embedded tier's processes (runs, the CLI, the sensors' children) live seconds, and
-# ClickHouse removes a merge's source parts only once they are `old_parts_lifetime` old (480 s
-# by default), from a thread that runs every `cleanup_delay_period` (30 s): the parts stayed on
-# disk, and every process loaded them all again when it opened the tier. With these, a process
-# that lives a second removes those of the processes before it. The default's 480 s guards a
-# merged part not yet on disk against a power loss; a server keeps it.
-EMBEDDED_PART_CLEANUP = {"old_parts_lifetime": 1, "cleanup_delay_period": 1, "cleanup_delay_period_random_add": 0}
+# ClickHouse removes a merge's source parts from a thread that runs every
+# `cleanup_delay_period` (30 s by default): it never ran, the parts stayed on disk, and every
+# process loaded them all again when it opened the tier. With it at 1 s, a process that lives
+# a second removes the parts older than `old_parts_lifetime`: those of the processes before
+# it, a tick (15 minutes) apart. The lifetime keeps a merge's sources for a minute (480 s by
+# default): long enough for the kernel to write the merged part out (30 s), so a power loss
+# finds either the merged part or its sources. A server is left as it is.
+EMBEDDED_PART_CLEANUP = {"old_parts_lifetime": 60, "cleanup_delay_period": 1, "cleanup_delay_period_random_add": 0}
 
 
 class WarmRetentionMismatch(ValueError):
@@ -150,8 +152,9 @@ def apply_warm_ddl(client: Client, limits: WarmLimits) -> int:
 
 
 def part_cleanup_statements(client: Client) -> list[str]:
-    """For the embedded tier: the settings that let each MergeTree table of its database
-    remove its outdated parts within a second (EMBEDDED_PART_CLEANUP)."""
+    """For the embedded tier: the settings with which any process that lives a second removes
+    the outdated parts of each MergeTree table of its database once they are a minute old
+    (EMBEDDED_PART_CLEANUP)."""
     rows = client.query(
         "SELECT name FROM system.tables WHERE database = currentDatabase() AND engine LIKE '%MergeTree'"
     ).result_rows

@@ -268,15 +268,22 @@ print(outdated, len(tables))
 """
 
 
-def test_the_embedded_tiers_outdated_parts_stay_bounded_across_short_lived_processes(warm):
+def test_the_embedded_tiers_outdated_parts_stay_bounded_across_short_lived_processes(warm, settings, monkeypatch):
     """ClickHouse removes a merge's source parts a while after the merge, in a background
     thread of a process that lives long enough. The embedded tier's processes (runs, the CLI,
     the sensors' children) live seconds, so the parts stayed on disk and every process opened
     them all again: after a day of ticks the open had grown from 0.7 s to 2.5 s (issue 24).
-    Each process now removes those of the processes before it."""
+    Each process now removes those of the processes before it that are older than the parts'
+    lifetime: a minute, here a second, so that the processes need not be a minute apart."""
     import os
     import subprocess
     import sys
+
+    import cold_assets.warm.ddl as ddl
+
+    monkeypatch.setitem(ddl.EMBEDDED_PART_CLEANUP, "old_parts_lifetime", 1)
+    with warm.connect() as client:
+        apply_warm_ddl(client, WarmLimits.from_settings(settings))
 
     seen, tables = [], 0
     for cycle in range(4):
