@@ -168,11 +168,12 @@ def _build(settings: Settings, home: Path, days: int, trades_per_hour: int) -> d
     warm_s = time.perf_counter() - started
     ensure_cold_tables(IcebergResource.from_settings(settings).catalog())  # a build stopped before it made them
     started = time.perf_counter()
-    cold_rows = _fill_cold(settings, start, end)  # hours a stopped build filled come back unchanged
+    # Rows this fill wrote: the hours a stopped build filled come back unchanged.
+    cold_rows = _fill_cold(settings, start, end)
     return {
         "days": days, "trades_per_hour": trades_per_hour, "start": start.isoformat(), "end": end.isoformat(),
         "resumed": resumed, "warm_build_s": round(warm_s), "cold_fill_s": round(time.perf_counter() - started),
-        "cold_rows": cold_rows,
+        "cold_rows_written": cold_rows,
     }
 
 

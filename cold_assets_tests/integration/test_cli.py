@@ -205,13 +205,13 @@ def test_bench_sensors_builds_its_history_once_and_ticks_both_sensors(settings, 
     built = figures["build"]
     expected = int((datetime.fromisoformat(built["end"]) - datetime.fromisoformat(built["start"])) / timedelta(hours=1))
     assert hours == expected >= 21 and trades == 2000 * expected
-    assert figures["build"]["cold_rows"]["bronze_trades"] == bronze
+    assert figures["build"]["cold_rows_written"]["bronze_trades"] == bronze
     assert set(figures["tick_s"]) == {"self_healing", "ttl_guard"}
     assert set(figures["look_s"]) == set(figures["baseline_look_cold_counts_from_data_files_s"]) == {"self_healing", "ttl_guard"}
     # The baseline's switch took: the manifests answered cold's counts in the look only.
     assert figures["cold_hours_counted_from_manifests"]["look"] > 0
     assert figures["cold_hours_counted_from_manifests"]["baseline"] == 0
-    assert figures["build"]["cold_rows"]["raw_trades"] > 30_000
+    assert figures["build"]["cold_rows_written"]["raw_trades"] > 30_000
     again = _cli("bench", "sensors", "--days", "1", "--trades-per-hour", "2000", "--state", state)
     assert again.returncode == 0, again.stderr[-2000:]
     assert json.loads(again.stdout[again.stdout.index("{"):])["build"] == figures["build"]
