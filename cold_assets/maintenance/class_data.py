@@ -8,8 +8,13 @@ nightly maintenance (compaction, expiry, orphans) on a throwaway table with
 `-XX:ArchiveClassesAtExit`.
 
 The archive is only valid for the JVM, the Spark distribution and the jars it was dumped
-with, so its file name carries a key over all three; a stale one is simply not used. With
-no archive, or a mismatch, the JVM loads classes as usual: slower, never wrong.
+with, as the JVM checks them: each jar of the class path by size and modification time. A
+jar that differs stops the JVM ("A jar file is not the one used while building the shared
+archive file"): pyspark installed again at the same version (a venv made anew), or the
+pinned jars provisioned again, is enough. So the archive's file name carries a key over
+the JVM's runtime and every jar's path, size and modification time; a stale one is simply
+not used, and `cold-assets jars` builds the one that fits. With no archive the JVM loads
+classes as usual: slower, never wrong.
 """
 
 import hashlib
@@ -37,18 +42,30 @@ def _java_runtime() -> Path | None:
     return modules if modules.exists() else None
 
 
+def files_key(files: list[Path]) -> str:
+    """What the JVM checks of each file an archive was dumped with: path, size, modification
+    time (a file that is missing counts as such)."""
+    parts = []
+    for path in sorted(files):
+        try:
+            stat = path.stat()
+            parts.append(f"{path}:{stat.st_size}:{stat.st_mtime_ns}")
+        except FileNotFoundError:
+            parts.append(f"{path}:missing")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
 def archive_path(jars_dir: Path, jars: tuple[PinnedJar, ...]) -> Path | None:
     """Where the archive for this JVM, this pyspark and these jars lives (None: no java).
     Keyed by file identity, not by running `java -version`: this runs when the definitions
-    load, and the JVM checks an archive's own header anyway."""
+    load (a few hundred stat calls)."""
     import pyspark
 
     runtime = _java_runtime()
     if runtime is None:
         return None
-    stat = runtime.stat()
-    parts = [str(runtime), str(stat.st_size), str(stat.st_mtime_ns), pyspark.__version__, *(jar.sha256 for jar in jars)]
-    key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    spark_jars = sorted((Path(pyspark.__file__).parent / "jars").glob("*.jar"))
+    key = files_key([runtime, *spark_jars, *(jars_dir / jar.file for jar in jars)])
     return jars_dir / f"{ARCHIVE_PREFIX}{key}.jsa"
 
 
