@@ -381,16 +381,20 @@ def maintenance_child(job_name: str, config: dict) -> None:
     print(json.dumps({"success": result.success, "jvm_peak_rss_mb": jvm_peak_rss_mb(), "cpu_s": run_cpu_s()}))
 
 
+def child_json(statement: str, env: dict[str, str], failed: str) -> dict:
+    """Runs `statement` in a Python process of its own with `env` (a throwaway environment),
+    as Dagster's run workers run; returns the JSON line it printed last. `failed` says what
+    failed, before the child's stderr, if it exits non-zero."""
+    child = subprocess.run([sys.executable, "-W", "ignore", "-c", statement], env=env, capture_output=True, text=True)
+    if child.returncode != 0:
+        raise RuntimeError(f"{failed}:\n{child.stderr[-4000:]}")
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
 def maintenance_child_run(env: dict[str, str], job_name: str, config: dict) -> dict:
     """`maintenance_child` in its own process with `env` (a throwaway environment)."""
-    child = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c",
-         f"from cold_assets.tools.bench import maintenance_child; maintenance_child({job_name!r}, {config!r})"],
-        env=env, capture_output=True, text=True,
-    )
-    if child.returncode != 0:
-        raise RuntimeError(f"maintenance job {job_name} failed:\n{child.stderr[-3000:]}")
-    return json.loads(child.stdout.strip().splitlines()[-1])
+    return child_json(f"from cold_assets.tools.bench import maintenance_child; maintenance_child({job_name!r}, {config!r})",
+                      env, f"maintenance job {job_name} failed")
 
 
 @contextmanager

@@ -22,8 +22,6 @@ own process as Dagster's run workers would do it:
 
 import json
 import statistics
-import subprocess
-import sys
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -39,7 +37,7 @@ from cold_assets.defs.resources import ClickHouseResource, IcebergResource
 from cold_assets.partitions import partition_key_of
 from cold_assets.settings import Settings, throwaway_env
 from cold_assets.tables import TABLES, table_by_cold_name
-from cold_assets.tools.bench import DEMO_TRADES_PER_HOUR, bench_settings, build_bench_warm, maintenance_child_run
+from cold_assets.tools.bench import DEMO_TRADES_PER_HOUR, bench_settings, build_bench_warm, child_json, maintenance_child_run
 
 BACKFILL_RUN_HOURS = 168  # assets.PARTITIONS_PER_BACKFILL_RUN: the longest run the UI's backfill launches
 
@@ -260,14 +258,10 @@ def bench_history(days: int = 30, parent: str | None = None, trades_per_hour: in
             "COLD_PARTITIONS_START": partition_key_of(start),
             "COLD_SPARK_JARS_DIR": str(settings.spark_jars_dir),
         }
-        child = subprocess.run(
-            [sys.executable, "-W", "ignore", "-c",
-             f"from cold_assets.tools.bench_history import history_child; history_child({start.isoformat()!r}, {end.isoformat()!r})"],
-            env=env, capture_output=True, text=True,
+        dagster = child_json(
+            f"from cold_assets.tools.bench_history import history_child; history_child({start.isoformat()!r}, {end.isoformat()!r})",
+            env, "bench history: the Dagster runs failed",
         )
-        if child.returncode != 0:
-            raise RuntimeError(f"bench history: the Dagster runs failed:\n{child.stderr[-4000:]}")
-        dagster = json.loads(child.stdout.strip().splitlines()[-1])
         catalog = IcebergResource.from_settings(settings).catalog()
         after_backfill = {t.cold: _metadata_facts(catalog.load_table(t.cold_identifier)) for t in TABLES}
         maintenance = {}

@@ -28,8 +28,6 @@ import cProfile
 import json
 import pstats
 import statistics
-import subprocess
-import sys
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -38,7 +36,7 @@ from cold_assets.defs.resources import ClickHouseResource, IcebergResource
 from cold_assets.partitions import partition_key_of
 from cold_assets.settings import Settings, throwaway_env
 from cold_assets.tables import TABLES
-from cold_assets.tools.bench import DEMO_TRADES_PER_HOUR, bench_settings, build_bench_warm
+from cold_assets.tools.bench import DEMO_TRADES_PER_HOUR, bench_settings, build_bench_warm, child_json
 from cold_assets.tools.bench_history import backfill_runs
 
 LATE_TRADES_PER_TICK = 300
@@ -206,14 +204,10 @@ def bench_steady(days: int = 30, ticks: int = 96, sample: int = 8, parent: str |
             "COLD_SETTLE_LAG_SECONDS": str(settings.settle_lag_seconds),
             "COLD_PARTITIONS_START": partition_key_of(start),
         }
-        child = subprocess.run(
-            [sys.executable, "-W", "ignore", "-c",
-             f"from cold_assets.tools.bench_steady import steady_child; steady_child({start.isoformat()!r}, {days}, {ticks}, {sample})"],
-            env=env, capture_output=True, text=True,
+        figures = child_json(
+            f"from cold_assets.tools.bench_steady import steady_child; steady_child({start.isoformat()!r}, {days}, {ticks}, {sample})",
+            env, "bench steady: the Dagster runs failed",
         )
-        if child.returncode != 0:
-            raise RuntimeError(f"bench steady: the Dagster runs failed:\n{child.stderr[-4000:]}")
-        figures = json.loads(child.stdout.strip().splitlines()[-1])
     day_one, month = figures["day_one"]["first_5_median_s"], figures["after_month"]["last_5_median_s"]
     return {
         "benchmark": "steady",
