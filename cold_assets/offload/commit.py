@@ -68,8 +68,7 @@ def commit_transaction(
             # The run id alone marks the delete as this transaction's (ranges_changed_since).
             tx.delete(delete_filter, snapshot_properties={RUN_ID: summary[RUN_ID]} if data_files else summary)
         if data_files:
-            # Merges the table's manifests as its properties say (ddl/iceberg/cold_tables.yaml).
-            with tx.update_snapshot(snapshot_properties=summary).merge_append() as append:
+            with tx.update_snapshot(snapshot_properties=summary).fast_append() as append:
                 for data_file in data_files:
                     append.append_data_file(data_file)
         committed = tx.commit_transaction()

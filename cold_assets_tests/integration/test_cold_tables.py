@@ -130,29 +130,3 @@ def test_the_offload_describes_its_files_as_pyiceberg_reads_them_back(warm, cold
                               "null_value_counts", "nan_value_counts", "lower_bounds", "upper_bounds", "split_offsets"):
                 assert getattr(data_file, attribute) == getattr(expected, attribute), (name, attribute)
 
-
-def test_a_day_of_ticks_leaves_a_bounded_number_of_manifests(warm, cold):
-    """Each offload commit writes a manifest of its files. Appended as they are, a table
-    carried one more per commit until the nightly rewrite (issue 24: 25-37 after a day of
-    ticks, each one more for every plan of the files to read); merged on commit, as Iceberg's
-    merge-append does, they stay at a handful however many commits the day brings."""
-    from cold_assets.offload.protocol import offload_partitions
-    from cold_assets.partitions import partition_key_of
-    from cold_assets.tables import table_by_cold_name
-    from cold_assets_tests.support.offload_helpers import feed, insert_late_raw
-
-    feed(warm, hours=25, trades_per_hour=50)
-    bronze = table_by_cold_name("bronze_trades")
-    catalog = cold.catalog()
-    with warm.connect() as client:
-        for tick in range(24):  # the previous and the current hour, a day of them
-            current = START + timedelta(hours=tick + 1)
-            insert_late_raw(warm, current, 5, first_trade_id=8_000_000 + 10 * tick)
-            hours = [partition_key_of(current - timedelta(hours=1)), partition_key_of(current)]
-            list(offload_partitions(client, catalog.load_table(bronze.cold_identifier), bronze, hours, f"tick-{tick}",
-                                    settle_lag=timedelta(0)))
-    table = catalog.load_table(bronze.cold_identifier)
-    commits = [s for s in table.metadata.snapshots if s.summary and s.summary.operation.value == "append"]
-    assert len(commits) >= 20
-    manifests = table.current_snapshot().manifests(table.io)
-    assert len(manifests) <= 10, (len(manifests), len(commits))
