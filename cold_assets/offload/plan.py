@@ -2,9 +2,9 @@
 
 The starting state is reconciled from the table alone (`reconcile`): the bookkeeping of its
 current snapshot's ancestry, and the cold files' statistics under it. Dagster's event log is
-not read: see `reconcile`. A range is then `Settled` without a read (cold-only, an append layer with nothing
-settled since its watermark, a replace layer whose warm fingerprint is the one last written)
-or `ToRead`.
+not read: see `reconcile`. A range is then `Settled` without a read (cold-only, an append
+layer with nothing settled since its watermark, a replace layer whose warm fingerprint is
+the one last written) or `ToRead`.
 """
 
 from datetime import datetime
@@ -33,10 +33,11 @@ def reconcile(committed: PartitionState | None, data_floor: datetime | None = No
     run that found nothing new recorded a later watermark without a commit (starting from the
     commit instead re-reads what came after it, which is harmless), and a repair that moved a
     watermark back, committed and then killed before Dagster heard of it, left a record newer
-    than the truth (starting from it would lose the rows the repair deferred). Where the ancestry does not (the
-    nightly expiry removed the commit), a record cannot be trusted either: its snapshot may
-    have been rolled back before it expired, and the two cannot be told apart. And its read
-    grows with the asset's history, nine materializations an hour for years."""
+    than the truth (starting from it would lose the rows the repair deferred). Where the
+    ancestry does not (the nightly expiry removed the commit), a record cannot be trusted
+    either: its snapshot may have been rolled back before it expired, and the two cannot be
+    told apart. And its read grows with the asset's history, nine materializations an hour
+    for years."""
     known = [committed] if committed is not None else []
     if data_floor is not None:
         known.append(PartitionState(watermark=data_floor, source=StateSource.DATA))

@@ -26,7 +26,7 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 from urllib.parse import urlparse
 
 import pyarrow.parquet as pq
@@ -38,6 +38,9 @@ from cold_assets.partitions import partition_key_of
 from cold_assets.settings import Settings, throwaway_env
 from cold_assets.tables import TABLES, table_by_cold_name
 from cold_assets.tools.bench import DEMO_TRADES_PER_HOUR, bench_settings, build_bench_warm, child_json, maintenance_child_run
+
+if TYPE_CHECKING:
+    from dagster import DagsterInstance, Definitions
 
 BACKFILL_RUN_HOURS = 168  # assets.PARTITIONS_PER_BACKFILL_RUN: the longest run the UI's backfill launches
 
@@ -101,7 +104,7 @@ def _floors(settings: Settings, start: datetime, end: datetime) -> dict:
 def history_child(start: str, end: str) -> None:
     """Runs in a child process with the throwaway environment: the backfill's runs, the
     per-hour costs they recorded, the tick and the sensors' ticks. Prints one JSON line."""
-    from dagster import AssetRecordsFilter, build_schedule_context, build_sensor_context
+    from dagster import AssetRecordsFilter, build_schedule_context
 
     from cold_assets.definitions import build_definitions
     from cold_assets.defs.assets import cold_asset_key
@@ -180,14 +183,7 @@ def history_child(start: str, end: str) -> None:
             raise RuntimeError("the tick's run failed")
     tick_s = time.perf_counter() - t
 
-    sensors = {}
-    resources = {key: (defs.resources or {})[key] for key in ("clickhouse", "iceberg")}
-    for name in ("self_healing", "ttl_guard"):
-        sensor = defs.resolve_sensor_def(name)
-        context = build_sensor_context(instance=instance, resources=resources, definitions=defs)
-        t = time.perf_counter()
-        sensor(context)
-        sensors[name] = round(time.perf_counter() - t, 2)
+    sensors = sensor_tick_seconds(defs, instance)
     print(
         json.dumps(
             {
@@ -204,7 +200,21 @@ def history_child(start: str, end: str) -> None:
     )
 
 
-def _metadata_facts(table: Table) -> dict:
+def sensor_tick_seconds(defs: "Definitions", instance: "DagsterInstance") -> dict[str, float]:
+    """One tick of each sensor that computes parity (self-healing, TTL guard), timed."""
+    from dagster import build_sensor_context
+
+    resources = {key: (defs.resources or {})[key] for key in ("clickhouse", "iceberg")}
+    seconds = {}
+    for name in ("self_healing", "ttl_guard"):
+        context = build_sensor_context(instance=instance, resources=resources, definitions=defs)
+        started = time.perf_counter()
+        defs.resolve_sensor_def(name)(context)
+        seconds[name] = round(time.perf_counter() - started, 2)
+    return seconds
+
+
+def metadata_facts(table: Table) -> dict:
     """Snapshots, manifests of the current snapshot, and the bytes of the metadata folder
     (metadata.json files, manifest lists, manifests) of one table."""
     current = table.current_snapshot()
@@ -263,13 +273,13 @@ def bench_history(days: int = 30, parent: str | None = None, trades_per_hour: in
             env, "bench history: the Dagster runs failed",
         )
         catalog = IcebergResource.from_settings(settings).catalog()
-        after_backfill = {t.cold: _metadata_facts(catalog.load_table(t.cold_identifier)) for t in TABLES}
+        after_backfill = {t.cold: metadata_facts(catalog.load_table(t.cold_identifier)) for t in TABLES}
         maintenance = {}
         for job_name, config in ((COMPACTION_JOB, {"lookback_days": days + 1}), (EXPIRY_JOB, {})):
             t = time.perf_counter()
             facts = maintenance_child_run(env, job_name, config)
             maintenance[job_name] = {"wall_s": round(time.perf_counter() - t, 1), "success": facts["success"]}
-        after_maintenance = {t.cold: _metadata_facts(catalog.load_table(t.cold_identifier)) for t in TABLES}
+        after_maintenance = {t.cold: metadata_facts(catalog.load_table(t.cold_identifier)) for t in TABLES}
         ohlcv = _ohlcv(settings, start, end, repeats)
     if dagster["cold_rows"] != floors["rows"]:
         raise RuntimeError(

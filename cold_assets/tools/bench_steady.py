@@ -31,13 +31,14 @@ import statistics
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from cold_assets.defs.resources import ClickHouseResource, IcebergResource
 from cold_assets.partitions import partition_key_of
 from cold_assets.settings import Settings, throwaway_env
 from cold_assets.tables import TABLES
 from cold_assets.tools.bench import DEMO_TRADES_PER_HOUR, bench_settings, build_bench_warm, child_json
-from cold_assets.tools.bench_history import backfill_runs
+from cold_assets.tools.bench_history import backfill_runs, metadata_facts, sensor_tick_seconds
 
 LATE_TRADES_PER_TICK = 300
 TICKS_PER_HOUR = 4
@@ -86,22 +87,14 @@ def _warm_parts(settings: Settings) -> dict[str, dict[str, int]]:
     return {str(table): {"active": int(active), "outdated": int(outdated)} for table, active, outdated in rows}
 
 
-def _cold_shape(settings: Settings) -> dict[str, dict[str, int]]:
+def _cold_shape(settings: Settings) -> dict[str, dict]:
     catalog = IcebergResource.from_settings(settings).catalog()
-    shape = {}
-    for spec in TABLES:
-        table = catalog.load_table(spec.cold_identifier)
-        current = table.current_snapshot()
-        shape[spec.cold] = {
-            "snapshots": len(table.metadata.snapshots),
-            "manifests": len(current.manifests(table.io)) if current else 0,
-        }
-    return shape
+    return {spec.cold: metadata_facts(catalog.load_table(spec.cold_identifier)) for spec in TABLES}
 
 
 def steady_child(start: str, days: int, ticks: int, sample: int) -> None:
     """Runs in a child process with the throwaway environment; prints one JSON line."""
-    from dagster import build_schedule_context, build_sensor_context
+    from dagster import build_schedule_context
 
     from cold_assets.definitions import build_definitions
     from cold_assets.defs.schedules import OFFLOAD_JOB
@@ -133,12 +126,9 @@ def steady_child(start: str, days: int, ticks: int, sample: int) -> None:
         context = build_schedule_context(instance=instance, scheduled_execution_time=at, repository_def=defs.get_repository_def())
         (request,) = schedule.evaluate_tick(context).run_requests or []
         profile = cProfile.Profile() if profiled else None
+        run = partial(job.execute_in_process, instance=instance, tags=dict(request.tags or {}), run_config=quiet, raise_on_error=False)
         started = time.perf_counter()
-        if profile:
-            profile.enable()
-        result = job.execute_in_process(instance=instance, tags=dict(request.tags or {}), run_config=quiet, raise_on_error=False)
-        if profile:
-            profile.disable()
+        result = profile.runcall(run) if profile else run()
         seconds = time.perf_counter() - started
         if not result.success:
             raise RuntimeError(f"bench steady: the tick at {at.isoformat()} failed")
@@ -160,25 +150,15 @@ def steady_child(start: str, days: int, ticks: int, sample: int) -> None:
             "profiled": profiles,
         }
 
-    def sensor_ticks() -> dict[str, float]:
-        resources = {key: (defs.resources or {})[key] for key in ("clickhouse", "iceberg")}
-        found = {}
-        for name in ("self_healing", "ttl_guard"):
-            context = build_sensor_context(instance=instance, resources=resources, definitions=defs)
-            started = time.perf_counter()
-            defs.resolve_sensor_def(name)(context)
-            found[name] = round(time.perf_counter() - started, 2)
-        return found
-
     month_end = first + timedelta(hours=len(keys))
     # Day one: the last day's history, then ticks on its last hours.
     day_one_backfill_s = backfill(keys[-24:])
     day_one = day_of_ticks(month_end - timedelta(hours=-(-sample // TICKS_PER_HOUR)), sample)
-    day_one_state = {"warm_parts": _warm_parts(settings), "cold": _cold_shape(settings), "sensors_s": sensor_ticks()}
+    day_one_state = {"warm_parts": _warm_parts(settings), "cold": _cold_shape(settings), "sensors_s": sensor_tick_seconds(defs, instance)}
     # A month: the rest of the history through the same job, then a day of ticks at its end.
     month_backfill_s = backfill(keys[:-24])
     month = day_of_ticks(month_end - timedelta(hours=-(-ticks // TICKS_PER_HOUR)), ticks)
-    month_state = {"warm_parts": _warm_parts(settings), "cold": _cold_shape(settings), "sensors_s": sensor_ticks()}
+    month_state = {"warm_parts": _warm_parts(settings), "cold": _cold_shape(settings), "sensors_s": sensor_tick_seconds(defs, instance)}
     print(json.dumps({
         "backfill_s": {"day_one": day_one_backfill_s, "rest_of_month": month_backfill_s},
         "day_one": day_one | day_one_state,

@@ -15,6 +15,7 @@ from clickhouse_connect.driver.client import Client
 from cold_assets.settings import Settings, ddl_dir
 from cold_assets.tables import GOLD_WINDOWS
 from cold_assets.warm.capabilities import capabilities_of
+from cold_assets.warm.read import identifier
 
 _STATEMENT_END = re.compile(r";[ \t]*(?:\n|$)")
 _TEMPLATE_MARK = "{{window}}"
@@ -23,7 +24,6 @@ _MAX_LATENESS_MARK = "{{max_lateness_seconds}}"
 # A TTL as ClickHouse shows it in system.tables.engine_full.
 _SHOWN_TTL = re.compile(r"\bTTL\s+toDateTime\((\w+)\)\s*\+\s*toIntervalDay\((\d+)\)")
 _CREATED_TTL = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)\b.*?\bTTL toDateTime\((\w+)\) \+ INTERVAL", re.S)
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The embedded tier's processes (runs, the CLI, the sensors' children) live seconds, and
 # ClickHouse removes a merge's source parts from a thread that runs every
 # `cleanup_delay_period` (30 s by default): it never ran, the parts stayed on disk, and every
@@ -158,9 +158,5 @@ def part_cleanup_statements(client: Client) -> list[str]:
     rows = client.query(
         "SELECT name FROM system.tables WHERE database = currentDatabase() AND engine LIKE '%MergeTree'"
     ).result_rows
-    names = sorted(str(n) for (n,) in rows)
-    for name in names:
-        if not _IDENTIFIER.match(name):
-            raise ValueError(f"warm table name {name!r} is not a plain identifier")
     settings = ", ".join(f"{k} = {v}" for k, v in EMBEDDED_PART_CLEANUP.items())
-    return [f"ALTER TABLE {name} MODIFY SETTING {settings}" for name in names]
+    return [f"ALTER TABLE {identifier(name)} MODIFY SETTING {settings}" for name in sorted(str(n) for (n,) in rows)]
