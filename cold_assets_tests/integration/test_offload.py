@@ -234,23 +234,23 @@ def test_appends_leave_rows_younger_than_the_settle_lag_for_the_next_run(setting
     assert_tiers_equal(warm, cold, HOURS[:1], tables=[bronze])
 
 
-def test_a_repair_whose_record_dagster_lost_is_what_the_next_append_starts_from(settings, warm, cold):
+def test_a_repair_whose_record_dagster_lost_is_what_the_next_append_starts_from(live, warm, cold):
     """The table, not Dagster's record, says where an hour stands. A repair with a longer settle
     lag than the append before it (and leave to write fewer rows than cold holds) moves the
     hour's watermark back: it rewrites the hour up to its own lag, and the rows younger than
     that leave cold until the next append. When its process dies before Dagster records the
     repair, Dagster's record still names the earlier run's later watermark, and that run's
-    snapshot is still on the ancestry: an append starting from it never brings them back."""
+    snapshot is still on the ancestry: an append starting from it never brings them back.
+    With the production settle lag, and trades still arriving that the lag leaves for later."""
     from datetime import UTC, datetime
 
-    from cold_assets_tests.support.offload_helpers import op_config, settle, warm_hour
+    from cold_assets_tests.support.offload_helpers import age_trades, settle, warm_hour
 
     feed(warm, hours=1)
     settle(warm, minutes=120)
     insert_late_raw(warm, HOURS[0], 50, first_trade_id=9_000_000)  # ingested now ...
     settle(warm, minutes=60)  # ... the feed 3 hours ago, the late trades 1 hour ago
-    no_lag = op_config(settle_lag_seconds=0)
-    assert run_offload(settings, KEYS[:1], no_lag)[0].success
+    assert run_offload(live, KEYS[:1])[0].success
     bronze = table_by_cold_name("bronze_trades")
     catalog = cold.catalog()
     with warm.connect() as client:
@@ -259,21 +259,28 @@ def test_a_repair_whose_record_dagster_lost_is_what_the_next_append_starts_from(
                                    replace_hour=True, allow_fewer_rows=True, settle_lag=timedelta(hours=2))
         assert repair.watermark < datetime.now(UTC) - timedelta(hours=2)
         assert cold_hour(catalog, bronze, HOURS[0]).num_rows == warm_hour(client, bronze, HOURS[0]).num_rows - 50
-    result, instance = run_offload(settings, KEYS[:1], no_lag)
+    insert_late_raw(warm, HOURS[0], 20, first_trade_id=9_100_000)  # still arriving: inside the lag
+    result, instance = run_offload(live, KEYS[:1])
     assert result.success
     meta = latest_metadata(instance, bronze, KEYS[0])
     assert meta["rows_written"] == 50 and meta["offload"][KEYS[0]]["reconciled_from"] == "snapshot"
+    age_trades(warm, 9_100_000, 20, minutes=1)  # the arriving trades settle; the next tick takes them
+    assert run_offload(live, KEYS[:1])[0].success
     assert_tiers_equal(warm, cold, HOURS[:1])
 
 
-def test_reconciliation_reads_no_event_log_for_hours_the_tables_bookkeeping_covers(settings, warm, cold, monkeypatch):
+def test_reconciliation_reads_no_event_log_for_hours_the_tables_bookkeeping_covers(live, warm, cold, monkeypatch):
     """The tick after a month costs what it cost on day one only if nothing it reads grows with
     the asset's history: the hours a table's own snapshots describe are reconciled from them,
-    without a read of Dagster's event log (its materializations grow by nine per hour, forever)."""
+    without a read of Dagster's event log (its materializations grow by nine per hour, forever).
+    With the production settle lag, and late trades still arriving in the second run."""
     from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 
+    from cold_assets_tests.support.offload_helpers import settle
+
     feed(warm, hours=2)
-    assert run_offload(settings, KEYS[:2])[0].success
+    settle(warm, minutes=10)
+    assert run_offload(live, KEYS[:2])[0].success
     reads: list[tuple] = []
     fetch = SqlEventLogStorage.fetch_materializations
 
@@ -284,7 +291,7 @@ def test_reconciliation_reads_no_event_log_for_hours_the_tables_bookkeeping_cove
 
     monkeypatch.setattr(SqlEventLogStorage, "fetch_materializations", counted)
     insert_late_raw(warm, HOURS[1], 20, first_trade_id=9_100_000)
-    result, _ = run_offload(settings, KEYS[:2])
+    result, _ = run_offload(live, KEYS[:2])
     assert result.success
     assert reads == []
 

@@ -59,6 +59,19 @@ def settle(warm, minutes: int = 10) -> None:
             )
 
 
+def age_trades(warm, first_trade_id: int, count: int, minutes: int) -> None:
+    """Moves the ingestion of trades `first_trade_id` .. + `count` (and what the views made of
+    them) `minutes` into the past: rows that were still arriving have now settled."""
+    with warm.connect() as client:
+        for table in WARM_TABLES_WITH_INGESTION:
+            client.command(
+                f"ALTER TABLE {table} UPDATE ingested_at = ingested_at - INTERVAL {int(minutes)} MINUTE "
+                "WHERE toUInt64OrZero(toString(trade_id)) BETWEEN {first:UInt64} AND {last:UInt64}",
+                parameters={"first": first_trade_id, "last": first_trade_id + count - 1},
+                settings={"mutations_sync": 2},
+            )
+
+
 def feed(warm, hours: int = HOURS, trades_per_hour: int = 3_000, **shares) -> None:
     with warm.connect() as client:
         simulate(client, FeedConfig(start=START, hours=hours, trades_per_hour=trades_per_hour, **shares))
