@@ -107,8 +107,9 @@ def ranges_changed_since(table: Table, spec: MirroredTable, since: int) -> set[d
     `since`: those an offload commit after it on the current ancestry wrote. None when that
     cannot be told: `since` is not on the ancestry (rolled back, or expired), or a later
     snapshot is neither an offload's nor a rewrite that keeps the rows (compaction's replace).
-    An offload's transaction is a delete then an append: the delete carries the run id only,
-    and the ranges it touched are those of the append above it."""
+    An offload commit is one snapshot; before that it was a delete then an append, whose
+    delete carries the run id only and touched the ranges of the append above it (such
+    histories are still read)."""
     changed: set[datetime] = set()
     above: Snapshot | None = None  # the snapshot visited before (the child)
     for snapshot in ancestors_of(table.current_snapshot(), table.metadata):

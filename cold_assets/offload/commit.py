@@ -1,20 +1,23 @@
 """Deciding what each range that was read becomes, and committing a checkpoint.
 
-A checkpoint is one transaction: a delete filtered on what it owns (where cold holds any of
-it), then the new files, asserting the snapshot it was planned on, with pyiceberg's own
-retries off. The files of a range that does not commit (unchanged, refused) are deleted at
-once; those of a commit are deleted only after a definite failure (protocol.py)."""
+A checkpoint is one snapshot: the cold rows it owns (a delete filter) go and its new files
+come in, asserting the snapshot it was planned on, with pyiceberg's own retries off. The
+files of a range that does not commit (unchanged, refused) are deleted at once; those of a
+commit are deleted only after a definite failure (protocol.py)."""
 
-import warnings
 from collections.abc import Iterable
 from dataclasses import replace
 
-from pyiceberg.expressions import BooleanExpression
+from pyiceberg.exceptions import CommitFailedException, ValidationException
+from pyiceberg.expressions import AlwaysTrue, BooleanExpression
+from pyiceberg.expressions.visitors import bind
+from pyiceberg.io.pyarrow import ArrowScan, expression_to_pyarrow
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 
+from cold_assets.cold.files import DataFileFormat, DataFileWriter
 from cold_assets.internals import table_without_commit_retries
-from cold_assets.offload.bookkeeping import RUN_ID
+from cold_assets.offload.bookkeeping import snapshot_id
 from cold_assets.offload.phases import ColdRowsWouldBeLost, Decided, Outcome, Written
 from cold_assets.tables import MirroredTable, OffloadMode
 from cold_assets.warm.read import EPOCH
@@ -55,32 +58,95 @@ def decide(spec: MirroredTable, written: Written, replaced: int, allow_fewer_row
 
 
 def commit_transaction(
-    table: Table, data_files: list[DataFile], delete_filter: BooleanExpression | None, summary: dict[str, str]
+    table: Table,
+    data_files: list[DataFile],
+    delete_filter: BooleanExpression | None,
+    summary: dict[str, str],
+    *,
+    split_column: str,
 ) -> int | None:
-    """One transaction: delete what this checkpoint owns, add its files; returns the new snapshot.
+    """One snapshot: the cold rows this checkpoint owns go, its files come in; returns it.
 
-    The bookkeeping goes on the transaction's last snapshot only: a table rolled back to the
-    delete in between holds none of the rows, so it must not claim their watermark."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Delete operation did not match any records")
-        tx = table_without_commit_retries(table).transaction()
-        if delete_filter is not None:
-            # The run id alone marks the delete as this transaction's (ranges_changed_since).
-            tx.delete(delete_filter, snapshot_properties={RUN_ID: summary[RUN_ID]} if data_files else summary)
-        if data_files:
+    A file the delete filter matches whole is dropped; a file it matches in part (an append
+    layer's overlap re-read, one hour of a day that compaction wrote as one file) is written
+    again without the matched rows, in the same snapshot. One snapshot per commit keeps the
+    table's history to one snapshot per checkpoint (pyiceberg's delete then append made two or
+    three), and every snapshot is a state an offload meant: none holds an hour deleted and not
+    yet written back, so time travel and rollback land on whole hours."""
+    table = table_without_commit_retries(table)
+    dropped, rewritten = _matched_files(table, delete_filter, split_column) if delete_filter is not None else ([], [])
+    new_files = [f for _, kept in rewritten for f in kept]
+    tx = table.transaction()
+    try:
+        if dropped or rewritten:
+            with tx.update_snapshot(snapshot_properties=summary).overwrite() as overwrite:
+                for data_file in dropped + [original for original, _ in rewritten]:
+                    overwrite.delete_data_file(data_file)
+                for data_file in new_files + data_files:
+                    overwrite.append_data_file(data_file)
+        elif data_files:
             with tx.update_snapshot(snapshot_properties=summary).fast_append() as append:
                 for data_file in data_files:
                     append.append_data_file(data_file)
+        else:
+            return snapshot_id(table)  # the filter matched no cold row, and nothing is new
+    except BaseException:
+        _delete(table, new_files)  # no catalog call was made: nothing references them
+        raise
+    try:
         committed = tx.commit_transaction()
-    snapshot = committed.current_snapshot()
-    return snapshot.snapshot_id if snapshot else None
+    except (CommitFailedException, ValidationException):
+        _delete(table, new_files)  # the catalog refused it
+        raise
+    return snapshot_id(committed)
+
+
+def _matched_files(
+    table: Table, delete_filter: BooleanExpression, split_column: str
+) -> tuple[list[DataFile], list[tuple[DataFile, list[DataFile]]]]:
+    """The files the delete filter matches whole (to drop), and those it matches in part, each
+    with the files of the rows it keeps (written here). A file's partition tells when it is
+    matched whole (pyiceberg's residual); the others are read and filtered."""
+    schema = table.schema()
+    matches = expression_to_pyarrow(bind(schema, delete_filter, case_sensitive=True))
+    dropped: list[DataFile] = []
+    rewritten: list[tuple[DataFile, list[DataFile]]] = []
+    try:
+        for task in table.scan(row_filter=delete_filter).plan_files():
+            if task.residual == AlwaysTrue() and not task.delete_files:
+                dropped.append(task.file)
+                continue
+            rows = ArrowScan(table.metadata, table.io, schema, AlwaysTrue()).to_table([task])
+            # A row is kept unless the filter is true for it (null is not a match).
+            kept = rows.filter(~matches | matches.is_null())
+            if kept.num_rows == rows.num_rows:
+                continue
+            if kept.num_rows == 0:
+                dropped.append(task.file)
+                continue
+            writer = DataFileWriter(DataFileFormat(table, kept.schema), split_column, f"rewrite-{table.name()[-1]}")
+            try:
+                for batch in kept.to_batches():
+                    writer.write(batch)
+                rewritten.append((task.file, writer.close()))
+            except BaseException:
+                writer.abort()
+                raise
+    except BaseException:
+        _delete(table, [f for _, kept in rewritten for f in kept])
+        raise
+    return dropped, rewritten
+
 
 
 def discard(table: Table, written: Iterable[Written]) -> None:
     """Deletes the data files of ranges no snapshot references."""
-    for w in written:
-        for data_file in w.data_files:
-            try:
-                table.io.delete(data_file.file_path)
-            except FileNotFoundError:
-                pass
+    _delete(table, (data_file for w in written for data_file in w.data_files))
+
+
+def _delete(table: Table, data_files: Iterable[DataFile]) -> None:
+    for data_file in data_files:
+        try:
+            table.io.delete(data_file.file_path)
+        except FileNotFoundError:
+            pass

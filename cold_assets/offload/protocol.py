@@ -32,11 +32,12 @@ files. The daily bars' day is one range, written once per run.
   left out of the commit, and an hour older than the warm retention is cold-only, never
   read from warm again.
 
-Every commit is one transaction: a delete filtered on what the checkpoint owns (where cold
-holds any of it), then the new files. Every snapshot asserts the branch's snapshot it was
-planned on, and pyiceberg's own retries (a rebase onto whatever committed meanwhile) are off:
-of two concurrent writers of a table, the second fails instead of committing a second copy,
-starts the checkpoint over from reconciliation and finds done what the other wrote. Files are deleted only after a definite
+Every commit is one snapshot: what the checkpoint owns goes (a delete filter, where cold holds
+any of it; a file it matches in part is written again without those rows) and the new files
+come in. Every snapshot asserts the branch's snapshot it was planned on, and pyiceberg's own
+retries (a rebase onto whatever committed meanwhile) are off: of two concurrent writers of a
+table, the second fails instead of committing a second copy, starts the checkpoint over from
+reconciliation and finds done what the other wrote. Files are deleted only after a definite
 failure (before the catalog call, or the catalog refusing it); when the outcome of the
 catalog call is unknown they stay, and the next run reconciles from the table.
 
@@ -203,7 +204,7 @@ def _checkpoint(
     cold_files: plan.ColdFiles,
 ) -> Checkpoint:
     """One checkpoint, phase by phase (offload/phases.py): plan every range, read those that
-    need it into data files, decide each, commit what changed in one transaction."""
+    need it into data files, decide each, commit what changed in one snapshot."""
     started = time.perf_counter()
     columns = read_columns(client, spec, table.schema())
     ancestry = Ancestry(table, spec)
@@ -246,7 +247,7 @@ def _checkpoint(
                 },
             )
             committing = True
-            snapshot = commit.commit_transaction(table, data_files, delete_filter, summary)
+            snapshot = commit.commit_transaction(table, data_files, delete_filter, summary, split_column=spec.split_column)
     except (CommitFailedException, ValidationException):
         # The catalog refused the commit: nothing of it is visible, the files can go.
         commit.discard(table, written)

@@ -8,7 +8,9 @@ import textwrap
 from datetime import timedelta
 
 import pytest
+from pyiceberg.table.snapshots import Operation
 
+from cold_assets.offload.bookkeeping import PARTITIONS
 from cold_assets.offload.protocol import offload_partition
 from cold_assets.offload.schema import IncompatibleWarmSchema
 from cold_assets.partitions import hour_of
@@ -23,6 +25,7 @@ from cold_assets_tests.support.offload_helpers import (
     insert_late_raw,
     latest_metadata,
     run_offload,
+    settle,
 )
 
 HOURS = [hour_of(k) for k in KEYS]
@@ -69,6 +72,35 @@ def test_late_rows_into_a_closed_hour_are_offloaded_exactly_once(settings, warm,
     assert_tiers_equal(warm, cold, HOURS)
     bronze = cold_hour(cold.catalog(), table_by_cold_name("bronze_trades"), late_hour)
     assert sum(1 for t in bronze["trade_id"].to_pylist() if t >= 9_000_000_000) == 5
+
+
+def test_every_commit_is_one_snapshot_carrying_its_bookkeeping_even_when_the_overlap_splits_a_file(settings, warm, cold):
+    """The append layers' overlap re-read matches part of the file the run before wrote (rows
+    ingested long before it, and late ones ingested just before its watermark): that file is
+    written again without the re-read rows, in the commit's one snapshot. No snapshot of the
+    table is left holding an hour deleted and not yet written back."""
+    feed(warm, hours=1)
+    settle(warm, minutes=10)  # the feed's rows are older than the overlap
+    insert_late_raw(warm, HOURS[0], 5, first_trade_id=9_000_000_000)  # these are not
+    run_offload(settings, KEYS[:1])
+    catalog = cold.catalog()
+    before = {t.cold: {s.snapshot_id for s in catalog.load_table(t.cold_identifier).snapshots()} for t in TABLES}
+    insert_late_raw(warm, HOURS[0], 5, first_trade_id=9_000_000_100)
+    run_offload(settings, KEYS[:1])
+    for spec in TABLES:
+        table = catalog.load_table(spec.cold_identifier)
+        new = [s for s in table.snapshots() if s.snapshot_id not in before[spec.cold]]
+        # One commit per table whose hour changed (the rejects' did not), each one snapshot.
+        expected = 0 if spec.cold == "trades_rejects" else 1
+        assert len(new) == expected, f"{spec.cold}: {[s.summary.operation for s in new if s.summary]}"
+        assert all(PARTITIONS in s.summary.additional_properties for s in new), spec.cold
+    for spec in (table_by_cold_name("raw_trades"), table_by_cold_name("bronze_trades")):
+        summary = catalog.load_table(spec.cold_identifier).current_snapshot().summary
+        # The first run's file was split: its old rows kept in a new file, its late rows re-read.
+        assert summary.operation == Operation.OVERWRITE and int(summary["deleted-data-files"]) >= 1, (spec.cold, summary)
+        late = sorted(int(t) for t in cold_hour(catalog, spec, HOURS[0])["trade_id"].to_pylist() if int(t) >= 9_000_000_000)
+        assert late == [9_000_000_000 + i for i in (*range(5), *range(100, 105))], (spec.cold, late)
+    assert_tiers_equal(warm, cold, HOURS[:1])
 
 
 def test_duplicate_deliveries_stay_in_raw_and_never_reach_silver(settings, warm, cold):

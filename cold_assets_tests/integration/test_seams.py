@@ -631,10 +631,12 @@ def test_cold_counts_from_the_manifests_leave_rows_in_flight_out_as_a_read_of_th
 
 def test_what_changed_in_cold_since_a_proof_is_told_from_the_ancestry_or_not_at_all(live, warm, cold):
     """The TTL guard keeps an hour proven while nothing changed its cold copy since the proof's
-    snapshot: offloads name the hours they wrote (a replace's delete is known as its own
-    transaction's by its run id); a rollback past the snapshot, or a snapshot nobody can
+    snapshot: offloads name the hours they wrote (in one snapshot; in a history from before,
+    a delete is known as its own transaction's by its run id); a rollback past the snapshot, or a snapshot nobody can
     explain, makes every proof of the table void."""
-    from cold_assets.offload.bookkeeping import ranges_changed_since
+    from pyiceberg.table.snapshots import ancestors_of
+
+    from cold_assets.offload.bookkeeping import RUN_ID, commit_summary, ranges_changed_since
     from cold_assets.offload.protocol import offload_partitions
 
     feed(warm, hours=2, trades_per_hour=500)
@@ -653,10 +655,21 @@ def test_what_changed_in_cold_since_a_proof_is_told_from_the_ancestry_or_not_at_
     table = catalog.load_table(BRONZE.cold_identifier)
     assert ranges_changed_since(table, BRONZE, second) == set()
     assert ranges_changed_since(table, BRONZE, first) == {hours[1]}
-    offload(KEYS[0], replace_hour=True)  # a repair: a delete and an append in one transaction
+    repaired = offload(KEYS[0], replace_hour=True)  # a repair: the delete and the new files
     table = catalog.load_table(BRONZE.cold_identifier)
-    assert table.current_snapshot().parent_snapshot_id != second  # the delete is a snapshot of its own
+    assert table.current_snapshot().parent_snapshot_id == second  # ...in one snapshot
     assert ranges_changed_since(table, BRONZE, second) == {hours[0]}
+    # A history written before one snapshot per commit: a delete carrying the run id only,
+    # then the append with the bookkeeping. The delete is known as its transaction's.
+    second_hour = range_filter("exchange_ts", hours[1], hours[1] + timedelta(hours=1))
+    rows = table.scan(row_filter=second_hour).to_arrow()
+    with table.transaction() as legacy:
+        legacy.delete(second_hour, snapshot_properties={RUN_ID: "legacy"})
+        legacy.append(rows, snapshot_properties=commit_summary("legacy", {KEYS[1]: {"mode": "replace", "rows": len(rows)}}))
+    table = catalog.load_table(BRONZE.cold_identifier)
+    assert [s.snapshot_id for s in ancestors_of(table.current_snapshot(), table.metadata)].index(repaired) == 2
+    assert ranges_changed_since(table, BRONZE, repaired) == {hours[1]}
+    assert ranges_changed_since(table, BRONZE, second) == {hours[0], hours[1]}
     table.delete(range_filter("exchange_ts", hours[1], hours[1] + timedelta(hours=1)))  # another writer
     assert ranges_changed_since(catalog.load_table(BRONZE.cold_identifier), BRONZE, second) is None
     with table.manage_snapshots() as manage:
