@@ -47,10 +47,10 @@ demo: install
 # and the live feed's clock, and each has its own COLD_HOME, ports and PostgreSQL.
 TEST_WORKERS ?= 2
 # The tests' scratch (each test's COLD_HOME: chDB parts, Iceberg files, Dagster's SQLite) goes
-# to memory where /dev/shm is writable: nothing in a test needs the disk to be durable, and the
+# to memory where /dev/shm is writable with 4 GB free (the suite writes about 0.6 GB): nothing in a test needs the disk to be durable, and the
 # fsyncs of SQLite and Iceberg's metadata cost about 13 % of the suite's time on this machine's
 # disk. pytest empties the directory first: point TEST_TMP only at a directory of its own.
-TEST_TMP ?= $(shell [ -d /dev/shm ] && [ -w /dev/shm ] && echo /dev/shm/cold-assets-tests-$$(id -u))
+TEST_TMP ?= $(shell [ -w /dev/shm ] && [ "$$(df -Pk /dev/shm | awk 'NR==2 {print $$4}')" -gt 4000000 ] && echo /dev/shm/cold-assets-tests-$$(id -u))
 test: install jars browser nginx lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider cold_assets_tests/unit
 	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 -n $(TEST_WORKERS) --dist worksteal \

@@ -29,13 +29,15 @@ from cold_assets.internals import check_pyarrow_schema_compatible, parquet_write
 
 ROW_GROUP_ROWS = 64 * 1024
 PARQUET_FIELD_ID = b"PARQUET:field_id"
-# The offload names its files `<range>-<table>-<split value>-<uuid hex>.parquet`; Spark's
-# writer names its own `<task>-<attempt>-<uuid with dashes>-<n>-<file>.parquet`.
+# The offload names its files `<range>-<table>-<split value>-<uuid hex>.parquet` (a file it
+# splits, `rewrite-<table>-...`); Spark's writer names its own
+# `<task>-<attempt>-<uuid with dashes>-<n>-<file>.parquet`.
 _OFFLOAD_FILE_NAME = re.compile(r"-[0-9a-f]{32}\.parquet$")
 
 
 def written_by_offload(path: str) -> bool:
-    """Whether a data file is one the hourly offload wrote (compaction has not rewritten it)."""
+    """Whether a data file is one the hourly offload wrote (with its fast codec; compaction has
+    not rewritten it)."""
     return _OFFLOAD_FILE_NAME.search(path) is not None
 
 

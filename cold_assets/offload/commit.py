@@ -6,7 +6,7 @@ files of a range that does not commit (unchanged, refused) are deleted at once; 
 commit are deleted only after a definite failure (protocol.py)."""
 
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.expressions import AlwaysTrue, BooleanExpression
@@ -57,6 +57,25 @@ def decide(spec: MirroredTable, written: Written, replaced: int, allow_fewer_row
     return Decided(written, Outcome.APPEND if appending else Outcome.REPLACE, new_state, replaced)
 
 
+class CommitWouldRemoveOtherRows(RuntimeError):
+    """The files a commit's delete filter matches hold another number of rows than the decision
+    counted on the same snapshot: nothing is committed (a defect, never a race)."""
+
+
+@dataclass(frozen=True)
+class Matched:
+    """What a delete filter matches in the table's files: files to drop, files matched in part
+    with the files of the rows they keep (already written), and the rows matched in all."""
+
+    dropped: list[DataFile]
+    rewritten: list[tuple[DataFile, list[DataFile]]]
+    rows: int
+
+    @property
+    def new_files(self) -> list[DataFile]:
+        return [f for _, kept in self.rewritten for f in kept]
+
+
 def commit_transaction(
     table: Table,
     data_files: list[DataFile],
@@ -64,6 +83,7 @@ def commit_transaction(
     summary: dict[str, str],
     *,
     split_column: str,
+    replaced_rows: int,
 ) -> int | None:
     """One snapshot: the cold rows this checkpoint owns go, its files come in; returns it.
 
@@ -72,17 +92,28 @@ def commit_transaction(
     again without the matched rows, in the same snapshot. One snapshot per commit keeps the
     table's history to one snapshot per checkpoint (pyiceberg's delete then append made two or
     three), and every snapshot is a state an offload meant: none holds an hour deleted and not
-    yet written back, so time travel and rollback land on whole hours."""
+    yet written back, so time travel and rollback land on whole hours. `replaced_rows` is what
+    the decision counted the filter to match; the commit removes exactly that many or none.
+
+    Until the catalog call, every file of the commit (`data_files` and the rewrites) is
+    deleted on any failure; after a refusal by the catalog too; when the call's outcome is
+    unknown they stay (protocol.py)."""
     table = table_without_commit_retries(table)
-    dropped, rewritten = _matched_files(table, delete_filter, split_column) if delete_filter is not None else ([], [])
-    new_files = [f for _, kept in rewritten for f in kept]
+    matched = Matched([], [], 0)
     tx = table.transaction()
     try:
-        if dropped or rewritten:
+        if delete_filter is not None:
+            matched = _matched_files(table, delete_filter, split_column)
+        if matched.rows != replaced_rows:
+            raise CommitWouldRemoveOtherRows(
+                f"{'.'.join(table.name())}: the delete would remove {matched.rows} cold rows where the decision "
+                f"counted {replaced_rows}, on the same snapshot"
+            )
+        if matched.dropped or matched.rewritten:
             with tx.update_snapshot(snapshot_properties=summary).overwrite() as overwrite:
-                for data_file in dropped + [original for original, _ in rewritten]:
+                for data_file in matched.dropped + [original for original, _ in matched.rewritten]:
                     overwrite.delete_data_file(data_file)
-                for data_file in new_files + data_files:
+                for data_file in matched.new_files + data_files:
                     overwrite.append_data_file(data_file)
         elif data_files:
             with tx.update_snapshot(snapshot_properties=summary).fast_append() as append:
@@ -91,19 +122,17 @@ def commit_transaction(
         else:
             return snapshot_id(table)  # the filter matched no cold row, and nothing is new
     except BaseException:
-        _delete(table, new_files)  # no catalog call was made: nothing references them
+        _delete(table, matched.new_files + data_files)  # no catalog call was made: nothing references them
         raise
     try:
         committed = tx.commit_transaction()
     except (CommitFailedException, ValidationException):
-        _delete(table, new_files)  # the catalog refused it
+        _delete(table, matched.new_files + data_files)  # the catalog refused it
         raise
     return snapshot_id(committed)
 
 
-def _matched_files(
-    table: Table, delete_filter: BooleanExpression, split_column: str
-) -> tuple[list[DataFile], list[tuple[DataFile, list[DataFile]]]]:
+def _matched_files(table: Table, delete_filter: BooleanExpression, split_column: str) -> Matched:
     """The files the delete filter matches whole (to drop), and those it matches in part, each
     with the files of the rows it keeps (written here). A file's partition tells when it is
     matched whole (pyiceberg's residual); the others are read and filtered."""
@@ -111,14 +140,17 @@ def _matched_files(
     matches = expression_to_pyarrow(bind(schema, delete_filter, case_sensitive=True))
     dropped: list[DataFile] = []
     rewritten: list[tuple[DataFile, list[DataFile]]] = []
+    rows_matched = 0
     try:
         for task in table.scan(row_filter=delete_filter).plan_files():
             if task.residual == AlwaysTrue() and not task.delete_files:
                 dropped.append(task.file)
+                rows_matched += task.file.record_count
                 continue
             rows = ArrowScan(table.metadata, table.io, schema, AlwaysTrue()).to_table([task])
-            # A row is kept unless the filter is true for it (null is not a match).
+            # A row is kept unless the filter is true for it (null is not a match), as a scan counts.
             kept = rows.filter(~matches | matches.is_null())
+            rows_matched += rows.num_rows - kept.num_rows
             if kept.num_rows == rows.num_rows:
                 continue
             if kept.num_rows == 0:
@@ -135,8 +167,7 @@ def _matched_files(
     except BaseException:
         _delete(table, [f for _, kept in rewritten for f in kept])
         raise
-    return dropped, rewritten
-
+    return Matched(dropped, rewritten, rows_matched)
 
 
 def discard(table: Table, written: Iterable[Written]) -> None:

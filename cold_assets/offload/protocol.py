@@ -247,7 +247,10 @@ def _checkpoint(
                 },
             )
             committing = True
-            snapshot = commit.commit_transaction(table, data_files, delete_filter, summary, split_column=spec.split_column)
+            snapshot = commit.commit_transaction(
+                table, data_files, delete_filter, summary,
+                split_column=spec.split_column, replaced_rows=sum(d.replaced for d in to_commit),
+            )
     except (CommitFailedException, ValidationException):
         # The catalog refused the commit: nothing of it is visible, the files can go.
         commit.discard(table, written)

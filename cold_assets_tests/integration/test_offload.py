@@ -103,6 +103,59 @@ def test_every_commit_is_one_snapshot_carrying_its_bookkeeping_even_when_the_ove
     assert_tiers_equal(warm, cold, HOURS[:1])
 
 
+def _raw_hour_with_a_file_to_split(settings, warm, cold):
+    """An hour of raw in cold whose file the next append's overlap matches in part, and late
+    trades in warm for that append to bring."""
+    feed(warm, hours=1)
+    settle(warm, minutes=10)
+    insert_late_raw(warm, HOURS[0], 5, first_trade_id=9_000_000_000)
+    run_offload(settings, KEYS[:1])
+    insert_late_raw(warm, HOURS[0], 5, first_trade_id=9_000_000_100)
+    raw = table_by_cold_name("raw_trades")
+    table = cold.catalog().load_table(raw.cold_identifier)
+    return raw, table, _parquet_files(table)
+
+
+def _parquet_files(table) -> set[str]:
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    return {str(p) for p in Path(urlparse(table.location()).path).rglob("*.parquet")}
+
+
+def test_a_commit_that_fails_before_the_catalog_call_leaves_no_file_behind(settings, warm, cold, monkeypatch):
+    """The append's new files and the rewrite of the file it splits are written before the
+    catalog is called: a failure in between (here, writing the split file) deletes them all."""
+    from cold_assets.offload import commit
+
+    raw, table, files = _raw_hour_with_a_file_to_split(settings, warm, cold)
+
+    def unwritable(*args):
+        raise OSError("the split file cannot be written")
+
+    monkeypatch.setattr(commit, "DataFileFormat", unwritable)  # the commit's rewrite only, not the stream's
+    with warm.connect() as client, pytest.raises(OSError, match="cannot be written"):
+        offload_partition(client, table, raw, HOURS[0], KEYS[0], "t", settle_lag=timedelta(0))
+    after = cold.catalog().load_table(raw.cold_identifier)
+    assert after.current_snapshot().snapshot_id == table.current_snapshot().snapshot_id
+    assert _parquet_files(after) == files
+
+
+def test_a_commit_never_removes_other_rows_than_its_decision_counted(settings, warm, cold, monkeypatch):
+    """What the commit's filter matches is counted again when the files are matched; a count
+    that differs from the decision's on the same snapshot stops the commit, and its files go."""
+    from cold_assets.offload import commit
+
+    raw, table, files = _raw_hour_with_a_file_to_split(settings, warm, cold)
+    counted = commit.cold_rows
+    monkeypatch.setattr(commit, "cold_rows", lambda t, f: counted(t, f) - 1)
+    with warm.connect() as client, pytest.raises(commit.CommitWouldRemoveOtherRows, match="raw_trades"):
+        offload_partition(client, table, raw, HOURS[0], KEYS[0], "t", settle_lag=timedelta(0))
+    after = cold.catalog().load_table(raw.cold_identifier)
+    assert after.current_snapshot().snapshot_id == table.current_snapshot().snapshot_id
+    assert _parquet_files(after) == files
+
+
 def test_duplicate_deliveries_stay_in_raw_and_never_reach_silver(settings, warm, cold):
     feed(warm, duplicate_share=0.02)
     run_offload(settings, KEYS)
