@@ -7,7 +7,8 @@ None of these has a public equivalent in the versions pinned (dagster 1.13, pyic
 - pyiceberg's schema check of an Arrow file before it is added, and its mapping of the
   table's write.parquet.* properties to pyarrow's writer options (cold/files.py writes the
   data files itself, one per partition value, and adds them); and a `Table` built by hand
-  around its metadata, the one way to turn its commit retries off for one transaction.
+  around its metadata, the one way to turn its commit retries off for one transaction; and its
+  overwrite producer, to leave out of a new snapshot the manifests that hold no live file.
 
 (Spark's maintenance reaches the JVM through pyspark's py4j handles, `_jvm` and
 `_jsparkSession`: that is pyspark's own way to call a Java API it does not wrap, used in
@@ -26,7 +27,10 @@ from dagster._core.storage.asset_check_execution_record import (
 from dagster._core.storage.event_log.base import EventLogStorage
 from pyiceberg.io.pyarrow import _check_pyarrow_schema_compatible as check_pyarrow_schema_compatible
 from pyiceberg.io.pyarrow import _get_parquet_writer_kwargs as parquet_writer_kwargs
-from pyiceberg.table import Table, TableProperties
+from pyiceberg.manifest import ManifestFile
+from pyiceberg.table import Table, TableProperties, Transaction
+from pyiceberg.table.snapshots import Operation
+from pyiceberg.table.update.snapshot import _OverwriteFiles
 
 
 def table_without_commit_retries(table: Table) -> Table:
@@ -40,6 +44,24 @@ def table_without_commit_retries(table: Table) -> Table:
     return Table(table.name(), metadata, table.metadata_location, table.io, table.catalog)
 
 
+class _OverwriteOfLiveManifests(_OverwriteFiles):
+    def _existing_manifests(self) -> list[ManifestFile]:
+        # A manifest carried from an earlier snapshot that holds only deleted entries describes
+        # that snapshot's change, not the table: Iceberg's Java writer leaves such manifests out
+        # (ManifestFilterManager), pyiceberg 0.12 carries them into every later snapshot.
+        return [m for m in super()._existing_manifests() if m.has_added_files() or m.has_existing_files()]
+
+
+def overwrite_of_live_manifests(tx: Transaction, table: Table, snapshot_properties: dict[str, str]) -> _OverwriteFiles:
+    """pyiceberg's overwrite producer (`tx.update_snapshot().overwrite()` on a table that has a
+    snapshot), whose snapshot lists only manifests with live files and its own deletes: each
+    tick's delete manifest would otherwise stay in every later snapshot until the nightly
+    rewrite of the manifests, and every commit and scan plan of the day would go through them."""
+    return _OverwriteOfLiveManifests(
+        operation=Operation.OVERWRITE, transaction=tx, io=table.io, snapshot_properties=snapshot_properties
+    )
+
+
 __all__ = [
     "COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES",
     "AssetCheckExecutionRecord",
@@ -48,6 +70,7 @@ __all__ = [
     "EventLogStorage",
     "UnresolvedAssetJobDefinition",
     "check_pyarrow_schema_compatible",
+    "overwrite_of_live_manifests",
     "parquet_writer_kwargs",
     "table_without_commit_retries",
 ]

@@ -16,7 +16,7 @@ from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 
 from cold_assets.cold.files import DataFileFormat, DataFileWriter
-from cold_assets.internals import table_without_commit_retries
+from cold_assets.internals import overwrite_of_live_manifests, table_without_commit_retries
 from cold_assets.offload.bookkeeping import snapshot_id
 from cold_assets.offload.phases import ColdRowsWouldBeLost, Decided, Outcome, Written
 from cold_assets.tables import MirroredTable, OffloadMode
@@ -110,7 +110,7 @@ def commit_transaction(
                 f"counted {replaced_rows}, on the same snapshot"
             )
         if matched.dropped or matched.rewritten:
-            with tx.update_snapshot(snapshot_properties=summary).overwrite() as overwrite:
+            with overwrite_of_live_manifests(tx, table, summary) as overwrite:
                 for data_file in matched.dropped + [original for original, _ in matched.rewritten]:
                     overwrite.delete_data_file(data_file)
                 for data_file in matched.new_files + data_files:

@@ -101,6 +101,20 @@ def test_every_commit_is_one_snapshot_carrying_its_bookkeeping_even_when_the_ove
         late = sorted(int(t) for t in cold_hour(catalog, spec, HOURS[0])["trade_id"].to_pylist() if int(t) >= 9_000_000_000)
         assert late == [9_000_000_000 + i for i in (*range(5), *range(100, 105))], (spec.cold, late)
     assert_tiers_equal(warm, cold, HOURS[:1])
+    # A third commit: the manifest of what the second deleted is not carried into it.
+    insert_late_raw(warm, HOURS[0], 5, first_trade_id=9_000_000_200)
+    run_offload(settings, KEYS[:1])
+    for spec in TABLES:
+        table = catalog.load_table(spec.cold_identifier)
+        current = table.current_snapshot()
+        if current is None:  # the rejects: none in this feed
+            continue
+        carried = [
+            m.manifest_path for m in current.manifests(table.io)
+            if not (m.has_added_files() or m.has_existing_files()) and m.added_snapshot_id != current.snapshot_id
+        ]
+        assert carried == [], spec.cold
+    assert_tiers_equal(warm, cold, HOURS[:1])
 
 
 def _raw_hour_with_a_file_to_split(settings, warm, cold):

@@ -64,3 +64,34 @@ def test_a_table_built_around_its_metadata_commits_without_retries_and_leaves_th
     reloaded = catalog.load_table(("cold", "t"))
     assert len(reloaded.scan().to_arrow()) == 1
     assert TableProperties.COMMIT_NUM_RETRIES not in reloaded.metadata.properties  # the stored property untouched
+
+
+def test_the_overwrite_leaves_out_manifests_carried_with_no_live_file(tmp_path):
+    """pyiceberg's overwrite producer, held to the constructor and the hook the subclass uses:
+    each overwrite writes a manifest of the files it deleted; the next snapshot lists it no more."""
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    catalog = SqlCatalog("t", uri=f"sqlite:///{tmp_path}/catalog.db", warehouse=tmp_path.as_uri())
+    catalog.create_namespace("n")
+    schema = Schema(NestedField(1, "v", LongType(), required=False))
+    table, elsewhere = catalog.create_table("n.t", schema), catalog.create_table("n.files", schema)
+    table.append(pa.table({"v": pa.array([0], pa.int64())}))
+    for value in (1, 2, 3):  # each overwrite drops the table's file and adds a new one
+        elsewhere = elsewhere.refresh()
+        elsewhere.append(pa.table({"v": pa.array([value], pa.int64())}))
+        new = next(t.file for t in elsewhere.refresh().scan(row_filter=f"v == {value}").plan_files())
+        table = table.refresh()
+        (old,) = [t.file for t in table.scan().plan_files()]
+        tx = table.transaction()
+        with internals.overwrite_of_live_manifests(tx, table, {"step": str(value)}) as overwrite:
+            overwrite.delete_data_file(old)
+            overwrite.append_data_file(new)
+        tx.commit_transaction()
+    table = table.refresh()
+    current = table.current_snapshot()
+    assert current.summary.operation.value == "overwrite" and current.summary["step"] == "3"
+    manifests = current.manifests(table.io)
+    # Its added files and its own deletes: the two earlier overwrites' delete manifests are gone.
+    assert len(manifests) == 2, [(m.added_snapshot_id, m.added_files_count, m.deleted_files_count) for m in manifests]
+    assert all(m.has_added_files() or m.has_existing_files() or m.added_snapshot_id == current.snapshot_id for m in manifests)
+    assert table.scan().to_arrow()["v"].to_pylist() == [3]
