@@ -6,6 +6,8 @@ On throwaway state, with the production settle lag, at demo volume (or `--trades
    `sample` ticks on its last hours;
 2. a month of history: the rest of the month backfilled through the same job, as the UI's
    backfill would run it, so that the event log holds a month of the product's own events;
+   then the nightly compaction (`compact_cold`: the manifests rewritten, the closed
+   partitions compacted), as production runs it every night, in a run process of its own;
 3. a day of ticks over that last day again: `ticks` (96) runs of the schedule's request, the
    ticked hours moving on one hour every four ticks.
 
@@ -21,11 +23,12 @@ sensors' ticks, the embedded warm tier's parts (active and outdated) per table, 
 snapshots and manifests per table, at day one and at the end.
 
 Not built yet: the week of snapshots the nightly expiry keeps (the history's commits are one
-per 24-hour checkpoint, the day's ticks two per tick), and the same on dagster-postgres.
+per 24-hour checkpoint, the day's ticks one per tick), and the same on dagster-postgres.
 """
 
 import cProfile
 import json
+import os
 import pstats
 import statistics
 import time
@@ -37,7 +40,7 @@ from cold_assets.defs.resources import ClickHouseResource, IcebergResource
 from cold_assets.partitions import partition_key_of
 from cold_assets.settings import Settings, throwaway_env
 from cold_assets.tables import TABLES
-from cold_assets.tools.bench import DEMO_TRADES_PER_HOUR, bench_settings, build_bench_warm, child_json
+from cold_assets.tools.bench import DEMO_TRADES_PER_HOUR, bench_settings, build_bench_warm, child_json, maintenance_child_run
 from cold_assets.tools.bench_history import backfill_runs, metadata_facts, sensor_tick_seconds
 
 LATE_TRADES_PER_TICK = 300
@@ -97,6 +100,7 @@ def steady_child(start: str, days: int, ticks: int, sample: int) -> None:
     from dagster import build_schedule_context
 
     from cold_assets.definitions import build_definitions
+    from cold_assets.defs.nightly import COMPACTION_JOB
     from cold_assets.defs.schedules import OFFLOAD_JOB
     from cold_assets.tools.instance import embedded_instance
 
@@ -157,10 +161,16 @@ def steady_child(start: str, days: int, ticks: int, sample: int) -> None:
     day_one_state = {"warm_parts": _warm_parts(settings), "cold": _cold_shape(settings), "sensors_s": sensor_tick_seconds(defs, instance)}
     # A month: the rest of the history through the same job, then a day of ticks at its end.
     month_backfill_s = backfill(keys[:-24])
+    nightly_started = time.perf_counter()
+    nightly = maintenance_child_run(dict(os.environ), COMPACTION_JOB, {"lookback_days": days + 1})
+    nightly_s = round(time.perf_counter() - nightly_started, 1)
+    if not nightly["success"]:
+        raise RuntimeError("bench steady: the nightly compaction failed")
     month = day_of_ticks(month_end - timedelta(hours=-(-ticks // TICKS_PER_HOUR)), ticks)
     month_state = {"warm_parts": _warm_parts(settings), "cold": _cold_shape(settings), "sensors_s": sensor_tick_seconds(defs, instance)}
     print(json.dumps({
         "backfill_s": {"day_one": day_one_backfill_s, "rest_of_month": month_backfill_s},
+        "nightly_compaction_s": nightly_s,
         "day_one": day_one | day_one_state,
         "after_month": month | month_state,
     }))
@@ -170,6 +180,9 @@ def bench_steady(days: int = 30, ticks: int = 96, sample: int = 8, parent: str |
                  trades_per_hour: int = DEMO_TRADES_PER_HOUR) -> dict:
     if ticks < 5 or sample < 5:
         raise ValueError(f"bench steady: --ticks ({ticks}) and the day-one sample ({sample}) need at least 5 ticks each")
+    from cold_assets.maintenance.spark import require_spark
+
+    require_spark(Settings.from_env())  # the month's nightly compaction runs on Spark
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     # The month ends at the previous hour; its first hour stays inside the warm retention.
     start = now - timedelta(hours=24 * days)
@@ -183,6 +196,7 @@ def bench_steady(days: int = 30, ticks: int = 96, sample: int = 8, parent: str |
             **throwaway_env(settings.home),
             "COLD_SETTLE_LAG_SECONDS": str(settings.settle_lag_seconds),
             "COLD_PARTITIONS_START": partition_key_of(start),
+            "COLD_SPARK_JARS_DIR": str(settings.spark_jars_dir),
         }
         figures = child_json(
             f"from cold_assets.tools.bench_steady import steady_child; steady_child({start.isoformat()!r}, {days}, {ticks}, {sample})",
