@@ -6,34 +6,30 @@ files of a range that does not commit (unchanged, refused) are deleted at once; 
 commit are deleted only after a definite failure (protocol.py)."""
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.expressions import AlwaysTrue, BooleanExpression
 from pyiceberg.expressions.visitors import bind
 from pyiceberg.io.pyarrow import ArrowScan, expression_to_pyarrow
 from pyiceberg.manifest import DataFile
-from pyiceberg.table import Table
+from pyiceberg.table import FileScanTask, Table
 
 from cold_assets.cold.files import DataFileFormat, DataFileWriter
 from cold_assets.internals import overwrite_of_live_manifests, table_without_commit_retries
 from cold_assets.offload.bookkeeping import snapshot_id
-from cold_assets.offload.phases import ColdRowsWouldBeLost, Decided, Outcome, Written
+from cold_assets.offload.phases import ColdMatch, ColdRowsWouldBeLost, Decided, Outcome, Written
 from cold_assets.tables import MirroredTable, OffloadMode
 from cold_assets.warm.read import EPOCH
 
 
-def cold_rows(table: Table, row_filter: BooleanExpression) -> int:
-    """Cold rows matching a filter (record counts of whole files, a read of the others)."""
-    if table.current_snapshot() is None:
-        return 0
-    return table.scan(row_filter=row_filter).count()
-
-
-def decide(spec: MirroredTable, written: Written, replaced: int, allow_fewer_rows: bool) -> Decided | ColdRowsWouldBeLost:
+def decide(spec: MirroredTable, written: Written, matched: ColdMatch, allow_fewer_rows: bool) -> Decided | ColdRowsWouldBeLost:
     """What a range that was read becomes: refused, unchanged, or part of the commit.
-    `replaced` is the number of cold rows its delete filter matches."""
+    `matched` holds the cold rows its delete filter matches."""
     read, warm = written.planned.read, written.warm
+    replaced = matched.rows
     # An append compares the cold rows it replaces with the warm rows of the overlap re-read
     # (not newer than the watermark), so that new rows cannot mask rows warm lost. With no
     # watermark known (EPOCH: cold rows without bookkeeping or statistics), every row read is
@@ -53,121 +49,149 @@ def decide(spec: MirroredTable, written: Written, replaced: int, allow_fewer_row
         # Nothing new: no commit. The hour's result (its checks, Dagster's record) says it is
         # in cold up to the new watermark, which is true now; the table keeps its last commit's,
         # and the next run reads again from there (minus the overlap), which is harmless.
-        return Decided(written, Outcome.UNCHANGED, new_state, replaced)
-    return Decided(written, Outcome.APPEND if appending else Outcome.REPLACE, new_state, replaced)
+        return Decided(written, Outcome.UNCHANGED, new_state, matched)
+    return Decided(written, Outcome.APPEND if appending else Outcome.REPLACE, new_state, matched)
 
 
 class CommitWouldRemoveOtherRows(RuntimeError):
-    """The files a commit's delete filter matches hold another number of rows than the decision
-    counted on the same snapshot: nothing is committed (a defect, never a race)."""
+    """The ranges of one commit match the same cold rows: their delete filters overlap, and the
+    commit would remove fewer rows than their decisions counted. Nothing is committed (a
+    defect, never a race)."""
 
 
-@dataclass(frozen=True)
-class Matched:
-    """What a delete filter matches in the table's files: files to drop, files matched in part
-    with the files of the rows they keep (already written), and the rows matched in all."""
+class ColdMatcher:
+    """Matches delete filters against one snapshot of a table. A file matched in part is read
+    once and kept for the checkpoint: the decision counts the rows a range replaces from it,
+    and the commit writes the file again from the same rows, without planning or reading twice."""
 
-    dropped: list[DataFile]
-    rewritten: list[tuple[DataFile, list[DataFile]]]
-    rows: int
+    def __init__(self, table: Table):
+        self.table = table
+        self._schema = table.schema()
+        self._rows: dict[str, pa.Table] = {}
 
-    @property
-    def new_files(self) -> list[DataFile]:
-        return [f for _, kept in self.rewritten for f in kept]
+    def match(self, delete_filter: BooleanExpression) -> ColdMatch:
+        if self.table.current_snapshot() is None:
+            return ColdMatch()
+        matches = expression_to_pyarrow(bind(self._schema, delete_filter, case_sensitive=True))
+        whole: list[DataFile] = []
+        partial: list[tuple[DataFile, pa.Array]] = []
+        for task in self.table.scan(row_filter=delete_filter).plan_files():
+            # A file's partition can tell it is matched whole (pyiceberg's residual): its record
+            # count is the match, and it is not read.
+            if task.residual == AlwaysTrue() and not task.delete_files:
+                whole.append(task.file)
+                continue
+            rows = self.rows_of(task)
+            # A row matches where the filter is true (null is not a match), as a scan counts.
+            positions = rows.filter(matches)[_POSITION].combine_chunks()
+            if len(positions):
+                partial.append((task.file, positions))
+        return ColdMatch(tuple(whole), tuple(partial))
+
+    def rows_of(self, task: FileScanTask) -> pa.Table:
+        """A file's rows (its delete files applied), with their positions, read once."""
+        path = task.file.file_path
+        if path not in self._rows:
+            rows = ArrowScan(self.table.metadata, self.table.io, self._schema, AlwaysTrue()).to_table([task])
+            self._rows[path] = rows.append_column(_POSITION, pa.array(range(rows.num_rows), pa.int64()))
+        return self._rows[path]
+
+    def rows_kept(self, data_file: DataFile, removed: pa.Array) -> pa.Table:
+        rows = self._rows[data_file.file_path]
+        return rows.filter(pc.invert(pc.is_in(rows[_POSITION], value_set=removed))).drop_columns([_POSITION])
+
+
+_POSITION = "_cold_assets_position"
 
 
 def commit_transaction(
-    table: Table,
+    matcher: ColdMatcher,
     data_files: list[DataFile],
-    delete_filter: BooleanExpression | None,
+    matches: list[ColdMatch],
     summary: dict[str, str],
     *,
     split_column: str,
-    replaced_rows: int,
 ) -> int | None:
-    """One snapshot: the cold rows this checkpoint owns go, its files come in; returns it.
+    """One snapshot: the cold rows this checkpoint's ranges matched go, its files come in;
+    returns it. It is made on the snapshot the ranges were matched on (the matcher's).
 
-    A file the delete filter matches whole is dropped; a file it matches in part (an append
-    layer's overlap re-read, one hour of a day that compaction wrote as one file) is written
-    again without the matched rows, in the same snapshot. One snapshot per commit keeps the
-    table's history to one snapshot per checkpoint (pyiceberg's delete then append made two or
-    three), and every snapshot is a state an offload meant: none holds an hour deleted and not
-    yet written back, so time travel and rollback land on whole hours. `replaced_rows` is what
-    the decision counted the filter to match; the commit removes exactly that many or none.
+    A file matched whole is dropped; a file matched in part (an append layer's overlap
+    re-read, one hour of a day that compaction wrote as one file) is written again without
+    the matched rows, in the same snapshot. One snapshot per commit keeps the table's history
+    to one snapshot per checkpoint (pyiceberg's delete then append made two or three), and
+    every snapshot is a state an offload meant: none holds an hour deleted and not yet written
+    back, so time travel and rollback land on whole hours. The commit removes exactly the rows
+    the decisions counted, or nothing.
 
     Until the catalog call, every file of the commit (`data_files` and the rewrites) is
     deleted on any failure; after a refusal by the catalog too; when the call's outcome is
     unknown they stay (protocol.py)."""
-    table = table_without_commit_retries(table)
-    matched = Matched([], [], 0)
+    table = table_without_commit_retries(matcher.table)
+    rewritten: list[tuple[DataFile, list[DataFile]]] = []
     tx = table.transaction()
     try:
-        if delete_filter is not None:
-            matched = _matched_files(table, delete_filter, split_column)
-        if matched.rows != replaced_rows:
+        dropped, partial = _combined(matches)
+        removed = sum(f.record_count for f in dropped) + sum(len(positions) for _, positions in partial)
+        if removed != sum(m.rows for m in matches):
             raise CommitWouldRemoveOtherRows(
-                f"{'.'.join(table.name())}: the delete would remove {matched.rows} cold rows where the decision "
-                f"counted {replaced_rows}, on the same snapshot"
+                f"{'.'.join(table.name())}: the commit's ranges match {sum(m.rows for m in matches)} cold rows "
+                f"between them but {removed} distinct ones: their delete filters overlap"
             )
-        if matched.dropped or matched.rewritten:
+        for data_file, positions in partial:
+            kept = matcher.rows_kept(data_file, positions)
+            if kept.num_rows == 0:
+                dropped.append(data_file)
+            else:
+                rewritten.append((data_file, _write(table, kept, split_column)))
+        new_files = [f for _, kept_files in rewritten for f in kept_files]
+        if dropped or rewritten:
             with overwrite_of_live_manifests(tx, table, summary) as overwrite:
-                for data_file in matched.dropped + [original for original, _ in matched.rewritten]:
+                for data_file in dropped + [original for original, _ in rewritten]:
                     overwrite.delete_data_file(data_file)
-                for data_file in matched.new_files + data_files:
+                for data_file in new_files + data_files:
                     overwrite.append_data_file(data_file)
         elif data_files:
             with tx.update_snapshot(snapshot_properties=summary).fast_append() as append:
                 for data_file in data_files:
                     append.append_data_file(data_file)
         else:
-            return snapshot_id(table)  # the filter matched no cold row, and nothing is new
+            return snapshot_id(table)  # the filters matched no cold row, and nothing is new
     except BaseException:
-        _delete(table, matched.new_files + data_files)  # no catalog call was made: nothing references them
+        # No catalog call was made: nothing references them.
+        _delete(table, [f for _, kept_files in rewritten for f in kept_files] + data_files)
         raise
     try:
         committed = tx.commit_transaction()
     except (CommitFailedException, ValidationException):
-        _delete(table, matched.new_files + data_files)  # the catalog refused it
+        _delete(table, new_files + data_files)  # the catalog refused it
         raise
     return snapshot_id(committed)
 
 
-def _matched_files(table: Table, delete_filter: BooleanExpression, split_column: str) -> Matched:
-    """The files the delete filter matches whole (to drop), and those it matches in part, each
-    with the files of the rows it keeps (written here). A file's partition tells when it is
-    matched whole (pyiceberg's residual); the others are read and filtered."""
-    schema = table.schema()
-    matches = expression_to_pyarrow(bind(schema, delete_filter, case_sensitive=True))
-    dropped: list[DataFile] = []
-    rewritten: list[tuple[DataFile, list[DataFile]]] = []
-    rows_matched = 0
+def _combined(matches: list[ColdMatch]) -> tuple[list[DataFile], list[tuple[DataFile, pa.Array]]]:
+    """The files the ranges' matches drop, and those they match in part with every range's
+    matched positions together (two hours of one compacted day's file are one rewrite)."""
+    dropped = {f.file_path: f for m in matches for f in m.whole}
+    partial: dict[str, tuple[DataFile, list[pa.Array]]] = {}
+    for m in matches:
+        for data_file, positions in m.partial:
+            if data_file.file_path not in dropped:
+                partial.setdefault(data_file.file_path, (data_file, []))[1].append(positions)
+    return list(dropped.values()), [
+        (data_file, pc.unique(pa.chunked_array(arrays)).combine_chunks() if len(arrays) > 1 else arrays[0])
+        for data_file, arrays in partial.values()
+    ]
+
+
+def _write(table: Table, rows: pa.Table, split_column: str) -> list[DataFile]:
+    writer = DataFileWriter(DataFileFormat(table, rows.schema), split_column, f"rewrite-{table.name()[-1]}")
     try:
-        for task in table.scan(row_filter=delete_filter).plan_files():
-            if task.residual == AlwaysTrue() and not task.delete_files:
-                dropped.append(task.file)
-                rows_matched += task.file.record_count
-                continue
-            rows = ArrowScan(table.metadata, table.io, schema, AlwaysTrue()).to_table([task])
-            # A row is kept unless the filter is true for it (null is not a match), as a scan counts.
-            kept = rows.filter(~matches | matches.is_null())
-            rows_matched += rows.num_rows - kept.num_rows
-            if kept.num_rows == rows.num_rows:
-                continue
-            if kept.num_rows == 0:
-                dropped.append(task.file)
-                continue
-            writer = DataFileWriter(DataFileFormat(table, kept.schema), split_column, f"rewrite-{table.name()[-1]}")
-            try:
-                for batch in kept.to_batches():
-                    writer.write(batch)
-                rewritten.append((task.file, writer.close()))
-            except BaseException:
-                writer.abort()
-                raise
+        for batch in rows.to_batches():
+            writer.write(batch)
+        return writer.close()
     except BaseException:
-        _delete(table, [f for _, kept in rewritten for f in kept])
+        writer.abort()
         raise
-    return Matched(dropped, rewritten, rows_matched)
 
 
 def discard(table: Table, written: Iterable[Written]) -> None:

@@ -1,18 +1,20 @@
 """The phases one offload range goes through in a checkpoint, each an immutable value holding
 what the next phase needs (protocol.py runs them in order):
 
-    planned (plan.py)  ->  read into data files (stream.py)  ->  decided (commit.py)  ->  committed
+    planned (plan.py)  ->  read into data files (stream.py)  ->  matched, decided (commit.py)  ->  committed
 
 A range decided while planning (cold-only, or unchanged since its last offload) is `Settled`
 and skips the read; a `ToRead` range carries its read and its delete. After the read, each
-range is `Written` (its rows are in data files, not yet part of the table), then `Decided`
-(appended, replaced or unchanged) or refused (`ColdRowsWouldBeLost`, nothing of it written).
+range is `Written` (its rows are in data files, not yet part of the table); its delete
+filter is matched against the cold files (`ColdMatch`), and it is `Decided` (appended,
+replaced or unchanged) or refused (`ColdRowsWouldBeLost`, nothing of it written).
 """
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 
+import pyarrow as pa
 from pyiceberg.expressions import BooleanExpression
 from pyiceberg.manifest import DataFile
 
@@ -111,14 +113,27 @@ class Written:
 
 
 @dataclass(frozen=True)
+class ColdMatch:
+    """The cold rows one range's delete filter matches on the snapshot it is decided on: files
+    matched whole, and files matched in part with the positions of their matched rows."""
+
+    whole: tuple[DataFile, ...] = ()
+    partial: tuple[tuple[DataFile, pa.Array], ...] = ()
+
+    @property
+    def rows(self) -> int:
+        return sum(f.record_count for f in self.whole) + sum(len(positions) for _, positions in self.partial)
+
+
+@dataclass(frozen=True)
 class Decided:
     """What a range that was read becomes: APPEND or REPLACE go into the commit, UNCHANGED not
-    (its files are deleted). `replaced`: the cold rows its delete filter matches."""
+    (its files are deleted). `matched`: the cold rows its commit replaces."""
 
     written: Written
     outcome: Outcome
     new_state: PartitionState
-    replaced: int
+    matched: ColdMatch
 
     @property
     def commits(self) -> bool:

@@ -51,17 +51,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import reduce
 
 from clickhouse_connect.driver.client import Client
 from pyiceberg.exceptions import CommitFailedException, ValidationException
-from pyiceberg.expressions import Or
 from pyiceberg.table import Table
 
 from cold_assets.hours import HourPolicy, HourStatus
 from cold_assets.offload import commit, plan, stream
 from cold_assets.offload.bookkeeping import Ancestry, PartitionState, StateSource, commit_summary, snapshot_id
-from cold_assets.offload.phases import ColdRowsWouldBeLost, Decided, Outcome, RunOptions, Settled, ToRead, Written
+from cold_assets.offload.phases import ColdMatch, ColdRowsWouldBeLost, Decided, Outcome, RunOptions, Settled, ToRead, Written
 from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.tables import MirroredTable
 from cold_assets.warm.read import read_columns, warm_now
@@ -219,11 +217,13 @@ def _checkpoint(
     try:
         if to_read:
             table, written = stream.read_into_files(client, table, spec, columns, to_read)
+        # Every range is matched and decided on the snapshot the commit will assert.
+        matcher = commit.ColdMatcher(table)
         for w in written:
             span = w.planned.span
             holds = cold_files.holds(span.start, span.end)
-            replaced = commit.cold_rows(table, w.planned.read.delete_filter) if holds else 0
-            verdict = commit.decide(spec, w, replaced, options.allow_fewer_rows)
+            matched = matcher.match(w.planned.read.delete_filter) if holds else ColdMatch()
+            verdict = commit.decide(spec, w, matched, options.allow_fewer_rows)
             if isinstance(verdict, ColdRowsWouldBeLost):
                 refused.append(verdict)
             else:
@@ -232,13 +232,6 @@ def _checkpoint(
                 commit.discard(table, [w])
         to_commit = [d for d in decided.values() if d.commits]
         if to_commit:
-            data_files = [f for d in to_commit for f in d.written.data_files]
-            # Only what matches cold rows is deleted: a first backfill commits appends only,
-            # without evaluating a delete against every file of the month (gold's partition).
-            # Concurrent writers still cannot both commit: every snapshot asserts the branch's
-            # current snapshot, and retries are off (commit.py).
-            deletes = [d.written.planned.read.delete_filter for d in to_commit if d.replaced]
-            delete_filter = reduce(lambda a, b: Or(a, b), deletes) if deletes else None
             summary = commit_summary(
                 options.run_id,
                 {
@@ -246,20 +239,23 @@ def _checkpoint(
                     for d in to_commit
                 },
             )
+            # Only what matched cold rows is deleted: a first backfill commits appends only.
+            # Concurrent writers still cannot both commit: every snapshot asserts the branch's
+            # current snapshot, and retries are off (commit.py).
             committing = True
             snapshot = commit.commit_transaction(
-                table, data_files, delete_filter, summary,
-                split_column=spec.split_column, replaced_rows=sum(d.replaced for d in to_commit),
+                matcher,
+                [f for d in to_commit for f in d.written.data_files],
+                [d.matched for d in to_commit],
+                summary,
+                split_column=spec.split_column,
             )
-    except (CommitFailedException, ValidationException):
-        # The catalog refused the commit: nothing of it is visible, the files can go.
-        commit.discard(table, written)
-        raise
     except BaseException:
-        # Before the catalog call the files are certainly unreferenced. During it, the commit
-        # may have landed (a lost connection after COMMIT, a 5xx after the REST catalog
-        # committed, a run terminated mid-call): the files stay, and the next run reconciles
-        # from the table; if the commit did not land they are orphans for the maintenance.
+        # Until the commit, the files are certainly unreferenced; from then on the commit owns
+        # them (commit.py): it deletes them where the catalog refused or was never called, and
+        # keeps them where the call's outcome is unknown (a lost connection after COMMIT, a 5xx
+        # after the REST catalog committed, a run terminated mid-call): the next run reconciles
+        # from the table, and if the commit did not land they are orphans for the maintenance.
         if not committing:
             commit.discard(table, written)
         raise

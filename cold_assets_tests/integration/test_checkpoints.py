@@ -145,9 +145,10 @@ def test_overlapping_ranged_runs_racing_each_other_leave_every_row_once(settings
     def racing_commit_for(spec, attempts: list, racers: dict):
         """A's commit, which first lets B (at A's first attempt) or C (at its third) commit."""
 
-        def racing_commit(table, *args, **kwargs):
+        def racing_commit(matcher, *args, **kwargs):
             if racers.get("running"):  # B's and C's own commits
-                return commit(table, *args, **kwargs)
+                return commit(matcher, *args, **kwargs)
+            table = matcher.table
             attempts.append(table.current_snapshot().snapshot_id if table.current_snapshot() else None)
             racers["running"] = True
             try:
@@ -157,7 +158,7 @@ def test_overlapping_ranged_runs_racing_each_other_leave_every_row_once(settings
                     racers["C"] = run(spec, SIX_KEYS[1:3], "C")
             finally:
                 racers["running"] = False
-            return commit(table, *args, **kwargs)
+            return commit(matcher, *args, **kwargs)
 
         return racing_commit
 

@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from pyiceberg.table.snapshots import Operation
 
+from cold_assets.cold.ranges import range_filter
 from cold_assets.offload.bookkeeping import PARTITIONS
 from cold_assets.offload.protocol import offload_partition
 from cold_assets.offload.schema import IncompatibleWarmSchema
@@ -155,16 +156,50 @@ def test_a_commit_that_fails_before_the_catalog_call_leaves_no_file_behind(setti
     assert _parquet_files(after) == files
 
 
-def test_a_commit_never_removes_other_rows_than_its_decision_counted(settings, warm, cold, monkeypatch):
-    """What the commit's filter matches is counted again when the files are matched; a count
-    that differs from the decision's on the same snapshot stops the commit, and its files go."""
+def test_a_file_matched_in_part_is_planned_and_read_once_for_the_decision_and_the_commit(settings, warm, cold, monkeypatch):
+    """The append's overlap matches the hour's file in part: the rows it replaces are counted
+    (the decision) and the file written again without them (the commit) from one plan and one
+    read of it, on the snapshot the commit asserts."""
+    from pyiceberg.io.pyarrow import ArrowScan
+    from pyiceberg.table import DataScan
+
+    raw, table, files = _raw_hour_with_a_file_to_split(settings, warm, cold)
+    reads, plans = [], []
+    to_table, plan_files = ArrowScan.to_table, DataScan.plan_files
+
+    def counted_read(self, tasks):
+        tasks = list(tasks)
+        reads.extend(t.file.file_path for t in tasks)
+        return to_table(self, tasks)
+
+    def counted_plan(self):
+        plans.append(str(self.row_filter))
+        return plan_files(self)
+
+    monkeypatch.setattr(ArrowScan, "to_table", counted_read)
+    monkeypatch.setattr(DataScan, "plan_files", counted_plan)
+    with warm.connect() as client:
+        result = offload_partition(client, table, raw, HOURS[0], KEYS[0], "t", settle_lag=timedelta(0))
+    assert result.rows_written > 0
+    assert len(reads) == len(set(reads)) == 1, reads  # the one file of the hour, matched in part
+    assert len(plans) == 2, plans  # the run's cold files, then the range's delete filter
+    monkeypatch.undo()
+    after = cold.catalog().load_table(raw.cold_identifier)
+    assert len(after.snapshots()) == len(table.snapshots()) + 1
+    assert_tiers_equal(warm, cold, HOURS[:1], tables=[raw])
+
+
+def test_ranges_whose_delete_filters_overlap_are_never_committed(settings, warm, cold):
+    """Two ranges of one commit cannot own the same cold rows: a commit whose matches overlap
+    would remove fewer rows than its decisions counted, and is refused before anything is written."""
     from cold_assets.offload import commit
 
     raw, table, files = _raw_hour_with_a_file_to_split(settings, warm, cold)
-    counted = commit.cold_rows
-    monkeypatch.setattr(commit, "cold_rows", lambda t, f: counted(t, f) - 1)
-    with warm.connect() as client, pytest.raises(commit.CommitWouldRemoveOtherRows, match="raw_trades"):
-        offload_partition(client, table, raw, HOURS[0], KEYS[0], "t", settle_lag=timedelta(0))
+    matcher = commit.ColdMatcher(table)
+    hour = matcher.match(range_filter(raw.time_column, HOURS[0], HOURS[0] + timedelta(hours=1)))
+    assert hour.rows > 0
+    with pytest.raises(commit.CommitWouldRemoveOtherRows, match="raw_trades.*overlap"):
+        commit.commit_transaction(matcher, [], [hour, hour], {}, split_column=raw.split_column)
     after = cold.catalog().load_table(raw.cold_identifier)
     assert after.current_snapshot().snapshot_id == table.current_snapshot().snapshot_id
     assert _parquet_files(after) == files
