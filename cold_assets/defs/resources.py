@@ -10,12 +10,12 @@ One code path for the embedded default and production; only the connection diffe
 import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, DagsterRun, InitResourceContext
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.table import Table
@@ -74,6 +74,19 @@ class ClickHouseResource(ConfigurableResource):
         return clickhouse_connect.get_client(dsn=f"chdb://{path}")
 
     @contextmanager
+    def yield_for_execution(self, context: InitResourceContext) -> Iterator["ClickHouseResource"]:
+        """A run that materializes or checks cold assets on the embedded tier opens it once for
+        all its steps (they run one after another in the run's process, in_process_executor);
+        each step's `connect()` shares that client. Every open attaches every table and loads
+        its parts, about 0.1 s at demo volume, and a run has a step per table. Op jobs (the
+        nightly ones) open it per use: their Spark work must not keep sensors waiting."""
+        with ExitStack() as held:
+            if self.embedded and self.chdb_path and _reads_warm_in_every_step(context.run):
+                held.enter_context(self.connect())
+            with super().yield_for_execution(context) as resource:
+                yield resource
+
+    @contextmanager
     def connect(self) -> Iterator[Client]:
         if self.embedded:
             path = Path(self.chdb_path)
@@ -94,6 +107,19 @@ class ClickHouseResource(ConfigurableResource):
             yield declare(client, SERVER)
         finally:
             client.close()
+
+
+# The offload job's runs carry it: each of their steps reads warm.
+WARM_OPEN_FOR_THE_RUN = {"cold-assets/warm-open": "run"}
+
+
+def _reads_warm_in_every_step(run: DagsterRun | None) -> bool:
+    """A run of cold assets: the offload job's, or any launched for a selection of them (a
+    backfill, a materialization or a check from the webserver); each of its steps reads warm."""
+    if run is None:
+        return False
+    tagged = all(run.tags.get(k) == v for k, v in WARM_OPEN_FOR_THE_RUN.items())
+    return tagged or bool(run.asset_selection or run.asset_check_selection)
 
 
 _WAL_DATABASES: set[Path] = set()  # embedded catalogs this process has put in WAL mode

@@ -375,11 +375,11 @@ class Soak:
         for name in ("self_healing", "ttl_guard", "parity_alerts"):
             state = self.sensor_cursors.get(name)
             resources = {key: (self.defs.resources or {})[key] for key in ("clickhouse", "iceberg")}
-            context = build_sensor_context(
+            with build_sensor_context(
                 instance=self.instance, cursor=state, resources=resources, definitions=self.defs,
-            )
-            result = self.defs.resolve_sensor_def(name)(context)
-            self.sensor_cursors[name] = context.cursor
+            ) as context:
+                result = self.defs.resolve_sensor_def(name)(context)
+                self.sensor_cursors[name] = context.cursor
             requests = result if isinstance(result, list) else []
             for request in requests:
                 if request.run_key in self.launched_run_keys:

@@ -207,10 +207,10 @@ def sensor_tick_seconds(defs: "Definitions", instance: "DagsterInstance") -> dic
     resources = {key: (defs.resources or {})[key] for key in ("clickhouse", "iceberg")}
     seconds = {}
     for name in ("self_healing", "ttl_guard"):
-        context = build_sensor_context(instance=instance, resources=resources, definitions=defs)
-        started = time.perf_counter()
-        defs.resolve_sensor_def(name)(context)
-        seconds[name] = round(time.perf_counter() - started, 2)
+        with build_sensor_context(instance=instance, resources=resources, definitions=defs) as context:
+            started = time.perf_counter()
+            defs.resolve_sensor_def(name)(context)
+            seconds[name] = round(time.perf_counter() - started, 2)
     return seconds
 
 

@@ -78,11 +78,11 @@ def _ticks(settings: Settings, repeats: int) -> dict[str, list[float]]:
             sensor = defs.resolve_sensor_def(name)
             cursor = None  # carried from tick to tick, as the daemon does
             for _ in range(repeats):
-                context = build_sensor_context(instance=instance, resources=resources, definitions=defs, cursor=cursor)
-                started = time.perf_counter()
-                sensor(context)
-                cursor = context.cursor
-                seconds.setdefault(name, []).append(round(time.perf_counter() - started, 2))
+                with build_sensor_context(instance=instance, resources=resources, definitions=defs, cursor=cursor) as context:
+                    started = time.perf_counter()
+                    sensor(context)
+                    cursor = context.cursor
+                    seconds.setdefault(name, []).append(round(time.perf_counter() - started, 2))
     return seconds
 
 

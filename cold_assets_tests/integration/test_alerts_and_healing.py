@@ -42,9 +42,10 @@ def _sensor(settings, name, cursor=None):
     sensor = defs.resolve_sensor_def(name)
     # The sensors' own resources (Spark's, which starts a JVM, is for the maintenance jobs).
     resources = {key: defs.resources[key] for key in ("clickhouse", "iceberg")}
-    context = build_sensor_context(instance=embedded_instance(settings), cursor=cursor, resources=resources, definitions=defs)
-    result = sensor(context)
-    return result, context.cursor
+    # As the daemon does: the resources live as long as the tick (ClickHouseResource has a lifecycle).
+    with build_sensor_context(instance=embedded_instance(settings), cursor=cursor, resources=resources, definitions=defs) as context:
+        result = sensor(context)
+        return result, context.cursor
 
 
 def test_without_a_webhook_alerts_go_to_the_log_and_nothing_fails(caplog):

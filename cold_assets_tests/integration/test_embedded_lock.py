@@ -54,3 +54,39 @@ def test_the_embedded_warm_tier_folder_is_readable_by_its_owner_only(settings, w
     import stat
 
     assert stat.S_IMODE(settings.chdb_path.stat().st_mode) == 0o700
+
+
+def test_a_run_of_the_cold_assets_opens_the_embedded_tier_once_and_the_nightly_jobs_per_use(settings, warm, cold, monkeypatch):
+    """Every step of an offload run reads warm, one after another in the run's process: they
+    share one open of the embedded tier (each open attaches every table, about 0.1 s, more as
+    parts accumulate), whether the run is the offload job's or one launched for a selection of
+    assets (a backfill, the webserver's materialize). The nightly jobs open it per use, so that
+    their Spark work keeps no sensor waiting for it."""
+    from dagster import AssetKey
+
+    from cold_assets.definitions import build_definitions
+    from cold_assets.defs.nightly import COMPACTION_JOB, DAILY_AUDIT_JOB, EXPIRY_JOB
+    from cold_assets.defs.resources import WARM_OPEN_FOR_THE_RUN
+    from cold_assets_tests.support.offload_helpers import KEYS, feed, run_offload
+
+    feed(warm, hours=1)
+    opens = []
+    real_open = ClickHouseResource._open_embedded
+
+    def counted_open(path):
+        opens.append(path)
+        return real_open(path)
+
+    monkeypatch.setattr(ClickHouseResource, "_open_embedded", staticmethod(counted_open))
+    result, instance = run_offload(settings, KEYS[:1])
+    assert result.success and len(opens) == 1, opens
+
+    defs = build_definitions(settings)
+    opens.clear()
+    selected = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, asset_selection=[AssetKey(["cold", "raw_trades"]), AssetKey(["cold", "silver_trades"])],
+        partition_key=KEYS[0],
+    )
+    assert selected.success and len(opens) == 1, opens
+    for name in (COMPACTION_JOB, EXPIRY_JOB, DAILY_AUDIT_JOB):
+        assert not WARM_OPEN_FOR_THE_RUN.items() <= defs.resolve_job_def(name).tags.items(), name
