@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.expressions import AlwaysTrue, BooleanExpression
-from pyiceberg.expressions.visitors import bind
+from pyiceberg.expressions.visitors import bind, extract_field_ids
 from pyiceberg.io.pyarrow import ArrowScan, expression_to_pyarrow
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import FileScanTask, Table
@@ -62,42 +62,50 @@ class CommitWouldRemoveOtherRows(RuntimeError):
 class ColdMatcher:
     """Matches delete filters against one snapshot of a table. A file matched in part is read
     once and kept for the checkpoint: the decision counts the rows a range replaces from it,
-    and the commit writes the file again from the same rows, without planning or reading twice."""
+    and the commit writes the file again from the same rows, without planning or reading twice.
+    Only those files are kept: one a filter matches whole or not at all needs no rewrite."""
 
     def __init__(self, table: Table):
         self.table = table
+        self.snapshot_id = snapshot_id(table)
         self._schema = table.schema()
-        self._rows: dict[str, pa.Table] = {}
+        self._kept: dict[str, pa.Table] = {}  # file path -> its rows and their positions
 
     def match(self, delete_filter: BooleanExpression) -> ColdMatch:
         if self.table.current_snapshot() is None:
             return ColdMatch()
-        matches = expression_to_pyarrow(bind(self._schema, delete_filter, case_sensitive=True))
-        whole: list[DataFile] = []
+        bound = bind(self._schema, delete_filter, case_sensitive=True)
+        matches = expression_to_pyarrow(bound)
+        filtered = [self._schema.find_column_name(i) for i in sorted(extract_field_ids(bound))]
+        whole: list[tuple[DataFile, int]] = []
         partial: list[tuple[DataFile, pa.Array]] = []
         for task in self.table.scan(row_filter=delete_filter).plan_files():
             # A file's partition can tell it is matched whole (pyiceberg's residual): its record
             # count is the match, and it is not read.
             if task.residual == AlwaysTrue() and not task.delete_files:
-                whole.append(task.file)
+                whole.append((task.file, task.file.record_count))
                 continue
-            rows = self.rows_of(task)
+            rows = self._rows(task)
             # A row matches where the filter is true (null is not a match), as a scan counts.
-            positions = rows.filter(matches)[_POSITION].combine_chunks()
-            if len(positions):
+            positions = rows.select([*filtered, _POSITION]).filter(matches)[_POSITION].combine_chunks()
+            if len(positions) == rows.num_rows:
+                whole.append((task.file, rows.num_rows))  # (its delete files applied: not its record count)
+            elif len(positions):
                 partial.append((task.file, positions))
+                self._kept[task.file.file_path] = rows
         return ColdMatch(tuple(whole), tuple(partial))
 
-    def rows_of(self, task: FileScanTask) -> pa.Table:
-        """A file's rows (its delete files applied), with their positions, read once."""
-        path = task.file.file_path
-        if path not in self._rows:
-            rows = ArrowScan(self.table.metadata, self.table.io, self._schema, AlwaysTrue()).to_table([task])
-            self._rows[path] = rows.append_column(_POSITION, pa.array(range(rows.num_rows), pa.int64()))
-        return self._rows[path]
+    def _rows(self, task: FileScanTask) -> pa.Table:
+        """A file's rows (its delete files applied), with their positions."""
+        kept = self._kept.get(task.file.file_path)
+        if kept is not None:
+            return kept
+        rows = ArrowScan(self.table.metadata, self.table.io, self._schema, AlwaysTrue()).to_table([task])
+        return rows.append_column(_POSITION, pa.array(range(rows.num_rows), pa.int64()))
 
     def rows_kept(self, data_file: DataFile, removed: pa.Array) -> pa.Table:
-        rows = self._rows[data_file.file_path]
+        """The rows of a file matched in part that none of `removed` (positions) is."""
+        rows = self._kept[data_file.file_path]
         return rows.filter(pc.invert(pc.is_in(rows[_POSITION], value_set=removed))).drop_columns([_POSITION])
 
 
@@ -126,12 +134,18 @@ def commit_transaction(
     Until the catalog call, every file of the commit (`data_files` and the rewrites) is
     deleted on any failure; after a refusal by the catalog too; when the call's outcome is
     unknown they stay (protocol.py)."""
-    table = table_without_commit_retries(matcher.table)
+    table = matcher.table
     rewritten: list[tuple[DataFile, list[DataFile]]] = []
-    tx = table.transaction()
     try:
+        if snapshot_id(table) != matcher.snapshot_id:
+            raise RuntimeError(
+                f"{'.'.join(table.name())}: the table moved from snapshot {matcher.snapshot_id}, which the ranges were "
+                f"matched on, to {snapshot_id(table)} before their commit"
+            )
+        table = table_without_commit_retries(table)
+        tx = table.transaction()
         dropped, partial = _combined(matches)
-        removed = sum(f.record_count for f in dropped) + sum(len(positions) for _, positions in partial)
+        removed = sum(rows for _, rows in dropped) + sum(len(positions) for _, positions in partial)
         if removed != sum(m.rows for m in matches):
             raise CommitWouldRemoveOtherRows(
                 f"{'.'.join(table.name())}: the commit's ranges match {sum(m.rows for m in matches)} cold rows "
@@ -140,13 +154,13 @@ def commit_transaction(
         for data_file, positions in partial:
             kept = matcher.rows_kept(data_file, positions)
             if kept.num_rows == 0:
-                dropped.append(data_file)
+                dropped.append((data_file, len(positions)))
             else:
                 rewritten.append((data_file, _write(table, kept, split_column)))
         new_files = [f for _, kept_files in rewritten for f in kept_files]
         if dropped or rewritten:
             with overwrite_of_live_manifests(tx, table, summary) as overwrite:
-                for data_file in dropped + [original for original, _ in rewritten]:
+                for data_file in [f for f, _ in dropped] + [original for original, _ in rewritten]:
                     overwrite.delete_data_file(data_file)
                 for data_file in new_files + data_files:
                     overwrite.append_data_file(data_file)
@@ -168,10 +182,11 @@ def commit_transaction(
     return snapshot_id(committed)
 
 
-def _combined(matches: list[ColdMatch]) -> tuple[list[DataFile], list[tuple[DataFile, pa.Array]]]:
-    """The files the ranges' matches drop, and those they match in part with every range's
-    matched positions together (two hours of one compacted day's file are one rewrite)."""
-    dropped = {f.file_path: f for m in matches for f in m.whole}
+def _combined(matches: list[ColdMatch]) -> tuple[list[tuple[DataFile, int]], list[tuple[DataFile, pa.Array]]]:
+    """The files the ranges' matches drop (with their rows), and those they match in part with
+    every range's matched positions together (two hours of one compacted day's file are one
+    rewrite)."""
+    dropped = {f.file_path: (f, rows) for m in matches for f, rows in m.whole}
     partial: dict[str, tuple[DataFile, list[pa.Array]]] = {}
     for m in matches:
         for data_file, positions in m.partial:

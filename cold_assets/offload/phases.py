@@ -117,12 +117,12 @@ class ColdMatch:
     """The cold rows one range's delete filter matches on the snapshot it is decided on: files
     matched whole, and files matched in part with the positions of their matched rows."""
 
-    whole: tuple[DataFile, ...] = ()
+    whole: tuple[tuple[DataFile, int], ...] = ()  # each with its rows
     partial: tuple[tuple[DataFile, pa.Array], ...] = ()
 
     @property
     def rows(self) -> int:
-        return sum(f.record_count for f in self.whole) + sum(len(positions) for _, positions in self.partial)
+        return sum(rows for _, rows in self.whole) + sum(len(positions) for _, positions in self.partial)
 
 
 @dataclass(frozen=True)

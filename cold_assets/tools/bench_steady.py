@@ -31,11 +31,14 @@ import cProfile
 import json
 import os
 import pstats
+import shutil
 import statistics
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cold_assets.defs.resources import ClickHouseResource, IcebergResource
 from cold_assets.partitions import partition_key_of
@@ -43,6 +46,9 @@ from cold_assets.settings import Settings, throwaway_env
 from cold_assets.tables import TABLES
 from cold_assets.tools.bench import DEMO_TRADES_PER_HOUR, bench_settings, build_bench_warm, child_json, maintenance_child_run
 from cold_assets.tools.bench_history import backfill_runs, metadata_facts, sensor_tick_seconds
+
+if TYPE_CHECKING:
+    from dagster import DagsterInstance
 
 LATE_TRADES_PER_TICK = 300
 TICKS_PER_HOUR = 4
@@ -96,20 +102,46 @@ def _cold_shape(settings: Settings) -> dict[str, dict]:
     return {spec.cold: metadata_facts(catalog.load_table(spec.cold_identifier)) for spec in TABLES}
 
 
-def steady_child(start: str, days: int, ticks: int, sample: int) -> None:
+def _instance(settings: Settings, dagster_postgres: bool) -> "DagsterInstance":
+    """The embedded default's instance (SQLite), or production's (docker/dagster.yaml) on the
+    PostgreSQL database DAGSTER_POSTGRES_URL names, which must hold no run yet: the bench
+    writes a month of runs into it."""
+    from dagster import DagsterInstance
+
+    from cold_assets.tools.instance import embedded_instance
+
+    if not dagster_postgres:
+        return embedded_instance(settings)
+    production = Path(__file__).resolve().parents[2] / "docker" / "dagster.yaml"
+    if not os.environ.get("DAGSTER_POSTGRES_URL"):
+        raise ValueError("bench steady --dagster-postgres: set DAGSTER_POSTGRES_URL to an empty, throwaway database")
+    if not production.exists():
+        raise ValueError(f"bench steady --dagster-postgres reads the production instance file {production}: run it from a clone")
+    home = settings.home / "dagster-postgres"
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(production, home / "dagster.yaml")
+    instance = DagsterInstance.from_config(str(home))
+    if instance.get_runs_count() > 0:
+        raise ValueError(
+            f"bench steady --dagster-postgres: the database DAGSTER_POSTGRES_URL names already holds "
+            f"{instance.get_runs_count()} runs; give it an empty, throwaway one"
+        )
+    return instance
+
+
+def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgres: bool = False) -> None:
     """Runs in a child process with the throwaway environment; prints one JSON line."""
     from dagster import build_schedule_context
 
     from cold_assets.definitions import build_definitions
     from cold_assets.defs.nightly import COMPACTION_JOB
     from cold_assets.defs.schedules import OFFLOAD_JOB
-    from cold_assets.tools.instance import embedded_instance
 
     settings = Settings.from_env()
     defs = build_definitions(settings)
     job = defs.resolve_job_def(OFFLOAD_JOB)
     schedule = defs.resolve_schedule_def("offload_every_15_minutes")
-    instance = embedded_instance(settings)
+    instance = _instance(settings, dagster_postgres)
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     first = datetime.fromisoformat(start)
     keys = [partition_key_of(first + timedelta(hours=h)) for h in range(24 * days)]
@@ -173,6 +205,7 @@ def steady_child(start: str, days: int, ticks: int, sample: int) -> None:
     month = day_of_ticks(month_end - timedelta(hours=-(-ticks // TICKS_PER_HOUR)), ticks)
     month_state = {"warm_parts": _warm_parts(settings), "cold": _cold_shape(settings), "sensors_s": sensor_tick_seconds(defs, instance)}
     print(json.dumps({
+        "dagster_storage": type(instance.event_log_storage).__name__,
         "backfill_s": {"day_one": day_one_backfill_s, "rest_of_month": month_backfill_s},
         "nightly_compaction_s": nightly_s,
         "day_one": day_one | day_one_state,
@@ -181,7 +214,7 @@ def steady_child(start: str, days: int, ticks: int, sample: int) -> None:
 
 
 def bench_steady(days: int = 30, ticks: int = 96, sample: int = 8, parent: str | None = None,
-                 trades_per_hour: int = DEMO_TRADES_PER_HOUR) -> dict:
+                 trades_per_hour: int = DEMO_TRADES_PER_HOUR, dagster_postgres: bool = False) -> dict:
     if ticks < 5 or sample < 5:
         raise ValueError(f"bench steady: --ticks ({ticks}) and the day-one sample ({sample}) need at least 5 ticks each")
     from cold_assets.maintenance.spark import require_spark
@@ -192,6 +225,8 @@ def bench_steady(days: int = 30, ticks: int = 96, sample: int = 8, parent: str |
     start = now - timedelta(hours=24 * days)
     with bench_settings(parent) as lagless:
         settings = replace(lagless, settle_lag_seconds=Settings.from_env().settle_lag_seconds)
+        if dagster_postgres:
+            _instance(settings, dagster_postgres)  # no database, or one in use: refused before the build
         built = time.perf_counter()
         build_bench_warm(settings, trades_per_hour, 24 * days, bronze_only=False, start=start)
         setup_s = round(time.perf_counter() - built, 1)
@@ -203,7 +238,8 @@ def bench_steady(days: int = 30, ticks: int = 96, sample: int = 8, parent: str |
             "COLD_SPARK_JARS_DIR": str(settings.spark_jars_dir),
         }
         figures = child_json(
-            f"from cold_assets.tools.bench_steady import steady_child; steady_child({start.isoformat()!r}, {days}, {ticks}, {sample})",
+            "from cold_assets.tools.bench_steady import steady_child; "
+            f"steady_child({start.isoformat()!r}, {days}, {ticks}, {sample}, {dagster_postgres!r})",
             env, "bench steady: the Dagster runs failed",
         )
     day_one, month = figures["day_one"]["first_5_median_s"], figures["after_month"]["last_5_median_s"]

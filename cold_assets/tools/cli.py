@@ -360,7 +360,9 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         from cold_assets.tools.bench_steady import bench_steady
 
         per_hour = args.trades_per_hour or bench.DEMO_TRADES_PER_HOUR
-        bench.print_json(bench_steady(args.days or 30, args.ticks, parent=args.home, trades_per_hour=per_hour))
+        bench.print_json(
+            bench_steady(args.days or 30, args.ticks, parent=args.home, trades_per_hour=per_hour, dagster_postgres=args.dagster_postgres)
+        )
     elif args.what == "sensors":
         from cold_assets.tools.bench_sensors import PRODUCTION_TRADES_PER_HOUR as SENSORS_TRADES_PER_HOUR
         from cold_assets.tools.bench_sensors import bench_sensors
@@ -495,6 +497,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--rows", type=int, default=2_000_000, help="offload: rows in the bronze hour")
     p.add_argument("--ticks", type=int, default=96, help="steady: ticks after the month (96: a day)")
+    p.add_argument(
+        "--dagster-postgres",
+        action="store_true",
+        help="steady: keep the Dagster instance on PostgreSQL (docker/dagster.yaml), in the empty, throwaway "
+        "database DAGSTER_POSTGRES_URL names, instead of SQLite",
+    )
     p.add_argument("--trades", type=int, default=5_000_000, help="feed: trades to simulate")
     p.add_argument("--hours", type=int, default=None, help="storage: hours of data (24)")
     p.add_argument("--trades-per-hour", type=int, default=None, help="per hour: storage (100,000), sensors (200,000), federation (2,000)")

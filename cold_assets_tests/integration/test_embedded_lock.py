@@ -57,16 +57,18 @@ def test_the_embedded_warm_tier_folder_is_readable_by_its_owner_only(settings, w
 
 
 def test_a_run_of_the_cold_assets_opens_the_embedded_tier_once_and_the_nightly_jobs_per_use(settings, warm, cold, monkeypatch):
-    """Every step of an offload run reads warm, one after another in the run's process: they
-    share one open of the embedded tier (each open attaches every table, about 0.1 s, more as
-    parts accumulate), whether the run is the offload job's or one launched for a selection of
-    assets (a backfill, the webserver's materialize). The nightly jobs open it per use, so that
-    their Spark work keeps no sensor waiting for it."""
+    """Every step of a tick's or a repair's run reads warm, one after another in the run's
+    process: they share one open of the embedded tier (each open attaches every table, about
+    0.1 s, more as parts accumulate), whether the run is the offload job's or one launched for
+    a selection of assets (the webserver's materialize, a repair). A longer run (a backfill's)
+    and the nightly jobs open it per use, so that the sensors get in between their steps and
+    Spark's work keeps nobody waiting."""
     from dagster import AssetKey
 
     from cold_assets.definitions import build_definitions
     from cold_assets.defs.nightly import COMPACTION_JOB, DAILY_AUDIT_JOB, EXPIRY_JOB
     from cold_assets.defs.resources import WARM_OPEN_FOR_THE_RUN
+    from cold_assets.tables import TABLES
     from cold_assets_tests.support.offload_helpers import KEYS, feed, run_offload
 
     feed(warm, hours=1)
@@ -80,6 +82,9 @@ def test_a_run_of_the_cold_assets_opens_the_embedded_tier_once_and_the_nightly_j
     monkeypatch.setattr(ClickHouseResource, "_open_embedded", staticmethod(counted_open))
     result, instance = run_offload(settings, KEYS[:1])
     assert result.success and len(opens) == 1, opens
+    opens.clear()
+    backfill, _ = run_offload(settings, KEYS[:3])  # three hours: longer than a tick
+    assert backfill.success and len(opens) == len(TABLES), opens
 
     defs = build_definitions(settings)
     opens.clear()

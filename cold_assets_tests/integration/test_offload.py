@@ -191,7 +191,8 @@ def test_a_file_matched_in_part_is_planned_and_read_once_for_the_decision_and_th
 
 def test_ranges_whose_delete_filters_overlap_are_never_committed(settings, warm, cold):
     """Two ranges of one commit cannot own the same cold rows: a commit whose matches overlap
-    would remove fewer rows than its decisions counted, and is refused before anything is written."""
+    would remove fewer rows than its decisions counted, and is refused before anything is
+    written; so is a commit on another snapshot than its ranges were matched on."""
     from cold_assets.offload import commit
 
     raw, table, files = _raw_hour_with_a_file_to_split(settings, warm, cold)
@@ -203,6 +204,12 @@ def test_ranges_whose_delete_filters_overlap_are_never_committed(settings, warm,
     after = cold.catalog().load_table(raw.cold_identifier)
     assert after.current_snapshot().snapshot_id == table.current_snapshot().snapshot_id
     assert _parquet_files(after) == files
+    # Nor is a commit made on another snapshot than its ranges were matched on.
+    with warm.connect() as client:
+        offload_partition(client, after, raw, HOURS[0], KEYS[0], "other", settle_lag=timedelta(0))
+    matcher.table.refresh()
+    with pytest.raises(RuntimeError, match="moved from snapshot"):
+        commit.commit_transaction(matcher, [], [hour], {}, split_column=raw.split_column)
 
 
 def test_duplicate_deliveries_stay_in_raw_and_never_reach_silver(settings, warm, cold):
