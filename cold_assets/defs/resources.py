@@ -115,10 +115,11 @@ class ClickHouseResource(ConfigurableResource):
 # The offload job's runs carry it: each of their steps reads warm.
 WARM_OPEN_FOR_THE_RUN = {"cold-assets/warm-open": "run"}
 # Runs of at most this many hours hold the embedded tier from their first step to their last:
-# the schedule's tick covers two, a repair one. Their steps are short and an open is a large
-# share of each. Longer runs (backfills, up to a week each) open it per step, so that the
-# sensors' looks at warm (20 s of patience, healing.py) get in between their steps.
-HELD_RUN_MAX_HOURS = 2
+# the schedule's tick covers two, a repair one, a catch-up after a short outage a few. They
+# take seconds at demo volume and an open is a large share of each step. Longer runs
+# (backfills, up to a week each) open it per step, so that the sensors' looks at warm (20 s
+# of patience, healing.py) get in between their steps.
+HELD_RUN_MAX_HOURS = 6
 
 
 def _reads_warm_in_every_step(run: DagsterRun | None) -> bool:

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import time
+from datetime import timedelta
 
 import pytest
 
@@ -67,7 +68,8 @@ def test_a_run_of_the_cold_assets_opens_the_embedded_tier_once_and_the_nightly_j
 
     from cold_assets.definitions import build_definitions
     from cold_assets.defs.nightly import COMPACTION_JOB, DAILY_AUDIT_JOB, EXPIRY_JOB
-    from cold_assets.defs.resources import WARM_OPEN_FOR_THE_RUN
+    from cold_assets.defs.resources import HELD_RUN_MAX_HOURS, WARM_OPEN_FOR_THE_RUN
+    from cold_assets.partitions import hour_of, partition_key_of
     from cold_assets.tables import TABLES
     from cold_assets_tests.support.offload_helpers import KEYS, feed, run_offload
 
@@ -83,7 +85,8 @@ def test_a_run_of_the_cold_assets_opens_the_embedded_tier_once_and_the_nightly_j
     result, instance = run_offload(settings, KEYS[:1])
     assert result.success and len(opens) == 1, opens
     opens.clear()
-    backfill, _ = run_offload(settings, KEYS[:3])  # three hours: longer than a tick
+    longer = [partition_key_of(hour_of(KEYS[0]) + timedelta(hours=h)) for h in range(HELD_RUN_MAX_HOURS + 1)]
+    backfill, _ = run_offload(settings, longer)  # a backfill's run
     assert backfill.success and len(opens) == len(TABLES), opens
 
     defs = build_definitions(settings)
