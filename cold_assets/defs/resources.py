@@ -9,20 +9,18 @@ One code path for the embedded default and production; only the connection diffe
 
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, closing, contextmanager
-from datetime import timedelta
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
-from dagster import ConfigurableResource, DagsterRun, InitResourceContext
+from dagster import ConfigurableResource
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.table import Table
 from pyiceberg.utils.config import Config
 
-from cold_assets.partitions import hour_of
 from cold_assets.settings import THROWAWAY_CATALOG, Settings
 from cold_assets.warm.capabilities import EMBEDDED, SERVER, WarmCapabilities, declare
 from cold_assets.warm.embedded_lock import exclusive_client
@@ -76,20 +74,6 @@ class ClickHouseResource(ConfigurableResource):
         return clickhouse_connect.get_client(dsn=f"chdb://{path}")
 
     @contextmanager
-    def yield_for_execution(self, context: InitResourceContext) -> Iterator["ClickHouseResource"]:
-        """A short run that materializes or checks cold assets on the embedded tier (a tick, a
-        repair) opens it once for all its steps (they run one after another in the run's
-        process, in_process_executor); each step's `connect()` shares that client. Every open
-        attaches every table and loads its parts, about 0.1 s at demo volume, and a run has a
-        step per table. Backfills and op jobs (the nightly ones) open it per use: the sensors
-        get in between, and Spark's work keeps nobody waiting."""
-        with ExitStack() as held:
-            if self.embedded and self.chdb_path and _reads_warm_in_every_step(context.run):
-                held.enter_context(self.connect())
-            with super().yield_for_execution(context) as resource:
-                yield resource
-
-    @contextmanager
     def connect(self) -> Iterator[Client]:
         if self.embedded:
             path = Path(self.chdb_path)
@@ -110,35 +94,6 @@ class ClickHouseResource(ConfigurableResource):
             yield declare(client, SERVER)
         finally:
             client.close()
-
-
-# The offload job's runs carry it: each of their steps reads warm.
-WARM_OPEN_FOR_THE_RUN = {"cold-assets/warm-open": "run"}
-# Runs of at most this many hours hold the embedded tier from their first step to their last:
-# the schedule's tick covers two, a repair one, a catch-up after a short outage a few. They
-# take seconds at demo volume and an open is a large share of each step. Longer runs
-# (backfills, up to a week each) open it per step, so that the sensors' looks at warm (20 s
-# of patience, healing.py) get in between their steps.
-HELD_RUN_MAX_HOURS = 6
-
-
-def _reads_warm_in_every_step(run: DagsterRun | None) -> bool:
-    """A short run of cold assets: the offload job's, or one launched for a selection of them (a
-    repair, a materialization or a check from the webserver); each of its steps reads warm."""
-    if run is None:
-        return False
-    tagged = all(run.tags.get(k) == v for k, v in WARM_OPEN_FOR_THE_RUN.items())
-    hours = _hours_of_run(run.tags)
-    return (tagged or bool(run.asset_selection or run.asset_check_selection)) and hours is not None and hours <= HELD_RUN_MAX_HOURS
-
-
-def _hours_of_run(tags: Mapping[str, str]) -> int | None:
-    if "dagster/partition" in tags:
-        return 1
-    first, last = tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")
-    if first is None or last is None:
-        return None
-    return (hour_of(last) - hour_of(first)) // timedelta(hours=1) + 1
 
 
 _WAL_DATABASES: set[Path] = set()  # embedded catalogs this process has put in WAL mode

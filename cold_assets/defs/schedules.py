@@ -16,7 +16,6 @@ from dagster import (
 )
 
 from cold_assets.defs.assets import COLD_GROUP
-from cold_assets.defs.resources import WARM_OPEN_FOR_THE_RUN
 from cold_assets.internals import UnresolvedAssetJobDefinition
 from cold_assets.partitions import partition_key_of
 
@@ -32,7 +31,6 @@ def offload_job(maintenance_checks: Sequence[AssetChecksDefinition] = ()) -> Off
         OFFLOAD_JOB,
         selection=AssetSelection.groups(COLD_GROUP) - AssetSelection.checks(*maintenance_checks),
         description="Offload the ten cold tables for the selected hours.",
-        tags=WARM_OPEN_FOR_THE_RUN,
     )
 
 

@@ -59,6 +59,7 @@ TICK_PARTS = [
     ("warm_streams", "chdb_backend.py", "_open_stream"),
     ("event_log_reads", "dagster/_core/instance", "fetch_materializations"),
     ("event_log_writes", "dagster/_core/storage/event_log", "store_event"),
+    ("event_log_writes", "dagster_postgres/event_log", "store_event"),  # --dagster-postgres
     ("parity", "cold_assets/parity/checksums.py", "partitions_parity"),
     ("cold_planning", "pyiceberg/table/__init__.py", "plan_files"),
     ("commits", "cold_assets/offload/commit.py", "commit_transaction"),

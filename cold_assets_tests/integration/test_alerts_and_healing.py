@@ -42,7 +42,7 @@ def _sensor(settings, name, cursor=None):
     sensor = defs.resolve_sensor_def(name)
     # The sensors' own resources (Spark's, which starts a JVM, is for the maintenance jobs).
     resources = {key: defs.resources[key] for key in ("clickhouse", "iceberg")}
-    # As the daemon does: the resources live as long as the tick (ClickHouseResource has a lifecycle).
+    # As the daemon does: the resources live as long as the tick.
     with build_sensor_context(instance=embedded_instance(settings), cursor=cursor, resources=resources, definitions=defs) as context:
         result = sensor(context)
         return result, context.cursor

@@ -3,7 +3,6 @@
 import subprocess
 import sys
 import time
-from datetime import timedelta
 
 import pytest
 
@@ -55,46 +54,3 @@ def test_the_embedded_warm_tier_folder_is_readable_by_its_owner_only(settings, w
     import stat
 
     assert stat.S_IMODE(settings.chdb_path.stat().st_mode) == 0o700
-
-
-def test_a_run_of_the_cold_assets_opens_the_embedded_tier_once_and_the_nightly_jobs_per_use(settings, warm, cold, monkeypatch):
-    """Every step of a tick's or a repair's run reads warm, one after another in the run's
-    process: they share one open of the embedded tier (each open attaches every table, about
-    0.1 s, more as parts accumulate), whether the run is the offload job's or one launched for
-    a selection of assets (the webserver's materialize, a repair). A longer run (a backfill's)
-    and the nightly jobs open it per use, so that the sensors get in between their steps and
-    Spark's work keeps nobody waiting."""
-    from dagster import AssetKey
-
-    from cold_assets.definitions import build_definitions
-    from cold_assets.defs.nightly import COMPACTION_JOB, DAILY_AUDIT_JOB, EXPIRY_JOB
-    from cold_assets.defs.resources import HELD_RUN_MAX_HOURS, WARM_OPEN_FOR_THE_RUN
-    from cold_assets.partitions import hour_of, partition_key_of
-    from cold_assets.tables import TABLES
-    from cold_assets_tests.support.offload_helpers import KEYS, feed, run_offload
-
-    feed(warm, hours=1)
-    opens = []
-    real_open = ClickHouseResource._open_embedded
-
-    def counted_open(path):
-        opens.append(path)
-        return real_open(path)
-
-    monkeypatch.setattr(ClickHouseResource, "_open_embedded", staticmethod(counted_open))
-    result, instance = run_offload(settings, KEYS[:1])
-    assert result.success and len(opens) == 1, opens
-    opens.clear()
-    longer = [partition_key_of(hour_of(KEYS[0]) + timedelta(hours=h)) for h in range(HELD_RUN_MAX_HOURS + 1)]
-    backfill, _ = run_offload(settings, longer)  # a backfill's run
-    assert backfill.success and len(opens) == len(TABLES), opens
-
-    defs = build_definitions(settings)
-    opens.clear()
-    selected = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        instance=instance, asset_selection=[AssetKey(["cold", "raw_trades"]), AssetKey(["cold", "silver_trades"])],
-        partition_key=KEYS[0],
-    )
-    assert selected.success and len(opens) == 1, opens
-    for name in (COMPACTION_JOB, EXPIRY_JOB, DAILY_AUDIT_JOB):
-        assert not WARM_OPEN_FOR_THE_RUN.items() <= defs.resolve_job_def(name).tags.items(), name
