@@ -54,7 +54,7 @@ LATE_TRADES_PER_TICK = 300
 TICKS_PER_HOUR = 4
 # What a tick spends, by the functions that do it: (name, where the function lives, function).
 TICK_PARTS = [
-    ("warm_open", "cold_assets/warm/embedded_lock.py", "exclusive_client"),
+    ("warm_open", "cold_assets/warm/embedded_lock.py", "_open"),
     ("warm_queries", "chdb_backend.py", "_query_locked"),
     ("warm_streams", "chdb_backend.py", "_open_stream"),
     ("event_log_reads", "dagster/_core/instance", "fetch_materializations"),

@@ -31,10 +31,10 @@ def test_every_part_bench_steady_times_names_a_function_that_exists_where_it_loo
     from cold_assets.offload.commit import commit_transaction
     from cold_assets.parity.checksums import partitions_parity
     from cold_assets.tools.bench_steady import TICK_PARTS
-    from cold_assets.warm.embedded_lock import exclusive_client
+    from cold_assets.warm.embedded_lock import _open
 
     found = {
-        "exclusive_client": [exclusive_client], "_query_locked": [ChdbBackend._query_locked],
+        "_open": [_open], "_query_locked": [ChdbBackend._query_locked],
         "_open_stream": [ChdbBackend._open_stream], "fetch_materializations": [DagsterInstance.fetch_materializations],
         "store_event": [SqlEventLogStorage.store_event, PostgresEventLogStorage.store_event],
         "partitions_parity": [partitions_parity], "plan_files": [DataScan.plan_files], "commit_transaction": [commit_transaction],
