@@ -130,7 +130,7 @@ def _instance(settings: Settings, dagster_postgres: bool) -> "DagsterInstance":
     return instance
 
 
-def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgres: bool = False) -> None:
+def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgres: bool = False, profile_dir: str | None = None) -> None:
     """Runs in a child process with the throwaway environment; prints one JSON line."""
     from dagster import build_schedule_context
 
@@ -156,8 +156,9 @@ def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgre
                 raise RuntimeError(f"bench steady: backfill run {chunk[0]}..{chunk[-1]} failed")
         return round(time.perf_counter() - started, 1)
 
-    def tick(at: datetime, profiled: bool) -> tuple[float, dict[str, float] | None]:
-        """One schedule tick at `at`: late trades into its current hour, then its run."""
+    def tick(at: datetime, profiled: str | None) -> tuple[float, dict[str, float] | None]:
+        """One schedule tick at `at`: late trades into its current hour, then its run; under
+        cProfile if `profiled` names it (kept in profile_dir as <name>.pstats, if given)."""
         nonlocal next_trade_id
         _late_trades(settings, at.replace(minute=0, second=0, microsecond=0), next_trade_id)
         next_trade_id += LATE_TRADES_PER_TICK
@@ -170,16 +171,21 @@ def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgre
         seconds = time.perf_counter() - started
         if not result.success:
             raise RuntimeError(f"bench steady: the tick at {at.isoformat()} failed")
-        return seconds, tick_parts(profile) if profile else None
+        if profile is None:
+            return seconds, None
+        if profile_dir:
+            profile.dump_stats(str(Path(profile_dir) / f"{profiled}.pstats"))
+        return seconds, tick_parts(profile)
 
-    def day_of_ticks(first_tick: datetime, count: int) -> dict:
+    def day_of_ticks(phase: str, first_tick: datetime, count: int) -> dict:
         seconds, profiles = [], {}
         for i in range(count):
             at = first_tick + timedelta(minutes=15 * i)
-            s, parts = tick(at, profiled=i in (0, count - 1))
+            which = "first" if i == 0 else "last" if i == count - 1 else None
+            s, parts = tick(at, profiled=f"{phase}-{which}" if which else None)
             seconds.append(s)
-            if parts is not None:
-                profiles["first" if i == 0 else "last"] = {"seconds": round(s, 2), "parts": parts}
+            if which and parts is not None:
+                profiles[which] = {"seconds": round(s, 2), "parts": parts}
         return {
             "ticks": count,
             "first_5_median_s": round(statistics.median(seconds[:5]), 2),
@@ -191,7 +197,7 @@ def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgre
     month_end = first + timedelta(hours=len(keys))
     # Day one: the last day's history, then ticks on its last hours.
     day_one_backfill_s = backfill(keys[-24:])
-    day_one = day_of_ticks(month_end - timedelta(hours=-(-sample // TICKS_PER_HOUR)), sample)
+    day_one = day_of_ticks("day_one", month_end - timedelta(hours=-(-sample // TICKS_PER_HOUR)), sample)
     day_one_state = {"warm_parts": _warm_parts(settings), "cold": _cold_shape(settings), "sensors_s": sensor_tick_seconds(defs, instance)}
     # A month: the rest of the history through the same job, then a day of ticks at its end.
     month_backfill_s = backfill(keys[:-24])
@@ -203,7 +209,7 @@ def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgre
     nightly_s = round(time.perf_counter() - nightly_started, 1)
     if not nightly["success"]:
         raise RuntimeError("bench steady: the nightly compaction failed")
-    month = day_of_ticks(month_end - timedelta(hours=-(-ticks // TICKS_PER_HOUR)), ticks)
+    month = day_of_ticks("after_month", month_end - timedelta(hours=-(-ticks // TICKS_PER_HOUR)), ticks)
     month_state = {"warm_parts": _warm_parts(settings), "cold": _cold_shape(settings), "sensors_s": sensor_tick_seconds(defs, instance)}
     print(json.dumps({
         "dagster_storage": type(instance.event_log_storage).__name__,
@@ -215,9 +221,13 @@ def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgre
 
 
 def bench_steady(days: int = 30, ticks: int = 96, sample: int = 8, parent: str | None = None,
-                 trades_per_hour: int = DEMO_TRADES_PER_HOUR, dagster_postgres: bool = False) -> dict:
+                 trades_per_hour: int = DEMO_TRADES_PER_HOUR, dagster_postgres: bool = False, profile_dir: str | None = None) -> dict:
     if ticks < 5 or sample < 5:
         raise ValueError(f"bench steady: --ticks ({ticks}) and the day-one sample ({sample}) need at least 5 ticks each")
+    if profile_dir is not None:
+        profile_dir = str(Path(profile_dir).resolve())
+        if not Path(profile_dir).is_dir():
+            raise ValueError(f"bench steady --profile-dir: {profile_dir} is not a directory")
     from cold_assets.maintenance.spark import require_spark
 
     require_spark(Settings.from_env())  # the month's nightly compaction runs on Spark
@@ -240,7 +250,7 @@ def bench_steady(days: int = 30, ticks: int = 96, sample: int = 8, parent: str |
         }
         figures = child_json(
             "from cold_assets.tools.bench_steady import steady_child; "
-            f"steady_child({start.isoformat()!r}, {days}, {ticks}, {sample}, {dagster_postgres!r})",
+            f"steady_child({start.isoformat()!r}, {days}, {ticks}, {sample}, {dagster_postgres!r}, {profile_dir!r})",
             env, "bench steady: the Dagster runs failed",
         )
     day_one, month = figures["day_one"]["first_5_median_s"], figures["after_month"]["last_5_median_s"]

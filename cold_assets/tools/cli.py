@@ -361,7 +361,10 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
 
         per_hour = args.trades_per_hour or bench.DEMO_TRADES_PER_HOUR
         bench.print_json(
-            bench_steady(args.days or 30, args.ticks, parent=args.home, trades_per_hour=per_hour, dagster_postgres=args.dagster_postgres)
+            bench_steady(
+                args.days or 30, args.ticks, parent=args.home, trades_per_hour=per_hour, dagster_postgres=args.dagster_postgres,
+                profile_dir=args.profile_dir,
+            )
         )
     elif args.what == "sensors":
         from cold_assets.tools.bench_sensors import PRODUCTION_TRADES_PER_HOUR as SENSORS_TRADES_PER_HOUR
@@ -502,6 +505,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="steady: keep the Dagster instance on PostgreSQL (docker/dagster.yaml), in the empty, throwaway "
         "database DAGSTER_POSTGRES_URL names, instead of SQLite",
+    )
+    p.add_argument(
+        "--profile-dir",
+        default=None,
+        help="steady: keep the profiled ticks' cProfile stats there (day_one-first.pstats, ..., after_month-last.pstats)",
     )
     p.add_argument("--trades", type=int, default=5_000_000, help="feed: trades to simulate")
     p.add_argument("--hours", type=int, default=None, help="storage: hours of data (24)")
