@@ -215,14 +215,18 @@ def sensor_tick_seconds(defs: "Definitions", instance: "DagsterInstance") -> dic
 
 
 def metadata_facts(table: Table) -> dict:
-    """Snapshots, manifests of the current snapshot, and the bytes of the metadata folder
-    (metadata.json files, manifest lists, manifests) of one table."""
+    """Snapshots, manifests of the current snapshot (their bytes and the live data files they
+    list), and the bytes of the metadata folder (metadata.json files, manifest lists,
+    manifests) of one table."""
     current = table.current_snapshot()
+    manifests = current.manifests(table.io) if current else []
     folder = Path(urlparse(table.location()).path) / "metadata"
     files = list(folder.glob("*")) if folder.exists() else []
     return {
         "snapshots": len(table.snapshots()),
-        "manifests": len(current.manifests(table.io)) if current else 0,
+        "manifests": len(manifests),
+        "manifest_bytes": sum(m.manifest_length for m in manifests),
+        "live_data_files": sum((m.added_files_count or 0) + (m.existing_files_count or 0) for m in manifests),
         "metadata_json_files": sum(1 for f in files if f.name.endswith(".metadata.json")),
         "metadata_bytes": sum(f.stat().st_size for f in files),
         "current_metadata_json_bytes": Path(urlparse(table.metadata_location).path).stat().st_size,
