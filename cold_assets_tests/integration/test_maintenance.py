@@ -25,7 +25,7 @@ from cold_assets.defs.checks import COMPACTION_PRESERVED_CONTENT, compaction_che
 from cold_assets.defs.nightly import COMPACTION_JOB, EXPIRY_JOB
 from cold_assets.maintenance.class_data import archive_path
 from cold_assets.maintenance.jars import pinned_jars
-from cold_assets.maintenance.operations import compact, expire_snapshots, file_stats
+from cold_assets.maintenance.operations import compact, expire_snapshots, file_stats, rewrite_manifests
 from cold_assets.maintenance.operations import live_data_files as maintenance_live_data_files
 from cold_assets.maintenance.spark import JavaMissing, SparkResource, session_config
 from cold_assets.offload.protocol import offload_partition
@@ -270,6 +270,56 @@ def test_spark_commits_again_after_an_offload_committed_to_the_same_catalog(sett
     finally:
         spark.teardown_after_execution(build_init_resource_context())
     assert_tiers_equal(warm, cold, [hour_of(k) for k in DAY_KEYS[:3]], tables=[BRONZE])
+
+
+def test_the_nightly_manifest_rewrite_clusters_hours_so_that_planning_an_hour_reads_a_few_of_its_files(settings, warm, cold, monkeypatch):
+    """The nightly rewrite_manifests makes ceil(bytes / commit.manifest.target-size-bytes)
+    manifests, each a range of partitions. At Iceberg's default (8 MB) a table's whole history
+    went into one, whose range covers every hour: a tick's planning and commit read all of its
+    entries, more each day. The cold tables' target (ddl/iceberg) keeps a few days per
+    manifest; scaled down here to a few hours, as the test has one day at test volume."""
+    from pyiceberg.conversions import from_bytes
+    from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
+    from pyiceberg.manifest import ManifestFile
+    from pyiceberg.types import IntegerType
+
+    feed(warm, hours=24, trades_per_hour=30)
+    run_offload(settings, DAY_KEYS)
+    raw = cold.catalog().load_table(RAW.cold_identifier)
+    assert raw.properties["commit.manifest.target-size-bytes"] == "65536"  # cold-assets init set it
+    day_bytes = sum(m.manifest_length for m in raw.current_snapshot().manifests(raw.io))
+    with raw.transaction() as tx:
+        tx.set_properties({"commit.manifest.target-size-bytes": str(day_bytes // 6)})
+    spark = SparkResource.from_settings(settings, cold)
+    spark.setup_for_execution(build_init_resource_context())
+    try:
+        rewrite_manifests(spark.spark_session, RAW, spark.catalog_name)
+    finally:
+        spark.teardown_after_execution(build_init_resource_context())
+    raw = raw.refresh()
+    manifests = raw.current_snapshot().manifests(raw.io)
+    assert len(manifests) >= 4
+    hours = sorted(
+        (from_bytes(IntegerType(), m.partitions[0].lower_bound), from_bytes(IntegerType(), m.partitions[0].upper_bound)) for m in manifests
+    )
+    # Ranges of hours in order, sharing at most a boundary hour (its exchanges split between two).
+    assert all(upper <= next_lower for (_, upper), (next_lower, _) in zip(hours, hours[1:], strict=False)), hours
+
+    read: list[int] = []
+    fetch = ManifestFile.fetch_manifest_entry
+
+    def counted(self, io, discard_deleted=True):
+        entries = fetch(self, io, discard_deleted)
+        read.append(len(entries))
+        return entries
+
+    monkeypatch.setattr(ManifestFile, "fetch_manifest_entry", counted)
+    hour = hour_of(DAY_KEYS[12])
+    in_hour = And(GreaterThanOrEqual("exchange_ts", hour.isoformat()), LessThan("exchange_ts", (hour + timedelta(hours=1)).isoformat()))
+    tasks = raw.scan(row_filter=in_hour).plan_files()
+    assert len(tasks) == 2  # binance and kraken
+    live = sum((m.added_files_count or 0) + (m.existing_files_count or 0) for m in manifests)
+    assert len(read) <= 2 and sum(read) <= live / 3, (read, live)
 
 
 def test_offloads_committing_during_compaction_are_neither_lost_nor_duplicated(settings, warm, cold, monkeypatch):
