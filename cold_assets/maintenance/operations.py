@@ -60,7 +60,7 @@ MAX_BUSY_RETRIES = 20
 # A file group (a partition) is one Spark job; an hour partition's is small, so more run at
 # once than Iceberg's default 5 to keep both cores busy between jobs.
 CONCURRENT_FILE_GROUPS = 16
-MANIFESTS_WORTH_REWRITING = 8  # each hourly commit adds one; a few cost planning nothing
+MANIFESTS_WORTH_REWRITING = 8  # commits' manifests (each offload commit adds one); a few cost planning nothing
 # A commit that lost a race with another writer: nothing was committed, plan again.
 CONFLICTS = (
     "org.apache.iceberg.exceptions.ValidationException",
@@ -320,8 +320,7 @@ def compact(
     # Manifests first: one per hourly commit until now, which the data rewrite's planning
     # and both sides of its proof (ClickHouse reads the parent snapshot too) would read.
     manifests = {"rewritten_manifests_count": 0}
-    snapshot = table.current_snapshot()
-    if snapshot is not None and len(snapshot.manifests(table.io)) > MANIFESTS_WORTH_REWRITING:
+    if commits_manifests(table) > MANIFESTS_WORTH_REWRITING:
         manifests = rewrite_manifests(spark, spec, catalog_name)
     conflicts = 0
     rewrite = {"rewritten_data_files_count": 0, "added_data_files_count": 0}
@@ -367,8 +366,17 @@ def compact(
     )
 
 
+def commits_manifests(table: Table) -> int:
+    """Manifests of the current snapshot that list files added by a commit since the last
+    manifest rewrite: one per offload commit, each a few KB. A rewrite lists every file as
+    existing, so a table that took no commit since has none, and is not rewritten again."""
+    snapshot = table.current_snapshot()
+    return sum(1 for m in snapshot.manifests(table.io) if m.has_added_files()) if snapshot is not None else 0
+
+
 def rewrite_manifests(spark: SparkSession, spec: MirroredTable, catalog_name: str) -> dict:
-    """One manifest per partition range instead of one per hourly commit."""
+    """Manifests of contiguous partition ranges, of commit.manifest.target-size-bytes each
+    (ddl/iceberg), instead of one per offload commit."""
     return call_procedure(spark, render("spark/rewrite_manifests", catalog=identifier(catalog_name), table=_table_name(spec)))[0].asDict()
 
 

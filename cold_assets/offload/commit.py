@@ -18,7 +18,7 @@ from pyiceberg.manifest import DataFile
 from pyiceberg.table import FileScanTask, Table
 
 from cold_assets.cold.files import DataFileFormat, DataFileWriter
-from cold_assets.internals import overwrite_of_live_manifests, table_without_commit_retries
+from cold_assets.internals import overwrite_of_live_manifests, table_without_commit_retries, transaction
 from cold_assets.offload.bookkeeping import snapshot_id
 from cold_assets.offload.phases import ColdMatch, ColdRowsWouldBeLost, Decided, Outcome, Written
 from cold_assets.tables import MirroredTable, OffloadMode
@@ -143,7 +143,7 @@ def commit_transaction(
                 f"matched on, to {snapshot_id(table)} before their commit"
             )
         table = table_without_commit_retries(table)
-        tx = table.transaction()
+        tx = transaction(table)
         dropped, partial = _combined(matches)
         removed = sum(rows for _, rows in dropped) + sum(len(positions) for _, positions in partial)
         if removed != sum(m.rows for m in matches):

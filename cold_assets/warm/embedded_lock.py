@@ -17,6 +17,7 @@ so a long run and the sensors' short looks take turns.
 """
 
 import fcntl
+import logging
 import os
 import threading
 import time
@@ -27,10 +28,11 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 T = TypeVar("T")
+_log = logging.getLogger(__name__)
 
 _WATCH_S = 0.2  # how often a holder looks for waiters while no use is in progress
 _POLL_S = 0.1  # how often a waiter tries the lock
-_TICKET_FRESH_S = 5.0  # a waiter refreshes its ticket at every try: an older one is a dead process's
+_TICKET_FRESH_S = 2.0  # a waiter refreshes its ticket at every try: an older one is a dead process's
 
 
 class EmbeddedWarmTierBusy(RuntimeError):
@@ -87,10 +89,11 @@ def held_open(path: Path) -> Iterator[None]:
     long as no other process waits for it. It is opened at its first use, not here."""
     key = str(path)
     with _process_lock:
-        _state.holds[key] = _state.holds.get(key, 0) + 1
         if _state.watcher is None:
-            _state.watcher = threading.Thread(target=_watch, name="cold-assets-warm-holder", daemon=True)
-            _state.watcher.start()
+            watcher = threading.Thread(target=_watch, name="cold-assets-warm-holder", daemon=True)
+            watcher.start()
+            _state.watcher = watcher
+        _state.holds[key] = _state.holds.get(key, 0) + 1
     try:
         yield
     finally:
@@ -116,6 +119,10 @@ def _watch() -> None:
             opened = _state.open_path
             if opened is not None and not opened.uses and _waiters(_lock_path(opened.key)):
                 _close()
+        except Exception:
+            # The watcher must outlive a failed look or close (the path is closed and the lock
+            # released whatever close() raised): without it a held path waits for the next use.
+            _log.exception("the embedded warm tier's holder failed to look for waiters or to let go; it looks again")
         finally:
             _process_lock.release()
 
@@ -165,11 +172,15 @@ def _fresh_tickets(folder: Path) -> list[tuple[int, int]]:
         return []
     for entry in entries:
         try:
-            fresh = now - entry.stat().st_mtime < _TICKET_FRESH_S
+            # abs(): a clock stepped back leaves no ticket fresh for longer than this.
+            fresh = abs(now - entry.stat().st_mtime) < _TICKET_FRESH_S
         except FileNotFoundError:
             continue  # served meanwhile
+        if not fresh:  # a waiter that died waiting (killed, timed out in a child)
+            Path(entry.path).unlink(missing_ok=True)
+            continue
         issued, _, pid = entry.name.partition("-")
-        if fresh and issued.isdigit() and pid.isdigit():
+        if issued.isdigit() and pid.isdigit():
             tickets.append((int(issued), int(pid)))
     return sorted(tickets)
 

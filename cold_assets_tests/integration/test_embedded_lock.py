@@ -1,5 +1,6 @@
 """The embedded chDB path is held by one process at a time: others wait, or fail clearly."""
 
+import os
 import subprocess
 import sys
 import time
@@ -108,10 +109,9 @@ def test_a_held_path_is_let_go_to_another_process_while_it_is_not_in_use(warm, m
         with warm.connect() as client:
             client.query("SELECT 1")
         assert len(opens) == 1  # held between the two uses
-        started = time.monotonic()
-        looker = subprocess.run([sys.executable, "-c", LOOK, warm.chdb_path, "5"], capture_output=True, text=True, timeout=60)
+        looker = subprocess.run([sys.executable, "-c", LOOK, warm.chdb_path, "30"], capture_output=True, text=True, timeout=120)
         assert looker.returncode == 0, looker.stderr
-        assert time.monotonic() - started < 5
+        assert float(looker.stdout) < 3  # let go within the watcher's look, not at the hold's end
         with warm.connect() as client:
             assert client.query("SELECT count() FROM lock_probe").result_rows == [(1,)]  # the looker's row
         assert len(opens) == 2
@@ -121,17 +121,34 @@ def test_a_busy_holder_takes_turns_with_a_waiting_process(warm):
     """A holder whose uses follow one another with no pause (a backfill of many steps) still
     lets a waiting process in between two of them: the waiter's ticket is older than the
     holder's next one."""
-    holder = subprocess.Popen([sys.executable, "-c", BUSY, warm.chdb_path, "8"], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", BUSY, warm.chdb_path, "20"], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "holding"
-        started = time.monotonic()
-        looker = subprocess.run([sys.executable, "-c", LOOK, warm.chdb_path, "6"], capture_output=True, text=True, timeout=60)
+        looker = subprocess.run([sys.executable, "-c", LOOK, warm.chdb_path, "30"], capture_output=True, text=True, timeout=120)
         assert looker.returncode == 0, looker.stderr
-        assert time.monotonic() - started < 6
-        assert holder.poll() is None  # it was let in before the holder's end
+        assert float(looker.stdout) < 4  # between two of the holder's uses, not after its 20 s
     finally:
-        holder.wait(timeout=60)
+        holder.wait(timeout=120)
     assert holder.returncode == 0
+
+
+def test_a_waiter_that_died_waiting_holds_up_nobody(warm, monkeypatch):
+    """A waiter killed while it waited (a sensor's child past its time) leaves its ticket: once
+    stale, nobody defers to it, and it is cleared."""
+    from cold_assets.warm import embedded_lock
+
+    folder = Path(warm.chdb_path + ".lock.waiting")
+    folder.mkdir(exist_ok=True)
+    dead = folder / f"{time.time_ns()}-999999"
+    dead.touch()
+    old = time.time() - 60
+    os.utime(dead, (old, old))
+    started = time.monotonic()
+    with warm.connect() as client:
+        client.query("SELECT 1")
+    assert time.monotonic() - started < 2
+    assert not embedded_lock._waiters(Path(warm.chdb_path + ".lock"))
+    assert not dead.exists()
 
 
 def test_threads_of_the_holding_process_use_the_tier_between_its_uses(warm, monkeypatch):
@@ -162,11 +179,14 @@ def test_threads_of_the_holding_process_use_the_tier_between_its_uses(warm, monk
     assert len(opens) == 1
 
 
+# Prints how long it waited for the tier (its imports, seconds on a busy machine, not counted).
 LOOK = """
-import sys
+import sys, time
 from cold_assets.defs.resources import ClickHouseResource
 warm = ClickHouseResource(chdb_path=sys.argv[1], lock_timeout_seconds=int(sys.argv[2]))
+started = time.monotonic()
 with warm.connect() as client:
+    print(f"{time.monotonic() - started:.2f}", flush=True)
     client.command("CREATE TABLE IF NOT EXISTS lock_probe (n UInt8) ENGINE = MergeTree ORDER BY n")
     client.command("INSERT INTO lock_probe VALUES (1)")
 """

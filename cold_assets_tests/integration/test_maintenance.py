@@ -25,7 +25,7 @@ from cold_assets.defs.checks import COMPACTION_PRESERVED_CONTENT, compaction_che
 from cold_assets.defs.nightly import COMPACTION_JOB, EXPIRY_JOB
 from cold_assets.maintenance.class_data import archive_path
 from cold_assets.maintenance.jars import pinned_jars
-from cold_assets.maintenance.operations import compact, expire_snapshots, file_stats, rewrite_manifests
+from cold_assets.maintenance.operations import commits_manifests, compact, expire_snapshots, file_stats, rewrite_manifests
 from cold_assets.maintenance.operations import live_data_files as maintenance_live_data_files
 from cold_assets.maintenance.spark import JavaMissing, SparkResource, session_config
 from cold_assets.offload.protocol import offload_partition
@@ -287,6 +287,7 @@ def test_the_nightly_manifest_rewrite_clusters_hours_so_that_planning_an_hour_re
     run_offload(settings, DAY_KEYS)
     raw = cold.catalog().load_table(RAW.cold_identifier)
     assert raw.properties["commit.manifest.target-size-bytes"] == "65536"  # cold-assets init set it
+    assert commits_manifests(raw) >= 1
     day_bytes = sum(m.manifest_length for m in raw.current_snapshot().manifests(raw.io))
     with raw.transaction() as tx:
         tx.set_properties({"commit.manifest.target-size-bytes": str(day_bytes // 6)})
@@ -299,6 +300,7 @@ def test_the_nightly_manifest_rewrite_clusters_hours_so_that_planning_an_hour_re
     raw = raw.refresh()
     manifests = raw.current_snapshot().manifests(raw.io)
     assert len(manifests) >= 4
+    assert commits_manifests(raw) == 0  # the next night leaves them, unless commits came
     hours = sorted(
         (from_bytes(IntegerType(), m.partitions[0].lower_bound), from_bytes(IntegerType(), m.partitions[0].upper_bound)) for m in manifests
     )
