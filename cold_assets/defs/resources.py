@@ -10,7 +10,7 @@ One code path for the embedded default and production; only the connection diffe
 import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, nullcontext
 from pathlib import Path
 
 import clickhouse_connect
@@ -80,11 +80,8 @@ class ClickHouseResource(ConfigurableResource):
         at demo volume, more as parts accumulate. It is let go whenever another process waits
         for it and no step is using it (embedded_lock.held_open), and threads of the run's
         process share it between uses."""
-        if not (self.embedded and self.chdb_path):
-            with super().yield_for_execution(context) as resource:
-                yield resource
-            return
-        with held_open(Path(self.chdb_path)), super().yield_for_execution(context) as resource:
+        held = held_open(Path(self.chdb_path)) if self.embedded and self.chdb_path else nullcontext()
+        with held, super().yield_for_execution(context) as resource:
             yield resource
 
     @contextmanager

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, cast
 from urllib.parse import urlparse
 
 import pyarrow.parquet as pq
+from pyiceberg.manifest import ManifestContent
 from pyiceberg.table import Table
 
 from cold_assets.cold.files import parquet_options
@@ -220,13 +221,14 @@ def metadata_facts(table: Table) -> dict:
     manifests) of one table."""
     current = table.current_snapshot()
     manifests = current.manifests(table.io) if current else []
+    data_manifests = [m for m in manifests if m.content == ManifestContent.DATA]
     folder = Path(urlparse(table.location()).path) / "metadata"
     files = list(folder.glob("*")) if folder.exists() else []
     return {
         "snapshots": len(table.snapshots()),
         "manifests": len(manifests),
         "manifest_bytes": sum(m.manifest_length for m in manifests),
-        "live_data_files": sum((m.added_files_count or 0) + (m.existing_files_count or 0) for m in manifests),
+        "live_data_files": sum((m.added_files_count or 0) + (m.existing_files_count or 0) for m in data_manifests),
         "metadata_json_files": sum(1 for f in files if f.name.endswith(".metadata.json")),
         "metadata_bytes": sum(f.stat().st_size for f in files),
         "current_metadata_json_bytes": Path(urlparse(table.metadata_location).path).stat().st_size,

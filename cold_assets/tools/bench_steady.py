@@ -23,8 +23,9 @@ opens and queries, event-log reads and writes, parity, cold planning, commits). 
 sensors' ticks, the embedded warm tier's parts (active and outdated) per table, and the
 snapshots and manifests per table, at day one and at the end.
 
-Not built yet: the week of snapshots the nightly expiry keeps (the history's commits are one
-per 24-hour checkpoint, the day's ticks one per tick), and the same on dagster-postgres.
+`--dagster-postgres` keeps the instance on PostgreSQL; `--profile-dir` keeps the profiled
+ticks' stats. Not built yet: the week of snapshots the nightly expiry keeps (the history's
+commits are one per 24-hour checkpoint, the day's ticks one per tick).
 """
 
 import cProfile

@@ -207,7 +207,6 @@ def _wait_turn(fh: IO[str], lock_path: Path, timeout_s: float) -> None:
     folder.mkdir(exist_ok=True)
     mine = (time.time_ns(), os.getpid())
     ticket = folder / f"{mine[0]}-{mine[1]}"
-    ticket.touch()
     deadline = time.monotonic() + timeout_s
     try:
         while True:
