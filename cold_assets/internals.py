@@ -53,7 +53,9 @@ class _TransactionComputingMetadataOnce(Transaction):
     (bench steady: 7 ms per read at 63 snapshots; a week of ticks keeps 672). Upstream:
     apache/iceberg-python#2673 and #3784, not in a release. Here it is computed once per state:
     `_updates` is a tuple rebound by every staged update and the table's metadata is rebound by
-    every refresh, so the cache holds both and answers only while both are the same objects."""
+    every refresh, so the cache holds both and answers only while both are the same objects.
+    Like upstream's cache, it hands the same object to every reader: pyiceberg changes
+    metadata by copying it (`model_copy(update=...)`), never in place."""
 
     _computed: tuple[TableMetadata, tuple, TableMetadata] | None = None
 
@@ -62,7 +64,8 @@ class _TransactionComputingMetadataOnce(Transaction):
         computed = self._computed
         if computed is not None and computed[0] is self._table.metadata and computed[1] is self._updates:
             return computed[2]
-        metadata = super().table_metadata
+        # With nothing staged, the table's own metadata: its copy would cost as much again.
+        metadata = super().table_metadata if self._updates else self._table.metadata
         self._computed = (self._table.metadata, self._updates, metadata)
         return metadata
 

@@ -149,6 +149,18 @@ class ExpiryConfig(Config):
     older_than: str | None = Field(
         default=None, description="ISO instant (UTC) overriding retain_days: expire snapshots committed before it."
     )
+    every_commit_hours: int = Field(
+        default=24, ge=1,
+        description="Every snapshot of this many last hours is kept; before that, one per then_one_per_minutes "
+        "(and each compaction with its parent) until retain_days.",
+    )
+    then_one_per_minutes: int = Field(
+        default=1440, ge=1,
+        description="Before every_commit_hours, the last snapshot of each such period is kept: 1440 one a (UTC) day, 60 one an hour.",
+    )
+    every_commit_after: str | None = Field(
+        default=None, description="ISO instant (UTC) overriding every_commit_hours: every snapshot committed after it is kept."
+    )
     orphan_age_days: int = Field(default=3, ge=1, description="Unreferenced files older than this are removed.")
     orphans_dry_run: bool = Field(default=False, description="List orphan files without deleting them.")
     parallel_tables: int = PARALLEL_TABLES
@@ -168,11 +180,18 @@ def expire_snapshots_and_orphans(
 ) -> None:
     now = datetime.now(UTC)
     horizon = _instant("older_than", config.older_than) if config.older_than else now - timedelta(days=config.retain_days)
+    if config.every_commit_after:
+        every_commit_after = _instant("every_commit_after", config.every_commit_after)
+    else:
+        every_commit_after = now - timedelta(hours=config.every_commit_hours)
+    one_per = timedelta(minutes=config.then_one_per_minutes)
 
     def clean_table(spec: MirroredTable) -> tuple[FileStats, ExpiryResult, OrphanResult, FileStats]:
         table = iceberg.load_table(spec.cold_identifier)
         before = file_stats(table, spec)
-        expiry = expire_snapshots(spark.spark_session, table, spec, spark.catalog_name, horizon)
+        expiry = expire_snapshots(
+            spark.spark_session, table, spec, spark.catalog_name, horizon, every_commit_after, one_per
+        )
         orphans = remove_orphan_files(
             spark.spark_session, spec, spark.catalog_name, now - timedelta(days=config.orphan_age_days), now, config.orphans_dry_run
         )
@@ -182,13 +201,15 @@ def expire_snapshots_and_orphans(
         context.log_event(
             AssetObservation(
                 asset_key=cold_asset_key(spec),
-                description=f"snapshots before {horizon:%Y-%m-%d %H:%M} UTC expired; orphans"
+                description=f"snapshots before {horizon:%Y-%m-%d %H:%M} UTC expired, "
+                f"one per {config.then_one_per_minutes} min kept before {every_commit_after:%Y-%m-%d %H:%M} UTC; orphans"
                 + (" listed (dry run)" if orphans.dry_run else " removed"),
                 metadata={
                     "maintenance": MetadataValue.text("expiry"),
                     "snapshots_before": MetadataValue.int(expiry.snapshots_before),
                     "snapshots_after": MetadataValue.int(expiry.snapshots_after),
                     "snapshots_expired": MetadataValue.int(expiry.snapshots_expired),
+                    "snapshots_thinned": MetadataValue.int(expiry.snapshots_thinned),
                     "expired_data_files_deleted": MetadataValue.int(expiry.data_files_deleted),
                     "manifests_deleted": MetadataValue.int(expiry.manifests_deleted + expiry.manifest_lists_deleted),
                     "orphans_found": MetadataValue.int(len(orphans.orphans)),
@@ -202,7 +223,8 @@ def expire_snapshots_and_orphans(
             )
         )
         context.log.info(
-            f"{spec.cold}: {expiry.snapshots_expired} snapshots expired, {expiry.data_files_deleted} data files deleted, "
+            f"{spec.cold}: {expiry.snapshots_expired} snapshots expired ({expiry.snapshots_thinned} thinned), "
+            f"{expiry.data_files_deleted} data files deleted, "
             f"{len(orphans.orphans)} orphans {'found (dry run)' if orphans.dry_run else 'removed'} "
             f"({expiry.seconds:.1f} s + {orphans.seconds:.1f} s)"
         )

@@ -117,6 +117,7 @@ class CompactionResult:
 class ExpiryResult:
     table: str
     snapshots_expired: int  # as Iceberg listed them: exact even if an offload commits meanwhile
+    snapshots_thinned: int  # of which inside the retention: not the last of their UTC day
     snapshots_after: int
     data_files_deleted: int
     manifests_deleted: int
@@ -434,9 +435,58 @@ def prove_rewrite(client: Client, table: Table, spec: MirroredTable, snapshot_id
     )
 
 
-def expire_snapshots(spark: SparkSession, table: Table, spec: MirroredTable, catalog_name: str, older_than: datetime) -> ExpiryResult:
+@dataclass(frozen=True)
+class AncestorSnapshot:
+    """What thinning needs of a snapshot of the current ancestry."""
+
+    snapshot_id: int
+    committed_ms: int
+    parent_id: int | None
+    rewrite: bool  # Iceberg's "replace" operation: the nightly compaction's rewrites
+
+    @classmethod
+    def of(cls, snapshot: Snapshot) -> "AncestorSnapshot":
+        rewrite = snapshot.summary is not None and snapshot.summary.operation == Operation.REPLACE
+        return cls(snapshot.snapshot_id, snapshot.timestamp_ms, snapshot.parent_snapshot_id, rewrite)
+
+
+def thinned_snapshots(
+    ancestry: list[AncestorSnapshot], older_than: datetime, every_commit_after: datetime, period: timedelta, referenced: set[int]
+) -> list[int]:
+    """The snapshots of the current ancestry (newest first) that thinning expires: those
+    committed between `older_than` and `every_commit_after` that are not the last of their
+    `period` (counted from the epoch: a day is a UTC day) on the ancestry. What stays is every
+    commit after `every_commit_after`, and before it the table as it was at the end of each
+    period, what a branch or tag names (`referenced`), and each compaction's rewrite with its
+    parent, against which `compaction_preserved_content` proves it again from the UI."""
+    lo, hi = ((instant - EPOCH) // timedelta(milliseconds=1) for instant in (older_than, every_commit_after))
+    period_ms = period // timedelta(milliseconds=1)
+    kept = set(referenced)
+    for snapshot in ancestry:
+        if snapshot.rewrite:
+            kept |= {snapshot.snapshot_id, snapshot.parent_id or snapshot.snapshot_id}
+    thinned, periods_seen = [], set()
+    for snapshot in ancestry:
+        if not lo <= snapshot.committed_ms < hi:
+            continue
+        which = snapshot.committed_ms // period_ms
+        if which in periods_seen and snapshot.snapshot_id not in kept:
+            thinned.append(snapshot.snapshot_id)
+        periods_seen.add(which)
+    return thinned
+
+
+def expire_snapshots(
+    spark: SparkSession, table: Table, spec: MirroredTable, catalog_name: str, older_than: datetime,
+    every_commit_after: datetime | None = None, one_per: timedelta = timedelta(days=1),
+) -> ExpiryResult:
     """Expires the snapshots committed before `older_than` (the current one always stays) with
-    Iceberg's ExpireSnapshots, on the Spark catalog's table in the session's JVM.
+    Iceberg's ExpireSnapshots, on the Spark catalog's table in the session's JVM; with
+    `every_commit_after`, also thins the retention to one snapshot `one_per` before it
+    (thinned_snapshots): each kept snapshot is
+    a whole copy of the table's metadata in every later metadata.json, which every commit
+    writes and every load parses, so a week of 15-minute commits (672 a table) would cost each
+    tick more than the rest of its growth in a month (docs/maintenance.md).
 
     Not the expire_snapshots procedure: its Spark action finds the files to delete with Spark
     jobs over every manifest of every snapshot, about 3.5 s of job overhead per table at this
@@ -449,7 +499,7 @@ def expire_snapshots(spark: SparkSession, table: Table, spec: MirroredTable, cat
     started = time.perf_counter()
     jvm: Any = spark._jvm  # py4j's view of the session's JVM: untyped
 
-    def expire() -> tuple[int, set[str], list[str]]:
+    def expire() -> tuple[int, int, set[str], list[str]]:
         # Spark finds catalogs in the active session's settings, which spark.sql() sets on
         # the calling thread and a direct call does not.
         jvm.org.apache.spark.sql.SparkSession.setActiveSession(spark._jsparkSession)
@@ -457,9 +507,22 @@ def expire_snapshots(spark: SparkSession, table: Table, spec: MirroredTable, cat
             spark._jsparkSession, f"{identifier(catalog_name)}.{_table_name(spec)}"
         )
         expiry = java_table.expireSnapshots().expireOlderThan((older_than - EPOCH) // timedelta(milliseconds=1)).retainLast(1)
+        thinned: list[int] = []
+        if every_commit_after is not None and every_commit_after > older_than:
+            # The ancestry as this JVM's table holds it: the one ExpireSnapshots commits on.
+            ancestry, snapshot = [], java_table.currentSnapshot()
+            while snapshot is not None:
+                parent = snapshot.parentId()
+                rewrite = snapshot.operation() == Operation.REPLACE.value
+                ancestry.append(AncestorSnapshot(snapshot.snapshotId(), snapshot.timestampMillis(), parent, rewrite))
+                snapshot = java_table.snapshot(parent) if parent is not None else None
+            referenced = {ref.snapshotId() for ref in java_table.refs().values()}
+            thinned = thinned_snapshots(ancestry, older_than, every_commit_after, one_per, referenced)
+            for snapshot_id in thinned:
+                expiry.expireSnapshotId(snapshot_id)
         expired = expiry.apply()
         if expired.isEmpty():
-            return 0, set(), []
+            return 0, 0, set(), []
         for snapshot in expired:
             expiry.expireSnapshotId(snapshot.snapshotId())
         # Iceberg hands each file to delete to this collector instead of deleting it one by
@@ -471,14 +534,15 @@ def expire_snapshots(spark: SparkSession, table: Table, spec: MirroredTable, cat
         # already stands, and a file left behind is an orphan for remove_orphan_files.
         jvm.org.apache.iceberg.CatalogUtil.deleteFiles(java_table.io(), files, "expired", True)
         manifest_lists = {snapshot.manifestListLocation() for snapshot in expired}
-        return expired.size(), manifest_lists, str(jvm.java.lang.String.join("\n", files)).splitlines()
+        return expired.size(), len(thinned), manifest_lists, str(jvm.java.lang.String.join("\n", files)).splitlines()
 
-    snapshots_expired, manifest_lists, deleted = _retry_while_catalog_busy(expire)
+    snapshots_expired, snapshots_thinned, manifest_lists, deleted = _retry_while_catalog_busy(expire)
     metadata_files = [path for path in deleted if path.endswith(".avro")]  # the tables write Parquet data
     lists_deleted = sum(1 for path in metadata_files if path in manifest_lists)
     return ExpiryResult(
         table=spec.cold,
         snapshots_expired=snapshots_expired,
+        snapshots_thinned=snapshots_thinned,
         snapshots_after=len(table.refresh().metadata.snapshots),
         data_files_deleted=len(deleted) - len(metadata_files),
         manifests_deleted=len(metadata_files) - lists_deleted,

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from functools import lru_cache
+from types import MappingProxyType
 
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Operation, Snapshot, ancestors_of
@@ -67,10 +69,17 @@ def commit_summary(run_id: str, entries: Mapping[str, dict]) -> dict[str, str]:
     return {RUN_ID: run_id, PARTITIONS: json.dumps(dict(sorted(entries.items())), separators=(",", ":"))}
 
 
-def _entries(snapshot: Snapshot) -> dict[str, dict]:
+@lru_cache(maxsize=4096)
+def _parsed(partitions: str) -> Mapping[str, dict]:
+    # A snapshot's summary never changes, and every tick walks the same ancestry about 20
+    # times (each asset, each check): its maps are parsed once. Read only.
+    return MappingProxyType(json.loads(partitions))
+
+
+def _entries(snapshot: Snapshot) -> Mapping[str, dict]:
     props = snapshot.summary.additional_properties if snapshot.summary else {}
     if PARTITIONS in props:
-        return json.loads(props[PARTITIONS])
+        return _parsed(props[PARTITIONS])
     key = props.get(_LEGACY_PARTITION)
     if not key:
         return {}
@@ -94,9 +103,12 @@ class Ancestry:
 
     def __init__(self, table: Table, spec: MirroredTable):
         self.states: dict[datetime, PartitionState] = {}  # offload range start -> newest state
+        seen: set[str] = set()  # keys answered by a newer snapshot
         for snapshot in ancestors_of(table.current_snapshot(), table.metadata):
             for key, entry in _entries(snapshot).items():
-                self.states.setdefault(spec.offload_range(hour_of(key))[0], _state(snapshot, entry))
+                if key not in seen:
+                    seen.add(key)
+                    self.states.setdefault(spec.offload_range(hour_of(key))[0], _state(snapshot, entry))
 
     def state(self, range_start: datetime) -> PartitionState | None:
         return self.states.get(range_start)

@@ -441,24 +441,41 @@ class Soak:
         return f"ADD COLUMN {name} String DEFAULT ''"
 
     def op_expiry(self) -> str:
+        from pyiceberg.table.snapshots import ancestors_of
+
+        from cold_assets.maintenance.operations import AncestorSnapshot, thinned_snapshots
+
         spec = self.rng.choice(list(TABLES))
         table = self.catalog.load_table(spec.cold_identifier)
         now = datetime.now(UTC)
+        # Everything but the current snapshot, or thinned as the nightly thins its week, at a
+        # minute's scale: every commit of the last seconds, then one a minute, the ancestry cut.
+        thin = self.rng.random() < 0.5
+        older_than = now - timedelta(minutes=self.rng.randint(2, 10)) if thin else now
+        every_commit_after = now - timedelta(seconds=self.rng.randint(10, 90)) if thin else now
         if self.spark:
             from cold_assets.defs.nightly import EXPIRY_JOB
 
             result = self.defs.resolve_job_def(EXPIRY_JOB).execute_in_process(
                 instance=self.instance,
                 run_config={"ops": {"expire_snapshots_and_orphans": {"config": {
-                    "tables": [spec.cold], "older_than": now.isoformat(), "orphan_age_days": 1, "parallel_tables": 1,
+                    "tables": [spec.cold], "older_than": older_than.isoformat(), "every_commit_after": every_commit_after.isoformat(),
+                    "then_one_per_minutes": 1, "orphan_age_days": 1, "parallel_tables": 1,
                 }}}, "loggers": QUIET},
                 raise_on_error=False,
             )
             self._after_run(result.run_id, result.success)
-            return f"expiry of {spec.cold} on Spark: {'ok' if result.success else 'FAILED'}"
+            return f"expiry{' thinned' if thin else ''} of {spec.cold} on Spark: {'ok' if result.success else 'FAILED'}"
         before = len(table.snapshots())
-        table.maintenance.expire_snapshots().older_than(now).commit()
-        return f"expiry of {spec.cold}: {before} -> {len(self.catalog.load_table(spec.cold_identifier).snapshots())} snapshots"
+        ancestry = [AncestorSnapshot.of(a) for a in ancestors_of(table.current_snapshot(), table.metadata)]
+        referenced = {ref.snapshot_id for ref in table.metadata.refs.values()}
+        thinned = thinned_snapshots(ancestry, older_than, every_commit_after, timedelta(minutes=1), referenced)
+        expiry = table.maintenance.expire_snapshots().older_than(older_than)
+        if thinned:
+            expiry = expiry.by_ids(thinned)
+        expiry.commit()
+        after = len(self.catalog.load_table(spec.cold_identifier).snapshots())
+        return f"expiry{' thinned' if thin else ''} of {spec.cold}: {before} -> {after} snapshots"
 
     def op_compaction(self) -> str:
         if not self.spark:

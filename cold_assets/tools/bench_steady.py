@@ -23,9 +23,12 @@ opens and queries, event-log reads and writes, parity, cold planning, commits). 
 sensors' ticks, the embedded warm tier's parts (active and outdated) per table, and the
 snapshots and manifests per table, at day one and at the end.
 
+Between the nightly and the day of ticks, the week of snapshots the nightly expiry keeps is
+made by the offload's own commits (kept_week_of_commits), so that the day's ticks run with
+a week's snapshots behind them.
+
 `--dagster-postgres` keeps the instance on PostgreSQL; `--profile-dir` keeps the profiled
-ticks' stats. Not built yet: the week of snapshots the nightly expiry keeps (the history's
-commits are one per 24-hour checkpoint, the day's ticks one per tick).
+ticks' stats.
 """
 
 import cProfile
@@ -49,6 +52,7 @@ from cold_assets.tools.bench import DEMO_TRADES_PER_HOUR, bench_settings, build_
 from cold_assets.tools.bench_history import backfill_runs, metadata_facts, sensor_tick_seconds
 
 if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
     from dagster import DagsterInstance
 
 LATE_TRADES_PER_TICK = 300
@@ -66,6 +70,9 @@ TICK_PARTS = [
     ("commits", "cold_assets/offload/commit.py", "commit_transaction"),
 ]
 TARGET_RATIO = 1.25
+# What the nightly expiry keeps of a week of 15-minute commits (docs/maintenance.md): the
+# last day's 96, and the last of each of the 7 days before.
+KEPT_SNAPSHOTS = 96 + 7
 
 
 def tick_parts(profile: cProfile.Profile) -> dict[str, float]:
@@ -79,15 +86,36 @@ def tick_parts(profile: cProfile.Profile) -> dict[str, float]:
     return {name: round(seconds, 3) for name, seconds in parts.items()}
 
 
-def _late_trades(settings: Settings, hour: datetime, first_trade_id: int) -> None:
+def _late_trades(client: "Client", hour: datetime, first_trade_id: int, count: int = LATE_TRADES_PER_TICK) -> None:
     columns = ["exchange", "symbol", "trade_id", "price", "quantity", "side", "exchange_ts", "received_at", "message"]
     rows = [
         ["binance", "BTCUSDT", str(first_trade_id + i), "91000.00000000", "0.01000000", "false",
          hour + timedelta(minutes=7, microseconds=i), hour + timedelta(minutes=7, microseconds=i), "{}"]
-        for i in range(LATE_TRADES_PER_TICK)
+        for i in range(count)
     ]
+    client.insert("trades_raw", rows, column_names=columns)
+
+
+def kept_week_of_commits(settings: Settings, hour: datetime, rounds: int, first_trade_id: int) -> float:
+    """The snapshots the nightly expiry keeps of a week (every commit of the last day, the
+    last of each day before: about 104 a table), made by the offload's own protocol: `rounds`
+    times, 30 late trades into `hour` and every table's offload of it (the append layers commit
+    once the trades settled). Dagster is left out (it records no snapshot), and so is the
+    expiry: these commits are minutes apart, where its thinning goes by days
+    (cold_assets_tests/unit/test_retention.py). `hour` is one the ticks do not read."""
+    from cold_assets.offload.protocol import offload_partitions
+
+    started = time.perf_counter()
+    catalog = IcebergResource.from_settings(settings).catalog()
+    lag = timedelta(seconds=settings.settle_lag_seconds)
     with ClickHouseResource.from_settings(settings).connect() as client:
-        client.insert("trades_raw", rows, column_names=columns)
+        for i in range(rounds):
+            _late_trades(client, hour, first_trade_id + 30 * i, count=30)
+            for spec in TABLES:
+                table = catalog.load_table(spec.cold_identifier)
+                for _ in offload_partitions(client, table, spec, [partition_key_of(hour)], f"bench-steady-week-{i}", settle_lag=lag):
+                    pass
+    return round(time.perf_counter() - started, 1)
 
 
 def _warm_parts(settings: Settings) -> dict[str, dict[str, int]]:
@@ -161,7 +189,8 @@ def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgre
         """One schedule tick at `at`: late trades into its current hour, then its run; under
         cProfile if `profiled` names it (kept in profile_dir as <name>.pstats, if given)."""
         nonlocal next_trade_id
-        _late_trades(settings, at.replace(minute=0, second=0, microsecond=0), next_trade_id)
+        with ClickHouseResource.from_settings(settings).connect() as client:
+            _late_trades(client, at.replace(minute=0, second=0, microsecond=0), next_trade_id)
         next_trade_id += LATE_TRADES_PER_TICK
         context = build_schedule_context(instance=instance, scheduled_execution_time=at, repository_def=defs.get_repository_def())
         (request,) = schedule.evaluate_tick(context).run_requests or []
@@ -210,12 +239,17 @@ def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgre
     nightly_s = round(time.perf_counter() - nightly_started, 1)
     if not nightly["success"]:
         raise RuntimeError("bench steady: the nightly compaction failed")
-    month = day_of_ticks("after_month", month_end - timedelta(hours=-(-ticks // TICKS_PER_HOUR)), ticks)
+    first_tick = month_end - timedelta(hours=-(-ticks // TICKS_PER_HOUR))
+    # The week the expiry keeps, less the commits the day of ticks makes itself.
+    week_rounds = max(0, KEPT_SNAPSHOTS - ticks)
+    week_s = kept_week_of_commits(settings, first_tick - timedelta(hours=2), week_rounds, 8_000_000_000)
+    month = day_of_ticks("after_month", first_tick, ticks)
     month_state = {"warm_parts": _warm_parts(settings), "cold": _cold_shape(settings), "sensors_s": sensor_tick_seconds(defs, instance)}
     print(json.dumps({
         "dagster_storage": type(instance.event_log_storage).__name__,
         "backfill_s": {"day_one": day_one_backfill_s, "rest_of_month": month_backfill_s},
         "nightly_compaction_s": nightly_s,
+        "kept_week": {"rounds": week_rounds, "seconds": week_s},
         "day_one": day_one | day_one_state,
         "after_month": month | month_state,
     }))

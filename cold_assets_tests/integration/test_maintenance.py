@@ -28,6 +28,7 @@ from cold_assets.maintenance.jars import pinned_jars
 from cold_assets.maintenance.operations import commits_manifests, compact, expire_snapshots, file_stats, rewrite_manifests
 from cold_assets.maintenance.operations import live_data_files as maintenance_live_data_files
 from cold_assets.maintenance.spark import JavaMissing, SparkResource, session_config
+from cold_assets.offload.bookkeeping import committed_states
 from cold_assets.offload.protocol import offload_partition
 from cold_assets.parity.checksums import cold_checksums
 from cold_assets.partitions import hour_of, partition_key_of
@@ -224,6 +225,48 @@ def test_expired_snapshots_go_with_their_files_and_the_offload_stays_exactly_onc
     assert again.mode == "unchanged" and again.rows_written == 0
     # ... and a new hour offloads normally.
     run_offload(settings, DAY_KEYS[3:4])
+    assert_tiers_equal(warm, cold, [hour_of(k) for k in DAY_KEYS[:4]])
+
+
+def test_thinning_cuts_the_ancestry_and_an_hour_whose_commit_went_is_offloaded_exactly_once(settings, warm, cold):
+    """The nightly thins the week it keeps to every commit of the last day and one a day
+    before (here one per ten years, before the newest commit: everything in between but the
+    last). The current snapshot's ancestry then stops at the gap, and the hours committed
+    behind it have no bookkeeping left: their offload starts from the cold files' statistics,
+    and late rows of such an hour are taken once. The compaction's rewrite and its parent stay,
+    and its proof runs again."""
+    feed(warm, hours=4, trades_per_hour=300)
+    for key in DAY_KEYS[:3]:
+        run_offload(settings, [key])  # three commits a table, one per hour
+    run_job(settings, COMPACTION_JOB, {"tables": ["silver_trades"], **ALL_CLOSED})
+    run_offload(settings, DAY_KEYS[3:4])
+    catalog = cold.catalog()
+    bronze = catalog.load_table(BRONZE.cold_identifier)
+    newest = bronze.current_snapshot()
+    before = {t.cold: [s.snapshot_id for s in catalog.load_table(t.cold_identifier).snapshots()] for t in TABLES}
+    behind = bronze.snapshot_by_id(newest.parent_snapshot_id)  # the commit of hour 2: the window's last
+    rows_behind = bronze.scan(snapshot_id=behind.snapshot_id).to_arrow().num_rows
+
+    every_commit_after = datetime.fromtimestamp(newest.timestamp_ms / 1000, UTC)
+    result = run_job(settings, EXPIRY_JOB, {
+        "older_than": "2000-01-01T00:00:00+00:00", "every_commit_after": every_commit_after.isoformat(),
+        "then_one_per_minutes": 10 * 365 * 1440,
+    })
+
+    bronze = catalog.load_table(BRONZE.cold_identifier)
+    assert [s.snapshot_id for s in bronze.snapshots()] == [behind.snapshot_id, newest.snapshot_id]
+    assert observations(result, BRONZE)["snapshots_thinned"] == len(before[BRONZE.cold]) - 2
+    assert bronze.scan(snapshot_id=behind.snapshot_id).to_arrow().num_rows == rows_behind  # time travel to it
+    # The ancestry stops at the gap: hours 0 and 1 have no bookkeeping left.
+    assert set(committed_states(bronze, BRONZE)) == {hour_of(k) for k in DAY_KEYS[2:4]}
+    silver = catalog.load_table(SILVER.cold_identifier)
+    rewrite = next(s for s in silver.snapshots() if s.summary and s.summary.operation.value == "replace")
+    assert rewrite.parent_snapshot_id in {s.snapshot_id for s in silver.snapshots()}
+    assert compaction_check(SILVER, cold_asset_key(SILVER))(iceberg=cold, clickhouse=warm).passed
+
+    insert_late_raw(warm, START, count=40, first_trade_id=8_000_000_000)
+    run_offload(settings, DAY_KEYS[:1])  # hour 0 again: its late rows, once
+    run_offload(settings, DAY_KEYS[:2])  # and once more: nothing twice
     assert_tiers_equal(warm, cold, [hour_of(k) for k in DAY_KEYS[:4]])
 
 

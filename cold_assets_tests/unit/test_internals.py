@@ -119,9 +119,11 @@ def test_a_transaction_computes_its_metadata_once_per_staged_state_and_commits_w
     tx = internals.transaction(table)
     assert isinstance(tx._updates, tuple) and tx._table is table  # the state the cache is keyed on
     first = tx.table_metadata
-    assert tx.table_metadata is first and len(computed) == 1
-    tx.set_properties({"k": "v"})  # a staged update: computed again, with it
-    assert tx.table_metadata.properties["k"] == "v" and len(computed) == 2
+    assert first is table.metadata and not computed  # nothing staged: the table's own, no copy
+    tx.set_properties({"k": "v"})  # a staged update: computed, with it
+    staged = tx.table_metadata
+    assert staged.properties["k"] == "v" and len(computed) == 1
+    assert tx.table_metadata is staged and len(computed) == 1  # once per state
     with tx.update_snapshot().fast_append() as append:  # the producer reads it many times: once here
         for task in table.scan().plan_files():
             append.append_data_file(task.file)
