@@ -117,7 +117,7 @@ class CompactionResult:
 class ExpiryResult:
     table: str
     snapshots_expired: int  # as Iceberg listed them: exact even if an offload commits meanwhile
-    snapshots_thinned: int  # of which inside the retention: not the last of their UTC day
+    snapshots_thinned: int  # of which inside the retention: not the last of their period (a UTC day)
     snapshots_after: int
     data_files_deleted: int
     manifests_deleted: int
@@ -442,12 +442,11 @@ class AncestorSnapshot:
     snapshot_id: int
     committed_ms: int
     parent_id: int | None
-    rewrite: bool  # Iceberg's "replace" operation: the nightly compaction's rewrites
+    data_rewrite: bool  # a compaction's commit (is_data_rewrite)
 
     @classmethod
     def of(cls, snapshot: Snapshot) -> "AncestorSnapshot":
-        rewrite = snapshot.summary is not None and snapshot.summary.operation == Operation.REPLACE
-        return cls(snapshot.snapshot_id, snapshot.timestamp_ms, snapshot.parent_snapshot_id, rewrite)
+        return cls(snapshot.snapshot_id, snapshot.timestamp_ms, snapshot.parent_snapshot_id, is_data_rewrite(snapshot))
 
 
 def thinned_snapshots(
@@ -457,13 +456,17 @@ def thinned_snapshots(
     committed between `older_than` and `every_commit_after` that are not the last of their
     `period` (counted from the epoch: a day is a UTC day) on the ancestry. What stays is every
     commit after `every_commit_after`, and before it the table as it was at the end of each
-    period, what a branch or tag names (`referenced`), and each compaction's rewrite with its
-    parent, against which `compaction_preserved_content` proves it again from the UI."""
+    period, what a branch or a tag names (`referenced`), and each
+    compaction's data rewrite with its parent, against which `compaction_preserved_content`
+    proves it again from the UI.
+
+    The ancestry is cut at the first thinned snapshot: the offload's bookkeeping, a rollback
+    (`rollback_to_snapshot`) and time travel by timestamp reach back that far only."""
     lo, hi = ((instant - EPOCH) // timedelta(milliseconds=1) for instant in (older_than, every_commit_after))
     period_ms = period // timedelta(milliseconds=1)
     kept = set(referenced)
     for snapshot in ancestry:
-        if snapshot.rewrite:
+        if snapshot.data_rewrite:
             kept |= {snapshot.snapshot_id, snapshot.parent_id or snapshot.snapshot_id}
     thinned, periods_seen = [], set()
     for snapshot in ancestry:
@@ -509,11 +512,13 @@ def expire_snapshots(
         expiry = java_table.expireSnapshots().expireOlderThan((older_than - EPOCH) // timedelta(milliseconds=1)).retainLast(1)
         thinned: list[int] = []
         if every_commit_after is not None and every_commit_after > older_than:
-            # The ancestry as this JVM's table holds it: the one ExpireSnapshots commits on.
+            # The catalog's current metadata: Spark's catalog may hand out a table it cached
+            # (a retry after SQLITE_BUSY). A commit after this walk is newer than the window.
+            java_table.refresh()
             ancestry, snapshot = [], java_table.currentSnapshot()
             while snapshot is not None:
                 parent = snapshot.parentId()
-                rewrite = snapshot.operation() == Operation.REPLACE.value
+                rewrite = snapshot.operation() == Operation.REPLACE.value and int(snapshot.summary().get("deleted-data-files") or 0) > 0
                 ancestry.append(AncestorSnapshot(snapshot.snapshotId(), snapshot.timestampMillis(), parent, rewrite))
                 snapshot = java_table.snapshot(parent) if parent is not None else None
             referenced = {ref.snapshotId() for ref in java_table.refs().values()}

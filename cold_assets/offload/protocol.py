@@ -56,6 +56,7 @@ from clickhouse_connect.driver.client import Client
 from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.table import Table
 
+from cold_assets.cold.holdings import ColdFiles
 from cold_assets.hours import HourPolicy, HourStatus
 from cold_assets.offload import commit, plan, stream
 from cold_assets.offload.bookkeeping import Ancestry, PartitionState, StateSource, commit_summary, snapshot_id
@@ -144,14 +145,14 @@ def offload_partitions(
     starts = sorted(by_range)
     options = RunOptions(run_id, settle_lag, replace_hour, overlap, allow_fewer_rows, now, policy)
     span = (starts[0], spec.offload_range(starts[-1])[1]) if starts else None
-    cold_files: plan.ColdFiles | None = None
+    cold_files: ColdFiles | None = None
     for i in range(0, len(starts), checkpoint_hours):
         chunk = [(start, by_range[start]) for start in starts[i : i + checkpoint_hours]]
         for attempt in range(MAX_CONFLICT_RETRIES + 1):
             try:
                 table = table.refresh()
                 if cold_files is None or cold_files.valid_at != snapshot_id(table):
-                    cold_files = plan.ColdFiles(table, spec, *span)  # type: ignore[misc]
+                    cold_files = ColdFiles(table, spec, *span)  # type: ignore[misc]
                 checkpoint = _checkpoint(client, table, spec, chunk, options, cold_files)
                 if checkpoint.snapshot_id is not None:
                     cold_files.valid_at = checkpoint.snapshot_id
@@ -199,7 +200,7 @@ def _checkpoint(
     spec: MirroredTable,
     chunk: list[tuple[datetime, list[str]]],
     options: RunOptions,
-    cold_files: plan.ColdFiles,
+    cold_files: ColdFiles,
 ) -> Checkpoint:
     """One checkpoint, phase by phase (offload/phases.py): plan every range, read those that
     need it into data files, decide each, commit what changed in one snapshot."""

@@ -31,9 +31,10 @@ from pyiceberg.table import Table
 from pyiceberg.types import BooleanType, DecimalType, IntegerType, LongType, TimestampType, TimestamptzType
 
 from cold_assets.cold.counts import counts_by_hour
+from cold_assets.cold.holdings import ColdFiles
 from cold_assets.cold.ranges import range_filter
 from cold_assets.hours import HourPolicy, HourStatus
-from cold_assets.offload.bookkeeping import PartitionState, committed_states
+from cold_assets.offload.bookkeeping import PartitionState, StateSource, committed_states
 from cold_assets.partitions import hour_of
 from cold_assets.settings import s3_collection_name
 from cold_assets.tables import MirroredTable, OffloadMode
@@ -317,6 +318,7 @@ def partitions_parity(
     for key, state in (offloaded or {}).items():
         if key in ranges:
             states[int(ranges[key][0].timestamp())] = state
+    states |= _floors_of_open_hours_without_bookkeeping(cold_table, spec, statuses, ranges, states)
     columns = read_columns(client, spec, cold_table.schema()) if any(s is not HourStatus.COLD_ONLY for s in statuses.values()) else None
     canonical = canonical_row(cold_table, columns) if content else COUNT_ONLY
     settled = None if rows_in_flight_count else now - policy.settle_lag
@@ -351,6 +353,35 @@ def partitions_parity(
             )
         )
     return parities
+
+
+def _floors_of_open_hours_without_bookkeeping(
+    cold_table: Table,
+    spec: MirroredTable,
+    statuses: Mapping[str, HourStatus],
+    ranges: Mapping[str, tuple[datetime, datetime]],
+    states: Mapping[int, PartitionState],
+) -> dict[int, PartitionState]:
+    """An open append hour is compared up to its watermark. One whose commit is no longer on
+    the current ancestry (the nightly's thinning, an expiry by id) is compared up to the
+    newest ingestion its cold files hold, where the offload's reconciliation starts it from:
+    cold holds every warm row ingested up to then, and none after. (Up to nothing, every such
+    hour would look mismatched.)"""
+    if spec.mode is not OffloadMode.APPEND:
+        return {}
+    missing = [
+        key for key, status in statuses.items()
+        if status is HourStatus.OPEN and int(ranges[key][0].timestamp()) not in states
+    ]
+    if not missing or cold_table.current_snapshot() is None:
+        return {}
+    files = ColdFiles(cold_table, spec, min(ranges[k][0] for k in missing), max(ranges[k][1] for k in missing))
+    floors = {}
+    for key in missing:
+        floor = files.newest_ingestion(*ranges[key])
+        if floor is not None:
+            floors[int(ranges[key][0].timestamp())] = PartitionState(watermark=floor, source=StateSource.DATA)
+    return floors
 
 
 def _warm_side(

@@ -14,7 +14,7 @@ def ancestry_every_15_minutes(days: int, rewrites_at: tuple[datetime, ...] = ())
     times = sorted({NOW - timedelta(minutes=15 * i) for i in range(days * 96)} | set(rewrites_at))
     snapshots, parent = [], None
     for i, at in enumerate(times):
-        snapshots.append(AncestorSnapshot(i + 1, int(at.timestamp() * 1000), parent, at in rewrites_at))
+        snapshots.append(AncestorSnapshot(i + 1, int(at.timestamp() * 1000), parent, data_rewrite=at in rewrites_at))
         parent = i + 1
     return snapshots[::-1]
 
@@ -51,7 +51,7 @@ def test_nothing_outside_the_window_is_thinned_and_hourly_keeps_one_an_hour():
 def test_branches_tags_and_each_compaction_with_its_parent_stay():
     rewrite_at = NOW - 3 * DAY + timedelta(minutes=7)  # a nightly compaction, 3 days ago
     ancestry = ancestry_every_15_minutes(days=8, rewrites_at=(rewrite_at,))
-    rewrite = next(s for s in ancestry if s.rewrite)
+    rewrite = next(s for s in ancestry if s.data_rewrite)
     tagged = ancestry[300].snapshot_id
     thinned = set(thinned_snapshots(ancestry, NOW - 7 * DAY, NOW - DAY, DAY, referenced={tagged}))
     assert rewrite.snapshot_id not in thinned and rewrite.parent_id not in thinned
