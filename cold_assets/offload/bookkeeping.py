@@ -99,19 +99,39 @@ def _state(snapshot: Snapshot, entry: dict) -> PartitionState:
 
 
 class Ancestry:
-    """One walk of the current snapshot's ancestry: the newest bookkeeping per offload range."""
+    """The current snapshot's ancestry, walked newest first only as far as asked: the newest
+    bookkeeping per offload range. A tick asks for the hours it offloads, which the newest
+    snapshots hold; a range never committed walks it all (the thinning keeps that to about a
+    day of commits)."""
 
     def __init__(self, table: Table, spec: MirroredTable):
-        self.states: dict[datetime, PartitionState] = {}  # offload range start -> newest state
-        seen: set[str] = set()  # keys answered by a newer snapshot
-        for snapshot in ancestors_of(table.current_snapshot(), table.metadata):
-            for key, entry in _entries(snapshot).items():
-                if key not in seen:
-                    seen.add(key)
-                    self.states.setdefault(spec.offload_range(hour_of(key))[0], _state(snapshot, entry))
+        self._spec = spec
+        self._snapshots = iter(ancestors_of(table.current_snapshot(), table.metadata))
+        self._states: dict[datetime, PartitionState] = {}  # offload range start -> newest state
+        self._seen: set[str] = set()  # keys answered by a newer snapshot
+        self._walked = False
+
+    def _step(self) -> None:
+        snapshot = next(self._snapshots, None)
+        if snapshot is None:
+            self._walked = True
+            return
+        for key, entry in _entries(snapshot).items():
+            if key not in self._seen:
+                self._seen.add(key)
+                self._states.setdefault(self._spec.offload_range(hour_of(key))[0], _state(snapshot, entry))
 
     def state(self, range_start: datetime) -> PartitionState | None:
-        return self.states.get(range_start)
+        while range_start not in self._states and not self._walked:
+            self._step()
+        return self._states.get(range_start)
+
+    @property
+    def states(self) -> dict[datetime, PartitionState]:
+        """Every range's: the whole walk."""
+        while not self._walked:
+            self._step()
+        return self._states
 
 
 def ranges_changed_since(table: Table, spec: MirroredTable, since: int) -> set[datetime] | None:

@@ -34,7 +34,7 @@ from cold_assets.cold.counts import counts_by_hour
 from cold_assets.cold.holdings import ColdFiles
 from cold_assets.cold.ranges import range_filter
 from cold_assets.hours import HourPolicy, HourStatus
-from cold_assets.offload.bookkeeping import PartitionState, StateSource, committed_states
+from cold_assets.offload.bookkeeping import Ancestry, PartitionState, StateSource
 from cold_assets.partitions import hour_of
 from cold_assets.settings import s3_collection_name
 from cold_assets.tables import MirroredTable, OffloadMode
@@ -313,11 +313,14 @@ def partitions_parity(
     and the audit, which read the files, are what notice it."""
     statuses = {key: policy.status(spec, hour_of(key), now) for key in partition_keys}
     ranges = {key: spec.offload_range(hour_of(key)) for key in partition_keys}
-    # What the hour's last offload left (per bucket: the daily bars' day is one bucket).
-    states = {int(start.timestamp()): state for start, state in committed_states(cold_table, spec).items()}
-    for key, state in (offloaded or {}).items():
-        if key in ranges:
-            states[int(ranges[key][0].timestamp())] = state
+    # What an open hour's last offload left (per bucket: the daily bars' day is one bucket):
+    # what the run just offloaded, or the table's bookkeeping. Closed hours need none.
+    states = {int(ranges[key][0].timestamp()): state for key, state in (offloaded or {}).items() if key in ranges}
+    ancestry = Ancestry(cold_table, spec)
+    for key, status in statuses.items():
+        bucket = int(ranges[key][0].timestamp())
+        if status is HourStatus.OPEN and bucket not in states and (state := ancestry.state(ranges[key][0])) is not None:
+            states[bucket] = state
     states |= _floors_of_open_hours_without_bookkeeping(cold_table, spec, statuses, ranges, states)
     columns = read_columns(client, spec, cold_table.schema()) if any(s is not HourStatus.COLD_ONLY for s in statuses.values()) else None
     canonical = canonical_row(cold_table, columns) if content else COUNT_ONLY
@@ -344,7 +347,9 @@ def partitions_parity(
         if statuses[key] is HourStatus.OPEN and spec.mode is OffloadMode.REPLACE:
             basis, now_rows = ParityBasis.AS_OFFLOADED, w_rows
             fingerprint = states[bucket].fingerprint if bucket in states else None
-            w_rows, w_sum = parse_fingerprint(fingerprint) if fingerprint else (0, 0)
+            # Without a fingerprint on the ancestry (never offloaded; or its commit thinned or
+            # expired), what was offloaded is what cold holds: only a warm that lost rows shows.
+            w_rows, w_sum = parse_fingerprint(fingerprint) if fingerprint else (c_rows, c_sum or 0)
         elif statuses[key] is HourStatus.OPEN:
             basis = ParityBasis.WARM_TO_WATERMARK
         parities.append(

@@ -764,43 +764,52 @@ def test_a_table_empty_on_both_tiers_is_no_stuck_federation(live, warm, cold, re
 
 
 def test_an_open_hour_whose_commit_the_expiry_cut_off_is_judged_from_its_cold_files(live, warm, cold):
-    """The nightly's thinning (or an expiry by id) can leave an open append hour with rows in
-    cold and no bookkeeping on the current ancestry. Its parity must compare warm up to what
-    cold's files hold (their newest ingestion, as the offload's reconciliation does), not up to
-    nothing: a sensor would otherwise see every such hour as mismatched."""
+    """The nightly's thinning (or an expiry by id) can leave an open hour with rows in cold and
+    no bookkeeping on the current ancestry. An append layer's hour must then be compared up to
+    what its cold files hold (their newest ingestion, as the offload's reconciliation starts
+    from), a replace layer's as offloaded with cold's own rows for what was offloaded: compared
+    up to nothing, or to no fingerprint, every such hour looked mismatched."""
     from cold_assets.hours import HourPolicy, HourStatus
     from cold_assets.offload.bookkeeping import committed_states
     from cold_assets.offload.protocol import offload_partitions
-    from cold_assets.parity.checksums import partitions_parity
+    from cold_assets.parity.checksums import ParityBasis, partitions_parity
     from cold_assets.partitions import partition_key_of
     from cold_assets.warm.read import warm_now
     from cold_assets_tests.support.offload_helpers import insert_late_raw
 
     policy = HourPolicy.from_settings(live)
     with warm.connect() as client:
-        now = warm_now(client)
-    current = now.replace(minute=0, second=0, microsecond=0)
+        current = warm_now(client).replace(minute=0, second=0, microsecond=0)
     for i in range(40):
         a_trade_arriving_now(warm, 9_300_000 + i)
     settle(warm, minutes=2)  # settled, and the hour still open
     feed(warm, hours=1, trades_per_hour=300)  # an old hour, for a commit after the open hour's
     settle(warm)
     catalog = cold.catalog()
-    table = catalog.load_table(BRONZE.cold_identifier)
-    with warm.connect() as client:
-        now = warm_now(client)
-        list(offload_partitions(client, table, BRONZE, [partition_key_of(current)], "open-hour", settle_lag=policy.settle_lag))
-        open_commit = catalog.load_table(BRONZE.cold_identifier).current_snapshot().snapshot_id
-        list(offload_partitions(client, catalog.load_table(BRONZE.cold_identifier), BRONZE, KEYS[:1], "old-hour",
-                                settle_lag=policy.settle_lag))
-    table = catalog.load_table(BRONZE.cold_identifier)
-    table.maintenance.expire_snapshots().by_ids([open_commit]).commit()
-    table = catalog.load_table(BRONZE.cold_identifier)
-    assert current not in committed_states(table, BRONZE)  # its bookkeeping is gone
-    assert cold_hour(catalog, BRONZE, current).num_rows == 40  # its rows are not
-    insert_late_raw(warm, current, 5, 9_400_000)  # and more arrive, not offloaded yet
-    with warm.connect() as client:
-        now = warm_now(client)
-        assert policy.status(BRONZE, current, now) is HourStatus.OPEN
-        (parity,) = partitions_parity(client, table, BRONZE, [partition_key_of(current)], True, now=now, policy=policy)
-    assert parity.cold_rows == parity.warm_rows == 40 and parity.content_checked and parity.content_matches, parity
+    key = partition_key_of(current)
+    for spec in (BRONZE, SILVER):
+        with warm.connect() as client:
+            list(offload_partitions(client, catalog.load_table(spec.cold_identifier), spec, [key], "open", settle_lag=policy.settle_lag))
+            open_commit = catalog.load_table(spec.cold_identifier).current_snapshot().snapshot_id
+            list(offload_partitions(client, catalog.load_table(spec.cold_identifier), spec, KEYS[:1], "old",
+                                    settle_lag=policy.settle_lag))
+        catalog.load_table(spec.cold_identifier).maintenance.expire_snapshots().by_ids([open_commit]).commit()
+        table = catalog.load_table(spec.cold_identifier)
+        assert current not in committed_states(table, spec)  # its bookkeeping is gone
+        assert cold_hour(catalog, spec, current).num_rows == 40  # its rows are not
+
+    def parity(spec):
+        with warm.connect() as client:
+            now = warm_now(client)
+            assert policy.status(spec, current, now) is HourStatus.OPEN
+            table = catalog.load_table(spec.cold_identifier)
+            (hour,) = partitions_parity(client, table, spec, [key], True, now=now, policy=policy)
+        return hour
+
+    silver = parity(SILVER)
+    assert silver.basis is ParityBasis.AS_OFFLOADED and silver.cold_rows == silver.warm_rows_now == 40, silver
+    assert silver.content_checked and silver.content_matches, silver
+    insert_late_raw(warm, current, 5, 9_400_000)  # more arrive, not offloaded yet
+    bronze = parity(BRONZE)
+    assert bronze.basis is ParityBasis.WARM_TO_WATERMARK and bronze.cold_rows == bronze.warm_rows == 40, bronze
+    assert bronze.content_checked and bronze.content_matches, bronze
