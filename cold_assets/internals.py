@@ -28,11 +28,12 @@ from dagster._core.storage.asset_check_execution_record import (
 from dagster._core.storage.event_log.base import EventLogStorage
 from pyiceberg.io.pyarrow import _check_pyarrow_schema_compatible as check_pyarrow_schema_compatible
 from pyiceberg.io.pyarrow import _get_parquet_writer_kwargs as parquet_writer_kwargs
-from pyiceberg.manifest import ManifestFile
+from pyiceberg.manifest import ManifestContent, ManifestFile
 from pyiceberg.table import Table, TableProperties, Transaction
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.snapshots import Operation
-from pyiceberg.table.update.snapshot import _OverwriteFiles
+from pyiceberg.table.update.snapshot import _ManifestMergeManager, _OverwriteFiles
+from pyiceberg.utils.properties import property_as_bool, property_as_int
 
 
 def table_without_commit_retries(table: Table) -> Table:
@@ -81,6 +82,26 @@ class _OverwriteOfLiveManifests(_OverwriteFiles):
         # that snapshot's change, not the table: Iceberg's Java writer leaves such manifests out
         # (ManifestFilterManager), pyiceberg 0.12 carries them into every later snapshot.
         return [m for m in super()._existing_manifests() if m.has_added_files() or m.has_existing_files()]
+
+    def _process_manifests(self, manifests: list[ManifestFile]) -> list[ManifestFile]:
+        # Merged as pyiceberg's merge-append merges an append's (commit.manifest-merge.enabled,
+        # as Iceberg's Java overwrite does): pyiceberg 0.12's overwrite never merges, so each
+        # 15-minute commit left one more manifest to every later commit and plan of the day.
+        properties = self._transaction.table_metadata.properties
+        data = [m for m in manifests if m.content == ManifestContent.DATA]
+        merged = _ManifestMergeManager(
+            target_size_bytes=property_as_int(  # type: ignore[arg-type]
+                properties, TableProperties.MANIFEST_TARGET_SIZE_BYTES, TableProperties.MANIFEST_TARGET_SIZE_BYTES_DEFAULT
+            ),
+            min_count_to_merge=property_as_int(  # type: ignore[arg-type]
+                properties, TableProperties.MANIFEST_MIN_MERGE_COUNT, TableProperties.MANIFEST_MIN_MERGE_COUNT_DEFAULT
+            ),
+            merge_enabled=property_as_bool(
+                properties, TableProperties.MANIFEST_MERGE_ENABLED, TableProperties.MANIFEST_MERGE_ENABLED_DEFAULT
+            ),
+            snapshot_producer=self,
+        ).merge_manifests(data)
+        return merged + [m for m in manifests if m.content != ManifestContent.DATA]
 
 
 def overwrite_of_live_manifests(tx: Transaction, table: Table, snapshot_properties: dict[str, str]) -> _OverwriteFiles:

@@ -165,7 +165,7 @@ def commit_transaction(
                 for data_file in new_files + data_files:
                     overwrite.append_data_file(data_file)
         elif data_files:
-            with tx.update_snapshot(snapshot_properties=summary).fast_append() as append:
+            with tx.update_snapshot(snapshot_properties=summary).merge_append() as append:
                 for data_file in data_files:
                     append.append_data_file(data_file)
         else:
