@@ -8,7 +8,9 @@ None of these has a public equivalent in the versions pinned (dagster 1.13, pyic
   table's write.parquet.* properties to pyarrow's writer options (cold/files.py writes the
   data files itself, one per partition value, and adds them); and a `Table` built by hand
   around its metadata, the one way to turn its commit retries off for one transaction; its
-  overwrite producer, to leave out of a new snapshot the manifests that hold no live file; and
+  overwrite producer, to leave out of a new snapshot the manifests that hold no live file; its
+  append and overwrite producers and manifest merge manager, to merge the day's manifests
+  only (not the nightly's clustered ones); and
   the state of a `Transaction` (`_table`, `_updates`), to compute its metadata once per state.
 
 (Spark's maintenance reaches the JVM through pyspark's py4j handles, `_jvm` and
@@ -19,6 +21,8 @@ maintenance/operations.py and class_data.py.)
 used here, so that a new version that changes one fails there, by name, not in production.
 """
 
+import contextlib
+
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
 from dagster._core.storage.asset_check_execution_record import (
@@ -28,12 +32,14 @@ from dagster._core.storage.asset_check_execution_record import (
 from dagster._core.storage.event_log.base import EventLogStorage
 from pyiceberg.io.pyarrow import _check_pyarrow_schema_compatible as check_pyarrow_schema_compatible
 from pyiceberg.io.pyarrow import _get_parquet_writer_kwargs as parquet_writer_kwargs
-from pyiceberg.manifest import ManifestContent, ManifestFile
+from pyiceberg.manifest import ManifestFile
 from pyiceberg.table import Table, TableProperties, Transaction
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.snapshots import Operation
-from pyiceberg.table.update.snapshot import _ManifestMergeManager, _OverwriteFiles
+from pyiceberg.table.update.snapshot import _FastAppendFiles, _ManifestMergeManager, _OverwriteFiles, _SnapshotProducer
 from pyiceberg.utils.properties import property_as_bool, property_as_int
+
+from cold_assets.cold.manifests import last_rewrite_sequence_number, written_since
 
 
 def table_without_commit_retries(table: Table) -> Table:
@@ -76,6 +82,42 @@ def transaction(table: Table) -> Transaction:
     return _TransactionComputingMetadataOnce(table)
 
 
+def _merge_the_days_manifests(producer: _SnapshotProducer, manifests: list[ManifestFile]) -> list[ManifestFile]:
+    """The manifests of a new snapshot, the day's (written since the nightly's rewrite) merged
+    as pyiceberg's merge-append merges an append's (commit.manifest-merge.enabled, up to
+    commit.manifest.target-size-bytes, as Iceberg's Java writers do). pyiceberg 0.12's
+    overwrite never merges, and its merge-append merges every manifest: each 15-minute commit
+    left one more manifest to every later commit and plan of the day, or merged the rewrite's
+    manifests, each a range of partitions, with today's, into ones spanning both."""
+    metadata = producer._transaction.table_metadata
+    properties = metadata.properties
+    rewritten_at = last_rewrite_sequence_number(metadata)
+    days = [m for m in manifests if written_since(m, rewritten_at)]
+    merged = _ManifestMergeManager(
+        target_size_bytes=property_as_int(  # type: ignore[arg-type]
+            properties, TableProperties.MANIFEST_TARGET_SIZE_BYTES, TableProperties.MANIFEST_TARGET_SIZE_BYTES_DEFAULT
+        ),
+        min_count_to_merge=property_as_int(  # type: ignore[arg-type]
+            properties, TableProperties.MANIFEST_MIN_MERGE_COUNT, TableProperties.MANIFEST_MIN_MERGE_COUNT_DEFAULT
+        ),
+        merge_enabled=property_as_bool(properties, TableProperties.MANIFEST_MERGE_ENABLED, TableProperties.MANIFEST_MERGE_ENABLED_DEFAULT),
+        snapshot_producer=producer,
+    ).merge_manifests(days)
+    # What this commit wrote and merged away is referenced by nothing: gone now, not left for
+    # remove_orphan_files (where it would read as a crashed writer's).
+    kept, inputs = {m.manifest_path for m in merged}, {m.manifest_path for m in days}
+    for path in [p for p in producer._written_manifests if p not in kept and p in inputs]:
+        producer._written_manifests.remove(path)
+        with contextlib.suppress(Exception):  # one left behind is remove_orphan_files' to take
+            producer._io.delete(path)
+    return merged + [m for m in manifests if not written_since(m, rewritten_at)]
+
+
+class _AppendMergingTheDaysManifests(_FastAppendFiles):
+    def _process_manifests(self, manifests: list[ManifestFile]) -> list[ManifestFile]:
+        return _merge_the_days_manifests(self, manifests)
+
+
 class _OverwriteOfLiveManifests(_OverwriteFiles):
     def _existing_manifests(self) -> list[ManifestFile]:
         # A manifest carried from an earlier snapshot that holds only deleted entries describes
@@ -84,24 +126,15 @@ class _OverwriteOfLiveManifests(_OverwriteFiles):
         return [m for m in super()._existing_manifests() if m.has_added_files() or m.has_existing_files()]
 
     def _process_manifests(self, manifests: list[ManifestFile]) -> list[ManifestFile]:
-        # Merged as pyiceberg's merge-append merges an append's (commit.manifest-merge.enabled,
-        # as Iceberg's Java overwrite does): pyiceberg 0.12's overwrite never merges, so each
-        # 15-minute commit left one more manifest to every later commit and plan of the day.
-        properties = self._transaction.table_metadata.properties
-        data = [m for m in manifests if m.content == ManifestContent.DATA]
-        merged = _ManifestMergeManager(
-            target_size_bytes=property_as_int(  # type: ignore[arg-type]
-                properties, TableProperties.MANIFEST_TARGET_SIZE_BYTES, TableProperties.MANIFEST_TARGET_SIZE_BYTES_DEFAULT
-            ),
-            min_count_to_merge=property_as_int(  # type: ignore[arg-type]
-                properties, TableProperties.MANIFEST_MIN_MERGE_COUNT, TableProperties.MANIFEST_MIN_MERGE_COUNT_DEFAULT
-            ),
-            merge_enabled=property_as_bool(
-                properties, TableProperties.MANIFEST_MERGE_ENABLED, TableProperties.MANIFEST_MERGE_ENABLED_DEFAULT
-            ),
-            snapshot_producer=self,
-        ).merge_manifests(data)
-        return merged + [m for m in manifests if m.content != ManifestContent.DATA]
+        return _merge_the_days_manifests(self, manifests)
+
+
+def append_merging_the_days_manifests(tx: Transaction, table: Table, snapshot_properties: dict[str, str]) -> _FastAppendFiles:
+    """pyiceberg's append producer (`tx.update_snapshot().fast_append()`), whose snapshot merges
+    the day's manifests (_merge_the_days_manifests)."""
+    return _AppendMergingTheDaysManifests(
+        operation=Operation.APPEND, transaction=tx, io=table.io, snapshot_properties=snapshot_properties
+    )
 
 
 def overwrite_of_live_manifests(tx: Transaction, table: Table, snapshot_properties: dict[str, str]) -> _OverwriteFiles:
@@ -121,6 +154,7 @@ __all__ = [
     "BulkActionsFilter",
     "EventLogStorage",
     "UnresolvedAssetJobDefinition",
+    "append_merging_the_days_manifests",
     "check_pyarrow_schema_compatible",
     "overwrite_of_live_manifests",
     "parquet_writer_kwargs",

@@ -43,6 +43,7 @@ from pyspark.sql import SparkSession
 
 from cold_assets.cold.bounds import bound_micros, instant
 from cold_assets.cold.files import reencodes_offload_files, written_by_offload
+from cold_assets.cold.manifests import last_rewrite_sequence_number, written_since
 from cold_assets.parity.checksums import cold_checksums
 from cold_assets.tables import MirroredTable
 from cold_assets.warm.read import EPOCH, identifier, render
@@ -318,12 +319,20 @@ def compact(
     lower, upper = closed_partitions_range(table, spec, now, lookback_days)
     before = file_stats(table, spec, lower, upper)
     known = {s.snapshot_id for s in table.metadata.snapshots}
-    # Manifests first: one per hourly commit until now, which the data rewrite's planning
-    # and both sides of its proof (ClickHouse reads the parent snapshot too) would read.
+    # Manifests first: the day's, by commit time, which the data rewrite's planning and both
+    # sides of its proof (ClickHouse reads the parent snapshot too) would read. An offload
+    # that merged manifests meanwhile makes it fail Iceberg's validation: it is called again.
     manifests = {"rewritten_manifests_count": 0}
-    if commits_manifests(table) > MANIFESTS_WORTH_REWRITING:
-        manifests = rewrite_manifests(spark, spec, catalog_name)
     conflicts = 0
+    while commits_manifests(table) > MANIFESTS_WORTH_REWRITING:
+        try:
+            manifests = rewrite_manifests(spark, spec, catalog_name)
+            break
+        except Exception as error:  # py4j wraps the JVM's exception
+            if conflicts >= MAX_CONFLICT_RETRIES or not any(name in str(error) for name in CONFLICTS):
+                raise
+            conflicts += 1
+            table = table.refresh()
     rewrite = {"rewritten_data_files_count": 0, "added_data_files_count": 0}
     while True:
         ranges = offloaded_partitions(table, spec, lower, upper)
@@ -368,11 +377,14 @@ def compact(
 
 
 def commits_manifests(table: Table) -> int:
-    """Manifests of the current snapshot that list files added by a commit since the last
-    manifest rewrite: one per offload commit, each a few KB. A rewrite lists every file as
-    existing, so a table that took no commit since has none, and is not rewritten again."""
+    """Data manifests of the current snapshot written since the last rewrite: the day's
+    commits', which merge among themselves up to commit.manifest.target-size-bytes each
+    (internals.py). A table that took no commit since has none, and is not rewritten again."""
     snapshot = table.current_snapshot()
-    return sum(1 for m in snapshot.manifests(table.io) if m.has_added_files()) if snapshot is not None else 0
+    if snapshot is None:
+        return 0
+    rewritten_at = last_rewrite_sequence_number(table.metadata)
+    return sum(1 for m in snapshot.manifests(table.io) if written_since(m, rewritten_at))
 
 
 def rewrite_manifests(spark: SparkSession, spec: MirroredTable, catalog_name: str) -> dict:

@@ -18,7 +18,12 @@ from pyiceberg.manifest import DataFile
 from pyiceberg.table import FileScanTask, Table
 
 from cold_assets.cold.files import DataFileFormat, DataFileWriter
-from cold_assets.internals import overwrite_of_live_manifests, table_without_commit_retries, transaction
+from cold_assets.internals import (
+    append_merging_the_days_manifests,
+    overwrite_of_live_manifests,
+    table_without_commit_retries,
+    transaction,
+)
 from cold_assets.offload.bookkeeping import snapshot_id
 from cold_assets.offload.phases import ColdMatch, ColdRowsWouldBeLost, Decided, Outcome, Written
 from cold_assets.tables import MirroredTable, OffloadMode
@@ -165,7 +170,7 @@ def commit_transaction(
                 for data_file in new_files + data_files:
                     overwrite.append_data_file(data_file)
         elif data_files:
-            with tx.update_snapshot(snapshot_properties=summary).merge_append() as append:
+            with append_merging_the_days_manifests(tx, table, summary) as append:
                 for data_file in data_files:
                     append.append_data_file(data_file)
         else:

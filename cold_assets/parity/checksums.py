@@ -348,8 +348,8 @@ def partitions_parity(
             basis, now_rows = ParityBasis.AS_OFFLOADED, w_rows
             fingerprint = states[bucket].fingerprint if bucket in states else None
             # Without a fingerprint on the ancestry (never offloaded; or its commit thinned or
-            # expired), what was offloaded is what cold holds: only a warm that lost rows shows.
-            w_rows, w_sum = parse_fingerprint(fingerprint) if fingerprint else (c_rows, c_sum or 0)
+            # expired) nothing is known to have been offloaded: cold rows then show, loudly.
+            w_rows, w_sum = parse_fingerprint(fingerprint) if fingerprint else (0, 0)
         elif statuses[key] is HourStatus.OPEN:
             basis = ParityBasis.WARM_TO_WATERMARK
         parities.append(
@@ -370,8 +370,9 @@ def _floors_of_open_hours_without_bookkeeping(
     """An open append hour is compared up to its watermark. One whose commit is no longer on
     the current ancestry (the nightly's thinning, an expiry by id) is compared up to the
     newest ingestion its cold files hold, where the offload's reconciliation starts it from:
-    cold holds every warm row ingested up to then, and none after. (Up to nothing, every such
-    hour would look mismatched.)"""
+    cold holds no row ingested after it, and a warm row up to it that cold lacks (made
+    visible late) is a mismatch, as it is at a watermark. (Up to nothing, every such hour
+    looked mismatched.)"""
     if spec.mode is not OffloadMode.APPEND:
         return {}
     missing = [

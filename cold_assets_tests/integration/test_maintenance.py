@@ -365,6 +365,21 @@ def test_the_nightly_manifest_rewrite_clusters_hours_so_that_planning_an_hour_re
     assert len(tasks) == 2  # binance and kraken
     live = sum((m.added_files_count or 0) + (m.existing_files_count or 0) for m in manifests)
     assert len(read) <= 2 and sum(read) <= live / 3, (read, live)
+    monkeypatch.undo()
+
+    # The next day's commits merge their manifests among themselves, never into the clustered
+    # ones: those stay as the rewrite left them (merged, one would span up to the new day).
+    clustered = {m.manifest_path for m in manifests}
+    with raw.transaction() as tx:  # about three of the day's manifests to one
+        tx.set_properties({"commit.manifest.target-size-bytes": "16384"})
+    next_day = [partition_key_of(START + timedelta(days=1, hours=h)) for h in range(8)]
+    for i, key in enumerate(next_day):
+        insert_late_raw(warm, hour_of(key), 20, 8_100_000 + 100 * i)
+        run_offload(settings, [key])
+    raw = cold.catalog().load_table(RAW.cold_identifier)
+    now_listed = raw.current_snapshot().manifests(raw.io)
+    assert clustered <= {m.manifest_path for m in now_listed}, clustered - {m.manifest_path for m in now_listed}
+    assert 1 <= commits_manifests(raw) < len(next_day), [(m.manifest_length, m.added_files_count) for m in now_listed]
 
 
 def test_offloads_committing_during_compaction_are_neither_lost_nor_duplicated(settings, warm, cold, monkeypatch):

@@ -764,11 +764,12 @@ def test_a_table_empty_on_both_tiers_is_no_stuck_federation(live, warm, cold, re
 
 
 def test_an_open_hour_whose_commit_the_expiry_cut_off_is_judged_from_its_cold_files(live, warm, cold):
-    """The nightly's thinning (or an expiry by id) can leave an open hour with rows in cold and
-    no bookkeeping on the current ancestry. An append layer's hour must then be compared up to
-    what its cold files hold (their newest ingestion, as the offload's reconciliation starts
-    from), a replace layer's as offloaded with cold's own rows for what was offloaded: compared
-    up to nothing, or to no fingerprint, every such hour looked mismatched."""
+    """The nightly's thinning (or an expiry by id) can leave an open append hour with rows in
+    cold and no bookkeeping on the current ancestry. It must then be compared up to what its
+    cold files hold (their newest ingestion, as the offload's reconciliation starts from):
+    compared up to nothing, every such hour looked mismatched. (A replace layer's open hour
+    without a fingerprint still shows its cold rows as a mismatch: its offloaded content is
+    not known, and a match would be claimed unproven.)"""
     from cold_assets.hours import HourPolicy, HourStatus
     from cold_assets.offload.bookkeeping import committed_states
     from cold_assets.offload.protocol import offload_partitions
@@ -787,7 +788,7 @@ def test_an_open_hour_whose_commit_the_expiry_cut_off_is_judged_from_its_cold_fi
     settle(warm)
     catalog = cold.catalog()
     key = partition_key_of(current)
-    for spec in (BRONZE, SILVER):
+    for spec in (BRONZE,):
         with warm.connect() as client:
             list(offload_partitions(client, catalog.load_table(spec.cold_identifier), spec, [key], "open", settle_lag=policy.settle_lag))
             open_commit = catalog.load_table(spec.cold_identifier).current_snapshot().snapshot_id
@@ -806,9 +807,6 @@ def test_an_open_hour_whose_commit_the_expiry_cut_off_is_judged_from_its_cold_fi
             (hour,) = partitions_parity(client, table, spec, [key], True, now=now, policy=policy)
         return hour
 
-    silver = parity(SILVER)
-    assert silver.basis is ParityBasis.AS_OFFLOADED and silver.cold_rows == silver.warm_rows_now == 40, silver
-    assert silver.content_checked and silver.content_matches, silver
     insert_late_raw(warm, current, 5, 9_400_000)  # more arrive, not offloaded yet
     bronze = parity(BRONZE)
     assert bronze.basis is ParityBasis.WARM_TO_WATERMARK and bronze.cold_rows == bronze.warm_rows == 40, bronze

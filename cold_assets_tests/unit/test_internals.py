@@ -170,3 +170,7 @@ def test_the_overwrite_merges_manifests_as_a_merge_append_would(tmp_path, merge)
         assert len(manifests) <= 6, [(m.manifest_length, m.added_files_count, m.existing_files_count) for m in manifests]
     else:
         assert len(manifests) >= 24  # one more a commit: what the merge bounds
+    # No manifest is left on disk that no snapshot lists: what a commit merged away it deleted.
+    listed = {m.manifest_path.removeprefix("file://") for s in table.snapshots() for m in s.manifests(table.io)}
+    on_disk = {str(f) for f in (tmp_path / "n" / "t" / "metadata").glob("*-m*.avro")}
+    assert on_disk == listed, sorted(on_disk - listed)[:3]
