@@ -322,22 +322,15 @@ def compact(
     # Manifests first: the day's, by commit time, which the data rewrite's planning and both
     # sides of its proof (ClickHouse reads the parent snapshot too) would read. An offload
     # that merged manifests meanwhile makes it fail Iceberg's validation: it is called again.
-    manifests = {"rewritten_manifests_count": 0}
-    conflicts = 0
-    while commits_manifests(table) > MANIFESTS_WORTH_REWRITING:
-        try:
-            manifests = rewrite_manifests(spark, spec, catalog_name)
-            break
-        except Exception as error:  # py4j wraps the JVM's exception
-            if conflicts >= MAX_CONFLICT_RETRIES or not any(name in str(error) for name in CONFLICTS):
-                raise
-            conflicts += 1
-            table = table.refresh()
-    rewrite = {"rewritten_data_files_count": 0, "added_data_files_count": 0}
-    while True:
-        ranges = offloaded_partitions(table, spec, lower, upper)
+    manifests, conflicts = {"rewritten_manifests_count": 0}, 0
+    if commits_manifests(table) > MANIFESTS_WORTH_REWRITING:
+        manifests, conflicts = _retrying_conflicts(lambda: rewrite_manifests(spark, spec, catalog_name), conflicts)
+
+    def rewrite_data_files() -> dict:
+        # Planned again at each attempt: an offload replaced files an earlier one read.
+        ranges = offloaded_partitions(table.refresh(), spec, lower, upper)
         if not ranges:  # nothing the offload wrote since the last compaction: no Spark job
-            break
+            return {"rewritten_data_files_count": 0, "added_data_files_count": 0}
         # An hour partition holds the offload's files, already in the cold order: re-encoded
         # as they are (binpack). Days and months hold many hours: sorted.
         template = "spark/rewrite_data_files_binpack" if _time_transform(table, spec) == "hour" else "spark/rewrite_data_files"
@@ -350,15 +343,9 @@ def compact(
             concurrent_groups=str(CONCURRENT_FILE_GROUPS),
             target_file_size_bytes=str(int(target_file_size_bytes)),
         )
-        try:
-            rewrite = call_procedure(spark, rewrite_sql)[0]
-            break
-        except Exception as error:  # py4j wraps the JVM's exception
-            # An offload replaced files this rewrite read: nothing was committed; plan again.
-            if conflicts >= MAX_CONFLICT_RETRIES or not any(name in str(error) for name in CONFLICTS):
-                raise
-            conflicts += 1
-            table = table.refresh()
+        return call_procedure(spark, rewrite_sql)[0]
+
+    rewrite, conflicts = _retrying_conflicts(rewrite_data_files, conflicts)
     table = table.refresh()
     rewrites = [s.snapshot_id for s in table.metadata.snapshots if s.snapshot_id not in known and is_data_rewrite(s)]
     return CompactionResult(
@@ -374,6 +361,19 @@ def compact(
         rewrite_snapshot_ids=rewrites,
         seconds=time.perf_counter() - started,
     )
+
+
+def _retrying_conflicts(attempt: Callable[[], T], conflicts: int) -> tuple[T, int]:
+    """attempt(), made again while it loses to a concurrent commit (Iceberg's validation, or
+    the catalog's check: nothing was committed), up to MAX_CONFLICT_RETRIES conflicts in all
+    (`conflicts` so far). Its result, and the conflicts then."""
+    while True:
+        try:
+            return attempt(), conflicts
+        except Exception as error:  # py4j wraps the JVM's exception
+            if conflicts >= MAX_CONFLICT_RETRIES or not any(name in str(error) for name in CONFLICTS):
+                raise
+            conflicts += 1
 
 
 def commits_manifests(table: Table) -> int:
