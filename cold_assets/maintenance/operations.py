@@ -29,7 +29,7 @@ rendered here from a typed Python value (identifiers validated, timestamps forma
 import random
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -396,11 +396,13 @@ def rewrite_manifests(spark: SparkSession, spec: MirroredTable, catalog_name: st
 def is_data_rewrite(snapshot: Snapshot) -> bool:
     """A compaction commit: a replace that swapped data files (manifest rewrites swap none)."""
     summary = snapshot.summary
-    return (
-        summary is not None
-        and summary.operation == Operation.REPLACE
-        and int(summary.additional_properties.get("deleted-data-files", "0")) > 0
-    )
+    return summary is not None and _swaps_data_files(summary.operation.value, summary.additional_properties)
+
+
+def _swaps_data_files(operation: str, summary: Mapping[str, str]) -> bool:
+    """is_data_rewrite on a snapshot's operation and summary, as pyiceberg or Iceberg's Java
+    API (expire_snapshots) hands them."""
+    return operation == Operation.REPLACE.value and int(summary.get("deleted-data-files") or 0) > 0
 
 
 def latest_data_rewrite(table: Table) -> Snapshot | None:
@@ -479,7 +481,7 @@ def thinned_snapshots(
     kept = set(referenced)
     for snapshot in ancestry:
         if snapshot.data_rewrite:
-            kept |= {snapshot.snapshot_id, snapshot.parent_id or snapshot.snapshot_id}
+            kept |= {snapshot.snapshot_id} | ({snapshot.parent_id} if snapshot.parent_id is not None else set())
     thinned, periods_seen = [], set()
     for snapshot in ancestry:
         if not lo <= snapshot.committed_ms < hi:
@@ -530,7 +532,7 @@ def expire_snapshots(
             ancestry, snapshot = [], java_table.currentSnapshot()
             while snapshot is not None:
                 parent = snapshot.parentId()
-                rewrite = snapshot.operation() == Operation.REPLACE.value and int(snapshot.summary().get("deleted-data-files") or 0) > 0
+                rewrite = _swaps_data_files(snapshot.operation(), snapshot.summary())
                 ancestry.append(AncestorSnapshot(snapshot.snapshotId(), snapshot.timestampMillis(), parent, rewrite))
                 snapshot = java_table.snapshot(parent) if parent is not None else None
             referenced = {ref.snapshotId() for ref in java_table.refs().values()}

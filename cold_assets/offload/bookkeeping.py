@@ -128,7 +128,8 @@ class Ancestry:
 
     @property
     def states(self) -> dict[datetime, PartitionState]:
-        """Every range's: the whole walk."""
+        """Every range's (the whole walk). Expired snapshots are gone, and so is their
+        bookkeeping; the cold files' statistics are the floor under that."""
         while not self._walked:
             self._step()
         return self._states
@@ -168,13 +169,6 @@ def snapshot_id(table: Table) -> int | None:
     """The table's current snapshot, by id (None: an empty table)."""
     current = table.current_snapshot()
     return current.snapshot_id if current else None
-
-
-def committed_states(table: Table, spec: MirroredTable) -> dict[datetime, PartitionState]:
-    """Per offload range (its start): the bookkeeping of the newest commit on the current
-    snapshot's ancestry. Expired snapshots are gone, and so is their bookkeeping; the cold
-    files' statistics are the floor under that."""
-    return Ancestry(table, spec).states
 
 
 def range_key(spec: MirroredTable, hour: datetime) -> str:

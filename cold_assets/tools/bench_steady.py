@@ -110,12 +110,12 @@ def kept_week_of_commits(settings: Settings, hour: datetime, rounds: int, first_
 
     started = time.perf_counter()
     catalog = IcebergResource.from_settings(settings).catalog()
+    key = partition_key_of(hour)
     with ClickHouseResource.from_settings(settings).connect() as client:
         for i in range(rounds):
             _late_trades(client, hour, first_trade_id + 30 * i, count=30)
             for spec in TABLES:
                 table = catalog.load_table(spec.cold_identifier)
-                key = partition_key_of(hour)
                 for _ in offload_partitions(client, table, spec, [key], f"bench-steady-week-{i}", settle_lag=timedelta(0)):
                     pass
     return {

@@ -28,7 +28,7 @@ from cold_assets.maintenance.jars import pinned_jars
 from cold_assets.maintenance.operations import commits_manifests, compact, expire_snapshots, file_stats, rewrite_manifests
 from cold_assets.maintenance.operations import live_data_files as maintenance_live_data_files
 from cold_assets.maintenance.spark import JavaMissing, SparkResource, session_config
-from cold_assets.offload.bookkeeping import committed_states
+from cold_assets.offload.bookkeeping import Ancestry
 from cold_assets.offload.protocol import offload_partition
 from cold_assets.parity.checksums import cold_checksums
 from cold_assets.partitions import hour_of, partition_key_of
@@ -258,7 +258,7 @@ def test_thinning_cuts_the_ancestry_and_an_hour_whose_commit_went_is_offloaded_e
     assert observations(result, BRONZE)["snapshots_thinned"] == len(before[BRONZE.cold]) - 2
     assert bronze.scan(snapshot_id=behind.snapshot_id).to_arrow().num_rows == rows_behind  # time travel to it
     # The ancestry stops at the gap: hours 0 and 1 have no bookkeeping left.
-    assert set(committed_states(bronze, BRONZE)) == {hour_of(k) for k in DAY_KEYS[2:4]}
+    assert set(Ancestry(bronze, BRONZE).states) == {hour_of(k) for k in DAY_KEYS[2:4]}
     silver = catalog.load_table(SILVER.cold_identifier)
     rewrite = next(s for s in silver.snapshots() if s.summary and s.summary.operation.value == "replace")
     assert rewrite.parent_snapshot_id in {s.snapshot_id for s in silver.snapshots()}

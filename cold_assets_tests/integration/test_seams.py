@@ -771,7 +771,7 @@ def test_an_open_hour_whose_commit_the_expiry_cut_off_is_judged_from_its_cold_fi
     without a fingerprint still shows its cold rows as a mismatch: its offloaded content is
     not known, and a match would be claimed unproven.)"""
     from cold_assets.hours import HourPolicy, HourStatus
-    from cold_assets.offload.bookkeeping import committed_states
+    from cold_assets.offload.bookkeeping import Ancestry
     from cold_assets.offload.protocol import offload_partitions
     from cold_assets.parity.checksums import ParityBasis, partitions_parity
     from cold_assets.partitions import partition_key_of
@@ -796,7 +796,7 @@ def test_an_open_hour_whose_commit_the_expiry_cut_off_is_judged_from_its_cold_fi
                                     settle_lag=policy.settle_lag))
         catalog.load_table(spec.cold_identifier).maintenance.expire_snapshots().by_ids([open_commit]).commit()
         table = catalog.load_table(spec.cold_identifier)
-        assert current not in committed_states(table, spec)  # its bookkeeping is gone
+        assert current not in Ancestry(table, spec).states  # its bookkeeping is gone
         assert cold_hour(catalog, spec, current).num_rows == 40  # its rows are not
 
     def parity(spec):
