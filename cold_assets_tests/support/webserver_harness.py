@@ -7,19 +7,15 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from cold_assets.settings import Settings
 from cold_assets.tools.instance import embedded_dagster_home
+from cold_assets.tools.webserver import ROOT, Webserver, free_port, running_webserver
 
-ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # As the machine's own browser probe runs it: no sandbox as root, no background traffic.
 CHROMIUM_FLAGS = [
@@ -29,104 +25,12 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Webserver:
-    url: str
-    log_dir: Path
-
-    def graphql(self, query: str, variables: dict | None = None) -> dict:
-        request = urllib.request.Request(
-            f"{self.url}/graphql",
-            data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                body = json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            # A 500's body and the webserver's log say why; the status alone does not.
-            log = (self.log_dir / "webserver.log").read_text(errors="replace")[-4000:]
-            raise AssertionError(
-                f"GraphQL answered {error.code}: {error.read()[:2000]!r}\nwebserver.log ends:\n{log}"
-            ) from error
-        if body.get("errors"):
-            raise AssertionError(f"GraphQL errors: {body['errors']}")
-        return body["data"]
-
-    def dismiss_first_visit_modal(self) -> None:
-        self.graphql("mutation { setNuxSeen }")
-
-
 @contextmanager
 def webserver_and_daemon(settings: Settings, log_dir: Path) -> Iterator[Webserver]:
     """Starts dagster-webserver and dagster-daemon on the embedded instance of `settings`."""
-    home = embedded_dagster_home(settings)
-    env = {**os.environ, "DAGSTER_HOME": str(home), "COLD_HOME": str(settings.home)}
-    port = _free_port()
-    bin_dir = Path(sys.executable).parent
-    log_dir.mkdir(parents=True, exist_ok=True)
-    processes = []
-    try:
-        for name, command in (
-            ("daemon", [str(bin_dir / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")]),
-            ("webserver", [str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", str(ROOT / "workspace.yaml")]),
-        ):
-            log = open(log_dir / f"{name}.log", "w")
-            processes.append((subprocess.Popen(command, env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT), log))
-        server = Webserver(f"http://127.0.0.1:{port}", log_dir)
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{server.url}/server_info", timeout=5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or any(p.poll() is not None for p, _ in processes):
-                    raise RuntimeError(f"the webserver did not come up; see {log_dir}") from None
-                time.sleep(1)
-        _wait_for_code_location(server, deadline)
+    env = {**os.environ, "COLD_HOME": str(settings.home)}
+    with running_webserver(embedded_dagster_home(settings), env, log_dir, daemon=True) as server:
         yield server
-    finally:
-        for process, _log in processes:
-            process.terminate()
-        for process, log in processes:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-            log.close()
-
-
-def _wait_for_code_location(server: Webserver, deadline: float) -> None:
-    """The webserver answers before its code location has loaded; a person waits for the
-    location to show as loaded before launching anything, and so does the harness."""
-    while True:
-        entries = server.graphql(
-            """
-            query {
-              workspaceOrError {
-                ... on Workspace {
-                  locationEntries {
-                    name loadStatus
-                    locationOrLoadError { __typename ... on PythonError { message } }
-                  }
-                }
-              }
-            }"""
-        )["workspaceOrError"]["locationEntries"]
-        if entries and all(e["loadStatus"] == "LOADED" for e in entries):
-            failed = [e for e in entries if e["locationOrLoadError"]["__typename"] == "PythonError"]
-            if failed:
-                raise RuntimeError(f"the code location did not load: {failed}")
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the code location still loading after 180 s: {entries}")
-        time.sleep(1)
 
 
 def launch_backfill(server: Webserver, asset_paths: list[list[str]], partitions: list[str]) -> str:
@@ -261,7 +165,7 @@ def auth_proxy(upstream: str, user: str, password: str, work: Path) -> Iterator[
     """The stack's authenticating proxy (docker/nginx) run by Debian's nginx on loopback: its
     config template and its htpasswd script, as the nginx image runs them."""
     work.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     htpasswd = work / "htpasswd"
     env = {**os.environ, "DAGSTER_UI_USER": user, "DAGSTER_UI_PASSWORD": password, "HTPASSWD_FILE": str(htpasswd)}
     subprocess.run(["sh", str(ROOT / "docker" / "nginx" / "40-htpasswd.sh")], env=env, check=True)
