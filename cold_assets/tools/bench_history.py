@@ -20,6 +20,7 @@ own process as Dagster's run workers would do it:
 5. snapshots, manifests and metadata bytes per table.
 """
 
+import cProfile
 import json
 import statistics
 import time
@@ -201,17 +202,25 @@ def history_child(start: str, end: str) -> None:
     )
 
 
-def sensor_tick_seconds(defs: "Definitions", instance: "DagsterInstance") -> dict[str, float]:
-    """One tick of each sensor that computes parity (self-healing, TTL guard), timed."""
+def sensor_tick_seconds(defs: "Definitions", instance: "DagsterInstance", profile_to: Path | None = None) -> dict[str, float]:
+    """One tick of each sensor that computes parity (self-healing, TTL guard), timed; under
+    cProfile if `profile_to` is given, its stats kept as <profile_to>-<sensor>.pstats."""
     from dagster import build_sensor_context
 
     resources = {key: (defs.resources or {})[key] for key in ("clickhouse", "iceberg")}
     seconds = {}
     for name in ("self_healing", "ttl_guard"):
+        sensor = defs.resolve_sensor_def(name)
+        profile = cProfile.Profile() if profile_to else None
         with build_sensor_context(instance=instance, resources=resources, definitions=defs) as context:
             started = time.perf_counter()
-            defs.resolve_sensor_def(name)(context)
+            if profile is not None:
+                profile.runcall(sensor, context)
+            else:
+                sensor(context)
             seconds[name] = round(time.perf_counter() - started, 2)
+        if profile is not None and profile_to is not None:
+            profile.dump_stats(f"{profile_to}-{name}.pstats")
     return seconds
 
 

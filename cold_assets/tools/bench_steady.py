@@ -1,6 +1,8 @@
 """`cold-assets bench steady`: the 15-minute tick on day one and after a month (issue 24).
 
-On throwaway state, with the production settle lag, at demo volume (or `--trades-per-hour`):
+On throwaway state, with the production settle lag, at demo volume (or `--trades-per-hour`;
+`--history-trades-per-hour` feeds the month before its last day at another rate, so that a
+tick at 10 x runs after a month without the whole month fed at 10 x):
 
 1. day one: the month's last day of the ten tables backfilled through the offload job, then
    `sample` ticks on its last hours;
@@ -241,7 +243,7 @@ def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgre
     day_one_state = {
         "warm_parts": _warm_parts(settings),
         "cold": _cold_shape(settings),
-        "sensors_s": sensor_tick_seconds(defs, instance),
+        "sensors_s": sensor_tick_seconds(defs, instance, Path(profile_dir) / "day_one" if profile_dir else None),
         "webserver_materialization": webserver_materialization(settings, instance, launched_hour, next_trade_id, "day_one"),
     }
     next_trade_id += LATE_TRADES_PER_TICK
@@ -264,7 +266,7 @@ def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgre
     month_state = {
         "warm_parts": _warm_parts(settings),
         "cold": _cold_shape(settings),
-        "sensors_s": sensor_tick_seconds(defs, instance),
+        "sensors_s": sensor_tick_seconds(defs, instance, Path(profile_dir) / "after_month" if profile_dir else None),
         "webserver_materialization": webserver_materialization(settings, instance, launched_hour, next_trade_id, "after_month"),
     }
     print(json.dumps({
@@ -309,9 +311,19 @@ def webserver_materialization(settings: Settings, instance: "DagsterInstance", h
 
 
 def bench_steady(days: int = 30, ticks: int = 96, sample: int = 8, parent: str | None = None,
-                 trades_per_hour: int = DEMO_TRADES_PER_HOUR, dagster_postgres: bool = False, profile_dir: str | None = None) -> dict:
+                 trades_per_hour: int = DEMO_TRADES_PER_HOUR, dagster_postgres: bool = False, profile_dir: str | None = None,
+                 history_trades_per_hour: int | None = None) -> dict:
     if ticks < 5 or sample < 5:
         raise ValueError(f"bench steady: --ticks ({ticks}) and the day-one sample ({sample}) need at least 5 ticks each")
+    if days < 2:
+        raise ValueError(f"bench steady: --days ({days}) must be at least 2: day one, and a history before it")
+    history_trades_per_hour = history_trades_per_hour or trades_per_hour
+    if not 0 < history_trades_per_hour <= trades_per_hour:
+        # The recent day's trade ids start after what its rate would have used up before it.
+        raise ValueError(
+            f"bench steady: --history-trades-per-hour ({history_trades_per_hour}) must be above 0 and at most "
+            f"--trades-per-hour ({trades_per_hour})"
+        )
     if profile_dir is not None:
         profile_dir = str(Path(profile_dir).resolve())
         if not Path(profile_dir).is_dir():
@@ -327,7 +339,11 @@ def bench_steady(days: int = 30, ticks: int = 96, sample: int = 8, parent: str |
         if dagster_postgres:
             _instance(settings, dagster_postgres)  # no database, or one in use: refused before the build
         built = time.perf_counter()
-        build_bench_warm(settings, trades_per_hour, 24 * days, bronze_only=False, start=start)
+        # The month before its last day, then the last day (day one's, and the ticks' hours).
+        history_hours = 24 * (days - 1)
+        build_bench_warm(settings, history_trades_per_hour, history_hours, bronze_only=False, start=start)
+        last_day = start + timedelta(hours=history_hours)
+        build_bench_warm(settings, trades_per_hour, 24, bronze_only=False, start=last_day, hours_before=history_hours)
         setup_s = round(time.perf_counter() - built, 1)
         time.sleep(max(0.0, settings.settle_lag_seconds - setup_s))  # the history settled, as a real one has
         env = {
@@ -350,6 +366,7 @@ def bench_steady(days: int = 30, ticks: int = 96, sample: int = 8, parent: str |
         "benchmark": "steady",
         "days": days,
         "trades_per_hour": trades_per_hour,
+        "history_trades_per_hour": history_trades_per_hour,
         "setup_s": setup_s,
         **figures,
         "tick_after_month_over_day_one": round(month / day_one, 2),

@@ -363,7 +363,7 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         bench.print_json(
             bench_steady(
                 args.days or 30, args.ticks, parent=args.home, trades_per_hour=per_hour, dagster_postgres=args.dagster_postgres,
-                profile_dir=args.profile_dir,
+                profile_dir=args.profile_dir, history_trades_per_hour=args.history_trades_per_hour,
             )
         )
     elif args.what == "sensors":
@@ -510,6 +510,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile-dir",
         default=None,
         help="steady: keep the profiled ticks' cProfile stats there (day_one-first.pstats, ..., after_month-last.pstats)",
+    )
+    p.add_argument(
+        "--history-trades-per-hour",
+        type=int,
+        default=None,
+        help="steady: the month before its last day fed at this rate instead of --trades-per-hour (the ticks' "
+        "day and its hours keep --trades-per-hour): a tick at 10 x volume after a month, without feeding the "
+        "whole month at 10 x",
     )
     p.add_argument("--trades", type=int, default=5_000_000, help="feed: trades to simulate")
     p.add_argument("--hours", type=int, default=None, help="storage: hours of data (24)")
