@@ -79,16 +79,18 @@ def peak_rss_mb() -> float:
 
 
 def build_bench_warm(settings: Settings, trades_per_hour: int, hours: int, bronze_only: bool, start: datetime = BENCH_START,
-                     hours_before: int = 0) -> None:
+                     hours_before: int = 0, ingested_from: datetime | None = None) -> None:
     """`hours` of the simulated feed from `start`; `hours_before` resumes a build that fed
-    that many hours up to `start` (trade ids carry on)."""
+    that many hours up to `start` (trade ids carry on); `ingested_from`: see FeedConfig."""
     warm = ClickHouseResource.from_settings(settings)
     with warm.connect() as client:
         apply_warm_ddl(client, WarmLimits.from_settings(settings))
         if bronze_only:
             # The offload benchmark needs bronze only: keep silver and gold out of the build.
             client.command("DETACH TABLE silver_trades_mv")
-        simulate(client, FeedConfig(start=start, hours=hours, trades_per_hour=trades_per_hour, hours_before=hours_before))
+        simulate(client, FeedConfig(
+            start=start, hours=hours, trades_per_hour=trades_per_hour, hours_before=hours_before, ingested_from=ingested_from,
+        ))
     ensure_cold_tables(IcebergResource.from_settings(settings).catalog())
 
 

@@ -53,6 +53,7 @@ from cold_assets.settings import Settings, throwaway_env
 from cold_assets.tables import TABLES
 from cold_assets.tools.bench import DEMO_TRADES_PER_HOUR, bench_settings, build_bench_warm, child_json, maintenance_child_run
 from cold_assets.tools.bench_history import backfill_runs, metadata_facts, sensor_tick_seconds
+from cold_assets.warm.ddl import WarmLimits
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -339,11 +340,16 @@ def bench_steady(days: int = 30, ticks: int = 96, sample: int = 8, parent: str |
         if dagster_postgres:
             _instance(settings, dagster_postgres)  # no database, or one in use: refused before the build
         built = time.perf_counter()
-        # The month before its last day, then the last day (day one's, and the ticks' hours).
+        # The month before its last day, then the last day (day one's, and the ticks' hours),
+        # each message ingested when received, as if fed live; what came in the retention's
+        # first 12 hours arrived as one backlog then, so that no row expires during the bench.
         history_hours = 24 * (days - 1)
-        build_bench_warm(settings, history_trades_per_hour, history_hours, bronze_only=False, start=start)
+        ingested_from = now - timedelta(days=WarmLimits.from_settings(settings).retention_days, hours=-12)
+        build_bench_warm(settings, history_trades_per_hour, history_hours, bronze_only=False, start=start, ingested_from=ingested_from)
         last_day = start + timedelta(hours=history_hours)
-        build_bench_warm(settings, trades_per_hour, 24, bronze_only=False, start=last_day, hours_before=history_hours)
+        build_bench_warm(
+            settings, trades_per_hour, 24, bronze_only=False, start=last_day, hours_before=history_hours, ingested_from=ingested_from,
+        )
         setup_s = round(time.perf_counter() - built, 1)
         time.sleep(max(0.0, settings.settle_lag_seconds - setup_s))  # the history settled, as a real one has
         env = {

@@ -50,6 +50,12 @@ class FeedConfig:
     # Hours of this same feed delivered before `start` (a resumed build): each stream's trade
     # ids carry on after theirs instead of starting again.
     hours_before: int = 0
+    # None: ingested_at is the insert's time (the table's default), as a live feed's is. A
+    # time: each message's ingested_at is its received_at, as if the history had been fed
+    # live, but no earlier than this time (what came before arrived as one backlog then) and
+    # no later than the insert. A month built in minutes then ages like a real one: in the
+    # TTL, and in silver's dedup window, which a history ingested "now" fills with all of it.
+    ingested_from: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.start.tzinfo is None or self.start.utcoffset() != timedelta(0):
@@ -60,6 +66,8 @@ class FeedConfig:
             raise ValueError("hours and trades_per_hour must be at least 1")
         if self.hours_before < 0:
             raise ValueError(f"hours_before must be at least 0, got {self.hours_before}")
+        if self.ingested_from is not None and (self.ingested_from.tzinfo is None or self.ingested_from.utcoffset() != timedelta(0)):
+            raise ValueError(f"ingested_from must be a UTC datetime, got {self.ingested_from!r}")
         for name in ("duplicate_share", "out_of_order_share", "late_share", "malformed_share"):
             share = getattr(self, name)
             if not 0.0 <= share < 0.5:
@@ -308,6 +316,13 @@ def generate(cfg: FeedConfig, instruments: dict[tuple[str, str], Instrument]) ->
             yield table.sort_by("received_at")
 
 
+def _ingested_as_received(messages: pa.Table, earliest: datetime, latest: datetime) -> pa.Table:
+    received = messages["received_at"]
+    lo, hi = (pa.scalar(int(t.timestamp() * 1_000_000), type=pa.int64()) for t in (earliest, latest))
+    ingested = pc.min_element_wise(pc.max_element_wise(received.cast(pa.int64()), lo), hi)  # no kernel for timestamps
+    return messages.append_column("ingested_at", ingested.cast(received.type))
+
+
 INSERT_ROWS = 1_000_000  # rows per insert: one ClickHouse insert block through the view chain
 
 
@@ -330,6 +345,8 @@ def simulate(client: Client, cfg: FeedConfig) -> int:
         return pending_rows
 
     for hour in generate(cfg, instruments):
+        if cfg.ingested_from is not None:
+            hour = _ingested_as_received(hour, cfg.ingested_from, datetime.now(UTC))
         pending.append(hour)
         pending_rows += hour.num_rows
         if pending_rows >= INSERT_ROWS:

@@ -1,6 +1,7 @@
 """The feed simulator: deterministic, realistic, and both exchange formats parse alike."""
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -102,6 +103,29 @@ def test_binance_and_kraken_messages_parse_to_the_same_typed_trades(warm):
         }
     assert len(rows["binance"]) == n
     assert rows["binance"] == rows["kraken"]
+
+
+def test_a_history_fed_as_if_live_is_ingested_when_received_after_its_backlog(warm):
+    """ingested_from (bench steady's month): each message's ingested_at is its received_at, no
+    earlier than the backlog's time, no later than the insert; without it, the insert's time."""
+    backlog = START + timedelta(hours=1)
+    before = datetime.now(UTC)
+    with warm.connect() as client:
+        simulate(client, FeedConfig(start=START, hours=3, trades_per_hour=3_000, ingested_from=backlog))
+        after = datetime.now(UTC)
+        rows = [
+            (received.replace(tzinfo=UTC), ingested.replace(tzinfo=UTC))
+            for received, ingested in client.query("SELECT received_at, ingested_at FROM trades_raw").result_rows
+        ]
+    assert len(rows) > 8_000
+    for received, ingested in rows:
+        if received < before:
+            assert ingested == max(received, backlog), (received, ingested)
+        else:  # received after the insert (START is days ago: the late share's few): ingested then
+            assert before <= ingested <= after, (received, ingested)
+    assert any(ingested == backlog for _, ingested in rows) and any(ingested > backlog for _, ingested in rows)
+    with pytest.raises(ValueError, match="ingested_from"):
+        FeedConfig(start=START, ingested_from=backlog.replace(tzinfo=None))
 
 
 def test_bad_feed_options_are_refused_with_the_option_named():
