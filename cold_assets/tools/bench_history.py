@@ -202,9 +202,13 @@ def history_child(start: str, end: str) -> None:
     )
 
 
-def sensor_tick_seconds(defs: "Definitions", instance: "DagsterInstance", profile_to: Path | None = None) -> dict[str, float]:
+def sensor_tick_seconds(
+    defs: "Definitions", instance: "DagsterInstance", profile_to: Path | None = None, cursors: dict[str, str | None] | None = None
+) -> dict[str, float]:
     """One tick of each sensor that computes parity (self-healing, TTL guard), timed; under
-    cProfile if `profile_to` is given, its stats kept as <profile_to>-<sensor>.pstats."""
+    cProfile if `profile_to` is given, its stats kept as <profile_to>-<sensor>.pstats. With
+    `cursors`, each sensor starts from its cursor there and leaves its new one, as the daemon
+    carries it from tick to tick; without, from none (a first tick)."""
     from dagster import build_sensor_context
 
     resources = {key: (defs.resources or {})[key] for key in ("clickhouse", "iceberg")}
@@ -212,13 +216,16 @@ def sensor_tick_seconds(defs: "Definitions", instance: "DagsterInstance", profil
     for name in ("self_healing", "ttl_guard"):
         sensor = defs.resolve_sensor_def(name)
         profile = cProfile.Profile() if profile_to else None
-        with build_sensor_context(instance=instance, resources=resources, definitions=defs) as context:
+        cursor = cursors.get(name) if cursors is not None else None
+        with build_sensor_context(instance=instance, resources=resources, definitions=defs, cursor=cursor) as context:
             started = time.perf_counter()
             if profile is not None:
                 profile.runcall(sensor, context)
             else:
                 sensor(context)
             seconds[name] = round(time.perf_counter() - started, 2)
+            if cursors is not None:
+                cursors[name] = context.cursor
         if profile is not None and profile_to is not None:
             profile.dump_stats(f"{profile_to}-{name}.pstats")
     return seconds

@@ -90,11 +90,16 @@ def tick_parts(profile: cProfile.Profile) -> dict[str, float]:
     return {name: round(seconds, 3) for name, seconds in parts.items()}
 
 
-def _late_trades(client: "Client", hour: datetime, first_trade_id: int, count: int = LATE_TRADES_PER_TICK) -> None:
-    columns = ["exchange", "symbol", "trade_id", "price", "quantity", "side", "exchange_ts", "received_at", "message"]
+def _late_trades(client: "Client", hour: datetime, first_trade_id: int, count: int = LATE_TRADES_PER_TICK,
+                 settle_lag_seconds: int = 0) -> None:
+    """`count` late trades into `hour`, ingested `settle_lag_seconds` + 1 s ago: the ticks run
+    seconds apart, where production's 15 minutes leave what came between two ticks settled by
+    the next, so that the append layers commit every tick, as they do there."""
+    ingested = datetime.now(UTC) - timedelta(seconds=settle_lag_seconds + 1)
+    columns = ["exchange", "symbol", "trade_id", "price", "quantity", "side", "exchange_ts", "received_at", "message", "ingested_at"]
     rows = [
         ["binance", "BTCUSDT", str(first_trade_id + i), "91000.00000000", "0.01000000", "false",
-         hour + timedelta(minutes=7, microseconds=i), hour + timedelta(minutes=7, microseconds=i), "{}"]
+         hour + timedelta(minutes=7, microseconds=i), hour + timedelta(minutes=7, microseconds=i), "{}", ingested]
         for i in range(count)
     ]
     client.insert("trades_raw", rows, column_names=columns)
@@ -201,7 +206,8 @@ def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgre
         cProfile if `profiled` names it (kept in profile_dir as <name>.pstats, if given)."""
         nonlocal next_trade_id
         with ClickHouseResource.from_settings(settings).connect() as client:
-            _late_trades(client, at.replace(minute=0, second=0, microsecond=0), next_trade_id)
+            hour = at.replace(minute=0, second=0, microsecond=0)
+            _late_trades(client, hour, next_trade_id, settle_lag_seconds=settings.settle_lag_seconds)
         next_trade_id += LATE_TRADES_PER_TICK
         context = build_schedule_context(instance=instance, scheduled_execution_time=at, repository_def=defs.get_repository_def())
         (request,) = schedule.evaluate_tick(context).run_requests or []
@@ -236,6 +242,11 @@ def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgre
         }
 
     month_end = first + timedelta(hours=len(keys))
+    # The sensors' ticks, twice in each phase, carry their cursors as the daemon does. The first
+    # of a phase catches up on what the daemon would have followed tick by tick meanwhile (the
+    # month's runs, check results, Dagster's partition status cache); the second is timed as
+    # the steady one.
+    sensor_cursors: dict[str, str | None] = {}
     first_tick = month_end - timedelta(hours=-(-ticks // TICKS_PER_HOUR))
     launched_hour = month_end - timedelta(hours=1)
     # Day one: the last day's history, then ticks on its last hours.
@@ -244,7 +255,8 @@ def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgre
     day_one_state = {
         "warm_parts": _warm_parts(settings),
         "cold": _cold_shape(settings),
-        "sensors_s": sensor_tick_seconds(defs, instance, Path(profile_dir) / "day_one" if profile_dir else None),
+        "sensors_first_tick_s": sensor_tick_seconds(defs, instance, cursors=sensor_cursors),
+        "sensors_s": sensor_tick_seconds(defs, instance, Path(profile_dir) / "day_one" if profile_dir else None, sensor_cursors),
         "webserver_materialization": webserver_materialization(settings, instance, launched_hour, next_trade_id, "day_one"),
     }
     next_trade_id += LATE_TRADES_PER_TICK
@@ -267,7 +279,8 @@ def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgre
     month_state = {
         "warm_parts": _warm_parts(settings),
         "cold": _cold_shape(settings),
-        "sensors_s": sensor_tick_seconds(defs, instance, Path(profile_dir) / "after_month" if profile_dir else None),
+        "sensors_first_tick_s": sensor_tick_seconds(defs, instance, cursors=sensor_cursors),
+        "sensors_s": sensor_tick_seconds(defs, instance, Path(profile_dir) / "after_month" if profile_dir else None, sensor_cursors),
         "webserver_materialization": webserver_materialization(settings, instance, launched_hour, next_trade_id, "after_month"),
     }
     print(json.dumps({
@@ -290,7 +303,7 @@ def webserver_materialization(settings: Settings, instance: "DagsterInstance", h
     from cold_assets.tools.webserver import launch_materialization, launching_at_once, running_webserver, wait_for_run
 
     with ClickHouseResource.from_settings(settings).connect() as client:
-        _late_trades(client, hour, first_trade_id)
+        _late_trades(client, hour, first_trade_id, settle_lag_seconds=settings.settle_lag_seconds)
     work = settings.home / f"webserver-{phase}"
     home = launching_at_once(Path(instance.root_directory), work / "dagster-home")
     with running_webserver(home, dict(os.environ), work / "logs", daemon=False) as server:
