@@ -236,8 +236,12 @@ def throwaway(settings: Settings, home: Path) -> Settings:
 
 
 def throwaway_env(home: Path) -> dict[str, str]:
-    """The environment of a child process doing throwaway work under `home`."""
-    kept = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKHOUSE_", "PYICEBERG_CATALOG__"))}
+    """The environment of a child process doing throwaway work under `home`: none of the
+    configured tiers' settings, and no alert webhook (its alerts would be about throwaway state)."""
+    kept = {
+        k: v for k, v in os.environ.items()
+        if not k.startswith(("CLICKHOUSE_", "PYICEBERG_CATALOG__")) and k != "COLD_ALERT_WEBHOOK_URL"
+    }
     return {**kept, "COLD_HOME": str(home), "COLD_CATALOG": THROWAWAY_CATALOG, "COLD_WARM": "embedded"}
 
 

@@ -209,7 +209,7 @@ def sensor_tick_seconds(
     cProfile if `profile_to` is given, its stats kept as <profile_to>-<sensor>.pstats. With
     `cursors`, each sensor starts from its cursor there and leaves its new one, as the daemon
     carries it from tick to tick; without, from none (a first tick)."""
-    from dagster import build_sensor_context
+    from dagster import SkipReason, build_sensor_context
 
     resources = {key: (defs.resources or {})[key] for key in ("clickhouse", "iceberg")}
     seconds = {}
@@ -219,11 +219,10 @@ def sensor_tick_seconds(
         cursor = cursors.get(name) if cursors is not None else None
         with build_sensor_context(instance=instance, resources=resources, definitions=defs, cursor=cursor) as context:
             started = time.perf_counter()
-            if profile is not None:
-                profile.runcall(sensor, context)
-            else:
-                sensor(context)
+            result = profile.runcall(sensor, context) if profile is not None else sensor(context)
             seconds[name] = round(time.perf_counter() - started, 2)
+            if isinstance(result, SkipReason) and "busy" in (result.skip_message or ""):
+                raise RuntimeError(f"bench: the {name} sensor's tick did not look (its time would mean nothing): {result.skip_message}")
             if cursors is not None:
                 cursors[name] = context.cursor
         if profile is not None and profile_to is not None:

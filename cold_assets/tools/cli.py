@@ -509,7 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--profile-dir",
         default=None,
-        help="steady: keep the profiled ticks' cProfile stats there (day_one-first.pstats, ..., after_month-last.pstats)",
+        help="steady: keep the profiled ticks' and sensors' cProfile stats there (day_one-first.pstats, ..., "
+        "after_month-ttl_guard.pstats)",
     )
     p.add_argument(
         "--history-trades-per-hour",

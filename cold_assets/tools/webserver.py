@@ -2,7 +2,10 @@
 calls: used by `bench steady` for the first materialization a person launches, and by the
 tests' webserver harness (cold_assets_tests/support/webserver_harness.py)."""
 
+import contextlib
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -44,13 +47,14 @@ class Webserver:
                 body = json.loads(response.read())
         except urllib.error.HTTPError as error:
             # A 500's body and the webserver's log say why; the status alone does not.
-            log = (self.log_dir / "webserver.log").read_text(errors="replace")[-4000:]
-            raise RuntimeError(
-                f"GraphQL answered {error.code}: {error.read()[:2000]!r}\nwebserver.log ends:\n{log}"
-            ) from error
+            raise RuntimeError(f"GraphQL answered {error.code}: {error.read()[:2000]!r}\nwebserver.log ends:\n{self.log_tail()}") from error
         if body.get("errors"):
             raise RuntimeError(f"GraphQL errors: {body['errors']}")
         return body["data"]
+
+    def log_tail(self, chars: int = 4000) -> str:
+        log = self.log_dir / "webserver.log"
+        return log.read_text(errors="replace")[-chars:] if log.exists() else "(no log)"
 
     def dismiss_first_visit_modal(self) -> None:
         self.graphql("mutation { setNuxSeen }")
@@ -71,7 +75,10 @@ def running_webserver(dagster_home: Path, env: dict[str, str], log_dir: Path, da
     try:
         for name, command in commands:
             log = open(log_dir / f"{name}.log", "w")
-            processes.append((subprocess.Popen(command, env=env, cwd=dagster_home, stdout=log, stderr=subprocess.STDOUT), log))
+            # A session of its own: the code server and the runs it launches are its children,
+            # stopped with it.
+            process = subprocess.Popen(command, env=env, cwd=dagster_home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            processes.append((process, log))
         server = Webserver(f"http://127.0.0.1:{port}", log_dir)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:
@@ -86,13 +93,21 @@ def running_webserver(dagster_home: Path, env: dict[str, str], log_dir: Path, da
         yield server
     finally:
         for process, _log in processes:
-            process.terminate()
+            _signal_group(process, signal.SIGTERM)
         for process, log in processes:
             try:
                 process.wait(30)
             except subprocess.TimeoutExpired:
-                process.kill()
+                _signal_group(process, signal.SIGKILL)
+                process.wait(10)
             log.close()
+
+
+def _signal_group(process: subprocess.Popen, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
+
+
 
 
 def _wait_for_code_location(server: Webserver, deadline: float) -> None:

@@ -107,23 +107,34 @@ def test_binance_and_kraken_messages_parse_to_the_same_typed_trades(warm):
 
 def test_a_history_fed_as_if_live_is_ingested_when_received_after_its_backlog(warm):
     """ingested_from (bench steady's month): each message's ingested_at is its received_at, no
-    earlier than the backlog's time, no later than the insert; without it, the insert's time."""
-    backlog = START + timedelta(hours=1)
-    before = datetime.now(UTC)
-    with warm.connect() as client:
-        simulate(client, FeedConfig(start=START, hours=3, trades_per_hour=3_000, ingested_from=backlog))
-        after = datetime.now(UTC)
-        rows = [
-            (received.replace(tzinfo=UTC), ingested.replace(tzinfo=UTC))
-            for received, ingested in client.query("SELECT received_at, ingested_at FROM trades_raw").result_rows
-        ]
-    assert len(rows) > 8_000
+    earlier than the backlog's time, no later than the insert; without it, the insert's time.
+    The feed's last hour is the current one: its late messages are received in the future."""
+    now_hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    start = now_hour - timedelta(hours=2)
+    backlog = start + timedelta(minutes=30)
+
+    def fed(**options) -> tuple[datetime, datetime, list[tuple[datetime, datetime]]]:
+        before = datetime.now(UTC)
+        with warm.connect() as client:
+            client.command("TRUNCATE TABLE trades_raw")
+            simulate(client, FeedConfig(start=start, hours=3, trades_per_hour=6_000, late_share=0.02, **options))
+            after = datetime.now(UTC)
+            rows = client.query("SELECT received_at, ingested_at FROM trades_raw").result_rows
+        return before, after, [(r.replace(tzinfo=UTC), i.replace(tzinfo=UTC)) for r, i in rows]
+
+    before, after, rows = fed(ingested_from=backlog)
+    assert len(rows) > 17_000
+    future = [(received, ingested) for received, ingested in rows if received > after]
+    assert future  # late messages of the current hour
     for received, ingested in rows:
         if received < before:
             assert ingested == max(received, backlog), (received, ingested)
-        else:  # received after the insert (START is days ago: the late share's few): ingested then
+        else:
             assert before <= ingested <= after, (received, ingested)
     assert any(ingested == backlog for _, ingested in rows) and any(ingested > backlog for _, ingested in rows)
+
+    before, after, rows = fed()
+    assert all(before <= ingested <= after for _, ingested in rows)
     with pytest.raises(ValueError, match="ingested_from"):
         FeedConfig(start=START, ingested_from=backlog.replace(tzinfo=None))
 
