@@ -481,7 +481,9 @@ def thinned_snapshots(
     kept = set(referenced)
     for snapshot in ancestry:
         if snapshot.data_rewrite:
-            kept |= {snapshot.snapshot_id} | ({snapshot.parent_id} if snapshot.parent_id is not None else set())
+            kept.add(snapshot.snapshot_id)
+            if snapshot.parent_id is not None:
+                kept.add(snapshot.parent_id)
     thinned, periods_seen = [], set()
     for snapshot in ancestry:
         if not lo <= snapshot.committed_ms < hi:

@@ -225,7 +225,7 @@ def sensor_tick_seconds(
                 raise RuntimeError(f"bench: the {name} sensor's tick did not look (its time would mean nothing): {result.skip_message}")
             if cursors is not None:
                 cursors[name] = context.cursor
-        if profile is not None and profile_to is not None:
+        if profile is not None:
             profile.dump_stats(f"{profile_to}-{name}.pstats")
     return seconds
 

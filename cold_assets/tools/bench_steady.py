@@ -2,36 +2,34 @@
 
 On throwaway state, with the production settle lag, at demo volume (or `--trades-per-hour`;
 `--history-trades-per-hour` feeds the month before its last day at another rate, so that a
-tick at 10 x runs after a month without the whole month fed at 10 x):
+tick at 10 x runs after a month without the whole month fed at 10 x). Warm is fed as if live:
+each message ingested when it was received.
 
-1. day one: the month's last day of the ten tables backfilled through the offload job, then
+1. day one: warm holds the month's last day, backfilled through the offload job, then
    `sample` ticks on its last hours;
-2. a month of history: the rest of the month backfilled through the same job, as the UI's
-   backfill would run it, so that the event log holds a month of the product's own events;
-   then last night's compaction (`compact_cold`: every table's manifests rewritten,
-   yesterday's partitions compacted), as production runs it every night, in a run process of
-   its own;
+2. a month of history: warm's days before it fed, backfilled through the same job, as the
+   UI's backfill would run it, so that the event log holds a month of the product's own
+   events; last night's compaction (`compact_cold`: every table's manifests rewritten,
+   yesterday's partitions compacted), as production runs it every night, in a run process
+   of its own; then the day's commits up to its last ticks (kept_week_of_commits: the
+   snapshots the nightly expiry keeps of a week, less the ticks' own);
 3. a day of ticks over that last day again: `ticks` (96) runs of the schedule's request, the
    ticked hours moving on one hour every four ticks.
 
 Both phases tick the same recent hours (a trade a month late would be refused by the feed),
-so the two differ only by the history behind them. Each tick feeds 300 late trades with new
-trade ids into its current hour first, so that all nine tables of the medallion change.
+so the two differ by the history behind them. Each tick feeds 300 late trades with new trade
+ids into its current hour first, settled by the tick, so that all nine tables change.
 
 Each tick is the schedule's run (previous and current hour, every table, checks included),
 run in this process as the embedded instance's run worker would. The first and the last
 tick of each phase run under cProfile, and the bench prints their parts (the warm tier's
-opens and queries, event-log reads and writes, parity, cold planning, commits). Then the
-sensors' ticks, the embedded warm tier's parts (active and outdated) per table, and the
-snapshots and manifests per table, at day one and at the end.
-
-Between day one and the month, the week of snapshots the nightly expiry keeps is made by the
-offload's own commits (kept_week_of_commits), so that the day's ticks run with a week's
-snapshots behind them. At the end of each phase, a person launches one hour's
-materialization from the webserver (webserver_materialization).
+opens and queries, event-log reads and writes, parity, cold planning, commits). The sensors
+tick every fourth tick, their cursors carried. At the end of each phase: the embedded warm
+tier's parts (active and outdated) per table, the snapshots and manifests per table, and a
+person's materialization of one hour from the webserver (webserver_materialization).
 
 `--dagster-postgres` keeps the instance on PostgreSQL; `--profile-dir` keeps the profiled
-ticks' stats.
+ticks' and sensors' stats.
 """
 
 import cProfile
@@ -53,6 +51,7 @@ from cold_assets.settings import Settings, throwaway_env
 from cold_assets.tables import TABLES
 from cold_assets.tools.bench import DEMO_TRADES_PER_HOUR, bench_settings, build_bench_warm, child_json, maintenance_child_run
 from cold_assets.tools.bench_history import backfill_runs, metadata_facts, sensor_tick_seconds
+from cold_assets.tools.webserver import ROOT, launch_materialization, launching_at_once, running_webserver, wait_for_run
 from cold_assets.warm.ddl import WarmLimits
 
 if TYPE_CHECKING:
@@ -159,7 +158,7 @@ def _instance(settings: Settings, dagster_postgres: bool) -> "DagsterInstance":
 
     if not dagster_postgres:
         return embedded_instance(settings)
-    production = Path(__file__).resolve().parents[2] / "docker" / "dagster.yaml"
+    production = ROOT / "docker" / "dagster.yaml"
     if not os.environ.get("DAGSTER_POSTGRES_URL"):
         raise ValueError("bench steady --dagster-postgres: set DAGSTER_POSTGRES_URL to an empty, throwaway database")
     if not production.exists():
@@ -204,14 +203,17 @@ def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgre
                 raise RuntimeError(f"bench steady: backfill run {chunk[0]}..{chunk[-1]} failed")
         return round(time.perf_counter() - started, 1)
 
+    def late_trades(hour: datetime) -> None:
+        """A tick's late trades into `hour`, with new trade ids, settled by the tick."""
+        nonlocal next_trade_id
+        with ClickHouseResource.from_settings(settings).connect() as client:
+            _late_trades(client, hour, next_trade_id, settle_lag_seconds=settings.settle_lag_seconds)
+        next_trade_id += LATE_TRADES_PER_TICK
+
     def tick(at: datetime, profiled: str | None) -> tuple[float, dict[str, float] | None]:
         """One schedule tick at `at`: late trades into its current hour, then its run; under
         cProfile if `profiled` names it (kept in profile_dir as <name>.pstats, if given)."""
-        nonlocal next_trade_id
-        with ClickHouseResource.from_settings(settings).connect() as client:
-            hour = at.replace(minute=0, second=0, microsecond=0)
-            _late_trades(client, hour, next_trade_id, settle_lag_seconds=settings.settle_lag_seconds)
-        next_trade_id += LATE_TRADES_PER_TICK
+        late_trades(at.replace(minute=0, second=0, microsecond=0))
         context = build_schedule_context(instance=instance, scheduled_execution_time=at, repository_def=defs.get_repository_def())
         (request,) = schedule.evaluate_tick(context).run_requests or []
         profile = cProfile.Profile() if profiled else None
@@ -265,15 +267,18 @@ def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgre
     month_end = first + timedelta(hours=len(keys))
     first_tick = month_end - timedelta(hours=-(-ticks // TICKS_PER_HOUR))
     launched_hour = month_end - timedelta(hours=1)
+
+    def phase_state(phase: str) -> dict:
+        """Warm's parts and cold's shape at the end of a phase, and a person's materialization
+        from the webserver of an hour with a tick's late trades."""
+        state = {"warm_parts": _warm_parts(settings), "cold": _cold_shape(settings)}
+        late_trades(launched_hour)
+        return state | {"webserver_materialization": webserver_materialization(settings, instance, launched_hour, phase)}
+
     # Day one: warm holds the day cold-assets starts on; it is backfilled, then ticked.
     day_one_backfill_s = backfill(keys[-24:])
     day_one = day_of_ticks("day_one", month_end - timedelta(hours=-(-sample // TICKS_PER_HOUR)), sample)
-    day_one_state = {
-        "warm_parts": _warm_parts(settings),
-        "cold": _cold_shape(settings),
-        "webserver_materialization": webserver_materialization(settings, instance, launched_hour, next_trade_id, "day_one"),
-    }
-    next_trade_id += LATE_TRADES_PER_TICK
+    day_one_state = phase_state("day_one")
     # A month: warm's history before that day (as if fed live, trade ids below the day's), the
     # rest of it backfilled through the same job, last night's compaction, and the day's
     # commits up to its last ticks (the week the expiry keeps, less the ticks' own), after
@@ -296,11 +301,7 @@ def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgre
     week_rounds = max(0, KEPT_SNAPSHOTS - ticks)
     kept_week = kept_week_of_commits(settings, first_tick - timedelta(hours=2), week_rounds, 8_000_000_000)
     month = day_of_ticks("after_month", first_tick, ticks)
-    month_state = {
-        "warm_parts": _warm_parts(settings),
-        "cold": _cold_shape(settings),
-        "webserver_materialization": webserver_materialization(settings, instance, launched_hour, next_trade_id, "after_month"),
-    }
+    month_state = phase_state("after_month")
     print(json.dumps({
         "dagster_storage": type(instance.event_log_storage).__name__,
         "history_build_s": history_build_s,
@@ -312,17 +313,12 @@ def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgre
     }))
 
 
-def webserver_materialization(settings: Settings, instance: "DagsterInstance", hour: datetime, first_trade_id: int, phase: str) -> dict:
+def webserver_materialization(settings: Settings, instance: "DagsterInstance", hour: datetime, phase: str) -> dict:
     """The first materialization a person launches from the webserver: every cold table's
-    `hour` (with late trades fed into it first, as a tick has), through the GraphQL call the
-    UI's "Materialize" makes, in a run process of its own. Timed: the launch call, the run
+    `hour`, through the GraphQL call the UI's "Materialize" makes, in a run process of its own. Timed: the launch call, the run
     from its start to its end (Dagster's run record), and launch to success as the person
     waits for it. Runs launch at once (launching_at_once): the daemon's dequeue, a poll,
     is left out."""
-    from cold_assets.tools.webserver import launch_materialization, launching_at_once, running_webserver, wait_for_run
-
-    with ClickHouseResource.from_settings(settings).connect() as client:
-        _late_trades(client, hour, first_trade_id, settle_lag_seconds=settings.settle_lag_seconds)
     work = settings.home / f"webserver-{phase}"
     home = launching_at_once(Path(instance.root_directory), work / "dagster-home")
     with running_webserver(home, dict(os.environ), work / "logs", daemon=False) as server:

@@ -35,6 +35,15 @@ MARKET: dict[str, tuple[float, float]] = {  # symbol -> (start price, hourly vol
 TYPICAL_NOTIONAL_USDT = 400.0
 
 
+def _is_utc(moment: datetime) -> bool:
+    return moment.tzinfo is not None and moment.utcoffset() == timedelta(0)
+
+
+def _micros(moment: datetime) -> int:
+    """Microseconds since the epoch, exactly (a float timestamp can be a microsecond off)."""
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
 @dataclass(frozen=True)
 class FeedConfig:
     start: datetime
@@ -58,7 +67,7 @@ class FeedConfig:
     ingested_from: datetime | None = None
 
     def __post_init__(self) -> None:
-        if self.start.tzinfo is None or self.start.utcoffset() != timedelta(0):
+        if not _is_utc(self.start):
             raise ValueError(f"start must be a UTC datetime, got {self.start!r}")
         if self.start.minute or self.start.second or self.start.microsecond:
             raise ValueError(f"start must be on the hour, got {self.start.isoformat()}")
@@ -66,7 +75,7 @@ class FeedConfig:
             raise ValueError("hours and trades_per_hour must be at least 1")
         if self.hours_before < 0:
             raise ValueError(f"hours_before must be at least 0, got {self.hours_before}")
-        if self.ingested_from is not None and (self.ingested_from.tzinfo is None or self.ingested_from.utcoffset() != timedelta(0)):
+        if self.ingested_from is not None and not _is_utc(self.ingested_from):
             raise ValueError(f"ingested_from must be a UTC datetime, got {self.ingested_from!r}")
         for name in ("duplicate_share", "out_of_order_share", "late_share", "malformed_share"):
             share = getattr(self, name)
@@ -299,7 +308,7 @@ def generate(cfg: FeedConfig, instruments: dict[tuple[str, str], Instrument]) ->
     per_stream[: cfg.trades_per_hour % len(streams)] += 1
     for stream, n in zip(streams, per_stream, strict=True):
         stream.next_trade_id += cfg.hours_before * int(n)  # each hour takes exactly n ids per stream
-    start_us = int(cfg.start.timestamp() * 1_000_000)
+    start_us = _micros(cfg.start)
     pending: list[pa.Table] = []
     for h in range(cfg.hours):
         hour_start = start_us + h * US_PER_HOUR
@@ -318,7 +327,7 @@ def generate(cfg: FeedConfig, instruments: dict[tuple[str, str], Instrument]) ->
 
 def _ingested_as_received(messages: pa.Table, earliest: datetime, latest: datetime) -> pa.Table:
     received = messages["received_at"]
-    lo, hi = (pa.scalar(int(t.timestamp() * 1_000_000), type=pa.int64()) for t in (earliest, latest))
+    lo, hi = (pa.scalar(_micros(t), type=pa.int64()) for t in (earliest, latest))
     ingested = pc.min_element_wise(pc.max_element_wise(received.cast(pa.int64()), lo), hi)  # no kernel for timestamps
     return messages.append_column("ingested_at", ingested.cast(received.type))
 

@@ -5,7 +5,6 @@ the end. initdb refuses to run as root, so as root the cluster belongs to the po
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -13,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from cold_assets.tools.webserver import free_port
 
 PG_BIN = Path(os.environ.get("COLD_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
@@ -31,12 +32,6 @@ class Postgres:
     def url(self, database: str) -> str:
         """SQLAlchemy URL (dagster-postgres and pyiceberg's SqlCatalog need psycopg2's scheme)."""
         return f"postgresql+psycopg2://{self.user}:{self.password}@{self.host}:{self.port}/{database}"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _as_owner(command: list[str], owner: str | None) -> list[str]:
@@ -59,7 +54,7 @@ def throwaway_postgres(databases: tuple[str, ...]) -> Iterator[Postgres]:
         shutil.chown(sockets, owner)
         shutil.chown(pwfile, owner)
     user = "cold"
-    port = _free_port()
+    port = free_port()
     run = lambda cmd: subprocess.run(_as_owner(cmd, owner), check=True, capture_output=True, text=True)  # noqa: E731
     try:
         run([str(PG_BIN / "initdb"), "-D", str(data), "-U", user, "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8"])
