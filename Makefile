@@ -9,7 +9,7 @@ export COLD_HOME
 COLD_SPARK_JARS_DIR ?= $(COLD_HOME)/spark-jars
 export COLD_SPARK_JARS_DIR
 
-.PHONY: install jars browser nginx demo dev test unit lint screenshots bench clean
+.PHONY: install jars browser nginx prometheus demo dev test unit lint screenshots bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,15 @@ nginx:
 	    || (apt-get update >/dev/null && apt-get install -y --no-install-recommends nginx >/dev/null); \
 	  status=$$?; [ -z "$$made" ] || rm -f /usr/sbin/policy-rc.d; exit $$status)
 
+# Debian's Prometheus (with promtool), for the exporter's scrape test and the alert rules'
+# tests (docker/prometheus); its service is kept from starting, as nginx's above.
+prometheus:
+	@command -v promtool >/dev/null || ( \
+	  made=; [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; made=1; }; \
+	  apt-get install -y --no-install-recommends prometheus >/dev/null \
+	    || (apt-get update >/dev/null && apt-get install -y --no-install-recommends prometheus >/dev/null); \
+	  status=$$?; [ -z "$$made" ] || rm -f /usr/sbin/policy-rc.d; exit $$status)
+
 # The demo runs the offload job only: no Spark, so no jars (apt, root) and no class-data archive.
 demo: install
 	$(BIN)/cold-assets demo
@@ -51,7 +60,7 @@ TEST_WORKERS ?= 2
 # fsyncs of SQLite and Iceberg's metadata cost about 13 % of the suite's time on this machine's
 # disk. pytest empties the directory first: point TEST_TMP only at a directory of its own.
 TEST_TMP ?= $(shell [ -w /dev/shm ] && [ "$$(df -Pk /dev/shm | awk 'NR==2 {print $$4}')" -gt 4000000 ] && echo /dev/shm/cold-assets-tests-$$(id -u))
-test: install jars browser nginx lint
+test: install jars browser nginx prometheus lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider cold_assets_tests/unit
 	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 -n $(TEST_WORKERS) --dist worksteal \
 	  $(if $(TEST_TMP),--basetemp=$(TEST_TMP)) cold_assets_tests/integration

@@ -3,7 +3,8 @@
 None of these has a public equivalent in the versions pinned (dagster 1.13, pyiceberg 0.12):
 - Dagster's asset-check execution records and the event-log storage that serves them (the
   sensors follow the checks' history), its backfill filter (the self-healing sensor leaves
-  hours a queued backfill covers), and the type `define_asset_job` returns;
+  hours a queued backfill covers), the type `define_asset_job` returns, and the sensors'
+  stored states (the metrics exporter reads the alert counts kept in their cursors);
 - pyiceberg's schema check of an Arrow file before it is added, and its mapping of the
   table's write.parquet.* properties to pyarrow's writer options (cold/files.py writes the
   data files itself, one per partition value, and adds them); and a `Table` built by hand
@@ -23,8 +24,10 @@ used here, so that a new version that changes one fails there, by name, not in p
 
 import contextlib
 
+from dagster import DagsterInstance
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
+from dagster._core.scheduler.instigation import InstigatorType, SensorInstigatorData
 from dagster._core.storage.asset_check_execution_record import (
     COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
     AssetCheckExecutionRecord,
@@ -161,3 +164,14 @@ __all__ = [
     "table_without_commit_retries",
     "transaction",
 ]
+
+
+def sensor_cursors(instance: DagsterInstance, names: tuple[str, ...]) -> dict[str, str | None]:
+    """The stored cursor of each sensor of `names` that has state on the instance (any code
+    location), by sensor name."""
+    cursors: dict[str, str | None] = {}
+    for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+        data = state.instigator_data
+        if state.name in names and isinstance(data, SensorInstigatorData):
+            cursors[state.name] = data.cursor
+    return cursors

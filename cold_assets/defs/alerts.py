@@ -86,15 +86,25 @@ class Outbox:
 
     def __init__(self, state: dict, alerter: Alerter, log: logging.Logger):
         self.pending: list[str] = state.setdefault("undelivered", [])
-        self._alerter, self._log = alerter, log
+        self._state, self._alerter, self._log = state, alerter, log
         # Oldest first, and no further than the first the webhook does not take: a webhook that
         # times out costs a tick one timeout, not one per waiting alert.
-        while self.pending and alerter.send(self.pending[0], log):
+        while self.pending and self._deliver(self.pending[0]):
             self.pending.pop(0)
 
     def send(self, text: str) -> None:
-        if self.pending or not self._alerter.send(text, self._log):  # keeps the order
+        if self.pending or not self._deliver(text):  # keeps the order
             self.pending.append(text)
+
+    def _deliver(self, text: str) -> bool:
+        # Counted in the cursor (ALERTS_SENT), where the metrics exporter reads it.
+        delivered = self._alerter.send(text, self._log)
+        if delivered:
+            self._state[ALERTS_SENT] = self._state.get(ALERTS_SENT, 0) + 1
+        return delivered
+
+
+ALERTS_SENT = "alerts_sent"
 
 
 @sensor(

@@ -45,19 +45,20 @@ def parity_check_specs(asset_key: AssetKey, warm_table: str) -> list[AssetCheckS
     ]
 
 
-def _result(
-    asset_key: AssetKey, check: str, parities: list[HourParity], failed: list[HourParity], what: str,
-    refused: frozenset[str] = frozenset(),
-) -> AssetCheckResult:
+def verdicts_metadata(
+    parities: list[HourParity], failed: list[HourParity], refused: frozenset[str] = frozenset()
+) -> dict[str, MetadataValue]:
+    """Each hour's verdict, in the vocabulary the parity checks and the daily audit share
+    (monitoring/hour_states.py reads it back): the hours compared, those still open, those
+    cold-only, and those that differ (with `refused` where the offload refused the hour)."""
     compared = [p for p in parities if not p.cold_only]
-    cold_only = [p.partition_key for p in parities if p.cold_only]
-    metadata = {
+    return {
         "warm_rows": MetadataValue.int(sum(p.warm_rows for p in compared)),
         "cold_rows": MetadataValue.int(sum(p.cold_rows for p in parities)),
         "hours_checked": MetadataValue.int(len(compared)),
         "hours": MetadataValue.json([p.partition_key for p in parities]),
         "hours_open": MetadataValue.json([p.partition_key for p in parities if p.basis is not ParityBasis.WARM_HOUR and not p.cold_only]),
-        "hours_cold_only": MetadataValue.json(cold_only),
+        "hours_cold_only": MetadataValue.json([p.partition_key for p in parities if p.cold_only]),
         "hours_differing": MetadataValue.json(
             [
                 {"hour": p.partition_key, "warm_rows": p.warm_rows, "cold_rows": p.cold_rows, "basis": p.basis.value,
@@ -66,6 +67,15 @@ def _result(
             ]
         ),
     }
+
+
+def _result(
+    asset_key: AssetKey, check: str, parities: list[HourParity], failed: list[HourParity], what: str,
+    refused: frozenset[str] = frozenset(),
+) -> AssetCheckResult:
+    compared = [p for p in parities if not p.cold_only]
+    cold_only = [p.partition_key for p in parities if p.cold_only]
+    metadata = verdicts_metadata(parities, failed, refused)
     if failed:
         description = f"{what}: {len(failed)} of {len(compared)} hours differ: " + ", ".join(
             f"{p.partition_key} ({p.basis.value}: warm {p.warm_rows}, cold {p.cold_rows})" for p in failed[:10]

@@ -26,7 +26,7 @@ from dagster import (
 from pydantic import Field
 
 from cold_assets.defs.assets import cold_asset_key
-from cold_assets.defs.checks import COMPACTION_PRESERVED_CONTENT, rewrite_proof_evaluation
+from cold_assets.defs.checks import COMPACTION_PRESERVED_CONTENT, rewrite_proof_evaluation, verdicts_metadata
 from cold_assets.defs.resources import ClickHouseResource, IcebergResource
 from cold_assets.federation import federate
 from cold_assets.hours import HourPolicy
@@ -52,6 +52,7 @@ DAILY_AUDIT_JOB = "daily_audit"
 COMPACTION_JOB = "compact_cold"
 EXPIRY_JOB = "expire_cold_snapshots"
 NIGHTLY_TAG = "cold-assets/nightly"
+AUDIT_RANGE = "audit_range"  # marks the daily audit's observation of a table's hours
 
 
 def _selected(tables: list[str]) -> list[MirroredTable]:
@@ -265,6 +266,23 @@ def audit_cold_tier(
     start = end - timedelta(days=config.lookback_days)
     with clickhouse.connect() as client:
         report = run_audit(client, iceberg.catalog(), start, end, policy=HourPolicy.from_settings(Settings.from_env()))
+        clickhouse_version = str(client.server_version)
+    # Each table's verdicts, hour by hour, where the exporter and the status page read them
+    # (monitoring/): they never query a tier themselves.
+    for spec in TABLES:
+        parities = [p for p in report.parity if p.table == spec.cold]
+        context.log_event(
+            AssetObservation(
+                asset_key=cold_asset_key(spec),
+                description=f"audit of [{start:%Y-%m-%d}, {end:%Y-%m-%d}): "
+                f"{sum(not p.content_matches for p in parities)} of {len(parities)} hours differ",
+                metadata={
+                    AUDIT_RANGE: MetadataValue.text(f"{start.isoformat()}/{end.isoformat()}"),
+                    "clickhouse_version": MetadataValue.text(clickhouse_version),
+                    **verdicts_metadata(parities, [p for p in parities if not p.content_matches]),
+                },
+            )
+        )
     mismatches = [{"table": p.table, "hour": p.partition_key, "warm": p.warm_rows, "cold": p.cold_rows} for p in report.mismatches]
     context.log.info(format_report(report))
     context.add_output_metadata(

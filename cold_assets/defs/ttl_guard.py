@@ -111,7 +111,10 @@ def ttl_guard_sensor(
         attempts = RepairAttempts(state, context.instance, now, settings.heal_max_attempts, retry_wait, outbox, alerter)
         requests = found.requests(covered, "ttl-repair", attempts, repair_window, looked_at=looked_at)
         # Hours alerted are kept while they can still be at risk (in `keys`): the cursor does not grow with the years.
-        context.update_cursor(json.dumps({**state, "hours": sorted((alerted | set(new)) & set(keys)), "stuck": sorted(stuck)}))
+        # `at_risk` and `stuck` as found this tick, for the metrics exporter (monitoring/).
+        context.update_cursor(json.dumps(
+            {**state, "hours": sorted((alerted | set(new)) & set(keys)), "stuck": sorted(stuck), "at_risk": sorted(at_risk)}
+        ))
         return requests or SkipReason(
             f"{len(at_risk)} hours at risk, {len(new)} newly alerted; {len(stuck)} views' cutovers stuck; late rows looked "
             f"for in {len(looked_at)} of {len(repair_window)} hours"

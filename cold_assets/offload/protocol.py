@@ -84,6 +84,7 @@ class OffloadResult:
     rows_written: int
     snapshot_id: int | None
     files: int
+    bytes_written: int  # the data files' sizes: what this hour added to cold storage
     seconds: float
     reconciled_from: StateSource  # where the starting state came from
     status: HourStatus = HourStatus.CLOSED
@@ -268,13 +269,14 @@ def _checkpoint(
     for p in planned:
         if isinstance(p, Settled):
             # Decided without a read: it stays where it was.
-            outcome, state, rows, files, ids = p.outcome, p.state, 0, 0, p.state.snapshot_id or current
+            outcome, state, rows, files, size, ids = p.outcome, p.state, 0, 0, 0, p.state.snapshot_id or current
         elif p.span.start in decided:
             # Read: left at its new state. An append's watermark moves in its result (its checks
             # and Dagster's record) even when nothing was new; only a commit moves the table's.
             d = decided[p.span.start]
             outcome, state = d.outcome, d.new_state
-            rows, files = (d.written.warm.rows, len(d.written.data_files)) if d.commits else (0, 0)
+            added = d.written.data_files if d.commits else ()
+            rows, files, size = (d.written.warm.rows if d.commits else 0), len(added), sum(f.file_size_in_bytes for f in added)
             ids = snapshot if d.commits else state.snapshot_id or current
         else:
             continue  # refused
@@ -282,7 +284,7 @@ def _checkpoint(
             results.append(
                 OffloadResult(
                     partition_key=key, mode=outcome, watermark=state.watermark, fingerprint=state.fingerprint,
-                    rows_written=rows, snapshot_id=ids, files=files, seconds=share,
+                    rows_written=rows, snapshot_id=ids, files=files, bytes_written=size, seconds=share,
                     reconciled_from=p.state.source, status=p.span.status,
                 )
             )

@@ -1,4 +1,4 @@
-"""The `cold-assets` command: init, simulate, federate, jars, dev, demo, audit, bench."""
+"""The `cold-assets` command: init, simulate, federate, jars, dev, demo, audit, metrics, status, bench."""
 
 import argparse
 import json
@@ -9,7 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError as ClickHouseOperationalError
@@ -34,6 +34,9 @@ EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 # A tier that does not answer: ClickHouse (server or the embedded lock), the Iceberg catalog's
 # database or REST service (requests' errors are OSErrors).
 UNREACHABLE = (ClickHouseOperationalError, CatalogOperationalError, EmbeddedWarmTierBusy, OSError)
+
+if TYPE_CHECKING:
+    from cold_assets.monitoring.metrics import TierCollector
 
 WARM_LAYER_TABLES = ("trades_raw", "trades_rejects", "bronze_trades", "silver_trades", *(t.warm for t in TABLES if t.layer is Layer.GOLD))
 
@@ -307,6 +310,50 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if report.ok else EXIT_FAILED
 
 
+def _tier_collector(settings: Settings, args: argparse.Namespace) -> "TierCollector":
+    """The reader of the metrics and the status page: Dagster's instance (DAGSTER_HOME's, or
+    the embedded default's under COLD_HOME) and the catalog. Neither tier's data is read."""
+    from dagster import DagsterInstance
+
+    from cold_assets.monitoring.metrics import TierCollector
+    from cold_assets.monitoring.tier_status import TierReader
+    from cold_assets.tools.instance import embedded_instance
+
+    if args.window_days < 1:
+        raise ValueError(f"--window-days must be at least 1, got {args.window_days}")
+    _, cold = _initialized(settings)
+    home = os.environ.get("DAGSTER_HOME")
+    instance = DagsterInstance.get() if home else embedded_instance(settings)
+    where = home or settings.home / "dagster"
+    print(f"cold-assets {args.command}: Dagster instance {where}; cold {cold.describe()}", file=sys.stderr, flush=True)
+    return TierCollector(TierReader(instance, cold.catalog(), settings, timedelta(days=args.window_days)), args.cache_seconds)
+
+
+def cmd_metrics(settings: Settings, args: argparse.Namespace) -> int:
+    from cold_assets.monitoring.exporter import exporter_server
+
+    collector = _tier_collector(settings, args)
+    server = exporter_server(args.listen, collector)
+    host, port = server.server_address[:2]
+    print(f"cold-assets metrics: http://{args.listen}/metrics and the status page at /", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    from cold_assets.monitoring.status_page import render_html
+
+    collector = _tier_collector(settings, args)
+    Path(args.html).write_text(render_html(collector.status()))
+    print(f"cold-assets status: written to {args.html}", file=sys.stderr)
+    return 0
+
+
 def cmd_federate(settings: Settings, args: argparse.Namespace) -> int:
     from cold_assets.federation import federate
     from cold_assets.hours import HourPolicy
@@ -470,6 +517,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table", action="append", help="a cold table name (repeatable); default: all ten")
     p.set_defaults(func=cmd_audit)
     p = sub.add_parser(
+        "metrics", help="serve Prometheus metrics of the cold tier at /metrics, and the status page at /, from Dagster's record"
+    )
+    p.add_argument("--listen", default="127.0.0.1:9108", help="HOST:PORT to serve on (default 127.0.0.1:9108)")
+    p.add_argument("--cache-seconds", type=float, default=15.0, help="a reading serves scrapes for this long (15)")
+    _add_window_option(p)
+    p.set_defaults(func=cmd_metrics)
+    p = sub.add_parser("status", help="write the status page (every hour's state, freshness, nightly jobs, cutovers) to a file")
+    p.add_argument("--html", required=True, help="the HTML file to write")
+    p.set_defaults(cache_seconds=0.0)
+    _add_window_option(p)
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser(
         "soak",
         help="random interleavings of real operations and faults on throwaway state, checked against a ledger; "
         "exit 1 on a violation (each printed with its seed and step)",
@@ -536,7 +595,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # The commands that read or write the configured tiers (bench and soak keep to throwaway state).
-TIER_COMMANDS = ("init", "simulate", "federate", "dev", "demo", "audit")
+TIER_COMMANDS = ("init", "simulate", "federate", "dev", "demo", "audit")  # metrics and status say their own
+
+
+def _add_window_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--window-days", type=int, default=7, help="days of hours shown and counted by state (7)")
 
 
 def main(argv: list[str] | None = None) -> int:

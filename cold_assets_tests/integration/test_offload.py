@@ -61,6 +61,9 @@ def test_single_partition_run_records_plottable_metadata(settings, warm, cold):
     assert meta["rows_written"] == meta["cold_rows"] == meta["warm_rows"] == meta["dagster/row_count"] > 0
     assert meta["rows_per_s"] > 0 and meta["watermark"] > START.timestamp()
     assert meta["offload"][KEYS[0]]["snapshot_id"] == meta["snapshot_id"]
+    # The bytes it wrote are the data files its commit added (one hour, one commit).
+    snapshot = cold.catalog().load_table(table_by_cold_name("bronze_trades").cold_identifier).current_snapshot()
+    assert meta["bytes_written"] == int(snapshot.summary["added-files-size"]) > 0
 
 
 def test_late_rows_into_a_closed_hour_are_offloaded_exactly_once(settings, warm, cold):

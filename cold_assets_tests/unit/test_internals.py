@@ -174,3 +174,20 @@ def test_the_overwrite_merges_manifests_as_a_merge_append_would(tmp_path, merge)
     listed = {m.manifest_path.removeprefix("file://") for s in table.snapshots() for m in s.manifests(table.io)}
     on_disk = {str(f) for f in (tmp_path / "n" / "t" / "metadata").glob("*-m*.avro")}
     assert on_disk == listed, sorted(on_disk - listed)[:3]
+
+
+def test_the_sensors_cursors_are_read_from_their_stored_states():
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteInstigatorOrigin, RemoteRepositoryOrigin
+    from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatus
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+    location = InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name="cold_assets.definitions"))
+    origin = RemoteInstigatorOrigin(RemoteRepositoryOrigin(location, "__repository__"), "ttl_guard")
+    from dagster import instance_for_test
+
+    with instance_for_test() as instance:  # as the exporter reads the alert counts (a SQLite schedule storage)
+        instance.add_instigator_state(
+            InstigatorState(origin, internals.InstigatorType.SENSOR, InstigatorStatus.RUNNING,
+                            internals.SensorInstigatorData(cursor='{"alerts_sent": 3}'))
+        )
+        assert internals.sensor_cursors(instance, ("ttl_guard", "self_healing")) == {"ttl_guard": '{"alerts_sent": 3}'}

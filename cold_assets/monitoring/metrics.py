@@ -1,0 +1,209 @@
+"""The cold tier's Prometheus metrics, as a prometheus-client collector over `TierReader`.
+
+Names follow Prometheus' conventions: a `cold_assets_` prefix, base units (`_seconds`,
+`_bytes`), `_total` counters, instants as `_timestamp_seconds` (PromQL's `time() - x` is the
+age, and stays right between scrapes). Each reading is cached for `cache_seconds`, so that
+several Prometheus servers (or a page reload) scraping at once read the instance once.
+
+The offload duration is a histogram, not a last-value gauge: ticks, backfills and repairs
+write hours of very different sizes, and a gauge would show whichever came last between two
+scrapes; a histogram keeps every one, and its quantiles over a window are what an SLO needs.
+Commit latency is inside it (an hour's duration is its share of its checkpoint, commit
+included); Dagster's record does not hold the commit alone."""
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from cold_assets.federation import view_name
+from cold_assets.monitoring.hour_states import HourState
+from cold_assets.monitoring.tier_status import TierReader, TierStatus
+
+DURATION_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, float("inf"))
+PREFIX = "cold_assets"
+
+
+def _ts(value: datetime | None) -> float:
+    return value.timestamp() if value is not None else float("nan")
+
+
+class TierCollector(Collector):
+    def __init__(self, reader: TierReader, cache_seconds: float = 15.0):
+        if cache_seconds < 0:
+            raise ValueError(f"cache_seconds must not be negative, got {cache_seconds}")
+        self.reader, self.cache_seconds = reader, cache_seconds
+        self._lock = threading.Lock()
+        self._status: TierStatus | None = None
+        self._read_at = 0.0
+        self._read_seconds = 0.0
+        # Per table: the histogram's cumulative bucket counts and sum, fed by the reader.
+        self._durations: dict[str, tuple[list[int], float]] = {}
+
+    def status(self) -> TierStatus:
+        """The latest reading, read again once it is older than the cache."""
+        with self._lock:
+            if self._status is None or time.monotonic() - self._read_at >= self.cache_seconds:
+                started = time.monotonic()
+                self._status = self.reader.read()
+                self._read_seconds = time.monotonic() - started
+                self._read_at = time.monotonic()
+                self._take_durations()
+            return self._status
+
+    def _take_durations(self) -> None:
+        for table, offloaded in self.reader.offloaded.items():
+            counts, total = self._durations.get(table, ([0] * len(DURATION_BUCKETS), 0.0))
+            for seconds in offloaded.durations:
+                for i, bound in enumerate(DURATION_BUCKETS):
+                    if seconds <= bound:
+                        counts[i] += 1
+                total += seconds
+            offloaded.durations.clear()
+            self._durations[table] = (counts, total)
+
+    def collect(self) -> Iterator[Metric]:
+        status = self.status()
+        yield from self._tables(status)
+        yield from self._nightly(status)
+        yield from self._repairs(status)
+        info = InfoMetricFamily(f"{PREFIX}_build", "Versions of cold-assets and what it runs on.")
+        info.add_metric([], status.versions)
+        yield info
+        horizon = GaugeMetricFamily(
+            f"{PREFIX}_warm_ttl_horizon_timestamp_seconds", "Hours starting before this instant are past the warm tier's TTL."
+        )
+        horizon.add_metric([], status.warm_horizon.timestamp())
+        yield horizon
+        read = GaugeMetricFamily(f"{PREFIX}_exporter_read_seconds", "Time the last reading of the instance and catalog took.")
+        read.add_metric([], self._read_seconds)
+        yield read
+
+    def _tables(self, status: TierStatus) -> Iterator[Metric]:
+        table = ["table"]
+
+        def gauge(name: str, doc: str, labels: list[str] = table) -> GaugeMetricFamily:
+            return GaugeMetricFamily(f"{PREFIX}_{name}", doc, labels=labels)
+
+        behind = gauge("table_behind_seconds", "Now minus the newest watermark an offload recorded: how far cold is behind.")
+        watermark = gauge("table_watermark_timestamp_seconds", "The newest watermark an offload recorded: cold holds warm up to it.")
+        last = gauge("table_last_offload_timestamp_seconds", "When the newest offload was recorded.")
+        hours = gauge("table_hours", "The status window's hours by state (newest verdict of the checks or the audit).", ["table", "state"])
+        snapshots = gauge("table_snapshots", "Snapshots in the table's metadata.")
+        manifests = gauge("table_manifests", "Manifests of the current snapshot.")
+        files = gauge("table_data_files", "Live data files.")
+        size = gauge("table_data_bytes", "Live data files' bytes.")
+        mean = gauge("table_data_file_mean_bytes", "Mean size of a live data file.")
+        records = gauge("table_records", "Rows in the current snapshot.")
+        metadata = gauge("table_metadata_file_bytes", "Size of the current metadata.json, which every commit writes and every read parses.")
+        cutover = gauge(
+            "federation_cutover_timestamp_seconds", "The federated view reads cold before this instant and warm from it.", ["table", "view"]
+        )
+        rows = CounterMetricFamily(f"{PREFIX}_offload_rows", "Rows offloaded since the exporter started.", labels=table)
+        written = CounterMetricFamily(f"{PREFIX}_offload_bytes", "Bytes of data files offloaded since the exporter started.", labels=table)
+        offloads = CounterMetricFamily(f"{PREFIX}_offload_hours", "Hours materialized since the exporter started.", labels=table)
+        durations = HistogramMetricFamily(
+            f"{PREFIX}_offload_duration_seconds", "Time an hour's offload took, commit included, since the exporter started.", labels=table
+        )
+        for t in status.tables:
+            name = [t.spec.cold]
+            if t.watermark is not None:
+                behind.add_metric(name, max(0.0, status.at.timestamp() - t.watermark.timestamp()))
+                watermark.add_metric(name, t.watermark.timestamp())
+            if t.last_offload is not None:
+                last.add_metric(name, t.last_offload.timestamp())
+            for state in HourState:
+                hours.add_metric([t.spec.cold, state.value], t.hours_in(state))
+            snapshots.add_metric(name, t.snapshots)
+            manifests.add_metric(name, t.manifests)
+            files.add_metric(name, t.data_files)
+            size.add_metric(name, t.data_bytes)
+            mean.add_metric(name, t.data_bytes / t.data_files if t.data_files else 0.0)
+            records.add_metric(name, t.records)
+            metadata.add_metric(name, t.metadata_file_bytes)
+            if t.cutover is not None:
+                cutover.add_metric([t.spec.cold, view_name(t.spec)], t.cutover.timestamp())
+            offloaded = self.reader.offloaded[t.spec.cold]
+            rows.add_metric(name, offloaded.rows)
+            written.add_metric(name, offloaded.bytes)
+            offloads.add_metric(name, offloaded.hours)
+            counts, total = self._durations.get(t.spec.cold, ([0] * len(DURATION_BUCKETS), 0.0))
+            bounds = ["+Inf" if b == float("inf") else str(b) for b in DURATION_BUCKETS]
+            durations.add_metric(name, list(zip(bounds, counts, strict=True)), total)
+        yield from (behind, watermark, last, hours, snapshots, manifests, files, size, mean, records, metadata, cutover)
+        yield from (rows, written, offloads, durations)
+
+    def _nightly(self, status: TierStatus) -> Iterator[Metric]:
+        job = ["job"]
+        started = GaugeMetricFamily(f"{PREFIX}_nightly_last_run_start_timestamp_seconds", "When the job's last run started.", labels=job)
+        ended = GaugeMetricFamily(f"{PREFIX}_nightly_last_run_end_timestamp_seconds", "When the job's last run ended.", labels=job)
+        duration = GaugeMetricFamily(f"{PREFIX}_nightly_last_run_duration_seconds", "How long the job's last run took.", labels=job)
+        success = GaugeMetricFamily(
+            f"{PREFIX}_nightly_last_run_success", "1 if the job's last finished run succeeded, 0 if it failed or never ran.", labels=job
+        )
+        for run in status.nightly:
+            if run.started is not None:
+                started.add_metric([run.job], run.started.timestamp())
+            if run.ended is not None:
+                ended.add_metric([run.job], run.ended.timestamp())
+                if run.started is not None:
+                    duration.add_metric([run.job], (run.ended - run.started).total_seconds())
+            success.add_metric([run.job], 1.0 if run.status == "SUCCESS" else 0.0)
+        yield from (started, ended, duration, success)
+        table = ["table"]
+        facts = {
+            ("compaction", "data_files_before"): ("compaction_data_files_before", "Data files of the last compaction's range, before."),
+            ("compaction", "data_files_after"): ("compaction_data_files_after", "Data files of the last compaction's range, after."),
+            ("compaction", "bytes_before"): ("compaction_bytes_before", "Bytes of the last compaction's range, before."),
+            ("compaction", "bytes_after"): ("compaction_bytes_after", "Bytes of the last compaction's range, after."),
+            ("expiry", "snapshots_expired"): ("expiry_snapshots_expired", "Snapshots the last expiry expired."),
+            ("expiry", "orphans_removed"): ("expiry_orphans_removed", "Orphan files the last expiry removed."),
+        }
+        families = {key: GaugeMetricFamily(f"{PREFIX}_{name}", doc, labels=table) for key, (name, doc) in facts.items()}
+        at = {
+            kind: GaugeMetricFamily(f"{PREFIX}_{kind}_last_timestamp_seconds", f"When the table's last {kind} was observed.", labels=table)
+            for kind in ("compaction", "expiry")
+        }
+        for t in status.tables:
+            for kind, maintenance in (("compaction", t.compaction), ("expiry", t.expiry)):
+                if maintenance is None:
+                    continue
+                at[kind].add_metric([t.spec.cold], maintenance.at.timestamp())
+                for (fact_kind, fact), family in families.items():
+                    if fact_kind == kind and fact in maintenance.facts:
+                        family.add_metric([t.spec.cold], maintenance.facts[fact])
+        yield from families.values()
+        yield from at.values()
+
+    def _repairs(self, status: TierStatus) -> Iterator[Metric]:
+        sensor = ["sensor"]
+        requested = CounterMetricFamily(f"{PREFIX}_repair_runs", "Repair runs the sensor requested.", labels=sensor)
+        failed = CounterMetricFamily(f"{PREFIX}_repair_runs_failed", "Repair runs the sensor requested that failed.", labels=sensor)
+        for name, count in status.repairs_requested.items():
+            requested.add_metric([name], count)
+            failed.add_metric([name], status.repairs_failed[name])
+        sent = CounterMetricFamily(f"{PREFIX}_alerts_sent", "Alerts delivered (to the log where no webhook is set).", labels=sensor)
+        undelivered = GaugeMetricFamily(f"{PREFIX}_alerts_undelivered", "Alerts the webhook refused, to be sent again.", labels=sensor)
+        for name, count in status.alerts_sent.items():
+            sent.add_metric([name], count)
+            undelivered.add_metric([name], status.alerts_undelivered[name])
+        yield from (requested, failed, sent, undelivered)
+        risk = GaugeMetricFamily(
+            f"{PREFIX}_ttl_risk_hours", "Warm hours near the TTL without a cold copy proven equal, at the TTL guard's last look."
+        )
+        risk.add_metric([], len(status.ttl_risk_hours))
+        stuck = GaugeMetricFamily(
+            f"{PREFIX}_federation_stuck", "1 where the view's cutover nears warm's TTL with rows to lose (the TTL guard).", labels=["view"]
+        )
+        for t in status.tables:
+            stuck.add_metric([view_name(t.spec)], 1.0 if t.spec.warm in status.federation_stuck else 0.0)
+        yield from (risk, stuck)
