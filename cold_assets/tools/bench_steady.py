@@ -11,7 +11,8 @@ each message ingested when it was received.
    UI's backfill would run it, so that the event log holds a month of the product's own
    events; last night's compaction (`compact_cold`: every table's manifests rewritten,
    yesterday's partitions compacted), as production runs it every night, in a run process
-   of its own; then the day's commits up to its last ticks (kept_week_of_commits: the
+   of its own, and last night's daily audit (its verdicts are what the metrics exporter
+   reads); then the day's commits up to its last ticks (kept_week_of_commits: the
    snapshots the nightly expiry keeps of a week, less the ticks' own);
 3. a day of ticks over that last day again: `ticks` (96) runs of the schedule's request, the
    ticked hours moving on one hour every four ticks.
@@ -25,8 +26,9 @@ run in this process as the embedded instance's run worker would. The first and t
 tick of each phase run under cProfile, and the bench prints their parts (the warm tier's
 opens and queries, event-log reads and writes, parity, cold planning, commits). The sensors
 tick every fourth tick, their cursors carried. At the end of each phase: the embedded warm
-tier's parts (active and outdated) per table, the snapshots and manifests per table, and a
-person's materialization of one hour from the webserver (webserver_materialization).
+tier's parts (active and outdated) per table, the snapshots and manifests per table, scrapes
+of the metrics exporter (metrics_scrape, issue 26), and a person's materialization of one
+hour from the webserver (webserver_materialization).
 
 `--dagster-postgres` keeps the instance on PostgreSQL; `--profile-dir` keeps the profiled
 ticks' and sensors' stats.
@@ -74,6 +76,7 @@ TICK_PARTS = [
 ]
 TARGET_RATIO = 1.25
 WALL_BUDGET_S = 15 * 60  # issue 24: the bench takes about 15 minutes at most
+METRICS_SCRAPE_TARGET_S = 1.0  # issue 26: a scrape of the exporter on 30 days of history
 # What the nightly expiry keeps of a week of 15-minute commits (docs/maintenance.md): the
 # last day's 97, and the last of each of the 7 days before (compactions keep a few more).
 KEPT_SNAPSHOTS = 97 + 7
@@ -182,7 +185,7 @@ def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgre
     from dagster import build_schedule_context
 
     from cold_assets.definitions import build_definitions
-    from cold_assets.defs.nightly import COMPACTION_JOB
+    from cold_assets.defs.nightly import COMPACTION_JOB, DAILY_AUDIT_JOB
     from cold_assets.defs.schedules import OFFLOAD_JOB
 
     settings = Settings.from_env()
@@ -271,7 +274,7 @@ def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgre
     def phase_state(phase: str) -> dict:
         """Warm's parts and cold's shape at the end of a phase, and a person's materialization
         from the webserver of an hour with a tick's late trades."""
-        state = {"warm_parts": _warm_parts(settings), "cold": _cold_shape(settings)}
+        state = {"warm_parts": _warm_parts(settings), "cold": _cold_shape(settings), "metrics_scrape": metrics_scrape(settings, instance)}
         late_trades(launched_hour)
         return state | {"webserver_materialization": webserver_materialization(settings, instance, launched_hour, phase)}
 
@@ -298,6 +301,13 @@ def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgre
     nightly_s = round(time.perf_counter() - nightly_started, 1)
     if not nightly["success"]:
         raise RuntimeError("bench steady: the nightly compaction failed")
+    # Last night's audit (a week, then the views federated), on the instance the exporter reads.
+    audit_started = time.perf_counter()
+    until = month_end.date().isoformat()
+    audit = defs.resolve_job_def(DAILY_AUDIT_JOB).execute_in_process(
+        instance=instance, raise_on_error=False, run_config={**quiet, "ops": {"audit_cold_tier": {"config": {"until": until}}}}
+    )
+    audit_s = round(time.perf_counter() - audit_started, 1)
     week_rounds = max(0, KEPT_SNAPSHOTS - ticks)
     kept_week = kept_week_of_commits(settings, first_tick - timedelta(hours=2), week_rounds, 8_000_000_000)
     month = day_of_ticks("after_month", first_tick, ticks)
@@ -307,10 +317,35 @@ def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgre
         "history_build_s": history_build_s,
         "backfill_s": {"day_one": day_one_backfill_s, "rest_of_month": month_backfill_s},
         "nightly_compaction_s": nightly_s,
+        "daily_audit": {"seconds": audit_s, "success": audit.success},
         "kept_week": kept_week,
         "day_one": day_one | day_one_state,
         "after_month": month | month_state,
     }))
+
+
+def metrics_scrape(settings: Settings, instance: "DagsterInstance", scrapes: int = 5) -> dict:
+    """Scrapes of the metrics exporter on the phase's instance and catalog, uncached: the first
+    of an exporter just started (its bounded first reads), then the next ones (what is new)."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from cold_assets.monitoring.metrics import TierCollector
+    from cold_assets.monitoring.tier_status import TierReader
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(TierCollector(TierReader(instance, IcebergResource.from_settings(settings).catalog(), settings), cache_seconds=0))
+    took = []
+    for _ in range(scrapes + 1):
+        started = time.perf_counter()
+        body = generate_latest(registry)
+        took.append(time.perf_counter() - started)
+    return {
+        "first_s": round(took[0], 3),
+        "next_median_s": round(statistics.median(took[1:]), 3),
+        "next_max_s": round(max(took[1:]), 3),
+        "series": sum(1 for line in body.decode().splitlines() if line and not line.startswith("#")),
+        "bytes": len(body),
+    }
 
 
 def webserver_materialization(settings: Settings, instance: "DagsterInstance", hour: datetime, phase: str) -> dict:
@@ -419,4 +454,6 @@ def bench_steady(days: int = 30, ticks: int = 96, sample: int = 8, parent: str |
         "tick_after_month_over_day_one": round(month / day_one, 2),
         "after_month_over_day_one": {name: round(b / max(a, 0.01), 2) for name, (a, b) in pairs.items()},
         "target": f"tick, sensors and the webserver's run after the month <= {TARGET_RATIO} x day one's",
+        "metrics_scrape_after_month_s": {k: after["metrics_scrape"][k] for k in ("first_s", "next_median_s", "next_max_s")},
+        "metrics_scrape_target_s": METRICS_SCRAPE_TARGET_S,
     }

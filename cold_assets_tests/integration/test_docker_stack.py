@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
-COLD_INFRASTRUCTURE = ("minio", "postgres", "iceberg-rest")  # budget: 1.5 CPU, 2 GB in all
+COLD_INFRASTRUCTURE = ("minio", "postgres", "iceberg-rest", "prometheus", "grafana")  # budget: 1.5 CPU, 2 GB in all
 SECRET_NAMES = re.compile(r"PASSWORD|SECRET|TOKEN|WEBHOOK", re.I)
 
 
@@ -33,6 +33,7 @@ def memory_bytes(value: str) -> int:
 def test_the_stack_has_every_service_the_production_shape_needs():
     services = compose()["services"]
     assert {"clickhouse", "minio", "postgres", "iceberg-rest", "code-location", "webserver", "daemon"} <= set(services)
+    assert {"cold-assets-metrics", "prometheus", "grafana"} <= set(services)
     assert services["clickhouse"]["image"].startswith("clickhouse/clickhouse-server:25.8.")
     assert services["code-location"]["build"]["dockerfile"] == "docker/Dockerfile"
     dockerfile = (DOCKER / "Dockerfile").read_text()
@@ -63,7 +64,7 @@ def test_images_are_pinned_and_services_have_health_checks_restart_policies_and_
 def test_the_cold_tiers_own_infrastructure_fits_in_one_and_a_half_cpu_and_two_gigabytes():
     services = compose()["services"]
     limits = [services[name]["deploy"]["resources"]["limits"] for name in COLD_INFRASTRUCTURE]
-    assert sum(float(limit["cpus"]) for limit in limits) <= 1.5
+    assert round(sum(float(limit["cpus"]) for limit in limits), 6) <= 1.5
     assert sum(memory_bytes(limit["memory"]) for limit in limits) <= 2 * 1024**3
 
 
@@ -87,7 +88,7 @@ def test_every_variable_the_stack_reads_is_documented_and_no_secret_is_committed
 def test_dagster_is_published_only_behind_basic_authentication():
     services = compose()["services"]
     published = {name for name, service in services.items() if service.get("ports")}
-    assert published == {"auth-proxy", "clickhouse"}, published
+    assert published == {"auth-proxy", "clickhouse", "grafana"}, published
     proxy = services["auth-proxy"]
     assert proxy["environment"]["DAGSTER_UPSTREAM"] == "http://webserver:3000"
     assert proxy["ports"] == ["${DAGSTER_WEBSERVER_PORT}:8080"]
@@ -121,15 +122,16 @@ def test_clickhouse_reads_the_cold_tier_as_a_read_only_user_scoped_to_the_wareho
 # placed here before the stack test passes.
 SECRET_REACH = {
     "POSTGRES_PASSWORD": {"postgres"},
-    "DAGSTER_PG_PASSWORD": {"postgres", "code-location", "webserver", "daemon"},
+    "DAGSTER_PG_PASSWORD": {"postgres", "code-location", "webserver", "daemon", "cold-assets-metrics"},
     "ICEBERG_PG_PASSWORD": {"postgres", "iceberg-rest"},
     "MINIO_ROOT_PASSWORD": {"minio", "minio-init"},
     "COLD_S3_WRITER_PASSWORD": {"minio-init", "iceberg-rest", "code-location"},
-    "COLD_S3_READER_PASSWORD": {"minio-init", "clickhouse"},
+    "COLD_S3_READER_PASSWORD": {"minio-init", "clickhouse", "cold-assets-metrics"},
     "CLICKHOUSE_ADMIN_PASSWORD": {"clickhouse"},
     "CLICKHOUSE_PASSWORD": {"clickhouse", "code-location"},
     "DAGSTER_UI_PASSWORD": {"auth-proxy"},
     "COLD_ALERT_WEBHOOK_URL": {"code-location"},
+    "GRAFANA_ADMIN_PASSWORD": {"grafana"},
 }
 
 
@@ -160,10 +162,12 @@ def test_only_the_ui_proxy_listens_beyond_loopback_and_the_unauthenticated_catal
             assert len(members) == 1, f"{network} has a route out and joins {members}"
     proxy_neighbours = {name for name, joined in on.items() if joined & on["auth-proxy"]} - {"auth-proxy"}
     assert proxy_neighbours == {"webserver"}, proxy_neighbours  # not PostgreSQL, not the code server's gRPC
-    # The REST catalog takes commits from whoever reaches it: only its own dependencies and
-    # the code location share a network with it.
+    # The REST catalog takes commits from whoever reaches it: only its own dependencies, the
+    # code location and the metrics exporter (which reads metadata, with no S3 write
+    # credential) share a network with it.
     neighbours = {name for name, joined in on.items() if joined & on["iceberg-rest"]} - {"iceberg-rest"}
-    assert neighbours == {"code-location", "postgres", "minio", "minio-init"}, neighbours
+    assert neighbours == {"code-location", "cold-assets-metrics", "postgres", "minio", "minio-init"}, neighbours
+    assert "COLD_S3_WRITER_PASSWORD" not in str(services["cold-assets-metrics"]["environment"])
     # The writers start once minio-init made their user.
     for name in ("iceberg-rest", "code-location"):
         assert services[name]["depends_on"]["minio-init"] == {"condition": "service_completed_successfully"}
@@ -215,3 +219,27 @@ def test_the_postgres_init_gives_dagster_and_the_catalog_a_role_and_database_eac
         in_url = subprocess.run(["sh", str(DOCKER / "postgres-init.sh")], env={**env, "DAGSTER_PG_PASSWORD": "p@ss/word"},
                                 capture_output=True, text=True)
         assert in_url.returncode == 1 and "DAGSTER_PG_PASSWORD must be letters" in in_url.stderr
+
+
+def test_prometheus_scrapes_the_exporter_and_grafana_reads_prometheus_with_the_dashboards_data_source():
+    import json
+
+    services = compose()["services"]
+    exporter = services["cold-assets-metrics"]
+    listen = exporter["command"][exporter["command"].index("--listen") + 1]
+    port = listen.rsplit(":", 1)[1]
+    config = yaml.safe_load((DOCKER / "prometheus" / "prometheus.yml").read_text())
+    (scrape,) = config["scrape_configs"]
+    assert scrape["static_configs"][0]["targets"] == [f"cold-assets-metrics:{port}"]
+    assert "runbook_base" in config["global"]["external_labels"]
+    mounts = {v.split(":")[1] for v in services["prometheus"]["volumes"]}
+    assert {"/etc/prometheus/prometheus.yml", "/etc/prometheus/cold_assets_rules.yml"} <= mounts
+    assert config["rule_files"] == ["cold_assets_rules.yml"]  # beside prometheus.yml, where it is mounted
+    source = yaml.safe_load((DOCKER / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())["datasources"][0]
+    assert source["url"] == "http://prometheus:9090"
+    dashboard = json.loads((DOCKER / "grafana" / "dashboards" / "cold-assets.json").read_text())
+    uids = {p["datasource"]["uid"] for p in dashboard["panels"] if "datasource" in p}
+    assert uids == {source["uid"]}
+    provider = yaml.safe_load((DOCKER / "grafana" / "provisioning" / "dashboards" / "cold-assets.yml").read_text())["providers"][0]
+    assert f"./grafana/dashboards:{provider['options']['path']}:ro" in services["grafana"]["volumes"]
+    assert {"monitoring"} <= set(services["prometheus"]["networks"]) & set(services["grafana"]["networks"]) & set(exporter["networks"])

@@ -100,6 +100,25 @@ def audit_states(live: Settings, warm, cold, window: list[str]) -> dict[tuple[st
     return states
 
 
+DASHBOARD = REPO / "docker" / "grafana" / "dashboards" / "cold-assets.json"
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    return [(p["title"], t["expr"]) for p in panels for t in p.get("targets", [])]
+
+
+def served_metric_names(exposition: str) -> set[str]:
+    """Every series name the exposition can hold: its families' names, with the suffixes
+    Prometheus' text format gives counters and histograms."""
+    names = set()
+    for name, kind in re.findall(r"^# TYPE (\S+) (\S+)$", exposition, re.MULTILINE):
+        names.add(name)
+        names.update({"counter": [f"{name}_total", f"{name}_created"], "histogram": [f"{name}_bucket", f"{name}_count", f"{name}_sum"],
+                      "info": [f"{name}_info"]}.get(kind, []))
+    return names
+
+
 def _edge(window: list[str]) -> set[str]:
     # The live edge: an hour the audit found open may have closed since (unverified until
     # the next check), and the current hour may have turned over in between.
@@ -222,6 +241,14 @@ def test_prometheus_and_the_status_page_show_every_hour_as_the_audit_judged_it(s
             assert rows
             (histogram,) = _prometheus_query(url, 'cold_assets_offload_duration_seconds_count{table="raw_trades"}')
             assert float(histogram["value"][1]) >= 1
+
+            # The dashboard: every query parses in Prometheus and names only metrics the exporter serves.
+            with urllib.request.urlopen(f"http://{address}/metrics", timeout=30) as response:
+                served = served_metric_names(response.read().decode())
+            for title, expr in dashboard_queries():
+                _prometheus_query(url, expr)  # a query Prometheus cannot parse fails here (HTTP 400)
+                named = set(re.findall(r"\bcold_assets_[a-z0-9_]+", expr))
+                assert named and named <= served, (title, named - served)
         finally:
             prometheus.terminate()
             prometheus.wait(timeout=30)
