@@ -4,7 +4,8 @@ None of these has a public equivalent in the versions pinned (dagster 1.13, pyic
 - Dagster's asset-check execution records and the event-log storage that serves them (the
   sensors follow the checks' history), its backfill filter (the self-healing sensor leaves
   hours a queued backfill covers), the type `define_asset_job` returns, and the sensors'
-  stored states (the metrics exporter reads the alert counts kept in their cursors);
+  stored states and ticks (the metrics exporter reads the alert counts kept in their
+  cursors, and when each last ticked);
 - pyiceberg's schema check of an Arrow file before it is added, and its mapping of the
   table's write.parquet.* properties to pyarrow's writer options (cold/files.py writes the
   data files itself, one per partition value, and adds them); and a `Table` built by hand
@@ -23,11 +24,12 @@ used here, so that a new version that changes one fails there, by name, not in p
 """
 
 import contextlib
+from dataclasses import dataclass
 
 from dagster import DagsterInstance
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
-from dagster._core.scheduler.instigation import InstigatorType, SensorInstigatorData
+from dagster._core.scheduler.instigation import InstigatorType, SensorInstigatorData, TickStatus
 from dagster._core.storage.asset_check_execution_record import (
     COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
     AssetCheckExecutionRecord,
@@ -166,12 +168,27 @@ __all__ = [
 ]
 
 
-def sensor_cursors(instance: DagsterInstance, names: tuple[str, ...]) -> dict[str, str | None]:
-    """The stored cursor of each sensor of `names` that has state on the instance (any code
-    location), by sensor name."""
-    cursors: dict[str, str | None] = {}
+@dataclass(frozen=True)
+class SensorState:
+    cursor: str | None
+    last_tick_at: float | None  # Unix seconds of its newest tick that completed (None: none yet)
+    last_tick_failed: bool
+
+
+def sensor_states(instance: DagsterInstance, names: tuple[str, ...]) -> dict[str, SensorState]:
+    """The stored cursor and newest completed tick of each sensor of `names` that has state on
+    the instance (any code location), by sensor name."""
+    states: dict[str, SensorState] = {}
     for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
         data = state.instigator_data
-        if state.name in names and isinstance(data, SensorInstigatorData):
-            cursors[state.name] = data.cursor
-    return cursors
+        if state.name not in names:
+            continue
+        ticks = instance.get_ticks(
+            state.instigator_origin_id, state.selector_id, limit=1, statuses=[TickStatus.SUCCESS, TickStatus.SKIPPED, TickStatus.FAILURE]
+        )
+        states[state.name] = SensorState(
+            cursor=data.cursor if isinstance(data, SensorInstigatorData) else None,
+            last_tick_at=ticks[0].timestamp if ticks else None,
+            last_tick_failed=bool(ticks) and ticks[0].status == TickStatus.FAILURE,
+        )
+    return states

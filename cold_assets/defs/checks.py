@@ -50,7 +50,8 @@ def verdicts_metadata(
 ) -> dict[str, MetadataValue]:
     """Each hour's verdict, in the vocabulary the parity checks and the daily audit share
     (monitoring/hour_states.py reads it back): the hours compared, those still open, those
-    cold-only, and those that differ (with `refused` where the offload refused the hour)."""
+    cold-only, those compared on counts only, and those that differ (with `refused` where the
+    offload refused the hour)."""
     compared = [p for p in parities if not p.cold_only]
     return {
         "warm_rows": MetadataValue.int(sum(p.warm_rows for p in compared)),
@@ -59,6 +60,8 @@ def verdicts_metadata(
         "hours": MetadataValue.json([p.partition_key for p in parities]),
         "hours_open": MetadataValue.json([p.partition_key for p in parities if p.basis is not ParityBasis.WARM_HOUR and not p.cold_only]),
         "hours_cold_only": MetadataValue.json([p.partition_key for p in parities if p.cold_only]),
+        # Compared on counts only: ClickHouse could not read this cold tier's files.
+        "hours_unchecked": MetadataValue.json([p.partition_key for p in parities if not p.cold_only and not p.content_checked]),
         "hours_differing": MetadataValue.json(
             [
                 {"hour": p.partition_key, "warm_rows": p.warm_rows, "cold_rows": p.cold_rows, "basis": p.basis.value,

@@ -278,6 +278,8 @@ def audit_cold_tier(
                 f"{sum(not p.content_matches for p in parities)} of {len(parities)} hours differ",
                 metadata={
                     AUDIT_RANGE: MetadataValue.text(f"{start.isoformat()}/{end.isoformat()}"),
+                    # When this table's hours were read: a check or repair after it is newer.
+                    "compared_at": MetadataValue.timestamp(report.compared_at[spec.cold]),
                     "clickhouse_version": MetadataValue.text(clickhouse_version),
                     **verdicts_metadata(parities, [p for p in parities if not p.content_matches]),
                 },

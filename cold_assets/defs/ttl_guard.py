@@ -111,10 +111,11 @@ def ttl_guard_sensor(
         attempts = RepairAttempts(state, context.instance, now, settings.heal_max_attempts, retry_wait, outbox, alerter)
         requests = found.requests(covered, "ttl-repair", attempts, repair_window, looked_at=looked_at)
         # Hours alerted are kept while they can still be at risk (in `keys`): the cursor does not grow with the years.
-        # `at_risk` and `stuck` as found this tick, for the metrics exporter (monitoring/).
-        context.update_cursor(json.dumps(
-            {**state, "hours": sorted((alerted | set(new)) & set(keys)), "stuck": sorted(stuck), "at_risk": sorted(at_risk)}
-        ))
+        # `at_risk`, `stuck` and the cutovers as found this tick, for the metrics exporter (monitoring/).
+        context.update_cursor(json.dumps({
+            **state, "hours": sorted((alerted | set(new)) & set(keys)), "stuck": sorted(stuck), "at_risk": sorted(at_risk),
+            "cutovers": {table: cutover.isoformat() for table, cutover in cutovers.items()},
+        }))
         return requests or SkipReason(
             f"{len(at_risk)} hours at risk, {len(new)} newly alerted; {len(stuck)} views' cutovers stuck; late rows looked "
             f"for in {len(looked_at)} of {len(repair_window)} hours"

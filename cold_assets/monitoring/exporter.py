@@ -1,6 +1,7 @@
 """`cold-assets metrics --listen HOST:PORT`: Prometheus' text format at /metrics, the status
 page at /, and /-/healthy for a container's health check."""
 
+import socket
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry
@@ -8,6 +9,8 @@ from prometheus_client.exposition import choose_encoder
 
 from cold_assets.monitoring.metrics import TierCollector
 from cold_assets.monitoring.status_page import render_html
+
+HEALTHY_WITHIN_S = 600.0
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -34,7 +37,13 @@ def exporter_server(listen: str, collector: TierCollector) -> ThreadingHTTPServe
                 elif path in ("/", "/index.html"):
                     self._send(200, "text/html; charset=utf-8", render_html(collector.status()).encode())
                 elif path == "/-/healthy":
-                    self._send(200, "text/plain; charset=utf-8", b"ok\n")
+                    # Unhealthy once no reading has succeeded for a while (a catalog or database
+                    # that hangs or refuses): a container's health check restarts it.
+                    age = collector.seconds_since_success()
+                    if age is not None and age > HEALTHY_WITHIN_S:
+                        self._send(503, "text/plain; charset=utf-8", f"no reading for {age:.0f} s: {collector.last_failure}\n".encode())
+                    else:
+                        self._send(200, "text/plain; charset=utf-8", b"ok\n")
                 else:
                     self._send(404, "text/plain; charset=utf-8", b"not found: try /metrics or /\n")
             except Exception as error:  # a scrape that cannot read says why, and the server lives on
@@ -54,4 +63,8 @@ def exporter_server(listen: str, collector: TierCollector) -> ThreadingHTTPServe
         def log_error(self, format: str, *args: object) -> None:  # noqa: A002
             BaseHTTPRequestHandler.log_message(self, format, *args)
 
-    return ThreadingHTTPServer((host, port), Handler)
+    class Server(ThreadingHTTPServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        daemon_threads = True  # a scrape left hanging does not keep the process from stopping
+
+    return Server((host, port), Handler)

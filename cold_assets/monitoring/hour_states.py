@@ -4,12 +4,12 @@ Nothing here queries a tier; the jobs did, and recorded what they found (defs/ch
 `verdicts_metadata`)."""
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
 from cold_assets.hours import HourPolicy, HourStatus
-from cold_assets.partitions import hour_of
+from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.tables import MirroredTable
 
 
@@ -23,37 +23,93 @@ class HourState(str, Enum):
     NEVER_OFFLOADED = "never_offloaded"  # no materialization of the hour
 
 
+ALARMING = (HourState.MISMATCHED, HourState.REFUSED)
+
+
 def verdicts_of(metadata: Mapping[str, Any], content_checked: bool = True) -> dict[str, HourState]:
-    """Each hour's state by one verdict (its metadata values, unwrapped). A content check that
-    could not compute checksums (`content_checked` False) proves nothing of the hours it
-    did not find differing."""
+    """Each hour's state by one verdict (its metadata values, unwrapped). An hour whose
+    checksums could not be computed (`hours_unchecked`; for a verdict recorded before that
+    field, every hour of a check that only warned, `content_checked` False) proves nothing."""
     differing = {d["hour"]: d for d in metadata.get("hours_differing") or []}
     cold_only = set(metadata.get("hours_cold_only") or [])
     still_open = set(metadata.get("hours_open") or [])
+    unchecked = set(metadata["hours_unchecked"] or []) if "hours_unchecked" in metadata else None
     states = {}
     for hour in metadata.get("hours") or []:
         if hour in differing:
             states[hour] = HourState.REFUSED if differing[hour].get("refused") else HourState.MISMATCHED
         elif hour in cold_only:
             states[hour] = HourState.COLD_ONLY
+        elif (hour in unchecked) if unchecked is not None else not content_checked:
+            states[hour] = HourState.UNVERIFIED
         elif hour in still_open:
             states[hour] = HourState.OPEN
         else:
-            states[hour] = HourState.PROVEN if content_checked else HourState.UNVERIFIED
+            states[hour] = HourState.PROVEN
     return states
 
 
+def keys_of_range(spec: MirroredTable, partition_key: str) -> list[str]:
+    """The partition keys one verdict on `partition_key` speaks of: its offload range's (the
+    daily bars' day is compared whole, whichever of its hours was asked)."""
+    start, end = spec.offload_range(hour_of(partition_key))
+    return [partition_key_of(start + timedelta(hours=h)) for h in range(int((end - start) / timedelta(hours=1)))]
+
+
+class VerdictBook:
+    """One table's newest verdict per hour: when it was made, and the state it gives."""
+
+    def __init__(self, spec: MirroredTable):
+        self.spec = spec
+        self._verdicts: dict[str, tuple[float, HourState]] = {}
+
+    def record(self, at: float, states: Mapping[str, HourState]) -> None:
+        """A verdict made at `at` (Unix seconds: when the hour was compared). An older one
+        than the hour's newest is ignored. A mismatch does not hide a refusal: the audit, which
+        knows nothing of the offload's refusals, sees a refused hour as mismatched."""
+        for key, state in states.items():
+            for hour in keys_of_range(self.spec, key):
+                newest = self._verdicts.get(hour)
+                if newest is not None and newest[0] > at:
+                    continue
+                if newest is not None and newest[1] is HourState.REFUSED and state is HourState.MISMATCHED:
+                    state = HourState.REFUSED
+                self._verdicts[hour] = (at, state)
+
+    def state(self, hour: str) -> HourState | None:
+        verdict = self._verdicts.get(hour)
+        return verdict[1] if verdict else None
+
+    def forget_before(self, hour: str) -> None:
+        """Hours older than `hour` are shown no more: their verdicts go (the book stays the size of the window)."""
+        for old in [h for h in self._verdicts if h < hour]:
+            del self._verdicts[old]
+
+
+class Materialized(str, Enum):
+    """What Dagster's partition status says of an hour (AssetPartitionStatus, as far as it matters here)."""
+
+    NEVER = "never"
+    MATERIALIZED = "materialized"
+    FAILED = "failed"  # its latest materialization failed (it may hold an earlier one)
+
+
 def state_now(
-    verdict: HourState | None, materialized: bool, spec: MirroredTable, hour: str, now: datetime, policy: HourPolicy
+    verdict: HourState | None, materialized: Materialized, spec: MirroredTable, hour: str, now: datetime, policy: HourPolicy
 ) -> HourState:
     """What an hour is at `now`: its newest verdict, moved on by time alone where warm has
-    forgotten the hour since (cold-only, as the audit would say) or the hour has closed since
-    it was found open (unverified until a verdict on the closed hour)."""
+    forgotten the hour since (cold-only, as the audit would say, but for an hour last found
+    mismatched or refused: what cold lacked is lost, and it stays alarming) or the hour has
+    closed since it was found open (unverified until a verdict on the closed hour)."""
     status = policy.status(spec, hour_of(hour), now)
     if status is HourStatus.COLD_ONLY:
-        return HourState.COLD_ONLY if materialized or verdict is not None else HourState.NEVER_OFFLOADED
+        if verdict in ALARMING:
+            return verdict
+        if verdict is None and materialized is Materialized.NEVER:
+            return HourState.NEVER_OFFLOADED
+        return HourState.COLD_ONLY
     if verdict is None:
-        return HourState.UNVERIFIED if materialized else HourState.NEVER_OFFLOADED
+        return HourState.NEVER_OFFLOADED if materialized is Materialized.NEVER else HourState.UNVERIFIED
     if verdict is HourState.OPEN and status is HourStatus.CLOSED:
         return HourState.UNVERIFIED
     return verdict

@@ -2,8 +2,10 @@
 
 Names follow Prometheus' conventions: a `cold_assets_` prefix, base units (`_seconds`,
 `_bytes`), `_total` counters, instants as `_timestamp_seconds` (PromQL's `time() - x` is the
-age, and stays right between scrapes). Each reading is cached for `cache_seconds`, so that
-several Prometheus servers (or a page reload) scraping at once read the instance once.
+age, and stays right between scrapes). Labels never use `job` or `instance`, which Prometheus
+sets itself (the nightly jobs are `nightly_job`). Each reading is cached for
+`cache_seconds`, so that several Prometheus servers (or a page reload) scraping at once read
+the instance once.
 
 The offload duration is a histogram, not a last-value gauge: ticks, backfills and repairs
 write hours of very different sizes, and a gauge would show whichever came last between two
@@ -14,7 +16,7 @@ included); Dagster's record does not hold the commit alone."""
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from dataclasses import dataclass, replace
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -27,14 +29,25 @@ from prometheus_client.registry import Collector
 
 from cold_assets.federation import view_name
 from cold_assets.monitoring.hour_states import HourState
-from cold_assets.monitoring.tier_status import TierReader, TierStatus
+from cold_assets.monitoring.tier_status import Offloaded, TierReader, TierStatus
 
 DURATION_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, float("inf"))
 PREFIX = "cold_assets"
+# A scrape waits this long for a reading in progress (another scrape's), then serves the last
+# one: a catalog or database that hangs makes readings old, not scrapes hang.
+WAIT_FOR_READING_S = 20.0
 
 
-def _ts(value: datetime | None) -> float:
-    return value.timestamp() if value is not None else float("nan")
+@dataclass(frozen=True)
+class Reading:
+    """One reading and the counters as they stood after it, unchanged once made: what a scrape
+    renders, whatever reading comes next meanwhile."""
+
+    status: TierStatus
+    offloaded: dict[str, Offloaded]
+    durations: dict[str, tuple[tuple[int, ...], float]]  # per table: cumulative bucket counts, sum
+    read_seconds: float
+    succeeded_at: float  # Unix seconds
 
 
 class TierCollector(Collector):
@@ -43,24 +56,49 @@ class TierCollector(Collector):
             raise ValueError(f"cache_seconds must not be negative, got {cache_seconds}")
         self.reader, self.cache_seconds = reader, cache_seconds
         self._lock = threading.Lock()
-        self._status: TierStatus | None = None
-        self._read_at = 0.0
-        self._read_seconds = 0.0
-        # Per table: the histogram's cumulative bucket counts and sum, fed by the reader.
+        self._reading: Reading | None = None
         self._durations: dict[str, tuple[list[int], float]] = {}
+        self.last_failure: str | None = None  # why the newest reading attempt failed, if it did
+        self._started: float | None = None  # when the first reading was tried
+
+    def reading(self) -> Reading:
+        """The latest reading, read again once it is older than the cache. A reading that
+        fails raises; the next scrape tries again."""
+        if not self._lock.acquire(timeout=WAIT_FOR_READING_S):
+            if self._reading is None:
+                raise TimeoutError(f"no reading of the instance and catalog finished within {WAIT_FOR_READING_S:.0f} s")
+            return self._reading
+        try:
+            if self._reading is None or time.time() - self._reading.succeeded_at >= self.cache_seconds:
+                self._started = self._started or time.time()
+                started = time.monotonic()
+                try:
+                    status = self.reader.read()
+                except Exception as failure:
+                    self.last_failure = f"{type(failure).__name__}: {failure}"
+                    raise
+                self.last_failure = None
+                self._reading = Reading(
+                    status=status,
+                    offloaded={table: replace(o, durations=[]) for table, o in self.reader.offloaded.items()},
+                    durations=self._take_durations(),
+                    read_seconds=time.monotonic() - started,
+                    succeeded_at=time.time(),
+                )
+            return self._reading
+        finally:
+            self._lock.release()
 
     def status(self) -> TierStatus:
-        """The latest reading, read again once it is older than the cache."""
-        with self._lock:
-            if self._status is None or time.monotonic() - self._read_at >= self.cache_seconds:
-                started = time.monotonic()
-                self._status = self.reader.read()
-                self._read_seconds = time.monotonic() - started
-                self._read_at = time.monotonic()
-                self._take_durations()
-            return self._status
+        return self.reading().status
 
-    def _take_durations(self) -> None:
+    def seconds_since_success(self) -> float | None:
+        """Since the last reading that succeeded, once a reading was tried (None before)."""
+        if self._reading is not None:
+            return time.time() - self._reading.succeeded_at
+        return time.time() - self._started if self._started is not None else None
+
+    def _take_durations(self) -> dict[str, tuple[tuple[int, ...], float]]:
         for table, offloaded in self.reader.offloaded.items():
             counts, total = self._durations.get(table, ([0] * len(DURATION_BUCKETS), 0.0))
             for seconds in offloaded.durations:
@@ -70,12 +108,14 @@ class TierCollector(Collector):
                 total += seconds
             offloaded.durations.clear()
             self._durations[table] = (counts, total)
+        return {table: (tuple(counts), total) for table, (counts, total) in self._durations.items()}
 
     def collect(self) -> Iterator[Metric]:
-        status = self.status()
-        yield from self._tables(status)
+        reading = self.reading()
+        status = reading.status
+        yield from self._tables(reading)
         yield from self._nightly(status)
-        yield from self._repairs(status)
+        yield from self._repairs_and_sensors(status)
         info = InfoMetricFamily(f"{PREFIX}_build", "Versions of cold-assets and what it runs on.")
         info.add_metric([], status.versions)
         yield info
@@ -85,19 +125,25 @@ class TierCollector(Collector):
         horizon.add_metric([], status.warm_horizon.timestamp())
         yield horizon
         read = GaugeMetricFamily(f"{PREFIX}_exporter_read_seconds", "Time the last reading of the instance and catalog took.")
-        read.add_metric([], self._read_seconds)
-        yield read
+        read.add_metric([], reading.read_seconds)
+        succeeded = GaugeMetricFamily(
+            f"{PREFIX}_exporter_last_success_timestamp_seconds", "When the reading these metrics come from was made."
+        )
+        succeeded.add_metric([], reading.succeeded_at)
+        yield from (read, succeeded)
 
-    def _tables(self, status: TierStatus) -> Iterator[Metric]:
+    def _tables(self, reading: Reading) -> Iterator[Metric]:
+        status = reading.status
         table = ["table"]
 
         def gauge(name: str, doc: str, labels: list[str] = table) -> GaugeMetricFamily:
             return GaugeMetricFamily(f"{PREFIX}_{name}", doc, labels=labels)
 
-        behind = gauge("table_behind_seconds", "Now minus the newest watermark an offload recorded: how far cold is behind.")
-        watermark = gauge("table_watermark_timestamp_seconds", "The newest watermark an offload recorded: cold holds warm up to it.")
-        last = gauge("table_last_offload_timestamp_seconds", "When the newest offload was recorded.")
+        behind = gauge("table_behind_seconds", "Now minus the newest hour's watermark: how far cold is behind warm.")
+        watermark = gauge("table_watermark_timestamp_seconds", "The newest hour's watermark: cold holds its warm rows up to it.")
+        last = gauge("table_last_offload_timestamp_seconds", "When the newest hour's offload was recorded.")
         hours = gauge("table_hours", "The status window's hours by state (newest verdict of the checks or the audit).", ["table", "state"])
+        read_ok = gauge("table_read_ok", "1 if the catalog answered for the table at the last reading; its shape is absent otherwise.")
         snapshots = gauge("table_snapshots", "Snapshots in the table's metadata.")
         manifests = gauge("table_manifests", "Manifests of the current snapshot.")
         files = gauge("table_data_files", "Live data files.")
@@ -114,6 +160,7 @@ class TierCollector(Collector):
         durations = HistogramMetricFamily(
             f"{PREFIX}_offload_duration_seconds", "Time an hour's offload took, commit included, since the exporter started.", labels=table
         )
+        bounds = ["+Inf" if b == float("inf") else str(b) for b in DURATION_BUCKETS]
         for t in status.tables:
             name = [t.spec.cold]
             if t.watermark is not None:
@@ -123,32 +170,36 @@ class TierCollector(Collector):
                 last.add_metric(name, t.last_offload.timestamp())
             for state in HourState:
                 hours.add_metric([t.spec.cold, state.value], t.hours_in(state))
-            snapshots.add_metric(name, t.snapshots)
-            manifests.add_metric(name, t.manifests)
-            files.add_metric(name, t.data_files)
-            size.add_metric(name, t.data_bytes)
-            mean.add_metric(name, t.data_bytes / t.data_files if t.data_files else 0.0)
-            records.add_metric(name, t.records)
-            metadata.add_metric(name, t.metadata_file_bytes)
+            read_ok.add_metric(name, 1.0 if t.shape is not None else 0.0)
+            if t.shape is not None:
+                snapshots.add_metric(name, t.shape.snapshots)
+                manifests.add_metric(name, t.shape.manifests)
+                files.add_metric(name, t.shape.data_files)
+                size.add_metric(name, t.shape.data_bytes)
+                mean.add_metric(name, t.shape.data_bytes / t.shape.data_files if t.shape.data_files else 0.0)
+                records.add_metric(name, t.shape.records)
+                metadata.add_metric(name, t.shape.metadata_file_bytes)
             if t.cutover is not None:
                 cutover.add_metric([t.spec.cold, view_name(t.spec)], t.cutover.timestamp())
-            offloaded = self.reader.offloaded[t.spec.cold]
+            offloaded = reading.offloaded[t.spec.cold]
             rows.add_metric(name, offloaded.rows)
             written.add_metric(name, offloaded.bytes)
             offloads.add_metric(name, offloaded.hours)
-            counts, total = self._durations.get(t.spec.cold, ([0] * len(DURATION_BUCKETS), 0.0))
-            bounds = ["+Inf" if b == float("inf") else str(b) for b in DURATION_BUCKETS]
+            counts, total = reading.durations.get(t.spec.cold, ((0,) * len(DURATION_BUCKETS), 0.0))
             durations.add_metric(name, list(zip(bounds, counts, strict=True)), total)
-        yield from (behind, watermark, last, hours, snapshots, manifests, files, size, mean, records, metadata, cutover)
+        yield from (behind, watermark, last, hours, read_ok, snapshots, manifests, files, size, mean, records, metadata, cutover)
         yield from (rows, written, offloads, durations)
 
     def _nightly(self, status: TierStatus) -> Iterator[Metric]:
-        job = ["job"]
-        started = GaugeMetricFamily(f"{PREFIX}_nightly_last_run_start_timestamp_seconds", "When the job's last run started.", labels=job)
-        ended = GaugeMetricFamily(f"{PREFIX}_nightly_last_run_end_timestamp_seconds", "When the job's last run ended.", labels=job)
-        duration = GaugeMetricFamily(f"{PREFIX}_nightly_last_run_duration_seconds", "How long the job's last run took.", labels=job)
+        job = ["nightly_job"]
+        started = GaugeMetricFamily(
+            f"{PREFIX}_nightly_last_run_start_timestamp_seconds", "When the job's newest run that started started.", labels=job
+        )
+        ended = GaugeMetricFamily(f"{PREFIX}_nightly_last_run_end_timestamp_seconds", "When that run ended.", labels=job)
+        duration = GaugeMetricFamily(f"{PREFIX}_nightly_last_run_duration_seconds", "How long that run took.", labels=job)
         success = GaugeMetricFamily(
-            f"{PREFIX}_nightly_last_run_success", "1 if the job's last finished run succeeded, 0 if it failed or never ran.", labels=job
+            f"{PREFIX}_nightly_last_run_success",
+            "1 if the job's newest run succeeded, 0 otherwise (failed, queued, running, or never run).", labels=job,
         )
         for run in status.nightly:
             if run.started is not None:
@@ -158,7 +209,10 @@ class TierCollector(Collector):
                 if run.started is not None:
                     duration.add_metric([run.job], (run.ended - run.started).total_seconds())
             success.add_metric([run.job], 1.0 if run.status == "SUCCESS" else 0.0)
-        yield from (started, ended, duration, success)
+        failed = GaugeMetricFamily(f"{PREFIX}_nightly_last_run_failed", "1 if the job's newest run failed.", labels=job)
+        for run in status.nightly:
+            failed.add_metric([run.job], 1.0 if run.status in ("FAILURE", "CANCELED") else 0.0)
+        yield from (started, ended, duration, success, failed)
         table = ["table"]
         facts = {
             ("compaction", "data_files_before"): ("compaction_data_files_before", "Data files of the last compaction's range, before."),
@@ -184,7 +238,7 @@ class TierCollector(Collector):
         yield from families.values()
         yield from at.values()
 
-    def _repairs(self, status: TierStatus) -> Iterator[Metric]:
+    def _repairs_and_sensors(self, status: TierStatus) -> Iterator[Metric]:
         sensor = ["sensor"]
         requested = CounterMetricFamily(f"{PREFIX}_repair_runs", "Repair runs the sensor requested.", labels=sensor)
         failed = CounterMetricFamily(f"{PREFIX}_repair_runs_failed", "Repair runs the sensor requested that failed.", labels=sensor)
@@ -192,11 +246,20 @@ class TierCollector(Collector):
             requested.add_metric([name], count)
             failed.add_metric([name], status.repairs_failed[name])
         sent = CounterMetricFamily(f"{PREFIX}_alerts_sent", "Alerts delivered (to the log where no webhook is set).", labels=sensor)
-        undelivered = GaugeMetricFamily(f"{PREFIX}_alerts_undelivered", "Alerts the webhook refused, to be sent again.", labels=sensor)
         for name, count in status.alerts_sent.items():
             sent.add_metric([name], count)
-            undelivered.add_metric([name], status.alerts_undelivered[name])
-        yield from (requested, failed, sent, undelivered)
+        undelivered = GaugeMetricFamily(
+            f"{PREFIX}_alerts_undelivered", "Alerts the webhook refused, to be sent again (run_alerts: run failures').", labels=sensor
+        )
+        for name, count in status.alerts_undelivered.items():
+            undelivered.add_metric([name], count)
+        ticked = GaugeMetricFamily(f"{PREFIX}_sensor_last_tick_timestamp_seconds", "When the sensor last ticked.", labels=sensor)
+        tick_failed = GaugeMetricFamily(f"{PREFIX}_sensor_last_tick_failed", "1 if the sensor's newest tick failed.", labels=sensor)
+        for name, health in status.sensors.items():
+            if health.last_tick is not None:
+                ticked.add_metric([name], health.last_tick.timestamp())
+            tick_failed.add_metric([name], 1.0 if health.last_tick_failed else 0.0)
+        yield from (requested, failed, sent, undelivered, ticked, tick_failed)
         risk = GaugeMetricFamily(
             f"{PREFIX}_ttl_risk_hours", "Warm hours near the TTL without a cold copy proven equal, at the TTL guard's last look."
         )

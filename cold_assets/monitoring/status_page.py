@@ -3,11 +3,11 @@
 nightly runs, and each federated view's cutover against warm's TTL horizon. It carries its
 own style and no script or external asset: the machines it is read on often have no internet."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from html import escape
 
 from cold_assets.federation import view_name
-from cold_assets.monitoring.hour_states import HourState
+from cold_assets.monitoring.hour_states import ALARMING, HourState
 from cold_assets.monitoring.tier_status import TableStatus, TierStatus
 
 COLOURS = {
@@ -19,7 +19,6 @@ COLOURS = {
     HourState.UNVERIFIED: "#f9a825",
     HourState.NEVER_OFFLOADED: "#bdbdbd",
 }
-ALARMING = (HourState.MISMATCHED, HourState.REFUSED)
 
 STYLE = """
 body { font: 14px system-ui, sans-serif; margin: 16px; color: #212121; }
@@ -28,7 +27,7 @@ h1 { font-size: 20px; margin: 0 0 4px; } h2 { font-size: 16px; margin: 20px 0 6p
 .ok { background: #2e7d32; } .bad { background: #c62828; }
 table { border-collapse: collapse; } td, th { padding: 2px 8px; text-align: right; } th { text-align: left; }
 .heat td { padding: 0; } .heat th { font-weight: normal; padding-right: 8px; }
-.cell { width: 6px; height: 16px; } .day { border-left: 1px solid #fff; }
+.cell { height: 16px; } .day { border-left: 1px solid #fff; }
 .legend span { display: inline-block; margin-right: 14px; }
 .swatch { width: 12px; height: 12px; display: inline-block; vertical-align: middle; margin-right: 4px; }
 .late { color: #c62828; font-weight: bold; }
@@ -57,24 +56,49 @@ def _heat_row(table: TableStatus) -> str:
     return f"<tr><th>{escape(table.spec.cold)}</th>{''.join(cells)}</tr>"
 
 
+BEHIND_ALARM = timedelta(hours=3)  # as the ColdTableBehind rule (docker/prometheus)
+
+
+def problems_of(status: TierStatus) -> list[str]:
+    """What the verdict line names: each thing an operator must act on."""
+    problems = []
+    alarming = [(t.spec.cold, h, s) for t in status.tables for h, s in t.hours.items() if s in ALARMING]
+    if alarming:
+        problems.append(f"{len(alarming)} hours mismatched or refused")
+    behind = [t.spec.cold for t in status.tables if t.watermark is not None and status.at - t.watermark > BEHIND_ALARM]
+    if behind:
+        problems.append(f"behind warm by over {BEHIND_ALARM.seconds // 3600} h: {', '.join(behind)}")
+    failed = [r.job for r in status.nightly if r.status in ("FAILURE", "CANCELED")]
+    if failed:
+        problems.append(f"failed nightly: {', '.join(failed)}")
+    if status.ttl_risk_hours:
+        problems.append(f"{len(status.ttl_risk_hours)} warm hours at TTL risk")
+    if status.federation_stuck:
+        problems.append(f"views stuck: {', '.join(status.federation_stuck)}")
+    unread = [t.spec.cold for t in status.tables if t.read_error]
+    if unread:
+        problems.append(f"catalog unreadable for {', '.join(unread)}")
+    undelivered = sum(status.alerts_undelivered.values())
+    if undelivered:
+        problems.append(f"{undelivered} alerts undelivered")
+    sensors = [name for name, health in status.sensors.items() if health.last_tick_failed]
+    if sensors:
+        problems.append(f"sensors failing: {', '.join(sensors)}")
+    return problems
+
+
 def render_html(status: TierStatus) -> str:
     alarming = [(t.spec.cold, h, s) for t in status.tables for h, s in t.hours.items() if s in ALARMING]
-    failed_nightly = [r.job for r in status.nightly if r.status not in ("SUCCESS", "NEVER_RUN", "STARTED", "QUEUED", "STARTING")]
-    healthy = not alarming and not failed_nightly
-    verdict = (
-        "All hours proven or in progress; nightly jobs fine"
-        if healthy
-        else f"{len(alarming)} hours mismatched or refused; failed nightly: {', '.join(failed_nightly) or 'none'}"
-    )
+    problems = problems_of(status)
+    healthy = not problems
+    verdict = "All hours proven or in progress; nightly jobs and sensors fine" if healthy else "; ".join(problems)
     legend = "".join(
         f'<span><i class="swatch" style="background:{colour}"></i>{state.value.replace("_", " ")}</span>'
         for state, colour in COLOURS.items()
     )
     first, last = (status.window[0], status.window[-1]) if status.window else ("-", "-")
     freshness = "".join(
-        f"<tr><th>{escape(t.spec.cold)}</th><td>{_when(t.watermark)}</td><td>{_age(status.at, t.watermark)}</td>"
-        f"<td>{t.snapshots}</td><td>{t.data_files}</td>"
-        f"<td>{(t.data_bytes / t.data_files / 2**20 if t.data_files else 0):.1f}</td><td>{t.metadata_file_bytes // 1024}</td></tr>"
+        f"<tr><th>{escape(t.spec.cold)}</th><td>{_when(t.watermark)}</td><td>{_age(status.at, t.watermark)}</td>{_shape_cells(t)}</tr>"
         for t in status.tables
     )
     nightly = "".join(
@@ -96,7 +120,8 @@ def render_html(status: TierStatus) -> str:
         for t in status.tables
     )
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>cold-assets: the cold tier</title><style>{STYLE}</style></head>
+<html lang="en"><head><meta charset="utf-8"><title>cold-assets: the cold tier</title>
+<style>{STYLE}.cell {{ width: {max(2, min(8, 1400 // max(1, len(status.window))))}px; }}</style></head>
 <body>
 <h1>cold-assets: the cold tier at {_when(status.at)}</h1>
 <p class="verdict {'ok' if healthy else 'bad'}" id="verdict">{escape(verdict)}</p>
@@ -117,6 +142,14 @@ def render_html(status: TierStatus) -> str:
 pyiceberg {escape(status.versions.get('pyiceberg', '?'))}, ClickHouse {escape(status.versions.get('clickhouse', '?'))}</p>
 </body></html>
 """
+
+
+def _shape_cells(table: TableStatus) -> str:
+    shape = table.shape
+    if shape is None:
+        return f'<td colspan="4" class="late">catalog unreadable: {escape(table.read_error or "?")}</td>'
+    mean = shape.data_bytes / shape.data_files / 2**20 if shape.data_files else 0.0
+    return f"<td>{shape.snapshots}</td><td>{shape.data_files}</td><td>{mean:.1f}</td><td>{shape.metadata_file_bytes // 1024}</td>"
 
 
 def _alarming_list(alarming: list[tuple[str, str, HourState]], shown: int = 20) -> str:

@@ -3,53 +3,78 @@ metadata only: no data file is scanned and no warm table queried (the jobs did t
 recorded it). The metrics exporter and the status page both render a `TierStatus`.
 
 `TierReader` follows the event log incrementally: each read fetches only the records newer than
-the last one it saw (materializations, check evaluations, observations, by storage id), so a
-scrape costs the same after years of history as on day one. Its counters (rows and bytes
-offloaded, offload durations) start at zero when the reader starts, as a Prometheus exporter's
-counters do."""
+the last one it saw (materializations, check evaluations, observations), so a scrape costs
+the same after years of history as on day one. Its counters (rows and bytes offloaded, offload
+durations) start at zero when the reader starts, as a Prometheus exporter's counters do."""
 
 import json
+import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 
 import dagster
 import pyiceberg
-from dagster import AssetCheckKey, AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import (
+    AssetCheckKey,
+    AssetKey,
+    AssetPartitionStatus,
+    AssetRecordsFilter,
+    DagsterInstance,
+    DagsterRunStatus,
+    EventLogRecord,
+    RunsFilter,
+)
 from pyiceberg.catalog import Catalog
 
-from cold_assets.defs.alerts import ALERTS_SENT
+from cold_assets.defs.alerts import ALERT_TAG, ALERTS_SENT, UNDELIVERED
 from cold_assets.defs.assets import cold_asset_key
 from cold_assets.defs.check_history import evaluation_of
 from cold_assets.defs.checks import CONTENT_PARITY
 from cold_assets.defs.nightly import AUDIT_RANGE, COMPACTION_JOB, DAILY_AUDIT_JOB, EXPIRY_JOB
 from cold_assets.hours import HourPolicy
-from cold_assets.internals import COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES, sensor_cursors
-from cold_assets.monitoring.hour_states import HourState, state_now, verdicts_of
+from cold_assets.internals import COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES, SensorState, sensor_states
+from cold_assets.monitoring.hour_states import HourState, Materialized, VerdictBook, state_now, verdicts_of
 from cold_assets.partitions import hour_of, hourly_partitions, partition_key_of
 from cold_assets.settings import Settings
 from cold_assets.tables import TABLES, MirroredTable
 
+log = logging.getLogger(__name__)
+
 NIGHTLY_JOBS = (COMPACTION_JOB, EXPIRY_JOB, DAILY_AUDIT_JOB)
 REPAIR_SENSORS = ("self_healing", "ttl_guard")
-ALERTING_SENSORS = ("parity_alerts", "self_healing", "ttl_guard")
+WATCHED_SENSORS = ("parity_alerts", "self_healing", "ttl_guard")
+RUN_ALERTS = "run_alerts"  # the run failure and recovery sensors: their undelivered alerts wait in run tags
 SENSOR_NAME_TAG = "dagster/sensor_name"  # Dagster's tag on every run a sensor requested
-# How far back a reader that just started looks for the newest verdicts and observations:
-# the checks of about two days of ticks, and about two weeks of nightly observations.
-FIRST_CHECK_EVALUATIONS = 200
-FIRST_OBSERVATIONS = 60
 PAGE = 500
-PLANNED_WAIT_S = 6 * 3600  # longer than any offload run
+PLANNED_WAIT_S = 6 * 3600  # a planned check longer than any offload run: its run died
+# Storage ids can commit out of order under concurrent runs (PostgreSQL): each follow reads
+# this many ids back again, and what it already took is recognized by its id.
+OVERLAP_IDS = 200
+STARTED = (DagsterRunStatus.STARTED, DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Maintenance:
     """A table's latest compaction or expiry, as its nightly run observed it."""
 
     at: datetime
     facts: dict[str, float]
+
+
+@dataclass(frozen=True)
+class TableShape:
+    """The table's current metadata, as the catalog holds it."""
+
+    snapshots: int
+    manifests: int
+    data_files: int
+    data_bytes: int
+    records: int
+    metadata_file_bytes: int
 
 
 @dataclass
@@ -58,12 +83,8 @@ class TableStatus:
     hours: dict[str, HourState]  # the window's hours, oldest first
     watermark: datetime | None  # of the newest hour offloaded: cold holds its warm rows ingested up to here
     last_offload: datetime | None  # when that offload was recorded
-    snapshots: int
-    manifests: int
-    data_files: int
-    data_bytes: int
-    records: int
-    metadata_file_bytes: int
+    shape: TableShape | None  # None where the catalog could not be read (`read_error` says why)
+    read_error: str | None
     cutover: datetime | None  # the federated view reads cold before this instant
     compaction: Maintenance | None
     expiry: Maintenance | None
@@ -72,12 +93,18 @@ class TableStatus:
         return sum(1 for s in self.hours.values() if s is state)
 
 
-@dataclass
+@dataclass(frozen=True)
 class NightlyRun:
     job: str
-    status: str  # Dagster's run status, e.g. SUCCESS, FAILURE
-    started: datetime | None
-    ended: datetime | None
+    status: str  # Dagster's status of the job's newest run, e.g. SUCCESS, FAILURE, QUEUED; NEVER_RUN
+    started: datetime | None  # of the newest run that started (a queued one has not)
+    ended: datetime | None  # of that run, once it ended
+
+
+@dataclass(frozen=True)
+class SensorHealth:
+    last_tick: datetime | None
+    last_tick_failed: bool
 
 
 @dataclass
@@ -100,7 +127,8 @@ class TierStatus:
     repairs_requested: dict[str, int]  # per sensor: runs it requested
     repairs_failed: dict[str, int]
     alerts_sent: dict[str, int]  # per sensor, as its cursor counts them
-    alerts_undelivered: dict[str, int]
+    alerts_undelivered: dict[str, int]  # per sensor; RUN_ALERTS for the run failure alerts
+    sensors: dict[str, SensorHealth]
     ttl_risk_hours: list[str]  # near warm's TTL without a cold copy proven equal (the TTL guard's last look)
     federation_stuck: list[str]  # warm tables whose view's cutover nears the TTL with rows to lose (the same)
     versions: dict[str, str]
@@ -116,32 +144,72 @@ def _timestamp(metadata: Mapping[str, object], name: str) -> datetime | None:
     return datetime.fromtimestamp(float(value), UTC) if isinstance(value, int | float) else None
 
 
+def cursor_state(cursor: str | None) -> dict:
+    """A sensor's cursor as its JSON state; {} where it has none or it is not a JSON object."""
+    try:
+        state = json.loads(cursor) if cursor else {}
+    except ValueError:
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+class _Seen:
+    """What a follow took lately (the storage ids its overlap re-reads, the offload ranges a run
+    wrote), bounded: the oldest are forgotten first."""
+
+    def __init__(self, size: int = 20 * OVERLAP_IDS):
+        self._order: deque[Hashable] = deque(maxlen=size)
+        self._items: set[Hashable] = set()
+
+    def first_time(self, item: Hashable) -> bool:
+        if item in self._items:
+            return False
+        if len(self._order) == self._order.maxlen:
+            self._items.discard(self._order[0])
+        self._order.append(item)
+        self._items.add(item)
+        return True
+
+
 class TierReader:
-    def __init__(self, instance: DagsterInstance, catalog: Catalog, settings: Settings, window: timedelta = timedelta(days=7)):
-        if window <= timedelta(0):
-            raise ValueError(f"the status window must be positive, got {window}")
+    def __init__(self, instance: DagsterInstance, catalog: Catalog, settings: Settings, window: timedelta | None = None):
+        """`window`: the hours shown and counted, up to the current one (default: warm's
+        retention and a day, so that the hours warm forgot last show as cold-only)."""
+        window = window if window is not None else timedelta(days=settings.warm_retention_days + 1)
+        if window < timedelta(hours=1):
+            raise ValueError(f"the status window must be at least an hour, got {window}")
         self.instance, self.catalog, self.window = instance, catalog, window
         self.policy = HourPolicy.from_settings(settings)
         self.partitions_def = hourly_partitions(settings)
         self.offloaded: dict[str, Offloaded] = {t.cold: Offloaded() for t in TABLES}
-        # Per table: hour -> (when the verdict was recorded, the hour's state by it).
-        self._verdicts: dict[str, dict[str, tuple[float, HourState]]] = {t.cold: {} for t in TABLES}
+        self._books = {t.cold: VerdictBook(t) for t in TABLES}
         self._materialization_cursor: dict[str, int] = {}
         self._check_cursor: dict[str, int] = {}
         self._observation_cursor: dict[str, int] = {}
+        self._seen = {t.cold: _Seen() for t in TABLES}
+        self._ranges_counted = {t.cold: _Seen() for t in TABLES}
         self._watermark: dict[str, tuple[str, datetime, datetime]] = {}  # newest hour offloaded, its watermark, recorded at
         self._cutover: dict[str, datetime] = {}
         self._maintenance: dict[tuple[str, str], Maintenance] = {}
         self._clickhouse_version = "unknown"
-        self._counted: dict[str, set[tuple[str, datetime]]] = {t.cold: set() for t in TABLES}
+        # A newly started reader reads this far back: the checks of about two days of ticks,
+        # and about five observations a day (audit, federation, compaction, expiry) of the window.
+        self.first_check_evaluations = 200
+        self.first_observations = max(60, 5 * (window.days + 2))
 
     def read(self, now: datetime | None = None) -> TierStatus:
         now = now or datetime.now(UTC)
         current = now.replace(minute=0, second=0, microsecond=0)
         first = max(current - self.window + timedelta(hours=1), self.partitions_def.start)
-        window = [partition_key_of(first + timedelta(hours=i)) for i in range(int((current - first) / timedelta(hours=1)) + 1)]
+        hours = int((current - first) / timedelta(hours=1)) + 1 if first <= current else 0
+        window = [partition_key_of(first + timedelta(hours=i)) for i in range(hours)]
         tables = [self._table(spec, window, now) for spec in TABLES]
-        cursors = {name: cursor_state(c) for name, c in sensor_cursors(self.instance, ALERTING_SENSORS).items()}
+        sensors = sensor_states(self.instance, WATCHED_SENSORS)
+        cursors = {name: cursor_state(state.cursor) for name, state in sensors.items()}
+        ttl_guard = cursors.get("ttl_guard", {})
+        self._cutovers_seen_by_the_ttl_guard(ttl_guard)
+        for table in tables:
+            table.cutover = self._cutover.get(table.spec.cold)
         return TierStatus(
             at=now,
             window=window,
@@ -153,10 +221,12 @@ class TierReader:
                 s: self.instance.get_runs_count(RunsFilter(tags={SENSOR_NAME_TAG: s}, statuses=[DagsterRunStatus.FAILURE]))
                 for s in REPAIR_SENSORS
             },
-            alerts_sent={s: int(cursors.get(s, {}).get(ALERTS_SENT, 0)) for s in ALERTING_SENSORS},
-            alerts_undelivered={s: len(cursors.get(s, {}).get("undelivered", [])) for s in ALERTING_SENSORS},
-            ttl_risk_hours=list(cursors.get("ttl_guard", {}).get("at_risk", [])),
-            federation_stuck=list(cursors.get("ttl_guard", {}).get("stuck", [])),
+            alerts_sent={s: int(cursors.get(s, {}).get(ALERTS_SENT, 0)) for s in WATCHED_SENSORS},
+            alerts_undelivered={s: len(cursors.get(s, {}).get("undelivered", [])) for s in WATCHED_SENSORS}
+            | {RUN_ALERTS: self.instance.get_runs_count(RunsFilter(tags={ALERT_TAG: UNDELIVERED}))},
+            sensors={name: _health(sensors.get(name)) for name in WATCHED_SENSORS},
+            ttl_risk_hours=list(ttl_guard.get("at_risk", [])),
+            federation_stuck=list(ttl_guard.get("stuck", [])),
             versions={
                 "cold_assets": version("cold-assets"),
                 "dagster": dagster.__version__,
@@ -167,59 +237,89 @@ class TierReader:
 
     def _table(self, spec: MirroredTable, window: list[str], now: datetime) -> TableStatus:
         key = cold_asset_key(spec)
-        self._follow_materializations(spec, key)
+        self._follow_materializations(spec, key, window)
         self._follow_checks(spec, key)
         self._follow_observations(spec, key)
-        verdicts = self._verdicts[spec.cold]
-        for hour in [h for h in verdicts if h < window[0]]:
-            del verdicts[hour]  # out of the window: never shown again
-        materialized = self.instance.get_status_by_partition(key, window, self.partitions_def) or {}
+        book = self._books[spec.cold]
+        if window:
+            book.forget_before(window[0])
+        statuses = self.instance.get_status_by_partition(key, window, self.partitions_def) or {} if window else {}
         hours = {
-            hour: state_now(verdicts[hour][1] if hour in verdicts else None, hour in materialized, spec, hour, now, self.policy)
+            hour: state_now(book.state(hour), _materialized(statuses.get(hour)), spec, hour, now, self.policy)
             for hour in window
         }
-        table = self.catalog.load_table(spec.cold_identifier)
-        snapshot = table.current_snapshot()
-        summary = snapshot.summary if snapshot is not None else None
         watermark = self._watermark.get(spec.cold)
+        try:
+            shape, error = self._shape(spec), None
+        except Exception as failure:  # one table's catalog read failing leaves the others' figures
+            log.warning("cold-assets metrics: reading %s from the catalog failed: %r", spec.cold, failure)
+            shape, error = None, f"{type(failure).__name__}: {failure}"
         return TableStatus(
             spec=spec,
             hours=hours,
             watermark=watermark[1] if watermark else None,
             last_offload=watermark[2] if watermark else None,
-            snapshots=len(table.metadata.snapshots),
-            manifests=len(snapshot.manifests(table.io)) if snapshot is not None else 0,
-            data_files=int(summary.get("total-data-files") or 0) if summary else 0,
-            data_bytes=int(summary.get("total-files-size") or 0) if summary else 0,
-            records=int(summary.get("total-records") or 0) if summary else 0,
-            metadata_file_bytes=len(table.io.new_input(table.metadata_location)),
-            cutover=self._cutover.get(spec.cold),
+            shape=shape,
+            read_error=error,
+            cutover=None,
             compaction=self._maintenance.get((spec.cold, "compaction")),
             expiry=self._maintenance.get((spec.cold, "expiry")),
         )
 
-    def _follow_materializations(self, spec: MirroredTable, key: AssetKey) -> None:
+    def _shape(self, spec: MirroredTable) -> TableShape:
+        table = self.catalog.load_table(spec.cold_identifier)
+        snapshot = table.current_snapshot()
+        summary = snapshot.summary if snapshot is not None else None
+
+        def total(name: str) -> int:
+            return int(summary.get(name) or 0) if summary is not None else 0
+
+        return TableShape(
+            snapshots=len(table.metadata.snapshots),
+            manifests=len(snapshot.manifests(table.io)) if snapshot is not None else 0,
+            data_files=total("total-data-files"),
+            data_bytes=total("total-files-size"),
+            records=total("total-records"),
+            metadata_file_bytes=len(table.io.new_input(table.metadata_location)),
+        )
+
+    def _follow_materializations(self, spec: MirroredTable, key: AssetKey, window: list[str]) -> None:
         cursor = self._materialization_cursor.get(spec.cold)
         if cursor is None:
-            # Started now: the newest few give the watermark; the counters start at zero.
+            # Started now: the watermark is the newest hour's among the last records written
+            # (a stopped schedule's last hours) and the window's last hours' records (after a
+            # backfill wrote old hours last); the counters start at zero.
             newest = self.instance.fetch_materializations(key, limit=20).records
-            self._materialization_cursor[spec.cold] = newest[0].storage_id if newest else 0
             self._note_watermarks(spec, newest)
+            recent = window[-48:]
+            if recent:
+                self._note_watermarks(spec, self.instance.fetch_materializations(
+                    AssetRecordsFilter(asset_key=key, asset_partitions=recent), limit=len(recent) * 4
+                ).records)
+            cursor = newest[0].storage_id if newest else 0
+            self._materialization_cursor[spec.cold] = cursor
+            # What the next follows' overlap re-reads of before now is not new: not counted.
+            for record in self.instance.fetch_materializations(
+                AssetRecordsFilter(asset_key=key, after_storage_id=max(0, cursor - OVERLAP_IDS)), limit=OVERLAP_IDS + 1
+            ).records:
+                self._seen[spec.cold].first_time(record.storage_id)
             return
+        after = max(0, cursor - OVERLAP_IDS)
         while True:
             records = self.instance.fetch_materializations(
-                AssetRecordsFilter(asset_key=key, after_storage_id=cursor), limit=PAGE, ascending=True
+                AssetRecordsFilter(asset_key=key, after_storage_id=after), limit=PAGE, ascending=True
             ).records
-            self._note_watermarks(spec, records)
-            for record in records:
+            fresh = [r for r in records if self._seen[spec.cold].first_time(r.storage_id)]
+            self._note_watermarks(spec, fresh)
+            for record in fresh:
                 self._count(spec, record)
             if records:
-                cursor = records[-1].storage_id
+                after = records[-1].storage_id
+                self._materialization_cursor[spec.cold] = max(cursor, after)  # kept page by page
             if len(records) < PAGE:
                 break
-        self._materialization_cursor[spec.cold] = cursor
 
-    def _note_watermarks(self, spec: MirroredTable, records: Iterable) -> None:
+    def _note_watermarks(self, spec: MirroredTable, records: Iterable[EventLogRecord]) -> None:
         """The table's freshness is the watermark of its newest hour offloaded: a repair of an
         old hour, whose watermark is as fresh, must not hide a schedule that stopped."""
         for record in records:
@@ -231,8 +331,8 @@ class TierReader:
             if watermark is not None and (newest is None or (materialization.partition, watermark) > (newest[0], newest[1])):
                 self._watermark[spec.cold] = (materialization.partition, watermark, datetime.fromtimestamp(record.timestamp, UTC))
 
-    def _count(self, spec: MirroredTable, record: object) -> None:
-        materialization = record.asset_materialization  # type: ignore[attr-defined]
+    def _count(self, spec: MirroredTable, record: EventLogRecord) -> None:
+        materialization = record.asset_materialization
         if materialization is None or materialization.partition is None:
             return
         metadata = materialization.metadata
@@ -241,35 +341,31 @@ class TierReader:
         duration = _value(metadata, "duration_s")
         if isinstance(duration, int | float):
             offloaded.durations.append(float(duration))
-        # An offload range (the daily bars' day) is written once for all its hours: counted once per run.
-        written = (record.run_id, spec.offload_range(hour_of(materialization.partition))[0])  # type: ignore[attr-defined]
-        if written in self._counted[spec.cold]:
-            return
-        self._counted[spec.cold].add(written)
-        offloaded.rows += int(_value(metadata, "rows_written") or 0)  # type: ignore[call-overload]
-        offloaded.bytes += int(_value(metadata, "bytes_written") or 0)  # type: ignore[call-overload]
-        if len(self._counted[spec.cold]) > 10_000:
-            self._counted[spec.cold] = {written}  # runs long done: their ranges come no more
+        # An offload range (the daily bars' day) is written once for all its hours of a run:
+        # each hour's record holds the range's rows and bytes, counted once.
+        if self._ranges_counted[spec.cold].first_time((record.run_id, spec.offload_range(hour_of(materialization.partition))[0])):
+            offloaded.rows += _int(_value(metadata, "rows_written"))
+            offloaded.bytes += _int(_value(metadata, "bytes_written"))
 
     def _follow_checks(self, spec: MirroredTable, key: AssetKey) -> None:
         check = AssetCheckKey(key, CONTENT_PARITY)
         storage = self.instance.event_log_storage
         last = self._check_cursor.get(spec.cold)
-        records, before = [], None
+        # Newest first, in pages that grow while every record is new: a scrape after a tick
+        # reads a record or two, not a page of old ones.
+        records, before, limit = [], None, (self.first_check_evaluations if last is None else 8)
         while True:
-            limit = PAGE if last is not None else FIRST_CHECK_EVALUATIONS
             page = storage.get_asset_check_execution_history(check, limit=limit, cursor=before)
             fresh = [r for r in page if last is None or r.id > last]
             records += fresh
-            if last is None or len(fresh) < len(page) or len(page) < PAGE:
+            if last is None or len(fresh) < len(page) or len(page) < limit:
                 break
-            before = page[-1].id
+            before, limit = page[-1].id, min(PAGE, limit * 4)
         # A record is made when its run plans the check and completed in place later: the
         # cursor stays below the oldest one still planned, so that its verdict is read then
         # (not for ever: a run that died leaves its records planned).
         planned = [
-            r.id for r in records
-            if r.status.value == "PLANNED" and time.time() - r.create_timestamp < PLANNED_WAIT_S
+            r.id for r in records if r.status.value == "PLANNED" and time.time() - r.create_timestamp < PLANNED_WAIT_S
         ]
         if planned:
             self._check_cursor[spec.cold] = min(planned) - 1
@@ -282,68 +378,91 @@ class TierReader:
             if evaluation is None:
                 continue
             metadata = {name: value.value for name, value in evaluation.metadata.items()}
-            # A warning is a check that could not compute the checksums: it proves nothing.
+            # (Before `hours_unchecked` was recorded: a check that only warned computed no checksum.)
             content_checked = evaluation.passed or evaluation.severity.value == "ERROR"
             at = record.event.timestamp if record.event else record.create_timestamp
-            self._verdict(spec, at, verdicts_of(metadata, content_checked))
+            self._books[spec.cold].record(at, verdicts_of(metadata, content_checked))
 
     def _follow_observations(self, spec: MirroredTable, key: AssetKey) -> None:
         cursor = self._observation_cursor.get(spec.cold)
         if cursor is None:
-            records = list(reversed(self.instance.fetch_observations(key, limit=FIRST_OBSERVATIONS).records))
+            records = list(reversed(self.instance.fetch_observations(key, limit=self.first_observations).records))
+            if records:
+                self._observation_cursor[spec.cold] = records[-1].storage_id
+            else:
+                self._observation_cursor[spec.cold] = 0
         else:
-            records = []
+            records, after = [], max(0, cursor - OVERLAP_IDS)
             while True:
                 page = self.instance.fetch_observations(
-                    AssetRecordsFilter(asset_key=key, after_storage_id=cursor), limit=PAGE, ascending=True
+                    AssetRecordsFilter(asset_key=key, after_storage_id=after), limit=PAGE, ascending=True
                 ).records
                 records += page
                 if page:
-                    cursor = page[-1].storage_id
+                    after = page[-1].storage_id
+                    self._observation_cursor[spec.cold] = max(cursor, after)
                 if len(page) < PAGE:
                     break
-        if records:
-            self._observation_cursor[spec.cold] = records[-1].storage_id
-        elif cursor is None:
-            self._observation_cursor[spec.cold] = 0
-        for record in records:
+        for record in records:  # (re-read ones apply again, to the same result)
             observation = record.asset_observation
             if observation is None:
                 continue
             metadata = observation.metadata
-            at = datetime.fromtimestamp(record.timestamp, UTC)
             if AUDIT_RANGE in metadata:
                 values = {name: value.value for name, value in metadata.items()}
-                self._verdict(spec, record.timestamp, verdicts_of(values))
+                compared = values.get("compared_at")
+                at = float(compared) if isinstance(compared, int | float) else record.timestamp
+                self._books[spec.cold].record(at, verdicts_of(values))
                 self._clickhouse_version = str(values.get("clickhouse_version") or self._clickhouse_version)
             elif (cutover := _timestamp(metadata, "federation_cutover")) is not None:
-                self._cutover[spec.cold] = cutover
+                self._cutover[spec.cold] = max(cutover, self._cutover.get(spec.cold, cutover))
             elif (kind := str(_value(metadata, "maintenance"))) in ("compaction", "expiry"):
                 facts = {name: float(v.value) for name, v in metadata.items() if isinstance(v.value, int | float)}
-                self._maintenance[(spec.cold, kind)] = Maintenance(at, facts)
+                observed = datetime.fromtimestamp(record.timestamp, UTC)
+                if (spec.cold, kind) not in self._maintenance or self._maintenance[(spec.cold, kind)].at <= observed:
+                    self._maintenance[(spec.cold, kind)] = Maintenance(observed, facts)
 
-    def _verdict(self, spec: MirroredTable, at: float, states: dict[str, HourState]) -> None:
-        verdicts = self._verdicts[spec.cold]
-        for hour, state in states.items():
-            if hour not in verdicts or verdicts[hour][0] <= at:
-                verdicts[hour] = (at, state)
+    def _cutovers_seen_by_the_ttl_guard(self, state: dict) -> None:
+        """The TTL guard reads every view's cutover each tick (keyed by warm table): newer than
+        the audit's observation when `cold-assets federate` moved it since."""
+        for spec in TABLES:
+            seen = (state.get("cutovers") or {}).get(spec.warm)
+            if isinstance(seen, str):
+                try:
+                    cutover = datetime.fromisoformat(seen)
+                except ValueError:
+                    continue
+                self._cutover[spec.cold] = max(cutover, self._cutover.get(spec.cold, cutover))
 
     def _nightly(self, job: str) -> NightlyRun:
-        records = self.instance.get_run_records(RunsFilter(job_name=job), limit=1)
-        if not records:
+        newest = self.instance.get_run_records(RunsFilter(job_name=job), limit=1)
+        if not newest:
             return NightlyRun(job, "NEVER_RUN", None, None)
-        record = records[0]
+        started = self.instance.get_run_records(RunsFilter(job_name=job, statuses=list(STARTED)), limit=1)
+        record = started[0] if started else None
 
         def at(ts: float | None) -> datetime | None:
             return datetime.fromtimestamp(ts, UTC) if ts else None
 
-        return NightlyRun(job, record.dagster_run.status.value, at(record.start_time), at(record.end_time))
+        return NightlyRun(
+            job, newest[0].dagster_run.status.value,
+            at(record.start_time) if record else None, at(record.end_time) if record else None,
+        )
 
 
-def cursor_state(cursor: str | None) -> dict:
-    """A sensor's cursor as its JSON state; {} where it has none or it is not JSON."""
-    try:
-        state = json.loads(cursor) if cursor else {}
-    except ValueError:
-        return {}
-    return state if isinstance(state, dict) else {}
+def _materialized(status: AssetPartitionStatus | None) -> Materialized:
+    if status is AssetPartitionStatus.MATERIALIZED:
+        return Materialized.MATERIALIZED
+    if status is AssetPartitionStatus.FAILED:
+        return Materialized.FAILED
+    return Materialized.NEVER  # (none, or in progress: not yet)
+
+
+def _health(state: SensorState | None) -> SensorHealth:
+    if state is None or state.last_tick_at is None:
+        return SensorHealth(None, False)
+    return SensorHealth(datetime.fromtimestamp(state.last_tick_at, UTC), state.last_tick_failed)
+
+
+def _int(value: object) -> int:
+    return int(value) if isinstance(value, int | float) else 0

@@ -46,6 +46,7 @@ class AuditReport:
     # (cold table, partition key) -> cold rows ingested within the settle lag: in flight, not
     # yet judged (an append layer's closed hour is compared on its settled rows).
     in_flight: dict[tuple[str, str], int] = field(default_factory=dict)
+    compared_at: dict[str, datetime] = field(default_factory=dict)  # cold table -> when its hours were read
 
     @property
     def mismatches(self) -> list[HourParity]:
@@ -125,6 +126,7 @@ def run_audit(
     keys = [partition_key_of(h) for h in hours_between(start, end)]
     report = AuditReport(start, end)
     for table in tables or TABLES:
+        report.compared_at[table.cold] = datetime.now(UTC)
         cold_table = catalog.load_table(table.cold_identifier)
         report.parity += partitions_parity(client, cold_table, table, keys, content=True, now=now, policy=policy)
         if table.mode is OffloadMode.APPEND and cold_table.current_snapshot() is not None:

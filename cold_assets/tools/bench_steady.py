@@ -5,7 +5,8 @@ On throwaway state, with the production settle lag, at demo volume (or `--trades
 tick at 10 x runs after a month without the whole month fed at 10 x). Warm is fed as if live:
 each message ingested when it was received.
 
-1. day one: warm holds the month's last day, backfilled through the offload job, then
+1. day one: warm holds the month's last day, backfilled through the offload job, audited
+   as the nightly audit does (which makes the `_all` views every tick then follows), then
    `sample` ticks on its last hours;
 2. a month of history: warm's days before it fed, backfilled through the same job, as the
    UI's backfill would run it, so that the event log holds a month of the product's own
@@ -278,8 +279,20 @@ def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgre
         late_trades(launched_hour)
         return state | {"webserver_materialization": webserver_materialization(settings, instance, launched_hour, phase)}
 
-    # Day one: warm holds the day cold-assets starts on; it is backfilled, then ticked.
+    def audit() -> dict:
+        """Last night's daily audit: a week, then the `_all` views federated (every tick
+        after follows its commits into them), on the instance the exporter reads."""
+        started = time.perf_counter()
+        result = defs.resolve_job_def(DAILY_AUDIT_JOB).execute_in_process(
+            instance=instance, raise_on_error=False,
+            run_config={**quiet, "ops": {"audit_cold_tier": {"config": {"until": month_end.date().isoformat()}}}},
+        )
+        return {"seconds": round(time.perf_counter() - started, 1), "success": result.success}
+
+    # Day one: warm holds the day cold-assets starts on; it is backfilled, audited (the views
+    # made), then ticked.
     day_one_backfill_s = backfill(keys[-24:])
+    day_one_audit = audit()
     day_one = day_of_ticks("day_one", month_end - timedelta(hours=-(-sample // TICKS_PER_HOUR)), sample)
     day_one_state = phase_state("day_one")
     # A month: warm's history before that day (as if fed live, trade ids below the day's), the
@@ -301,13 +314,7 @@ def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgre
     nightly_s = round(time.perf_counter() - nightly_started, 1)
     if not nightly["success"]:
         raise RuntimeError("bench steady: the nightly compaction failed")
-    # Last night's audit (a week, then the views federated), on the instance the exporter reads.
-    audit_started = time.perf_counter()
-    until = month_end.date().isoformat()
-    audit = defs.resolve_job_def(DAILY_AUDIT_JOB).execute_in_process(
-        instance=instance, raise_on_error=False, run_config={**quiet, "ops": {"audit_cold_tier": {"config": {"until": until}}}}
-    )
-    audit_s = round(time.perf_counter() - audit_started, 1)
+    month_audit = audit()
     week_rounds = max(0, KEPT_SNAPSHOTS - ticks)
     kept_week = kept_week_of_commits(settings, first_tick - timedelta(hours=2), week_rounds, 8_000_000_000)
     month = day_of_ticks("after_month", first_tick, ticks)
@@ -317,7 +324,7 @@ def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgre
         "history_build_s": history_build_s,
         "backfill_s": {"day_one": day_one_backfill_s, "rest_of_month": month_backfill_s},
         "nightly_compaction_s": nightly_s,
-        "daily_audit": {"seconds": audit_s, "success": audit.success},
+        "daily_audit": {"day_one": day_one_audit, "after_month": month_audit},
         "kept_week": kept_week,
         "day_one": day_one | day_one_state,
         "after_month": month | month_state,

@@ -319,7 +319,7 @@ def _tier_collector(settings: Settings, args: argparse.Namespace) -> "TierCollec
     from cold_assets.monitoring.tier_status import TierReader
     from cold_assets.tools.instance import embedded_instance
 
-    if args.window_days < 1:
+    if args.window_days is not None and args.window_days < 1:
         raise ValueError(f"--window-days must be at least 1, got {args.window_days}")
     cold = IcebergResource.from_settings(settings)  # (the warm tier is never opened)
     if cold.embedded and not settings.embedded_catalog_path.exists():
@@ -328,7 +328,8 @@ def _tier_collector(settings: Settings, args: argparse.Namespace) -> "TierCollec
     instance = DagsterInstance.get() if home else embedded_instance(settings)
     where = home or settings.home / "dagster"
     print(f"cold-assets {args.command}: Dagster instance {where}; cold {cold.describe()}", file=sys.stderr, flush=True)
-    return TierCollector(TierReader(instance, cold.catalog(), settings, timedelta(days=args.window_days)), args.cache_seconds)
+    window = timedelta(days=args.window_days) if args.window_days is not None else None
+    return TierCollector(TierReader(instance, cold.catalog(), settings, window), args.cache_seconds)
 
 
 def cmd_metrics(settings: Settings, args: argparse.Namespace) -> int:
@@ -351,7 +352,10 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     from cold_assets.monitoring.status_page import render_html
 
     collector = _tier_collector(settings, args)
-    Path(args.html).write_text(render_html(collector.status()))
+    target = Path(args.html)
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_text(render_html(collector.status()))
+    partial.replace(target)  # a page served from there is never half written
     print(f"cold-assets status: written to {args.html}", file=sys.stderr)
     return 0
 
@@ -601,7 +605,10 @@ TIER_COMMANDS = ("init", "simulate", "federate", "dev", "demo", "audit")  # metr
 
 
 def _add_window_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--window-days", type=int, default=7, help="days of hours shown and counted by state (7)")
+    p.add_argument(
+        "--window-days", type=int, default=None,
+        help="days of hours shown and counted by state, up to the current hour (default: the warm retention and a day, 31)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -176,18 +176,27 @@ def test_the_overwrite_merges_manifests_as_a_merge_append_would(tmp_path, merge)
     assert on_disk == listed, sorted(on_disk - listed)[:3]
 
 
-def test_the_sensors_cursors_are_read_from_their_stored_states():
+def test_the_sensors_cursors_and_last_ticks_are_read_from_their_stored_states():
+    from dagster import instance_for_test
     from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteInstigatorOrigin, RemoteRepositoryOrigin
-    from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatus
+    from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatus, TickData
     from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._utils.error import SerializableErrorInfo
 
     location = InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name="cold_assets.definitions"))
     origin = RemoteInstigatorOrigin(RemoteRepositoryOrigin(location, "__repository__"), "ttl_guard")
-    from dagster import instance_for_test
-
     with instance_for_test() as instance:  # as the exporter reads the alert counts (a SQLite schedule storage)
-        instance.add_instigator_state(
-            InstigatorState(origin, internals.InstigatorType.SENSOR, InstigatorStatus.RUNNING,
-                            internals.SensorInstigatorData(cursor='{"alerts_sent": 3}'))
-        )
-        assert internals.sensor_cursors(instance, ("ttl_guard", "self_healing")) == {"ttl_guard": '{"alerts_sent": 3}'}
+        state = InstigatorState(origin, internals.InstigatorType.SENSOR, InstigatorStatus.RUNNING,
+                                internals.SensorInstigatorData(cursor='{"alerts_sent": 3}'))
+        instance.add_instigator_state(state)
+        assert internals.sensor_states(instance, ("ttl_guard",)) == {
+            "ttl_guard": internals.SensorState('{"alerts_sent": 3}', None, False)
+        }
+        instance.create_tick(TickData(
+            instigator_origin_id=state.instigator_origin_id, instigator_name="ttl_guard",
+            instigator_type=internals.InstigatorType.SENSOR, status=internals.TickStatus.FAILURE, timestamp=1000.0,
+            selector_id=state.selector_id, error=SerializableErrorInfo("the warm tier did not answer", [], "OSError"),
+        ))
+        assert internals.sensor_states(instance, ("ttl_guard", "self_healing")) == {
+            "ttl_guard": internals.SensorState('{"alerts_sent": 3}', 1000.0, True)
+        }
