@@ -178,7 +178,7 @@ class SensorState:
 def sensor_states(instance: DagsterInstance, names: tuple[str, ...]) -> dict[str, SensorState]:
     """The stored cursor and newest completed tick of each sensor of `names` that has state on
     the instance (any code location), by sensor name."""
-    states: dict[str, SensorState] = {}
+    found: dict[str, tuple[tuple[bool, float], SensorState]] = {}
     for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
         data = state.instigator_data
         if state.name not in names:
@@ -186,9 +186,14 @@ def sensor_states(instance: DagsterInstance, names: tuple[str, ...]) -> dict[str
         ticks = instance.get_ticks(
             state.instigator_origin_id, state.selector_id, limit=1, statuses=[TickStatus.SUCCESS, TickStatus.SKIPPED, TickStatus.FAILURE]
         )
-        states[state.name] = SensorState(
+        sensor = SensorState(
             cursor=data.cursor if isinstance(data, SensorInstigatorData) else None,
             last_tick_at=ticks[0].timestamp if ticks else None,
             last_tick_failed=bool(ticks) and ticks[0].status == TickStatus.FAILURE,
         )
-    return states
+        # A name held by several code locations' states (an old or renamed one): the running
+        # one, then the one that ticked last.
+        rank = (state.is_running, sensor.last_tick_at or 0.0)
+        if state.name not in found or rank > found[state.name][0]:
+            found[state.name] = (rank, sensor)
+    return {name: sensor for name, (_, sensor) in found.items()}

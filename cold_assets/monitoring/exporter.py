@@ -7,10 +7,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from cold_assets.monitoring.metrics import TierCollector
+from cold_assets.monitoring.metrics import STUCK_S, TierCollector
 from cold_assets.monitoring.status_page import render_html
-
-HEALTHY_WITHIN_S = 600.0
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -37,11 +35,12 @@ def exporter_server(listen: str, collector: TierCollector) -> ThreadingHTTPServe
                 elif path in ("/", "/index.html"):
                     self._send(200, "text/html; charset=utf-8", render_html(collector.status()).encode())
                 elif path == "/-/healthy":
-                    # Unhealthy once no reading has succeeded for a while (a catalog or database
-                    # that hangs or refuses): a container's health check restarts it.
-                    age = collector.seconds_since_success()
-                    if age is not None and age > HEALTHY_WITHIN_S:
-                        self._send(503, "text/plain; charset=utf-8", f"no reading for {age:.0f} s: {collector.last_failure}\n".encode())
+                    # Unhealthy while a reading hangs or readings keep failing (a catalog or
+                    # database that does not answer), so that a health check reports it.
+                    stuck = collector.stuck_for()
+                    if stuck > STUCK_S:
+                        what = collector.last_failure or "a reading in progress"
+                        self._send(503, "text/plain; charset=utf-8", f"stuck for {stuck:.0f} s: {what}\n".encode())
                     else:
                         self._send(200, "text/plain; charset=utf-8", b"ok\n")
                 else:

@@ -4,6 +4,7 @@ Nothing here queries a tier; the jobs did, and recorded what they found (defs/ch
 `verdicts_metadata`)."""
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
@@ -56,42 +57,68 @@ def keys_of_range(spec: MirroredTable, partition_key: str) -> list[str]:
     return [partition_key_of(start + timedelta(hours=h)) for h in range(int((end - start) / timedelta(hours=1)))]
 
 
+# A check's verdict is timed when its step logged it, up to a step's length after it compared
+# (a backfill's step spans several commits); the audit's, when it read the table. Two verdicts
+# on one hour closer than this are of uncertain order, and the alarming one is kept.
+UNCERTAIN_ORDER_S = 300.0
+
+
+@dataclass
+class _Hour:
+    newest_at: float
+    newest: HourState
+    refused_at: float | None = None  # the newest refusal
+    cleared_at: float | None = None  # the newest verdict that found the hour whole (or open)
+
+
 class VerdictBook:
-    """One table's newest verdict per hour: when it was made, and the state it gives."""
+    """One table's verdicts per hour, reduced to what its state needs; whatever order they are
+    recorded in, the same state results."""
 
     def __init__(self, spec: MirroredTable):
         self.spec = spec
-        self._verdicts: dict[str, tuple[float, HourState]] = {}
+        self._hours: dict[str, _Hour] = {}
 
     def record(self, at: float, states: Mapping[str, HourState]) -> None:
-        """A verdict made at `at` (Unix seconds: when the hour was compared). An older one
-        than the hour's newest is ignored. A mismatch does not hide a refusal: the audit, which
-        knows nothing of the offload's refusals, sees a refused hour as mismatched."""
+        """A verdict made at `at` (Unix seconds). A mismatch does not hide a refusal: the audit,
+        which knows nothing of the offload's refusals, sees a refused hour as mismatched; a
+        newer verdict that finds the hour whole clears it."""
         for key, state in states.items():
             for hour in keys_of_range(self.spec, key):
-                newest = self._verdicts.get(hour)
-                if newest is not None and newest[0] > at:
-                    continue
-                if newest is not None and newest[1] is HourState.REFUSED and state is HourState.MISMATCHED:
-                    state = HourState.REFUSED
-                self._verdicts[hour] = (at, state)
+                known = self._hours.get(hour)
+                if known is None:
+                    known = self._hours[hour] = _Hour(at, state)
+                elif _newer(at, state, known.newest_at, known.newest):
+                    known.newest_at, known.newest = at, state
+                if state is HourState.REFUSED:
+                    known.refused_at = max(at, known.refused_at or at)
+                elif state not in ALARMING:
+                    known.cleared_at = max(at, known.cleared_at or at)
 
     def state(self, hour: str) -> HourState | None:
-        verdict = self._verdicts.get(hour)
-        return verdict[1] if verdict else None
+        known = self._hours.get(hour)
+        if known is None:
+            return None
+        refused = known.refused_at is not None and (known.cleared_at is None or known.cleared_at < known.refused_at)
+        return HourState.REFUSED if refused and known.newest in ALARMING else known.newest
 
     def forget_before(self, hour: str) -> None:
         """Hours older than `hour` are shown no more: their verdicts go (the book stays the size of the window)."""
-        for old in [h for h in self._verdicts if h < hour]:
-            del self._verdicts[old]
+        for old in [h for h in self._hours if h < hour]:
+            del self._hours[old]
+
+
+def _newer(at: float, state: HourState, known_at: float, known: HourState) -> bool:
+    if abs(at - known_at) < UNCERTAIN_ORDER_S and (state in ALARMING) != (known in ALARMING):
+        return state in ALARMING
+    return at >= known_at
 
 
 class Materialized(str, Enum):
-    """What Dagster's partition status says of an hour (AssetPartitionStatus, as far as it matters here)."""
+    """Whether Dagster recorded a materialization of an hour that succeeded, ever."""
 
     NEVER = "never"
     MATERIALIZED = "materialized"
-    FAILED = "failed"  # its latest materialization failed (it may hold an earlier one)
 
 
 def state_now(

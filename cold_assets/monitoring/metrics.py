@@ -3,9 +3,9 @@
 Names follow Prometheus' conventions: a `cold_assets_` prefix, base units (`_seconds`,
 `_bytes`), `_total` counters, instants as `_timestamp_seconds` (PromQL's `time() - x` is the
 age, and stays right between scrapes). Labels never use `job` or `instance`, which Prometheus
-sets itself (the nightly jobs are `nightly_job`). Each reading is cached for
-`cache_seconds`, so that several Prometheus servers (or a page reload) scraping at once read
-the instance once.
+sets itself (the nightly jobs are `nightly_job`). The exporter reads in the background every
+`refresh_seconds` (TierCollector.start); scrapes render the newest reading, however many
+Prometheus servers scrape and however slow the instance or the catalog answers.
 
 The offload duration is a histogram, not a last-value gauge: ticks, backfills and repairs
 write hours of very different sizes, and a gauge would show whichever came last between two
@@ -33,9 +33,13 @@ from cold_assets.monitoring.tier_status import Offloaded, TierReader, TierStatus
 
 DURATION_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, float("inf"))
 PREFIX = "cold_assets"
-# A scrape waits this long for a reading in progress (another scrape's), then serves the last
-# one: a catalog or database that hangs makes readings old, not scrapes hang.
-WAIT_FOR_READING_S = 20.0
+# The exporter reads in the background, a reading at a time: a scrape renders the newest one
+# and never waits on the instance or the catalog (a slow reading makes readings old, not
+# scrapes fail). Only the very first scrape waits for the first reading, this long at most.
+FIRST_READING_WAIT_S = 10.0
+# A reading in progress this long, or readings failing this long, is a stuck exporter:
+# /-/healthy says so, and `cold-assets metrics` exits for its supervisor to restart it.
+STUCK_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -51,52 +55,82 @@ class Reading:
 
 
 class TierCollector(Collector):
-    def __init__(self, reader: TierReader, cache_seconds: float = 15.0):
-        if cache_seconds < 0:
-            raise ValueError(f"cache_seconds must not be negative, got {cache_seconds}")
-        self.reader, self.cache_seconds = reader, cache_seconds
-        self._lock = threading.Lock()
+    def __init__(self, reader: TierReader, refresh_seconds: float = 15.0):
+        if refresh_seconds < 0:
+            raise ValueError(f"refresh_seconds must not be negative, got {refresh_seconds}")
+        self.reader, self.refresh_seconds = reader, refresh_seconds
+        self._reading_lock = threading.Lock()  # one reading at a time
         self._reading: Reading | None = None
+        self._first = threading.Event()  # set once a first reading ended, however
         self._durations: dict[str, tuple[list[int], float]] = {}
-        self.last_failure: str | None = None  # why the newest reading attempt failed, if it did
-        self._started: float | None = None  # when the first reading was tried
+        self._background = False
+        self.last_failure: str | None = None  # why the newest reading failed, if it did
+        self._failing_since: float | None = None
+        self._reading_since: float | None = None  # a reading in progress started then
+
+    def start(self) -> None:
+        """Reads in the background from now on, every `refresh_seconds`, a reading at a time."""
+        self._background = True
+
+        def refresh_forever() -> None:
+            while True:
+                try:
+                    self.refresh()
+                except Exception:  # (kept in last_failure, served by the health check)
+                    pass
+                time.sleep(self.refresh_seconds)
+
+        threading.Thread(target=refresh_forever, name="cold-assets-metrics-reader", daemon=True).start()
+
+    def refresh(self) -> Reading:
+        """A new reading, made now (after any reading in progress)."""
+        with self._reading_lock:
+            self._reading_since = time.time()
+            started = time.monotonic()
+            try:
+                status = self.reader.read()
+            except Exception as failure:
+                self.last_failure = f"{type(failure).__name__}: {failure}"
+                self._failing_since = self._failing_since or time.time()
+                raise
+            finally:
+                self._reading_since = None
+                self._first.set()
+            self.last_failure, self._failing_since = None, None
+            self._reading = Reading(
+                status=status,
+                offloaded={table: replace(o, durations=[]) for table, o in self.reader.offloaded.items()},
+                durations=self._take_durations(),
+                read_seconds=time.monotonic() - started,
+                succeeded_at=time.time(),
+            )
+            return self._reading
 
     def reading(self) -> Reading:
-        """The latest reading, read again once it is older than the cache. A reading that
-        fails raises; the next scrape tries again."""
-        if not self._lock.acquire(timeout=WAIT_FOR_READING_S):
+        """The reading a scrape renders: the newest (in the background), or one made now if
+        the newest is older than `refresh_seconds` (without a background reader)."""
+        if self._background:
+            self._first.wait(FIRST_READING_WAIT_S)
             if self._reading is None:
-                raise TimeoutError(f"no reading of the instance and catalog finished within {WAIT_FOR_READING_S:.0f} s")
+                raise RuntimeError(f"no reading of the instance and catalog yet: {self.last_failure or 'the first is in progress'}")
             return self._reading
-        try:
-            if self._reading is None or time.time() - self._reading.succeeded_at >= self.cache_seconds:
-                self._started = self._started or time.time()
-                started = time.monotonic()
-                try:
-                    status = self.reader.read()
-                except Exception as failure:
-                    self.last_failure = f"{type(failure).__name__}: {failure}"
-                    raise
-                self.last_failure = None
-                self._reading = Reading(
-                    status=status,
-                    offloaded={table: replace(o, durations=[]) for table, o in self.reader.offloaded.items()},
-                    durations=self._take_durations(),
-                    read_seconds=time.monotonic() - started,
-                    succeeded_at=time.time(),
-                )
-            return self._reading
-        finally:
-            self._lock.release()
+        current = self._reading
+        if current is not None and time.time() - current.succeeded_at < self.refresh_seconds:
+            return current
+        return self.refresh()
 
     def status(self) -> TierStatus:
         return self.reading().status
 
-    def seconds_since_success(self) -> float | None:
-        """Since the last reading that succeeded, once a reading was tried (None before)."""
-        if self._reading is not None:
-            return time.time() - self._reading.succeeded_at
-        return time.time() - self._started if self._started is not None else None
+    def reading_for(self) -> float:
+        """How long the reading in progress has been (0: none)."""
+        since = self._reading_since
+        return time.time() - since if since is not None else 0.0
+
+    def stuck_for(self) -> float:
+        """How long a reading has been in progress, or readings have been failing (0: neither)."""
+        failing = self._failing_since
+        return max(self.reading_for(), time.time() - failing if failing is not None else 0.0)
 
     def _take_durations(self) -> dict[str, tuple[tuple[int, ...], float]]:
         for table, offloaded in self.reader.offloaded.items():
@@ -253,11 +287,11 @@ class TierCollector(Collector):
         )
         for name, count in status.alerts_undelivered.items():
             undelivered.add_metric([name], count)
-        ticked = GaugeMetricFamily(f"{PREFIX}_sensor_last_tick_timestamp_seconds", "When the sensor last ticked.", labels=sensor)
+        ticked = GaugeMetricFamily(f"{PREFIX}_sensor_last_tick_timestamp_seconds", "When the sensor last ticked (0: never).", labels=sensor)
         tick_failed = GaugeMetricFamily(f"{PREFIX}_sensor_last_tick_failed", "1 if the sensor's newest tick failed.", labels=sensor)
         for name, health in status.sensors.items():
-            if health.last_tick is not None:
-                ticked.add_metric([name], health.last_tick.timestamp())
+            # A sensor that never ticked (its daemon never ran) is as old as can be: 0.
+            ticked.add_metric([name], health.last_tick.timestamp() if health.last_tick is not None else 0.0)
             tick_failed.add_metric([name], 1.0 if health.last_tick_failed else 0.0)
         yield from (requested, failed, sent, undelivered, ticked, tick_failed)
         risk = GaugeMetricFamily(

@@ -56,7 +56,10 @@ def _heat_row(table: TableStatus) -> str:
     return f"<tr><th>{escape(table.spec.cold)}</th>{''.join(cells)}</tr>"
 
 
-BEHIND_ALARM = timedelta(hours=3)  # as the ColdTableBehind rule (docker/prometheus)
+# As the rules in docker/prometheus: ColdTableBehind, ColdSensorNotTicking, ColdNightlyJobDidNotRun.
+BEHIND_ALARM = timedelta(hours=3)
+SENSOR_SILENCE = {"ttl_guard": timedelta(hours=3)}  # the others: an hour
+NIGHTLY_SILENCE = timedelta(hours=26)
 
 
 def problems_of(status: TierStatus) -> list[str]:
@@ -81,9 +84,16 @@ def problems_of(status: TierStatus) -> list[str]:
     undelivered = sum(status.alerts_undelivered.values())
     if undelivered:
         problems.append(f"{undelivered} alerts undelivered")
-    sensors = [name for name, health in status.sensors.items() if health.last_tick_failed]
+    sensors = [
+        name for name, health in status.sensors.items()
+        if health.last_tick_failed or health.last_tick is None
+        or status.at - health.last_tick > SENSOR_SILENCE.get(name, timedelta(hours=1))
+    ]
     if sensors:
-        problems.append(f"sensors failing: {', '.join(sensors)}")
+        problems.append(f"sensors failing or silent: {', '.join(sensors)}")
+    late = [r.job for r in status.nightly if r.started is not None and status.at - r.started > NIGHTLY_SILENCE]
+    if late:
+        problems.append(f"nightly not started for over a day: {', '.join(late)}")
     return problems
 
 

@@ -329,15 +329,29 @@ def _tier_collector(settings: Settings, args: argparse.Namespace) -> "TierCollec
     where = home or settings.home / "dagster"
     print(f"cold-assets {args.command}: Dagster instance {where}; cold {cold.describe()}", file=sys.stderr, flush=True)
     window = timedelta(days=args.window_days) if args.window_days is not None else None
-    return TierCollector(TierReader(instance, cold.catalog(), settings, window), args.cache_seconds)
+    return TierCollector(TierReader(instance, cold.catalog(), settings, window), args.refresh_seconds)
 
 
 def cmd_metrics(settings: Settings, args: argparse.Namespace) -> int:
+    import threading
+
     from cold_assets.monitoring.exporter import exporter_server
+    from cold_assets.monitoring.metrics import STUCK_S
 
     collector = _tier_collector(settings, args)
     server = exporter_server(args.listen, collector)
-    host, port = server.server_address[:2]
+    collector.start()
+
+    def watchdog() -> None:
+        # A reading that hangs (a catalog or database that never answers) is not waited out:
+        # the process exits, and its supervisor (the stack's restart policy) starts it again.
+        while True:
+            time.sleep(30)
+            if collector.reading_for() > STUCK_S:
+                print(f"cold-assets metrics: a reading has hung for {collector.reading_for():.0f} s: exiting", file=sys.stderr, flush=True)
+                os._exit(EXIT_UNREACHABLE)
+
+    threading.Thread(target=watchdog, daemon=True).start()
     print(f"cold-assets metrics: http://{args.listen}/metrics and the status page at /", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
@@ -526,12 +540,15 @@ def build_parser() -> argparse.ArgumentParser:
         "metrics", help="serve Prometheus metrics of the cold tier at /metrics, and the status page at /, from Dagster's record"
     )
     p.add_argument("--listen", default="127.0.0.1:9108", help="HOST:PORT to serve on (default 127.0.0.1:9108)")
-    p.add_argument("--cache-seconds", type=float, default=15.0, help="a reading serves scrapes for this long (15)")
+    p.add_argument(
+        "--refresh-seconds", type=float, default=15.0,
+        help="read Dagster's instance and the catalog again this long after the last reading ended (15); scrapes serve the newest",
+    )
     _add_window_option(p)
     p.set_defaults(func=cmd_metrics)
     p = sub.add_parser("status", help="write the status page (every hour's state, freshness, nightly jobs, cutovers) to a file")
     p.add_argument("--html", required=True, help="the HTML file to write")
-    p.set_defaults(cache_seconds=0.0)
+    p.set_defaults(refresh_seconds=0.0)
     _add_window_option(p)
     p.set_defaults(func=cmd_status)
     p = sub.add_parser(

@@ -153,7 +153,7 @@ def _prometheus_query(url: str, query: str) -> list[dict]:
 def test_prometheus_and_the_status_page_show_every_hour_as_the_audit_judged_it(seeded, warm, cold, tmp_path):
     live, keys = seeded
     reader = TierReader(embedded_instance(live), cold.catalog(), live)
-    collector = TierCollector(reader, cache_seconds=0)
+    collector = TierCollector(reader, refresh_seconds=0)  # read on demand first; served, in the background
     status = collector.status()
     window = status.window
     expected = audit_states(live, warm, cold, window)
@@ -168,8 +168,12 @@ def test_prometheus_and_the_status_page_show_every_hour_as_the_audit_judged_it(s
     }
     assert not differing, differing
 
+    collector.refresh_seconds = 1.0
+    collector.start()
     address, _, server = _serve(collector)
     try:
+        with urllib.request.urlopen(f"http://{address}/-/healthy", timeout=10) as response:
+            assert response.status == 200
         # The page, in headless Chromium: each cell's state is the audit's.
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         screenshot = ARTIFACTS / "status-page.png"
@@ -289,7 +293,7 @@ def test_prometheus_and_the_status_page_show_every_hour_as_the_audit_judged_it(s
 
 
 def _state(collector: TierCollector, table: str, hour: str) -> HourState:
-    return next(t for t in collector.status().tables if t.spec.cold == table).hours[hour]
+    return next(t for t in collector.refresh().status.tables if t.spec.cold == table).hours[hour]
 
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
