@@ -64,23 +64,34 @@ class TierCollector(Collector):
         self._first = threading.Event()  # set once a first reading ended, however
         self._durations: dict[str, tuple[list[int], float]] = {}
         self._background = False
+        self._stopping = threading.Event()
+        self._refresher: threading.Thread | None = None
         self.last_failure: str | None = None  # why the newest reading failed, if it did
         self._failing_since: float | None = None
         self._reading_since: float | None = None  # a reading in progress started then
 
     def start(self) -> None:
-        """Reads in the background from now on, every `refresh_seconds`, a reading at a time."""
+        """Reads in the background from now on, every `refresh_seconds`, a reading at a time,
+        until stop()."""
         self._background = True
+        self._stopping.clear()
 
-        def refresh_forever() -> None:
-            while True:
+        def refresh_until_stopped() -> None:
+            while not self._stopping.is_set():
                 try:
                     self.refresh()
                 except Exception:  # (kept in last_failure, served by the health check)
                     pass
-                time.sleep(self.refresh_seconds)
+                self._stopping.wait(self.refresh_seconds)
 
-        threading.Thread(target=refresh_forever, name="cold-assets-metrics-reader", daemon=True).start()
+        self._refresher = threading.Thread(target=refresh_until_stopped, name="cold-assets-metrics-reader", daemon=True)
+        self._refresher.start()
+
+    def stop(self) -> None:
+        """Ends the background reading (after a reading in progress)."""
+        self._stopping.set()
+        if self._refresher is not None:
+            self._refresher.join()
 
     def refresh(self) -> Reading:
         """A new reading, made now (after any reading in progress)."""

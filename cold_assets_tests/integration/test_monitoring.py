@@ -281,6 +281,7 @@ def test_prometheus_and_the_status_page_show_every_hour_as_the_audit_judged_it(s
     finally:
         server.shutdown()  # type: ignore[attr-defined]
         server.server_close()  # type: ignore[attr-defined]
+        collector.stop()  # (a reader left running would read the instance of the next test in this process)
 
     # A repair of the hour warm lost a row of is refused (a replace would delete it from cold):
     # its check says so, newer than the audit; the next audit, which knows nothing of refusals,
