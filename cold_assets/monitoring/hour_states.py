@@ -114,17 +114,11 @@ def _newer(at: float, state: HourState, known_at: float, known: HourState) -> bo
     return at >= known_at
 
 
-class Materialized(str, Enum):
-    """Whether Dagster recorded a materialization of an hour that succeeded, ever."""
-
-    NEVER = "never"
-    MATERIALIZED = "materialized"
-
-
 def state_now(
-    verdict: HourState | None, materialized: Materialized, spec: MirroredTable, hour: str, now: datetime, policy: HourPolicy
+    verdict: HourState | None, materialized: bool, spec: MirroredTable, hour: str, now: datetime, policy: HourPolicy
 ) -> HourState:
-    """What an hour is at `now`: its newest verdict, moved on by time alone where warm has
+    """What an hour is at `now` (`materialized`: Dagster recorded a materialization of it that
+    succeeded, ever): its newest verdict, moved on by time alone where warm has
     forgotten the hour since (cold-only, as the audit would say, but for an hour last found
     mismatched or refused: what cold lacked is lost, and it stays alarming) or the hour has
     closed since it was found open (unverified until a verdict on the closed hour)."""
@@ -132,11 +126,11 @@ def state_now(
     if status is HourStatus.COLD_ONLY:
         if verdict in ALARMING:
             return verdict
-        if verdict is None and materialized is Materialized.NEVER:
+        if verdict is None and not materialized:
             return HourState.NEVER_OFFLOADED
         return HourState.COLD_ONLY
     if verdict is None:
-        return HourState.NEVER_OFFLOADED if materialized is Materialized.NEVER else HourState.UNVERIFIED
+        return HourState.UNVERIFIED if materialized else HourState.NEVER_OFFLOADED
     if verdict is HourState.OPEN and status is HourStatus.CLOSED:
         return HourState.UNVERIFIED
     return verdict

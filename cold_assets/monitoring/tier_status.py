@@ -21,6 +21,7 @@ from dagster import (
     AssetCheckKey,
     AssetKey,
     AssetRecordsFilter,
+    DagsterEventType,
     DagsterInstance,
     DagsterRunStatus,
     EventLogRecord,
@@ -35,7 +36,7 @@ from cold_assets.defs.checks import CONTENT_PARITY
 from cold_assets.defs.nightly import AUDIT_RANGE, COMPACTION_JOB, DAILY_AUDIT_JOB, EXPIRY_JOB
 from cold_assets.hours import HourPolicy
 from cold_assets.internals import COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES, SensorState, sensor_states
-from cold_assets.monitoring.hour_states import HourState, Materialized, VerdictBook, state_now, verdicts_of
+from cold_assets.monitoring.hour_states import HourState, VerdictBook, state_now, verdicts_of
 from cold_assets.partitions import hour_of, hourly_partitions, partition_key_of
 from cold_assets.settings import Settings
 from cold_assets.tables import TABLES, MirroredTable
@@ -190,10 +191,12 @@ class TierReader:
         self._seen = {t.cold: _Seen() for t in TABLES}
         self._ranges_counted = {t.cold: _Seen() for t in TABLES}
         self._finished_runs = _Seen()
+        self._materialized: dict[str, set[str]] = {t.cold: set() for t in TABLES}  # the window's hours ever materialized
         self._watermark: dict[str, tuple[str, datetime, datetime]] = {}  # newest hour offloaded, its watermark, recorded at
         self._cutover: dict[str, datetime] = {}
         self._maintenance: dict[tuple[str, str], Maintenance] = {}
         self._clickhouse_version = "unknown"
+        self._versions = {"cold_assets": version("cold-assets"), "dagster": dagster.__version__, "pyiceberg": pyiceberg.__version__}
         # A newly started reader reads this far back: the checks of about two days of ticks,
         # and about five observations a day (audit, federation, compaction, expiry) of the window.
         self.first_check_evaluations = 200
@@ -229,12 +232,7 @@ class TierReader:
             sensors={name: _health(sensors.get(name)) for name in WATCHED_SENSORS},
             ttl_risk_hours=list(ttl_guard.get("at_risk", [])),
             federation_stuck=list(ttl_guard.get("stuck", [])),
-            versions={
-                "cold_assets": version("cold-assets"),
-                "dagster": dagster.__version__,
-                "pyiceberg": pyiceberg.__version__,
-                "clickhouse": self._clickhouse_version,
-            },
+            versions=self._versions | {"clickhouse": self._clickhouse_version},
         )
 
     def _table(self, spec: MirroredTable, window: list[str], now: datetime) -> TableStatus:
@@ -245,16 +243,12 @@ class TierReader:
         book = self._books[spec.cold]
         if window:
             book.forget_before(window[0])
-        # Every hour ever materialized, from Dagster's asset status cache (a failed or running
-        # materialization after one that succeeded leaves it there: cold holds that one).
-        # Asking the status of each of the window's hours instead cost 0.06 s a table.
-        ever = self.instance.get_materialized_partitions(key) if window else set()
-        hours = {
-            hour: state_now(
-                book.state(hour), Materialized.MATERIALIZED if hour in ever else Materialized.NEVER, spec, hour, now, self.policy
-            )
-            for hour in window
-        }
+        # The window's hours ever materialized (a failed or running materialization after one
+        # that succeeded leaves it: cold holds that one), as the follow took them in.
+        materialized = self._materialized[spec.cold]
+        if window:
+            materialized.difference_update([h for h in materialized if h < window[0]])
+        hours = {hour: state_now(book.state(hour), hour in materialized, spec, hour, now, self.policy) for hour in window}
         watermark = self._watermark.get(spec.cold)
         try:
             shape, error = self._shape(spec), None
@@ -305,6 +299,12 @@ class TierReader:
                 ).records)
             cursor = newest[0].storage_id if newest else 0
             self._materialization_cursor[spec.cold] = cursor
+            # The window's hours materialized so far, asked of those hours only (Dagster's
+            # get_materialized_partitions groups the asset's whole history, every reading).
+            if window:  # (no partitions asked: all of them)
+                self._materialized[spec.cold].update(self.instance.get_latest_storage_id_by_partition(
+                    key, DagsterEventType.ASSET_MATERIALIZATION, set(window)
+                ))
             # What the next follows' overlap re-reads of before now is not new: not counted
             # (what was written since, above the cursor, is).
             for record in self.instance.fetch_materializations(
@@ -322,6 +322,8 @@ class TierReader:
                 if not self._seen[spec.cold].seen(record.storage_id):
                     self._note_watermarks(spec, [record])
                     self._count(spec, record)
+                    if record.partition_key is not None:
+                        self._materialized[spec.cold].add(record.partition_key)
                     self._seen[spec.cold].first_time(record.storage_id)  # once taken in whole
             if records:
                 after = records[-1].storage_id

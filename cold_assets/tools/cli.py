@@ -321,9 +321,7 @@ def _tier_collector(settings: Settings, args: argparse.Namespace) -> "TierCollec
 
     if args.window_days is not None and args.window_days < 1:
         raise ValueError(f"--window-days must be at least 1, got {args.window_days}")
-    cold = IcebergResource.from_settings(settings)  # (the warm tier is never opened)
-    if cold.embedded and not settings.embedded_catalog_path.exists():
-        raise ValueError(f"COLD_HOME {settings.home} holds no embedded catalog: run `cold-assets init` first")
+    _, cold = _initialized(settings)  # (the warm tier is never opened)
     home = os.environ.get("DAGSTER_HOME")
     instance = DagsterInstance.get() if home else embedded_instance(settings)
     where = home or settings.home / "dagster"

@@ -4,7 +4,7 @@ moves it on."""
 from datetime import UTC, datetime, timedelta
 
 from cold_assets.hours import HourPolicy
-from cold_assets.monitoring.hour_states import HourState, Materialized, VerdictBook, keys_of_range, state_now, verdicts_of
+from cold_assets.monitoring.hour_states import HourState, VerdictBook, keys_of_range, state_now, verdicts_of
 from cold_assets.tables import table_by_cold_name
 
 RAW = table_by_cold_name("raw_trades")
@@ -83,7 +83,7 @@ def test_a_verdict_on_a_daily_bar_speaks_for_every_hour_of_its_day():
 
 
 def test_time_moves_an_hour_on_without_a_new_verdict():
-    done, never = Materialized.MATERIALIZED, Materialized.NEVER
+    done, never = True, False  # materialized, ever
     # Found open, closed since: not proven until a check sees it closed.
     assert state_now(HourState.OPEN, done, RAW, CLOSED, NOW, POLICY) is HourState.UNVERIFIED
     assert state_now(HourState.PROVEN, done, RAW, CLOSED, NOW, POLICY) is HourState.PROVEN
