@@ -33,6 +33,7 @@ from dagster._core.scheduler.instigation import InstigatorType, SensorInstigator
 from dagster._core.storage.asset_check_execution_record import (
     COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
     AssetCheckExecutionRecord,
+    AssetCheckExecutionRecordStatus,
 )
 from dagster._core.storage.event_log.base import EventLogStorage
 from pyiceberg.io.pyarrow import _check_pyarrow_schema_compatible as check_pyarrow_schema_compatible
@@ -155,6 +156,7 @@ def overwrite_of_live_manifests(tx: Transaction, table: Table, snapshot_properti
 __all__ = [
     "COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES",
     "AssetCheckExecutionRecord",
+    "AssetCheckExecutionRecordStatus",
     "BulkActionStatus",
     "BulkActionsFilter",
     "EventLogStorage",

@@ -32,7 +32,6 @@ from cold_assets.defs.assets import cold_asset_key
 from cold_assets.defs.check_history import follow_parity_checks, new_evaluations
 from cold_assets.defs.checks import COMPACTION_PRESERVED_CONTENT
 from cold_assets.defs.schedules import OffloadJob
-from cold_assets.internals import EventLogStorage
 from cold_assets.settings import env_str
 from cold_assets.tables import TABLES
 
@@ -115,10 +114,10 @@ ALERTS_SENT = "alerts_sent"
     "failed; one when it recovers.",
 )
 def parity_alerts(context: SensorEvaluationContext) -> SkipReason:
-    state = json.loads(context.cursor) if context.cursor else {"seen": {}, "failing": {}}
-    alerter, storage, sent = Alerter.from_env(), context.instance.event_log_storage, 0
+    state = json.loads(context.cursor) if context.cursor else {"failing": {}}
+    alerter, instance, sent = Alerter.from_env(), context.instance, 0
     outbox = Outbox(state, alerter, context.log)
-    for failing_key, check, differing, run_id in follow_parity_checks(storage, state):
+    for failing_key, check, differing, run_id in follow_parity_checks(instance, state):
         table, _, hour = failing_key.split("|")
         if differing is not None and failing_key not in state["failing"]:
             outbox.send(
@@ -131,7 +130,7 @@ def parity_alerts(context: SensorEvaluationContext) -> SkipReason:
             outbox.send(f"cold.{table} {check} RECOVERED for hour {hour}. {alerter.run_link(run_id)}")
             del state["failing"][failing_key]
             sent += 1
-    sent += _compaction_check_alerts(storage, state, outbox, alerter)
+    sent += _compaction_check_alerts(instance, state, outbox, alerter)
     # The run failure and recovery alerts have no cursor of ours: their undelivered ones wait
     # on their runs' tags, and are tried again here.
     run_alerts_waiting = retry_run_alerts(context.instance, alerter, context.log)
@@ -164,14 +163,14 @@ def retry_run_alerts(instance: DagsterInstance, alerter: Alerter, log: logging.L
     return 0
 
 
-def _compaction_check_alerts(storage: EventLogStorage, state: dict, outbox: Outbox, alerter: Alerter) -> int:
+def _compaction_check_alerts(instance: DagsterInstance, state: dict, outbox: Outbox, alerter: Alerter) -> int:
     """compaction_preserved_content has no hours: one alert when a table's check fails with
     ERROR (from the nightly compaction or run alone), one when it passes again."""
     sent = 0
     for table in TABLES:
         key = AssetCheckKey(cold_asset_key(table), COMPACTION_PRESERVED_CONTENT)
         failing_key = f"{table.cold}|{COMPACTION_PRESERVED_CONTENT}"
-        for record, evaluation in new_evaluations(storage, key, state, limit=20):
+        for record, evaluation in new_evaluations(instance, key, state):
             failed = not evaluation.passed and evaluation.severity == AssetCheckSeverity.ERROR
             if failed and failing_key not in state["failing"]:
                 outbox.send(

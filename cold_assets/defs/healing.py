@@ -310,9 +310,8 @@ def self_healing_sensor(job: OffloadJob, settings: Settings, partitions_def: Tim
         context: SensorEvaluationContext, clickhouse: ClickHouseResource, iceberg: IcebergResource
     ) -> list[RunRequest] | SkipReason:
         state = json.loads(context.cursor) if context.cursor else {}
-        state.setdefault("seen", {})
         failing: dict[str, dict] = state.setdefault("failing", {})  # "table|check|hour" -> what differed
-        for failing_key, _, differing, _ in follow_parity_checks(context.instance.event_log_storage, state):
+        for failing_key, _, differing, _ in follow_parity_checks(context.instance, state):
             if differing is not None:
                 failing[failing_key] = differing
             else:

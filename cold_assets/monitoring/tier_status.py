@@ -31,11 +31,11 @@ from pyiceberg.catalog import Catalog
 
 from cold_assets.defs.alerts import ALERT_TAG, ALERTS_SENT, UNDELIVERED
 from cold_assets.defs.assets import cold_asset_key
-from cold_assets.defs.check_history import evaluation_of
+from cold_assets.defs.check_history import CheckCursor, follow_check
 from cold_assets.defs.checks import CONTENT_PARITY
 from cold_assets.defs.nightly import AUDIT_RANGE, COMPACTION_JOB, DAILY_AUDIT_JOB, EXPIRY_JOB
 from cold_assets.hours import HourPolicy
-from cold_assets.internals import COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES, SensorState, sensor_states
+from cold_assets.internals import SensorState, sensor_states
 from cold_assets.monitoring.hour_states import HourState, VerdictBook, state_now, verdicts_of
 from cold_assets.partitions import hour_of, hourly_partitions, partition_key_of
 from cold_assets.settings import Settings
@@ -49,7 +49,6 @@ WATCHED_SENSORS = ("parity_alerts", "self_healing", "ttl_guard")
 RUN_ALERTS = "run_alerts"  # the run failure and recovery sensors: their undelivered alerts wait in run tags
 SENSOR_NAME_TAG = "dagster/sensor_name"  # Dagster's tag on every run a sensor requested
 PAGE = 500
-CHECK_OVERLAP_IDS = 200  # check execution ids are shared by every check of every table: a few runs' worth
 # Storage ids can commit out of order under concurrent runs (PostgreSQL): each follow reads
 # this many ids back again, and what it already took is recognized by its id.
 OVERLAP_IDS = 200
@@ -186,11 +185,10 @@ class TierReader:
         self.offloaded: dict[str, Offloaded] = {t.cold: Offloaded() for t in TABLES}
         self._books = {t.cold: VerdictBook(t) for t in TABLES}
         self._materialization_cursor: dict[str, int] = {}
-        self._check_cursor: dict[str, int] = {}
+        self._check_cursor: dict[str, CheckCursor] = {}
         self._observation_cursor: dict[str, int] = {}
         self._seen = {t.cold: _Seen() for t in TABLES}
         self._ranges_counted = {t.cold: _Seen() for t in TABLES}
-        self._finished_runs = _Seen()
         self._materialized: dict[str, set[str]] = {t.cold: set() for t in TABLES}  # the window's hours ever materialized
         self._watermark: dict[str, tuple[str, datetime, datetime]] = {}  # newest hour offloaded, its watermark, recorded at
         self._cutover: dict[str, datetime] = {}
@@ -361,47 +359,15 @@ class TierReader:
 
     def _follow_checks(self, spec: MirroredTable, key: AssetKey) -> None:
         check = AssetCheckKey(key, CONTENT_PARITY)
-        storage = self.instance.event_log_storage
-        last = self._check_cursor.get(spec.cold)
-        # Newest first, in pages that grow while the records are new, down to a little below
-        # the cursor (ids commit out of order under concurrent runs; a verdict read twice
-        # records the same): a reading after a tick reads a few records, not a page of old ones.
-        floor = None if last is None else last - CHECK_OVERLAP_IDS
-        records, before, limit = [], None, (self.first_check_evaluations if last is None else 8)
-        while True:
-            page = storage.get_asset_check_execution_history(check, limit=limit, cursor=before)
-            fresh = [r for r in page if floor is None or r.id > floor]
-            records += fresh
-            if floor is None or len(fresh) < len(page) or len(page) < limit:
-                break
-            before, limit = page[-1].id, min(PAGE, limit * 4)
-        # A record is made when its run plans the check, and completed in place when the run
-        # evaluates it: the cursor stays below the oldest one whose run is still going, so
-        # that its verdict is read then.
-        going = [r.id for r in records if r.status.value == "PLANNED" and self._run_going(r.run_id)]
-        if records:
-            newest = max(r.id for r in records)
-            self._check_cursor[spec.cold] = min(going) - 1 if going else max(newest, last or 0)
-        elif last is None:
-            self._check_cursor[spec.cold] = 0
-        for record in sorted(records, key=lambda r: r.id):
-            evaluation = evaluation_of(record) if record.status in COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES else None
-            if evaluation is None:
-                continue
+        evaluations, self._check_cursor[spec.cold] = follow_check(
+            self.instance, check, self._check_cursor.get(spec.cold), first_page=self.first_check_evaluations
+        )
+        for record, evaluation in evaluations:
             metadata = {name: value.value for name, value in evaluation.metadata.items()}
             # (Before `hours_unchecked` was recorded: a check that only warned computed no checksum.)
             content_checked = evaluation.passed or evaluation.severity.value == "ERROR"
             at = record.event.timestamp if record.event else record.create_timestamp
             self._books[spec.cold].record(at, verdicts_of(metadata, content_checked))
-
-    def _run_going(self, run_id: str) -> bool:
-        if self._finished_runs.seen(run_id):
-            return False
-        record = self.instance.get_run_record_by_id(run_id)
-        if record is None or record.dagster_run.is_finished:
-            self._finished_runs.first_time(run_id)  # (a finished run stays finished)
-            return False
-        return True
 
     def _follow_observations(self, spec: MirroredTable, key: AssetKey) -> None:
         cursor = self._observation_cursor.get(spec.cold)

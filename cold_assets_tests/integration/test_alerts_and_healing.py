@@ -8,7 +8,10 @@ from pyiceberg.expressions import EqualTo
 from cold_assets.cold.ranges import range_filter
 from cold_assets.definitions import build_definitions
 from cold_assets.defs.alerts import Alerter, parity_alerts
+from cold_assets.defs.assets import cold_asset_key
 from cold_assets.defs.schedules import OFFLOAD_JOB
+from cold_assets.monitoring.hour_states import HourState
+from cold_assets.monitoring.tier_status import TierReader
 from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.tables import EVENT_TABLES, table_by_cold_name
 from cold_assets.tools.instance import embedded_instance
@@ -16,6 +19,7 @@ from cold_assets_tests.support.offload_helpers import (
     KEYS,
     NO_OVERLAP,
     RAW_COLUMNS,
+    START,
     assert_tiers_equal,
     feed,
     insert_late_raw,
@@ -85,6 +89,38 @@ def test_a_broken_hour_alerts_once_is_repaired_and_recovers_once(settings, warm,
     assert len(recoveries) == 2 and all("RECOVERED" in r and KEYS[1] in r for r in recoveries)
     requests, _ = _sensor(settings, "self_healing")
     assert not isinstance(requests, list) or requests == []
+
+
+def test_a_failed_check_followed_by_a_backfill_of_many_hours_before_the_next_tick_still_alerts(settings, warm, cold, receiver):
+    """Dagster records a PLANNED row per hour per check when a run is created, and the evaluation
+    (one per run: our checks cover the run's hours) as a row of its own: a backfill over many
+    hours, between two ticks, puts hundreds of rows above a failed evaluation. The sensor must
+    read down to its cursor, not the newest page only."""
+    feed(warm)
+    run_offload(settings, KEYS)
+    instance = embedded_instance(settings)
+    context = build_sensor_context(instance=instance)
+    parity_alerts(context)
+    reader = TierReader(instance, cold.catalog(), settings)
+    reader.read()
+    bronze = table_by_cold_name("bronze_trades")
+    table = cold.catalog().load_table(bronze.cold_identifier)
+    start, end = bronze.offload_range(hour_of(KEYS[1]))
+    victim = table.scan(row_filter=range_filter("exchange_ts", start, end), limit=1).to_arrow()["trade_id"][0].as_py()
+    table.delete(EqualTo("trade_id", victim))
+    assert not run_offload(settings, [KEYS[1]], NO_OVERLAP, raise_on_error=False)[0].success
+    # An operator backfills the five days before: one run of 120 hours.
+    backfilled = [partition_key_of(START - timedelta(hours=h)) for h in range(120, 0, -1)]
+    assert run_offload(settings, backfilled, NO_OVERLAP)[0].success
+    key = AssetCheckKey(cold_asset_key(bronze), "content_parity")
+    history = instance.event_log_storage.get_asset_check_execution_history(key, limit=1000)
+    failed = next(r for r in history if r.status.value == "FAILED")
+    assert sum(1 for r in history if r.id > failed.id) > 120
+    parity_alerts(build_sensor_context(instance=instance, cursor=context.cursor))
+    alerts = receiver.texts()
+    assert len(alerts) == 2 and all("cold.bronze_trades" in a and KEYS[1] in a and "FAILED" in a for a in alerts)
+    shown = next(t for t in reader.read().tables if t.spec.cold == "bronze_trades")
+    assert shown.hours[KEYS[1]] is HourState.MISMATCHED
 
 
 def test_late_trades_make_the_sensor_request_that_hour_only(settings, warm, cold):

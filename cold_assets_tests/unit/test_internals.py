@@ -15,10 +15,11 @@ from cold_assets import internals
 
 def test_the_check_history_reads_records_with_the_fields_and_filters_it_uses():
     parameters = inspect.signature(internals.EventLogStorage.get_asset_check_execution_history).parameters
-    assert {"check_key", "limit"} <= set(parameters)  # check_history.new_evaluations
+    assert {"check_key", "limit", "cursor"} <= set(parameters)  # check_history.follow_check pages by id
     fields = list(inspect.signature(internals.AssetCheckExecutionRecord).parameters)
     assert {"id", "run_id", "status", "event", "create_timestamp"} <= set(fields)
     assert {s.value for s in internals.COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES} == {"SUCCEEDED", "FAILED"}
+    assert internals.AssetCheckExecutionRecordStatus.PLANNED.value == "PLANNED"
     with DagsterInstance.ephemeral() as instance:  # the storage the sensors read, answering the call they make
         key = AssetCheckKey(AssetKey(["cold", "raw_trades"]), "row_count_parity")
         assert isinstance(instance.event_log_storage, internals.EventLogStorage)
