@@ -1,0 +1,281 @@
+"""Restore: warm's rows back from cold, for hours inside warm's retention.
+
+Each layer comes back from its own cold table (bronze, silver and gold are not derived
+again), and only what warm lacks comes back, so that nothing warm holds is doubled or lost:
+- append layers (raw, rejects, bronze): each row cold holds more often than warm does, as
+  often as the difference (a feed's redeliveries are rows of their own);
+- silver: the rows whose key warm does not hold (warm's own row of a key stays);
+- gold: the bars whose window warm does not hold, as the aggregate states warm keeps, from
+  cold's values, the open and close keyed by the first and last trade of the window in
+  cold silver (restore_missing_bars.sql says why).
+
+The rows go through staging tables (`_cold_restore_*`, dropped after) and into warm by
+`ALTER TABLE ... ATTACH PARTITION ... FROM`: atomic per partition, and no materialized view
+runs, so a restored raw row is not parsed into bronze a second time. A restore interrupted
+between partitions is finished by running it again: each run adds only what warm still lacks.
+A dry run stages and counts, and attaches nothing.
+
+The restored rows keep their ingestion times, which the offload's watermarks have passed: an
+append layer's next offload finds nothing new in them (in its overlap it replaces cold's rows
+by the same rows), a replace layer's fingerprint is unchanged.
+"""
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import pyarrow as pa
+from clickhouse_connect.driver.binding import format_str
+from clickhouse_connect.driver.client import Client
+from pyiceberg.catalog import Catalog
+
+from cold_assets.cold.ranges import range_filter
+from cold_assets.hours import HourPolicy
+from cold_assets.parity.audit import AuditReport, run_audit
+from cold_assets.tables import GOLD_WINDOWS, TABLES, Layer, MirroredTable, table_by_cold_name
+from cold_assets.warm.read import identifier, render, warm_columns, warm_now
+
+STAGE_PREFIX = "_cold_restore_"
+_PARTITION_ID = re.compile(r"^[0-9A-Za-z_-]+$")
+SILVER = table_by_cold_name("silver_trades")
+
+
+class RestoreRefused(ValueError):
+    """The range cannot be restored (outside warm's retention, empty, not whole hours)."""
+
+
+@dataclass(frozen=True)
+class PartitionRestore:
+    """One warm partition of one table: what warm holds of the range now, what cold holds,
+    and the rows the restore adds (would add, in a dry run)."""
+
+    table: str  # cold table name
+    partition: str  # the warm partition (its partition expression's value)
+    warm_rows: int
+    cold_rows: int
+    rows_added: int
+
+
+@dataclass
+class RestoreReport:
+    start: datetime
+    end: datetime
+    dry_run: bool
+    partitions: list[PartitionRestore] = field(default_factory=list)
+    # gold table -> bars restored with their window's bounds as open/close keys (no trade in cold silver)
+    bars_keyed_by_window: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # cold table -> why it was left out
+    audit: AuditReport | None = None  # after the rows were attached: the proof
+
+    @property
+    def rows_added(self) -> int:
+        return sum(p.rows_added for p in self.partitions)
+
+    @property
+    def ok(self) -> bool:
+        return self.audit is None or self.audit.ok
+
+
+def check_range(start: datetime, end: datetime, now: datetime, policy: HourPolicy) -> None:
+    """Refuses, before anything is written, a range warm cannot keep: restored rows older than
+    the retention would be dropped again by warm's TTL."""
+    for name, value in (("--from", start), ("--to", end)):
+        if value.minute or value.second or value.microsecond:
+            raise RestoreRefused(f"{name} {value.isoformat()} is not on the hour")
+    if end <= start:
+        raise RestoreRefused(f"the range is empty: from {start.isoformat()} to {end.isoformat()}")
+    horizon = policy.warm_horizon(now)
+    if start <= horizon:
+        raise RestoreRefused(
+            f"--from {start.isoformat()} is outside warm's retention ({policy.warm_retention.days} days: warm keeps rows "
+            f"after {horizon.isoformat()}); warm's TTL would drop the rows again. Cold is the copy of those hours: read "
+            "them through the `_all` views"
+        )
+    if start > now:
+        raise RestoreRefused(f"--from {start.isoformat()} is in the future (warm's clock: {now.isoformat()})")
+
+
+def restore(
+    client: Client,
+    catalog: Catalog,
+    start: datetime,
+    end: datetime,
+    tables: Sequence[MirroredTable] | None = None,
+    policy: HourPolicy | None = None,
+    dry_run: bool = False,
+) -> RestoreReport:
+    """Restores [start, end) of `tables` (default: all ten) from cold into warm, then audits
+    the range (not in a dry run)."""
+    policy = policy or HourPolicy()
+    tables = list(tables or TABLES)
+    now = warm_now(client)
+    check_range(start, end, now, policy)
+    report = RestoreReport(start, end, dry_run)
+    stages = _Stages(client)
+    try:
+        trade_keys = None
+        if any(t.layer is Layer.GOLD for t in tables):
+            trade_keys = stages.trade_keys(catalog, *_gold_span(tables, start, end))
+        for spec in tables:
+            range_start, range_end = _table_range(spec, start, end)
+            if spec.gold_window == "1d" and range_start <= policy.warm_horizon(now):
+                range_start += timedelta(days=1)  # that day's bar began before the horizon: the TTL drops it
+                if range_start >= range_end:
+                    report.skipped[spec.cold] = "its day began before warm's retention horizon"
+                    continue
+            report.partitions += _restore_table(client, catalog, stages, spec, range_start, range_end, trade_keys, report)
+    finally:
+        stages.drop_all()
+    if not dry_run:
+        report.audit = run_audit(client, catalog, start, end, tables, policy)
+    return report
+
+
+def _table_range(spec: MirroredTable, start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    return spec.offload_range(start)[0], spec.offload_range(end - timedelta(hours=1))[1]
+
+
+def _gold_span(tables: Sequence[MirroredTable], start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    ranges = [_table_range(t, start, end) for t in tables if t.layer is Layer.GOLD]
+    return min(r[0] for r in ranges), max(r[1] for r in ranges)
+
+
+def _restore_table(
+    client: Client,
+    catalog: Catalog,
+    stages: "_Stages",
+    spec: MirroredTable,
+    range_start: datetime,
+    range_end: datetime,
+    trade_keys: str | None,
+    report: RestoreReport,
+) -> list[PartitionRestore]:
+    warm = identifier(spec.warm)
+    time_column = identifier(spec.time_column)
+    bounds = {"range_start": range_start, "range_end": range_end}
+    added = stages.like(spec, "added", engine="")
+    columns = [c.name for c in warm_columns(client, spec.warm)]
+    if spec.layer is Layer.GOLD:
+        assert trade_keys is not None and spec.gold_window is not None
+        cold_rows = stages.bars(spec)
+        _copy_cold_rows(client, catalog, spec, cold_rows, range_start, range_end, _BAR_COLUMNS)
+        interval = GOLD_WINDOWS[spec.gold_window]
+        sql = render("restore_missing_bars", added=added, cold_bars=cold_rows, trade_keys=trade_keys, warm=warm, interval=interval)
+        client.command(sql, parameters=bounds)
+        without = render("restore_bars_without_trades", cold_bars=cold_rows, trade_keys=trade_keys, interval=interval)
+        report.bars_keyed_by_window[spec.cold] = int(client.query(without).result_rows[0][0])
+    else:
+        cold_rows = stages.like(spec, "cold", engine="ENGINE = MergeTree ORDER BY tuple()")
+        copied = _copy_cold_rows(client, catalog, spec, cold_rows, range_start, range_end, columns)
+        listed = ", ".join(identifier(c) for c in copied)
+        if spec.final_key is not None:
+            key = ", ".join(identifier(c) for c in (*spec.final_key.groups, spec.final_key.id))
+            sql = render(
+                "restore_missing_keys", added=added, cold_rows=cold_rows, warm=warm, columns=listed, key=key, time_column=time_column
+            )
+        else:
+            sql = render("restore_missing_rows", added=added, cold_rows=cold_rows, warm=warm, columns=listed, time_column=time_column)
+        client.command(sql, parameters=bounds)
+    partition_key = client.query(render("restore_partition_key"), parameters={"table": spec.warm}).result_rows[0][0]
+    by_partition = {}
+    for source, column in ((warm, time_column), (cold_rows, time_column), (added, time_column)):
+        sql = render("restore_rows_by_partition", partition_key=partition_key, table=source, time_column=column)
+        by_partition[source] = dict(client.query(sql, parameters=bounds).result_rows)
+    if not report.dry_run:
+        for partition_id in _staged_partitions(client, added):
+            client.command(render("restore_attach", warm=warm, partition_id=format_str(partition_id), added=added))
+    names = sorted(set(by_partition[warm]) | set(by_partition[cold_rows]) | set(by_partition[added]))
+    return [
+        PartitionRestore(
+            spec.cold, name, int(by_partition[warm].get(name, 0)), int(by_partition[cold_rows].get(name, 0)),
+            int(by_partition[added].get(name, 0)),
+        )
+        for name in names
+    ]
+
+
+_BAR_COLUMNS = ["exchange", "symbol", "window_start", "open", "high", "low", "close", "volume", "quote_volume", "trade_count"]
+
+
+def _staged_partitions(client: Client, added: str) -> list[str]:
+    ids = [row[0] for row in client.query(render("restore_added_partitions"), parameters={"table": added}).result_rows]
+    for partition_id in ids:
+        if not _PARTITION_ID.match(partition_id):
+            raise ValueError(f"unexpected partition id {partition_id!r} in {added}")
+    return ids
+
+
+def _copy_cold_rows(
+    client: Client, catalog: Catalog, spec: MirroredTable, stage: str, start: datetime, end: datetime, wanted: list[str]
+) -> list[str]:
+    """Copies cold's rows of [start, end) into `stage`, the columns both tiers have; returns them."""
+    table = catalog.load_table(spec.cold_identifier)
+    present = {f.name for f in table.schema().fields}
+    columns = [c for c in wanted if c in present]
+    if table.current_snapshot() is None:
+        return columns
+    scan = table.scan(row_filter=range_filter(spec.time_column, start, end), selected_fields=tuple(columns))
+    for batch in _batches(scan.to_arrow_batch_reader()):
+        client.insert_arrow(stage, pa.Table.from_batches([batch]))
+    return columns
+
+
+def _batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+    for batch in reader:
+        if batch.num_rows:
+            yield batch
+
+
+class _Stages:
+    """The restore's staging tables: made fresh (one left by an interrupted restore is dropped
+    first), dropped at the end whatever happened."""
+
+    def __init__(self, client: Client):
+        self.client = client
+        self.made: list[str] = []
+
+    def _fresh(self, name: str) -> str:
+        stage = identifier(f"{STAGE_PREFIX}{name}")
+        self.client.command(f"DROP TABLE IF EXISTS {stage}")
+        self.made.append(stage)
+        return stage
+
+    def like(self, spec: MirroredTable, role: str, engine: str) -> str:
+        stage = self._fresh(f"{spec.warm}_{role}")
+        self.client.command(render("restore_stage_like", stage=stage, warm=identifier(spec.warm), engine=engine))
+        return stage
+
+    def bars(self, spec: MirroredTable) -> str:
+        stage = self._fresh(f"{spec.warm}_cold")
+        self.client.command(render("restore_stage_bars", stage=stage))
+        return stage
+
+    def trade_keys(self, catalog: Catalog, start: datetime, end: datetime) -> str:
+        stage = self._fresh("silver_trade_keys")
+        self.client.command(render("restore_stage_trade_keys", stage=stage))
+        _copy_cold_rows(self.client, catalog, SILVER, stage, start, end, ["exchange", "symbol", "exchange_ts", "trade_id"])
+        return stage
+
+    def drop_all(self) -> None:
+        for stage in self.made:
+            self.client.command(f"DROP TABLE IF EXISTS {stage}")
+
+
+def format_restore(report: RestoreReport) -> str:
+    what = "would add" if report.dry_run else "added"
+    lines = [f"restore {report.start.isoformat()} .. {report.end.isoformat()}{' (dry run: nothing written)' if report.dry_run else ''}", ""]
+    lines.append(f"  {'table':<16} {'partition':<10} {'warm rows':>10} {'cold rows':>10} {what:>10}")
+    for p in report.partitions:
+        lines.append(f"  {p.table:<16} {p.partition:<10} {p.warm_rows:>10} {p.cold_rows:>10} {p.rows_added:>10}")
+    for table, bars in report.bars_keyed_by_window.items():
+        if bars:
+            lines.append(f"  {table}: {bars} bars have no trade in cold silver; their open/close are keyed by the window's bounds")
+    for table, why in report.skipped.items():
+        lines.append(f"  {table}: left out: {why}")
+    lines.append("")
+    lines.append(f"{report.rows_added} rows {what}")
+    if report.audit is not None:
+        verdict = "green" if report.audit.ok else f"NOT green: {len(report.audit.mismatches)} hours differ"
+        lines.append(f"audit of the range after the restore: {verdict}")
+    return "\n".join(lines)

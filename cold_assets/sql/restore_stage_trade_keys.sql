@@ -1,0 +1,11 @@
+-- A restore's staging table for the trades of cold silver that order a gold bar's open and
+-- close: (exchange_ts, trade_id) is the argMin/argMax key of the bar's states.
+CREATE TABLE $stage
+(
+    exchange     String,
+    symbol       String,
+    exchange_ts  DateTime64(6, 'UTC'),
+    trade_id     UInt64
+)
+ENGINE = MergeTree
+ORDER BY tuple()

@@ -1,0 +1,157 @@
+"""Restore: warm's rows back from cold (real chDB, Iceberg on disk, the Dagster instance)."""
+
+from datetime import UTC, timedelta
+
+import pytest
+
+from cold_assets.hours import HourPolicy
+from cold_assets.partitions import partition_key_of
+from cold_assets.recovery.restore import STAGE_PREFIX, RestoreRefused, restore
+from cold_assets.tables import GOLD_WINDOWS, TABLES, Layer
+from cold_assets.warm.read import warm_now
+from cold_assets_tests.support.offload_helpers import (
+    NO_OVERLAP,
+    START,
+    assert_tiers_equal,
+    feed,
+    run_offload,
+    warm_hour,
+)
+
+HOURS = 6
+DAY_KEYS = [partition_key_of(START + timedelta(hours=h)) for h in range(HOURS)]
+HOUR_STARTS = [START + timedelta(hours=h) for h in range(HOURS)]
+END = START + timedelta(hours=HOURS)
+
+
+def _warm_content(warm) -> dict[str, list]:
+    """Every table's rows of the range as the offload reads them (gold: finalized bars), sorted."""
+    with warm.connect() as client:
+        content = {}
+        for table in TABLES:
+            hours = sorted({table.offload_range(h)[0] for h in HOUR_STARTS})
+            rows = []
+            for hour in hours:
+                rows += [tuple(str(v) for v in r.values()) for r in warm_hour(client, table, hour).to_pylist()]
+            content[table.cold] = sorted(rows)
+        return content
+
+
+def _stages(client) -> list[str]:
+    return [r[0] for r in client.query(f"SELECT name FROM system.tables WHERE name LIKE '{STAGE_PREFIX}%'").result_rows]
+
+
+def test_a_restore_after_warm_lost_its_hours_brings_back_every_layer_once_and_the_offload_adds_nothing(live, settings, warm, cold):
+    """Warm loses the range from every table (one hour only in part); a dry run writes nothing;
+    the restore brings every layer back from its own cold table without running a view, the
+    audit (production lag) is green, a second restore adds nothing, and the offload after it
+    adds nothing to cold."""
+    feed(warm, hours=HOURS)
+    run_offload(settings, DAY_KEYS)
+    before = _warm_content(warm)
+    with warm.connect() as client:
+        for table in TABLES:
+            column = table.time_column
+            in_range = f"{column} >= {{start:DateTime64(6, 'UTC')}} AND {column} < {{end:DateTime64(6, 'UTC')}}"
+            # The trade layers keep half of hour 2: that hour is restored by adding to what warm holds.
+            kept = " AND NOT (toHour(exchange_ts) = 2 AND toUnixTimestamp64Micro(received_at) % 2 = 0)"
+            client.command(
+                f"ALTER TABLE {table.warm} DELETE WHERE {in_range}" + (kept if table.layer is not Layer.GOLD else ""),
+                parameters={"start": START, "end": END}, settings={"mutations_sync": 2},
+            )
+        held = {t.cold: client.query(f"SELECT count() FROM {t.warm}").result_rows[0][0] for t in TABLES}
+    assert held["raw_trades"] > 0 and held["gold_ohlcv_1m"] == 0  # hour 2 of the trade layers kept in part
+    policy = HourPolicy.from_settings(live)
+
+    with warm.connect() as client:
+        dry = restore(client, cold.catalog(), START, END, policy=policy, dry_run=True)
+        assert dry.rows_added > 0 and dry.audit is None
+        assert {t.cold: client.query(f"SELECT count() FROM {t.warm}").result_rows[0][0] for t in TABLES} == held
+        assert _stages(client) == []
+
+        done = restore(client, cold.catalog(), START, END, policy=policy)
+        assert done.audit is not None and done.audit.ok, done.audit
+        assert [(p.table, p.partition, p.rows_added) for p in done.partitions] == [
+            (p.table, p.partition, p.rows_added) for p in dry.partitions
+        ]
+        assert _stages(client) == []
+    # Every layer as it was: no view ran on the restored rows (bronze, silver and gold would
+    # otherwise hold the range twice), and the part of hour 2 warm kept is not doubled.
+    assert _warm_content(warm) == before
+
+    with warm.connect() as client:
+        again = restore(client, cold.catalog(), START, END, policy=policy)
+    assert again.rows_added == 0 and again.audit is not None and again.audit.ok
+
+    cold_rows = {t.cold: cold.catalog().load_table(t.cold_identifier).scan().count() for t in TABLES}
+    run_offload(settings, DAY_KEYS, NO_OVERLAP)
+    run_offload(settings, DAY_KEYS)
+    assert {t.cold: cold.catalog().load_table(t.cold_identifier).scan().count() for t in TABLES} == cold_rows
+    assert_tiers_equal(warm, cold, HOUR_STARTS)
+
+
+def test_a_range_outside_the_retention_is_refused_before_anything_is_written(live, warm, cold):
+    policy = HourPolicy.from_settings(live)
+    with warm.connect() as client:
+        now = warm_now(client)
+        old = (now - timedelta(days=31)).replace(minute=0, second=0, microsecond=0)
+        with pytest.raises(RestoreRefused, match="outside warm's retention"):
+            restore(client, cold.catalog(), old, old + timedelta(hours=2), policy=policy)
+        with pytest.raises(RestoreRefused, match="not on the hour"):
+            restore(client, cold.catalog(), START + timedelta(minutes=5), END, policy=policy)
+        with pytest.raises(RestoreRefused, match="empty"):
+            restore(client, cold.catalog(), END, START, policy=policy)
+        assert _stages(client) == []
+
+
+def test_a_restored_bar_merged_with_later_trades_of_its_window_is_the_unbroken_bar(settings, warm, cold):
+    """gold keeps bars as aggregate states: a restored bar's open and close must still lose to
+    an earlier and a later trade of its window arriving after the restore."""
+    feed(warm, hours=2)
+    keys = DAY_KEYS[:2]
+    run_offload(settings, keys)
+    gold = [t for t in TABLES if t.layer is Layer.GOLD]
+    with warm.connect() as client:
+        for table in gold:
+            client.command(f"TRUNCATE TABLE {table.warm}")
+        restore(client, cold.catalog(), START, START + timedelta(hours=2), tables=gold, policy=HourPolicy.from_settings(settings))
+        # A trade before the first and one after the last of the first hour, both late.
+        first, last = client.query(
+            "SELECT min(exchange_ts), max(exchange_ts) FROM silver_trades FINAL WHERE exchange = 'binance' AND symbol = 'BTC-USDT' "
+            "AND exchange_ts >= {start:DateTime64(6, 'UTC')} AND exchange_ts < {start:DateTime64(6, 'UTC')} + INTERVAL 1 HOUR",
+            parameters={"start": START},
+        ).result_rows[0]
+        assert START < first.replace(tzinfo=UTC) < last.replace(tzinfo=UTC) < START + timedelta(hours=1)
+        client.insert(
+            "trades_raw",
+            [
+                ["binance", "BTCUSDT", "990000001", "1.00000000", "0.01000000", "false", START, START + timedelta(hours=3), "{}"],
+                ["binance", "BTCUSDT", "990000002", "99999.00000000", "0.01000000", "true",
+                 START + timedelta(hours=1) - timedelta(microseconds=1), START + timedelta(hours=3), "{}"],
+            ],
+            column_names=["exchange", "symbol", "trade_id", "price", "quantity", "side", "exchange_ts", "received_at", "message"],
+        )
+        day = {"start": START, "end": START + timedelta(days=1)}  # the feed's two hours, and the day's bar
+        for table in gold:
+            interval = GOLD_WINDOWS[table.gold_window]
+            # The unbroken bar, computed from silver here, independently of gold and of the restore.
+            expected = client.query(
+                f"SELECT exchange, symbol, toDateTime64(toStartOfInterval(exchange_ts, INTERVAL {interval}, 'UTC'), 6, 'UTC') AS w, "
+                "argMin(price, (exchange_ts, trade_id)), max(price), min(price), argMax(price, (exchange_ts, trade_id)), "
+                "sum(quantity), sum(quote_quantity), count() FROM silver_trades FINAL "
+                "WHERE exchange_ts >= {start:DateTime64(6, 'UTC')} AND exchange_ts < {end:DateTime64(6, 'UTC')} "
+                "GROUP BY exchange, symbol, w ORDER BY exchange, symbol, w",
+                parameters=day,
+            ).result_rows
+            got = client.query(
+                f"SELECT exchange, symbol, window_start, argMinMerge(open), max(high), min(low), argMaxMerge(close), "
+                f"sum(volume), sum(quote_volume), sum(trade_count) FROM {table.warm} "
+                "WHERE window_start >= {start:DateTime64(6, 'UTC')} AND window_start < {end:DateTime64(6, 'UTC')} "
+                "GROUP BY exchange, symbol, window_start ORDER BY exchange, symbol, window_start",
+                parameters=day,
+            ).result_rows
+            assert got == expected, table.cold
+            opened = next(r for r in got if r[0] == "binance" and r[1] == "BTC-USDT" and r[2].replace(tzinfo=UTC) == START)
+            assert str(opened[3]) == "1.00000000"  # the late trade at the hour's first instant opens it
+            if table.gold_window == "1h":
+                assert str(opened[6]) == "99999.00000000"  # and the one at its last instant closes it
