@@ -45,6 +45,9 @@ def parity_check_specs(asset_key: AssetKey, warm_table: str) -> list[AssetCheckS
     ]
 
 
+COMPARED_AT = "compared_at"
+
+
 def verdicts_metadata(
     parities: list[HourParity], failed: list[HourParity], refused: frozenset[str] = frozenset()
 ) -> dict[str, MetadataValue]:
@@ -53,7 +56,11 @@ def verdicts_metadata(
     cold-only, those compared on counts only, and those that differ (with `refused` where the
     offload refused the hour)."""
     compared = [p for p in parities if not p.cold_only]
+    times = [p.compared_at for p in parities if p.compared_at is not None]
     return {
+        # When the earliest of these hours was read: what orders this verdict against others
+        # (a check recorded after an audit may have compared before it).
+        **({COMPARED_AT: MetadataValue.timestamp(min(times))} if times else {}),
         "warm_rows": MetadataValue.int(sum(p.warm_rows for p in compared)),
         "cold_rows": MetadataValue.int(sum(p.cold_rows for p in parities)),
         "hours_checked": MetadataValue.int(len(compared)),

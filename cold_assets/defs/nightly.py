@@ -42,7 +42,7 @@ from cold_assets.maintenance.operations import (
     remove_orphan_files,
 )
 from cold_assets.maintenance.spark import SparkResource
-from cold_assets.parity.audit import format_report, run_audit
+from cold_assets.parity.audit import AuditReport, format_report, run_audit
 from cold_assets.parity.checksums import ColdTierUnreadable
 from cold_assets.settings import Settings
 from cold_assets.tables import TABLES, MirroredTable, table_by_cold_name
@@ -256,6 +256,29 @@ class AuditConfig(Config):
     until: str | None = Field(default=None, description="ISO date (UTC) the audit ends at; default: today.")
 
 
+def audit_observations(report: AuditReport, start: datetime, end: datetime, clickhouse_version: str) -> list[AssetObservation]:
+    """Each audited table's verdicts, hour by hour, as an observation of its asset: where the
+    exporter and the status page read them (monitoring/), since they never query a tier."""
+    observations = []
+    for spec in TABLES:
+        if spec.cold not in report.compared_at:
+            continue  # not audited by this run
+        parities = [p for p in report.parity if p.table == spec.cold]
+        observations.append(
+            AssetObservation(
+                asset_key=cold_asset_key(spec),
+                description=f"audit of [{start:%Y-%m-%d %H:%M}, {end:%Y-%m-%d %H:%M}): "
+                f"{sum(not p.content_matches for p in parities)} of {len(parities)} hours differ",
+                metadata={
+                    AUDIT_RANGE: MetadataValue.text(f"{start.isoformat()}/{end.isoformat()}"),
+                    "clickhouse_version": MetadataValue.text(clickhouse_version),
+                    **verdicts_metadata(parities, [p for p in parities if not p.content_matches]),
+                },
+            )
+        )
+    return observations
+
+
 @op(out=Out(dict), description="Every cold table against its warm table, hour by hour, and the warm medallion's consistency.")
 def audit_cold_tier(
     context: OpExecutionContext, config: AuditConfig, clickhouse: ClickHouseResource, iceberg: IcebergResource
@@ -267,24 +290,8 @@ def audit_cold_tier(
     with clickhouse.connect() as client:
         report = run_audit(client, iceberg.catalog(), start, end, policy=HourPolicy.from_settings(Settings.from_env()))
         clickhouse_version = str(client.server_version)
-    # Each table's verdicts, hour by hour, where the exporter and the status page read them
-    # (monitoring/): they never query a tier themselves.
-    for spec in TABLES:
-        parities = [p for p in report.parity if p.table == spec.cold]
-        context.log_event(
-            AssetObservation(
-                asset_key=cold_asset_key(spec),
-                description=f"audit of [{start:%Y-%m-%d}, {end:%Y-%m-%d}): "
-                f"{sum(not p.content_matches for p in parities)} of {len(parities)} hours differ",
-                metadata={
-                    AUDIT_RANGE: MetadataValue.text(f"{start.isoformat()}/{end.isoformat()}"),
-                    # When this table's hours were read: a check or repair after it is newer.
-                    "compared_at": MetadataValue.timestamp(report.compared_at[spec.cold]),
-                    "clickhouse_version": MetadataValue.text(clickhouse_version),
-                    **verdicts_metadata(parities, [p for p in parities if not p.content_matches]),
-                },
-            )
-        )
+    for observation in audit_observations(report, start, end, clickhouse_version):
+        context.log_event(observation)
     mismatches = [{"table": p.table, "hour": p.partition_key, "warm": p.warm_rows, "cold": p.cold_rows} for p in report.mismatches]
     context.log.info(format_report(report))
     context.add_output_metadata(

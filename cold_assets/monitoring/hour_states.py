@@ -57,9 +57,10 @@ def keys_of_range(spec: MirroredTable, partition_key: str) -> list[str]:
     return [partition_key_of(start + timedelta(hours=h)) for h in range(int((end - start) / timedelta(hours=1)))]
 
 
-# A check's verdict is timed when its step logged it, up to a step's length after it compared
-# (a backfill's step spans several commits); the audit's, when it read the table. Two verdicts
-# on one hour closer than this are of uncertain order, and the alarming one is kept.
+# A verdict recorded before verdicts carried `compared_at` is timed when its step logged it,
+# up to a step's length after it compared (a backfill's step spans several commits). Two
+# verdicts on one hour closer than this, one of them timed so, are of uncertain order, and
+# the alarming one is kept.
 UNCERTAIN_ORDER_S = 300.0
 
 
@@ -67,6 +68,7 @@ UNCERTAIN_ORDER_S = 300.0
 class _Hour:
     newest_at: float
     newest: HourState
+    newest_exact: bool  # `newest_at` is when the tiers were compared
     refused_at: float | None = None  # the newest refusal
     cleared_at: float | None = None  # the newest verdict that found the hour whole (or open)
 
@@ -79,17 +81,18 @@ class VerdictBook:
         self.spec = spec
         self._hours: dict[str, _Hour] = {}
 
-    def record(self, at: float, states: Mapping[str, HourState]) -> None:
-        """A verdict made at `at` (Unix seconds). A mismatch does not hide a refusal: the audit,
-        which knows nothing of the offload's refusals, sees a refused hour as mismatched; a
-        newer verdict that finds the hour whole clears it."""
+    def record(self, at: float, states: Mapping[str, HourState], exact: bool = True) -> None:
+        """A verdict made at `at` (Unix seconds; `exact`: when the tiers were compared, else
+        when it was recorded). A mismatch does not hide a refusal: the audit, which knows
+        nothing of the offload's refusals, sees a refused hour as mismatched; a newer verdict
+        that finds the hour whole clears it."""
         for key, state in states.items():
             for hour in keys_of_range(self.spec, key):
                 known = self._hours.get(hour)
                 if known is None:
-                    known = self._hours[hour] = _Hour(at, state)
-                elif _newer(at, state, known.newest_at, known.newest):
-                    known.newest_at, known.newest = at, state
+                    known = self._hours[hour] = _Hour(at, state, exact)
+                elif _newer(at, state, exact, known):
+                    known.newest_at, known.newest, known.newest_exact = at, state, exact
                 if state is HourState.REFUSED:
                     known.refused_at = max(at, known.refused_at or at)
                 elif state not in ALARMING:
@@ -108,10 +111,11 @@ class VerdictBook:
             del self._hours[old]
 
 
-def _newer(at: float, state: HourState, known_at: float, known: HourState) -> bool:
-    if abs(at - known_at) < UNCERTAIN_ORDER_S and (state in ALARMING) != (known in ALARMING):
+def _newer(at: float, state: HourState, exact: bool, known: _Hour) -> bool:
+    uncertain = not (exact and known.newest_exact) and abs(at - known.newest_at) < UNCERTAIN_ORDER_S
+    if uncertain and (state in ALARMING) != (known.newest in ALARMING):
         return state in ALARMING
-    return at >= known_at
+    return at >= known.newest_at
 
 
 def state_now(

@@ -32,7 +32,7 @@ from pyiceberg.catalog import Catalog
 from cold_assets.defs.alerts import ALERT_TAG, ALERTS_SENT, UNDELIVERED
 from cold_assets.defs.assets import cold_asset_key
 from cold_assets.defs.check_history import CheckCursor, follow_check
-from cold_assets.defs.checks import CONTENT_PARITY
+from cold_assets.defs.checks import COMPARED_AT, CONTENT_PARITY
 from cold_assets.defs.nightly import AUDIT_RANGE, COMPACTION_JOB, DAILY_AUDIT_JOB, EXPIRY_JOB
 from cold_assets.hours import HourPolicy
 from cold_assets.internals import SensorState, sensor_states
@@ -366,8 +366,12 @@ class TierReader:
             metadata = {name: value.value for name, value in evaluation.metadata.items()}
             # (Before `hours_unchecked` was recorded: a check that only warned computed no checksum.)
             content_checked = evaluation.passed or evaluation.severity.value == "ERROR"
-            at = record.event.timestamp if record.event else record.create_timestamp
-            self._books[spec.cold].record(at, verdicts_of(metadata, content_checked))
+            compared = metadata.get(COMPARED_AT)
+            if isinstance(compared, int | float):
+                self._books[spec.cold].record(float(compared), verdicts_of(metadata, content_checked))
+            else:  # (recorded before checks carried it)
+                at = record.event.timestamp if record.event else record.create_timestamp
+                self._books[spec.cold].record(at, verdicts_of(metadata, content_checked), exact=False)
 
     def _follow_observations(self, spec: MirroredTable, key: AssetKey) -> None:
         cursor = self._observation_cursor.get(spec.cold)
@@ -396,9 +400,11 @@ class TierReader:
             metadata = observation.metadata
             if AUDIT_RANGE in metadata:
                 values = {name: value.value for name, value in metadata.items()}
-                compared = values.get("compared_at")
-                at = float(compared) if isinstance(compared, int | float) else self._run_start(record)
-                self._books[spec.cold].record(at, verdicts_of(values))
+                compared = values.get(COMPARED_AT)
+                if isinstance(compared, int | float):
+                    self._books[spec.cold].record(float(compared), verdicts_of(values))
+                else:
+                    self._books[spec.cold].record(self._run_start(record), verdicts_of(values), exact=False)
                 self._clickhouse_version = str(values.get("clickhouse_version") or self._clickhouse_version)
             elif (cutover := _timestamp(metadata, "federation_cutover")) is not None:
                 self._cutover[spec.cold] = max(cutover, self._cutover.get(spec.cold, cutover))

@@ -69,6 +69,9 @@ class HourParity:
     # AS_OFFLOADED: the warm hour's rows now. It only grows while the hour is open, so fewer
     # than cold holds means warm lost rows.
     warm_rows_now: int | None = None
+    # When the tiers were read for this verdict (before either was): of two verdicts on an
+    # hour, the one compared later is the newer, whenever each was recorded.
+    compared_at: datetime | None = None
 
     @property
     def cold_only(self) -> bool:
@@ -311,6 +314,7 @@ def partitions_parity(
     record counts where they answer exactly, reading no data file: what a sensor looking for
     late rows in warm needs. A data file lost from storage is then not noticed: the checks
     and the audit, which read the files, are what notice it."""
+    compared_at = datetime.now(UTC)
     statuses = {key: policy.status(spec, hour_of(key), now) for key in partition_keys}
     ranges = {key: spec.offload_range(hour_of(key)) for key in partition_keys}
     # What an open hour's last offload left (per bucket: the daily bars' day is one bucket):
@@ -340,7 +344,9 @@ def partitions_parity(
         bucket = int(bucket_start.timestamp())
         c_rows, c_sum = cold.get(bucket, (0, 0))
         if statuses[key] is HourStatus.COLD_ONLY:
-            parities.append(HourParity(spec.cold, key, 0, c_rows, None, c_sum if content else None, ParityBasis.COLD_ONLY))
+            parities.append(
+                HourParity(spec.cold, key, 0, c_rows, None, c_sum if content else None, ParityBasis.COLD_ONLY, compared_at=compared_at)
+            )
             continue
         w_rows, w_sum = warm.get(bucket, (0, 0))
         basis, now_rows = ParityBasis.WARM_HOUR, None
@@ -354,7 +360,8 @@ def partitions_parity(
             basis = ParityBasis.WARM_TO_WATERMARK
         parities.append(
             HourParity(
-                spec.cold, key, w_rows, c_rows, w_sum if content else None, c_sum if content else None, basis, now_rows
+                spec.cold, key, w_rows, c_rows, w_sum if content else None, c_sum if content else None, basis, now_rows,
+                compared_at,
             )
         )
     return parities

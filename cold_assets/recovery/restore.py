@@ -178,18 +178,17 @@ def _restore_table(
             sql = render("restore_missing_rows", added=added, cold_rows=cold_rows, warm=warm, columns=listed, time_column=time_column)
         client.command(sql, parameters=bounds)
     partition_key = client.query(render("restore_partition_key"), parameters={"table": spec.warm}).result_rows[0][0]
-    by_partition = {}
+    by_partition: dict[str, dict[str, int]] = {}
     for source, column in ((warm, time_column), (cold_rows, time_column), (added, time_column)):
         sql = render("restore_rows_by_partition", partition_key=partition_key, table=source, time_column=column)
-        by_partition[source] = dict(client.query(sql, parameters=bounds).result_rows)
+        by_partition[source] = {str(name): int(rows) for name, rows in client.query(sql, parameters=bounds).result_rows}
     if not report.dry_run:
         for partition_id in _staged_partitions(client, added):
             client.command(render("restore_attach", warm=warm, partition_id=format_str(partition_id), added=added))
     names = sorted(set(by_partition[warm]) | set(by_partition[cold_rows]) | set(by_partition[added]))
     return [
         PartitionRestore(
-            spec.cold, name, int(by_partition[warm].get(name, 0)), int(by_partition[cold_rows].get(name, 0)),
-            int(by_partition[added].get(name, 0)),
+            spec.cold, name, by_partition[warm].get(name, 0), by_partition[cold_rows].get(name, 0), by_partition[added].get(name, 0)
         )
         for name in names
     ]

@@ -310,6 +310,20 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if report.ok else EXIT_FAILED
 
 
+def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
+    from cold_assets.hours import HourPolicy
+    from cold_assets.recovery.restore import format_restore, restore
+
+    tables = [table_by_cold_name(name) for name in args.tables] if args.tables else None
+    warm, cold = _initialized(settings)
+    with warm.connect() as client:
+        report = restore(
+            client, cold.catalog(), args.start, args.end, tables, HourPolicy.from_settings(settings), dry_run=args.dry_run
+        )
+    print(format_restore(report))
+    return 0 if report.ok else EXIT_FAILED
+
+
 def _tier_collector(settings: Settings, args: argparse.Namespace) -> "TierCollector":
     """The reader of the metrics and the status page: Dagster's instance (DAGSTER_HOME's, or
     the embedded default's under COLD_HOME) and the catalog. Neither tier's data is read."""
@@ -535,6 +549,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table", action="append", help="a cold table name (repeatable); default: all ten")
     p.set_defaults(func=cmd_audit)
     p = sub.add_parser(
+        "restore",
+        help="write cold's rows back into the warm tables that lack them, for hours inside warm's retention, then audit "
+        "the range; exit 0 when the audit is green, 1 if not, 2 on a refused range",
+    )
+    p.add_argument("--from", dest="start", required=True, type=hour_arg, help="first hour, ISO 8601 (UTC if no offset)")
+    p.add_argument("--to", dest="end", required=True, type=hour_arg, help="end of the range (exclusive), on the hour")
+    p.add_argument("--tables", nargs="+", metavar="TABLE", help="cold table names; default: all ten")
+    p.add_argument("--dry-run", action="store_true", help="print per table and partition what would be written; write nothing")
+    p.set_defaults(func=cmd_restore)
+    p = sub.add_parser(
         "metrics", help="serve Prometheus metrics of the cold tier at /metrics, and the status page at /, from Dagster's record"
     )
     p.add_argument("--listen", default="127.0.0.1:9108", help="HOST:PORT to serve on (default 127.0.0.1:9108)")
@@ -616,7 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # The commands that read or write the configured tiers (bench and soak keep to throwaway state).
-TIER_COMMANDS = ("init", "simulate", "federate", "dev", "demo", "audit")  # metrics and status say their own
+TIER_COMMANDS = ("init", "simulate", "federate", "dev", "demo", "audit", "restore")  # metrics and status say their own
 
 
 def _add_window_option(p: argparse.ArgumentParser) -> None:

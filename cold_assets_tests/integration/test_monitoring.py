@@ -18,6 +18,7 @@ import pytest
 
 from cold_assets.definitions import build_definitions
 from cold_assets.defs.nightly import DAILY_AUDIT_JOB
+from cold_assets.defs.recovery import RESTORE_JOB
 from cold_assets.hours import HourPolicy
 from cold_assets.monitoring.exporter import exporter_server
 from cold_assets.monitoring.hour_states import HourState
@@ -25,7 +26,7 @@ from cold_assets.monitoring.metrics import TierCollector
 from cold_assets.monitoring.tier_status import TierReader
 from cold_assets.parity.audit import run_audit
 from cold_assets.parity.checksums import ParityBasis
-from cold_assets.partitions import partition_key_of
+from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.settings import Settings
 from cold_assets.tables import TABLES
 from cold_assets.tools.instance import embedded_instance
@@ -291,6 +292,14 @@ def test_prometheus_and_the_status_page_show_every_hour_as_the_audit_judged_it(s
     assert _state(collector, "raw_trades", keys[1]) is HourState.REFUSED
     audit_again(live)
     assert _state(collector, "raw_trades", keys[1]) is HourState.REFUSED
+    # The operator restores the row warm lost from cold, with the restore job as the webserver
+    # launches it: its audit of the hour is green and recorded, and the hour is proven again.
+    restore = build_definitions(live).resolve_job_def(RESTORE_JOB)
+    hour = hour_of(keys[1])
+    config = {"from_hour": hour.isoformat(), "to_hour": (hour + timedelta(hours=1)).isoformat(), "dry_run": False}
+    run_config = {"ops": {"restore_from_cold": {"config": config}}}
+    assert restore.execute_in_process(instance=embedded_instance(live), run_config=run_config).success
+    assert _state(collector, "raw_trades", keys[1]) is HourState.PROVEN
 
 
 def _state(collector: TierCollector, table: str, hour: str) -> HourState:

@@ -51,13 +51,24 @@ def test_the_newest_verdict_wins_whatever_order_they_are_read_in():
 
 
 def test_of_two_verdicts_too_close_to_order_the_alarming_one_is_kept():
-    # A check is timed when its step logged it, which may be after the audit read the hour.
-    verdicts = [(1000.0, HourState.MISMATCHED), (1100.0, HourState.PROVEN)]
+    # A check recorded before checks carried `compared_at` is timed when its step logged it,
+    # which may be after the audit read the hour.
+    verdicts = [(1000.0, HourState.MISMATCHED, True), (1100.0, HourState.PROVEN, False)]
+    for order in (verdicts, verdicts[::-1]):
+        book = VerdictBook(RAW)
+        for at, state, exact in order:
+            book.record(at, {CLOSED: state}, exact=exact)
+        assert book.state(CLOSED) is HourState.MISMATCHED
+
+
+def test_a_repair_compared_a_minute_after_the_mismatch_proves_the_hour():
+    # Both timed by when they compared: the repair's check a minute after the audit is newer.
+    verdicts = [(1000.0, HourState.MISMATCHED), (1060.0, HourState.PROVEN)]
     for order in (verdicts, verdicts[::-1]):
         book = VerdictBook(RAW)
         for at, state in order:
             book.record(at, {CLOSED: state})
-        assert book.state(CLOSED) is HourState.MISMATCHED
+        assert book.state(CLOSED) is HourState.PROVEN
 
 
 def test_a_mismatch_does_not_hide_a_refusal_and_a_newer_proof_clears_it_in_any_order():

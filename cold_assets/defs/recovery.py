@@ -1,0 +1,89 @@
+"""The recovery jobs, launched by people from the webserver: restore warm from cold."""
+
+from datetime import UTC, datetime
+
+from dagster import Config, Failure, MetadataValue, OpExecutionContext, job, op
+from pydantic import Field
+
+from cold_assets.defs.nightly import audit_observations
+from cold_assets.defs.resources import ClickHouseResource, IcebergResource
+from cold_assets.hours import HourPolicy
+from cold_assets.recovery.restore import RestoreReport, format_restore, restore
+from cold_assets.settings import Settings
+from cold_assets.tables import table_by_cold_name
+
+RESTORE_JOB = "restore_warm"
+
+
+class RestoreConfig(Config):
+    from_hour: str = Field(description="First hour restored, ISO 8601 on the hour (UTC without an offset), inside warm's retention.")
+    to_hour: str = Field(description="End of the range (exclusive), on the hour.")
+    tables: list[str] = Field(default=[], description="Cold table names (raw_trades, silver_trades, ...); empty: all ten.")
+    dry_run: bool = Field(
+        default=True,
+        description="Count what would be written, per table and partition, and write nothing. Launch again with "
+        "false to restore.",
+    )
+
+
+def _hour(name: str, value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise Failure(description=f"{name}={value!r} is not an ISO 8601 date-time") from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+@op(description="Write cold's rows of the range back into the warm tables that lack them, then audit the range.")
+def restore_from_cold(
+    context: OpExecutionContext, config: RestoreConfig, clickhouse: ClickHouseResource, iceberg: IcebergResource
+) -> None:
+    start, end = _hour("from_hour", config.from_hour), _hour("to_hour", config.to_hour)
+    try:
+        tables = [table_by_cold_name(name) for name in config.tables] or None
+    except ValueError as error:
+        raise Failure(description=str(error)) from None
+    with clickhouse.connect() as client:
+        try:
+            report = restore(
+                client, iceberg.catalog(), start, end, tables,
+                policy=HourPolicy.from_settings(Settings.from_env()), dry_run=config.dry_run,
+            )
+        except ValueError as refused:  # (RestoreRefused: before anything was written)
+            raise Failure(description=str(refused)) from None
+        clickhouse_version = str(client.server_version)
+    context.log.info(format_restore(report))
+    if report.audit is not None:
+        # The audit's verdicts, where the exporter and the status page read them.
+        for observation in audit_observations(report.audit, start, end, clickhouse_version):
+            context.log_event(observation)
+    context.add_output_metadata(_metadata(report))
+    if report.audit is not None and not report.audit.ok:
+        raise Failure(
+            description=f"restored {report.rows_added} rows, but the audit of the range is not green: "
+            f"{len(report.audit.mismatches)} table-hours differ, {len(report.audit.medallion_failures)} medallion checks failed"
+        )
+
+
+def _metadata(report: RestoreReport) -> dict:
+    rows = "\n".join(
+        f"| {p.table} | {p.partition} | {p.warm_rows} | {p.cold_rows} | {p.rows_added} |" for p in report.partitions
+    )
+    added = "rows to add" if report.dry_run else "rows added"
+    header = f"| table | partition | warm rows | cold rows | {added} |\n|---|---|---|---|---|\n"
+    return {
+        "dry_run": MetadataValue.bool(report.dry_run),
+        ("rows_to_add" if report.dry_run else "rows_added"): MetadataValue.int(report.rows_added),
+        "partitions": MetadataValue.md(header + rows),
+        **({"audit_green": MetadataValue.bool(report.audit.ok)} if report.audit is not None else {}),
+    }
+
+
+@job(
+    name=RESTORE_JOB,
+    description="Restore warm from cold for hours inside warm's retention: only what warm lacks, each layer from its "
+    "own cold table, no view runs; then the audit of the range. The launchpad's form defaults to a dry run.",
+)
+def restore_job() -> None:
+    restore_from_cold()
+
