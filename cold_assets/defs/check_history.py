@@ -40,6 +40,10 @@ def hours_of_evaluation(evaluation: AssetCheckEvaluation) -> tuple[list[str], di
 # after a later id's (PostgreSQL assigns ids before commit): one created this close to the
 # newest one read keeps the floor below it a while.
 RECENT_S = 60.0
+# A planned record holds the floor while its run goes, for at most this long after it was
+# made: a run that never ends (its worker killed, no run monitoring) must not hold it forever,
+# or every follow would re-read, and every cursor keep, all that came since.
+HOLD_S = 6 * 3600.0
 PAGE = 500
 
 
@@ -94,10 +98,10 @@ def follow_check(
             if evaluation is not None:
                 evaluations.append((record, evaluation))
             settled.add(record.id)
-        elif record.run_id in going:
+        elif record.run_id in going and record.create_timestamp > newest_at - HOLD_S:
             waiting.append(record.id)
         else:
-            settled.add(record.id)  # its run ended before evaluating it: it never will
+            settled.add(record.id)  # its run ended before evaluating it (or has held the floor too long)
     recent = [r.id for r in records if r.create_timestamp > newest_at - RECENT_S]
     held = waiting + recent
     floor = min(held) - 1 if held else max((r.id for r in records), default=cursor.floor)

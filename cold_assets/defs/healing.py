@@ -174,8 +174,8 @@ class Repairs:
         for table, hour in sorted(set(self.shrunk) - alerted):
             outbox.send(
                 f"cold.{table} hour {hour}: WARM HOLDS FEWER ROWS than cold ({self.shrunk[(table, hour)]}): warm lost rows "
-                "that cold keeps, so no repair is requested (a replace would delete them). If the deletion is meant, "
-                "materialize the hour with allow_fewer_rows: true."
+                "that cold keeps, so no repair is requested (a replace would delete them). If the deletion was a mistake, "
+                "`cold-assets restore` the hour from cold; if it is meant, materialize the hour with allow_fewer_rows: true."
             )
         state["shrunk"] = sorted(f"{table}|{hour}" for table, hour in set(self.shrunk) | unseen)
 

@@ -33,7 +33,7 @@ def exporter_server(listen: str, collector: TierCollector) -> ThreadingHTTPServe
                     encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
                     self._send(200, content_type, encoder(registry))
                 elif path in ("/", "/index.html"):
-                    self._send(200, "text/html; charset=utf-8", render_html(collector.status()).encode())
+                    self._send(200, "text/html; charset=utf-8", render_html(collector.status(), collector.staleness()).encode())
                 elif path == "/-/healthy":
                     # Unhealthy while a reading hangs or readings keep failing (a catalog or
                     # database that does not answer), so that a health check reports it.

@@ -39,6 +39,7 @@ PREFIX = "cold_assets"
 FIRST_READING_WAIT_S = 10.0
 # A reading in progress this long, or readings failing this long, is a stuck exporter:
 # /-/healthy says so, and `cold-assets metrics` exits for its supervisor to restart it.
+STALE_AFTER_S = 120.0  # the page names a reading older than this (and 3 refreshes) as stale
 STUCK_S = 600.0
 
 
@@ -132,6 +133,20 @@ class TierCollector(Collector):
 
     def status(self) -> TierStatus:
         return self.reading().status
+
+    def staleness(self) -> str | None:
+        """Why the newest reading may no longer be the tier's state (None: it is fresh):
+        readings since have failed, or none has ended for a while."""
+        reading = self._reading
+        if reading is None:
+            return None
+        age = time.time() - reading.succeeded_at
+        shown = f"this is the reading of {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(reading.succeeded_at))}"
+        if self.last_failure is not None:
+            return f"STALE: readings fail ({self.last_failure}); {shown}"
+        if self._background and age > max(3 * self.refresh_seconds, STALE_AFTER_S):
+            return f"STALE: no reading for {age:.0f} s; {shown}"
+        return None
 
     def reading_for(self) -> float:
         """How long the reading in progress has been (0: none)."""

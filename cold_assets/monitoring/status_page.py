@@ -97,9 +97,10 @@ def problems_of(status: TierStatus) -> list[str]:
     return problems
 
 
-def render_html(status: TierStatus) -> str:
+def render_html(status: TierStatus, stale: str | None = None) -> str:
+    """The page of `status`; `stale` says why that reading may be out of date (named first)."""
     alarming = [(t.spec.cold, h, s) for t in status.tables for h, s in t.hours.items() if s in ALARMING]
-    problems = problems_of(status)
+    problems = ([stale] if stale else []) + problems_of(status)
     healthy = not problems
     verdict = "All hours proven or in progress; nightly jobs and sensors fine" if healthy else "; ".join(problems)
     legend = "".join(

@@ -48,12 +48,12 @@ from pyiceberg.table import Table
 
 from cold_assets.soak.child import OUTCOME
 from cold_assets.soak.ledger import INSTRUMENTS, RAW_COLUMNS, SIDES, Ledger, Limits, Message, hour_floor
-from cold_assets.tables import TABLES, Layer, MirroredTable, OffloadMode
+from cold_assets.tables import TABLES, Layer, MirroredTable, OffloadMode, table_by_cold_name
 
 # Operations and faults, with their weights (per step) and probabilities (per run).
 OPERATIONS: dict[str, int] = {
     "feed": 18, "late": 10, "duplicates_and_malformed": 8, "tick": 14, "sensors": 10, "backfill": 6, "repair": 6,
-    "ttl": 4, "add_column": 2, "expiry": 4, "compaction": 2, "rollback": 4, "federate": 4, "audit": 3,
+    "ttl": 4, "add_column": 2, "expiry": 4, "compaction": 2, "rollback": 4, "federate": 4, "audit": 3, "restore": 3,
 }
 FAULTS = {"kill": 0.10, "second_writer": 0.10, "unknown_commit": 0.08}
 WEBHOOK_FLIP = 0.12  # per step: the webhook goes down, or comes back
@@ -430,6 +430,42 @@ class Soak:
         self.forgotten.add(hour)
         return f"warm forgot {hour:%H:%M}"
 
+    def op_restore(self) -> str:
+        """An operator's mistaken delete in warm, then `cold-assets restore` of the hour: warm
+        holds the hour as cold does again (cold held it whole, by the ledger), nothing doubled."""
+        from cold_assets.hours import HourPolicy
+        from cold_assets.recovery.restore import restore
+
+        closed = [h for h in self._open_hours() if h < hour_floor(datetime.now(UTC)) - timedelta(hours=1)]
+        if not closed:
+            return "no closed hour"
+        hour = self.rng.choice(closed)
+        if self._differences(hour):
+            self.tally.skipped["restore: hour not whole in cold yet"] += 1
+            return f"{hour:%H:%M} not whole in cold yet"
+        damaged = self.rng.sample([t for t in TABLES if t.gold_window != "1d"], self.rng.randint(1, 4))
+        share = self.rng.choice((1, 2, 3))  # every row, or about a half or a third of them
+        with self.warm.connect() as client:
+            for spec in damaged:
+                client.command(
+                    f"ALTER TABLE {spec.warm} DELETE WHERE {spec.time_column} >= {{lo:DateTime64(6, 'UTC')}}"
+                    f" AND {spec.time_column} < {{hi:DateTime64(6, 'UTC')}} AND cityHash64(toString({spec.time_column})) % {share} = 0",
+                    parameters={"lo": hour, "hi": hour + timedelta(hours=1)}, settings={"mutations_sync": 2},
+                )
+            report = restore(client, self.catalog, hour, hour + timedelta(hours=1), None, HourPolicy.from_settings(self.settings))
+        assert report.audit is not None
+        for parity in report.audit.parity:
+            if table_by_cold_name(parity.table).gold_window == "1d":
+                continue  # (the day's bar: the day's other hours may still be taking rows)
+            self.tally.invariants["a restored hour is equal in both tiers"] += 1
+            if not parity.content_matches:
+                self._violate(
+                    "restore leaves warm equal to cold",
+                    f"{parity.table} {parity.partition_key}: warm {parity.warm_rows} rows, cold {parity.cold_rows} after the restore",
+                )
+        names = ", ".join(t.cold for t in damaged)
+        return f"warm lost 1/{share} of {hour:%H:%M} in {names}; restored {report.rows_added} rows"
+
     def op_add_column(self) -> str:
         if self.added_columns >= MAX_ADDED_COLUMNS:
             return "enough columns added"
@@ -528,7 +564,6 @@ class Soak:
         from cold_assets.parity.audit import run_audit
         from cold_assets.parity.checksums import ParityBasis
         from cold_assets.partitions import hour_of
-        from cold_assets.tables import table_by_cold_name
         from cold_assets.warm.read import warm_now
 
         first = self.rng.randrange(len(self.hours))
@@ -633,7 +668,6 @@ class Soak:
         from dagster import AssetCheckEvaluation, DagsterEventType
 
         from cold_assets.partitions import hour_of
-        from cold_assets.tables import table_by_cold_name
 
         record_of_run = self.instance.get_run_record_by_id(run_id)
         if record_of_run is None:

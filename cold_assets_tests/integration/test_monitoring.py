@@ -23,6 +23,7 @@ from cold_assets.hours import HourPolicy
 from cold_assets.monitoring.exporter import exporter_server
 from cold_assets.monitoring.hour_states import HourState
 from cold_assets.monitoring.metrics import TierCollector
+from cold_assets.monitoring.status_page import render_html
 from cold_assets.monitoring.tier_status import TierReader
 from cold_assets.parity.audit import run_audit
 from cold_assets.parity.checksums import ParityBasis
@@ -337,3 +338,24 @@ def test_each_alert_rule_points_at_a_runbook_entry_that_exists():
         url = rule["annotations"]["runbook_url"]
         assert url.startswith("{{ $externalLabels.runbook_base }}/runbook.md#"), (rule["alert"], url)
         assert url.rsplit("#", 1)[1] in anchors, (rule["alert"], url)
+
+
+def test_the_page_says_stale_when_readings_fail_after_a_good_one(settings, warm, cold, monkeypatch):
+    """A reading that fails (fault injected: the instance's database down) leaves the last
+    good reading served; the page names it stale and why, instead of showing it as current."""
+    reader = TierReader(embedded_instance(settings), cold.catalog(), settings)
+    collector = TierCollector(reader, refresh_seconds=3600)  # a scrape serves the last reading
+    collector.refresh()
+    assert collector.staleness() is None
+    assert "STALE" not in render_html(collector.status(), collector.staleness())
+
+    def database_down(now=None):
+        raise RuntimeError("could not connect to server: Connection refused")
+
+    monkeypatch.setattr(reader, "read", database_down)
+    with pytest.raises(RuntimeError):
+        collector.refresh()
+    stale = collector.staleness()
+    assert stale is not None and "Connection refused" in stale
+    page = render_html(collector.status(), stale)
+    assert "STALE: readings fail" in page and "All hours proven" not in page

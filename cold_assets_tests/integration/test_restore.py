@@ -4,16 +4,18 @@ from datetime import UTC, timedelta
 
 import pytest
 
+from cold_assets.cold.ranges import range_filter
 from cold_assets.hours import HourPolicy
 from cold_assets.partitions import partition_key_of
 from cold_assets.recovery.restore import STAGE_PREFIX, RestoreRefused, restore
-from cold_assets.tables import GOLD_WINDOWS, TABLES, Layer
+from cold_assets.tables import GOLD_WINDOWS, TABLES, Layer, table_by_cold_name
 from cold_assets.warm.read import warm_now
 from cold_assets_tests.support.offload_helpers import (
     NO_OVERLAP,
     START,
     assert_tiers_equal,
     feed,
+    insert_late_raw,
     run_offload,
     warm_hour,
 )
@@ -155,3 +157,40 @@ def test_a_restored_bar_merged_with_later_trades_of_its_window_is_the_unbroken_b
             assert str(opened[3]) == "1.00000000"  # the late trade at the hour's first instant opens it
             if table.gold_window == "1h":
                 assert str(opened[6]) == "99999.00000000"  # and the one at its last instant closes it
+
+
+def test_the_restore_command_dry_runs_restores_and_refuses_with_its_exit_codes(live, settings, warm, cold, capsys):
+    """The command an operator runs at 3 a.m.: production lag, rows of the current hour still
+    arriving, warm lost an hour of bronze."""
+    from cold_assets.tools.cli import main
+
+    feed(warm, hours=2)
+    run_offload(settings, DAY_KEYS[:2])
+    hour = START + timedelta(hours=1)
+    with warm.connect() as client:
+        client.command(
+            "ALTER TABLE bronze_trades DELETE WHERE exchange_ts >= {h:DateTime64(6, 'UTC')} AND exchange_ts < {h:DateTime64(6, 'UTC')} "
+            "+ INTERVAL 1 HOUR", parameters={"h": hour}, settings={"mutations_sync": 2},
+        )
+        in_hour = range_filter("exchange_ts", hour, hour + timedelta(hours=1))
+        lost = cold.catalog().load_table(("cold", "bronze_trades")).scan(row_filter=in_hour).count()
+        now = warm_now(client).replace(minute=0, second=0, microsecond=0)
+    insert_late_raw(warm, now, 20, 900_000_000)  # rows still arriving, outside the range
+    span = ["--from", hour.isoformat(), "--to", (hour + timedelta(hours=1)).isoformat()]
+
+    assert main(["restore", *span, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "dry run: nothing written" in out and f"{lost} rows would add" in out
+    bronze = [line.split() for line in out.splitlines() if line.strip().startswith("bronze_trades")]
+    assert bronze == [["bronze_trades", f"{hour:%Y%m%d}", "0", str(lost), str(lost)]]
+
+    assert main(["restore", *span, "--tables", "bronze_trades", "raw_trades"]) == 0
+    out = capsys.readouterr().out
+    assert f"{lost} rows added" in out and "audit of the range after the restore: green" in out
+    assert_tiers_equal(warm, cold, [hour], tables=[table_by_cold_name("bronze_trades")])
+
+    old = (now - timedelta(days=40)).isoformat()
+    assert main(["restore", "--from", old, "--to", (now - timedelta(days=39)).isoformat()]) == 2
+    assert "outside warm's retention" in capsys.readouterr().err
+    assert main(["restore", *span, "--tables", "bronze"]) == 2
+    assert "unknown cold table 'bronze'" in capsys.readouterr().err
