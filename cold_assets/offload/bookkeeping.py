@@ -31,6 +31,14 @@ from cold_assets.tables import MirroredTable
 SUMMARY = "cold-assets."  # prefix of our snapshot summary properties
 PARTITIONS = f"{SUMMARY}partitions"  # the per-range map
 RUN_ID = f"{SUMMARY}run-id"
+SOURCE = f"{SUMMARY}source"  # where a commit's rows came from (OffloadSource); absent: warm
+
+
+class OffloadSource(str, Enum):
+    """Where an offload's rows come from."""
+
+    WARM = "warm"  # the warm tier (every offload, repair and backfill)
+    REPROCESS = "reprocess"  # a scratch medallion recomputed from cold raw (recovery/reprocess.py)
 _LEGACY_PARTITION = f"{SUMMARY}partition"  # one range per snapshot, before the map
 
 
@@ -63,10 +71,11 @@ class PartitionState:
         return entry
 
 
-def commit_summary(run_id: str, entries: Mapping[str, dict]) -> dict[str, str]:
+def commit_summary(run_id: str, entries: Mapping[str, dict], source: OffloadSource = OffloadSource.WARM) -> dict[str, str]:
     """The snapshot summary of one offload commit: `entries` maps each offload range's start
     (its partition key) to `PartitionState.entry`."""
-    return {RUN_ID: run_id, PARTITIONS: json.dumps(dict(sorted(entries.items())), separators=(",", ":"))}
+    summary = {RUN_ID: run_id, PARTITIONS: json.dumps(dict(sorted(entries.items())), separators=(",", ":"))}
+    return summary if source is OffloadSource.WARM else summary | {SOURCE: source.value}
 
 
 @lru_cache(maxsize=4096)

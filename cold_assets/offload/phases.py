@@ -19,7 +19,7 @@ from pyiceberg.expressions import BooleanExpression
 from pyiceberg.manifest import DataFile
 
 from cold_assets.hours import HourPolicy, HourStatus
-from cold_assets.offload.bookkeeping import PartitionState
+from cold_assets.offload.bookkeeping import OffloadSource, PartitionState
 from cold_assets.tables import MirroredTable
 
 
@@ -43,6 +43,7 @@ class RunOptions:
     allow_fewer_rows: bool
     now: datetime  # the warm clock, read once per run
     policy: HourPolicy
+    source: OffloadSource = OffloadSource.WARM
 
 
 @dataclass(frozen=True)

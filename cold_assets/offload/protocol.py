@@ -59,7 +59,14 @@ from pyiceberg.table import Table
 from cold_assets.cold.holdings import ColdFiles
 from cold_assets.hours import HourPolicy, HourStatus
 from cold_assets.offload import commit, plan, stream
-from cold_assets.offload.bookkeeping import Ancestry, PartitionState, StateSource, commit_summary, snapshot_id
+from cold_assets.offload.bookkeeping import (
+    Ancestry,
+    OffloadSource,
+    PartitionState,
+    StateSource,
+    commit_summary,
+    snapshot_id,
+)
 from cold_assets.offload.phases import ColdMatch, ColdRowsWouldBeLost, Decided, Outcome, RunOptions, Settled, ToRead, Written
 from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.tables import MirroredTable
@@ -123,6 +130,7 @@ def offload_partitions(
     warm_retention: timedelta = timedelta(days=30),
     now: datetime | None = None,
     checkpoint_hours: int = DEFAULT_CHECKPOINT_HOURS,
+    source: OffloadSource = OffloadSource.WARM,
 ) -> Iterator[Checkpoint]:
     """Offloads hourly partitions of one table, one commit per checkpoint of at most
     `checkpoint_hours` offload ranges (see the module docstring for the protocol), yielding
@@ -132,7 +140,8 @@ def offload_partitions(
     `replace_hour` forces an append
     layer's hours to be replaced wholesale (a repair), still only up to the settle lag.
     `allow_fewer_rows` lets a replace delete cold rows warm no longer has (an operator
-    correcting history). `now` is the warm clock the run decides by (default: read now); one
+    correcting history). `source` is recorded in each commit's summary: `client` is the warm
+    tier, or a reprocess's scratch medallion. `now` is the warm clock the run decides by (default: read now); one
     reading per run keeps its offloads and checks consistent."""
     if settle_lag < timedelta(0) or overlap < timedelta(0):
         raise ValueError(f"settle lag ({settle_lag}) and append overlap ({overlap}) must not be negative")
@@ -144,7 +153,7 @@ def offload_partitions(
     for key in sorted(set(partition_keys)):
         by_range.setdefault(spec.offload_range(hour_of(key))[0], []).append(key)
     starts = sorted(by_range)
-    options = RunOptions(run_id, settle_lag, replace_hour, overlap, allow_fewer_rows, now, policy)
+    options = RunOptions(run_id, settle_lag, replace_hour, overlap, allow_fewer_rows, now, policy, source)
     span = (starts[0], spec.offload_range(starts[-1])[1]) if starts else None
     cold_files: ColdFiles | None = None
     for i in range(0, len(starts), checkpoint_hours):
@@ -240,6 +249,7 @@ def _checkpoint(
                     partition_key_of(d.written.planned.span.start): d.new_state.entry(d.outcome.value, d.written.warm.rows)
                     for d in to_commit
                 },
+                options.source,
             )
             # Only what matched cold rows is deleted: a first backfill commits appends only.
             # Concurrent writers still cannot both commit: every snapshot asserts the branch's

@@ -1,0 +1,268 @@
+"""Reprocess: bronze, silver and gold recomputed from cold raw with the medallion's DDL.
+
+Day by day, cold raw's rows of the day (by exchange time, late ones included) go into a
+scratch medallion (an embedded chDB of its own, with the same DDL and materialized views,
+its TTLs set past the day): inserted as one block in arrival order (ingestion time, then
+receive time), so that silver's insert-time dedup keeps the first delivery of each trade as
+the live medallion did. Each derived table's hours are then compared with cold (the parity
+checksums), and the hours that differ are replaced through the offload's own protocol from
+the scratch medallion (one commit per checkpoint, each hour's bookkeeping in it, the commit
+marked `cold-assets.source = reprocess`), as a declared replacement: rows the new logic no
+longer makes go. An hour that does not differ is left as it is.
+
+Only hours warm no longer holds (older than its retention) are reprocessed: for an hour warm
+still holds, warm's rows (old logic) and cold's (new) would differ by design, and the checks,
+the self-healing sensor and the federated views, which take warm as the source of an hour it
+holds, would undo or flag it. Those are refused.
+"""
+
+import shutil
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+from clickhouse_connect.driver.client import Client
+from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table
+
+from cold_assets.cold.ranges import range_filter
+from cold_assets.hours import HourPolicy
+from cold_assets.offload.bookkeeping import OffloadSource
+from cold_assets.offload.protocol import offload_partitions
+from cold_assets.parity.checksums import partitions_parity
+from cold_assets.partitions import hour_of, partition_key_of
+from cold_assets.tables import TABLES, Layer, MirroredTable, table_by_cold_name
+from cold_assets.warm.ddl import WarmLimits, warm_statements
+from cold_assets.warm.read import identifier, read_columns, read_query, warm_now
+
+RAW = table_by_cold_name("raw_trades")
+DERIVED: tuple[MirroredTable, ...] = tuple(t for t in TABLES if t.layer in (Layer.BRONZE, Layer.SILVER, Layer.GOLD))
+SAMPLE_ROWS = 3  # changed rows shown per table, each way
+STAGED_RAW = "_cold_reprocess_raw"
+# Tables the scratch keeps between days: its reference data.
+REFERENCE_TABLES = ("instruments", "feed_limits")
+
+
+class ReprocessRefused(ValueError):
+    """The range cannot be reprocessed (warm still holds some of it, not whole days, empty)."""
+
+
+@dataclass
+class TableChange:
+    """One derived table over the range: the hours whose rows the new logic changes."""
+
+    table: str
+    hours_compared: int = 0
+    hours_changed: list[str] = field(default_factory=list)
+    rows_before: int = 0  # cold's rows in the changed hours
+    rows_after: int = 0  # the reprocess's rows in the changed hours
+    removed: list[str] = field(default_factory=list)  # a sample of rows that go
+    added: list[str] = field(default_factory=list)  # and of rows that come
+    hours_replaced: int = 0  # committed (0 in a dry run)
+
+
+@dataclass
+class ReprocessReport:
+    start: datetime
+    end: datetime
+    dry_run: bool
+    raw_rows: int = 0
+    changes: dict[str, TableChange] = field(default_factory=dict)
+
+    @property
+    def hours_changed(self) -> int:
+        return sum(len(c.hours_changed) for c in self.changes.values())
+
+
+def check_range(start: datetime, end: datetime, now: datetime, policy: HourPolicy) -> None:
+    for name, value in (("--from", start), ("--to", end)):
+        if value != value.replace(hour=0, minute=0, second=0, microsecond=0):
+            raise ReprocessRefused(f"{name} {value.isoformat()} is not a midnight (UTC): the daily bars are reprocessed whole")
+    if end <= start:
+        raise ReprocessRefused(f"the range is empty: from {start.isoformat()} to {end.isoformat()}")
+    horizon = policy.warm_horizon(now)
+    if end > horizon:
+        raise ReprocessRefused(
+            f"--to {end.isoformat()} reaches hours warm still holds (its retention keeps rows after {horizon.isoformat()}): "
+            "warm's rows of those hours (the old logic) would differ from cold's by design, and the checks and the "
+            "self-healing sensor, which take warm as the source of an hour it holds, would flag or undo them. "
+            f"Reprocess up to {horizon.replace(hour=0, minute=0, second=0, microsecond=0).isoformat()}"
+        )
+
+
+def days_of(start: datetime, end: datetime) -> list[datetime]:
+    return [start + timedelta(days=d) for d in range((end - start).days)]
+
+
+# Opens an embedded chDB at a path (ClickHouseResource(chdb_path=...).connect, from the caller).
+OpenScratch = Callable[[Path], AbstractContextManager[Client]]
+
+
+def reprocess(
+    catalog: Catalog,
+    open_scratch: OpenScratch,
+    scratch: Path,
+    start: datetime,
+    end: datetime,
+    run_id: str,
+    limits: WarmLimits,
+    now: datetime,
+    policy: HourPolicy,
+    ddl: Path | None = None,
+    dry_run: bool = False,
+    checkpoint_hours: int = 24,
+) -> ReprocessReport:
+    """Reprocesses the days of [start, end) into cold (see the module docstring). `scratch`
+    is a folder of its own for the scratch medallion (opened with `open_scratch`), removed after; `ddl` the ClickHouse DDL
+    folder (default: the project's); `now` and `policy` the warm tier's clock and hour rules,
+    which decide what warm still holds."""
+    check_range(start, end, now, policy)
+    report = ReprocessReport(start, end, dry_run, changes={t.cold: TableChange(t.cold) for t in DERIVED})
+    # The scratch's TTLs reach past the oldest day (DateTime's range ends in 2106).
+    retention = max(limits.retention_days, (datetime.now(UTC) - start).days + 2)
+    with _scratch_medallion(open_scratch, scratch, WarmLimits(retention, limits.max_lateness_days), ddl) as client:
+        for day in days_of(start, end):
+            report.raw_rows += _load_raw(client, catalog, day)
+            scratch_now = warm_now(client)
+            # Every hour of the day is closed and settled in the scratch: it holds them whole.
+            scratch_policy = HourPolicy(
+                settle_lag=timedelta(0), late_grace=timedelta(0), warm_retention=scratch_now - day + timedelta(days=1)
+            )
+            keys = [partition_key_of(day + timedelta(hours=h)) for h in range(24)]
+            for spec in DERIVED:
+                _reprocess_table(client, catalog, spec, keys, run_id, scratch_now, scratch_policy, report, checkpoint_hours)
+            _clear_day(client)
+    return report
+
+
+def _reprocess_table(
+    client: Client,
+    catalog: Catalog,
+    spec: MirroredTable,
+    keys: list[str],
+    run_id: str,
+    now: datetime,
+    policy: HourPolicy,
+    report: ReprocessReport,
+    checkpoint_hours: int,
+) -> None:
+    change = report.changes[spec.cold]
+    cold_table = catalog.load_table(spec.cold_identifier)
+    if spec.gold_window == "1d":
+        keys = keys[:1]  # the day is one range
+    parities = partitions_parity(client, cold_table, spec, keys, content=True, now=now, policy=policy)
+    changed = [p for p in parities if not p.content_matches]
+    change.hours_compared += len(parities)
+    change.hours_changed += [p.partition_key for p in changed]
+    change.rows_before += sum(p.cold_rows for p in changed)
+    change.rows_after += sum(p.warm_rows for p in changed)
+    if changed and len(change.removed) + len(change.added) == 0:
+        change.removed, change.added = _sample(client, cold_table, spec, changed[0].partition_key)
+    if report.dry_run or not changed:
+        return
+    checkpoints = offload_partitions(
+        client, cold_table, spec, [p.partition_key for p in changed], run_id,
+        settle_lag=timedelta(0), replace_hour=True, allow_fewer_rows=True, warm_retention=policy.warm_retention,
+        now=now, checkpoint_hours=checkpoint_hours, source=OffloadSource.REPROCESS,
+    )
+    for checkpoint in checkpoints:
+        if checkpoint.refused:  # (allow_fewer_rows: a replace is never refused; said loudly if it is)
+            raise RuntimeError(f"reprocess of {spec.cold}: {checkpoint.refused[0]}")
+        change.hours_replaced += len(checkpoint.results)
+
+
+def _sample(client: Client, cold_table: Table, spec: MirroredTable, partition_key: str) -> tuple[list[str], list[str]]:
+    """A few rows of one changed hour that go, and that come (as the offload reads them)."""
+    start, end = spec.offload_range(hour_of(partition_key))
+    query = read_query(spec, read_columns(client, spec, cold_table.schema()), start, end)
+    new = client.query_arrow(query.sql, parameters=query.parameters)
+    old = cold_table.scan(row_filter=range_filter(spec.time_column, start, end), selected_fields=tuple(new.schema.names)).to_arrow()
+
+    def rows(table: pa.Table) -> Counter:
+        return Counter(tuple(str(v) for v in r.values()) for r in table.select(new.schema.names).to_pylist())
+
+    before, after = rows(old), rows(new)
+    name = ", ".join(new.schema.names)
+    removed = [f"({name}) = {r}" for r in list((before - after).elements())[:SAMPLE_ROWS]]
+    added = [f"({name}) = {r}" for r in list((after - before).elements())[:SAMPLE_ROWS]]
+    return removed, added
+
+
+@contextmanager
+def _scratch_medallion(open_scratch: OpenScratch, scratch: Path, limits: WarmLimits, ddl: Path | None) -> Iterator[Client]:
+    if scratch.exists():
+        shutil.rmtree(scratch)  # a scratch left by a reprocess that was killed
+    scratch.mkdir(parents=True)
+    try:
+        with open_scratch(scratch / "chdb") as client:
+            for statement in warm_statements(limits, ddl):
+                client.command(statement)
+            yield client
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _load_raw(client: Client, catalog: Catalog, day: datetime) -> int:
+    """Cold raw's rows of the day into the scratch's trades_raw, as one block in arrival order,
+    through the materialized views; returns how many."""
+    table = catalog.load_table(RAW.cold_identifier)
+    if table.current_snapshot() is None:
+        return 0
+    columns = [c.name for c in read_columns(client, RAW) or []]
+    present = {f.name for f in table.schema().fields}
+    columns = [c for c in columns if c in present]
+    staged = identifier(STAGED_RAW)
+    client.command(f"DROP TABLE IF EXISTS {staged}")
+    client.command(f"CREATE TABLE {staged} AS {identifier(RAW.warm)} ENGINE = MergeTree ORDER BY tuple()")
+    scan = table.scan(row_filter=range_filter(RAW.time_column, day, day + timedelta(days=1)), selected_fields=tuple(columns))
+    rows = 0
+    for batch in scan.to_arrow_batch_reader():
+        if batch.num_rows:
+            client.insert_arrow(staged, pa.Table.from_batches([batch]))
+            rows += batch.num_rows
+    if rows:
+        listed = ", ".join(identifier(c) for c in columns)
+        # One block (the views see the day at once, as silver's LIMIT 1 BY needs), in arrival order.
+        block = {"max_block_size": rows + 1, "min_insert_block_size_rows": rows + 1,
+                 "min_insert_block_size_bytes": 0, "max_insert_threads": 1, "max_threads": 1}
+        client.command(
+            f"INSERT INTO {identifier(RAW.warm)} ({listed}) SELECT {listed} FROM {staged} ORDER BY ingested_at, received_at",
+            settings=block,
+        )
+    client.command(f"DROP TABLE {staged}")
+    return rows
+
+
+def _clear_day(client: Client) -> None:
+    """Empties the scratch's medallion for the next day (its reference data stays)."""
+    names = client.query(
+        "SELECT name FROM system.tables WHERE database = currentDatabase() AND engine LIKE '%MergeTree'"
+    ).result_rows
+    for (name,) in names:
+        if name not in REFERENCE_TABLES:
+            client.command(f"TRUNCATE TABLE {identifier(str(name))}")
+
+
+def format_reprocess(report: ReprocessReport) -> str:
+    what = "would replace" if report.dry_run else "replaced"
+    lines = [
+        f"reprocess {report.start.isoformat()} .. {report.end.isoformat()} from {report.raw_rows} cold raw rows"
+        + (" (dry run: nothing written)" if report.dry_run else ""),
+        "",
+        f"  {'table':<16} {'hours':>6} {'changed':>8} {'rows before':>12} {'rows after':>11}",
+    ]
+    for c in report.changes.values():
+        lines.append(f"  {c.table:<16} {c.hours_compared:>6} {len(c.hours_changed):>8} {c.rows_before:>12} {c.rows_after:>11}")
+    for c in report.changes.values():
+        for row in c.removed:
+            lines.append(f"  {c.table} - {row}")
+        for row in c.added:
+            lines.append(f"  {c.table} + {row}")
+    lines.append("")
+    replaced = sum(c.hours_replaced for c in report.changes.values())
+    lines.append(f"{report.hours_changed} table-hours change; {replaced if not report.dry_run else report.hours_changed} {what}")
+    return "\n".join(lines)
