@@ -13,7 +13,7 @@ from cold_assets.defs.assets import cold_asset, cold_asset_key, warm_specs
 from cold_assets.defs.checks import compaction_check
 from cold_assets.defs.healing import self_healing_sensor
 from cold_assets.defs.nightly import compaction_job, daily_audit_job, expiry_job
-from cold_assets.defs.recovery import restore_job
+from cold_assets.defs.recovery import reprocess_job, restore_job
 from cold_assets.defs.resources import ClickHouseResource, IcebergResource
 from cold_assets.defs.schedules import (
     compaction_schedule,
@@ -24,7 +24,7 @@ from cold_assets.defs.schedules import (
 )
 from cold_assets.defs.ttl_guard import ttl_guard_sensor
 from cold_assets.maintenance.spark import SparkResource
-from cold_assets.partitions import hourly_partitions
+from cold_assets.partitions import daily_partitions, hourly_partitions
 from cold_assets.settings import Settings
 from cold_assets.tables import TABLES
 
@@ -39,7 +39,7 @@ def build_definitions(settings: Settings) -> Definitions:
     return Definitions(
         assets=[*warm_specs, *(cold_asset(t, partitions_def, settings) for t in TABLES)],
         asset_checks=maintenance_checks,
-        jobs=[job, compaction_job, expiry_job, daily_audit_job, restore_job],
+        jobs=[job, compaction_job, expiry_job, daily_audit_job, restore_job, reprocess_job(daily_partitions(settings), settings)],
         schedules=[
             offload_schedule(job),
             compaction_schedule(compaction_job),

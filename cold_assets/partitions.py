@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
-from dagster import HourlyPartitionsDefinition
+from dagster import DailyPartitionsDefinition, HourlyPartitionsDefinition
 
 from cold_assets.settings import Settings
 
@@ -52,6 +52,13 @@ def hourly_partitions(settings: Settings) -> HourlyPartitionsDefinition:
     return HourlyPartitionsDefinition(
         start_date=first_partition(settings), timezone="UTC", fmt=PARTITION_FORMAT, end_offset=1
     )
+
+
+def daily_partitions(settings: Settings) -> DailyPartitionsDefinition:
+    """Days (UTC) from the day of the first hourly partition, up to yesterday: the reprocess
+    job's, backfilled by day."""
+    first = hour_of(first_partition(settings))
+    return DailyPartitionsDefinition(start_date=first.replace(hour=0).strftime("%Y-%m-%d"), timezone="UTC")
 
 
 @lru_cache(maxsize=1 << 16)  # parsing is most of a sensor's Python time: a month of keys, every table, every tick
