@@ -22,7 +22,7 @@ from cold_assets.defs.nightly import audit_observations
 from cold_assets.defs.resources import ClickHouseResource, IcebergResource
 from cold_assets.hours import HourPolicy
 from cold_assets.recovery.reprocess import DERIVED, format_reprocess, reprocess
-from cold_assets.recovery.restore import RestoreReport, format_restore, restore
+from cold_assets.recovery.restore import RestoreRefused, RestoreReport, format_restore, restore
 from cold_assets.settings import Settings
 from cold_assets.tables import table_by_cold_name
 from cold_assets.warm.ddl import WarmLimits
@@ -65,7 +65,7 @@ def restore_from_cold(
                 client, iceberg.catalog(), start, end, tables,
                 policy=HourPolicy.from_settings(Settings.from_env()), dry_run=config.dry_run,
             )
-        except ValueError as refused:  # (RestoreRefused: before anything was written)
+        except RestoreRefused as refused:  # before anything was written
             raise Failure(description=str(refused)) from None
         clickhouse_version = str(client.server_version)
     context.log.info(format_restore(report))
@@ -74,10 +74,13 @@ def restore_from_cold(
         for observation in audit_observations(report.audit, start, end, clickhouse_version):
             context.log_event(observation)
     context.add_output_metadata(_metadata(report))
-    if report.audit is not None and not report.audit.ok:
+    if not report.ok:
+        partial = sum(len(w) for w in report.partial_windows.values())
+        audit = report.audit
         raise Failure(
-            description=f"restored {report.rows_added} rows, but the audit of the range is not green: "
-            f"{len(report.audit.mismatches)} table-hours differ, {len(report.audit.medallion_failures)} medallion checks failed"
+            description=f"restored {report.rows_added} rows, but not whole: {partial} gold windows warm holds in part "
+            "were not restored"
+            + (f"; the audit of the range found {len(audit.mismatches)} table-hours differing" if audit is not None else "")
         )
 
 
@@ -91,6 +94,9 @@ def _metadata(report: RestoreReport) -> dict:
         "dry_run": MetadataValue.bool(report.dry_run),
         ("rows_to_add" if report.dry_run else "rows_added"): MetadataValue.int(report.rows_added),
         "partitions": MetadataValue.md(header + rows),
+        "bars_keyed_by_window": MetadataValue.json(report.bars_keyed_by_window),
+        "bars_keyed_uncertainly": MetadataValue.json(report.bars_keyed_uncertainly),
+        "partial_windows_not_restored": MetadataValue.json(report.partial_windows),
         **({"audit_green": MetadataValue.bool(report.audit.ok)} if report.audit is not None else {}),
     }
 

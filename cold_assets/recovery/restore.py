@@ -7,7 +7,11 @@ again), and only what warm lacks comes back, so that nothing warm holds is doubl
 - silver: the rows whose key warm does not hold (warm's own row of a key stays);
 - gold: the bars whose window warm does not hold, as the aggregate states warm keeps, from
   cold's values, the open and close keyed by the first and last trade of the window in
-  cold silver (restore_missing_bars.sql says why).
+  cold silver (restore_missing_bars.sql says why). A window warm holds with fewer trades
+  than cold's bar (it lost some and took new ones since) cannot be merged without counting a
+  trade twice: it is named, left as it is, and the restore does not end green.
+
+One restore runs at a time on a warm tier (a lock table; restore_lock.sql).
 
 The rows go through staging tables (`_cold_restore_*`, dropped after) and into warm by
 `ALTER TABLE ... ATTACH PARTITION ... FROM`: atomic per partition, and no materialized view
@@ -20,10 +24,13 @@ append layer's next offload finds nothing new in them (in its overlap it replace
 by the same rows), a replace layer's fingerprint is unchanged.
 """
 
+import os
 import re
+import socket
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 from clickhouse_connect.driver.binding import format_str
@@ -42,7 +49,13 @@ SILVER = table_by_cold_name("silver_trades")
 
 
 class RestoreRefused(ValueError):
-    """The range cannot be restored (outside warm's retention, empty, not whole hours)."""
+    """The restore cannot start (the range outside warm's retention, empty, not whole hours;
+    another restore running): nothing was written."""
+
+
+class RestoreFailed(RuntimeError):
+    """The restore failed once started: the partitions attached before it stay (run it again
+    to finish: it adds only what warm still lacks)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,10 @@ class RestoreReport:
     partitions: list[PartitionRestore] = field(default_factory=list)
     # gold table -> bars restored with their window's bounds as open/close keys (no trade in cold silver)
     bars_keyed_by_window: dict[str, int] = field(default_factory=dict)
+    # gold table -> bars whose trades in cold silver do not end in their open and close (keys uncertain)
+    bars_keyed_uncertainly: dict[str, int] = field(default_factory=dict)
+    # gold table -> windows warm holds with fewer trades than cold's bar: not restored (named)
+    partial_windows: dict[str, list[str]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # cold table -> why it was left out
     audit: AuditReport | None = None  # after the rows were attached: the proof
 
@@ -74,7 +91,7 @@ class RestoreReport:
 
     @property
     def ok(self) -> bool:
-        return self.audit is None or self.audit.ok
+        return (self.audit is None or self.audit.ok) and not any(self.partial_windows.values())
 
 
 def check_range(start: datetime, end: datetime, now: datetime, policy: HourPolicy) -> None:
@@ -112,24 +129,71 @@ def restore(
     now = warm_now(client)
     check_range(start, end, now, policy)
     report = RestoreReport(start, end, dry_run)
-    stages = _Stages(client)
-    try:
-        trade_keys = None
-        if any(t.layer is Layer.GOLD for t in tables):
-            trade_keys = stages.trade_keys(catalog, *_gold_span(tables, start, end))
-        for spec in tables:
-            range_start, range_end = _table_range(spec, start, end)
-            if spec.gold_window == "1d" and range_start <= policy.warm_horizon(now):
-                range_start += timedelta(days=1)  # that day's bar began before the horizon: the TTL drops it
-                if range_start >= range_end:
-                    report.skipped[spec.cold] = "its day began before warm's retention horizon"
-                    continue
-            report.partitions += _restore_table(client, catalog, stages, spec, range_start, range_end, trade_keys, report)
-    finally:
-        stages.drop_all()
+    with _lock(client):
+        stages = _Stages(client)
+        try:
+            trade_keys = None
+            if any(t.layer is Layer.GOLD for t in tables):
+                trade_keys = stages.trade_keys(catalog, *_gold_span(tables, start, end))
+            for spec in tables:
+                range_start, range_end = _table_range(spec, start, end)
+                if spec.gold_window == "1d" and range_start <= policy.warm_horizon(now):
+                    range_start += timedelta(days=1)  # that day's bar began before the horizon: the TTL drops it
+                    if range_start >= range_end:
+                        report.skipped[spec.cold] = "its day began before warm's retention horizon"
+                        continue
+                report.partitions += _restore_table(client, catalog, stages, spec, range_start, range_end, trade_keys, report)
+        except Exception as error:
+            attached = [f"{p.table} {p.partition}" for p in report.partitions if p.rows_added and not dry_run]
+            raise RestoreFailed(
+                f"{type(error).__name__}: {error}; partitions attached before: {', '.join(attached) or 'none'}"
+            ) from error
+        finally:
+            stages.drop_all()
     if not dry_run:
         report.audit = run_audit(client, catalog, start, end, tables, policy)
     return report
+
+
+LOCK = identifier(f"{STAGE_PREFIX}lock")
+
+
+@contextmanager
+def _lock(client: Client) -> Iterator[None]:
+    """One restore at a time on a warm tier (two would both find the same rows missing, and
+    share the staging tables). A lock left by a restore killed on this host is taken over."""
+    holder = f"{socket.gethostname()} {os.getpid()} {datetime.now(UTC).isoformat()}"
+    sql = render("restore_lock", lock=LOCK, holder=format_str(holder))
+    try:
+        client.command(sql)
+    except Exception:
+        found = client.query(
+            "SELECT comment FROM system.tables WHERE database = currentDatabase() AND name = {name:String}",
+            parameters={"name": LOCK},
+        ).result_rows
+        held_by = str(found[0][0]) if found else "?"
+        host, pid, *_ = (held_by.split(" ") + ["", ""])[:3]
+        if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+            client.command(f"DROP TABLE IF EXISTS {LOCK}")  # its holder was killed
+            client.command(sql)
+        else:
+            raise RestoreRefused(
+                f"another restore is running on this warm tier ({held_by}); if none is, DROP TABLE {LOCK}"
+            ) from None
+    try:
+        yield
+    finally:
+        client.command(f"DROP TABLE IF EXISTS {LOCK}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _table_range(spec: MirroredTable, start: datetime, end: datetime) -> tuple[datetime, datetime]:
@@ -164,7 +228,10 @@ def _restore_table(
         sql = render("restore_missing_bars", added=added, cold_bars=cold_rows, trade_keys=trade_keys, warm=warm, interval=interval)
         client.command(sql, parameters=bounds)
         without = render("restore_bars_without_trades", cold_bars=cold_rows, trade_keys=trade_keys, interval=interval)
-        report.bars_keyed_by_window[spec.cold] = int(client.query(without).result_rows[0][0])
+        unkeyed, uncertain = client.query(without).result_rows[0]
+        report.bars_keyed_by_window[spec.cold], report.bars_keyed_uncertainly[spec.cold] = int(unkeyed), int(uncertain)
+        partial = client.query(render("restore_partial_bars", warm=warm, cold_bars=cold_rows), parameters=bounds).result_rows
+        report.partial_windows[spec.cold] = [f"{e} {s} {w} (warm {n} trades, cold {m})" for e, s, w, n, m in partial]
     else:
         cold_rows = stages.like(spec, "cold", engine="ENGINE = MergeTree ORDER BY tuple()")
         copied = _copy_cold_rows(client, catalog, spec, cold_rows, range_start, range_end, columns)
@@ -253,7 +320,7 @@ class _Stages:
     def trade_keys(self, catalog: Catalog, start: datetime, end: datetime) -> str:
         stage = self._fresh("silver_trade_keys")
         self.client.command(render("restore_stage_trade_keys", stage=stage))
-        _copy_cold_rows(self.client, catalog, SILVER, stage, start, end, ["exchange", "symbol", "exchange_ts", "trade_id"])
+        _copy_cold_rows(self.client, catalog, SILVER, stage, start, end, ["exchange", "symbol", "exchange_ts", "trade_id", "price"])
         return stage
 
     def drop_all(self) -> None:
@@ -270,6 +337,14 @@ def format_restore(report: RestoreReport) -> str:
     for table, bars in report.bars_keyed_by_window.items():
         if bars:
             lines.append(f"  {table}: {bars} bars have no trade in cold silver; their open/close are keyed by the window's bounds")
+    for table, bars in report.bars_keyed_uncertainly.items():
+        if bars:
+            lines.append(f"  {table}: {bars} bars' trades in cold silver do not end in their open/close; keyed by them anyway")
+    for table, windows in report.partial_windows.items():
+        if windows:
+            lines.append(
+                f"  {table}: {len(windows)} windows warm holds in part (fewer trades than cold) NOT restored: {'; '.join(windows[:5])}"
+            )
     for table, why in report.skipped.items():
         lines.append(f"  {table}: left out: {why}")
     lines.append("")

@@ -3,8 +3,8 @@
 -- carry the (exchange_ts, trade_id) of the bar's first and last trade, from cold silver, so
 -- that a trade of the window arriving later merges with the restored bar as it would have
 -- with the original one. A bar whose trades cold silver does not hold gets the window's
--- bounds as keys (counted by the restore: a later trade of that window would then keep the
--- restored open and take the close).
+-- bounds as keys (counted by the restore: the restored open and close then win over any
+-- later trade of the window).
 INSERT INTO $added (exchange, symbol, window_start, open, high, low, close, volume, quote_volume, trade_count)
 SELECT
     b.exchange,

@@ -36,6 +36,8 @@ EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 UNREACHABLE = (ClickHouseOperationalError, CatalogOperationalError, EmbeddedWarmTierBusy, OSError)
 
 if TYPE_CHECKING:
+    from dagster import DagsterInstance
+
     from cold_assets.monitoring.metrics import TierCollector
 
 WARM_LAYER_TABLES = ("trades_raw", "trades_rejects", "bronze_trades", "silver_trades", *(t.warm for t in TABLES if t.layer is Layer.GOLD))
@@ -311,6 +313,7 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
+    from cold_assets.defs.nightly import audit_observations
     from cold_assets.hours import HourPolicy
     from cold_assets.recovery.restore import format_restore, restore
 
@@ -320,25 +323,38 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
         report = restore(
             client, cold.catalog(), args.start, args.end, tables, HourPolicy.from_settings(settings), dry_run=args.dry_run
         )
+        clickhouse_version = str(client.server_version)
     print(format_restore(report))
+    if report.audit is not None:
+        # The audit's verdicts, into Dagster's instance, where the sensors, the exporter and the
+        # status page read them (as the restore job records them).
+        instance = _dagster_instance(settings)
+        for observation in audit_observations(report.audit, args.start, args.end, clickhouse_version):
+            instance.report_runless_asset_event(observation)
     return 0 if report.ok else EXIT_FAILED
+
+
+def _dagster_instance(settings: Settings) -> "DagsterInstance":
+    """DAGSTER_HOME's instance, or the embedded default's under COLD_HOME."""
+    from dagster import DagsterInstance
+
+    from cold_assets.tools.instance import embedded_instance
+
+    return DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else embedded_instance(settings)
 
 
 def _tier_collector(settings: Settings, args: argparse.Namespace) -> "TierCollector":
     """The reader of the metrics and the status page: Dagster's instance (DAGSTER_HOME's, or
     the embedded default's under COLD_HOME) and the catalog. Neither tier's data is read."""
-    from dagster import DagsterInstance
 
     from cold_assets.monitoring.metrics import TierCollector
     from cold_assets.monitoring.tier_status import TierReader
-    from cold_assets.tools.instance import embedded_instance
 
     if args.window_days is not None and args.window_days < 1:
         raise ValueError(f"--window-days must be at least 1, got {args.window_days}")
     _, cold = _initialized(settings)  # (the warm tier is never opened)
-    home = os.environ.get("DAGSTER_HOME")
-    instance = DagsterInstance.get() if home else embedded_instance(settings)
-    where = home or settings.home / "dagster"
+    instance = _dagster_instance(settings)
+    where = os.environ.get("DAGSTER_HOME") or settings.home / "dagster"
     print(f"cold-assets {args.command}: Dagster instance {where}; cold {cold.describe()}", file=sys.stderr, flush=True)
     window = timedelta(days=args.window_days) if args.window_days is not None else None
     return TierCollector(TierReader(instance, cold.catalog(), settings, window), args.refresh_seconds)

@@ -1,5 +1,7 @@
 """Restore: warm's rows back from cold (real chDB, Iceberg on disk, the Dagster instance)."""
 
+import socket
+import subprocess
 from datetime import UTC, timedelta
 
 import pytest
@@ -194,3 +196,58 @@ def test_the_restore_command_dry_runs_restores_and_refuses_with_its_exit_codes(l
     assert "outside warm's retention" in capsys.readouterr().err
     assert main(["restore", *span, "--tables", "bronze"]) == 2
     assert "unknown cold table 'bronze'" in capsys.readouterr().err
+
+
+def test_a_gold_window_warm_holds_in_part_is_named_and_left_and_the_restore_is_not_green(settings, warm, cold):
+    """A replica rebuilt empty while the feed ran: warm lost the hour's trades and bars, then
+    took a late trade of it. The bars of that trade's windows cannot be merged with cold's
+    without counting a trade twice: they are named, and the restore does not end green; the
+    other windows come back."""
+    feed(warm, hours=1)
+    run_offload(settings, DAY_KEYS[:1])
+    with warm.connect() as client:
+        for table in TABLES:
+            if table.layer in (Layer.SILVER, Layer.GOLD):
+                client.command(
+                    f"ALTER TABLE {table.warm} DELETE WHERE {table.time_column} >= {{h:DateTime64(6, 'UTC')}}"
+                    f" AND {table.time_column} < {{h:DateTime64(6, 'UTC')}} + INTERVAL 1 HOUR",
+                    parameters={"h": START}, settings={"mutations_sync": 2},
+                )
+    insert_late_raw(warm, START, 1, 990_000_000)  # at START + 20 min, into warm's emptied windows
+    with warm.connect() as client:
+        report = restore(client, cold.catalog(), START, START + timedelta(hours=1), policy=HourPolicy.from_settings(settings))
+    assert not report.ok
+    partial = {table: windows for table, windows in report.partial_windows.items() if windows}
+    # The late trade's window in each gold table where cold holds a bar of it (the day's too),
+    # named with its trade counts; where cold holds none, warm's new bar lost nothing.
+    at = START + timedelta(minutes=20)
+    expected = set()
+    for table in (t for t in TABLES if t.layer is Layer.GOLD):
+        start, _ = table.offload_range(at) if table.gold_window == "1d" else (START, None)
+        size = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600}.get(table.gold_window or "", 0)
+        window = start if table.gold_window == "1d" else START + timedelta(seconds=(1200 // size) * size)
+        bars = cold.catalog().load_table(table.cold_identifier).scan(
+            row_filter=range_filter("window_start", window, window + timedelta(microseconds=1))
+        ).to_arrow().to_pylist()
+        if any(b["exchange"] == "binance" and b["symbol"] == "BTC-USDT" for b in bars):
+            expected.add(table.cold)
+    assert {"gold_ohlcv_1h", "gold_ohlcv_1d"} <= expected and set(partial) == expected
+    assert all(len(windows) == 1 and "binance BTC-USDT" in windows[0] for windows in partial.values())
+    assert report.audit is not None and not report.audit.ok  # (the late trade is not in cold yet either)
+
+
+def test_one_restore_at_a_time_and_a_lock_left_by_a_killed_restore_is_taken_over(settings, warm, cold):
+    from cold_assets.recovery.restore import LOCK
+
+    policy = HourPolicy.from_settings(settings)
+    with warm.connect() as client:
+        client.command(f"CREATE TABLE {LOCK} (holder String) ENGINE = Memory COMMENT 'db-host-2 4242 2026-12-06T03:00:00+00:00'")
+        with pytest.raises(RestoreRefused, match="another restore is running on this warm tier \\(db-host-2 4242"):
+            restore(client, cold.catalog(), START, END, policy=policy, dry_run=True)
+        client.command(f"DROP TABLE {LOCK}")
+        # This host, a process that is gone: the restore takes the lock over.
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        client.command(f"CREATE TABLE {LOCK} (holder String) ENGINE = Memory COMMENT '{socket.gethostname()} {dead.pid} x'")
+        assert restore(client, cold.catalog(), START, END, policy=policy, dry_run=True).dry_run
+        assert _stages(client) == []  # (the lock too)
