@@ -1,9 +1,11 @@
 """The recovery jobs, launched by people from the webserver: restore warm from cold, and
 reprocess the derived layers from cold raw (by day, backfillable)."""
 
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from clickhouse_connect.driver.client import Client
 from dagster import (
     AssetObservation,
     Config,
@@ -21,11 +23,12 @@ from cold_assets.defs.assets import cold_asset_key
 from cold_assets.defs.nightly import audit_observations
 from cold_assets.defs.resources import ClickHouseResource, IcebergResource
 from cold_assets.hours import HourPolicy
-from cold_assets.recovery.reprocess import DERIVED, format_reprocess, reprocess
+from cold_assets.recovery.reprocess import DERIVED, format_reprocess, read_feed_limits, reprocess
 from cold_assets.recovery.restore import RestoreRefused, RestoreReport, format_restore, restore
 from cold_assets.settings import Settings
 from cold_assets.tables import table_by_cold_name
 from cold_assets.warm.ddl import WarmLimits
+from cold_assets.warm.read import warm_now
 
 RESTORE_JOB = "restore_warm"
 REPROCESS_JOB = "reprocess_cold"
@@ -122,23 +125,27 @@ class ReprocessConfig(Config):
     )
 
 
-def open_scratch(path: Path):  # type: ignore[no-untyped-def]  # (a context manager of a Client)
+def open_scratch(path: Path) -> AbstractContextManager[Client]:
     """The reprocess's scratch medallion: an embedded chDB of its own at `path`."""
     return ClickHouseResource(chdb_path=str(path)).connect()
 
 
 def reprocess_job(partitions_def: PartitionsDefinition, settings: Settings) -> JobDefinition:
     @op(name="reprocess_day", description="Recompute bronze, silver and gold of the day from cold raw; replace the hours that change.")
-    def reprocess_day(context: OpExecutionContext, config: ReprocessConfig, iceberg: IcebergResource) -> None:
+    def reprocess_day(
+        context: OpExecutionContext, config: ReprocessConfig, clickhouse: ClickHouseResource, iceberg: IcebergResource
+    ) -> None:
         day = datetime.strptime(context.partition_key, "%Y-%m-%d").replace(tzinfo=UTC)
+        with clickhouse.connect() as client:  # (closed before the scratch opens: one chDB at a time)
+            feed_limits, now = read_feed_limits(client), warm_now(client)
         # Each run (a day) has a scratch of its own: a backfill's days run in parallel where
         # the instance allows.
         scratch = settings.home / "scratch" / context.run.run_id
         try:
             report = reprocess(
                 iceberg.catalog(), open_scratch, scratch, day, day + timedelta(days=1), context.run.run_id,
-                WarmLimits.from_settings(settings), datetime.now(UTC), HourPolicy.from_settings(settings),
-                ddl=Path(config.ddl_dir) if config.ddl_dir else None, dry_run=config.dry_run,
+                WarmLimits.from_settings(settings), now, HourPolicy.from_settings(settings),
+                ddl=Path(config.ddl_dir) if config.ddl_dir else None, dry_run=config.dry_run, feed_limits=feed_limits,
             )
         except ValueError as refused:  # (ReprocessRefused: before anything was written)
             raise Failure(description=str(refused)) from None

@@ -18,7 +18,7 @@ holds, would undo or flag it. Those are refused.
 
 import shutil
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,11 +33,11 @@ from cold_assets.cold.ranges import range_filter
 from cold_assets.hours import HourPolicy
 from cold_assets.offload.bookkeeping import OffloadSource
 from cold_assets.offload.protocol import offload_partitions
-from cold_assets.parity.checksums import partitions_parity
+from cold_assets.parity.checksums import HourParity, partitions_parity
 from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.tables import TABLES, Layer, MirroredTable, table_by_cold_name
 from cold_assets.warm.ddl import WarmLimits, warm_statements
-from cold_assets.warm.read import identifier, read_columns, read_query, warm_now
+from cold_assets.warm.read import identifier, read_columns, read_query, render, warm_now
 
 RAW = table_by_cold_name("raw_trades")
 DERIVED: tuple[MirroredTable, ...] = tuple(t for t in TABLES if t.layer in (Layer.BRONZE, Layer.SILVER, Layer.GOLD))
@@ -78,6 +78,11 @@ class ReprocessReport:
         return sum(len(c.hours_changed) for c in self.changes.values())
 
 
+def read_feed_limits(client: Client) -> dict[str, int]:
+    """The feed's limits in force in a medallion (warm's: what the reprocess parses by)."""
+    return {str(name): int(seconds) for name, seconds in client.query(render("feed_limits_now")).result_rows}
+
+
 def check_range(start: datetime, end: datetime, now: datetime, policy: HourPolicy) -> None:
     for name, value in (("--from", start), ("--to", end)):
         if value != value.replace(hour=0, minute=0, second=0, microsecond=0):
@@ -115,16 +120,24 @@ def reprocess(
     ddl: Path | None = None,
     dry_run: bool = False,
     checkpoint_hours: int = 24,
+    feed_limits: Mapping[str, int] | None = None,
 ) -> ReprocessReport:
     """Reprocesses the days of [start, end) into cold (see the module docstring). `scratch`
     is a folder of its own for the scratch medallion (opened with `open_scratch`), removed after; `ddl` the ClickHouse DDL
     folder (default: the project's); `now` and `policy` the warm tier's clock and hour rules,
-    which decide what warm still holds."""
+    which decide what warm still holds; `feed_limits` the limits in force in warm's
+    feed_limits (read_feed_limits), which decide what the parse rejects (default: the DDL's,
+    from `limits`)."""
     check_range(start, end, now, policy)
     report = ReprocessReport(start, end, dry_run, changes={t.cold: TableChange(t.cold) for t in DERIVED})
     # The scratch's TTLs reach past the oldest day (DateTime's range ends in 2106).
     retention = max(limits.retention_days, (datetime.now(UTC) - start).days + 2)
     with _scratch_medallion(open_scratch, scratch, WarmLimits(retention, limits.max_lateness_days), ddl) as client:
+        for name, seconds in (feed_limits or {}).items():
+            client.command(
+                "INSERT INTO feed_limits (name, seconds) VALUES ({name:String}, {seconds:Int64})",
+                parameters={"name": name, "seconds": seconds},
+            )
         for day in days_of(start, end):
             report.raw_rows += _load_raw(client, catalog, day)
             scratch_now = warm_now(client)
@@ -133,23 +146,31 @@ def reprocess(
                 settle_lag=timedelta(0), late_grace=timedelta(0), warm_retention=scratch_now - day + timedelta(days=1)
             )
             keys = [partition_key_of(day + timedelta(hours=h)) for h in range(24)]
-            for spec in DERIVED:
-                _reprocess_table(client, catalog, spec, keys, run_id, scratch_now, scratch_policy, report, checkpoint_hours)
+            # Every table of the day is compared (and reported) before any is replaced.
+            compared = {spec: _compare(client, catalog, spec, keys, scratch_now, scratch_policy, report) for spec in DERIVED}
+            emptied = [
+                spec.cold for spec, parities in compared.items()
+                if sum(p.warm_rows for p in parities) == 0 and sum(p.cold_rows for p in parities) > 0
+            ]
+            if emptied:
+                raise ReprocessRefused(
+                    f"the reprocess of {day:%Y-%m-%d} would empty {', '.join(emptied)}: the new logic keeps none of the "
+                    "day's rows. A parse that rejects everything (feed limits, a broken view) is more likely than "
+                    "a logic that means it; nothing of the day was replaced"
+                )
+            if not dry_run:
+                for spec, parities in compared.items():
+                    changed = [p for p in parities if not p.content_matches]
+                    _replace(client, catalog, spec, changed, run_id, scratch_now, scratch_policy, report, checkpoint_hours)
             _clear_day(client)
     return report
 
 
-def _reprocess_table(
-    client: Client,
-    catalog: Catalog,
-    spec: MirroredTable,
-    keys: list[str],
-    run_id: str,
-    now: datetime,
-    policy: HourPolicy,
+def _compare(
+    client: Client, catalog: Catalog, spec: MirroredTable, keys: list[str], now: datetime, policy: HourPolicy,
     report: ReprocessReport,
-    checkpoint_hours: int,
-) -> None:
+) -> list[HourParity]:
+    """The day's hours of `spec`, scratch against cold; those that differ are reported (with a sample)."""
     change = report.changes[spec.cold]
     cold_table = catalog.load_table(spec.cold_identifier)
     if spec.gold_window == "1d":
@@ -162,17 +183,25 @@ def _reprocess_table(
     change.rows_after += sum(p.warm_rows for p in changed)
     if changed and len(change.removed) + len(change.added) == 0:
         change.removed, change.added = _sample(client, cold_table, spec, changed[0].partition_key)
-    if report.dry_run or not changed:
+    return parities
+
+
+def _replace(
+    client: Client, catalog: Catalog, spec: MirroredTable, changed: list[HourParity], run_id: str, now: datetime,
+    policy: HourPolicy, report: ReprocessReport, checkpoint_hours: int,
+) -> None:
+    """The changed hours replaced from the scratch, through the offload's protocol."""
+    if not changed:
         return
     checkpoints = offload_partitions(
-        client, cold_table, spec, [p.partition_key for p in changed], run_id,
+        client, catalog.load_table(spec.cold_identifier), spec, [p.partition_key for p in changed], run_id,
         settle_lag=timedelta(0), replace_hour=True, allow_fewer_rows=True, warm_retention=policy.warm_retention,
         now=now, checkpoint_hours=checkpoint_hours, source=OffloadSource.REPROCESS,
     )
     for checkpoint in checkpoints:
         if checkpoint.refused:  # (allow_fewer_rows: a replace is never refused; said loudly if it is)
             raise RuntimeError(f"reprocess of {spec.cold}: {checkpoint.refused[0]}")
-        change.hours_replaced += len(checkpoint.results)
+        report.changes[spec.cold].hours_replaced += len(checkpoint.results)
 
 
 def _sample(client: Client, cold_table: Table, spec: MirroredTable, partition_key: str) -> tuple[list[str], list[str]]:

@@ -334,6 +334,31 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if report.ok else EXIT_FAILED
 
 
+def cmd_reprocess(settings: Settings, args: argparse.Namespace) -> int:
+    import uuid
+
+    from cold_assets.defs.recovery import open_scratch
+    from cold_assets.hours import HourPolicy
+    from cold_assets.recovery.reprocess import format_reprocess, read_feed_limits, reprocess
+    from cold_assets.warm.ddl import WarmLimits
+    from cold_assets.warm.read import warm_now
+
+    ddl = Path(args.ddl) if args.ddl else None
+    if ddl is not None and not any(ddl.glob("*.sql")):
+        raise ValueError(f"--ddl {ddl} holds no .sql file")
+    warm, cold = _initialized(settings)
+    with warm.connect() as client:  # its clock and feed limits only (closed before the scratch opens)
+        feed_limits, now = read_feed_limits(client), warm_now(client)
+    run_id = f"reprocess-{uuid.uuid4()}"
+    report = reprocess(
+        cold.catalog(), open_scratch, settings.home / "scratch" / run_id, args.start, args.end, run_id,
+        WarmLimits.from_settings(settings), now, HourPolicy.from_settings(settings),
+        ddl=ddl, dry_run=args.dry_run, feed_limits=feed_limits,
+    )
+    print(format_reprocess(report))
+    return 0
+
+
 def _dagster_instance(settings: Settings) -> "DagsterInstance":
     """DAGSTER_HOME's instance, or the embedded default's under COLD_HOME."""
     from dagster import DagsterInstance
@@ -574,6 +599,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tables", nargs="+", metavar="TABLE", help="cold table names; default: all ten")
     p.add_argument("--dry-run", action="store_true", help="print per table and partition what would be written; write nothing")
     p.set_defaults(func=cmd_restore)
+    p = sub.add_parser(
+        "reprocess",
+        help="recompute bronze, silver and gold from cold raw with the medallion's DDL for days warm no longer holds, "
+        "and replace the hours that change",
+    )
+    p.add_argument("--from", dest="start", required=True, type=hour_arg, help="first day, ISO 8601 (a midnight, UTC)")
+    p.add_argument("--to", dest="end", required=True, type=hour_arg, help="end of the range (exclusive), a midnight")
+    p.add_argument("--ddl", help="a folder of ClickHouse DDL to reprocess with (default: the project's ddl/clickhouse)")
+    p.add_argument("--dry-run", action="store_true", help="report per table what changes, with a sample; write nothing")
+    p.set_defaults(func=cmd_reprocess)
     p = sub.add_parser(
         "metrics", help="serve Prometheus metrics of the cold tier at /metrics, and the status page at /, from Dagster's record"
     )

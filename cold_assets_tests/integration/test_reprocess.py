@@ -1,7 +1,12 @@
 """Reprocess: bronze, silver and gold recomputed from cold raw (real chDB scratch medallion,
 Iceberg on disk)."""
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections import defaultdict
 from datetime import timedelta
 from decimal import Decimal
@@ -12,7 +17,7 @@ from cold_assets.defs.resources import ClickHouseResource
 from cold_assets.hours import HourPolicy
 from cold_assets.offload.bookkeeping import SOURCE
 from cold_assets.partitions import partition_key_of
-from cold_assets.recovery.reprocess import DERIVED, ReprocessRefused, reprocess
+from cold_assets.recovery.reprocess import DERIVED, ReprocessRefused, read_feed_limits, reprocess
 from cold_assets.settings import ddl_dir
 from cold_assets.warm.ddl import WarmLimits
 from cold_assets.warm.read import warm_now
@@ -38,16 +43,16 @@ def offloaded_day(settings, warm, cold):
     feed(warm, hours=24, trades_per_hour=600)
     run_offload(settings, DAY)
     with warm.connect() as client:
-        now = warm_now(client)
-    return settings, now
+        now, limits = warm_now(client), read_feed_limits(client)
+    return settings, now, limits
 
 
 def test_reprocessing_with_unchanged_logic_changes_no_row_of_any_cold_table(offloaded_day, cold, tmp_path):
-    settings, now = offloaded_day
+    settings, now, feed_limits = offloaded_day
     before = _snapshots(cold)
     report = reprocess(
         cold.catalog(), _open, tmp_path / "scratch", START, START + timedelta(days=1), "reprocess-test",
-        WarmLimits.from_settings(settings), now, RETENTION,
+        WarmLimits.from_settings(settings), now, RETENTION, feed_limits=feed_limits,
     )
     assert report.raw_rows > 14_000
     assert {t: len(c.hours_changed) for t, c in report.changes.items()} == {t.cold: 0 for t in DERIVED}
@@ -59,7 +64,7 @@ def test_reprocessing_with_unchanged_logic_changes_no_row_of_any_cold_table(offl
 def test_a_changed_close_rule_reprocesses_the_bars_into_what_the_new_rule_computes(offloaded_day, cold, tmp_path):
     """The close is chosen by receive time instead of exchange time (a test copy of the DDL);
     the reprocessed bars equal bars computed here from cold silver, independently."""
-    settings, now = offloaded_day
+    settings, now, feed_limits = offloaded_day
     ddl = tmp_path / "ddl"
     shutil.copytree(ddl_dir() / "clickhouse", ddl)
     gold = ddl / "040_gold_ohlcv.sql"
@@ -70,7 +75,7 @@ def test_a_changed_close_rule_reprocesses_the_bars_into_what_the_new_rule_comput
 
     dry = reprocess(
         cold.catalog(), _open, tmp_path / "scratch", START, START + timedelta(days=1), "reprocess-dry",
-        WarmLimits.from_settings(settings), now, RETENTION, ddl=ddl, dry_run=True,
+        WarmLimits.from_settings(settings), now, RETENTION, ddl=ddl, dry_run=True, feed_limits=feed_limits,
     )
     assert dry.changes["gold_ohlcv_1m"].hours_changed and dry.changes["gold_ohlcv_1m"].added
     assert not dry.changes["silver_trades"].hours_changed and not dry.changes["bronze_trades"].hours_changed
@@ -78,7 +83,7 @@ def test_a_changed_close_rule_reprocesses_the_bars_into_what_the_new_rule_comput
 
     done = reprocess(
         cold.catalog(), _open, tmp_path / "scratch", START, START + timedelta(days=1), "reprocess-close",
-        WarmLimits.from_settings(settings), now, RETENTION, ddl=ddl,
+        WarmLimits.from_settings(settings), now, RETENTION, ddl=ddl, feed_limits=feed_limits,
     )
     assert [(t, c.hours_changed) for t, c in done.changes.items()] == [(t, c.hours_changed) for t, c in dry.changes.items()]
     assert _snapshots(cold)["silver_trades"] == silver_before
@@ -105,7 +110,7 @@ def test_a_changed_close_rule_reprocesses_the_bars_into_what_the_new_rule_comput
 
 
 def test_a_range_warm_still_holds_is_refused_before_anything_is_written(offloaded_day, cold, tmp_path):
-    settings, now = offloaded_day
+    settings, now, feed_limits = offloaded_day
     with pytest.raises(ReprocessRefused, match="warm still holds"):
         reprocess(
             cold.catalog(), _open, tmp_path / "scratch", START, START + timedelta(days=1), "x",
@@ -117,3 +122,98 @@ def test_a_range_warm_still_holds_is_refused_before_anything_is_written(offloade
             WarmLimits.from_settings(settings), now, RETENTION,
         )
     assert not (tmp_path / "scratch").exists()
+    # Feed limits that reject every trade (a misconfiguration) would empty the day: refused
+    # before any table of it is replaced.
+    before = _snapshots(cold)
+    with pytest.raises(ReprocessRefused, match="would empty bronze_trades, silver_trades"):
+        reprocess(
+            cold.catalog(), _open, tmp_path / "scratch", START, START + timedelta(days=1), "x",
+            WarmLimits.from_settings(settings), now, RETENTION, feed_limits=feed_limits | {"max_lateness": 1},
+        )
+    assert _snapshots(cold) == before
+
+
+def _hours_content(cold, days: int) -> dict[tuple[str, str], int]:
+    """Each derived table's hours (the daily bars' days), as a hash of their rows."""
+    content = {}
+    for table in DERIVED:
+        rows = cold.catalog().load_table(table.cold_identifier).scan().to_arrow().to_pylist()
+        by_range: dict[str, list] = defaultdict(list)
+        for r in rows:
+            start, _ = table.offload_range(r[table.time_column].replace(minute=0, second=0, microsecond=0))
+            by_range[partition_key_of(start)].append(tuple(sorted((k, str(v)) for k, v in r.items())))
+        for key in [partition_key_of(START + timedelta(hours=h)) for h in range(24 * days)]:
+            if table.gold_window != "1d" or key.endswith("00:00"):
+                content[(table.cold, key)] = hash(tuple(sorted(by_range.get(key, []))))
+    return content
+
+
+def test_a_reprocess_killed_midway_leaves_every_hour_as_before_or_as_after(settings, warm, cold, tmp_path, monkeypatch):
+    """SIGKILL once the first reprocessed commit is in: every (table, hour) holds its rows from
+    before or its rows from after, none half; a second reprocess finishes it."""
+    feed(warm, hours=48, trades_per_hour=300)
+    run_offload(settings, [partition_key_of(START + timedelta(hours=h)) for h in range(48)])
+    ddl = tmp_path / "ddl"
+    shutil.copytree(ddl_dir() / "clickhouse", ddl)
+    gold = ddl / "040_gold_ohlcv.sql"
+    gold.write_text(gold.read_text().replace("argMaxState(price, (exchange_ts, trade_id))", "argMaxState(price, (received_at, trade_id))"))
+    before = _hours_content(cold, 2)
+    monkeypatch.setenv("COLD_WARM_RETENTION_DAYS", "3")
+    span = ["--from", START.isoformat(), "--to", (START + timedelta(days=2)).isoformat(), "--ddl", str(ddl)]
+    process = subprocess.Popen([sys.executable, "-m", "cold_assets.tools.cli", "reprocess", *span], env=os.environ.copy())
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        snapshots = [cold.catalog().load_table(t.cold_identifier).current_snapshot() for t in DERIVED]
+        if any(s is not None and s.summary.additional_properties.get(SOURCE) == "reprocess" for s in snapshots):
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "the reprocess ended before a commit could be caught"
+    midway = _hours_content(cold, 2)
+
+    from cold_assets.tools.cli import main
+
+    assert main(["reprocess", *span]) == 0
+    after = _hours_content(cold, 2)
+    half = {cell for cell in midway if midway[cell] not in (before[cell], after[cell])}
+    assert not half, sorted(half)[:5]
+    changed = {cell for cell in after if after[cell] != before[cell]}
+    assert changed and {cell for cell in changed if midway[cell] == after[cell]}  # some were in at the kill
+    assert {cell for cell in changed if midway[cell] == before[cell]}  # and some not yet
+
+
+def test_the_reprocess_job_runs_a_day_as_a_partition_and_records_what_it_replaced(offloaded_day, cold, tmp_path, monkeypatch):
+    """The job the webserver backfills by day: its form is a dry run first; then the day's
+    changed hours are replaced and recorded as observations of each table."""
+    from dagster import AssetKey, DagsterEventType, EventRecordsFilter
+
+    from cold_assets.definitions import build_definitions
+    from cold_assets.defs.recovery import REPROCESS_JOB
+    from cold_assets.settings import Settings
+    from cold_assets.tools.instance import embedded_instance
+
+    ddl = tmp_path / "ddl"
+    shutil.copytree(ddl_dir() / "clickhouse", ddl)
+    gold = ddl / "040_gold_ohlcv.sql"
+    gold.write_text(gold.read_text().replace("argMaxState(price, (exchange_ts, trade_id))", "argMaxState(price, (received_at, trade_id))"))
+    monkeypatch.setenv("COLD_WARM_RETENTION_DAYS", "5")
+    settings = Settings.from_env()
+    job = build_definitions(settings).resolve_job_def(REPROCESS_JOB)
+    instance = embedded_instance(settings)
+    day = f"{START:%Y-%m-%d}"
+    before = _snapshots(cold)
+    dry_config = {"ops": {"reprocess_day": {"config": {"ddl_dir": str(ddl)}}}}  # dry_run: the default
+    dry = job.execute_in_process(instance=instance, partition_key=day, run_config=dry_config)
+    assert dry.success and _snapshots(cold) == before
+    config = {"ddl_dir": str(ddl), "dry_run": False}
+    assert job.execute_in_process(instance=instance, partition_key=day, run_config={"ops": {"reprocess_day": {"config": config}}}).success
+    assert _snapshots(cold)["gold_ohlcv_1h"] != before["gold_ohlcv_1h"] and _snapshots(cold)["silver_trades"] == before["silver_trades"]
+    observed = instance.get_event_records(
+        EventRecordsFilter(DagsterEventType.ASSET_OBSERVATION, asset_key=AssetKey(["cold", "gold_ohlcv_1h"])), limit=5
+    )
+    hours = [r.asset_observation.metadata["reprocess_hours"].value for r in observed if "reprocess_hours" in r.asset_observation.metadata]
+    assert hours and len(hours[0]) > 0 and all(h.startswith(f"{START:%Y-%m-%d}") for h in hours[0])
+    # A day warm still holds is refused by the job as by the command, before anything is written.
+    recent = job.execute_in_process(instance=instance, partition_key=f"{START + timedelta(days=5):%Y-%m-%d}", raise_on_error=False)
+    assert not recent.success
