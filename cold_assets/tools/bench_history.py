@@ -24,6 +24,7 @@ import cProfile
 import json
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,7 +39,7 @@ from cold_assets.cold.files import parquet_options
 from cold_assets.defs.resources import ClickHouseResource, IcebergResource
 from cold_assets.partitions import partition_key_of
 from cold_assets.settings import Settings, throwaway_env
-from cold_assets.tables import TABLES, table_by_cold_name
+from cold_assets.tables import TABLES, MirroredTable, table_by_cold_name
 from cold_assets.tools.bench import DEMO_TRADES_PER_HOUR, bench_settings, build_bench_warm, child_json, maintenance_child_run
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ def history_window(days: int, now: datetime | None = None) -> tuple[datetime, da
     return end - timedelta(hours=24 * days - 3), end
 
 
-def _floors(settings: Settings, start: datetime, end: datetime) -> dict:
+def floors_of(settings: Settings, start: datetime, end: datetime, tables: Sequence[MirroredTable] = TABLES) -> dict:
     """The same rows as the backfill, read by the same queries into Arrow (stream drained)
     and written by pyarrow.parquet with the same options, a day at a time, nothing else."""
     from cold_assets.warm.read import read_columns, warm_read_query
@@ -84,7 +85,7 @@ def _floors(settings: Settings, start: datetime, end: datetime) -> dict:
     out = settings.home / "floor"
     out.mkdir(exist_ok=True)
     with ClickHouseResource.from_settings(settings).connect() as client:
-        for spec in TABLES:
+        for spec in tables:
             columns = read_columns(client, spec)
             options = None
             day = start
@@ -279,7 +280,7 @@ def bench_history(days: int = 30, parent: str | None = None, trades_per_hour: in
         # The history and the previous hour (the tick's), at demo volume.
         build_bench_warm(settings, trades_per_hour, int((end - start) / timedelta(hours=1)) + 1, bronze_only=False, start=start)
         setup_s = time.perf_counter() - built
-        floors = _floors(settings, start, end)
+        floors = floors_of(settings, start, end)
         # The simulated history was ingested just now; a real one long ago. Once the settle
         # lag has passed, appends see all of it, as a first backfill in production does.
         time.sleep(max(0.0, settings.settle_lag_seconds - (time.perf_counter() - built - setup_s)))

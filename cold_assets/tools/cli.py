@@ -486,6 +486,10 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
                 profile_dir=args.profile_dir, history_trades_per_hour=args.history_trades_per_hour,
             )
         )
+    elif args.what == "reprocess":
+        from cold_assets.tools.bench_reprocess import bench_reprocess
+
+        bench.print_json(bench_reprocess(args.days or 30, args.home, args.trades_per_hour or bench.DEMO_TRADES_PER_HOUR))
     elif args.what == "sensors":
         from cold_assets.tools.bench_sensors import PRODUCTION_TRADES_PER_HOUR as SENSORS_TRADES_PER_HOUR
         from cold_assets.tools.bench_sensors import bench_sensors
@@ -642,7 +646,7 @@ def build_parser() -> argparse.ArgumentParser:
         "what",
         nargs="?",
         default="offload",
-        choices=["offload", "feed", "checks", "maintenance", "federation", "history", "storage", "sensors", "steady"],
+        choices=["offload", "feed", "checks", "maintenance", "federation", "history", "storage", "sensors", "steady", "reprocess"],
         help="offload (default): one warm bronze hour into Iceberg, with floors; feed: the simulator into chDB; "
         "checks: parity checks' share of a run, and the 24-hour audit; maintenance: the nightly Spark jobs "
         "after --days (7) days at demo volume (a first night), then after one more day (a steady night); "
@@ -651,7 +655,8 @@ def build_parser() -> argparse.ArgumentParser:
         "sensors, the nightly maintenance and OHLCV through the view on that history; storage: --hours (24) at "
         "--trades-per-hour (100,000) offloaded and compacted, bytes against ClickHouse's own parts; sensors: the "
         "self-healing and TTL-guard ticks after --days (30) days at --trades-per-hour (200,000); steady: the "
-        "15-minute tick on day one and after --days (30) days of history, --ticks (96) of them",
+        "15-minute tick on day one and after --days (30) days of history, --ticks (96) of them; reprocess: --days (30) "
+        "days reprocessed from cold raw unchanged, and with every derived row changed, against the floors",
     )
     p.add_argument("--rows", type=int, default=2_000_000, help="offload: rows in the bronze hour")
     p.add_argument("--ticks", type=int, default=96, help="steady: ticks after the month (96: a day)")

@@ -186,7 +186,7 @@ def test_a_reprocess_killed_midway_leaves_every_hour_as_before_or_as_after(setti
 def test_the_reprocess_job_runs_a_day_as_a_partition_and_records_what_it_replaced(offloaded_day, cold, tmp_path, monkeypatch):
     """The job the webserver backfills by day: its form is a dry run first; then the day's
     changed hours are replaced and recorded as observations of each table."""
-    from dagster import AssetKey, DagsterEventType, EventRecordsFilter
+    from dagster import AssetKey
 
     from cold_assets.definitions import build_definitions
     from cold_assets.defs.recovery import REPROCESS_JOB
@@ -209,9 +209,7 @@ def test_the_reprocess_job_runs_a_day_as_a_partition_and_records_what_it_replace
     config = {"ddl_dir": str(ddl), "dry_run": False}
     assert job.execute_in_process(instance=instance, partition_key=day, run_config={"ops": {"reprocess_day": {"config": config}}}).success
     assert _snapshots(cold)["gold_ohlcv_1h"] != before["gold_ohlcv_1h"] and _snapshots(cold)["silver_trades"] == before["silver_trades"]
-    observed = instance.get_event_records(
-        EventRecordsFilter(DagsterEventType.ASSET_OBSERVATION, asset_key=AssetKey(["cold", "gold_ohlcv_1h"])), limit=5
-    )
+    observed = instance.fetch_observations(AssetKey(["cold", "gold_ohlcv_1h"]), limit=5).records
     hours = [r.asset_observation.metadata["reprocess_hours"].value for r in observed if "reprocess_hours" in r.asset_observation.metadata]
     assert hours and len(hours[0]) > 0 and all(h.startswith(f"{START:%Y-%m-%d}") for h in hours[0])
     # A day warm still holds is refused by the job as by the command, before anything is written.
