@@ -28,6 +28,7 @@ def partition_entry(result: OffloadResult, parity: HourParity) -> dict:
         "cold_rows": parity.cold_rows,
         "snapshot_id": str(result.snapshot_id) if result.snapshot_id else None,
         "seconds": round(result.seconds, 3),
+        "commit_s": round(result.commit_seconds, 3) if result.commit_seconds is not None else None,
         "rows_per_s": round(result.rows_per_second, 1),
         "reconciled_from": result.reconciled_from.value,
     }
@@ -51,6 +52,8 @@ def partition_metadata(result: OffloadResult, parity: HourParity) -> dict:
         "cold_rows": MetadataValue.int(parity.cold_rows),
         "snapshot_id": MetadataValue.text(str(result.snapshot_id or "")),
         "duration_s": MetadataValue.float(round(result.seconds, 3)),
+        # Its checkpoint's catalog commit alone (the same for every hour of the checkpoint).
+        "commit_s": MetadataValue.float(round(result.commit_seconds, 3)) if result.commit_seconds is not None else MetadataValue.null(),
         "rows_per_s": MetadataValue.float(round(result.rows_per_second, 1)),
         "dagster/row_count": MetadataValue.int(parity.cold_rows),
     }

@@ -7,11 +7,11 @@ sets itself (the nightly jobs are `nightly_job`). The exporter reads in the back
 `refresh_seconds` (TierCollector.start); scrapes render the newest reading, however many
 Prometheus servers scrape and however slow the instance or the catalog answers.
 
-The offload duration is a histogram, not a last-value gauge: ticks, backfills and repairs
-write hours of very different sizes, and a gauge would show whichever came last between two
-scrapes; a histogram keeps every one, and its quantiles over a window are what an SLO needs.
-Commit latency is inside it (an hour's duration is its share of its checkpoint, commit
-included); Dagster's record does not hold the commit alone."""
+The offload duration and the commit latency are histograms, not last-value gauges: ticks,
+backfills and repairs write hours of very different sizes, and a gauge would show whichever
+came last between two scrapes; a histogram keeps every one, and its quantiles over a window
+are what an SLO needs. A commit is observed once per snapshot (it serves every hour of its
+checkpoint)."""
 
 import threading
 import time
@@ -32,6 +32,7 @@ from cold_assets.monitoring.hour_states import HourState
 from cold_assets.monitoring.tier_status import Offloaded, TierReader, TierStatus
 
 DURATION_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, float("inf"))
+COMMIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, float("inf"))
 PREFIX = "cold_assets"
 # The exporter reads in the background, a reading at a time: a scrape renders the newest one
 # and never waits on the instance or the catalog (a slow reading makes readings old, not
@@ -51,6 +52,7 @@ class Reading:
     status: TierStatus
     offloaded: dict[str, Offloaded]
     durations: dict[str, tuple[tuple[int, ...], float]]  # per table: cumulative bucket counts, sum
+    commits: dict[str, tuple[tuple[int, ...], float]]  # the same, of the catalog commits
     read_seconds: float
     succeeded_at: float  # Unix seconds
 
@@ -64,6 +66,7 @@ class TierCollector(Collector):
         self._reading: Reading | None = None
         self._first = threading.Event()  # set once a first reading ended, however
         self._durations: dict[str, tuple[list[int], float]] = {}
+        self._commits: dict[str, tuple[list[int], float]] = {}
         self._background = False
         self._stopping = threading.Event()
         self._refresher: threading.Thread | None = None
@@ -111,8 +114,9 @@ class TierCollector(Collector):
             self.last_failure, self._failing_since = None, None
             self._reading = Reading(
                 status=status,
-                offloaded={table: replace(o, durations=[]) for table, o in self.reader.offloaded.items()},
-                durations=self._take_durations(),
+                offloaded={table: replace(o, durations=[], commits=[]) for table, o in self.reader.offloaded.items()},
+                durations=_take(self._durations, {t: o.durations for t, o in self.reader.offloaded.items()}, DURATION_BUCKETS),
+                commits=_take(self._commits, {t: o.commits for t, o in self.reader.offloaded.items()}, COMMIT_BUCKETS),
                 read_seconds=time.monotonic() - started,
                 succeeded_at=time.time(),
             )
@@ -157,18 +161,6 @@ class TierCollector(Collector):
         """How long a reading has been in progress, or readings have been failing (0: neither)."""
         failing = self._failing_since
         return max(self.reading_for(), time.time() - failing if failing is not None else 0.0)
-
-    def _take_durations(self) -> dict[str, tuple[tuple[int, ...], float]]:
-        for table, offloaded in self.reader.offloaded.items():
-            counts, total = self._durations.get(table, ([0] * len(DURATION_BUCKETS), 0.0))
-            for seconds in offloaded.durations:
-                for i, bound in enumerate(DURATION_BUCKETS):
-                    if seconds <= bound:
-                        counts[i] += 1
-                total += seconds
-            offloaded.durations.clear()
-            self._durations[table] = (counts, total)
-        return {table: (tuple(counts), total) for table, (counts, total) in self._durations.items()}
 
     def collect(self) -> Iterator[Metric]:
         reading = self.reading()
@@ -217,10 +209,14 @@ class TierCollector(Collector):
         rows = CounterMetricFamily(f"{PREFIX}_offload_rows", "Rows offloaded since the exporter started.", labels=table)
         written = CounterMetricFamily(f"{PREFIX}_offload_bytes", "Bytes of data files offloaded since the exporter started.", labels=table)
         offloads = CounterMetricFamily(f"{PREFIX}_offload_hours", "Hours materialized since the exporter started.", labels=table)
+        commits = HistogramMetricFamily(
+            f"{PREFIX}_commit_seconds", "Time a catalog commit of offloaded hours took, since the exporter started.", labels=table
+        )
         durations = HistogramMetricFamily(
             f"{PREFIX}_offload_duration_seconds", "Time an hour's offload took, commit included, since the exporter started.", labels=table
         )
         bounds = ["+Inf" if b == float("inf") else str(b) for b in DURATION_BUCKETS]
+        commit_bounds = ["+Inf" if b == float("inf") else str(b) for b in COMMIT_BUCKETS]
         for t in status.tables:
             name = [t.spec.cold]
             if t.watermark is not None:
@@ -247,8 +243,10 @@ class TierCollector(Collector):
             offloads.add_metric(name, offloaded.hours)
             counts, total = reading.durations.get(t.spec.cold, ((0,) * len(DURATION_BUCKETS), 0.0))
             durations.add_metric(name, list(zip(bounds, counts, strict=True)), total)
+            counts, total = reading.commits.get(t.spec.cold, ((0,) * len(COMMIT_BUCKETS), 0.0))
+            commits.add_metric(name, list(zip(commit_bounds, counts, strict=True)), total)
         yield from (behind, watermark, last, hours, read_ok, snapshots, manifests, files, size, mean, records, metadata, cutover)
-        yield from (rows, written, offloads, durations)
+        yield from (rows, written, offloads, durations, commits)
 
     def _nightly(self, status: TierStatus) -> Iterator[Metric]:
         job = ["nightly_job"]
@@ -330,3 +328,20 @@ class TierCollector(Collector):
         for t in status.tables:
             stuck.add_metric([view_name(t.spec)], 1.0 if t.spec.warm in status.federation_stuck else 0.0)
         yield from (risk, stuck)
+
+
+def _take(
+    histograms: dict[str, tuple[list[int], float]], new: dict[str, list[float]], buckets: tuple[float, ...]
+) -> dict[str, tuple[tuple[int, ...], float]]:
+    """Adds each table's new observations to its cumulative bucket counts and sum (emptying
+    them); returns every table's, frozen."""
+    for table, values in new.items():
+        counts, total = histograms.get(table, ([0] * len(buckets), 0.0))
+        for seconds in values:
+            for i, bound in enumerate(buckets):
+                if seconds <= bound:
+                    counts[i] += 1
+            total += seconds
+        values.clear()
+        histograms[table] = (counts, total)
+    return {table: (tuple(counts), total) for table, (counts, total) in histograms.items()}

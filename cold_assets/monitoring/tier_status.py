@@ -113,6 +113,7 @@ class Offloaded:
     bytes: int = 0
     hours: int = 0
     durations: list[float] = field(default_factory=list)  # new since the last take
+    commits: list[float] = field(default_factory=list)  # catalog commit latencies, new since the last take
 
 
 @dataclass
@@ -356,6 +357,10 @@ class TierReader:
         if self._ranges_counted[spec.cold].first_time((record.run_id, spec.offload_range(hour_of(materialization.partition))[0])):
             offloaded.rows += _int(_value(metadata, "rows_written"))
             offloaded.bytes += _int(_value(metadata, "bytes_written"))
+        # A commit serves every hour of its checkpoint: observed once, by its snapshot.
+        commit = _value(metadata, "commit_s")
+        if isinstance(commit, int | float) and self._ranges_counted[spec.cold].first_time(("commit", _value(metadata, "snapshot_id"))):
+            offloaded.commits.append(float(commit))
 
     def _follow_checks(self, spec: MirroredTable, key: AssetKey) -> None:
         check = AssetCheckKey(key, CONTENT_PARITY)

@@ -95,6 +95,8 @@ class OffloadResult:
     seconds: float
     reconciled_from: StateSource  # where the starting state came from
     status: HourStatus = HourStatus.CLOSED
+    # The catalog commit of its checkpoint, timed alone (None: this hour committed nothing).
+    commit_seconds: float | None = None
 
     @property
     def rows_per_second(self) -> float:
@@ -114,6 +116,7 @@ class Checkpoint:
     refused: list[ColdRowsWouldBeLost]
     snapshot_id: int | None
     seconds: float
+    commit_seconds: float | None = None  # the catalog commit alone (None: nothing committed)
 
 
 def offload_partitions(
@@ -225,6 +228,7 @@ def _checkpoint(
     refused: list[ColdRowsWouldBeLost] = []
     snapshot = None
     committing = False
+    commit_seconds: float | None = None
     try:
         if to_read:
             table, written = stream.read_into_files(client, table, spec, columns, to_read)
@@ -255,6 +259,7 @@ def _checkpoint(
             # Concurrent writers still cannot both commit: every snapshot asserts the branch's
             # current snapshot, and retries are off (commit.py).
             committing = True
+            commit_started = time.perf_counter()
             snapshot = commit.commit_transaction(
                 matcher,
                 [f for d in to_commit for f in d.written.data_files],
@@ -262,6 +267,7 @@ def _checkpoint(
                 summary,
                 split_column=spec.split_column,
             )
+            commit_seconds = time.perf_counter() - commit_started
     except BaseException:
         # Until the commit, the files are certainly unreferenced; from then on the commit owns
         # them (commit.py): it deletes them where the catalog refused or was never called, and
@@ -280,6 +286,7 @@ def _checkpoint(
         if isinstance(p, Settled):
             # Decided without a read: it stays where it was.
             outcome, state, rows, files, size, ids = p.outcome, p.state, 0, 0, 0, p.state.snapshot_id or current
+            committed = None
         elif p.span.start in decided:
             # Read: left at its new state. An append's watermark moves in its result (its checks
             # and Dagster's record) even when nothing was new; only a commit moves the table's.
@@ -288,6 +295,7 @@ def _checkpoint(
             added = d.written.data_files if d.commits else ()
             rows, files, size = (d.written.warm.rows if d.commits else 0), len(added), sum(f.file_size_in_bytes for f in added)
             ids = snapshot if d.commits else state.snapshot_id or current
+            committed = commit_seconds if d.commits else None
         else:
             continue  # refused
         for key in p.span.keys:
@@ -295,7 +303,7 @@ def _checkpoint(
                 OffloadResult(
                     partition_key=key, mode=outcome, watermark=state.watermark, fingerprint=state.fingerprint,
                     rows_written=rows, snapshot_id=ids, files=files, bytes_written=size, seconds=share,
-                    reconciled_from=p.state.source, status=p.span.status,
+                    reconciled_from=p.state.source, status=p.span.status, commit_seconds=committed,
                 )
             )
-    return Checkpoint(results, refused, snapshot, seconds)
+    return Checkpoint(results, refused, snapshot, seconds, commit_seconds)

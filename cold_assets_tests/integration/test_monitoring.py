@@ -33,7 +33,7 @@ from cold_assets.tables import TABLES
 from cold_assets.tools.instance import embedded_instance
 from cold_assets.tools.simulate import FeedConfig, simulate
 from cold_assets.tools.webserver import free_port
-from cold_assets_tests.support.offload_helpers import insert_late_raw, latest_metadata, run_offload, settle
+from cold_assets_tests.support.offload_helpers import insert_late_raw, latest_metadata, op_config, run_offload, settle
 from cold_assets_tests.support.webserver_harness import render_page
 
 REPO = Path(__file__).resolve().parents[2]
@@ -247,8 +247,10 @@ def test_prometheus_and_the_status_page_show_every_hour_as_the_audit_judged_it(s
 
             # The counters start at the exporter's start and count what offloads record after.
             assert all(float(r["value"][1]) == 0 for r in _prometheus_query(url, "cold_assets_offload_rows_total"))
-            current = partition_key_of(_floor(datetime.now(UTC)) - timedelta(hours=1))
-            run_offload(live, [current], raise_on_error=False)
+            # Late trades of the previous hour, offloaded at once (no settle lag): one commit.
+            previous = _floor(datetime.now(UTC)) - timedelta(hours=1)
+            insert_late_raw(warm, previous, 5, 910_000_000)
+            run_offload(live, [partition_key_of(previous)], op_config(settle_lag_seconds=0), raise_on_error=False)
             deadline = time.monotonic() + 30
             rows: list[dict] = []
             while time.monotonic() < deadline and not rows:
@@ -257,6 +259,8 @@ def test_prometheus_and_the_status_page_show_every_hour_as_the_audit_judged_it(s
             assert rows
             (histogram,) = _prometheus_query(url, 'cold_assets_offload_duration_seconds_count{table="raw_trades"}')
             assert float(histogram["value"][1]) >= 1
+            (commits,) = _prometheus_query(url, 'cold_assets_commit_seconds_count{table="raw_trades"}')
+            assert float(commits["value"][1]) == 1  # one commit, whatever the hours it served
 
             # The rules evaluate on what the exporter serves: the audit's failed run fires its alert,
             # labelled with the nightly job (not Prometheus' own `job`).

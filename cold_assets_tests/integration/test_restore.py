@@ -7,7 +7,9 @@ from datetime import UTC, timedelta
 import pytest
 
 from cold_assets.cold.ranges import range_filter
+from cold_assets.federation import federate
 from cold_assets.hours import HourPolicy
+from cold_assets.parity.checksums import local_file_access
 from cold_assets.partitions import partition_key_of
 from cold_assets.recovery.restore import STAGE_PREFIX, RestoreRefused, restore
 from cold_assets.tables import GOLD_WINDOWS, TABLES, Layer, table_by_cold_name
@@ -22,7 +24,7 @@ from cold_assets_tests.support.offload_helpers import (
     warm_hour,
 )
 
-HOURS = 6
+HOURS = 24  # a day
 DAY_KEYS = [partition_key_of(START + timedelta(hours=h)) for h in range(HOURS)]
 HOUR_STARTS = [START + timedelta(hours=h) for h in range(HOURS)]
 END = START + timedelta(hours=HOURS)
@@ -41,18 +43,41 @@ def _warm_content(warm) -> dict[str, list]:
         return content
 
 
+def _views(client, catalog) -> dict:
+    """Every view's definition (materialized and federated), and each `_all` view's rows of the range."""
+    definitions = dict(client.query(
+        "SELECT name, create_table_query FROM system.tables WHERE database = currentDatabase() "
+        "AND engine IN ('View', 'MaterializedView') ORDER BY name"
+    ).result_rows)
+    with local_file_access(catalog.load_table(TABLES[0].cold_identifier)):
+        rows = {
+            t.warm: client.query(
+                f"SELECT count() FROM {t.warm}_all WHERE {t.time_column} >= {{start:DateTime64(6, 'UTC')}} "
+                f"AND {t.time_column} < {{end:DateTime64(6, 'UTC')}}",
+                parameters={"start": START, "end": END},
+            ).result_rows[0][0]
+            for t in TABLES
+        }
+    return {"definitions": definitions, "rows": rows}
+
+
 def _stages(client) -> list[str]:
     return [r[0] for r in client.query(f"SELECT name FROM system.tables WHERE name LIKE '{STAGE_PREFIX}%'").result_rows]
 
 
 def test_a_restore_after_warm_lost_its_hours_brings_back_every_layer_once_and_the_offload_adds_nothing(live, settings, warm, cold):
-    """Warm loses the range from every table (one hour only in part); a dry run writes nothing;
-    the restore brings every layer back from its own cold table without running a view, the
-    audit (production lag) is green, a second restore adds nothing, and the offload after it
-    adds nothing to cold."""
-    feed(warm, hours=HOURS)
+    """Warm loses a day from every table (one hour only in part); a dry run writes nothing; the
+    restore brings every layer back from its own cold table without running a view, the audit
+    (production lag) is green, the views are as they were, a second restore adds nothing, and
+    the offload after it adds nothing to cold."""
+    feed(warm, hours=HOURS, trades_per_hour=1000)
     run_offload(settings, DAY_KEYS)
     before = _warm_content(warm)
+    with warm.connect() as client:
+        # The federated views cut over inside the day: its first hours from cold, the rest from warm.
+        federate(client, cold.catalog(), now=START + timedelta(hours=4))
+        views = _views(client, cold.catalog())
+    assert views["rows"]["trades_raw"] > 0 and "trades_raw_all" in views["definitions"]
     with warm.connect() as client:
         for table in TABLES:
             column = table.time_column
@@ -82,6 +107,8 @@ def test_a_restore_after_warm_lost_its_hours_brings_back_every_layer_once_and_th
     # Every layer as it was: no view ran on the restored rows (bronze, silver and gold would
     # otherwise hold the range twice), and the part of hour 2 warm kept is not doubled.
     assert _warm_content(warm) == before
+    with warm.connect() as client:
+        assert _views(client, cold.catalog()) == views
 
     with warm.connect() as client:
         again = restore(client, cold.catalog(), START, END, policy=policy)
