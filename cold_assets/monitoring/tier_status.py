@@ -196,9 +196,11 @@ class TierReader:
         self._maintenance: dict[tuple[str, str], Maintenance] = {}
         self._clickhouse_version = "unknown"
         self._versions = {"cold_assets": version("cold-assets"), "dagster": dagster.__version__, "pyiceberg": pyiceberg.__version__}
-        # A newly started reader reads this far back: the checks of about two days of ticks,
-        # and about five observations a day (audit, federation, compaction, expiry) of the window.
-        self.first_check_evaluations = 200
+        # A newly started reader reads this far back: the check records of about two days of
+        # ticks (Dagster keeps a planned record per hour of a run, and the evaluation as one
+        # more: a tick's two hours are three records), and about five observations a day
+        # (audit, federation, compaction, expiry) of the window.
+        self.first_check_evaluations = 600
         self.first_observations = max(60, 5 * (window.days + 2))
 
     def read(self, now: datetime | None = None) -> TierStatus:
