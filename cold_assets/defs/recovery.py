@@ -18,12 +18,14 @@ from dagster import (
     op,
 )
 from pydantic import Field
+from pyiceberg.catalog import Catalog
 
 from cold_assets.defs.assets import cold_asset_key
 from cold_assets.defs.nightly import audit_observations
 from cold_assets.defs.resources import ClickHouseResource, IcebergResource
+from cold_assets.federation import follow_commits
 from cold_assets.hours import HourPolicy
-from cold_assets.recovery.reprocess import DERIVED, format_reprocess, read_feed_limits, reprocess
+from cold_assets.recovery.reprocess import DERIVED, format_reprocess, read_reference_data, reprocess
 from cold_assets.recovery.restore import RestoreRefused, RestoreReport, format_restore, restore
 from cold_assets.settings import Settings
 from cold_assets.tables import table_by_cold_name
@@ -130,6 +132,14 @@ def open_scratch(path: Path) -> AbstractContextManager[Client]:
     return ClickHouseResource(chdb_path=str(path)).connect()
 
 
+def follow_reprocessed_commits(clickhouse: ClickHouseResource, catalog: Catalog) -> None:
+    """The `_all` views read the metadata file they were made over: after a reprocess's
+    commits they follow them (as each offload's commit does), before older files are deleted."""
+    with clickhouse.connect() as client:
+        for spec in DERIVED:
+            follow_commits(client, catalog, spec)
+
+
 def reprocess_job(partitions_def: PartitionsDefinition, settings: Settings) -> JobDefinition:
     @op(name="reprocess_day", description="Recompute bronze, silver and gold of the day from cold raw; replace the hours that change.")
     def reprocess_day(
@@ -137,7 +147,7 @@ def reprocess_job(partitions_def: PartitionsDefinition, settings: Settings) -> J
     ) -> None:
         day = datetime.strptime(context.partition_key, "%Y-%m-%d").replace(tzinfo=UTC)
         with clickhouse.connect() as client:  # (closed before the scratch opens: one chDB at a time)
-            feed_limits, now = read_feed_limits(client), warm_now(client)
+            reference, now = read_reference_data(client), warm_now(client)
         # Each run (a day) has a scratch of its own: a backfill's days run in parallel where
         # the instance allows.
         scratch = settings.home / "scratch" / context.run.run_id
@@ -145,10 +155,13 @@ def reprocess_job(partitions_def: PartitionsDefinition, settings: Settings) -> J
             report = reprocess(
                 iceberg.catalog(), open_scratch, scratch, day, day + timedelta(days=1), context.run.run_id,
                 WarmLimits.from_settings(settings), now, HourPolicy.from_settings(settings),
-                ddl=Path(config.ddl_dir) if config.ddl_dir else None, dry_run=config.dry_run, feed_limits=feed_limits,
+                ddl=Path(config.ddl_dir) if config.ddl_dir else None, dry_run=config.dry_run, reference=reference,
+                log=context.log.info,
             )
         except ValueError as refused:  # (ReprocessRefused: before anything was written)
             raise Failure(description=str(refused)) from None
+        if report.days_replaced:
+            follow_reprocessed_commits(clickhouse, iceberg.catalog())
         context.log.info(format_reprocess(report))
         if not config.dry_run:
             for spec in DERIVED:
@@ -171,6 +184,8 @@ def reprocess_job(partitions_def: PartitionsDefinition, settings: Settings) -> J
             "table_hours_changed": MetadataValue.int(report.hours_changed),
             "changes": MetadataValue.md("```\n" + format_reprocess(report) + "\n```"),
         })
+        if report.stopped:
+            raise Failure(description=f"reprocess stopped: {report.stopped}")
 
     @job(
         name=REPROCESS_JOB,

@@ -10,6 +10,14 @@ the scratch medallion (one commit per checkpoint, each hour's bookkeeping in it,
 marked `cold-assets.source = reprocess`), as a declared replacement: rows the new logic no
 longer makes go. An hour that does not differ is left as it is.
 
+The scratch parses by warm's reference data as it is now (feed limits, instruments): a limit
+changed since the day was ingested applies to it too. Silver's dedup then sees the whole day
+at once: a redelivery more than a day after its first delivery, which live silver took as a
+new row (its anti-join looks back a day of ingestion), is dropped by the reprocess; one filed
+under another day (a different exchange time) stays, as it did live.
+
+A day is replaced only when safe (see `reprocess`): otherwise the run stops there.
+
 Only hours warm no longer holds (older than its retention) are reprocessed: for an hour warm
 still holds, warm's rows (old logic) and cold's (new) would differ by design, and the checks,
 the self-healing sensor and the federated views, which take warm as the source of an hour it
@@ -43,6 +51,8 @@ RAW = table_by_cold_name("raw_trades")
 DERIVED: tuple[MirroredTable, ...] = tuple(t for t in TABLES if t.layer in (Layer.BRONZE, Layer.SILVER, Layer.GOLD))
 SAMPLE_ROWS = 3  # changed rows shown per table, each way
 STAGED_RAW = "_cold_reprocess_raw"
+STAGED_BRONZE_KEYS = "_cold_reprocess_bronze_keys"
+BRONZE = table_by_cold_name("bronze_trades")
 # Tables the scratch keeps between days: its reference data.
 REFERENCE_TABLES = ("instruments", "feed_limits")
 
@@ -72,15 +82,26 @@ class ReprocessReport:
     dry_run: bool
     raw_rows: int = 0
     changes: dict[str, TableChange] = field(default_factory=dict)
+    days_replaced: list[str] = field(default_factory=list)
+    stopped: str | None = None  # why the run stopped at a day (its days before stay replaced)
 
     @property
     def hours_changed(self) -> int:
         return sum(len(c.hours_changed) for c in self.changes.values())
 
 
-def read_feed_limits(client: Client) -> dict[str, int]:
-    """The feed's limits in force in a medallion (warm's: what the reprocess parses by)."""
-    return {str(name): int(seconds) for name, seconds in client.query(render("feed_limits_now")).result_rows}
+@dataclass(frozen=True)
+class ReferenceData:
+    """What warm's medallion holds beside its DDL and parses by, copied into the scratch: the
+    feed's limits in force, and the instruments (operators add to both)."""
+
+    feed_limits: dict[str, int]
+    instruments: list[tuple]
+
+
+def read_reference_data(client: Client) -> ReferenceData:
+    limits = {str(name): int(seconds) for name, seconds in client.query(render("feed_limits_now")).result_rows}
+    return ReferenceData(limits, [tuple(row) for row in client.query(render("instruments_now")).result_rows])
 
 
 def check_range(start: datetime, end: datetime, now: datetime, policy: HourPolicy) -> None:
@@ -120,23 +141,34 @@ def reprocess(
     ddl: Path | None = None,
     dry_run: bool = False,
     checkpoint_hours: int = 24,
-    feed_limits: Mapping[str, int] | None = None,
+    reference: ReferenceData | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> ReprocessReport:
     """Reprocesses the days of [start, end) into cold (see the module docstring). `scratch`
     is a folder of its own for the scratch medallion (opened with `open_scratch`), removed after; `ddl` the ClickHouse DDL
     folder (default: the project's); `now` and `policy` the warm tier's clock and hour rules,
-    which decide what warm still holds; `feed_limits` the limits in force in warm's
-    feed_limits (read_feed_limits), which decide what the parse rejects (default: the DDL's,
-    from `limits`)."""
+    which decide what warm still holds; `reference` warm's feed limits and instruments
+    (read_reference_data; default: the DDL's own). `log` gets each day's comparison before
+    any of its hours is replaced.
+
+    A day that cannot be reprocessed safely stops the run there (`report.stopped` says why;
+    the days before it stay replaced): the new logic would empty a table, cold raw lacks
+    messages cold bronze has, or the tiers' content cannot be compared."""
     check_range(start, end, now, policy)
     report = ReprocessReport(start, end, dry_run, changes={t.cold: TableChange(t.cold) for t in DERIVED})
     # The scratch's TTLs reach past the oldest day (DateTime's range ends in 2106).
     retention = max(limits.retention_days, (datetime.now(UTC) - start).days + 2)
     with _scratch_medallion(open_scratch, scratch, WarmLimits(retention, limits.max_lateness_days), ddl) as client:
-        for name, seconds in (feed_limits or {}).items():
-            client.command(
-                "INSERT INTO feed_limits (name, seconds) VALUES ({name:String}, {seconds:Int64})",
-                parameters={"name": name, "seconds": seconds},
+        if reference is not None:
+            for name, seconds in reference.feed_limits.items():
+                client.command(
+                    "INSERT INTO feed_limits (name, seconds) VALUES ({name:String}, {seconds:Int64})",
+                    parameters={"name": name, "seconds": seconds},
+                )
+            client.command("TRUNCATE TABLE instruments")
+            client.insert(
+                "instruments", reference.instruments,
+                column_names=["exchange", "exchange_symbol", "symbol", "base_asset", "quote_asset", "tick_size", "lot_size"],
             )
         for day in days_of(start, end):
             report.raw_rows += _load_raw(client, catalog, day)
@@ -148,22 +180,63 @@ def reprocess(
             keys = [partition_key_of(day + timedelta(hours=h)) for h in range(24)]
             # Every table of the day is compared (and reported) before any is replaced.
             compared = {spec: _compare(client, catalog, spec, keys, scratch_now, scratch_policy, report) for spec in DERIVED}
-            emptied = [
-                spec.cold for spec, parities in compared.items()
-                if sum(p.warm_rows for p in parities) == 0 and sum(p.cold_rows for p in parities) > 0
-            ]
-            if emptied:
-                raise ReprocessRefused(
-                    f"the reprocess of {day:%Y-%m-%d} would empty {', '.join(emptied)}: the new logic keeps none of the "
-                    "day's rows. A parse that rejects everything (feed limits, a broken view) is more likely than "
-                    "a logic that means it; nothing of the day was replaced"
-                )
+            if log is not None:
+                log(format_day(day, compared))
+            report.stopped = _unsafe(client, catalog, day, compared)
+            if report.stopped is not None:
+                break
             if not dry_run:
                 for spec, parities in compared.items():
                     changed = [p for p in parities if not p.content_matches]
                     _replace(client, catalog, spec, changed, run_id, scratch_now, scratch_policy, report, checkpoint_hours)
+                report.days_replaced.append(f"{day:%Y-%m-%d}")
             _clear_day(client)
     return report
+
+
+def _unsafe(client: Client, catalog: Catalog, day: datetime, compared: Mapping[MirroredTable, list[HourParity]]) -> str | None:
+    """Why the day must not be replaced (None: it may)."""
+    unchecked = [spec.cold for spec, parities in compared.items() if any(not p.content_checked for p in parities)]
+    if unchecked:
+        return (
+            f"{day:%Y-%m-%d}: the content of {', '.join(unchecked)} could not be compared (counts only): a changed value "
+            "would go unseen"
+        )
+    emptied = [
+        spec.cold for spec, parities in compared.items()
+        if sum(p.warm_rows for p in parities) == 0 and sum(p.cold_rows for p in parities) > 0
+    ]
+    if emptied:
+        return (
+            f"{day:%Y-%m-%d}: the new logic would empty {', '.join(emptied)} (it keeps none of the day's rows). A parse "
+            "that rejects everything (feed limits, a broken view) is more likely than a logic that means it"
+        )
+    missing = _raw_gaps(client, catalog, day)
+    if missing:
+        return (
+            f"{day:%Y-%m-%d}: cold raw lacks the messages of {missing} trades cold bronze holds (a gap in raw's offload): "
+            "reprocessing would delete them from bronze, silver and gold, where they may be the only copy"
+        )
+    return None
+
+
+def _raw_gaps(client: Client, catalog: Catalog, day: datetime) -> int:
+    """Trades cold bronze holds for the day whose message is not in cold raw (the scratch's raw)."""
+    bronze = catalog.load_table(BRONZE.cold_identifier)
+    if bronze.current_snapshot() is None:
+        return 0
+    staged = identifier(STAGED_BRONZE_KEYS)
+    client.command(f"DROP TABLE IF EXISTS {staged}")
+    client.command(f"CREATE TABLE {staged} (exchange String, symbol String, trade_id UInt64) ENGINE = MergeTree ORDER BY tuple()")
+    scan = bronze.scan(
+        row_filter=range_filter(BRONZE.time_column, day, day + timedelta(days=1)), selected_fields=("exchange", "symbol", "trade_id")
+    )
+    for batch in scan.to_arrow_batch_reader():
+        if batch.num_rows:
+            client.insert_arrow(staged, pa.Table.from_batches([batch]))
+    missing = int(client.query(render("reprocess_raw_gaps", bronze_keys=staged, raw=identifier(RAW.warm))).result_rows[0][0])
+    client.command(f"DROP TABLE {staged}")
+    return missing
 
 
 def _compare(
@@ -276,6 +349,17 @@ def _clear_day(client: Client) -> None:
             client.command(f"TRUNCATE TABLE {identifier(str(name))}")
 
 
+def format_day(day: datetime, compared: Mapping[MirroredTable, list[HourParity]]) -> str:
+    """One day's comparison, before any of it is replaced: per table, hours changed, rows before and after."""
+    parts = []
+    for spec, parities in compared.items():
+        changed = [p for p in parities if not p.content_matches]
+        if changed:
+            before, after = sum(p.cold_rows for p in changed), sum(p.warm_rows for p in changed)
+            parts.append(f"{spec.cold} {len(changed)} hours ({before} -> {after} rows)")
+    return f"{day:%Y-%m-%d}: " + ("; ".join(parts) if parts else "nothing changes")
+
+
 def format_reprocess(report: ReprocessReport) -> str:
     what = "would replace" if report.dry_run else "replaced"
     lines = [
@@ -294,4 +378,7 @@ def format_reprocess(report: ReprocessReport) -> str:
     lines.append("")
     replaced = sum(c.hours_replaced for c in report.changes.values())
     lines.append(f"{report.hours_changed} table-hours change; {replaced if not report.dry_run else report.hours_changed} {what}")
+    if report.stopped:
+        done = ", ".join(report.days_replaced) or "none"
+        lines.append(f"STOPPED at {report.stopped}; days replaced before it: {done}")
     return "\n".join(lines)

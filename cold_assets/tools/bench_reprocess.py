@@ -19,7 +19,7 @@ from cold_assets.defs.resources import ClickHouseResource, IcebergResource
 from cold_assets.hours import HourPolicy
 from cold_assets.offload.protocol import offload_partitions
 from cold_assets.partitions import partition_key_of
-from cold_assets.recovery.reprocess import DERIVED, ReprocessReport, read_feed_limits, reprocess
+from cold_assets.recovery.reprocess import DERIVED, ReprocessReport, read_reference_data, reprocess
 from cold_assets.settings import ddl_dir
 from cold_assets.tables import TABLES
 from cold_assets.tools.bench import DEMO_TRADES_PER_HOUR, bench_settings, build_bench_warm
@@ -54,7 +54,7 @@ def bench_reprocess(days: int = 30, parent: str | None = None, trades_per_hour: 
                     warm_retention=timedelta(days=settings.warm_retention_days), checkpoint_hours=24,
                 ):
                     pass
-            feed_limits, now = read_feed_limits(client), warm_now(client)
+            reference, now = read_reference_data(client), warm_now(client)
         setup_s = time.perf_counter() - built
         floors = floors_of(settings, start, end, DERIVED)
         # The days are past a day's retention: what the reprocess takes them for.
@@ -76,7 +76,7 @@ def bench_reprocess(days: int = 30, parent: str | None = None, trades_per_hour: 
             started = time.perf_counter()
             report = reprocess(
                 catalog, open_scratch, settings.home / "scratch", start, end, f"bench-{name}",
-                WarmLimits.from_settings(settings), now, policy, ddl=ddl, feed_limits=feed_limits,
+                WarmLimits.from_settings(settings), now, policy, ddl=ddl, reference=reference,
             )
             runs[name] = _run_figures(report, time.perf_counter() - started)
     floor_s = floors["read_s"] + floors["write_s"]

@@ -337,9 +337,9 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_reprocess(settings: Settings, args: argparse.Namespace) -> int:
     import uuid
 
-    from cold_assets.defs.recovery import open_scratch
+    from cold_assets.defs.recovery import follow_reprocessed_commits, open_scratch
     from cold_assets.hours import HourPolicy
-    from cold_assets.recovery.reprocess import format_reprocess, read_feed_limits, reprocess
+    from cold_assets.recovery.reprocess import format_reprocess, read_reference_data, reprocess
     from cold_assets.warm.ddl import WarmLimits
     from cold_assets.warm.read import warm_now
 
@@ -347,16 +347,18 @@ def cmd_reprocess(settings: Settings, args: argparse.Namespace) -> int:
     if ddl is not None and not any(ddl.glob("*.sql")):
         raise ValueError(f"--ddl {ddl} holds no .sql file")
     warm, cold = _initialized(settings)
-    with warm.connect() as client:  # its clock and feed limits only (closed before the scratch opens)
-        feed_limits, now = read_feed_limits(client), warm_now(client)
+    with warm.connect() as client:  # its clock and reference data only (closed before the scratch opens)
+        reference, now = read_reference_data(client), warm_now(client)
     run_id = f"reprocess-{uuid.uuid4()}"
     report = reprocess(
         cold.catalog(), open_scratch, settings.home / "scratch" / run_id, args.start, args.end, run_id,
         WarmLimits.from_settings(settings), now, HourPolicy.from_settings(settings),
-        ddl=ddl, dry_run=args.dry_run, feed_limits=feed_limits,
+        ddl=ddl, dry_run=args.dry_run, reference=reference, log=lambda line: print(line, flush=True),
     )
+    if report.days_replaced:
+        follow_reprocessed_commits(warm, cold.catalog())
     print(format_reprocess(report))
-    return 0
+    return EXIT_FAILED if report.stopped else 0
 
 
 def _dagster_instance(settings: Settings) -> "DagsterInstance":

@@ -8,16 +8,18 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from pyiceberg.expressions import EqualTo, In
 
 from cold_assets.defs.resources import ClickHouseResource
 from cold_assets.hours import HourPolicy
 from cold_assets.offload.bookkeeping import SOURCE
 from cold_assets.partitions import partition_key_of
-from cold_assets.recovery.reprocess import DERIVED, ReprocessRefused, read_feed_limits, reprocess
+from cold_assets.recovery.reprocess import DERIVED, ReprocessRefused, read_reference_data, reprocess
 from cold_assets.settings import ddl_dir
 from cold_assets.warm.ddl import WarmLimits
 from cold_assets.warm.read import warm_now
@@ -38,21 +40,40 @@ def _snapshots(cold) -> dict[str, int | None]:
 
 @pytest.fixture
 def offloaded_day(settings, warm, cold):
-    """A day of the feed (duplicates, late, out-of-order and malformed messages among it),
-    offloaded; then warm's retention passes it."""
+    """A day of the feed (duplicates, late, out-of-order and malformed messages among it);
+    then, in inserts of their own, 50 of its messages delivered again (silver's anti-join drops
+    them live) and the trades of an instrument an operator added at runtime; offloaded. The
+    reprocess then takes the day for one warm's retention has passed."""
     feed(warm, hours=24, trades_per_hour=600)
+    with warm.connect() as client:
+        client.command(
+            "INSERT INTO trades_raw (exchange, symbol, trade_id, price, quantity, side, exchange_ts, received_at, message) "
+            "SELECT exchange, symbol, trade_id, price, quantity, side, exchange_ts, received_at + INTERVAL 1 SECOND, message "
+            "FROM trades_raw ORDER BY cityHash64(trade_id) LIMIT 50"
+        )
+        client.command(
+            "INSERT INTO instruments VALUES ('binance', 'DOGEUSDT', 'DOGE-USDT', 'DOGE', 'USDT', 0.00001, 1)"
+        )
+        client.insert(
+            "trades_raw",
+            [["binance", "DOGEUSDT", str(7_000 + i), "0.40000000", "10.00000000", "false",
+              START + timedelta(hours=5, minutes=i), START + timedelta(hours=5, minutes=i, seconds=1), "{}"] for i in range(5)],
+            column_names=["exchange", "symbol", "trade_id", "price", "quantity", "side", "exchange_ts", "received_at", "message"],
+        )
     run_offload(settings, DAY)
     with warm.connect() as client:
-        now, limits = warm_now(client), read_feed_limits(client)
-    return settings, now, limits
+        now, reference = warm_now(client), read_reference_data(client)
+    doge = cold.catalog().load_table(("cold", "silver_trades")).scan(row_filter=EqualTo("symbol", "DOGE-USDT")).count()
+    assert doge == 5
+    return settings, now, reference
 
 
 def test_reprocessing_with_unchanged_logic_changes_no_row_of_any_cold_table(offloaded_day, cold, tmp_path):
-    settings, now, feed_limits = offloaded_day
+    settings, now, reference = offloaded_day
     before = _snapshots(cold)
     report = reprocess(
         cold.catalog(), _open, tmp_path / "scratch", START, START + timedelta(days=1), "reprocess-test",
-        WarmLimits.from_settings(settings), now, RETENTION, feed_limits=feed_limits,
+        WarmLimits.from_settings(settings), now, RETENTION, reference=reference,
     )
     assert report.raw_rows > 14_000
     assert {t: len(c.hours_changed) for t, c in report.changes.items()} == {t.cold: 0 for t in DERIVED}
@@ -64,7 +85,7 @@ def test_reprocessing_with_unchanged_logic_changes_no_row_of_any_cold_table(offl
 def test_a_changed_close_rule_reprocesses_the_bars_into_what_the_new_rule_computes(offloaded_day, cold, tmp_path):
     """The close is chosen by receive time instead of exchange time (a test copy of the DDL);
     the reprocessed bars equal bars computed here from cold silver, independently."""
-    settings, now, feed_limits = offloaded_day
+    settings, now, reference = offloaded_day
     ddl = tmp_path / "ddl"
     shutil.copytree(ddl_dir() / "clickhouse", ddl)
     gold = ddl / "040_gold_ohlcv.sql"
@@ -75,7 +96,7 @@ def test_a_changed_close_rule_reprocesses_the_bars_into_what_the_new_rule_comput
 
     dry = reprocess(
         cold.catalog(), _open, tmp_path / "scratch", START, START + timedelta(days=1), "reprocess-dry",
-        WarmLimits.from_settings(settings), now, RETENTION, ddl=ddl, dry_run=True, feed_limits=feed_limits,
+        WarmLimits.from_settings(settings), now, RETENTION, ddl=ddl, dry_run=True, reference=reference,
     )
     assert dry.changes["gold_ohlcv_1m"].hours_changed and dry.changes["gold_ohlcv_1m"].added
     assert not dry.changes["silver_trades"].hours_changed and not dry.changes["bronze_trades"].hours_changed
@@ -83,7 +104,7 @@ def test_a_changed_close_rule_reprocesses_the_bars_into_what_the_new_rule_comput
 
     done = reprocess(
         cold.catalog(), _open, tmp_path / "scratch", START, START + timedelta(days=1), "reprocess-close",
-        WarmLimits.from_settings(settings), now, RETENTION, ddl=ddl, feed_limits=feed_limits,
+        WarmLimits.from_settings(settings), now, RETENTION, ddl=ddl, reference=reference,
     )
     assert [(t, c.hours_changed) for t, c in done.changes.items()] == [(t, c.hours_changed) for t, c in dry.changes.items()]
     assert _snapshots(cold)["silver_trades"] == silver_before
@@ -110,7 +131,7 @@ def test_a_changed_close_rule_reprocesses_the_bars_into_what_the_new_rule_comput
 
 
 def test_a_range_warm_still_holds_is_refused_before_anything_is_written(offloaded_day, cold, tmp_path):
-    settings, now, feed_limits = offloaded_day
+    settings, now, reference = offloaded_day
     with pytest.raises(ReprocessRefused, match="warm still holds"):
         reprocess(
             cold.catalog(), _open, tmp_path / "scratch", START, START + timedelta(days=1), "x",
@@ -122,14 +143,23 @@ def test_a_range_warm_still_holds_is_refused_before_anything_is_written(offloade
             WarmLimits.from_settings(settings), now, RETENTION,
         )
     assert not (tmp_path / "scratch").exists()
-    # Feed limits that reject every trade (a misconfiguration) would empty the day: refused
-    # before any table of it is replaced.
+    # Feed limits that reject every trade (a misconfiguration) would empty the day; a gap in cold
+    # raw would delete the derived rows of its trades: the run stops before the day is replaced.
     before = _snapshots(cold)
-    with pytest.raises(ReprocessRefused, match="would empty bronze_trades, silver_trades"):
-        reprocess(
-            cold.catalog(), _open, tmp_path / "scratch", START, START + timedelta(days=1), "x",
-            WarmLimits.from_settings(settings), now, RETENTION, feed_limits=feed_limits | {"max_lateness": 1},
-        )
+    rejecting = replace(reference, feed_limits=reference.feed_limits | {"max_lateness": 1})
+    report = reprocess(
+        cold.catalog(), _open, tmp_path / "scratch", START, START + timedelta(days=1), "x",
+        WarmLimits.from_settings(settings), now, RETENTION, reference=rejecting,
+    )
+    assert report.stopped is not None and "would empty bronze_trades, silver_trades" in report.stopped
+    assert _snapshots(cold) == before and report.days_replaced == []
+    raw = cold.catalog().load_table(("cold", "raw_trades"))
+    raw.delete(In("trade_id", ["1000000000", "1000000001", "1000000002"]))
+    report = reprocess(
+        cold.catalog(), _open, tmp_path / "scratch", START, START + timedelta(days=1), "x",
+        WarmLimits.from_settings(settings), now, RETENTION, reference=reference,
+    )
+    assert report.stopped is not None and "cold raw lacks the messages of" in report.stopped, report.stopped
     assert _snapshots(cold) == before
 
 
