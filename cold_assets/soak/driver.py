@@ -452,7 +452,8 @@ class Soak:
                     f" AND {spec.time_column} < {{hi:DateTime64(6, 'UTC')}} AND cityHash64(toString({spec.time_column})) % {share} = 0",
                     parameters={"lo": hour, "hi": hour + timedelta(hours=1)}, settings={"mutations_sync": 2},
                 )
-            report = restore(client, self.catalog, hour, hour + timedelta(hours=1), None, HourPolicy.from_settings(self.settings))
+            # The damaged tables (what an operator restores after a mistaken delete of theirs).
+            report = restore(client, self.catalog, hour, hour + timedelta(hours=1), damaged, HourPolicy.from_settings(self.settings))
         assert report.audit is not None
         for parity in report.audit.parity:
             if table_by_cold_name(parity.table).gold_window == "1d":
