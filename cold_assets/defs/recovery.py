@@ -25,7 +25,7 @@ from cold_assets.defs.nightly import audit_observations
 from cold_assets.defs.resources import ClickHouseResource, IcebergResource
 from cold_assets.federation import follow_commits
 from cold_assets.hours import HourPolicy
-from cold_assets.recovery.reprocess import DERIVED, format_reprocess, read_reference_data, reprocess
+from cold_assets.recovery.reprocess import DERIVED, ReprocessRefused, format_reprocess, read_reference_data, reprocess
 from cold_assets.recovery.restore import RestoreRefused, RestoreReport, format_restore, restore
 from cold_assets.settings import Settings
 from cold_assets.tables import table_by_cold_name
@@ -158,7 +158,7 @@ def reprocess_job(partitions_def: PartitionsDefinition, settings: Settings) -> J
                 ddl=Path(config.ddl_dir) if config.ddl_dir else None, dry_run=config.dry_run, reference=reference,
                 log=context.log.info,
             )
-        except ValueError as refused:  # (ReprocessRefused: before anything was written)
+        except ReprocessRefused as refused:  # before anything was written
             raise Failure(description=str(refused)) from None
         if report.days_replaced:
             follow_reprocessed_commits(clickhouse, iceberg.catalog())
