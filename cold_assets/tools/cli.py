@@ -591,8 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare warm and cold hour by hour; exit 0 if all match, 1 on a mismatch, 2 on bad usage or "
         "configuration, 3 when a tier cannot be reached",
     )
-    p.add_argument("--from", dest="start", required=True, type=hour_arg, help="first hour, ISO 8601 (UTC if no offset)")
-    p.add_argument("--to", dest="end", required=True, type=hour_arg, help="end of the range (exclusive), on the hour")
+    _add_range_flags(p)
     p.add_argument("--table", action="append", help="a cold table name (repeatable); default: all ten")
     p.set_defaults(func=cmd_audit)
     p = sub.add_parser(
@@ -600,8 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write cold's rows back into the warm tables that lack them, for hours inside warm's retention, then audit "
         "the range; exit 0 when the audit is green, 1 if not, 2 on a refused range",
     )
-    p.add_argument("--from", dest="start", required=True, type=hour_arg, help="first hour, ISO 8601 (UTC if no offset)")
-    p.add_argument("--to", dest="end", required=True, type=hour_arg, help="end of the range (exclusive), on the hour")
+    _add_range_flags(p)
     p.add_argument("--tables", nargs="+", metavar="TABLE", help="cold table names; default: all ten")
     p.add_argument("--dry-run", action="store_true", help="print per table and partition what would be written; write nothing")
     p.set_defaults(func=cmd_restore)
@@ -610,8 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="recompute bronze, silver and gold from cold raw with the medallion's DDL for days warm no longer holds, "
         "and replace the hours that change",
     )
-    p.add_argument("--from", dest="start", required=True, type=hour_arg, help="first day, ISO 8601 (a midnight, UTC)")
-    p.add_argument("--to", dest="end", required=True, type=hour_arg, help="end of the range (exclusive), a midnight")
+    _add_range_flags(p, days=True)
     p.add_argument("--ddl", help="a folder of ClickHouse DDL to reprocess with (default: the project's ddl/clickhouse)")
     p.add_argument("--dry-run", action="store_true", help="report per table what changes, with a sample; write nothing")
     p.set_defaults(func=cmd_reprocess)
@@ -699,6 +696,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 # The commands that read or write the configured tiers (bench and soak keep to throwaway state).
 TIER_COMMANDS = ("init", "simulate", "federate", "dev", "demo", "audit", "restore")  # metrics and status say their own
+
+
+def _add_range_flags(p: argparse.ArgumentParser, days: bool = False) -> None:
+    """--from and --to: a range of whole hours (or, with `days`, of whole days, on midnights)."""
+    first, end = ("first day, ISO 8601 (a midnight, UTC)", "a midnight") if days else (
+        "first hour, ISO 8601 (UTC if no offset)", "on the hour"
+    )
+    p.add_argument("--from", dest="start", required=True, type=hour_arg, help=first)
+    p.add_argument("--to", dest="end", required=True, type=hour_arg, help=f"end of the range (exclusive), {end}")
 
 
 def _add_window_option(p: argparse.ArgumentParser) -> None:

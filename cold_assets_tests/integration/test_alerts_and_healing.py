@@ -52,6 +52,16 @@ def _sensor(settings, name, cursor=None):
         return result, context.cursor
 
 
+def _delete_a_cold_bronze_row(cold, partition_key: str):
+    """Damages cold bronze's hour: one of its rows goes. Returns bronze's spec."""
+    bronze = table_by_cold_name("bronze_trades")
+    table = cold.catalog().load_table(bronze.cold_identifier)
+    start, end = bronze.offload_range(hour_of(partition_key))
+    victim = table.scan(row_filter=range_filter("exchange_ts", start, end), limit=1).to_arrow()["trade_id"][0].as_py()
+    table.delete(EqualTo("trade_id", victim))
+    return bronze
+
+
 def test_without_a_webhook_alerts_go_to_the_log_and_nothing_fails(caplog):
     assert Alerter(None, None).send("hello") is True  # the log line is the delivery: nothing waits
     assert "hello" in caplog.text
@@ -63,11 +73,7 @@ def test_a_broken_hour_alerts_once_is_repaired_and_recovers_once(settings, warm,
     instance = embedded_instance(settings)
     assert parity_alerts(build_sensor_context(instance=instance)) is not None  # nothing failing yet
     # Damage one cold hour: delete a row of bronze in the second hour.
-    bronze = table_by_cold_name("bronze_trades")
-    table = cold.catalog().load_table(bronze.cold_identifier)
-    start, end = bronze.offload_range(hour_of(KEYS[1]))
-    victim = table.scan(row_filter=range_filter("exchange_ts", start, end), limit=1).to_arrow()["trade_id"][0].as_py()
-    table.delete(EqualTo("trade_id", victim))
+    bronze = _delete_a_cold_bronze_row(cold, KEYS[1])
     # The next scheduled run of that hour re-checks it: the append finds nothing new, the check fails.
     assert not run_offload(settings, [KEYS[1]], NO_OVERLAP, raise_on_error=False)[0].success
     context = build_sensor_context(instance=instance)
@@ -103,11 +109,7 @@ def test_a_failed_check_followed_by_a_backfill_of_many_hours_before_the_next_tic
     parity_alerts(context)
     reader = TierReader(instance, cold.catalog(), settings)
     reader.read()
-    bronze = table_by_cold_name("bronze_trades")
-    table = cold.catalog().load_table(bronze.cold_identifier)
-    start, end = bronze.offload_range(hour_of(KEYS[1]))
-    victim = table.scan(row_filter=range_filter("exchange_ts", start, end), limit=1).to_arrow()["trade_id"][0].as_py()
-    table.delete(EqualTo("trade_id", victim))
+    bronze = _delete_a_cold_bronze_row(cold, KEYS[1])
     assert not run_offload(settings, [KEYS[1]], NO_OVERLAP, raise_on_error=False)[0].success
     # An operator backfills the five days before: one run of 120 hours.
     backfilled = [partition_key_of(START - timedelta(hours=h)) for h in range(120, 0, -1)]
