@@ -43,6 +43,7 @@ from cold_assets.offload.bookkeeping import OffloadSource
 from cold_assets.offload.protocol import offload_partitions
 from cold_assets.parity.checksums import HourParity, partitions_parity
 from cold_assets.partitions import hour_of, partition_key_of
+from cold_assets.recovery.staging import copy_cold_rows
 from cold_assets.tables import TABLES, Layer, MirroredTable, table_by_cold_name
 from cold_assets.warm.ddl import WarmLimits, warm_statements
 from cold_assets.warm.read import identifier, read_columns, read_query, render, warm_now
@@ -222,18 +223,10 @@ def _unsafe(client: Client, catalog: Catalog, day: datetime, compared: Mapping[M
 
 def _raw_gaps(client: Client, catalog: Catalog, day: datetime) -> int:
     """Trades cold bronze holds for the day whose message is not in cold raw (the scratch's raw)."""
-    bronze = catalog.load_table(BRONZE.cold_identifier)
-    if bronze.current_snapshot() is None:
-        return 0
     staged = identifier(STAGED_BRONZE_KEYS)
     client.command(f"DROP TABLE IF EXISTS {staged}")
     client.command(f"CREATE TABLE {staged} (exchange String, symbol String, trade_id UInt64) ENGINE = MergeTree ORDER BY tuple()")
-    scan = bronze.scan(
-        row_filter=range_filter(BRONZE.time_column, day, day + timedelta(days=1)), selected_fields=("exchange", "symbol", "trade_id")
-    )
-    for batch in scan.to_arrow_batch_reader():
-        if batch.num_rows:
-            client.insert_arrow(staged, pa.Table.from_batches([batch]))
+    copy_cold_rows(client, catalog, BRONZE, staged, day, day + timedelta(days=1), ["exchange", "symbol", "trade_id"])
     missing = int(client.query(render("reprocess_raw_gaps", bronze_keys=staged, raw=identifier(RAW.warm))).result_rows[0][0])
     client.command(f"DROP TABLE {staged}")
     return missing
@@ -311,21 +304,12 @@ def _scratch_medallion(open_scratch: OpenScratch, scratch: Path, limits: WarmLim
 def _load_raw(client: Client, catalog: Catalog, day: datetime) -> int:
     """Cold raw's rows of the day into the scratch's trades_raw, as one block in arrival order,
     through the materialized views; returns how many."""
-    table = catalog.load_table(RAW.cold_identifier)
-    if table.current_snapshot() is None:
-        return 0
-    columns = [c.name for c in read_columns(client, RAW) or []]
-    present = {f.name for f in table.schema().fields}
-    columns = [c for c in columns if c in present]
     staged = identifier(STAGED_RAW)
     client.command(f"DROP TABLE IF EXISTS {staged}")
     client.command(f"CREATE TABLE {staged} AS {identifier(RAW.warm)} ENGINE = MergeTree ORDER BY tuple()")
-    scan = table.scan(row_filter=range_filter(RAW.time_column, day, day + timedelta(days=1)), selected_fields=tuple(columns))
-    rows = 0
-    for batch in scan.to_arrow_batch_reader():
-        if batch.num_rows:
-            client.insert_arrow(staged, pa.Table.from_batches([batch]))
-            rows += batch.num_rows
+    wanted = [c.name for c in read_columns(client, RAW) or []]
+    copied = copy_cold_rows(client, catalog, RAW, staged, day, day + timedelta(days=1), wanted)
+    columns, rows = copied.columns, copied.rows
     if rows:
         listed = ", ".join(identifier(c) for c in columns)
         # One block (the views see the day at once, as silver's LIMIT 1 BY needs), in arrival order.

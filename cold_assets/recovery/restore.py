@@ -32,14 +32,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import pyarrow as pa
 from clickhouse_connect.driver.binding import format_str
 from clickhouse_connect.driver.client import Client
 from pyiceberg.catalog import Catalog
 
-from cold_assets.cold.ranges import range_filter
 from cold_assets.hours import HourPolicy
 from cold_assets.parity.audit import AuditReport, run_audit
+from cold_assets.recovery.staging import copy_cold_rows
 from cold_assets.tables import GOLD_WINDOWS, TABLES, Layer, MirroredTable, table_by_cold_name
 from cold_assets.warm.read import identifier, render, warm_columns, warm_now
 
@@ -223,7 +222,7 @@ def _restore_table(
     if spec.layer is Layer.GOLD:
         assert trade_keys is not None and spec.gold_window is not None
         cold_rows = stages.bars(spec)
-        _copy_cold_rows(client, catalog, spec, cold_rows, range_start, range_end, _BAR_COLUMNS)
+        copy_cold_rows(client, catalog, spec, cold_rows, range_start, range_end, _BAR_COLUMNS)
         interval = GOLD_WINDOWS[spec.gold_window]
         sql = render("restore_missing_bars", added=added, cold_bars=cold_rows, trade_keys=trade_keys, warm=warm, interval=interval)
         client.command(sql, parameters=bounds)
@@ -234,8 +233,8 @@ def _restore_table(
         report.partial_windows[spec.cold] = [f"{e} {s} {w} (warm {n} trades, cold {m})" for e, s, w, n, m in partial]
     else:
         cold_rows = stages.like(spec, "cold", engine="ENGINE = MergeTree ORDER BY tuple()")
-        copied = _copy_cold_rows(client, catalog, spec, cold_rows, range_start, range_end, columns)
-        listed = ", ".join(identifier(c) for c in copied)
+        copied = copy_cold_rows(client, catalog, spec, cold_rows, range_start, range_end, columns)
+        listed = ", ".join(identifier(c) for c in copied.columns)
         if spec.final_key is not None:
             key = ", ".join(identifier(c) for c in (*spec.final_key.groups, spec.final_key.id))
             sql = render(
@@ -272,27 +271,6 @@ def _staged_partitions(client: Client, added: str) -> list[str]:
     return ids
 
 
-def _copy_cold_rows(
-    client: Client, catalog: Catalog, spec: MirroredTable, stage: str, start: datetime, end: datetime, wanted: list[str]
-) -> list[str]:
-    """Copies cold's rows of [start, end) into `stage`, the columns both tiers have; returns them."""
-    table = catalog.load_table(spec.cold_identifier)
-    present = {f.name for f in table.schema().fields}
-    columns = [c for c in wanted if c in present]
-    if table.current_snapshot() is None:
-        return columns
-    scan = table.scan(row_filter=range_filter(spec.time_column, start, end), selected_fields=tuple(columns))
-    for batch in _batches(scan.to_arrow_batch_reader()):
-        client.insert_arrow(stage, pa.Table.from_batches([batch]))
-    return columns
-
-
-def _batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
-    for batch in reader:
-        if batch.num_rows:
-            yield batch
-
-
 class _Stages:
     """The restore's staging tables: made fresh (one left by an interrupted restore is dropped
     first), dropped at the end whatever happened."""
@@ -320,7 +298,7 @@ class _Stages:
     def trade_keys(self, catalog: Catalog, start: datetime, end: datetime) -> str:
         stage = self._fresh("silver_trade_keys")
         self.client.command(render("restore_stage_trade_keys", stage=stage))
-        _copy_cold_rows(self.client, catalog, SILVER, stage, start, end, ["exchange", "symbol", "exchange_ts", "trade_id", "price"])
+        copy_cold_rows(self.client, catalog, SILVER, stage, start, end, ["exchange", "symbol", "exchange_ts", "trade_id", "price"])
         return stage
 
     def drop_all(self) -> None:
