@@ -46,6 +46,7 @@ def parity_check_specs(asset_key: AssetKey, warm_table: str) -> list[AssetCheckS
 
 
 COMPARED_AT = "compared_at"
+OPEN_BASES = (ParityBasis.WARM_TO_WATERMARK, ParityBasis.AS_OFFLOADED)  # the bases of hours still open
 
 
 def verdicts_metadata(
@@ -65,7 +66,9 @@ def verdicts_metadata(
         "cold_rows": MetadataValue.int(sum(p.cold_rows for p in parities)),
         "hours_checked": MetadataValue.int(len(compared)),
         "hours": MetadataValue.json([p.partition_key for p in parities]),
-        "hours_open": MetadataValue.json([p.partition_key for p in parities if p.basis is not ParityBasis.WARM_HOUR and not p.cold_only]),
+        "hours_open": MetadataValue.json([p.partition_key for p in parities if p.basis in OPEN_BASES]),
+        # Compared with what a reprocess wrote: warm keeps the earlier logic's rows, by design.
+        "hours_reprocessed": MetadataValue.json([p.partition_key for p in parities if p.basis is ParityBasis.REPROCESSED]),
         "hours_cold_only": MetadataValue.json([p.partition_key for p in parities if p.cold_only]),
         # Compared on counts only: ClickHouse could not read this cold tier's files.
         "hours_unchecked": MetadataValue.json([p.partition_key for p in parities if not p.cold_only and not p.content_checked]),
@@ -92,6 +95,9 @@ def _result(
         )
     else:
         description = f"{what}: {len(compared)} hours equal"
+    reprocessed = sum(p.basis is ParityBasis.REPROCESSED for p in parities)
+    if reprocessed:
+        description += f"; {reprocessed} hours reprocessed, compared with what the reprocess wrote (warm keeps the earlier logic)"
     if cold_only:
         # Older than the warm retention: cold is the only copy; there is nothing to compare.
         description += f"; {len(cold_only)} hours cold-only (older than the warm retention), not compared"

@@ -95,6 +95,9 @@ def hour_keys(partitions_def: TimeWindowPartitionsDefinition, start: datetime, e
     return list(partitions_def.get_partition_keys_in_time_window(TimeWindow(start, end))) if end > start else []
 
 
+REPROCESSED_CHANGED = "cold no longer holds the rows the reprocess wrote"
+
+
 class Repairs:
     """What a healing tick found: hours to replace (and why), and (table, hour) where warm holds
     fewer rows than cold, which are alerted, never replaced."""
@@ -172,6 +175,13 @@ class Repairs:
             if looked_at is not None and hour not in looked_at and (window is None or hour in window)
         }
         for table, hour in sorted(set(self.shrunk) - alerted):
+            if self.shrunk[(table, hour)] == REPROCESSED_CHANGED:
+                outbox.send(
+                    f"cold.{table} hour {hour}: REPROCESSED HOUR CHANGED: {REPROCESSED_CHANGED} (a data file lost, a "
+                    "rollback to before the reprocess). Warm keeps the earlier logic's rows, so no repair from warm is "
+                    "requested: run `cold-assets reprocess` for its day again."
+                )
+                continue
             outbox.send(
                 f"cold.{table} hour {hour}: WARM HOLDS FEWER ROWS than cold ({self.shrunk[(table, hour)]}): warm lost rows "
                 "that cold keeps, so no repair is requested (a replace would delete them). If the deletion was a mistake, "
@@ -339,6 +349,9 @@ def self_healing_sensor(job: OffloadJob, settings: Settings, partitions_def: Tim
                 # The offload refused it: warm lost rows cold keeps (new rows may hide the loss in
                 # the hour's count). A replace would delete them: alerted, never requested.
                 found.shrunk[(table, hour)] = "the offload refused to replace it: warm lost rows cold keeps"
+            elif differing.get("basis") == ParityBasis.REPROCESSED.value:
+                # Warm keeps the earlier logic's rows: a replace from warm would undo the reprocess.
+                found.shrunk[(table, hour)] = REPROCESSED_CHANGED
             elif warm_rows < differing["cold_rows"]:
                 found.shrunk[(table, hour)] = f"warm {warm_rows} rows, cold {differing['cold_rows']}"
             else:

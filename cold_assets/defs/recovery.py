@@ -25,12 +25,11 @@ from cold_assets.defs.nightly import audit_observations
 from cold_assets.defs.resources import ClickHouseResource, IcebergResource
 from cold_assets.federation import follow_commits
 from cold_assets.hours import HourPolicy
-from cold_assets.recovery.reprocess import DERIVED, ReprocessRefused, format_reprocess, read_reference_data, reprocess
+from cold_assets.recovery.reprocess import DERIVED, ReprocessRefused, format_reprocess, read_warm, reprocess
 from cold_assets.recovery.restore import RestoreRefused, RestoreReport, format_restore, restore
 from cold_assets.settings import Settings
 from cold_assets.tables import table_by_cold_name
 from cold_assets.warm.ddl import WarmLimits
-from cold_assets.warm.read import warm_now
 
 RESTORE_JOB = "restore_warm"
 REPROCESS_JOB = "reprocess_cold"
@@ -146,17 +145,17 @@ def reprocess_job(partitions_def: PartitionsDefinition, settings: Settings) -> J
         context: OpExecutionContext, config: ReprocessConfig, clickhouse: ClickHouseResource, iceberg: IcebergResource
     ) -> None:
         day = datetime.strptime(context.partition_key, "%Y-%m-%d").replace(tzinfo=UTC)
-        with clickhouse.connect() as client:  # (closed before the scratch opens: one chDB at a time)
-            reference, now = read_reference_data(client), warm_now(client)
+        policy, limits = HourPolicy.from_settings(settings), WarmLimits.from_settings(settings)
         # Each run (a day) has a scratch of its own: a backfill's days run in parallel where
         # the instance allows.
         scratch = settings.home / "scratch" / context.run.run_id
         try:
+            with clickhouse.connect() as client:  # (closed before the scratch opens: one chDB at a time)
+                reading = read_warm(client, iceberg.catalog(), day, day + timedelta(days=1), policy, limits)
             report = reprocess(
                 iceberg.catalog(), open_scratch, scratch, day, day + timedelta(days=1), context.run.run_id,
-                WarmLimits.from_settings(settings), now, HourPolicy.from_settings(settings),
-                ddl=Path(config.ddl_dir) if config.ddl_dir else None, dry_run=config.dry_run, reference=reference,
-                log=context.log.info,
+                limits, reading.now, policy, ddl=Path(config.ddl_dir) if config.ddl_dir else None,
+                dry_run=config.dry_run, reference=reading.reference, log=context.log.info, warm_held=reading.held,
             )
         except ReprocessRefused as refused:  # before anything was written
             raise Failure(description=str(refused)) from None
@@ -191,7 +190,8 @@ def reprocess_job(partitions_def: PartitionsDefinition, settings: Settings) -> J
         name=REPROCESS_JOB,
         partitions_def=partitions_def,
         description="Recompute bronze, silver and gold from cold raw with the medallion's DDL, a day per run "
-        "(backfill a range of days); only days warm no longer holds. The launchpad's form defaults to a dry run.",
+        "(backfill a range of days), once no trade of the day can still arrive (feed_limits.max_lateness). "
+        "The launchpad's form defaults to a dry run.",
     )
     def _reprocess() -> None:
         reprocess_day()

@@ -26,6 +26,7 @@ from cold_assets.internals import (
 )
 from cold_assets.offload.bookkeeping import snapshot_id
 from cold_assets.offload.phases import ColdMatch, ColdRowsWouldBeLost, Decided, Outcome, Written
+from cold_assets.offload.reprocessed import MarkChanges
 from cold_assets.tables import MirroredTable, OffloadMode
 from cold_assets.warm.read import EPOCH
 
@@ -124,6 +125,7 @@ def commit_transaction(
     summary: dict[str, str],
     *,
     split_column: str,
+    properties: MarkChanges | None = None,
 ) -> int | None:
     """One snapshot: the cold rows this checkpoint's ranges matched go, its files come in;
     returns it. It is made on the snapshot the ranges were matched on (the matcher's).
@@ -138,7 +140,8 @@ def commit_transaction(
 
     Until the catalog call, every file of the commit (`data_files` and the rewrites) is
     deleted on any failure; after a refusal by the catalog too; when the call's outcome is
-    unknown they stay (protocol.py)."""
+    unknown they stay (protocol.py). `properties`: the table properties the same commit sets and
+    removes (the reprocessed marks: offload/reprocessed.py)."""
     table = matcher.table
     rewritten: list[tuple[DataFile, list[DataFile]]] = []
     try:
@@ -175,6 +178,10 @@ def commit_transaction(
                     append.append_data_file(data_file)
         else:
             return snapshot_id(table)  # the filters matched no cold row, and nothing is new
+        if properties and properties.set:
+            tx.set_properties(properties.set)
+        if properties and properties.removed:
+            tx.remove_properties(*properties.removed)
     except BaseException:
         # No catalog call was made: nothing references them.
         _delete(table, [f for _, kept_files in rewritten for f in kept_files] + data_files)

@@ -10,7 +10,8 @@ filter is matched against the cold files (`ColdMatch`), and it is `Decided` (app
 replaced or unchanged) or refused (`ColdRowsWouldBeLost`, nothing of it written).
 """
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
 
@@ -20,6 +21,7 @@ from pyiceberg.manifest import DataFile
 
 from cold_assets.hours import HourPolicy, HourStatus
 from cold_assets.offload.bookkeeping import OffloadSource, PartitionState
+from cold_assets.offload.reprocessed import Mark
 from cold_assets.tables import MirroredTable
 
 
@@ -30,6 +32,7 @@ class Outcome(str, Enum):
     REPLACE = "replace"
     UNCHANGED = "unchanged"
     COLD_ONLY = "cold_only"  # older than the warm retention: not read from warm
+    REPROCESSED = "reprocessed"  # reprocessed while warm holds it: kept, not read from warm (offload/reprocessed.py)
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,9 @@ class RunOptions:
     now: datetime  # the warm clock, read once per run
     policy: HourPolicy
     source: OffloadSource = OffloadSource.WARM
+    # A reprocess's ranges (their starts) whose new rows differ from warm's, and the mark each
+    # commit leaves on them (offload/reprocessed.py); any other range it commits is warm's again.
+    marked: Mapping[datetime, Mark] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,7 @@ class Settled:
 
     span: Span
     state: PartitionState
-    outcome: Outcome  # COLD_ONLY or UNCHANGED
+    outcome: Outcome  # COLD_ONLY, REPROCESSED or UNCHANGED
 
 
 @dataclass(frozen=True)

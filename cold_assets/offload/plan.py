@@ -4,9 +4,10 @@ The starting state is reconciled from the table alone (`reconcile`): the bookkee
 current snapshot's ancestry, and the cold files' statistics under it. Dagster's event log is
 not read: see `reconcile`. A range is then `Settled` without a read (cold-only, an append
 layer with nothing settled since its watermark, a replace layer whose warm fingerprint is
-the one last written) or `ToRead`.
+the one last written, an hour a reprocess replaced while warm holds it) or `ToRead`.
 """
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from clickhouse_connect.driver.client import Client
@@ -16,9 +17,11 @@ from pyiceberg.table import Table
 from cold_assets.cold.holdings import ColdFiles
 from cold_assets.cold.ranges import range_filter
 from cold_assets.hours import HourStatus
-from cold_assets.offload.bookkeeping import Ancestry, PartitionState, StateSource
+from cold_assets.offload.bookkeeping import Ancestry, OffloadSource, PartitionState, StateSource
 from cold_assets.offload.phases import Outcome, ReadPlan, RunOptions, Settled, Span, ToRead
+from cold_assets.offload.reprocessed import Mark
 from cold_assets.parity.checksums import warm_fingerprints
+from cold_assets.partitions import partition_key_of
 from cold_assets.tables import MirroredTable, OffloadMode
 from cold_assets.warm.read import EPOCH, FAR_FUTURE, WarmColumn, warm_read_query
 
@@ -47,11 +50,18 @@ def reconcile(committed: PartitionState | None, data_floor: datetime | None = No
 
 
 def plan_range(
-    spec: MirroredTable, start: datetime, keys: list[str], ancestry: Ancestry, cold_files: ColdFiles, options: RunOptions
+    spec: MirroredTable, start: datetime, keys: list[str], ancestry: Ancestry, cold_files: ColdFiles, options: RunOptions,
+    reprocessed: Mapping[str, Mark],
 ) -> Settled | ToRead:
-    """Where one range starts from, and the read and delete it needs (if any)."""
+    """Where one range starts from, and the read and delete it needs (if any). `reprocessed`:
+    the table's reprocessed ranges (offload/reprocessed.py)."""
     span = Span(tuple(keys), start, spec.offload_range(start)[1], options.policy.status(spec, start, options.now))
     committed = ancestry.state(start)
+    reprocessed_here = partition_key_of(start) in reprocessed
+    if reprocessed_here and span.status is not HourStatus.COLD_ONLY and options.source is OffloadSource.WARM:
+        # A reprocess replaced it, and warm still holds the earlier logic's rows: cold is kept
+        # (a backfill or a repair from warm would undo the reprocess).
+        return Settled(span, committed or PartitionState(), Outcome.REPROCESSED)
     if span.status is HourStatus.COLD_ONLY:
         if committed is not None or cold_files.holds(start, span.end):
             # ClickHouse's TTL may have dropped some of its rows: cold is the copy of record.

@@ -30,7 +30,8 @@ files. The daily bars' day is one range, written once per run.
 - Warm is the source of new rows, not the judge of old ones: an hour whose commit would
   leave it with fewer cold rows than it holds is refused (unless `allow_fewer_rows`) and
   left out of the commit, and an hour older than the warm retention is cold-only, never
-  read from warm again.
+  read from warm again; nor is an hour a reprocess replaced while warm holds it
+  (offload/reprocessed.py).
 
 Every commit is one snapshot: what the checkpoint owns goes (a delete filter, where cold holds
 any of it; a file it matches in part is written again without those rows) and the new files
@@ -48,7 +49,7 @@ following warm's in schema.py), decided and committed (commit.py).
 
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -68,6 +69,7 @@ from cold_assets.offload.bookkeeping import (
     snapshot_id,
 )
 from cold_assets.offload.phases import ColdMatch, ColdRowsWouldBeLost, Decided, Outcome, RunOptions, Settled, ToRead, Written
+from cold_assets.offload.reprocessed import Mark, MarkChanges, mark_changes, reprocessed_marks
 from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.tables import MirroredTable
 from cold_assets.warm.read import read_columns, warm_now
@@ -134,6 +136,7 @@ def offload_partitions(
     now: datetime | None = None,
     checkpoint_hours: int = DEFAULT_CHECKPOINT_HOURS,
     source: OffloadSource = OffloadSource.WARM,
+    marked: Mapping[datetime, Mark] | None = None,
 ) -> Iterator[Checkpoint]:
     """Offloads hourly partitions of one table, one commit per checkpoint of at most
     `checkpoint_hours` offload ranges (see the module docstring for the protocol), yielding
@@ -144,7 +147,8 @@ def offload_partitions(
     layer's hours to be replaced wholesale (a repair), still only up to the settle lag.
     `allow_fewer_rows` lets a replace delete cold rows warm no longer has (an operator
     correcting history). `source` is recorded in each commit's summary: `client` is the warm
-    tier, or a reprocess's scratch medallion. `now` is the warm clock the run decides by (default: read now); one
+    tier, or a reprocess's scratch medallion; `marked` the reprocess's ranges (their starts) to
+    mark reprocessed, with their marks (offload/reprocessed.py). `now` is the warm clock the run decides by (default: read now); one
     reading per run keeps its offloads and checks consistent."""
     if settle_lag < timedelta(0) or overlap < timedelta(0):
         raise ValueError(f"settle lag ({settle_lag}) and append overlap ({overlap}) must not be negative")
@@ -156,7 +160,9 @@ def offload_partitions(
     for key in sorted(set(partition_keys)):
         by_range.setdefault(spec.offload_range(hour_of(key))[0], []).append(key)
     starts = sorted(by_range)
-    options = RunOptions(run_id, settle_lag, replace_hour, overlap, allow_fewer_rows, now, policy, source)
+    if marked and source is not OffloadSource.REPROCESS:
+        raise ValueError("only a reprocess marks ranges reprocessed")
+    options = RunOptions(run_id, settle_lag, replace_hour, overlap, allow_fewer_rows, now, policy, source, dict(marked or {}))
     span = (starts[0], spec.offload_range(starts[-1])[1]) if starts else None
     cold_files: ColdFiles | None = None
     for i in range(0, len(starts), checkpoint_hours):
@@ -220,7 +226,8 @@ def _checkpoint(
     started = time.perf_counter()
     columns = read_columns(client, spec, table.schema())
     ancestry = Ancestry(table, spec)
-    planned = [plan.plan_range(spec, start, keys, ancestry, cold_files, options) for start, keys in chunk]
+    marks = reprocessed_marks(table)
+    planned = [plan.plan_range(spec, start, keys, ancestry, cold_files, options, marks) for start, keys in chunk]
     planned = plan.skip_unchanged_replaces(client, table, spec, columns, planned, options)
     to_read = [p for p in planned if isinstance(p, ToRead)]
     written: list[Written] = []
@@ -266,6 +273,7 @@ def _checkpoint(
                 [d.matched for d in to_commit],
                 summary,
                 split_column=spec.split_column,
+                properties=_marks_changed(marks, to_commit, options),
             )
             commit_seconds = time.perf_counter() - commit_started
     except BaseException:
@@ -307,3 +315,18 @@ def _checkpoint(
                 )
             )
     return Checkpoint(results, refused, snapshot, seconds, commit_seconds)
+
+
+def _marks_changed(marks: dict[str, Mark], to_commit: list[Decided], options: RunOptions) -> MarkChanges | None:
+    """The reprocessed marks this commit changes (None: none): a reprocess marks the ranges it
+    was asked to and clears the others it writes; an offload from warm forgets the marks of
+    ranges past the warm retention (offload/reprocessed.py)."""
+    reprocess = options.source is OffloadSource.REPROCESS
+    if not marks and not (reprocess and options.marked):
+        return None
+    written = {
+        partition_key_of(d.written.planned.span.start): options.marked.get(d.written.planned.span.start) if reprocess else None
+        for d in to_commit
+    }
+    changes = mark_changes(marks, written, None if reprocess else options.policy.warm_horizon(options.now))
+    return changes or None

@@ -146,6 +146,8 @@ def format_report(report: AuditReport) -> str:
             status = "COUNT MISMATCH" if not p.counts_match else "CONTENT MISMATCH"
         else:
             status = "ok" if p.basis is ParityBasis.WARM_HOUR else f"ok (open hour: {p.basis.value})"
+            if p.basis is ParityBasis.REPROCESSED:
+                status = "ok (reprocessed: cold holds what the reprocess wrote; warm keeps the earlier logic)"
         in_flight = report.in_flight.get((p.table, p.partition_key))
         if in_flight and not p.cold_only:
             status += f"; {in_flight} more cold rows in flight (ingested within the settle lag), judged once settled"

@@ -35,7 +35,8 @@ from cold_assets.cold.holdings import ColdFiles
 from cold_assets.cold.ranges import range_filter
 from cold_assets.hours import HourPolicy, HourStatus
 from cold_assets.offload.bookkeeping import Ancestry, PartitionState, StateSource
-from cold_assets.partitions import hour_of
+from cold_assets.offload.reprocessed import Mark, reprocessed_marks
+from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.settings import s3_collection_name
 from cold_assets.tables import MirroredTable, OffloadMode
 from cold_assets.warm.capabilities import capabilities_of
@@ -55,6 +56,9 @@ class ParityBasis(str, Enum):
     WARM_TO_WATERMARK = "warm to watermark"  # open append hour: warm rows ingested up to its watermark
     AS_OFFLOADED = "as offloaded"  # open replace hour: the fingerprint of the rows last written
     COLD_ONLY = "cold only"  # older than the warm retention: cold is the copy of record
+    # Reprocessed while warm holds it (offload/reprocessed.py): the fingerprint of the rows the
+    # reprocess wrote; warm keeps the earlier logic's rows, unequal by design.
+    REPROCESSED = "reprocessed"
 
 
 @dataclass(frozen=True)
@@ -101,16 +105,22 @@ class HourParity:
         return self.counts_match and (not self.content_checked or self.warm_checksum == self.cold_checksum)
 
 
-def canonical_row(table: Table, columns: list[WarmColumn] | None = None) -> str:
-    """The row's canonical form over the cold schema. With the warm columns: a cold column warm
-    no longer has is not compared (cold keeps its old values), and an optional column warm
-    fills with a DEFAULT hashes its default like NULL on both tiers (nullIf): rows written
-    before the column was added read NULL in cold and the default in warm, and are the same
-    rows. (A real value equal to the default is then not told apart from NULL.)"""
+def canonical_row(table: Table, columns: list[WarmColumn] | None = None, schema_id: int | None = None) -> str:
+    """The row's canonical form over the cold schema (`schema_id`: one of its earlier ones). With
+    the warm columns: a cold column warm no longer has is not compared (cold keeps its old
+    values), and an optional column warm fills with a DEFAULT hashes its default like NULL on
+    both tiers (nullIf): rows written before the column was added read NULL in cold and the
+    default in warm, and are the same rows. (A real value equal to the default is then not
+    told apart from NULL.)"""
     skip = {c.name for c in columns or () if c.absent}
     defaults = {c.name: c.default for c in columns or () if c.default is not None and not c.absent}
+    schema = table.schema()
+    if schema_id is not None:
+        if schema_id not in table.schemas():
+            raise ValueError(f"{'.'.join(table.name())} has no schema {schema_id} (it has {sorted(table.schemas())})")
+        schema = table.schemas()[schema_id]
     parts = []
-    for field in table.schema().fields:
+    for field in schema.fields:
         if field.name in skip:
             continue
         name = identifier(field.name)
@@ -301,6 +311,7 @@ def partitions_parity(
     offloaded: Mapping[str, PartitionState] | None = None,
     rows_in_flight_count: bool = False,
     cold_counts_from_manifests: bool = False,
+    reprocessed_by_mark: bool = True,
 ) -> list[HourParity]:
     """Parity of each partition at warm-clock time `now`, with one cold query and a warm query
     per distinct bound (one or two), however many partitions.
@@ -313,10 +324,19 @@ def partitions_parity(
     `cold_counts_from_manifests` (counts only) takes cold's rows per hour from the manifests'
     record counts where they answer exactly, reading no data file: what a sensor looking for
     late rows in warm needs. A data file lost from storage is then not noticed: the checks
-    and the audit, which read the files, are what notice it."""
+    and the audit, which read the files, are what notice it.
+
+    An hour a reprocess replaced while warm holds it is compared with the fingerprint of what
+    the reprocess wrote, not with warm (ParityBasis.REPROCESSED), unless `reprocessed_by_mark`
+    is False (a reprocess comparing its scratch with cold)."""
     compared_at = datetime.now(UTC)
     statuses = {key: policy.status(spec, hour_of(key), now) for key in partition_keys}
     ranges = {key: spec.offload_range(hour_of(key)) for key in partition_keys}
+    marks = reprocessed_marks(cold_table) if reprocessed_by_mark else {}
+    reprocessed = {
+        key: marks[mark] for key, status in statuses.items()
+        if status is not HourStatus.COLD_ONLY and (mark := partition_key_of(ranges[key][0])) in marks
+    }
     # What an open hour's last offload left (per bucket: the daily bars' day is one bucket):
     # what the run just offloaded, or the table's bookkeeping. Closed hours need none.
     states = {int(ranges[key][0].timestamp()): state for key, state in (offloaded or {}).items() if key in ranges}
@@ -329,7 +349,8 @@ def partitions_parity(
     columns = read_columns(client, spec, cold_table.schema()) if any(s is not HourStatus.COLD_ONLY for s in statuses.values()) else None
     canonical = canonical_row(cold_table, columns) if content else COUNT_ONLY
     settled = None if rows_in_flight_count else now - policy.settle_lag
-    warm = _warm_side(client, spec, canonical, statuses, ranges, states, columns, settled)
+    from_warm = {key: status for key, status in statuses.items() if key not in reprocessed}
+    warm = _warm_side(client, spec, canonical, from_warm, ranges, states, columns, settled)
     # An append layer's closed hours are compared on their settled rows on both tiers: a row
     # still in flight is judged once it settled, whether cold already holds it (an offload with
     # a shorter lag: the demo's) or not yet.
@@ -338,6 +359,8 @@ def partitions_parity(
         open_from = min((ranges[k][0] for k, s in statuses.items() if s is HourStatus.OPEN), default=FAR_FUTURE)
         in_flight = (settled, open_from)
     cold = _cold_side(client, cold_table, spec, canonical, ranges, in_flight, cold_counts_from_manifests)
+    if content and reprocessed:
+        cold |= _cold_side_of_marks(client, cold_table, spec, {key: (ranges[key], mark) for key, mark in reprocessed.items()})
     content = content and all(c is not None for _, c in cold.values())
     parities = []
     for key, (bucket_start, _) in ranges.items():
@@ -350,7 +373,10 @@ def partitions_parity(
             continue
         w_rows, w_sum = warm.get(bucket, (0, 0))
         basis, now_rows = ParityBasis.WARM_HOUR, None
-        if statuses[key] is HourStatus.OPEN and spec.mode is OffloadMode.REPLACE:
+        if key in reprocessed:
+            basis = ParityBasis.REPROCESSED
+            w_rows, w_sum = parse_fingerprint(reprocessed[key].fingerprint)
+        elif statuses[key] is HourStatus.OPEN and spec.mode is OffloadMode.REPLACE:
             basis, now_rows = ParityBasis.AS_OFFLOADED, w_rows
             fingerprint = states[bucket].fingerprint if bucket in states else None
             # Without a fingerprint on the ancestry (never offloaded; or its commit thinned or
@@ -365,6 +391,30 @@ def partitions_parity(
             )
         )
     return parities
+
+
+def _cold_side_of_marks(
+    client: Client, cold_table: Table, spec: MirroredTable, marked: Mapping[str, tuple[tuple[datetime, datetime], Mark]]
+) -> dict[int, tuple[int, int | None]]:
+    """Cold rows and checksums of reprocessed hours, each over the fields of the schema its mark
+    was made under and no warm column's rule (as `warm_fingerprints` without warm columns
+    made the mark: offload/reprocessed.py). Where ClickHouse cannot read this cold tier, none
+    (the cold side's counts stand)."""
+    found: dict[int, tuple[int, int | None]] = {}
+    for schema_id in sorted({mark.schema_id for _, mark in marked.values()}):
+        spans = [span for span, mark in marked.values() if mark.schema_id == schema_id]
+        wanted = {int(lo.timestamp()) for lo, _ in spans}
+        try:
+            source, parameters = cold_source(cold_table, client)
+            with local_file_access(cold_table):
+                rows = _checksums(
+                    client, source, canonical_row(cold_table, schema_id=schema_id), spec,
+                    {"range_start": min(lo for lo, _ in spans), "range_end": max(hi for _, hi in spans), **parameters},
+                )
+        except ColdTierUnreadable:
+            return {}
+        found |= {bucket: rows.get(bucket, (0, 0)) for bucket in wanted}
+    return found
 
 
 def _floors_of_open_hours_without_bookkeeping(

@@ -18,10 +18,14 @@ under another day (a different exchange time) stays, as it did live.
 
 A day is replaced only when safe (see `reprocess`): otherwise the run stops there.
 
-Only hours warm no longer holds (older than its retention) are reprocessed: for an hour warm
-still holds, warm's rows (old logic) and cold's (new) would differ by design, and the checks,
-the self-healing sensor and the federated views, which take warm as the source of an hour it
-holds, would undo or flag it. Those are refused.
+Days warm still holds are reprocessed too, once no trade of theirs can still arrive
+(feed_limits.max_lateness after them): warm's rows (the earlier logic) and cold's new ones then
+differ by design. The run reports them (warm's rows against the new cold rows), and marks each
+such hour reprocessed in its commit (offload/reprocessed.py): the offload, the checks, the
+sensors, the audit and the federated views then take cold's rows as the hour's until warm's
+TTL drops it. What warm holds is read before the scratch opens (`read_warm_held`); cold raw
+must equal warm raw on those days, or the run is refused (a gap in raw's offload would
+otherwise be reprocessed as if the trades never happened).
 """
 
 import shutil
@@ -38,15 +42,16 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
 from cold_assets.cold.ranges import range_filter
-from cold_assets.hours import HourPolicy
+from cold_assets.hours import HourPolicy, HourStatus
 from cold_assets.offload.bookkeeping import OffloadSource
 from cold_assets.offload.protocol import offload_partitions
-from cold_assets.parity.checksums import HourParity, partitions_parity
+from cold_assets.offload.reprocessed import Mark, set_marks
+from cold_assets.parity.checksums import HourParity, parse_fingerprint, partitions_parity, warm_fingerprints
 from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.recovery.staging import copy_cold_rows
 from cold_assets.tables import TABLES, Layer, MirroredTable, table_by_cold_name
 from cold_assets.warm.ddl import WarmLimits, warm_statements
-from cold_assets.warm.read import identifier, read_columns, read_query, render, warm_now
+from cold_assets.warm.read import identifier, read_columns, read_query, render, warm_now, warm_read_query
 
 RAW = table_by_cold_name("raw_trades")
 DERIVED: tuple[MirroredTable, ...] = tuple(t for t in TABLES if t.layer in (Layer.BRONZE, Layer.SILVER, Layer.GOLD))
@@ -59,7 +64,8 @@ REFERENCE_TABLES = ("instruments", "feed_limits")
 
 
 class ReprocessRefused(ValueError):
-    """The range cannot be reprocessed (warm still holds some of it, not whole days, empty)."""
+    """The range cannot be reprocessed (trades of it may still arrive, cold raw differs from
+    warm's, not whole days, empty)."""
 
 
 @dataclass
@@ -74,6 +80,11 @@ class TableChange:
     removed: list[str] = field(default_factory=list)  # a sample of rows that go
     added: list[str] = field(default_factory=list)  # and of rows that come
     hours_replaced: int = 0  # committed (0 in a dry run)
+    # Of the hours warm still holds: those whose new rows differ from warm's (marked
+    # reprocessed when replaced), and warm's rows and the new rows in them.
+    hours_unequal_to_warm: list[str] = field(default_factory=list)
+    warm_rows: int = 0
+    new_rows: int = 0
 
 
 @dataclass
@@ -105,20 +116,100 @@ def read_reference_data(client: Client) -> ReferenceData:
     return ReferenceData(limits, [tuple(row) for row in client.query(render("instruments_now")).result_rows])
 
 
-def check_range(start: datetime, end: datetime, now: datetime, policy: HourPolicy) -> None:
+@dataclass(frozen=True)
+class WarmHeld:
+    """What warm holds of a reprocess's range, read before the scratch opens (an embedded warm
+    tier and the scratch are a chDB each, one open at a time): per derived table, the
+    fingerprint ("rows:checksum", over the cold schema) of each offload range warm still
+    holds, by its key. A range absent is not warm's (older than its retention)."""
+
+    fingerprints: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def of(self, spec: MirroredTable, key: str) -> str | None:
+        return self.fingerprints.get(spec.cold, {}).get(key)
+
+
+@dataclass(frozen=True)
+class WarmReading:
+    """What a reprocess reads of warm before its scratch opens: warm's clock, its reference
+    data, and what it holds of the range."""
+
+    now: datetime
+    reference: ReferenceData
+    held: WarmHeld
+
+
+def read_warm(
+    client: Client, catalog: Catalog, start: datetime, end: datetime, policy: HourPolicy, limits: WarmLimits
+) -> WarmReading:
+    """`client`: the warm tier. Refuses a range that cannot be reprocessed before reading it."""
+    now, reference = warm_now(client), read_reference_data(client)
+    check_range(start, end, now, policy, max_lateness_of(reference, limits))
+    return WarmReading(now, reference, read_warm_held(client, catalog, start, end, now, policy))
+
+
+def max_lateness_of(reference: ReferenceData | None, limits: WarmLimits) -> timedelta:
+    """The feed's max_lateness in force (warm's feed_limits; without them, the DDL's default)."""
+    if reference is not None and "max_lateness" in reference.feed_limits:
+        return timedelta(seconds=reference.feed_limits["max_lateness"])
+    return timedelta(days=limits.max_lateness_days)
+
+
+def settled_until(now: datetime, policy: HourPolicy, max_lateness: timedelta) -> datetime:
+    """The midnight before which no trade can still reach warm's derived layers: a trade later
+    than max_lateness after its exchange time is a reject (bronze's parse), filed under its
+    ingestion time; and a day warm no longer holds is never read from warm again."""
+    def midnight(t: datetime) -> datetime:
+        return t.replace(hour=0, minute=0, second=0, microsecond=0)
+
+    cold_only_until = midnight(policy.warm_horizon(now) + timedelta(hours=1))  # (a day whose last hour is cold-only)
+    return max(midnight(now - max_lateness - policy.settle_lag - policy.late_grace), cold_only_until)
+
+
+def check_range(start: datetime, end: datetime, now: datetime, policy: HourPolicy, max_lateness: timedelta) -> None:
     for name, value in (("--from", start), ("--to", end)):
         if value != value.replace(hour=0, minute=0, second=0, microsecond=0):
             raise ReprocessRefused(f"{name} {value.isoformat()} is not a midnight (UTC): the daily bars are reprocessed whole")
     if end <= start:
         raise ReprocessRefused(f"the range is empty: from {start.isoformat()} to {end.isoformat()}")
-    horizon = policy.warm_horizon(now)
-    if end > horizon:
+    until = settled_until(now, policy, max_lateness)
+    if end > until:
         raise ReprocessRefused(
-            f"--to {end.isoformat()} reaches hours warm still holds (its retention keeps rows after {horizon.isoformat()}): "
-            "warm's rows of those hours (the old logic) would differ from cold's by design, and the checks and the "
-            "self-healing sensor, which take warm as the source of an hour it holds, would flag or undo them. "
-            f"Reprocess up to {horizon.replace(hour=0, minute=0, second=0, microsecond=0).isoformat()}"
+            f"--to {end.isoformat()} reaches days that can still take trades (feed_limits.max_lateness is "
+            f"{max_lateness.total_seconds():.0f} s): their new rows would miss the trades still to come, which warm "
+            f"would take and cold not. Reprocess up to {until.isoformat()}"
         )
+
+
+def read_warm_held(
+    client: Client, catalog: Catalog, start: datetime, end: datetime, now: datetime, policy: HourPolicy
+) -> WarmHeld:
+    """The fingerprints of the derived ranges of [start, end) warm still holds (`client`: the
+    warm tier). Refuses the range where cold raw differs from warm raw on those days."""
+    held = WarmHeld()
+    hours = [start + timedelta(hours=h) for h in range(int((end - start) / timedelta(hours=1)))]
+    raw_keys = [partition_key_of(h) for h in hours if policy.status(RAW, h, now) is HourStatus.CLOSED]
+    if raw_keys:
+        parities = partitions_parity(client, catalog.load_table(RAW.cold_identifier), RAW, raw_keys, True, now=now, policy=policy)
+        unequal = [p for p in parities if not (p.content_checked and p.content_matches)]
+        if unequal:
+            first = unequal[0]
+            raise ReprocessRefused(
+                f"cold raw differs from warm raw in {len(unequal)} hours warm still holds (first {first.partition_key}: "
+                f"warm {first.warm_rows} rows, cold {first.cold_rows}"
+                f"{'' if first.content_checked else ', content not comparable'}): the reprocess would rebuild those "
+                "days without what cold raw lacks. Let the offload (or the self-healing sensor) bring raw level first"
+            )
+    for spec in DERIVED:
+        starts = sorted({spec.offload_range(h)[0] for h in hours if policy.status(spec, h, now) is HourStatus.CLOSED})
+        if not starts:
+            continue
+        cold_table = catalog.load_table(spec.cold_identifier)
+        columns = read_columns(client, spec, cold_table.schema())
+        query = warm_read_query(client, spec, columns, starts[0], spec.offload_range(starts[-1])[1])
+        found = warm_fingerprints(client, cold_table, spec, query, columns)
+        held.fingerprints[spec.cold] = {partition_key_of(s): found.get(int(s.timestamp()), "0:0") for s in starts}
+    return held
 
 
 def days_of(start: datetime, end: datetime) -> list[datetime]:
@@ -144,18 +235,23 @@ def reprocess(
     checkpoint_hours: int = 24,
     reference: ReferenceData | None = None,
     log: Callable[[str], None] | None = None,
+    warm_held: WarmHeld | None = None,
 ) -> ReprocessReport:
     """Reprocesses the days of [start, end) into cold (see the module docstring). `scratch`
     is a folder of its own for the scratch medallion (opened with `open_scratch`), removed after; `ddl` the ClickHouse DDL
     folder (default: the project's); `now` and `policy` the warm tier's clock and hour rules,
     which decide what warm still holds; `reference` warm's feed limits and instruments
     (read_reference_data; default: the DDL's own). `log` gets each day's comparison before
-    any of its hours is replaced.
+    any of its hours is replaced. `warm_held`: what warm holds of the range (read_warm_held),
+    required where warm still holds some of it.
 
     A day that cannot be reprocessed safely stops the run there (`report.stopped` says why;
     the days before it stay replaced): the new logic would empty a table, cold raw lacks
     messages cold bronze has, or the tiers' content cannot be compared."""
-    check_range(start, end, now, policy)
+    check_range(start, end, now, policy, max_lateness_of(reference, limits))
+    if warm_held is None and policy.status(RAW, end - timedelta(hours=1), now) is not HourStatus.COLD_ONLY:
+        raise ValueError("warm still holds part of the range: read_warm_held must be given")
+    warm_held = warm_held or WarmHeld()
     report = ReprocessReport(start, end, dry_run, changes={t.cold: TableChange(t.cold) for t in DERIVED})
     # The scratch's TTLs reach past the oldest day (DateTime's range ends in 2106).
     retention = max(limits.retention_days, (datetime.now(UTC) - start).days + 2)
@@ -186,10 +282,18 @@ def reprocess(
             report.stopped = _unsafe(client, catalog, day, compared)
             if report.stopped is not None:
                 break
+            unequal = {spec: _against_warm(spec, parities, warm_held, report) for spec, parities in compared.items()}
             if not dry_run:
                 for spec, parities in compared.items():
+                    marks = _marks(client, catalog.load_table(spec.cold_identifier), spec, unequal[spec])
                     changed = [p for p in parities if not p.content_matches]
-                    _replace(client, catalog, spec, changed, run_id, scratch_now, scratch_policy, report, checkpoint_hours)
+                    _replace(client, catalog, spec, changed, run_id, scratch_now, scratch_policy, report, checkpoint_hours, marks)
+                    # The hours left as they were: marked where cold's rows (the new ones) differ
+                    # from warm's, cleared where they equal them.
+                    set_marks(catalog.load_table(spec.cold_identifier), {
+                        p.partition_key: marks.get(hour_of(p.partition_key))
+                        for p in parities if p.content_matches and warm_held.of(spec, p.partition_key) is not None
+                    })
                 report.days_replaced.append(f"{day:%Y-%m-%d}")
             _clear_day(client)
     return report
@@ -241,7 +345,8 @@ def _compare(
     cold_table = catalog.load_table(spec.cold_identifier)
     if spec.gold_window == "1d":
         keys = keys[:1]  # the day is one range
-    parities = partitions_parity(client, cold_table, spec, keys, content=True, now=now, policy=policy)
+    # Against cold's rows, every hour: a reprocessed one too (not against its mark).
+    parities = partitions_parity(client, cold_table, spec, keys, content=True, now=now, policy=policy, reprocessed_by_mark=False)
     changed = [p for p in parities if not p.content_matches]
     change.hours_compared += len(parities)
     change.hours_changed += [p.partition_key for p in changed]
@@ -252,17 +357,49 @@ def _compare(
     return parities
 
 
+def _against_warm(spec: MirroredTable, parities: list[HourParity], warm_held: WarmHeld, report: ReprocessReport) -> list[HourParity]:
+    """The hours warm still holds whose new rows differ from warm's (reported)."""
+    change = report.changes[spec.cold]
+    unequal = []
+    for p in parities:
+        warm = warm_held.of(spec, p.partition_key)
+        if warm is not None and warm != _fingerprint(p):
+            unequal.append(p)
+            change.hours_unequal_to_warm.append(p.partition_key)
+            change.warm_rows += parse_fingerprint(warm)[0]
+            change.new_rows += p.warm_rows
+    return unequal
+
+
+def _marks(client: Client, cold_table: Table, spec: MirroredTable, parities: list[HourParity]) -> dict[datetime, Mark]:
+    """The marks of the scratch's rows of these hours (by range start), as the parity of a
+    marked hour compares them: over cold's schema as it is now, no warm column's rule."""
+    if not parities:
+        return {}
+    starts = sorted(spec.offload_range(hour_of(p.partition_key))[0] for p in parities)
+    query = warm_read_query(client, spec, read_columns(client, spec, cold_table.schema()), starts[0], spec.offload_range(starts[-1])[1])
+    found = warm_fingerprints(client, cold_table, spec, query, None)
+    schema_id = cold_table.metadata.current_schema_id
+    return {start: Mark(found.get(int(start.timestamp()), "0:0"), schema_id) for start in starts}
+
+
+def _fingerprint(p: HourParity) -> str:
+    """The fingerprint of the reprocess's rows of an hour (its warm side is the scratch)."""
+    return f"{p.warm_rows}:{(p.warm_checksum or 0) % 2**64}"
+
+
 def _replace(
     client: Client, catalog: Catalog, spec: MirroredTable, changed: list[HourParity], run_id: str, now: datetime,
-    policy: HourPolicy, report: ReprocessReport, checkpoint_hours: int,
+    policy: HourPolicy, report: ReprocessReport, checkpoint_hours: int, marked: dict[datetime, Mark],
 ) -> None:
-    """The changed hours replaced from the scratch, through the offload's protocol."""
+    """The changed hours replaced from the scratch, through the offload's protocol; those of
+    `marked` (warm holds them, with other rows) marked reprocessed."""
     if not changed:
         return
     checkpoints = offload_partitions(
         client, catalog.load_table(spec.cold_identifier), spec, [p.partition_key for p in changed], run_id,
         settle_lag=timedelta(0), replace_hour=True, allow_fewer_rows=True, warm_retention=policy.warm_retention,
-        now=now, checkpoint_hours=checkpoint_hours, source=OffloadSource.REPROCESS,
+        now=now, checkpoint_hours=checkpoint_hours, source=OffloadSource.REPROCESS, marked=marked,
     )
     for checkpoint in checkpoints:
         if checkpoint.refused:  # (allow_fewer_rows: a replace is never refused; said loudly if it is)
@@ -359,6 +496,12 @@ def format_reprocess(report: ReprocessReport) -> str:
             lines.append(f"  {c.table} - {row}")
         for row in c.added:
             lines.append(f"  {c.table} + {row}")
+    for c in report.changes.values():
+        if c.hours_unequal_to_warm:
+            lines.append(
+                f"  {c.table}: {len(c.hours_unequal_to_warm)} hours warm still holds differ from the new rows (warm "
+                f"{c.warm_rows} rows, new {c.new_rows}): left unequal by design, marked reprocessed, until warm's TTL drops them"
+            )
     lines.append("")
     replaced = sum(c.hours_replaced for c in report.changes.values())
     lines.append(f"{report.hours_changed} table-hours change; {replaced if not report.dry_run else report.hours_changed} {what}")

@@ -339,21 +339,21 @@ def cmd_reprocess(settings: Settings, args: argparse.Namespace) -> int:
 
     from cold_assets.defs.recovery import follow_reprocessed_commits, open_scratch
     from cold_assets.hours import HourPolicy
-    from cold_assets.recovery.reprocess import format_reprocess, read_reference_data, reprocess
+    from cold_assets.recovery.reprocess import format_reprocess, read_warm, reprocess
     from cold_assets.warm.ddl import WarmLimits
-    from cold_assets.warm.read import warm_now
 
     ddl = Path(args.ddl) if args.ddl else None
     if ddl is not None and not any(ddl.glob("*.sql")):
         raise ValueError(f"--ddl {ddl} holds no .sql file")
     warm, cold = _initialized(settings)
-    with warm.connect() as client:  # its clock and reference data only (closed before the scratch opens)
-        reference, now = read_reference_data(client), warm_now(client)
+    policy, limits = HourPolicy.from_settings(settings), WarmLimits.from_settings(settings)
+    with warm.connect() as client:  # closed before the scratch opens
+        reading = read_warm(client, cold.catalog(), args.start, args.end, policy, limits)
     run_id = f"reprocess-{uuid.uuid4()}"
     report = reprocess(
         cold.catalog(), open_scratch, settings.home / "scratch" / run_id, args.start, args.end, run_id,
-        WarmLimits.from_settings(settings), now, HourPolicy.from_settings(settings),
-        ddl=ddl, dry_run=args.dry_run, reference=reference, log=lambda line: print(line, flush=True),
+        limits, reading.now, policy, ddl=ddl, dry_run=args.dry_run, reference=reading.reference,
+        log=lambda line: print(line, flush=True), warm_held=reading.held,
     )
     if report.days_replaced:
         follow_reprocessed_commits(warm, cold.catalog())

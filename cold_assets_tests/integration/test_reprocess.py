@@ -130,12 +130,13 @@ def test_a_changed_close_rule_reprocesses_the_bars_into_what_the_new_rule_comput
     assert isinstance(bars[0]["close"], Decimal)
 
 
-def test_a_range_warm_still_holds_is_refused_before_anything_is_written(offloaded_day, cold, tmp_path):
+def test_days_that_can_still_take_trades_and_bad_ranges_are_refused_before_anything_is_written(offloaded_day, cold, tmp_path):
     settings, now, reference = offloaded_day
-    with pytest.raises(ReprocessRefused, match="warm still holds"):
+    with pytest.raises(ReprocessRefused, match="can still take trades"):
         reprocess(
             cold.catalog(), _open, tmp_path / "scratch", START, START + timedelta(days=1), "x",
-            WarmLimits.from_settings(settings), now, HourPolicy(),  # the default 30 days: warm holds the day
+            # The day is 6 days old; the feed's max_lateness (the DDL's default) is days longer.
+            WarmLimits.from_settings(settings), now, HourPolicy(),
         )
     with pytest.raises(ReprocessRefused, match="midnight"):
         reprocess(
@@ -242,6 +243,163 @@ def test_the_reprocess_job_runs_a_day_as_a_partition_and_records_what_it_replace
     observed = instance.fetch_observations(AssetKey(["cold", "gold_ohlcv_1h"]), limit=5).records
     hours = [r.asset_observation.metadata["reprocess_hours"].value for r in observed if "reprocess_hours" in r.asset_observation.metadata]
     assert hours and len(hours[0]) > 0 and all(h.startswith(f"{START:%Y-%m-%d}") for h in hours[0])
-    # A day warm still holds is refused by the job as by the command, before anything is written.
+    # A day that can still take trades is refused by the job as by the command, before anything is written.
     recent = job.execute_in_process(instance=instance, partition_key=f"{START + timedelta(days=5):%Y-%m-%d}", raise_on_error=False)
     assert not recent.success
+
+
+def _close_by_receive_time(tmp_path):
+    """A test copy of the DDL whose bars close on the last trade received, not the last traded."""
+    ddl = tmp_path / "ddl"
+    shutil.copytree(ddl_dir() / "clickhouse", ddl)
+    gold = ddl / "040_gold_ohlcv.sql"
+    gold.write_text(gold.read_text().replace("argMaxState(price, (exchange_ts, trade_id))", "argMaxState(price, (received_at, trade_id))"))
+    return ddl
+
+
+def _gold_requests(requests) -> list[tuple[str, str]]:
+    """(table, hour) of the gold tables a sensor tick asked to repair."""
+    if not isinstance(requests, list):
+        return []
+    return [(k.path[-1], r.partition_key) for r in requests for k in r.asset_selection if k.path[-1].startswith("gold_")]
+
+
+def test_a_day_warm_still_holds_is_reprocessed_left_unequal_and_every_feature_takes_cold_s_rows(
+    settings, warm, cold, tmp_path, monkeypatch, capsys
+):
+    """A changed close rule reprocessed over a day warm still holds (6 days old; the feed's
+    max_lateness two days), under the production lag: warm is left as it was and reported
+    unequal; the hours are marked; a backfill of the day from warm keeps them, its checks
+    pass, the audit is green, the self-healing asks for no repair, the federated view cuts over
+    them and serves the new bars. A rollback of a gold table to before the reprocess fails its
+    check and is alerted, not repaired from warm; a reprocess with warm's logic then clears
+    the marks and the tiers are equal again."""
+    from cold_assets.federation import current_cutovers, federate
+    from cold_assets.offload.reprocessed import reprocessed_marks
+    from cold_assets.parity.checksums import local_file_access
+    from cold_assets.settings import Settings
+    from cold_assets.tables import table_by_cold_name
+    from cold_assets.tools.cli import main
+    from cold_assets_tests.integration.test_alerts_and_healing import _sensor
+    from cold_assets_tests.support.offload_helpers import (
+        age_trades,
+        assert_tiers_equal,
+        check_results,
+        insert_late_raw,
+        warm_hour,
+    )
+
+    # Fed as a live feed would have been (ingested as received), so that a max_lateness of two
+    # days parses the day as it was parsed then.
+    feed(warm, hours=24, trades_per_hour=600, ingested_from=START)
+    run_offload(settings, DAY)
+    with warm.connect() as client:
+        client.command("INSERT INTO feed_limits (name, seconds) VALUES ('max_lateness', 172800)")
+    # A message of the day arriving now (a reject: later than max_lateness) is in warm raw only,
+    # settled (past the settle lag).
+    insert_late_raw(warm, START + timedelta(hours=3), 1, 9_000_000)
+    age_trades(warm, 9_000_000, 1, minutes=1)
+    monkeypatch.delenv("COLD_SETTLE_LAG_SECONDS")  # the production lag from here on
+    live = Settings.from_env()
+    assert live.settle_lag_seconds == 30
+    span = ["--from", START.isoformat(), "--to", (START + timedelta(days=1)).isoformat()]
+    ddl = _close_by_receive_time(tmp_path)
+    before = _snapshots(cold)
+    assert main(["reprocess", *span, "--ddl", str(ddl)]) == 2  # cold raw lacks it: refused
+    assert "cold raw differs from warm raw" in capsys.readouterr().err
+    assert _snapshots(cold) == before
+    run_offload(settings, DAY)  # raw takes it (no settle lag: it was ingested just now)
+
+    gold_1m = table_by_cold_name("gold_ohlcv_1m")
+    def warm_bars():
+        with warm.connect() as client:
+            bars = [b for h in range(24) for b in warm_hour(client, gold_1m, START + timedelta(hours=h)).to_pylist()]
+        return len(bars), sum(b["close"] for b in bars)
+
+    warm_before = warm_bars()
+    assert main(["reprocess", *span, "--ddl", str(ddl)]) == 0
+    out = capsys.readouterr().out
+    assert "gold_ohlcv_1m:" in out and "left unequal by design" in out, out
+    marks = reprocessed_marks(cold.catalog().load_table(gold_1m.cold_identifier))
+    assert marks and set(marks) <= set(DAY)
+    assert not reprocessed_marks(cold.catalog().load_table(("cold", "silver_trades")))  # unchanged: not marked
+    assert warm_bars() == warm_before  # warm untouched
+    cold_close = sum(b["close"] for b in cold.catalog().load_table(gold_1m.cold_identifier).scan().to_arrow().to_pylist())
+    assert cold_close != warm_before[1]
+
+    # A backfill of the day from warm keeps the marked hours.
+    reprocessed = _snapshots(cold)
+    result, instance = run_offload(live, DAY)
+    assert _snapshots(cold) == reprocessed
+    checks = check_results(instance, result.run_id)
+    assert checks and all(checks.values()), {k: v for k, v in checks.items() if not v}
+    assert main(["audit", *span]) == 0
+    assert "ok (reprocessed" in capsys.readouterr().out
+    requests, _ = _sensor(live, "self_healing")
+    assert _gold_requests(requests) == []
+    with warm.connect() as client:
+        federate(client, cold.catalog(), HourPolicy.from_settings(live))
+        assert current_cutovers(client)["gold_ohlcv_1m"] >= START + timedelta(days=1)
+        with local_file_access(cold.catalog().load_table(gold_1m.cold_identifier)):
+            view = client.query(
+                "SELECT sum(close) FROM gold_ohlcv_1m_all WHERE window_start < {end:DateTime64(6, 'UTC')}",
+                parameters={"end": START + timedelta(days=1)},
+            ).result_rows[0][0]
+    assert view == cold_close
+
+    # A rollback to before the reprocess: the marked hours no longer hold what it wrote.
+    table = cold.catalog().load_table(gold_1m.cold_identifier)
+    table.manage_snapshots().rollback_to_snapshot(table.current_snapshot().parent_snapshot_id).commit()
+    result, instance = run_offload(live, DAY, raise_on_error=False)
+    checks = check_results(instance, result.run_id)
+    assert checks[("gold_ohlcv_1m", "content_parity")] is False
+    assert all(passed for (t, _), passed in checks.items() if t != "gold_ohlcv_1m")
+    requests, cursor = _sensor(live, "self_healing")
+    assert "gold_ohlcv_1m" not in {t for t, _ in _gold_requests(requests)}  # never repaired from warm
+    import json
+
+    assert any(item.startswith("gold_ohlcv_1m|") for item in json.loads(cursor)["shrunk"])
+
+    # Reprocessed with warm's own logic: every mark cleared, the tiers equal again.
+    assert main(["reprocess", *span]) == 0
+    for spec in DERIVED:
+        assert not reprocessed_marks(cold.catalog().load_table(spec.cold_identifier)), spec.cold
+    assert_tiers_equal(warm, cold, [START + timedelta(hours=h) for h in range(24)], tables=DERIVED)
+    result, instance = run_offload(live, DAY)
+    assert all(check_results(instance, result.run_id).values())
+
+
+def test_reprocessed_hours_stay_proven_after_warm_adds_a_column_and_cold_follows(settings, warm, cold, tmp_path):
+    """A reprocess that changes bronze and silver (every received_at a microsecond later) over
+    a day warm holds marks their hours; warm then adds a column to bronze and silver, and an
+    offload of a later hour evolves cold's schema. The marked hours still hold what the
+    reprocess wrote: their checks pass (the mark is compared over the columns it was made
+    with), and nothing is repaired from warm."""
+    from cold_assets.offload.reprocessed import reprocessed_marks
+    from cold_assets.tools.cli import main
+    from cold_assets_tests.support.offload_helpers import check_results
+
+    feed(warm, hours=25, trades_per_hour=300, ingested_from=START)
+    run_offload(settings, DAY)
+    with warm.connect() as client:
+        client.command("INSERT INTO feed_limits (name, seconds) VALUES ('max_lateness', 172800)")
+    ddl = tmp_path / "ddl"
+    shutil.copytree(ddl_dir() / "clickhouse", ddl)
+    bronze = ddl / "020_bronze_trades.sql"
+    old = "    received_at,\n    ingested_at\nFROM trades_parsed"
+    new = "    received_at + toIntervalMicrosecond(1) AS received_at,\n    ingested_at\nFROM trades_parsed"
+    assert old in bronze.read_text()
+    bronze.write_text(bronze.read_text().replace(old, new))
+    span = ["--from", START.isoformat(), "--to", (START + timedelta(days=1)).isoformat(), "--ddl", str(ddl)]
+    assert main(["reprocess", *span]) == 0
+    for name in ("bronze_trades", "silver_trades"):
+        assert len(reprocessed_marks(cold.catalog().load_table(("cold", name)))) == 24, name
+    with warm.connect() as client:
+        for table in ("bronze_trades", "silver_trades"):
+            client.command(f"ALTER TABLE {table} ADD COLUMN venue_note Nullable(String)")
+    next_hour = partition_key_of(START + timedelta(days=1))
+    run_offload(settings, [next_hour])
+    assert "venue_note" in cold.catalog().load_table(("cold", "silver_trades")).schema().column_names
+    result, instance = run_offload(settings, DAY)
+    checks = check_results(instance, result.run_id)
+    assert checks and all(checks.values()), {k: v for k, v in checks.items() if not v}
