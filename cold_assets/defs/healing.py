@@ -36,6 +36,7 @@ from cold_assets.defs.resources import ClickHouseResource, IcebergResource
 from cold_assets.defs.schedules import OffloadJob
 from cold_assets.hours import HourPolicy, HourStatus
 from cold_assets.internals import BulkActionsFilter, BulkActionStatus
+from cold_assets.offload.reprocessed import reprocessed_marks
 from cold_assets.parity.checksums import ParityBasis, partitions_parity
 from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.settings import Settings
@@ -96,6 +97,7 @@ def hour_keys(partitions_def: TimeWindowPartitionsDefinition, start: datetime, e
 
 
 REPROCESSED_CHANGED = "cold no longer holds the rows the reprocess wrote"
+LATE_IN_REPROCESSED = "warm raw took late messages of the hour after its reprocess"
 
 
 class Repairs:
@@ -115,10 +117,17 @@ class Repairs:
         """Closed hours whose warm rows moved away from cold (late data): the trade tables by
         their counts, the gold tables by their content (a late trade changes a bar, not the
         number of bars; there are few bars, so comparing them whole is cheap). Gold is compared
-        on its own: a repair of raw alone leaves raw's counts equal and the bars stale."""
+        on its own: a repair of raw alone leaves raw's counts equal and the bars stale.
+
+        Late raw rows of an hour a reprocess replaced (offload/reprocessed.py) reach warm's
+        derived rows, never the reprocessed ones: alerted (reprocess the day again)."""
+        late_raw: list[str] = []
         for spec in TABLES:
             content = spec.layer is Layer.GOLD
             cold_table = catalog.load_table(spec.cold_identifier)
+            for hour in late_raw:
+                if partition_key_of(spec.offload_range(hour_of(hour))[0]) in reprocessed_marks(cold_table):
+                    self.shrunk[(spec.cold, hour)] = LATE_IN_REPROCESSED
             ranges_seen: set[datetime] = set()  # the daily bars: one repair per day, not per hour of it
             parities = partitions_parity(
                 client, cold_table, spec, keys, content, now=now, policy=policy, cold_counts_from_manifests=True
@@ -139,6 +148,8 @@ class Repairs:
                 # damaged cold table: that table is redone.
                 # (The rejects' hours are ingestion hours: a late trade does not change them.)
                 affected = [t.cold for t in EVENT_TABLES] if spec.layer is Layer.RAW else [spec.cold]
+                if spec.layer is Layer.RAW:
+                    late_raw.append(parity.partition_key)
                 self.add(parity.partition_key, affected, f"{spec.cold} warm {parity.warm_rows} / cold {parity.cold_rows}")
 
     def _requested(self, table: str, start: datetime, end: datetime) -> bool:
@@ -179,7 +190,14 @@ class Repairs:
                 outbox.send(
                     f"cold.{table} hour {hour}: REPROCESSED HOUR CHANGED: {REPROCESSED_CHANGED} (a data file lost, a "
                     "rollback to before the reprocess). Warm keeps the earlier logic's rows, so no repair from warm is "
-                    "requested: run `cold-assets reprocess` for its day again."
+                    "requested: run `cold-assets reprocess` for its day again, with the DDL cold's rows should follow (--ddl)."
+                )
+                continue
+            if self.shrunk[(table, hour)] == LATE_IN_REPROCESSED:
+                outbox.send(
+                    f"cold.{table} hour {hour}: LATE TRADES IN A REPROCESSED HOUR: {LATE_IN_REPROCESSED} (feed_limits."
+                    "max_lateness raised since?). Warm's derived rows take them, the reprocessed ones do not: once raw is "
+                    "repaired (requested), run `cold-assets reprocess` for its day again."
                 )
                 continue
             outbox.send(

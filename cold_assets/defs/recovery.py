@@ -101,6 +101,7 @@ def _metadata(report: RestoreReport) -> dict:
         "bars_keyed_by_window": MetadataValue.json(report.bars_keyed_by_window),
         "bars_keyed_uncertainly": MetadataValue.json(report.bars_keyed_uncertainly),
         "partial_windows_not_restored": MetadataValue.json(report.partial_windows),
+        "reprocessed_hours_left_out": MetadataValue.json({t: h for t, h in report.reprocessed.items() if h}),
         **({"audit_green": MetadataValue.bool(report.audit.ok)} if report.audit is not None else {}),
     }
 

@@ -16,6 +16,9 @@ from cold_assets.tables import MirroredTable
 
 class HourState(str, Enum):
     PROVEN = "proven"  # closed, and both tiers equal at the newest verdict
+    # closed, reprocessed while warm holds it: cold holds what the reprocess wrote, and warm
+    # keeps the earlier logic's rows, unequal by design (offload/reprocessed.py)
+    REPROCESSED = "reprocessed"
     OPEN = "open"  # still taking rows (settle lag, late grace); equal so far
     COLD_ONLY = "cold_only"  # older than warm's retention: cold is the only copy
     MISMATCHED = "mismatched"  # the tiers differ
@@ -34,6 +37,7 @@ def verdicts_of(metadata: Mapping[str, Any], content_checked: bool = True) -> di
     differing = {d["hour"]: d for d in metadata.get("hours_differing") or []}
     cold_only = set(metadata.get("hours_cold_only") or [])
     still_open = set(metadata.get("hours_open") or [])
+    reprocessed = set(metadata.get("hours_reprocessed") or [])
     unchecked = set(metadata["hours_unchecked"] or []) if "hours_unchecked" in metadata else None
     states = {}
     for hour in metadata.get("hours") or []:
@@ -45,6 +49,8 @@ def verdicts_of(metadata: Mapping[str, Any], content_checked: bool = True) -> di
             states[hour] = HourState.UNVERIFIED
         elif hour in still_open:
             states[hour] = HourState.OPEN
+        elif hour in reprocessed:
+            states[hour] = HourState.REPROCESSED
         else:
             states[hour] = HourState.PROVEN
     return states

@@ -12,6 +12,7 @@ from cold_assets.monitoring.tier_status import TableStatus, TierStatus
 
 COLOURS = {
     HourState.PROVEN: "#2e7d32",
+    HourState.REPROCESSED: "#00897b",
     HourState.OPEN: "#81c784",
     HourState.COLD_ONLY: "#1565c0",
     HourState.MISMATCHED: "#c62828",

@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
+from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 
 from cold_assets.partitions import hour_of
@@ -95,13 +96,25 @@ def mark_changes(marks: Mapping[str, Mark], written: Mapping[str, Mark | None], 
 def set_marks(table: Table, written: Mapping[str, Mark | None]) -> bool:
     """Brings the marks of the ranges of `written` in line (see `mark_changes`) in a commit of
     the properties alone, where they differ; True if it committed."""
-    changes = mark_changes(reprocessed_marks(table), written, None)
-    if not changes:
-        return False
-    tx = table.transaction()
-    if changes.set:
-        tx.set_properties(changes.set)
-    if changes.removed:
-        tx.remove_properties(*changes.removed)
-    tx.commit_transaction()
-    return True
+    for attempt in range(SET_MARKS_RETRIES + 1):
+        changes = mark_changes(reprocessed_marks(table), written, None)
+        if not changes:
+            return False
+        tx = table.transaction()
+        if changes.set:
+            tx.set_properties(changes.set)
+        if changes.removed:
+            tx.remove_properties(*changes.removed)
+        try:
+            tx.commit_transaction()
+            return True
+        except (CommitFailedException, KeyError):
+            # Another writer committed meanwhile (the schedule's tick, a day reprocessed beside
+            # this one), or removed a mark this commit removes: read the marks again.
+            if attempt == SET_MARKS_RETRIES:
+                raise
+            table = table.refresh()
+    return False
+
+
+SET_MARKS_RETRIES = 5

@@ -46,7 +46,7 @@ from cold_assets.hours import HourPolicy, HourStatus
 from cold_assets.offload.bookkeeping import OffloadSource
 from cold_assets.offload.protocol import offload_partitions
 from cold_assets.offload.reprocessed import Mark, set_marks
-from cold_assets.parity.checksums import HourParity, parse_fingerprint, partitions_parity, warm_fingerprints
+from cold_assets.parity.checksums import HourParity, cold_checksums, parse_fingerprint, partitions_parity, warm_fingerprints
 from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.recovery.staging import copy_cold_rows
 from cold_assets.tables import TABLES, Layer, MirroredTable, table_by_cold_name
@@ -149,10 +149,14 @@ def read_warm(
 
 
 def max_lateness_of(reference: ReferenceData | None, limits: WarmLimits) -> timedelta:
-    """The feed's max_lateness in force (warm's feed_limits; without them, the DDL's default)."""
+    """How late a trade of a day may still arrive: the feed's max_lateness in force (warm's
+    feed_limits), or the cap the settings allow it (a day inside COLD_TTL_MARGIN_DAYS), whichever
+    is later: an operator may raise the limit up to the cap at any time, and a trade it then
+    lets in would reach warm's derived rows of a reprocessed hour and not cold's."""
+    cap = timedelta(days=limits.max_lateness_days)
     if reference is not None and "max_lateness" in reference.feed_limits:
-        return timedelta(seconds=reference.feed_limits["max_lateness"])
-    return timedelta(days=limits.max_lateness_days)
+        return max(timedelta(seconds=reference.feed_limits["max_lateness"]), cap)
+    return cap
 
 
 def settled_until(now: datetime, policy: HourPolicy, max_lateness: timedelta) -> datetime:
@@ -175,9 +179,9 @@ def check_range(start: datetime, end: datetime, now: datetime, policy: HourPolic
     until = settled_until(now, policy, max_lateness)
     if end > until:
         raise ReprocessRefused(
-            f"--to {end.isoformat()} reaches days that can still take trades (feed_limits.max_lateness is "
-            f"{max_lateness.total_seconds():.0f} s): their new rows would miss the trades still to come, which warm "
-            f"would take and cold not. Reprocess up to {until.isoformat()}"
+            f"--to {end.isoformat()} reaches days that can still take trades (up to {max_lateness.total_seconds():.0f} s "
+            "late: feed_limits.max_lateness, or the most COLD_TTL_MARGIN_DAYS lets it be raised to): their new rows "
+            f"would miss the trades still to come, which warm would take and cold not. Reprocess up to {until.isoformat()}"
         )
 
 
@@ -372,15 +376,26 @@ def _against_warm(spec: MirroredTable, parities: list[HourParity], warm_held: Wa
 
 
 def _marks(client: Client, cold_table: Table, spec: MirroredTable, parities: list[HourParity]) -> dict[datetime, Mark]:
-    """The marks of the scratch's rows of these hours (by range start), as the parity of a
-    marked hour compares them: over cold's schema as it is now, no warm column's rule."""
-    if not parities:
-        return {}
-    starts = sorted(spec.offload_range(hour_of(p.partition_key))[0] for p in parities)
-    query = warm_read_query(client, spec, read_columns(client, spec, cold_table.schema()), starts[0], spec.offload_range(starts[-1])[1])
-    found = warm_fingerprints(client, cold_table, spec, query, None)
+    """The marks of these hours (by range start) as the parity of a marked hour compares them:
+    over cold's schema as it is now, with no warm column's rule. An hour the reprocess replaces
+    gets its scratch rows' fingerprint (what it writes); an hour it leaves as it is, cold's
+    own (its rows equal the scratch's by the comparison's rules, which skip a column warm
+    lacks and take a DEFAULT for NULL: cold's values are what stays)."""
     schema_id = cold_table.metadata.current_schema_id
-    return {start: Mark(found.get(int(start.timestamp()), "0:0"), schema_id) for start in starts}
+    marks: dict[datetime, Mark] = {}
+    for replaced in (True, False):
+        starts = sorted(spec.offload_range(hour_of(p.partition_key))[0] for p in parities if p.content_matches is not replaced)
+        if not starts:
+            continue
+        end = spec.offload_range(starts[-1])[1]
+        if replaced:
+            query = warm_read_query(client, spec, read_columns(client, spec, cold_table.schema()), starts[0], end)
+            found = warm_fingerprints(client, cold_table, spec, query, None)
+        else:
+            held = cold_checksums(client, cold_table, spec, starts[0], end)
+            found = {bucket: f"{rows}:{digest % 2**64}" for bucket, (rows, digest) in held.items()}
+        marks |= {start: Mark(found.get(int(start.timestamp()), "0:0"), schema_id) for start in starts}
+    return marks
 
 
 def _fingerprint(p: HourParity) -> str:

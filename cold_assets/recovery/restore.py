@@ -11,6 +11,10 @@ again), and only what warm lacks comes back, so that nothing warm holds is doubl
   than cold's bar (it lost some and took new ones since) cannot be merged without counting a
   trade twice: it is named, left as it is, and the restore does not end green.
 
+An hour a reprocess replaced while warm held it (offload/reprocessed.py) is left out: cold
+holds the new logic's rows and warm the earlier's, and adding what warm "lacks" would add the
+changed rows beside warm's own. Such hours are named.
+
 One restore runs at a time on a warm tier (a lock table; restore_lock.sql).
 
 The rows go through staging tables (`_cold_restore_*`, dropped after) and into warm by
@@ -37,7 +41,9 @@ from clickhouse_connect.driver.client import Client
 from pyiceberg.catalog import Catalog
 
 from cold_assets.hours import HourPolicy
+from cold_assets.offload.reprocessed import reprocessed_marks
 from cold_assets.parity.audit import AuditReport, run_audit
+from cold_assets.partitions import partition_key_of
 from cold_assets.recovery.staging import copy_cold_rows
 from cold_assets.tables import GOLD_WINDOWS, TABLES, Layer, MirroredTable, table_by_cold_name
 from cold_assets.warm.read import identifier, render, warm_columns, warm_now
@@ -82,6 +88,8 @@ class RestoreReport:
     # gold table -> windows warm holds with fewer trades than cold's bar: not restored (named)
     partial_windows: dict[str, list[str]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # cold table -> why it was left out
+    # cold table -> its hours (offload ranges) a reprocess replaced while warm held them: left out
+    reprocessed: dict[str, list[str]] = field(default_factory=dict)
     audit: AuditReport | None = None  # after the rows were attached: the proof
 
     @property
@@ -219,10 +227,12 @@ def _restore_table(
     bounds = {"range_start": range_start, "range_end": range_end}
     added = stages.like(spec, "added", engine="")
     columns = [c.name for c in warm_columns(client, spec.warm)]
+    spans, report.reprocessed[spec.cold] = _spans_not_reprocessed(catalog, spec, range_start, range_end)
     if spec.layer is Layer.GOLD:
         assert trade_keys is not None and spec.gold_window is not None
         cold_rows = stages.bars(spec)
-        copy_cold_rows(client, catalog, spec, cold_rows, range_start, range_end, _BAR_COLUMNS)
+        for lo, hi in spans:
+            copy_cold_rows(client, catalog, spec, cold_rows, lo, hi, _BAR_COLUMNS)
         interval = GOLD_WINDOWS[spec.gold_window]
         sql = render("restore_missing_bars", added=added, cold_bars=cold_rows, trade_keys=trade_keys, warm=warm, interval=interval)
         client.command(sql, parameters=bounds)
@@ -233,8 +243,10 @@ def _restore_table(
         report.partial_windows[spec.cold] = [f"{e} {s} {w} (warm {n} trades, cold {m})" for e, s, w, n, m in partial]
     else:
         cold_rows = stages.like(spec, "cold", engine="ENGINE = MergeTree ORDER BY tuple()")
-        copied = copy_cold_rows(client, catalog, spec, cold_rows, range_start, range_end, columns)
-        listed = ", ".join(identifier(c) for c in copied.columns)
+        present = {f.name for f in catalog.load_table(spec.cold_identifier).schema().fields}
+        for lo, hi in spans:
+            copy_cold_rows(client, catalog, spec, cold_rows, lo, hi, columns)
+        listed = ", ".join(identifier(c) for c in columns if c in present)
         if spec.final_key is not None:
             key = ", ".join(identifier(c) for c in (*spec.final_key.groups, spec.final_key.id))
             sql = render(
@@ -258,6 +270,27 @@ def _restore_table(
         )
         for name in names
     ]
+
+
+def _spans_not_reprocessed(
+    catalog: Catalog, spec: MirroredTable, start: datetime, end: datetime
+) -> tuple[list[tuple[datetime, datetime]], list[str]]:
+    """[start, end) without the offload ranges marked reprocessed, as spans, and those ranges' keys."""
+    marks = reprocessed_marks(catalog.load_table(spec.cold_identifier))
+    spans: list[tuple[datetime, datetime]] = []
+    left: list[str] = []
+    lo = at = start
+    while at < end:
+        range_start, range_end = spec.offload_range(at)
+        if partition_key_of(range_start) in marks:
+            if lo < range_start:
+                spans.append((lo, range_start))
+            left.append(partition_key_of(range_start))
+            lo = range_end
+        at = range_end
+    if lo < end:
+        spans.append((lo, end))
+    return spans, left
 
 
 _BAR_COLUMNS = ["exchange", "symbol", "window_start", "open", "high", "low", "close", "volume", "quote_volume", "trade_count"]
@@ -325,6 +358,12 @@ def format_restore(report: RestoreReport) -> str:
             )
     for table, why in report.skipped.items():
         lines.append(f"  {table}: left out: {why}")
+    for table, hours in report.reprocessed.items():
+        if hours:
+            lines.append(
+                f"  {table}: {len(hours)} reprocessed hours left out (cold holds the new logic's rows, warm the earlier's): "
+                + ", ".join(hours[:5]) + (" ..." if len(hours) > 5 else "")
+            )
     lines.append("")
     lines.append(f"{report.rows_added} rows {what}")
     if report.audit is not None:

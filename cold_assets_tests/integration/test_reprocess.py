@@ -268,7 +268,7 @@ def test_a_day_warm_still_holds_is_reprocessed_left_unequal_and_every_feature_ta
     settings, warm, cold, tmp_path, monkeypatch, capsys
 ):
     """A changed close rule reprocessed over a day warm still holds (6 days old; the feed's
-    max_lateness two days), under the production lag: warm is left as it was and reported
+    max_lateness two days at most), under the production lag: warm is left as it was and reported
     unequal; the hours are marked; a backfill of the day from warm keeps them, its checks
     pass, the audit is green, the self-healing asks for no repair, the federated view cuts over
     them and serves the new bars. A rollback of a gold table to before the reprocess fails its
@@ -293,8 +293,7 @@ def test_a_day_warm_still_holds_is_reprocessed_left_unequal_and_every_feature_ta
     # days parses the day as it was parsed then.
     feed(warm, hours=24, trades_per_hour=600, ingested_from=START)
     run_offload(settings, DAY)
-    with warm.connect() as client:
-        client.command("INSERT INTO feed_limits (name, seconds) VALUES ('max_lateness', 172800)")
+    _reprocessable(warm, monkeypatch)
     # A message of the day arriving now (a reject: later than max_lateness) is in warm raw only,
     # settled (past the settle lag).
     insert_late_raw(warm, START + timedelta(hours=3), 1, 9_000_000)
@@ -369,20 +368,31 @@ def test_a_day_warm_still_holds_is_reprocessed_left_unequal_and_every_feature_ta
     assert all(check_results(instance, result.run_id).values())
 
 
-def test_reprocessed_hours_stay_proven_after_warm_adds_a_column_and_cold_follows(settings, warm, cold, tmp_path):
+def _reprocessable(warm, monkeypatch) -> None:
+    """The feed's max_lateness at two days, and COLD_TTL_MARGIN_DAYS letting it be raised no
+    further: the 6-day-old day is then one no trade can still reach."""
+    monkeypatch.setenv("COLD_TTL_MARGIN_DAYS", "3")
+    with warm.connect() as client:
+        client.command("INSERT INTO feed_limits (name, seconds) VALUES ('max_lateness', 172800)")
+
+
+def test_reprocessed_hours_stay_proven_after_warm_adds_a_column_and_are_left_out_of_a_restore(
+    settings, warm, cold, tmp_path, monkeypatch
+):
     """A reprocess that changes bronze and silver (every received_at a microsecond later) over
-    a day warm holds marks their hours; warm then adds a column to bronze and silver, and an
-    offload of a later hour evolves cold's schema. The marked hours still hold what the
-    reprocess wrote: their checks pass (the mark is compared over the columns it was made
-    with), and nothing is repaired from warm."""
+    a day warm holds marks their hours. A restore of the day leaves them out (adding cold's
+    changed rows beside warm's own would double every trade). Warm then adds a column to
+    bronze and silver, and an offload of a later hour evolves cold's schema: the marked hours
+    still hold what the reprocess wrote, and their checks pass (the mark is compared over the
+    columns it was made with)."""
     from cold_assets.offload.reprocessed import reprocessed_marks
+    from cold_assets.recovery.restore import restore
     from cold_assets.tools.cli import main
     from cold_assets_tests.support.offload_helpers import check_results
 
     feed(warm, hours=25, trades_per_hour=300, ingested_from=START)
     run_offload(settings, DAY)
-    with warm.connect() as client:
-        client.command("INSERT INTO feed_limits (name, seconds) VALUES ('max_lateness', 172800)")
+    _reprocessable(warm, monkeypatch)
     ddl = tmp_path / "ddl"
     shutil.copytree(ddl_dir() / "clickhouse", ddl)
     bronze = ddl / "020_bronze_trades.sql"
@@ -395,6 +405,11 @@ def test_reprocessed_hours_stay_proven_after_warm_adds_a_column_and_cold_follows
     for name in ("bronze_trades", "silver_trades"):
         assert len(reprocessed_marks(cold.catalog().load_table(("cold", name)))) == 24, name
     with warm.connect() as client:
+        dry = restore(client, cold.catalog(), START, START + timedelta(days=1), dry_run=True)
+    added = {t: sum(p.rows_added for p in dry.partitions if p.table == t) for t in ("bronze_trades", "silver_trades")}
+    assert added == {"bronze_trades": 0, "silver_trades": 0}
+    assert dry.reprocessed["bronze_trades"] == DAY and dry.reprocessed["raw_trades"] == []
+    with warm.connect() as client:
         for table in ("bronze_trades", "silver_trades"):
             client.command(f"ALTER TABLE {table} ADD COLUMN venue_note Nullable(String)")
     next_hour = partition_key_of(START + timedelta(days=1))
@@ -403,3 +418,35 @@ def test_reprocessed_hours_stay_proven_after_warm_adds_a_column_and_cold_follows
     result, instance = run_offload(settings, DAY)
     checks = check_results(instance, result.run_id)
     assert checks and all(checks.values()), {k: v for k, v in checks.items() if not v}
+
+
+def test_late_trades_reaching_a_reprocessed_hour_are_alerted_and_raw_is_repaired(live, settings, warm, cold, tmp_path, monkeypatch):
+    """After a reprocess marked a day's bars, the feed's max_lateness is raised (past what the
+    reprocess allowed for) and a trade of the day arrives: warm's bars take it, the reprocessed
+    ones cannot. The self-healing sensor (production lag) repairs raw and alerts the hour's
+    reprocessed tables, naming the way out (reprocess the day again)."""
+    from cold_assets.offload.reprocessed import reprocessed_marks
+    from cold_assets.tools.cli import main
+    from cold_assets_tests.integration.test_alerts_and_healing import _sensor
+    from cold_assets_tests.support.offload_helpers import age_trades, insert_late_raw
+
+    feed(warm, hours=24, trades_per_hour=300, ingested_from=START)
+    run_offload(settings, DAY)
+    _reprocessable(warm, monkeypatch)
+    span = ["--from", START.isoformat(), "--to", (START + timedelta(days=1)).isoformat()]
+    assert main(["reprocess", *span, "--ddl", str(_close_by_receive_time(tmp_path))]) == 0
+    hour = partition_key_of(START + timedelta(hours=3))
+    assert hour in reprocessed_marks(cold.catalog().load_table(("cold", "gold_ohlcv_1m")))
+    with warm.connect() as client:
+        client.command("INSERT INTO feed_limits (name, seconds) VALUES ('max_lateness', 864000)")
+    insert_late_raw(warm, START + timedelta(hours=3), 1, 9_100_000)
+    age_trades(warm, 9_100_000, 1, minutes=1)  # settled
+    requests, cursor = _sensor(live, "self_healing")
+    assert isinstance(requests, list)
+    repaired = {(k.path[-1], r.partition_key) for r in requests for k in r.asset_selection}
+    assert ("raw_trades", hour) in repaired
+    import json
+
+    alerted = set(json.loads(cursor)["shrunk"])
+    assert {f"gold_ohlcv_1m|{hour}", f"gold_ohlcv_1h|{hour}"} <= alerted, alerted
+    assert not any(item.startswith(("raw_trades|", "bronze_trades|", "silver_trades|")) for item in alerted)  # not reprocessed

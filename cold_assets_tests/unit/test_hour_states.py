@@ -17,15 +17,16 @@ OLD = (NOW - timedelta(days=31)).strftime("%Y-%m-%d-%H:00")
 
 def test_each_hour_takes_the_state_its_verdict_gives():
     verdict = {
-        "hours": ["a", "b", "c", "d", "e", "f"],
+        "hours": ["a", "b", "c", "d", "e", "f", "g", "h"],
         "hours_open": ["b"],
         "hours_cold_only": ["c"],
         "hours_unchecked": ["f"],
-        "hours_differing": [{"hour": "d", "refused": False}, {"hour": "e", "refused": True}],
+        "hours_reprocessed": ["g", "h"],
+        "hours_differing": [{"hour": "d", "refused": False}, {"hour": "e", "refused": True}, {"hour": "h", "basis": "reprocessed"}],
     }
     assert verdicts_of(verdict) == {
         "a": HourState.PROVEN, "b": HourState.OPEN, "c": HourState.COLD_ONLY, "d": HourState.MISMATCHED,
-        "e": HourState.REFUSED, "f": HourState.UNVERIFIED,
+        "e": HourState.REFUSED, "f": HourState.UNVERIFIED, "g": HourState.REPROCESSED, "h": HourState.MISMATCHED,
     }
 
 
