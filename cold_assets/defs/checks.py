@@ -75,7 +75,7 @@ def verdicts_metadata(
         "hours_differing": MetadataValue.json(
             [
                 {"hour": p.partition_key, "warm_rows": p.warm_rows, "cold_rows": p.cold_rows, "basis": p.basis.value,
-                 "warm_rows_now": p.warm_rows_now, "refused": p.partition_key in refused}
+                 "warm_rows_now": p.warm_rows_now, "refused": p.partition_key in refused, "warm_moved": p.warm_moved}
                 for p in failed
             ]
         ),

@@ -36,7 +36,6 @@ from cold_assets.defs.resources import ClickHouseResource, IcebergResource
 from cold_assets.defs.schedules import OffloadJob
 from cold_assets.hours import HourPolicy, HourStatus
 from cold_assets.internals import BulkActionsFilter, BulkActionStatus
-from cold_assets.offload.reprocessed import reprocessed_marks
 from cold_assets.parity.checksums import ParityBasis, partitions_parity
 from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.settings import Settings
@@ -97,7 +96,7 @@ def hour_keys(partitions_def: TimeWindowPartitionsDefinition, start: datetime, e
 
 
 REPROCESSED_CHANGED = "cold no longer holds the rows the reprocess wrote"
-LATE_IN_REPROCESSED = "warm raw took late messages of the hour after its reprocess"
+WARM_MOVED_SINCE_REPROCESS = "warm's hour changed since it was reprocessed"
 
 
 class Repairs:
@@ -117,17 +116,10 @@ class Repairs:
         """Closed hours whose warm rows moved away from cold (late data): the trade tables by
         their counts, the gold tables by their content (a late trade changes a bar, not the
         number of bars; there are few bars, so comparing them whole is cheap). Gold is compared
-        on its own: a repair of raw alone leaves raw's counts equal and the bars stale.
-
-        Late raw rows of an hour a reprocess replaced (offload/reprocessed.py) reach warm's
-        derived rows, never the reprocessed ones: alerted (reprocess the day again)."""
-        late_raw: list[str] = []
+        on its own: a repair of raw alone leaves raw's counts equal and the bars stale."""
         for spec in TABLES:
             content = spec.layer is Layer.GOLD
             cold_table = catalog.load_table(spec.cold_identifier)
-            for hour in late_raw:
-                if partition_key_of(spec.offload_range(hour_of(hour))[0]) in reprocessed_marks(cold_table):
-                    self.shrunk[(spec.cold, hour)] = LATE_IN_REPROCESSED
             ranges_seen: set[datetime] = set()  # the daily bars: one repair per day, not per hour of it
             parities = partitions_parity(
                 client, cold_table, spec, keys, content, now=now, policy=policy, cold_counts_from_manifests=True
@@ -148,8 +140,6 @@ class Repairs:
                 # damaged cold table: that table is redone.
                 # (The rejects' hours are ingestion hours: a late trade does not change them.)
                 affected = [t.cold for t in EVENT_TABLES] if spec.layer is Layer.RAW else [spec.cold]
-                if spec.layer is Layer.RAW:
-                    late_raw.append(parity.partition_key)
                 self.add(parity.partition_key, affected, f"{spec.cold} warm {parity.warm_rows} / cold {parity.cold_rows}")
 
     def _requested(self, table: str, start: datetime, end: datetime) -> bool:
@@ -193,11 +183,12 @@ class Repairs:
                     "requested: run `cold-assets reprocess` for its day again, with the DDL cold's rows should follow (--ddl)."
                 )
                 continue
-            if self.shrunk[(table, hour)] == LATE_IN_REPROCESSED:
+            if self.shrunk[(table, hour)] == WARM_MOVED_SINCE_REPROCESS:
                 outbox.send(
-                    f"cold.{table} hour {hour}: LATE TRADES IN A REPROCESSED HOUR: {LATE_IN_REPROCESSED} (feed_limits."
-                    "max_lateness raised since?). Warm's derived rows take them, the reprocessed ones do not: once raw is "
-                    "repaired (requested), run `cold-assets reprocess` for its day again."
+                    f"cold.{table} hour {hour}: WARM CHANGED SINCE THE REPROCESS: {WARM_MOVED_SINCE_REPROCESS} (a late trade, "
+                    "feed_limits.max_lateness raised since; or rows lost). The reprocessed rows do not reflect it, and no "
+                    "repair from warm is requested: once raw holds the hour's messages, run `cold-assets reprocess` for its "
+                    "day again."
                 )
                 continue
             outbox.send(
@@ -369,7 +360,7 @@ def self_healing_sensor(job: OffloadJob, settings: Settings, partitions_def: Tim
                 found.shrunk[(table, hour)] = "the offload refused to replace it: warm lost rows cold keeps"
             elif differing.get("basis") == ParityBasis.REPROCESSED.value:
                 # Warm keeps the earlier logic's rows: a replace from warm would undo the reprocess.
-                found.shrunk[(table, hour)] = REPROCESSED_CHANGED
+                found.shrunk[(table, hour)] = WARM_MOVED_SINCE_REPROCESS if differing.get("warm_moved") else REPROCESSED_CHANGED
             elif warm_rows < differing["cold_rows"]:
                 found.shrunk[(table, hour)] = f"warm {warm_rows} rows, cold {differing['cold_rows']}"
             else:

@@ -191,7 +191,8 @@ def reprocess_job(partitions_def: PartitionsDefinition, settings: Settings) -> J
         name=REPROCESS_JOB,
         partitions_def=partitions_def,
         description="Recompute bronze, silver and gold from cold raw with the medallion's DDL, a day per run "
-        "(backfill a range of days), once no trade of the day can still arrive (feed_limits.max_lateness). "
+        "(backfill a range of days), once no trade of the day can still arrive (feed_limits.max_lateness, or the most "
+        "COLD_TTL_MARGIN_DAYS lets it be raised to). "
         "The launchpad's form defaults to a dry run.",
     )
     def _reprocess() -> None:

@@ -191,6 +191,12 @@ def commit_transaction(
     except (CommitFailedException, ValidationException):
         _delete(table, new_files + data_files)  # the catalog refused it
         raise
+    except KeyError as error:
+        # The catalog, applying the commit on its current metadata, found a table property it
+        # removes already gone (a reprocessed mark another writer removed: offload/reprocessed.py)
+        # and wrote nothing: a conflict, redone from reconciliation.
+        _delete(table, new_files + data_files)
+        raise CommitFailedException(f"{'.'.join(table.name())}: table property {error} was removed by another writer") from error
     return snapshot_id(committed)
 
 

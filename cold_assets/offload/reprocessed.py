@@ -20,8 +20,11 @@ warm still holds the hour.
 - The offload keeps a marked hour as it is: it is never read from warm again
   (offload/plan.py), as an hour past the warm retention is not.
 - Parity compares a marked hour warm holds with its mark (ParityBasis.REPROCESSED): cold
-  still holding exactly what the reprocess wrote passes; anything else (a lost file, a
-  rollback to before the reprocess) fails, and is alerted, never repaired from warm.
+  still holding exactly what the reprocess wrote, and warm what it held then, passes.
+  Anything else fails, and is alerted, never repaired from warm: cold changed (a lost file,
+  a rollback to before the reprocess), or warm did (a late trade the reprocessed rows lack,
+  lost rows). Warm is compared by its rows, and a gold hour by its content too (a late trade
+  changes a bar, not the number of bars).
 - A reprocess also brings the marks of the hours it leaves unchanged in line (a commit of the
   property alone): marked where its rows differ from warm's, cleared where they equal them
   (after a rollback to before a reprocess, a second reprocess with warm's logic clears them).
@@ -44,11 +47,13 @@ PREFIX = "cold-assets.reprocessed."  # + the range's key: one table property per
 
 @dataclass(frozen=True)
 class Mark:
-    """What a reprocessed range must hold: the fingerprint ("rows:checksum") of its rows over
-    the fields of cold schema `schema_id`."""
+    """What a reprocessed range must hold, and what warm held of it then."""
 
-    fingerprint: str
+    fingerprint: str  # "rows:checksum" of the rows the reprocess wrote, over the fields of cold schema `schema_id`
     schema_id: int
+    # Warm's fingerprint of the range when it was reprocessed (by parity's rules): a warm hour
+    # that moved since took trades (or lost rows) that the reprocessed rows do not reflect.
+    warm: str
 
     def value(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -72,11 +77,11 @@ def reprocessed_marks(table: Table) -> dict[str, Mark]:
         if name.startswith(PREFIX):
             try:
                 stored = json.loads(value)
-                marks[name.removeprefix(PREFIX)] = Mark(str(stored["fingerprint"]), int(stored["schema_id"]))
+                marks[name.removeprefix(PREFIX)] = Mark(str(stored["fingerprint"]), int(stored["schema_id"]), str(stored["warm"]))
             except (ValueError, TypeError, KeyError) as error:
                 raise ValueError(
                     f"table property {name} of {'.'.join(table.name())} is not a mark "
-                    f'({{"fingerprint": "rows:checksum", "schema_id": n}}): {value[:200]}'
+                    f'({{"fingerprint": "rows:checksum", "schema_id": n, "warm": "rows:checksum"}}): {value[:200]}'
                 ) from error
     return marks
 

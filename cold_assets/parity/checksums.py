@@ -38,7 +38,7 @@ from cold_assets.offload.bookkeeping import Ancestry, PartitionState, StateSourc
 from cold_assets.offload.reprocessed import Mark, reprocessed_marks
 from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.settings import s3_collection_name
-from cold_assets.tables import MirroredTable, OffloadMode
+from cold_assets.tables import Layer, MirroredTable, OffloadMode
 from cold_assets.warm.capabilities import capabilities_of
 from cold_assets.warm.read import EPOCH, FAR_FUTURE, WarmColumn, WarmQuery, identifier, read_columns, render, warm_read_query
 
@@ -76,6 +76,9 @@ class HourParity:
     # When the tiers were read for this verdict (before either was): of two verdicts on an
     # hour, the one compared later is the newer, whenever each was recorded.
     compared_at: datetime | None = None
+    # REPROCESSED: warm's hour is no longer what it was when the hour was reprocessed (a late
+    # trade the reprocessed rows lack, lost rows): the hour fails whatever cold holds.
+    warm_moved: bool = False
 
     @property
     def cold_only(self) -> bool:
@@ -85,6 +88,8 @@ class HourParity:
     def counts_match(self) -> bool:
         if self.cold_only:
             return True
+        if self.warm_moved:
+            return False
         if self.warm_rows_now is not None and self.warm_rows_now < self.cold_rows:
             return False
         return self.warm_rows == self.cold_rows
@@ -349,8 +354,7 @@ def partitions_parity(
     columns = read_columns(client, spec, cold_table.schema()) if any(s is not HourStatus.COLD_ONLY for s in statuses.values()) else None
     canonical = canonical_row(cold_table, columns) if content else COUNT_ONLY
     settled = None if rows_in_flight_count else now - policy.settle_lag
-    from_warm = {key: status for key, status in statuses.items() if key not in reprocessed}
-    warm = _warm_side(client, spec, canonical, from_warm, ranges, states, columns, settled)
+    warm = _warm_side(client, spec, canonical, statuses, ranges, states, columns, settled)
     # An append layer's closed hours are compared on their settled rows on both tiers: a row
     # still in flight is judged once it settled, whether cold already holds it (an offload with
     # a shorter lag: the demo's) or not yet.
@@ -372,9 +376,9 @@ def partitions_parity(
             )
             continue
         w_rows, w_sum = warm.get(bucket, (0, 0))
-        basis, now_rows = ParityBasis.WARM_HOUR, None
+        basis, now_rows, moved = ParityBasis.WARM_HOUR, None, False
         if key in reprocessed:
-            basis = ParityBasis.REPROCESSED
+            basis, moved = ParityBasis.REPROCESSED, _warm_moved(spec, reprocessed[key], w_rows, w_sum if content else None)
             w_rows, w_sum = parse_fingerprint(reprocessed[key].fingerprint)
         elif statuses[key] is HourStatus.OPEN and spec.mode is OffloadMode.REPLACE:
             basis, now_rows = ParityBasis.AS_OFFLOADED, w_rows
@@ -387,10 +391,20 @@ def partitions_parity(
         parities.append(
             HourParity(
                 spec.cold, key, w_rows, c_rows, w_sum if content else None, c_sum if content else None, basis, now_rows,
-                compared_at,
+                compared_at, moved,
             )
         )
     return parities
+
+
+def _warm_moved(spec: MirroredTable, mark: Mark, warm_rows: int, warm_checksum: int | None) -> bool:
+    """Whether warm's hour moved since it was reprocessed: its rows (a late trade, lost rows),
+    and a gold hour's content too, where compared (a late trade changes a bar, not the number
+    of bars; gold's canonical form takes no warm column's rule, so it stays comparable)."""
+    rows, checksum = parse_fingerprint(mark.warm)
+    if warm_rows != rows:
+        return True
+    return spec.layer is Layer.GOLD and warm_checksum is not None and warm_checksum % 2**64 != checksum
 
 
 def _cold_side_of_marks(

@@ -51,7 +51,7 @@ from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.recovery.staging import copy_cold_rows
 from cold_assets.tables import TABLES, Layer, MirroredTable, table_by_cold_name
 from cold_assets.warm.ddl import WarmLimits, warm_statements
-from cold_assets.warm.read import identifier, read_columns, read_query, render, warm_now, warm_read_query
+from cold_assets.warm.read import WarmColumn, identifier, read_columns, read_query, render, warm_now, warm_read_query
 
 RAW = table_by_cold_name("raw_trades")
 DERIVED: tuple[MirroredTable, ...] = tuple(t for t in TABLES if t.layer in (Layer.BRONZE, Layer.SILVER, Layer.GOLD))
@@ -120,10 +120,12 @@ def read_reference_data(client: Client) -> ReferenceData:
 class WarmHeld:
     """What warm holds of a reprocess's range, read before the scratch opens (an embedded warm
     tier and the scratch are a chDB each, one open at a time): per derived table, the
-    fingerprint ("rows:checksum", over the cold schema) of each offload range warm still
-    holds, by its key. A range absent is not warm's (older than its retention)."""
+    fingerprint ("rows:checksum", over the cold schema by parity's rules) of each offload range
+    warm still holds, by its key, and warm's columns those rules came from. A range absent is
+    not warm's (older than its retention)."""
 
     fingerprints: dict[str, dict[str, str]] = field(default_factory=dict)
+    columns: dict[str, list[WarmColumn] | None] = field(default_factory=dict)
 
     def of(self, spec: MirroredTable, key: str) -> str | None:
         return self.fingerprints.get(spec.cold, {}).get(key)
@@ -213,6 +215,7 @@ def read_warm_held(
         query = warm_read_query(client, spec, columns, starts[0], spec.offload_range(starts[-1])[1])
         found = warm_fingerprints(client, cold_table, spec, query, columns)
         held.fingerprints[spec.cold] = {partition_key_of(s): found.get(int(s.timestamp()), "0:0") for s in starts}
+        held.columns[spec.cold] = columns
     return held
 
 
@@ -286,10 +289,13 @@ def reprocess(
             report.stopped = _unsafe(client, catalog, day, compared)
             if report.stopped is not None:
                 break
-            unequal = {spec: _against_warm(spec, parities, warm_held, report) for spec, parities in compared.items()}
+            unequal = {
+                spec: _against_warm(client, catalog.load_table(spec.cold_identifier), spec, parities, warm_held, report)
+                for spec, parities in compared.items()
+            }
             if not dry_run:
                 for spec, parities in compared.items():
-                    marks = _marks(client, catalog.load_table(spec.cold_identifier), spec, unequal[spec])
+                    marks = _marks(client, catalog.load_table(spec.cold_identifier), spec, unequal[spec], warm_held)
                     changed = [p for p in parities if not p.content_matches]
                     _replace(client, catalog, spec, changed, run_id, scratch_now, scratch_policy, report, checkpoint_hours, marks)
                     # The hours left as they were: marked where cold's rows (the new ones) differ
@@ -361,13 +367,23 @@ def _compare(
     return parities
 
 
-def _against_warm(spec: MirroredTable, parities: list[HourParity], warm_held: WarmHeld, report: ReprocessReport) -> list[HourParity]:
-    """The hours warm still holds whose new rows differ from warm's (reported)."""
+def _against_warm(
+    client: Client, cold_table: Table, spec: MirroredTable, parities: list[HourParity], warm_held: WarmHeld, report: ReprocessReport
+) -> list[HourParity]:
+    """The hours warm still holds whose new rows differ from warm's, by the rules warm's own
+    parity takes (its columns': one warm lacks is not compared, a DEFAULT is taken for NULL),
+    reported."""
+    held = [p for p in parities if warm_held.of(spec, p.partition_key) is not None]
+    if not held:
+        return []
+    starts = sorted(spec.offload_range(hour_of(p.partition_key))[0] for p in held)
+    query = warm_read_query(client, spec, read_columns(client, spec, cold_table.schema()), starts[0], spec.offload_range(starts[-1])[1])
+    new = warm_fingerprints(client, cold_table, spec, query, warm_held.columns.get(spec.cold))
     change = report.changes[spec.cold]
     unequal = []
-    for p in parities:
+    for p in held:
         warm = warm_held.of(spec, p.partition_key)
-        if warm is not None and warm != _fingerprint(p):
+        if warm is not None and warm != new.get(int(hour_of(p.partition_key).timestamp()), "0:0"):
             unequal.append(p)
             change.hours_unequal_to_warm.append(p.partition_key)
             change.warm_rows += parse_fingerprint(warm)[0]
@@ -375,7 +391,9 @@ def _against_warm(spec: MirroredTable, parities: list[HourParity], warm_held: Wa
     return unequal
 
 
-def _marks(client: Client, cold_table: Table, spec: MirroredTable, parities: list[HourParity]) -> dict[datetime, Mark]:
+def _marks(
+    client: Client, cold_table: Table, spec: MirroredTable, parities: list[HourParity], warm_held: WarmHeld
+) -> dict[datetime, Mark]:
     """The marks of these hours (by range start) as the parity of a marked hour compares them:
     over cold's schema as it is now, with no warm column's rule. An hour the reprocess replaces
     gets its scratch rows' fingerprint (what it writes); an hour it leaves as it is, cold's
@@ -394,13 +412,11 @@ def _marks(client: Client, cold_table: Table, spec: MirroredTable, parities: lis
         else:
             held = cold_checksums(client, cold_table, spec, starts[0], end)
             found = {bucket: f"{rows}:{digest % 2**64}" for bucket, (rows, digest) in held.items()}
-        marks |= {start: Mark(found.get(int(start.timestamp()), "0:0"), schema_id) for start in starts}
+        marks |= {
+            start: Mark(found.get(int(start.timestamp()), "0:0"), schema_id, warm_held.of(spec, partition_key_of(start)) or "0:0")
+            for start in starts
+        }
     return marks
-
-
-def _fingerprint(p: HourParity) -> str:
-    """The fingerprint of the reprocess's rows of an hour (its warm side is the scratch)."""
-    return f"{p.warm_rows}:{(p.warm_checksum or 0) % 2**64}"
 
 
 def _replace(

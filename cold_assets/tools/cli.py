@@ -605,8 +605,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_restore)
     p = sub.add_parser(
         "reprocess",
-        help="recompute bronze, silver and gold from cold raw with the medallion's DDL for days warm no longer holds, "
-        "and replace the hours that change",
+        help="recompute bronze, silver and gold from cold raw with the medallion's DDL for days no trade can still "
+        "reach, and replace the hours that change (hours warm still holds are marked reprocessed)",
     )
     _add_range_flags(p, days=True)
     p.add_argument("--ddl", help="a folder of ClickHouse DDL to reprocess with (default: the project's ddl/clickhouse)")
