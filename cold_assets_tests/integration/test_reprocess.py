@@ -291,7 +291,7 @@ def test_a_day_warm_still_holds_is_reprocessed_left_unequal_and_every_feature_ta
 
     # Fed as a live feed would have been (ingested as received), so that a max_lateness of two
     # days parses the day as it was parsed then.
-    feed(warm, hours=24, trades_per_hour=600, ingested_from=START)
+    feed(warm, hours=24, trades_per_hour=300, ingested_from=START)
     run_offload(settings, DAY)
     _reprocessable(warm, monkeypatch)
     # A message of the day arriving now (a reject: later than max_lateness) is in warm raw only,
