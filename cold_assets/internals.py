@@ -12,8 +12,10 @@ None of these has a public equivalent in the versions pinned (dagster 1.13, pyic
   around its metadata, the one way to turn its commit retries off for one transaction; its
   overwrite producer, to leave out of a new snapshot the manifests that hold no live file; its
   append and overwrite producers and manifest merge manager, to merge the day's manifests
-  only (not the nightly's clustered ones); and
-  the state of a `Transaction` (`_table`, `_updates`), to compute its metadata once per state.
+  only (not the nightly's clustered ones); the state of a `Transaction` (`_table`,
+  `_updates`), to compute its metadata once per state; and its inclusive and strict metrics
+  evaluators, which tell from a data file's statistics whether a delete filter may match
+  any of its rows or must match all of them (its own delete asks them the same).
 
 (Spark's maintenance reaches the JVM through pyspark's py4j handles, `_jvm` and
 `_jsparkSession`: that is pyspark's own way to call a Java API it does not wrap, used in
@@ -36,9 +38,12 @@ from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecordStatus,
 )
 from dagster._core.storage.event_log.base import EventLogStorage
+from pyiceberg.expressions import BooleanExpression
+from pyiceberg.expressions.visitors import _InclusiveMetricsEvaluator, _StrictMetricsEvaluator
 from pyiceberg.io.pyarrow import _check_pyarrow_schema_compatible as check_pyarrow_schema_compatible
 from pyiceberg.io.pyarrow import _get_parquet_writer_kwargs as parquet_writer_kwargs
-from pyiceberg.manifest import ManifestFile
+from pyiceberg.manifest import DataFile, ManifestFile
+from pyiceberg.schema import Schema
 from pyiceberg.table import Table, TableProperties, Transaction
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.snapshots import Operation
@@ -46,6 +51,18 @@ from pyiceberg.table.update.snapshot import _FastAppendFiles, _ManifestMergeMana
 from pyiceberg.utils.properties import property_as_bool, property_as_int
 
 from cold_assets.cold.manifests import last_rewrite_sequence_number, written_since
+
+
+def rows_may_match(schema: Schema, expression: BooleanExpression, data_file: DataFile) -> bool:
+    """False when the file's column statistics prove no row of it matches `expression`
+    (pyiceberg's own delete asks its inclusive metrics evaluator the same)."""
+    return bool(_InclusiveMetricsEvaluator(schema, expression, case_sensitive=True, include_empty_files=True).eval(data_file))
+
+
+def rows_must_match(schema: Schema, expression: BooleanExpression, data_file: DataFile) -> bool:
+    """True when the file's column statistics prove every row of it matches `expression`
+    (pyiceberg's own delete drops such a file whole by its strict metrics evaluator)."""
+    return bool(_StrictMetricsEvaluator(schema, expression, case_sensitive=True, include_empty_files=True).eval(data_file))
 
 
 def table_without_commit_retries(table: Table) -> Table:

@@ -21,6 +21,8 @@ from cold_assets.cold.files import DataFileFormat, DataFileWriter
 from cold_assets.internals import (
     append_merging_the_days_manifests,
     overwrite_of_live_manifests,
+    rows_may_match,
+    rows_must_match,
     table_without_commit_retries,
     transaction,
 )
@@ -66,15 +68,19 @@ class CommitWouldRemoveOtherRows(RuntimeError):
 
 
 class ColdMatcher:
-    """Matches delete filters against one snapshot of a table. A file matched in part is read
-    once and kept for the checkpoint: the decision counts the rows a range replaces from it,
-    and the commit writes the file again from the same rows, without planning or reading twice.
-    Only those files are kept: one a filter matches whole or not at all needs no rewrite."""
+    """Matches delete filters against one snapshot of a table. The files of the checkpoint's
+    `span` (a filter every delete filter implies) are planned once, not once per range. A file
+    matched in part is read once and kept for the checkpoint: the decision counts the rows a
+    range replaces from it, and the commit writes the file again from the same rows, without
+    planning or reading twice. Only those files are kept: one a filter matches whole or not at
+    all needs no rewrite."""
 
-    def __init__(self, table: Table):
+    def __init__(self, table: Table, span: BooleanExpression):
         self.table = table
         self.snapshot_id = snapshot_id(table)
         self._schema = table.schema()
+        self._span = span
+        self._tasks: list[FileScanTask] | None = None  # the span's files, planned on the first match
         self._kept: dict[str, pa.Table] = {}  # file path -> its rows and their positions
 
     def match(self, delete_filter: BooleanExpression) -> ColdMatch:
@@ -85,10 +91,14 @@ class ColdMatcher:
         filtered = [self._schema.find_column_name(i) for i in sorted(extract_field_ids(bound))]
         whole: list[tuple[DataFile, int]] = []
         partial: list[tuple[DataFile, pa.Array]] = []
-        for task in self.table.scan(row_filter=delete_filter).plan_files():
-            # A file's partition can tell it is matched whole (pyiceberg's residual): its record
-            # count is the match, and it is not read.
-            if task.residual == AlwaysTrue() and not task.delete_files:
+        if self._tasks is None:
+            self._tasks = list(self.table.scan(row_filter=self._span).plan_files())
+        for task in self._tasks:
+            if not rows_may_match(self._schema, delete_filter, task.file):
+                continue
+            # A file's statistics can tell it is matched whole (as pyiceberg's own delete
+            # tells): its record count is the match, and it is not read.
+            if not task.delete_files and rows_must_match(self._schema, delete_filter, task.file):
                 whole.append((task.file, task.file.record_count))
                 continue
             rows = self._rows(task)

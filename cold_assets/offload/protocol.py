@@ -58,6 +58,7 @@ from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.table import Table
 
 from cold_assets.cold.holdings import ColdFiles
+from cold_assets.cold.ranges import range_filter
 from cold_assets.hours import HourPolicy, HourStatus
 from cold_assets.offload import commit, plan, stream
 from cold_assets.offload.bookkeeping import (
@@ -239,8 +240,10 @@ def _checkpoint(
     try:
         if to_read:
             table, written = stream.read_into_files(client, table, spec, columns, to_read)
-        # Every range is matched and decided on the snapshot the commit will assert.
-        matcher = commit.ColdMatcher(table)
+        # Every range is matched and decided on the snapshot the commit will assert, its files
+        # planned once for the checkpoint's span (every range's delete filter lies within it).
+        checkpoint_span = range_filter(spec.time_column, chunk[0][0], spec.offload_range(chunk[-1][0])[1])
+        matcher = commit.ColdMatcher(table, checkpoint_span)
         for w in written:
             span = w.planned.span
             holds = cold_files.holds(span.start, span.end)

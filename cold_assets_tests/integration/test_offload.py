@@ -199,8 +199,9 @@ def test_ranges_whose_delete_filters_overlap_are_never_committed(settings, warm,
     from cold_assets.offload import commit
 
     raw, table, files = _raw_hour_with_a_file_to_split(settings, warm, cold)
-    matcher = commit.ColdMatcher(table)
-    hour = matcher.match(range_filter(raw.time_column, HOURS[0], HOURS[0] + timedelta(hours=1)))
+    span = range_filter(raw.time_column, HOURS[0], HOURS[0] + timedelta(hours=1))
+    matcher = commit.ColdMatcher(table, span)
+    hour = matcher.match(span)
     assert hour.rows > 0
     with pytest.raises(commit.CommitWouldRemoveOtherRows, match="raw_trades.*overlap"):
         commit.commit_transaction(matcher, [], [hour, hour], {}, split_column=raw.split_column)

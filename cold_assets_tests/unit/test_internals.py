@@ -201,3 +201,21 @@ def test_the_sensors_cursors_and_last_ticks_are_read_from_their_stored_states():
         assert internals.sensor_states(instance, ("ttl_guard", "self_healing")) == {
             "ttl_guard": internals.SensorState('{"alerts_sent": 3}', 1000.0, True)
         }
+
+
+def test_the_metrics_evaluators_tell_from_a_file_s_statistics_whether_a_filter_may_or_must_match_its_rows():
+    from pyiceberg.expressions import GreaterThanOrEqual, LessThan
+    from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+    from pyiceberg.typedef import Record
+
+    schema = Schema(NestedField(1, "n", LongType(), required=True))
+    # A file holding n from 10 to 20 (the bounds as Iceberg serializes a long: 8 bytes, little-endian).
+    data_file = DataFile.from_args(
+        content=DataFileContent.DATA, file_path="f.parquet", file_format=FileFormat.PARQUET, partition=Record(),
+        record_count=5, file_size_in_bytes=100, value_counts={1: 5}, null_value_counts={1: 0},
+        lower_bounds={1: (10).to_bytes(8, "little")}, upper_bounds={1: (20).to_bytes(8, "little")},
+    )
+    inside, across, outside = LessThan("n", 30), GreaterThanOrEqual("n", 15), GreaterThanOrEqual("n", 21)
+    assert internals.rows_must_match(schema, inside, data_file) and internals.rows_may_match(schema, inside, data_file)
+    assert not internals.rows_must_match(schema, across, data_file) and internals.rows_may_match(schema, across, data_file)
+    assert not internals.rows_may_match(schema, outside, data_file)
