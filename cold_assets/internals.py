@@ -15,7 +15,7 @@ None of these has a public equivalent in the versions pinned (dagster 1.13, pyic
   only (not the nightly's clustered ones); the state of a `Transaction` (`_table`,
   `_updates`), to compute its metadata once per state; and its inclusive and strict metrics
   evaluators, which tell from a data file's statistics whether a delete filter may match
-  any of its rows or must match all of them (its own delete asks them the same).
+  any of its rows or must match all of them.
 
 (Spark's maintenance reaches the JVM through pyspark's py4j handles, `_jvm` and
 `_jsparkSession`: that is pyspark's own way to call a Java API it does not wrap, used in
@@ -26,6 +26,7 @@ used here, so that a new version that changes one fails there, by name, not in p
 """
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from dagster import DagsterInstance
@@ -53,16 +54,21 @@ from pyiceberg.utils.properties import property_as_bool, property_as_int
 from cold_assets.cold.manifests import last_rewrite_sequence_number, written_since
 
 
-def rows_may_match(schema: Schema, expression: BooleanExpression, data_file: DataFile) -> bool:
-    """False when the file's column statistics prove no row of it matches `expression`
-    (pyiceberg's own delete asks its inclusive metrics evaluator the same)."""
-    return bool(_InclusiveMetricsEvaluator(schema, expression, case_sensitive=True, include_empty_files=True).eval(data_file))
+@dataclass(frozen=True)
+class FileStatisticsTest:
+    """What a data file's column statistics tell of `expression`, bound once for many files:
+    pyiceberg's inclusive and strict metrics evaluators (its own delete asks them too, beside
+    its partition projections). A file without the statistics may match, and need not."""
+
+    may_match: Callable[[DataFile], bool]  # False: no row of the file can match
+    must_match: Callable[[DataFile], bool]  # True: every row of the file matches
 
 
-def rows_must_match(schema: Schema, expression: BooleanExpression, data_file: DataFile) -> bool:
-    """True when the file's column statistics prove every row of it matches `expression`
-    (pyiceberg's own delete drops such a file whole by its strict metrics evaluator)."""
-    return bool(_StrictMetricsEvaluator(schema, expression, case_sensitive=True, include_empty_files=True).eval(data_file))
+def file_statistics_test(schema: Schema, expression: BooleanExpression) -> FileStatisticsTest:
+    return FileStatisticsTest(
+        _InclusiveMetricsEvaluator(schema, expression, case_sensitive=True).eval,
+        _StrictMetricsEvaluator(schema, expression, case_sensitive=True).eval,
+    )
 
 
 def table_without_commit_retries(table: Table) -> Table:

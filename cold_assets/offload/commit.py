@@ -20,9 +20,8 @@ from pyiceberg.table import FileScanTask, Table
 from cold_assets.cold.files import DataFileFormat, DataFileWriter
 from cold_assets.internals import (
     append_merging_the_days_manifests,
+    file_statistics_test,
     overwrite_of_live_manifests,
-    rows_may_match,
-    rows_must_match,
     table_without_commit_retries,
     transaction,
 )
@@ -93,12 +92,14 @@ class ColdMatcher:
         partial: list[tuple[DataFile, pa.Array]] = []
         if self._tasks is None:
             self._tasks = list(self.table.scan(row_filter=self._span).plan_files())
+        statistics = file_statistics_test(self._schema, delete_filter)
         for task in self._tasks:
-            if not rows_may_match(self._schema, delete_filter, task.file):
+            if not statistics.may_match(task.file):
                 continue
-            # A file's statistics can tell it is matched whole (as pyiceberg's own delete
-            # tells): its record count is the match, and it is not read.
-            if not task.delete_files and rows_must_match(self._schema, delete_filter, task.file):
+            # A file's statistics can tell it is matched whole: its record count is the match,
+            # and it is not read. (A file they cannot rule out is read for each range that
+            # asks: the time columns are required timestamps, whose bounds every writer keeps.)
+            if not task.delete_files and statistics.must_match(task.file):
                 whole.append((task.file, task.file.record_count))
                 continue
             rows = self._rows(task)

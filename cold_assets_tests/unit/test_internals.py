@@ -215,7 +215,8 @@ def test_the_metrics_evaluators_tell_from_a_file_s_statistics_whether_a_filter_m
         record_count=5, file_size_in_bytes=100, value_counts={1: 5}, null_value_counts={1: 0},
         lower_bounds={1: (10).to_bytes(8, "little")}, upper_bounds={1: (20).to_bytes(8, "little")},
     )
-    inside, across, outside = LessThan("n", 30), GreaterThanOrEqual("n", 15), GreaterThanOrEqual("n", 21)
-    assert internals.rows_must_match(schema, inside, data_file) and internals.rows_may_match(schema, inside, data_file)
-    assert not internals.rows_must_match(schema, across, data_file) and internals.rows_may_match(schema, across, data_file)
-    assert not internals.rows_may_match(schema, outside, data_file)
+    expressions = (LessThan("n", 30), GreaterThanOrEqual("n", 15), GreaterThanOrEqual("n", 21))
+    inside, across, outside = (internals.file_statistics_test(schema, e) for e in expressions)
+    assert inside.must_match(data_file) and inside.may_match(data_file)
+    assert not across.must_match(data_file) and across.may_match(data_file)
+    assert not outside.may_match(data_file)
