@@ -100,6 +100,7 @@ def _metadata(report: RestoreReport) -> dict:
         "partitions": MetadataValue.md(header + rows),
         "bars_keyed_by_window": MetadataValue.json(report.bars_keyed_by_window),
         "bars_keyed_uncertainly": MetadataValue.json(report.bars_keyed_uncertainly),
+        "bars_merged_into_windows_held_in_part": MetadataValue.json(report.bars_merged),
         "partial_windows_not_restored": MetadataValue.json(report.partial_windows),
         "reprocessed_hours_left_out": MetadataValue.json({t: h for t, h in report.reprocessed.items() if h}),
         **({"audit_green": MetadataValue.bool(report.audit.ok)} if report.audit is not None else {}),

@@ -164,28 +164,37 @@ def test_a_restored_bar_merged_with_later_trades_of_its_window_is_the_unbroken_b
         )
         day = {"start": START, "end": START + timedelta(days=1)}  # the feed's two hours, and the day's bar
         for table in gold:
-            interval = GOLD_WINDOWS[table.gold_window]
-            # The unbroken bar, computed from silver here, independently of gold and of the restore.
-            expected = client.query(
-                f"SELECT exchange, symbol, toDateTime64(toStartOfInterval(exchange_ts, INTERVAL {interval}, 'UTC'), 6, 'UTC') AS w, "
-                "argMin(price, (exchange_ts, trade_id)), max(price), min(price), argMax(price, (exchange_ts, trade_id)), "
-                "sum(quantity), sum(quote_quantity), count() FROM silver_trades FINAL "
-                "WHERE exchange_ts >= {start:DateTime64(6, 'UTC')} AND exchange_ts < {end:DateTime64(6, 'UTC')} "
-                "GROUP BY exchange, symbol, w ORDER BY exchange, symbol, w",
-                parameters=day,
-            ).result_rows
-            got = client.query(
-                f"SELECT exchange, symbol, window_start, argMinMerge(open), max(high), min(low), argMaxMerge(close), "
-                f"sum(volume), sum(quote_volume), sum(trade_count) FROM {table.warm} "
-                "WHERE window_start >= {start:DateTime64(6, 'UTC')} AND window_start < {end:DateTime64(6, 'UTC')} "
-                "GROUP BY exchange, symbol, window_start ORDER BY exchange, symbol, window_start",
-                parameters=day,
-            ).result_rows
-            assert got == expected, table.cold
+            got = _warm_bars(client, table, **day)
+            assert got == _unbroken_bars(client, table, **day), table.cold
             opened = next(r for r in got if r[0] == "binance" and r[1] == "BTC-USDT" and r[2].replace(tzinfo=UTC) == START)
             assert str(opened[3]) == "1.00000000"  # the late trade at the hour's first instant opens it
             if table.gold_window == "1h":
                 assert str(opened[6]) == "99999.00000000"  # and the one at its last instant closes it
+
+
+def _unbroken_bars(client, table, start, end) -> list[tuple]:
+    """The bars of warm silver's trades in [start, end), computed here, independently of gold
+    and of the restore: those an unbroken warm tier holds."""
+    interval = GOLD_WINDOWS[table.gold_window]
+    return client.query(
+        f"SELECT exchange, symbol, toDateTime64(toStartOfInterval(exchange_ts, INTERVAL {interval}, 'UTC'), 6, 'UTC') AS w, "
+        "argMin(price, (exchange_ts, trade_id)), max(price), min(price), argMax(price, (exchange_ts, trade_id)), "
+        "sum(quantity), sum(quote_quantity), count() FROM silver_trades FINAL "
+        "WHERE exchange_ts >= {start:DateTime64(6, 'UTC')} AND exchange_ts < {end:DateTime64(6, 'UTC')} "
+        "GROUP BY exchange, symbol, w ORDER BY exchange, symbol, w",
+        parameters={"start": start, "end": end},
+    ).result_rows
+
+
+def _warm_bars(client, table, start, end) -> list[tuple]:
+    """warm gold's bars of windows starting in [start, end), merged."""
+    return client.query(
+        f"SELECT exchange, symbol, window_start, argMinMerge(open), max(high), min(low), argMaxMerge(close), "
+        f"sum(volume), sum(quote_volume), sum(trade_count) FROM {table.warm} "
+        "WHERE window_start >= {start:DateTime64(6, 'UTC')} AND window_start < {end:DateTime64(6, 'UTC')} "
+        "GROUP BY exchange, symbol, window_start ORDER BY exchange, symbol, window_start",
+        parameters={"start": start, "end": end},
+    ).result_rows
 
 
 def test_the_restore_command_dry_runs_restores_and_refuses_with_its_exit_codes(live, settings, warm, cold, capsys):
@@ -225,42 +234,62 @@ def test_the_restore_command_dry_runs_restores_and_refuses_with_its_exit_codes(l
     assert "unknown cold table 'bronze'" in capsys.readouterr().err
 
 
-def test_a_gold_window_warm_holds_in_part_is_named_and_left_and_the_restore_is_not_green(settings, warm, cold):
-    """A replica rebuilt empty while the feed ran: warm lost the hour's trades and bars, then
-    took a late trade of it. The bars of that trade's windows cannot be merged with cold's
-    without counting a trade twice: they are named, and the restore does not end green; the
-    other windows come back."""
-    feed(warm, hours=1)
-    run_offload(settings, DAY_KEYS[:1])
+def test_a_gold_window_warm_holds_in_part_is_merged_where_its_trades_are_proven_new_and_named_where_not(
+    settings, warm, cold
+):
+    """A replica rebuilt empty while the feed ran: warm lost two hours' trades and bars, then
+    took a late trade of each. Hour A's late trade is in warm silver and not in cold's: warm's
+    bar of its windows counts exactly it, so cold's bar is merged in and the windows hold the
+    unbroken bars. Hour B's late trade was lost from warm silver too: nothing proves warm's bar
+    counts other trades than cold's, so its windows (and the day's, which took both trades)
+    are named and left as they are, and the restore does not end green."""
+    feed(warm, hours=2)
+    run_offload(settings, DAY_KEYS[:2])
+    hour_a, hour_b = START, START + timedelta(hours=1)
     with warm.connect() as client:
         for table in TABLES:
             if table.layer in (Layer.SILVER, Layer.GOLD):
                 client.command(
                     f"ALTER TABLE {table.warm} DELETE WHERE {table.time_column} >= {{h:DateTime64(6, 'UTC')}}"
-                    f" AND {table.time_column} < {{h:DateTime64(6, 'UTC')}} + INTERVAL 1 HOUR",
+                    f" AND {table.time_column} < {{h:DateTime64(6, 'UTC')}} + INTERVAL 2 HOUR",
                     parameters={"h": START}, settings={"mutations_sync": 2},
                 )
-    insert_late_raw(warm, START, 1, 990_000_000)  # at START + 20 min, into warm's emptied windows
+    insert_late_raw(warm, hour_a, 1, 990_000_000)  # at + 20 min, into warm's emptied windows
+    insert_late_raw(warm, hour_b, 1, 990_000_100)
     with warm.connect() as client:
-        report = restore(client, cold.catalog(), START, START + timedelta(hours=1), policy=HourPolicy.from_settings(settings))
+        client.command("ALTER TABLE silver_trades DELETE WHERE trade_id = 990000100", settings={"mutations_sync": 2})
+        report = restore(client, cold.catalog(), START, START + timedelta(hours=2), policy=HourPolicy.from_settings(settings))
+        # Hour A's windows hold the unbroken bars (warm silver: cold's trades back, and the late one).
+        for table in (t for t in TABLES if t.layer is Layer.GOLD and t.gold_window != "1d"):
+            assert _warm_bars(client, table, hour_a, hour_b) == _unbroken_bars(client, table, hour_a, hour_b), table.cold
     assert not report.ok
+
+    def windows_with_cold_bar(hour) -> set[str]:
+        """The gold tables whose window of `hour` + 20 min cold holds a binance BTC-USDT bar of."""
+        found = set()
+        for table in (t for t in TABLES if t.layer is Layer.GOLD):
+            size = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "1d": 86400}[table.gold_window or ""]
+            window = table.offload_range(hour)[0] if size == 86400 else hour + timedelta(seconds=(1200 // size) * size)
+            bars = cold.catalog().load_table(table.cold_identifier).scan(
+                row_filter=range_filter("window_start", window, window + timedelta(microseconds=1))
+            ).to_arrow().to_pylist()
+            if any(b["exchange"] == "binance" and b["symbol"] == "BTC-USDT" for b in bars):
+                found.add(table.cold)
+        return found
+
+    merged = {table for table, bars in report.bars_merged.items() if bars}
+    assert merged == windows_with_cold_bar(hour_a) - {"gold_ohlcv_1d"} and "gold_ohlcv_1h" in merged
+    assert all(report.bars_merged[table] == 1 for table in merged)
     partial = {table: windows for table, windows in report.partial_windows.items() if windows}
-    # The late trade's window in each gold table where cold holds a bar of it (the day's too),
-    # named with its trade counts; where cold holds none, warm's new bar lost nothing.
-    at = START + timedelta(minutes=20)
-    expected = set()
-    for table in (t for t in TABLES if t.layer is Layer.GOLD):
-        start, _ = table.offload_range(at) if table.gold_window == "1d" else (START, None)
-        size = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600}.get(table.gold_window or "", 0)
-        window = start if table.gold_window == "1d" else START + timedelta(seconds=(1200 // size) * size)
-        bars = cold.catalog().load_table(table.cold_identifier).scan(
-            row_filter=range_filter("window_start", window, window + timedelta(microseconds=1))
-        ).to_arrow().to_pylist()
-        if any(b["exchange"] == "binance" and b["symbol"] == "BTC-USDT" for b in bars):
-            expected.add(table.cold)
-    assert {"gold_ohlcv_1h", "gold_ohlcv_1d"} <= expected and set(partial) == expected
-    assert all(len(windows) == 1 and "binance BTC-USDT" in windows[0] for windows in partial.values())
-    assert report.audit is not None and not report.audit.ok  # (the late trade is not in cold yet either)
+    assert set(partial) == windows_with_cold_bar(hour_b) | {"gold_ohlcv_1d"}
+    for table, windows in partial.items():
+        # the day's bar took both late trades; warm silver holds one of them
+        assert len(windows) == 1 and "binance BTC-USDT" in windows[0], table
+        assert ("(warm 2 trades" if table == "gold_ohlcv_1d" else "(warm 1 trades") in windows[0]
+    assert report.audit is not None and not report.audit.ok  # (the late trades are not in cold yet either)
+    with warm.connect() as client:  # a second restore changes nothing: the merged windows are whole now
+        again = restore(client, cold.catalog(), START, START + timedelta(hours=2), policy=HourPolicy.from_settings(settings))
+    assert again.rows_added == 0 and not any(again.bars_merged.values()) and again.partial_windows == report.partial_windows
 
 
 def test_one_restore_at_a_time_and_a_lock_left_by_a_killed_restore_is_taken_over(settings, warm, cold):
