@@ -99,6 +99,26 @@ REPROCESSED_CHANGED = "cold no longer holds the rows the reprocess wrote"
 WARM_MOVED_SINCE_REPROCESS = "warm's hour changed since it was reprocessed"
 
 
+# What each kind of shrunk hour tells the operator: none is repaired from warm.
+_FEWER_ROWS_ALERT = (
+    "WARM HOLDS FEWER ROWS than cold ({reason}): warm lost rows that cold keeps, so no repair is requested (a replace "
+    "would delete them). If the deletion was a mistake, `cold-assets restore` the hour from cold; if it is meant, "
+    "materialize the hour with allow_fewer_rows: true."
+)
+_SHRUNK_ALERTS = {
+    REPROCESSED_CHANGED: (
+        "REPROCESSED HOUR CHANGED: {reason} (a data file lost, a rollback to before the reprocess). Warm keeps the earlier "
+        "logic's rows, so no repair from warm is requested: run `cold-assets reprocess` for its day again, with the DDL "
+        "cold's rows should follow (--ddl)."
+    ),
+    WARM_MOVED_SINCE_REPROCESS: (
+        "WARM CHANGED SINCE THE REPROCESS: {reason} (a late trade, feed_limits.max_lateness raised since; or rows lost). "
+        "The reprocessed rows do not reflect it, and no repair from warm is requested: once raw holds the hour's "
+        "messages, run `cold-assets reprocess` for its day again."
+    ),
+}
+
+
 class Repairs:
     """What a healing tick found: hours to replace (and why), and (table, hour) where warm holds
     fewer rows than cold, which are alerted, never replaced."""
@@ -176,26 +196,8 @@ class Repairs:
             if looked_at is not None and hour not in looked_at and (window is None or hour in window)
         }
         for table, hour in sorted(set(self.shrunk) - alerted):
-            if self.shrunk[(table, hour)] == REPROCESSED_CHANGED:
-                outbox.send(
-                    f"cold.{table} hour {hour}: REPROCESSED HOUR CHANGED: {REPROCESSED_CHANGED} (a data file lost, a "
-                    "rollback to before the reprocess). Warm keeps the earlier logic's rows, so no repair from warm is "
-                    "requested: run `cold-assets reprocess` for its day again, with the DDL cold's rows should follow (--ddl)."
-                )
-                continue
-            if self.shrunk[(table, hour)] == WARM_MOVED_SINCE_REPROCESS:
-                outbox.send(
-                    f"cold.{table} hour {hour}: WARM CHANGED SINCE THE REPROCESS: {WARM_MOVED_SINCE_REPROCESS} (a late trade, "
-                    "feed_limits.max_lateness raised since; or rows lost). The reprocessed rows do not reflect it, and no "
-                    "repair from warm is requested: once raw holds the hour's messages, run `cold-assets reprocess` for its "
-                    "day again."
-                )
-                continue
-            outbox.send(
-                f"cold.{table} hour {hour}: WARM HOLDS FEWER ROWS than cold ({self.shrunk[(table, hour)]}): warm lost rows "
-                "that cold keeps, so no repair is requested (a replace would delete them). If the deletion was a mistake, "
-                "`cold-assets restore` the hour from cold; if it is meant, materialize the hour with allow_fewer_rows: true."
-            )
+            reason = self.shrunk[(table, hour)]
+            outbox.send(f"cold.{table} hour {hour}: " + _SHRUNK_ALERTS.get(reason, _FEWER_ROWS_ALERT).format(reason=reason))
         state["shrunk"] = sorted(f"{table}|{hour}" for table, hour in set(self.shrunk) | unseen)
 
     def requests(

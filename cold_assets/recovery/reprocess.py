@@ -282,20 +282,22 @@ def reprocess(
                 settle_lag=timedelta(0), late_grace=timedelta(0), warm_retention=scratch_now - day + timedelta(days=1)
             )
             keys = [partition_key_of(day + timedelta(hours=h)) for h in range(24)]
-            # Every table of the day is compared (and reported) before any is replaced.
-            compared = {spec: _compare(client, catalog, spec, keys, scratch_now, scratch_policy, report) for spec in DERIVED}
+            # Every table of the day is compared (and reported) before any is replaced; the tables
+            # as they were then serve the comparison, warm's and the marks (the replace loads its own).
+            before = {spec: catalog.load_table(spec.cold_identifier) for spec in DERIVED}
+            compared = {spec: _compare(client, before[spec], spec, keys, scratch_now, scratch_policy, report) for spec in DERIVED}
             if log is not None:
                 log(format_day(day, compared))
             report.stopped = _unsafe(client, catalog, day, compared)
             if report.stopped is not None:
                 break
             unequal = {
-                spec: _against_warm(client, catalog.load_table(spec.cold_identifier), spec, parities, warm_held, report)
+                spec: _against_warm(client, before[spec], spec, parities, warm_held, report)
                 for spec, parities in compared.items()
             }
             if not dry_run:
                 for spec, parities in compared.items():
-                    marks = _marks(client, catalog.load_table(spec.cold_identifier), spec, unequal[spec], warm_held)
+                    marks = _marks(client, before[spec], spec, unequal[spec], warm_held)
                     changed = [p for p in parities if not p.content_matches]
                     _replace(client, catalog, spec, changed, run_id, scratch_now, scratch_policy, report, checkpoint_hours, marks)
                     # The hours left as they were: marked where cold's rows (the new ones) differ
@@ -347,12 +349,11 @@ def _raw_gaps(client: Client, catalog: Catalog, day: datetime) -> int:
 
 
 def _compare(
-    client: Client, catalog: Catalog, spec: MirroredTable, keys: list[str], now: datetime, policy: HourPolicy,
+    client: Client, cold_table: Table, spec: MirroredTable, keys: list[str], now: datetime, policy: HourPolicy,
     report: ReprocessReport,
 ) -> list[HourParity]:
     """The day's hours of `spec`, scratch against cold; those that differ are reported (with a sample)."""
     change = report.changes[spec.cold]
-    cold_table = catalog.load_table(spec.cold_identifier)
     if spec.gold_window == "1d":
         keys = keys[:1]  # the day is one range
     # Against cold's rows, every hour: a reprocessed one too (not against its mark).

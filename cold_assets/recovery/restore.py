@@ -7,12 +7,12 @@ again), and only what warm lacks comes back, so that nothing warm holds is doubl
 - silver: the rows whose key warm does not hold (warm's own row of a key stays);
 - gold: the bars whose window warm does not hold, as the aggregate states warm keeps, from
   cold's values, the open and close keyed by the first and last trade of the window in
-  cold silver (restore_missing_bars.sql says why). A window warm holds with fewer trades
-  than cold's bar (it lost the bar and took new trades of it since) gets cold's bar added to
-  its states where the two bars are proven to count disjoint trades (warm's bar is that of
-  the trades warm silver holds and cold silver lacks; restore_mergeable_bars.sql): the merge
-  is the bar an unbroken warm tier holds. One not proven is named, left as it is, and the
-  restore does not end green.
+  cold silver (restore_missing_bars.sql says why). A window whose warm bar lost trades
+  (fewer than cold's, or not adding up to the two tiers' silver: warm lost the bar and took
+  new trades of it since) gets cold's bar added to its states where the two bars are proven
+  to count disjoint trades (restore_classify_bars.sql): the merge is the bar an unbroken
+  warm tier holds. One not proven is named, left as it is, and the restore does not end
+  green.
 
 An hour a reprocess replaced while warm held it (offload/reprocessed.py) is left out: cold
 holds the new logic's rows and warm the earlier's, and adding what warm "lacks" would add the
@@ -88,9 +88,9 @@ class RestoreReport:
     bars_keyed_by_window: dict[str, int] = field(default_factory=dict)
     # gold table -> bars whose trades in cold silver do not end in their open and close (keys uncertain)
     bars_keyed_uncertainly: dict[str, int] = field(default_factory=dict)
-    # gold table -> windows warm held with fewer trades than cold's bar, cold's bar merged in
+    # gold table -> windows whose warm bar lost trades, cold's bar merged in
     bars_merged: dict[str, int] = field(default_factory=dict)
-    # gold table -> windows warm holds with fewer trades than cold's bar, not proven disjoint: not restored (named)
+    # gold table -> windows whose warm bar lost trades, not proven to merge with cold's: not restored (named)
     partial_windows: dict[str, list[str]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # cold table -> why it was left out
     # cold table -> its hours (offload ranges) a reprocess replaced while warm held them: left out
@@ -239,23 +239,22 @@ def _restore_table(
         for lo, hi in spans:
             copy_cold_rows(client, catalog, spec, cold_rows, lo, hi, _BAR_COLUMNS)
         interval = GOLD_WINDOWS[spec.gold_window]
-        mergeable = stages.windows(spec)
+        windows = stages.windows(spec)
         sql = render(
-            "restore_mergeable_bars", mergeable=mergeable, warm=warm, cold_bars=cold_rows, warm_silver=identifier(SILVER.warm),
+            "restore_classify_bars", windows=windows, warm=warm, cold_bars=cold_rows, warm_silver=identifier(SILVER.warm),
             trade_keys=trade_keys, interval=interval,
         )
         client.command(sql, parameters=bounds)
-        report.bars_merged[spec.cold] = int(client.query(f"SELECT count() FROM {mergeable}").result_rows[0][0])
+        report.bars_merged[spec.cold] = int(client.query(f"SELECT countIf(mergeable) FROM {windows}").result_rows[0][0])
         sql = render(
             "restore_missing_bars", added=added, cold_bars=cold_rows, trade_keys=trade_keys, warm=warm, interval=interval,
-            mergeable=mergeable,
+            windows=windows,
         )
         client.command(sql, parameters=bounds)
         without = render("restore_bars_without_trades", cold_bars=cold_rows, trade_keys=trade_keys, interval=interval)
         unkeyed, uncertain = client.query(without).result_rows[0]
         report.bars_keyed_by_window[spec.cold], report.bars_keyed_uncertainly[spec.cold] = int(unkeyed), int(uncertain)
-        sql = render("restore_partial_bars", warm=warm, cold_bars=cold_rows, mergeable=mergeable)
-        partial = client.query(sql, parameters=bounds).result_rows
+        partial = client.query(render("restore_partial_bars", windows=windows)).result_rows
         report.partial_windows[spec.cold] = [f"{e} {s} {w} (warm {n} trades, cold {m})" for e, s, w, n, m in partial]
     else:
         cold_rows = stages.like(spec, "cold", engine="ENGINE = MergeTree ORDER BY tuple()")
@@ -345,14 +344,14 @@ class _Stages:
         return stage
 
     def windows(self, spec: MirroredTable) -> str:
-        stage = self._fresh(f"{spec.warm}_mergeable")
+        stage = self._fresh(f"{spec.warm}_windows")
         self.client.command(render("restore_stage_windows", stage=stage))
         return stage
 
     def trade_keys(self, catalog: Catalog, start: datetime, end: datetime) -> str:
         stage = self._fresh("silver_trade_keys")
         self.client.command(render("restore_stage_trade_keys", stage=stage))
-        columns = ["exchange", "symbol", "exchange_symbol", "exchange_ts", "trade_id", "price"]
+        columns = ["exchange", "symbol", "exchange_symbol", "exchange_ts", "trade_id", "price", "quantity", "quote_quantity"]
         copy_cold_rows(self.client, catalog, SILVER, stage, start, end, columns)
         return stage
 
@@ -375,11 +374,13 @@ def format_restore(report: RestoreReport) -> str:
             lines.append(f"  {table}: {bars} bars' trades in cold silver do not end in their open/close; keyed by them anyway")
     for table, bars in report.bars_merged.items():
         if bars:
-            lines.append(f"  {table}: {bars} windows warm held in part {'would get' if report.dry_run else 'got'} cold's bar merged in")
+            verb = "would get" if report.dry_run else "got"
+            lines.append(f"  {table}: {bars} windows whose warm bar lost trades {verb} cold's bar merged in")
     for table, windows in report.partial_windows.items():
         if windows:
             lines.append(
-                f"  {table}: {len(windows)} windows warm holds in part (fewer trades than cold) NOT restored: {'; '.join(windows[:5])}"
+                f"  {table}: {len(windows)} windows whose warm bar lost trades NOT restored (cold's bar could not be proven "
+                f"to merge): {'; '.join(windows[:5])}"
             )
     for table, why in report.skipped.items():
         lines.append(f"  {table}: left out: {why}")

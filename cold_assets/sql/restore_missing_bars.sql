@@ -1,5 +1,5 @@
 -- The bars cold holds for windows starting in [range_start, range_end) that warm does not
--- (or holds a bar of that counts other trades: restore_mergeable_bars.sql), as the
+-- (or holds a bar of proven to count other trades: restore_classify_bars.sql), as the
 -- aggregate states warm keeps. Each value is cold's; the open and close states also
 -- carry the (exchange_ts, trade_id) of the bar's first and last trade, from cold silver, so
 -- that a trade of the window arriving later merges with the restored bar as it would have
@@ -35,5 +35,5 @@ WHERE (b.exchange, b.symbol, b.window_start) NOT IN (
     SELECT exchange, symbol, window_start
     FROM $warm
     WHERE window_start >= {range_start:DateTime64(6, 'UTC')} AND window_start < {range_end:DateTime64(6, 'UTC')}
-) OR (b.exchange, b.symbol, b.window_start) IN (SELECT exchange, symbol, window_start FROM $mergeable)
+) OR (b.exchange, b.symbol, b.window_start) IN (SELECT exchange, symbol, window_start FROM $windows WHERE mergeable)
 SETTINGS join_use_nulls = 0

@@ -25,6 +25,7 @@ from cold_assets_tests.support.offload_helpers import (
 )
 
 HOURS = 24  # a day
+LATE_A = 200  # late trades of a window warm lost (test_a_gold_window_warm_holds_in_part_...)
 DAY_KEYS = [partition_key_of(START + timedelta(hours=h)) for h in range(HOURS)]
 HOUR_STARTS = [START + timedelta(hours=h) for h in range(HOURS)]
 END = START + timedelta(hours=HOURS)
@@ -238,12 +239,13 @@ def test_a_gold_window_warm_holds_in_part_is_merged_where_its_trades_are_proven_
     settings, warm, cold
 ):
     """A replica rebuilt empty while the feed ran: warm lost two hours' trades and bars, then
-    took a late trade of each. Hour A's late trade is in warm silver and not in cold's: warm's
-    bar of its windows counts exactly it, so cold's bar is merged in and the windows hold the
-    unbroken bars. Hour B's late trade was lost from warm silver too: nothing proves warm's bar
-    counts other trades than cold's, so its windows (and the day's, which took both trades)
-    are named and left as they are, and the restore does not end green."""
-    feed(warm, hours=2)
+    took late trades of each. Hour A's 200 late trades (more than cold's bar of the hour
+    counts) are in warm silver and not in cold's: warm's bars of their windows
+    count exactly them, so cold's bars are merged in and the windows hold the unbroken bars.
+    Hour B's late trade was lost from warm silver too: nothing proves warm's bar counts other
+    trades than cold's, so its windows (and the day's, which took all the late trades) are
+    named and left as they are, and the restore does not end green."""
+    feed(warm, hours=2, trades_per_hour=300)
     run_offload(settings, DAY_KEYS[:2])
     hour_a, hour_b = START, START + timedelta(hours=1)
     with warm.connect() as client:
@@ -254,38 +256,45 @@ def test_a_gold_window_warm_holds_in_part_is_merged_where_its_trades_are_proven_
                     f" AND {table.time_column} < {{h:DateTime64(6, 'UTC')}} + INTERVAL 2 HOUR",
                     parameters={"h": START}, settings={"mutations_sync": 2},
                 )
-    insert_late_raw(warm, hour_a, 1, 990_000_000)  # at + 20 min, into warm's emptied windows
-    insert_late_raw(warm, hour_b, 1, 990_000_100)
+    insert_late_raw(warm, hour_a, LATE_A, 990_000_000)  # from + 20 min, a second apart, into warm's emptied windows
+    insert_late_raw(warm, hour_b, 1, 990_001_000)
     with warm.connect() as client:
-        client.command("ALTER TABLE silver_trades DELETE WHERE trade_id = 990000100", settings={"mutations_sync": 2})
+        client.command("ALTER TABLE silver_trades DELETE WHERE trade_id = 990001000", settings={"mutations_sync": 2})
         report = restore(client, cold.catalog(), START, START + timedelta(hours=2), policy=HourPolicy.from_settings(settings))
         # Hour A's windows hold the unbroken bars (warm silver: cold's trades back, and the late one).
         for table in (t for t in TABLES if t.layer is Layer.GOLD and t.gold_window != "1d"):
             assert _warm_bars(client, table, hour_a, hour_b) == _unbroken_bars(client, table, hour_a, hour_b), table.cold
     assert not report.ok
 
-    def windows_with_cold_bar(hour) -> set[str]:
-        """The gold tables whose window of `hour` + 20 min cold holds a binance BTC-USDT bar of."""
-        found = set()
+    def cold_bars(times) -> dict[str, dict]:
+        """Per gold table: the trade counts of cold's binance BTC-USDT bars of the windows `times` fall in."""
+        found: dict[str, dict] = {}
         for table in (t for t in TABLES if t.layer is Layer.GOLD):
-            size = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "1d": 86400}[table.gold_window or ""]
-            window = table.offload_range(hour)[0] if size == 86400 else hour + timedelta(seconds=(1200 // size) * size)
+            size = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600}.get(table.gold_window or "")
+            windows = {table.offload_range(t)[0] if size is None else START + timedelta(
+                seconds=int((t - START).total_seconds()) // size * size) for t in times}
             bars = cold.catalog().load_table(table.cold_identifier).scan(
-                row_filter=range_filter("window_start", window, window + timedelta(microseconds=1))
+                row_filter=range_filter("window_start", min(windows), max(windows) + timedelta(microseconds=1))
             ).to_arrow().to_pylist()
-            if any(b["exchange"] == "binance" and b["symbol"] == "BTC-USDT" for b in bars):
-                found.add(table.cold)
+            found[table.cold] = {
+                b["window_start"]: b["trade_count"] for b in bars
+                if b["exchange"] == "binance" and b["symbol"] == "BTC-USDT" and b["window_start"] in windows
+            }
         return found
 
-    merged = {table for table, bars in report.bars_merged.items() if bars}
-    assert merged == windows_with_cold_bar(hour_a) - {"gold_ohlcv_1d"} and "gold_ohlcv_1h" in merged
-    assert all(report.bars_merged[table] == 1 for table in merged)
+    late_a = [hour_a + timedelta(minutes=20, seconds=i) for i in range(LATE_A)]
+    merged = cold_bars(late_a)
+    assert {t: n for t, n in report.bars_merged.items() if n} == {
+        table: len(bars) for table, bars in merged.items() if bars and table != "gold_ohlcv_1d"
+    }
+    # Among them the hour's bar, where warm's late trades outnumber cold's trades (300 an hour, all instruments).
+    assert list(merged["gold_ohlcv_1h"].values())[0] < LATE_A
     partial = {table: windows for table, windows in report.partial_windows.items() if windows}
-    assert set(partial) == windows_with_cold_bar(hour_b) | {"gold_ohlcv_1d"}
+    assert set(partial) == {table for table, bars in cold_bars([hour_b + timedelta(minutes=20)]).items() if bars}
     for table, windows in partial.items():
-        # the day's bar took both late trades; warm silver holds one of them
+        # the day's bar took all the late trades; warm silver holds hour A's
         assert len(windows) == 1 and "binance BTC-USDT" in windows[0], table
-        assert ("(warm 2 trades" if table == "gold_ohlcv_1d" else "(warm 1 trades") in windows[0]
+        assert (f"(warm {LATE_A + 1} trades" if table == "gold_ohlcv_1d" else "(warm 1 trades") in windows[0]
     assert report.audit is not None and not report.audit.ok  # (the late trades are not in cold yet either)
     with warm.connect() as client:  # a second restore changes nothing: the merged windows are whole now
         again = restore(client, cold.catalog(), START, START + timedelta(hours=2), policy=HourPolicy.from_settings(settings))
