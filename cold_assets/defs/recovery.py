@@ -81,9 +81,10 @@ def restore_from_cold(
     if not report.ok:
         partial = sum(len(w) for w in report.partial_windows.values())
         audit = report.audit
+        done = f"a dry run: would restore {report.rows_added} rows" if report.dry_run else f"restored {report.rows_added} rows"
         raise Failure(
-            description=f"restored {report.rows_added} rows, but not whole: {partial} gold windows warm holds in part "
-            "were not restored"
+            description=f"{done}, but not whole: {partial} gold windows whose warm bar disagrees with cold's or the two "
+            "tiers' silver were not restored (named in the log and the metadata)"
             + (f"; the audit of the range found {len(audit.mismatches)} table-hours differing" if audit is not None else "")
         )
 

@@ -49,7 +49,7 @@ from cold_assets.parity.audit import AuditReport, run_audit
 from cold_assets.partitions import partition_key_of
 from cold_assets.recovery.staging import copy_cold_rows
 from cold_assets.tables import GOLD_WINDOWS, TABLES, Layer, MirroredTable, table_by_cold_name
-from cold_assets.warm.read import identifier, render, warm_columns, warm_now
+from cold_assets.warm.read import final_key_filter, identifier, render, warm_columns, warm_now
 
 STAGE_PREFIX = "_cold_restore_"
 _PARTITION_ID = re.compile(r"^[0-9A-Za-z_-]+$")
@@ -154,7 +154,9 @@ def restore(
                     if range_start >= range_end:
                         report.skipped[spec.cold] = "its day began before warm's retention horizon"
                         continue
-                report.partitions += _restore_table(client, catalog, stages, spec, range_start, range_end, trade_keys, report)
+                report.partitions += _restore_table(
+                    client, catalog, stages, spec, range_start, range_end, trade_keys, now - policy.settle_lag, report
+                )
         except Exception as error:
             attached = [f"{p.table} {p.partition}" for p in report.partitions if p.rows_added and not dry_run]
             raise RestoreFailed(
@@ -225,8 +227,11 @@ def _restore_table(
     range_start: datetime,
     range_end: datetime,
     trade_keys: str | None,
+    settled_before: datetime,
     report: RestoreReport,
 ) -> list[PartitionRestore]:
+    """Restores one table's [range_start, range_end); `settled_before`: gold windows ending
+    later may still be taking trades (their bars are not judged against silver)."""
     warm = identifier(spec.warm)
     time_column = identifier(spec.time_column)
     bounds = {"range_start": range_start, "range_end": range_end}
@@ -240,11 +245,12 @@ def _restore_table(
             copy_cold_rows(client, catalog, spec, cold_rows, lo, hi, _BAR_COLUMNS)
         interval = GOLD_WINDOWS[spec.gold_window]
         windows = stages.windows(spec)
+        key_filter, key_parameters = final_key_filter(client, SILVER, range_start, range_end)
         sql = render(
             "restore_classify_bars", windows=windows, warm=warm, cold_bars=cold_rows, warm_silver=identifier(SILVER.warm),
-            trade_keys=trade_keys, interval=interval,
+            trade_keys=trade_keys, interval=interval, key_filter=key_filter,
         )
-        client.command(sql, parameters=bounds)
+        client.command(sql, parameters=bounds | key_parameters | {"settled_before": settled_before})
         report.bars_merged[spec.cold] = int(client.query(f"SELECT countIf(mergeable) FROM {windows}").result_rows[0][0])
         sql = render(
             "restore_missing_bars", added=added, cold_bars=cold_rows, trade_keys=trade_keys, warm=warm, interval=interval,
@@ -255,7 +261,9 @@ def _restore_table(
         unkeyed, uncertain = client.query(without).result_rows[0]
         report.bars_keyed_by_window[spec.cold], report.bars_keyed_uncertainly[spec.cold] = int(unkeyed), int(uncertain)
         partial = client.query(render("restore_partial_bars", windows=windows)).result_rows
-        report.partial_windows[spec.cold] = [f"{e} {s} {w} (warm {n} trades, cold {m})" for e, s, w, n, m in partial]
+        report.partial_windows[spec.cold] = [
+            f"{e} {s} {w} (trades: warm's bar {n}, cold's {m}, the two silvers' {t})" for e, s, w, n, m, t in partial
+        ]
     else:
         cold_rows = stages.like(spec, "cold", engine="ENGINE = MergeTree ORDER BY tuple()")
         present = {f.name for f in catalog.load_table(spec.cold_identifier).schema().fields}
@@ -352,7 +360,10 @@ class _Stages:
         stage = self._fresh("silver_trade_keys")
         self.client.command(render("restore_stage_trade_keys", stage=stage))
         columns = ["exchange", "symbol", "exchange_symbol", "exchange_ts", "trade_id", "price", "quantity", "quote_quantity"]
-        copy_cold_rows(self.client, catalog, SILVER, stage, start, end, columns)
+        # Not silver's reprocessed hours: their trades follow another logic than warm's (and
+        # their bars, reprocessed too, are left out).
+        for lo, hi in _spans_not_reprocessed(catalog, SILVER, start, end)[0]:
+            copy_cold_rows(self.client, catalog, SILVER, stage, lo, hi, columns)
         return stage
 
     def drop_all(self) -> None:
@@ -379,8 +390,8 @@ def format_restore(report: RestoreReport) -> str:
     for table, windows in report.partial_windows.items():
         if windows:
             lines.append(
-                f"  {table}: {len(windows)} windows whose warm bar lost trades NOT restored (cold's bar could not be proven "
-                f"to merge): {'; '.join(windows[:5])}"
+                f"  {table}: {len(windows)} windows whose warm bar disagrees with cold's or the two tiers' silver NOT restored "
+                f"(cold's bar could not be proven to merge): {'; '.join(windows[:5])}"
             )
     for table, why in report.skipped.items():
         lines.append(f"  {table}: left out: {why}")

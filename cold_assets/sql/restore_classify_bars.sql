@@ -1,17 +1,23 @@
 -- The windows of [range_start, range_end) where warm and cold both hold a bar and warm's
--- does not add up to the trades of the two tiers' silver (those warm silver holds and cold
--- silver lacks, and cold silver's), or counts fewer trades than cold's: warm lost trades of
--- the window's bar. The usual cause: warm lost the window's bar and took new trades of it
--- since, as a replica rebuilt while the feed ran does. Each is `mergeable` where adding
--- cold's bar to warm's states gives the bar an unbroken warm tier holds, which needs the two
--- bars to count disjoint trades; proven per window, from both tiers' silver:
+-- counts fewer trades than cold's, or (once the window is settled: a window still taking
+-- trades is read while its silver and gold rows arrive) does not add up to the trades of the
+-- two tiers' silver (those warm silver holds and cold silver lacks, and cold silver's): warm
+-- lost trades of the window's bar, or counts trades silver no longer holds. The usual cause:
+-- warm lost the window's bar and took new trades of it since, as a replica rebuilt while
+-- the feed ran does. Each is `mergeable` where adding cold's bar to warm's states gives the
+-- bar an unbroken warm tier holds, which needs the two bars to count disjoint trades;
+-- proven per window, from both tiers' silver:
 -- - warm's bar is the bar of the new trades: the same count, volumes, high and low, and the
 --   same first and last trade (the argMin/argMax states, value and (exchange_ts, trade_id)
 --   key, compared as ClickHouse serializes them);
 -- - cold's bar is the bar of cold silver's trades of the window: the same count, volumes,
 --   high, low, open and close (the two layers were offloaded from the same warm state).
--- A window not proven is named by the restore (restore_partial_bars.sql) and left as it is.
-INSERT INTO $windows (exchange, symbol, window_start, mergeable, warm_trades, cold_trades)
+-- The proof compares totals and the first and last trade: a warm bar that lost a middle
+-- trade of the new ones and counts one of cold's of the same price and quantities instead
+-- (two losses at once) would pass it. A window not proven is named by the restore
+-- (restore_partial_bars.sql) and left as it is. $key_filter restricts silver's FINAL to the
+-- range's sorting-key ranges (warm/read.py's final_key_filter), or is empty.
+INSERT INTO $windows (exchange, symbol, window_start, mergeable, warm_trades, cold_trades, silver_trades)
 SELECT
     w.exchange,
     w.symbol,
@@ -23,7 +29,8 @@ SELECT
         AND c.trade_count = k.trades AND c.volume = k.volume AND c.quote_volume = k.quote_volume AND c.high = k.high
         AND c.low = k.low AND c.open = k.open AND c.close = k.close,
     w.trades,
-    c.trade_count
+    c.trade_count,
+    n.trades + k.trades
 FROM (
     SELECT exchange, symbol, window_start, sum(trade_count) AS trades, sum(volume) AS volume,
            sum(quote_volume) AS quote_volume, max(high) AS high, min(low) AS low,
@@ -42,6 +49,7 @@ LEFT JOIN (
            hex(argMinState(price, (exchange_ts, trade_id))) AS open, hex(argMaxState(price, (exchange_ts, trade_id))) AS close
     FROM $warm_silver FINAL
     WHERE exchange_ts >= {range_start:DateTime64(6, 'UTC')} AND exchange_ts < {range_end:DateTime64(6, 'UTC')}
+      $key_filter
       AND (exchange, exchange_symbol, trade_id) NOT IN (
           SELECT exchange, exchange_symbol, trade_id
           FROM $trade_keys
@@ -61,5 +69,8 @@ LEFT JOIN (
     GROUP BY exchange, symbol, window_start
 ) AS k ON k.exchange = w.exchange AND k.symbol = w.symbol AND k.window_start = w.window_start
 WHERE w.trades < c.trade_count
-   OR NOT (w.trades = n.trades + k.trades AND w.volume = n.volume + k.volume AND w.quote_volume = n.quote_volume + k.quote_volume)
+   OR (
+       w.window_start + INTERVAL $interval <= {settled_before:DateTime64(6, 'UTC')}
+       AND NOT (w.trades = n.trades + k.trades AND w.volume = n.volume + k.volume AND w.quote_volume = n.quote_volume + k.quote_volume)
+   )
 SETTINGS join_use_nulls = 0

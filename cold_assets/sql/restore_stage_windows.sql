@@ -1,5 +1,6 @@
--- A restore's staging table for the gold windows whose warm bar may lack cold's trades
--- (restore_classify_bars.sql), and whether cold's bar merges into it.
+-- A restore's staging table for the gold windows whose warm bar lost trades
+-- (restore_classify_bars.sql), whether cold's bar merges into it, and the trade counts of
+-- warm's bar, cold's and the two tiers' silver.
 CREATE TABLE $stage
 (
     exchange      String,
@@ -7,7 +8,8 @@ CREATE TABLE $stage
     window_start  DateTime64(6, 'UTC'),
     mergeable     Bool,
     warm_trades   UInt64,
-    cold_trades   UInt64
+    cold_trades   UInt64,
+    silver_trades UInt64
 )
 ENGINE = MergeTree
 ORDER BY tuple()

@@ -2,9 +2,10 @@
 
 import socket
 import subprocess
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from pyiceberg.expressions import And, EqualTo
 
 from cold_assets.cold.ranges import range_filter
 from cold_assets.federation import federate
@@ -235,70 +236,103 @@ def test_the_restore_command_dry_runs_restores_and_refuses_with_its_exit_codes(l
     assert "unknown cold table 'bronze'" in capsys.readouterr().err
 
 
-def test_a_gold_window_warm_holds_in_part_is_merged_where_its_trades_are_proven_new_and_named_where_not(
-    settings, warm, cold
-):
-    """A replica rebuilt empty while the feed ran: warm lost two hours' trades and bars, then
-    took late trades of each. Hour A's 200 late trades (more than cold's bar of the hour
-    counts) are in warm silver and not in cold's: warm's bars of their windows
-    count exactly them, so cold's bars are merged in and the windows hold the unbroken bars.
-    Hour B's late trade was lost from warm silver too: nothing proves warm's bar counts other
-    trades than cold's, so its windows (and the day's, which took all the late trades) are
-    named and left as they are, and the restore does not end green."""
-    feed(warm, hours=2, trades_per_hour=300)
-    run_offload(settings, DAY_KEYS[:2])
-    hour_a, hour_b = START, START + timedelta(hours=1)
+def test_a_gold_window_whose_warm_bar_lost_trades_is_merged_where_proven_and_named_where_not(settings, warm, cold):
+    """A replica rebuilt empty while the feed ran: warm lost four hours' trades and bars (A to
+    D), then took late trades of each; hour E kept its rows and took a late trade too.
+    - A: 200 late trades (more than cold's bar of the hour counts), in warm silver and not in
+      cold's: warm's bars of their windows count exactly them, so cold's bars are merged in
+      and the windows hold the unbroken bars.
+    - B: the late trade was lost from warm silver too; C: its price in warm silver is not the
+      one its bars took; D: cold silver lost one of its trades, so cold's bar is not cold
+      silver's: nothing proves the merge, so those windows (and the day's) are named.
+    - E: warm's bars hold cold's trades and the late one: whole, neither merged nor named.
+    The restore does not end green; a second one changes nothing."""
+    hours = [START + timedelta(hours=h) for h in range(5)]
+    hour_a, hour_b, hour_c, hour_d, hour_e = hours
+    feed(warm, hours=5, trades_per_hour=300)
+    run_offload(settings, DAY_KEYS[:5])
     with warm.connect() as client:
         for table in TABLES:
             if table.layer in (Layer.SILVER, Layer.GOLD):
                 client.command(
                     f"ALTER TABLE {table.warm} DELETE WHERE {table.time_column} >= {{h:DateTime64(6, 'UTC')}}"
-                    f" AND {table.time_column} < {{h:DateTime64(6, 'UTC')}} + INTERVAL 2 HOUR",
+                    f" AND {table.time_column} < {{h:DateTime64(6, 'UTC')}} + INTERVAL 4 HOUR",
                     parameters={"h": START}, settings={"mutations_sync": 2},
                 )
     insert_late_raw(warm, hour_a, LATE_A, 990_000_000)  # from + 20 min, a second apart, into warm's emptied windows
-    insert_late_raw(warm, hour_b, 1, 990_001_000)
+    for hour, trade_id in ((hour_b, 990_001_000), (hour_c, 990_002_000), (hour_d, 990_003_000), (hour_e, 990_004_000)):
+        insert_late_raw(warm, hour, 1, trade_id)
+    catalog = cold.catalog()
+    silver = catalog.load_table(table_by_cold_name("silver_trades").cold_identifier)
+    lost = min(
+        (r for r in silver.scan(row_filter=range_filter("exchange_ts", hour_d, hour_e)).to_arrow().to_pylist()
+         if r["exchange"] == "binance" and r["symbol"] == "BTC-USDT"),
+        key=lambda r: abs(r["exchange_ts"] - (hour_d + timedelta(minutes=20))),
+    )
+    silver.delete(And(EqualTo("exchange", "binance"), EqualTo("trade_id", lost["trade_id"])))
     with warm.connect() as client:
         client.command("ALTER TABLE silver_trades DELETE WHERE trade_id = 990001000", settings={"mutations_sync": 2})
-        report = restore(client, cold.catalog(), START, START + timedelta(hours=2), policy=HourPolicy.from_settings(settings))
-        # Hour A's windows hold the unbroken bars (warm silver: cold's trades back, and the late one).
+        client.command("ALTER TABLE silver_trades UPDATE price = 90000 WHERE trade_id = 990002000", settings={"mutations_sync": 2})
+        report = restore(client, catalog, START, hour_e + timedelta(hours=1), policy=HourPolicy.from_settings(settings))
+        # Hour A's windows hold the unbroken bars (warm silver: cold's trades back, and the late ones).
         for table in (t for t in TABLES if t.layer is Layer.GOLD and t.gold_window != "1d"):
             assert _warm_bars(client, table, hour_a, hour_b) == _unbroken_bars(client, table, hour_a, hour_b), table.cold
     assert not report.ok
 
-    def cold_bars(times) -> dict[str, dict]:
-        """Per gold table: the trade counts of cold's binance BTC-USDT bars of the windows `times` fall in."""
-        found: dict[str, dict] = {}
-        for table in (t for t in TABLES if t.layer is Layer.GOLD):
-            size = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600}.get(table.gold_window or "")
-            windows = {table.offload_range(t)[0] if size is None else START + timedelta(
-                seconds=int((t - START).total_seconds()) // size * size) for t in times}
-            bars = cold.catalog().load_table(table.cold_identifier).scan(
-                row_filter=range_filter("window_start", min(windows), max(windows) + timedelta(microseconds=1))
-            ).to_arrow().to_pylist()
-            found[table.cold] = {
-                b["window_start"]: b["trade_count"] for b in bars
-                if b["exchange"] == "binance" and b["symbol"] == "BTC-USDT" and b["window_start"] in windows
-            }
-        return found
+    gold = [t for t in TABLES if t.layer is Layer.GOLD]
 
+    def window(table, at):
+        size = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600}.get(table.gold_window or "")
+        return table.offload_range(at)[0] if size is None else START + timedelta(seconds=int((at - START).total_seconds()) // size * size)
+
+    def cold_bar(table, at) -> int | None:
+        """The trade count of cold's binance BTC-USDT bar of the window `at` falls in (None: no bar)."""
+        start = window(table, at)
+        bars = catalog.load_table(table.cold_identifier).scan(
+            row_filter=range_filter("window_start", start, start + timedelta(microseconds=1))
+        ).to_arrow().to_pylist()
+        return next((b["trade_count"] for b in bars if b["exchange"] == "binance" and b["symbol"] == "BTC-USDT"), None)
+
+    late = {hour: hour + timedelta(minutes=20) for hour in hours}
     late_a = [hour_a + timedelta(minutes=20, seconds=i) for i in range(LATE_A)]
-    merged = cold_bars(late_a)
-    assert {t: n for t, n in report.bars_merged.items() if n} == {
-        table: len(bars) for table, bars in merged.items() if bars and table != "gold_ohlcv_1d"
-    }
-    # Among them the hour's bar, where warm's late trades outnumber cold's trades (300 an hour, all instruments).
-    assert list(merged["gold_ohlcv_1h"].values())[0] < LATE_A
-    partial = {table: windows for table, windows in report.partial_windows.items() if windows}
-    assert set(partial) == {table for table, bars in cold_bars([hour_b + timedelta(minutes=20)]).items() if bars}
-    for table, windows in partial.items():
-        # the day's bar took all the late trades; warm silver holds hour A's
-        assert len(windows) == 1 and "binance BTC-USDT" in windows[0], table
-        assert (f"(warm {LATE_A + 1} trades" if table == "gold_ohlcv_1d" else "(warm 1 trades") in windows[0]
+    expected_merged, expected_named = {}, {}
+    for table in gold:
+        if table.gold_window == "1d":  # the day's bar took every late trade: warm silver holds all but B's
+            expected_named[table.cold] = {window(table, hour_a)}
+            continue
+        merged = {window(table, t) for t in late_a if cold_bar(table, t) is not None}
+        named = {window(table, late[h]) for h in (hour_b, hour_c) if cold_bar(table, late[h]) is not None}
+        if cold_bar(table, late[hour_d]) is not None:
+            # D's window is proven where cold silver's lost trade is not in it
+            (named if window(table, late[hour_d]) == window(table, lost["exchange_ts"]) else merged).add(window(table, late[hour_d]))
+        expected_merged[table.cold], expected_named[table.cold] = len(merged), named
+    assert {t: n for t, n in report.bars_merged.items() if n} == {t: n for t, n in expected_merged.items() if n}
+    assert _named(report) == {t: w for t, w in expected_named.items() if w}
+    # Among the merged ones the hour's bar, where warm's late trades outnumber cold's trades (300 an hour, all instruments).
+    hour_table = next(t for t in gold if t.gold_window == "1h")
+    assert cold_bar(hour_table, hour_a) < LATE_A and expected_merged[hour_table.cold] == 1
+    # Every named window of the hour's bars, each for its reason: B, C and D (cold silver lost a trade of its hour).
+    assert expected_named[hour_table.cold] == {hour_b, hour_c, hour_d}
+    day = next(w for w in report.partial_windows["gold_ohlcv_1d"] if "binance BTC-USDT" in w)
+    assert f"warm's bar {LATE_A + 4}," in day
     assert report.audit is not None and not report.audit.ok  # (the late trades are not in cold yet either)
     with warm.connect() as client:  # a second restore changes nothing: the merged windows are whole now
-        again = restore(client, cold.catalog(), START, START + timedelta(hours=2), policy=HourPolicy.from_settings(settings))
-    assert again.rows_added == 0 and not any(again.bars_merged.values()) and again.partial_windows == report.partial_windows
+        again = restore(client, catalog, START, hour_e + timedelta(hours=1), policy=HourPolicy.from_settings(settings))
+    assert again.rows_added == 0 and not any(again.bars_merged.values())
+    # It names, besides, the windows of the trade cold silver lost: their bars, restored from
+    # cold's (the first restore counted them as keyed uncertainly), count it and no silver does.
+    assert sum(report.bars_keyed_uncertainly.values()) > 0
+    assert _named(again) == {
+        t.cold: expected_named[t.cold] | ({window(t, lost["exchange_ts"])} if t.gold_window != "1d" else set()) for t in gold
+    }
+
+
+def _named(report) -> dict[str, set]:
+    """The windows a restore named (not restored), per gold table."""
+    return {
+        table: {datetime.fromisoformat(w.split(" (")[0].split(" ", 2)[2]).replace(tzinfo=UTC) for w in windows}
+        for table, windows in report.partial_windows.items() if windows
+    }
 
 
 def test_one_restore_at_a_time_and_a_lock_left_by_a_killed_restore_is_taken_over(settings, warm, cold):
