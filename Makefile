@@ -53,9 +53,7 @@ demo: install
 # pytest exits 5 when it collected no test; CI must treat that as a failure, and it does
 # because make propagates any non-zero exit.
 # Integration tests two at a time: most of their time is spent waiting on JVMs, subprocesses
-# and the live feed's clock, and each has its own COLD_HOME, ports and PostgreSQL. Three
-# starve the soak's fixed minutes of operations. The longest start first (their `runs_for`
-# marks) and each worker takes the next test when free, so both end together.
+# and the live feed's clock, and each has its own COLD_HOME, ports and PostgreSQL.
 TEST_WORKERS ?= 2
 # The tests' scratch (each test's COLD_HOME: chDB parts, Iceberg files, Dagster's SQLite) goes
 # to memory where /dev/shm is writable with 4 GB free (the suite writes about 0.6 GB): nothing in a test needs the disk to be durable, and the
@@ -64,7 +62,7 @@ TEST_WORKERS ?= 2
 TEST_TMP ?= $(shell [ -w /dev/shm ] && [ "$$(df -Pk /dev/shm | awk 'NR==2 {print $$4}')" -gt 4000000 ] && echo /dev/shm/cold-assets-tests-$$(id -u))
 test: install jars browser nginx prometheus lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider cold_assets_tests/unit
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 -n $(TEST_WORKERS) --dist load --maxschedchunk 1 \
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 -n $(TEST_WORKERS) --dist worksteal \
 	  $(if $(TEST_TMP),--basetemp=$(TEST_TMP)) cold_assets_tests/integration
 
 # The unit tier alone: pure functions, no engine, in seconds.

@@ -18,18 +18,6 @@ from cold_assets_tests.support.offload_helpers import PARTITIONS_START
 REPO = Path(__file__).resolve().parents[1]
 
 
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The longest tests first (their `runs_for` marks), the rest in their order: with xdist's
-    load scheduling, which hands each free worker the next test, the workers then end
-    together instead of one running a long test alone at the end."""
-
-    def seconds(item: pytest.Item) -> float:
-        mark = item.get_closest_marker("runs_for")
-        return float(mark.args[0]) if mark else 0.0
-
-    items.sort(key=seconds, reverse=True)  # stable
-
 @pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("COLD_HOME", str(tmp_path / "cold"))

@@ -224,7 +224,6 @@ def _launch(settings, request):
     return _execute(settings, request, raise_on_error=False)
 
 
-@pytest.mark.runs_for(38)
 def test_a_failed_repair_is_retried_with_backoff_and_alerts_once_after_the_last_attempt(live, warm, cold, receiver, monkeypatch):
     """Dagster never launches a run key twice: a heal run that failed (a catalog 5xx) must be
     requested again under a new key, after a backoff, and after COLD_HEAL_MAX_ATTEMPTS
@@ -460,7 +459,6 @@ def test_every_message_warm_accepted_reaches_cold_once_whatever_its_timestamp(li
         assert sorted(in_cold["message"].to_pylist()) == ['{"t": 1}', '{"t": 2}']
 
 
-@pytest.mark.runs_for(48)
 def test_an_hour_whose_run_failed_after_some_tables_committed_is_repaired_where_it_failed(live, warm, cold, monkeypatch):
     settings = live
     """Late trades arrive in a closed hour; its repair run commits raw, bronze and silver, then
@@ -496,7 +494,6 @@ def test_an_hour_whose_run_failed_after_some_tables_committed_is_repaired_where_
     assert not isinstance(requests, list) or requests == []
 
 
-@pytest.mark.runs_for(45)
 def test_a_refused_hour_is_never_answered_with_a_replace_even_when_late_rows_make_up_its_count(live, warm, cold):
     settings = live
     """Warm lost k bronze rows of an hour inside the append's overlap, and k late trades of the
@@ -528,7 +525,6 @@ def test_a_refused_hour_is_never_answered_with_a_replace_even_when_late_rows_mak
     assert set(lost) <= bronze_ids
 
 
-@pytest.mark.runs_for(37)
 def test_a_second_incident_in_an_hour_gets_run_keys_of_its_own(live, warm, cold):
     settings = live
     """The run key names the hour, the reasons and the attempt: a second incident of the same
@@ -562,7 +558,6 @@ def test_a_second_incident_in_an_hour_gets_run_keys_of_its_own(live, warm, cold)
     assert second.partition_key == first.partition_key and second.run_key != first.run_key
 
 
-@pytest.mark.runs_for(45)
 def test_gold_bars_left_stale_by_a_repair_of_raw_alone_are_found_and_repaired(live, warm, cold):
     """Late trades arrive in a closed hour and an operator repairs raw, bronze and silver only:
     their counts now match warm's, and gold's bars (as many as before, with fewer trades) are
@@ -712,7 +707,6 @@ def _threads_and_descriptors() -> tuple[int, int]:
     return len(os.listdir("/proc/self/task")), len(os.listdir("/proc/self/fd"))
 
 
-@pytest.mark.runs_for(33)
 def test_the_sensors_ticking_again_and_again_leave_no_threads_behind(settings, warm, cold):
     """The code server evaluates the sensors for as long as it runs, each tick with a look at
     the embedded warm tier: a tick must leave no thread or descriptor of chDB's behind in it
