@@ -80,13 +80,16 @@ def restore_from_cold(
     context.add_output_metadata(_metadata(report))
     if not report.ok:
         partial = sum(len(w) for w in report.partial_windows.values())
-        audit = report.audit
         done = f"a dry run: would restore {report.rows_added} rows" if report.dry_run else f"restored {report.rows_added} rows"
-        raise Failure(
-            description=f"{done}, but not whole: {partial} gold windows whose warm bar disagrees with cold's or the two "
-            "tiers' silver were not restored (named in the log and the metadata)"
-            + (f"; the audit of the range found {len(audit.mismatches)} table-hours differing" if audit is not None else "")
-        )
+        why = []
+        if partial:
+            why.append(
+                f"{partial} gold windows whose warm bar disagrees with cold's or the two tiers' silver "
+                f"{'would not be' if report.dry_run else 'were not'} restored (named in the log and the metadata)"
+            )
+        if report.audit is not None and not report.audit.ok:
+            why.append(f"the audit of the range found {len(report.audit.mismatches)} table-hours differing")
+        raise Failure(description=f"{done}, but not whole: {'; '.join(why)}")
 
 
 def _metadata(report: RestoreReport) -> dict:

@@ -46,7 +46,7 @@ from pyiceberg.catalog import Catalog
 from cold_assets.hours import HourPolicy
 from cold_assets.offload.reprocessed import reprocessed_marks
 from cold_assets.parity.audit import AuditReport, run_audit
-from cold_assets.partitions import partition_key_of
+from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.recovery.staging import copy_cold_rows
 from cold_assets.tables import GOLD_WINDOWS, TABLES, Layer, MirroredTable, table_by_cold_name
 from cold_assets.warm.read import final_key_filter, identifier, render, warm_columns, warm_now
@@ -144,9 +144,9 @@ def restore(
     with _lock(client):
         stages = _Stages(client)
         try:
-            trade_keys = None
+            silver = None
             if any(t.layer is Layer.GOLD for t in tables):
-                trade_keys = stages.trade_keys(catalog, *_gold_span(tables, start, end))
+                silver = stages.cold_silver(catalog, *_gold_span(tables, start, end))
             for spec in tables:
                 range_start, range_end = _table_range(spec, start, end)
                 if spec.gold_window == "1d" and range_start <= policy.warm_horizon(now):
@@ -155,7 +155,8 @@ def restore(
                         report.skipped[spec.cold] = "its day began before warm's retention horizon"
                         continue
                 report.partitions += _restore_table(
-                    client, catalog, stages, spec, range_start, range_end, trade_keys, now - policy.settle_lag, report
+                    client, catalog, stages, spec, range_start, range_end, silver, now - policy.settle_lag - policy.late_grace,
+                    report,
                 )
         except Exception as error:
             attached = [f"{p.table} {p.partition}" for p in report.partitions if p.rows_added and not dry_run]
@@ -226,12 +227,13 @@ def _restore_table(
     spec: MirroredTable,
     range_start: datetime,
     range_end: datetime,
-    trade_keys: str | None,
+    silver: "_ColdSilver | None",
     settled_before: datetime,
     report: RestoreReport,
 ) -> list[PartitionRestore]:
     """Restores one table's [range_start, range_end); `settled_before`: gold windows ending
-    later may still be taking trades (their bars are not judged against silver)."""
+    later may still be taking trades, late ones included (their bars are not judged against
+    silver)."""
     warm = identifier(spec.warm)
     time_column = identifier(spec.time_column)
     bounds = {"range_start": range_start, "range_end": range_end}
@@ -239,7 +241,8 @@ def _restore_table(
     columns = [c.name for c in warm_columns(client, spec.warm)]
     spans, report.reprocessed[spec.cold] = _spans_not_reprocessed(catalog, spec, range_start, range_end)
     if spec.layer is Layer.GOLD:
-        assert trade_keys is not None and spec.gold_window is not None
+        assert silver is not None and spec.gold_window is not None
+        trade_keys = silver.trade_keys
         cold_rows = stages.bars(spec)
         for lo, hi in spans:
             copy_cold_rows(client, catalog, spec, cold_rows, lo, hi, _BAR_COLUMNS)
@@ -250,7 +253,8 @@ def _restore_table(
             "restore_classify_bars", windows=windows, warm=warm, cold_bars=cold_rows, warm_silver=identifier(SILVER.warm),
             trade_keys=trade_keys, interval=interval, key_filter=key_filter,
         )
-        client.command(sql, parameters=bounds | key_parameters | {"settled_before": settled_before})
+        judged = {"settled_before": settled_before, "silver_reprocessed": silver.reprocessed_hours}
+        client.command(sql, parameters=bounds | key_parameters | judged)
         report.bars_merged[spec.cold] = int(client.query(f"SELECT countIf(mergeable) FROM {windows}").result_rows[0][0])
         sql = render(
             "restore_missing_bars", added=added, cold_bars=cold_rows, trade_keys=trade_keys, warm=warm, interval=interval,
@@ -327,6 +331,16 @@ def _staged_partitions(client: Client, added: str) -> list[str]:
     return ids
 
 
+@dataclass(frozen=True)
+class _ColdSilver:
+    """Cold silver's trades of the gold span, staged for the bars' keys and proofs, and the
+    hours of it a reprocess replaced (left out of the stage; gold windows over them are not
+    judged against silver)."""
+
+    trade_keys: str  # the staging table
+    reprocessed_hours: list[datetime]
+
+
 class _Stages:
     """The restore's staging tables: made fresh (one left by an interrupted restore is dropped
     first), dropped at the end whatever happened."""
@@ -356,15 +370,15 @@ class _Stages:
         self.client.command(render("restore_stage_windows", stage=stage))
         return stage
 
-    def trade_keys(self, catalog: Catalog, start: datetime, end: datetime) -> str:
+    def cold_silver(self, catalog: Catalog, start: datetime, end: datetime) -> "_ColdSilver":
         stage = self._fresh("silver_trade_keys")
         self.client.command(render("restore_stage_trade_keys", stage=stage))
         columns = ["exchange", "symbol", "exchange_symbol", "exchange_ts", "trade_id", "price", "quantity", "quote_quantity"]
-        # Not silver's reprocessed hours: their trades follow another logic than warm's (and
-        # their bars, reprocessed too, are left out).
-        for lo, hi in _spans_not_reprocessed(catalog, SILVER, start, end)[0]:
+        # Not silver's reprocessed hours: their trades follow another logic than warm's.
+        spans, reprocessed = _spans_not_reprocessed(catalog, SILVER, start, end)
+        for lo, hi in spans:
             copy_cold_rows(self.client, catalog, SILVER, stage, lo, hi, columns)
-        return stage
+        return _ColdSilver(stage, [hour_of(key) for key in reprocessed])
 
     def drop_all(self) -> None:
         for stage in self.made:

@@ -1,7 +1,7 @@
 -- The windows of [range_start, range_end) where warm and cold both hold a bar and warm's
--- counts fewer trades than cold's, or (once the window is settled: a window still taking
--- trades is read while its silver and gold rows arrive) does not add up to the trades of the
--- two tiers' silver (those warm silver holds and cold silver lacks, and cold silver's): warm
+-- counts fewer trades than cold's, or (once the window is closed, late grace included: one
+-- still taking trades is read while its silver and gold rows arrive) does not add up to the
+-- trades of the two tiers' silver (those warm silver holds and cold silver lacks, and cold silver's): warm
 -- lost trades of the window's bar, or counts trades silver no longer holds. The usual cause:
 -- warm lost the window's bar and took new trades of it since, as a replica rebuilt while
 -- the feed ran does. Each is `mergeable` where adding cold's bar to warm's states gives the
@@ -15,8 +15,10 @@
 -- The proof compares totals and the first and last trade: a warm bar that lost a middle
 -- trade of the new ones and counts one of cold's of the same price and quantities instead
 -- (two losses at once) would pass it. A window not proven is named by the restore
--- (restore_partial_bars.sql) and left as it is. $key_filter restricts silver's FINAL to the
--- range's sorting-key ranges (warm/read.py's final_key_filter), or is empty.
+-- (restore_partial_bars.sql) and left as it is. Windows over hours of silver a reprocess
+-- replaced are not judged: cold silver holds another logic's trades there. $key_filter
+-- restricts silver's FINAL to the range's sorting-key ranges (warm/read.py's
+-- final_key_filter), or is empty.
 INSERT INTO $windows (exchange, symbol, window_start, mergeable, warm_trades, cold_trades, silver_trades)
 SELECT
     w.exchange,
@@ -68,9 +70,12 @@ LEFT JOIN (
     WHERE exchange_ts >= {range_start:DateTime64(6, 'UTC')} AND exchange_ts < {range_end:DateTime64(6, 'UTC')}
     GROUP BY exchange, symbol, window_start
 ) AS k ON k.exchange = w.exchange AND k.symbol = w.symbol AND k.window_start = w.window_start
-WHERE w.trades < c.trade_count
-   OR (
+WHERE NOT arrayExists(
+        h -> h < w.window_start + INTERVAL $interval AND h + INTERVAL 1 HOUR > w.window_start,
+        {silver_reprocessed:Array(DateTime64(6, 'UTC'))}
+    )
+  AND (w.trades < c.trade_count OR (
        w.window_start + INTERVAL $interval <= {settled_before:DateTime64(6, 'UTC')}
        AND NOT (w.trades = n.trades + k.trades AND w.volume = n.volume + k.volume AND w.quote_volume = n.quote_volume + k.quote_volume)
-   )
+   ))
 SETTINGS join_use_nulls = 0

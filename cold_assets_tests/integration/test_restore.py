@@ -17,6 +17,7 @@ from cold_assets.tables import GOLD_WINDOWS, TABLES, Layer, table_by_cold_name
 from cold_assets.warm.read import warm_now
 from cold_assets_tests.support.offload_helpers import (
     NO_OVERLAP,
+    RAW_COLUMNS,
     START,
     assert_tiers_equal,
     feed,
@@ -239,9 +240,9 @@ def test_the_restore_command_dry_runs_restores_and_refuses_with_its_exit_codes(l
 def test_a_gold_window_whose_warm_bar_lost_trades_is_merged_where_proven_and_named_where_not(settings, warm, cold):
     """A replica rebuilt empty while the feed ran: warm lost four hours' trades and bars (A to
     D), then took late trades of each; hour E kept its rows and took a late trade too.
-    - A: 200 late trades (more than cold's bar of the hour counts), in warm silver and not in
-      cold's: warm's bars of their windows count exactly them, so cold's bars are merged in
-      and the windows hold the unbroken bars.
+    - A: 200 late trades (more than cold's bars of their windows count), in warm silver and
+      not in cold's: warm's bars of their windows count exactly them, so cold's bars are
+      merged in and the windows hold the unbroken bars.
     - B: the late trade was lost from warm silver too; C: its price in warm silver is not the
       one its bars took; D: cold silver lost one of its trades, so cold's bar is not cold
       silver's: nothing proves the merge, so those windows (and the day's) are named.
@@ -259,15 +260,25 @@ def test_a_gold_window_whose_warm_bar_lost_trades_is_merged_where_proven_and_nam
                     f" AND {table.time_column} < {{h:DateTime64(6, 'UTC')}} + INTERVAL 4 HOUR",
                     parameters={"h": START}, settings={"mutations_sync": 2},
                 )
-    insert_late_raw(warm, hour_a, LATE_A, 990_000_000)  # from + 20 min, a second apart, into warm's emptied windows
-    for hour, trade_id in ((hour_b, 990_001_000), (hour_c, 990_002_000), (hour_d, 990_003_000), (hour_e, 990_004_000)):
-        insert_late_raw(warm, hour, 1, trade_id)
     catalog = cold.catalog()
     silver = catalog.load_table(table_by_cold_name("silver_trades").cold_identifier)
-    lost = min(
-        (r for r in silver.scan(row_filter=range_filter("exchange_ts", hour_d, hour_e)).to_arrow().to_pylist()
-         if r["exchange"] == "binance" and r["symbol"] == "BTC-USDT"),
-        key=lambda r: abs(r["exchange_ts"] - (hour_d + timedelta(minutes=20))),
+    # binance BTC-USDT's trades come in a burst an hour (the feed is seeded): late trades go
+    # into the burst's windows, where cold holds bars of every size.
+    trades = silver.scan(row_filter=range_filter("exchange_ts", hour_a, hour_e + timedelta(hours=1))).to_arrow().to_pylist()
+    bursts = {hour: sorted(
+        r["exchange_ts"] for r in trades
+        if r["exchange"] == "binance" and r["symbol"] == "BTC-USDT" and hour <= r["exchange_ts"] < hour + timedelta(hours=1)
+    ) for hour in hours}
+    late_a = [bursts[hour_a][0] + timedelta(microseconds=i + 1) for i in range(LATE_A)]
+    # D's late trade at the end of its burst, cold silver's lost trade at its start (a burst
+    # lasts seconds: the same window of every size, here).
+    late = {hour: bursts[hour][0] + timedelta(microseconds=1) for hour in hours} | {hour_d: bursts[hour_d][-1] + timedelta(microseconds=1)}
+    _insert_late(warm, late_a, 990_000_000)
+    for hour, trade_id in ((hour_b, 990_001_000), (hour_c, 990_002_000), (hour_d, 990_003_000), (hour_e, 990_004_000)):
+        _insert_late(warm, [late[hour]], trade_id)
+    lost = next(
+        r for r in silver.scan(row_filter=range_filter("exchange_ts", bursts[hour_d][0], bursts[hour_d][0] + timedelta(microseconds=1)))
+        .to_arrow().to_pylist() if r["exchange"] == "binance" and r["symbol"] == "BTC-USDT"
     )
     silver.delete(And(EqualTo("exchange", "binance"), EqualTo("trade_id", lost["trade_id"])))
     with warm.connect() as client:
@@ -293,8 +304,6 @@ def test_a_gold_window_whose_warm_bar_lost_trades_is_merged_where_proven_and_nam
         ).to_arrow().to_pylist()
         return next((b["trade_count"] for b in bars if b["exchange"] == "binance" and b["symbol"] == "BTC-USDT"), None)
 
-    late = {hour: hour + timedelta(minutes=20) for hour in hours}
-    late_a = [hour_a + timedelta(minutes=20, seconds=i) for i in range(LATE_A)]
     expected_merged, expected_named = {}, {}
     for table in gold:
         if table.gold_window == "1d":  # the day's bar took every late trade: warm silver holds all but B's
@@ -304,13 +313,14 @@ def test_a_gold_window_whose_warm_bar_lost_trades_is_merged_where_proven_and_nam
         named = {window(table, late[h]) for h in (hour_b, hour_c) if cold_bar(table, late[h]) is not None}
         if cold_bar(table, late[hour_d]) is not None:
             # D's window is proven where cold silver's lost trade is not in it
-            (named if window(table, late[hour_d]) == window(table, lost["exchange_ts"]) else merged).add(window(table, late[hour_d]))
+            same = window(table, late[hour_d]) == window(table, lost["exchange_ts"])
+            (named if same else merged).add(window(table, late[hour_d]))
         expected_merged[table.cold], expected_named[table.cold] = len(merged), named
     assert {t: n for t, n in report.bars_merged.items() if n} == {t: n for t, n in expected_merged.items() if n}
     assert _named(report) == {t: w for t, w in expected_named.items() if w}
-    # Among the merged ones the hour's bar, where warm's late trades outnumber cold's trades (300 an hour, all instruments).
+    # Merged in every size, where warm's late trades outnumber cold's trades (300 an hour, all instruments).
     hour_table = next(t for t in gold if t.gold_window == "1h")
-    assert cold_bar(hour_table, hour_a) < LATE_A and expected_merged[hour_table.cold] == 1
+    assert all(expected_merged[t.cold] >= 1 and cold_bar(t, late_a[0]) < LATE_A for t in gold if t.gold_window != "1d")
     # Every named window of the hour's bars, each for its reason: B, C and D (cold silver lost a trade of its hour).
     assert expected_named[hour_table.cold] == {hour_b, hour_c, hour_d}
     day = next(w for w in report.partial_windows["gold_ohlcv_1d"] if "binance BTC-USDT" in w)
@@ -325,6 +335,16 @@ def test_a_gold_window_whose_warm_bar_lost_trades_is_merged_where_proven_and_nam
     assert _named(again) == {
         t.cold: expected_named[t.cold] | ({window(t, lost["exchange_ts"])} if t.gold_window != "1d" else set()) for t in gold
     }
+
+
+def _insert_late(warm, times: list, first_trade_id: int) -> None:
+    """binance BTC-USDT trades at `times`, delivered four hours late."""
+    rows = [
+        ["binance", "BTCUSDT", str(first_trade_id + i), "91000.00000000", "0.01000000", "false", at, at + timedelta(hours=4), "{}"]
+        for i, at in enumerate(times)
+    ]
+    with warm.connect() as client:
+        client.insert("trades_raw", rows, column_names=RAW_COLUMNS)
 
 
 def _named(report) -> dict[str, set]:
