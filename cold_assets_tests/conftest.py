@@ -18,6 +18,19 @@ from cold_assets_tests.support.offload_helpers import PARTITIONS_START
 REPO = Path(__file__).resolve().parents[1]
 
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest tests first (their `runs_for` marks), the rest in their order. xdist's
+    worksteal scheduling gives each worker a contiguous half and lets an idle one take from
+    the end of the other's: with the long tests at the front, the ends are short tests, and
+    the workers finish together (a long test last, the webserver's, left one idle for 90 s)."""
+
+    def seconds(item: pytest.Item) -> float:
+        mark = item.get_closest_marker("runs_for")
+        return float(mark.args[0]) if mark else 0.0
+
+    items.sort(key=seconds, reverse=True)  # stable
+
 @pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("COLD_HOME", str(tmp_path / "cold"))

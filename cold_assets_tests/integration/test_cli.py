@@ -129,6 +129,7 @@ def _tree_digest(root) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.runs_for(52)
 def test_bench_and_the_archive_warm_up_never_touch_a_configured_catalog(settings, tmp_path, monkeypatch):
     """A throwaway SQLite catalog stands in for production, configured the way production is
     (PYICEBERG_CATALOG__*): a benchmark and the class-data archive's warm-up (`cold-assets
@@ -171,6 +172,7 @@ def test_bench_and_the_archive_warm_up_never_touch_a_configured_catalog(settings
     assert _tree_digest(production) == before
 
 
+@pytest.mark.runs_for(70)
 def test_bench_sensors_builds_its_history_once_and_ticks_both_sensors(settings, tmp_path):
     """A day at a low rate, from a build stopped after 9 hours: the command feeds on from there
     (no trade id twice), prints both sensors' ticks and the baseline; a second run under the

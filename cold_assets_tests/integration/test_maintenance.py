@@ -84,6 +84,7 @@ def live_data_files(catalog, table) -> set[str]:
     return {local_path(task.file.file_path) for task in catalog.load_table(table.cold_identifier).scan().plan_files()}
 
 
+@pytest.mark.runs_for(72)
 def test_24_hourly_offloads_compact_to_one_file_per_day_and_exchange_with_the_same_content(settings, warm, cold):
     feed(warm, hours=24, trades_per_hour=300)
     run_offload(settings, DAY_KEYS)
@@ -178,6 +179,7 @@ def assert_duckdb_reads_what_pyiceberg_reads(table, spec) -> None:
     assert duck_hours == {item["values"].as_py(): item["counts"].as_py() for item in hours}
 
 
+@pytest.mark.runs_for(38)
 def test_expired_snapshots_go_with_their_files_and_the_offload_stays_exactly_once(settings, warm, cold):
     feed(warm, hours=4, trades_per_hour=300)
     run_offload(settings, DAY_KEYS[:3])
@@ -228,6 +230,7 @@ def test_expired_snapshots_go_with_their_files_and_the_offload_stays_exactly_onc
     assert_tiers_equal(warm, cold, [hour_of(k) for k in DAY_KEYS[:4]])
 
 
+@pytest.mark.runs_for(35)
 def test_thinning_cuts_the_ancestry_and_an_hour_whose_commit_went_is_offloaded_exactly_once(settings, warm, cold):
     """The nightly thins the week it keeps to every commit of the last day and one a day
     before (here one per ten years, before the newest commit: everything in between but the
@@ -315,6 +318,7 @@ def test_spark_commits_again_after_an_offload_committed_to_the_same_catalog(sett
     assert_tiers_equal(warm, cold, [hour_of(k) for k in DAY_KEYS[:3]], tables=[BRONZE])
 
 
+@pytest.mark.runs_for(42)
 def test_the_nightly_manifest_rewrite_clusters_hours_so_that_planning_an_hour_reads_a_few_of_its_files(settings, warm, cold, monkeypatch):
     """The nightly rewrite_manifests makes ceil(bytes / commit.manifest.target-size-bytes)
     manifests, each a range of partitions. At Iceberg's default (8 MB) a table's whole history

@@ -55,6 +55,7 @@ def _trade(trade_id: int, ts: datetime, price: float) -> list:
 # 1. A live feed ---------------------------------------------------------------------------
 
 
+@pytest.mark.runs_for(125)
 def test_a_live_feed_never_fails_a_run_or_a_check_and_ends_equal(live, warm, cold, monkeypatch):
     """A thread keeps inserting trades of the current hour (ingested now) and late trades of
     the previous one, while the schedule's run requests run again and again with the default
@@ -142,6 +143,7 @@ def test_a_live_feed_never_fails_a_run_or_a_check_and_ends_equal(live, warm, col
 # 2. The TTL: warm forgets, cold keeps --------------------------------------------------------
 
 
+@pytest.mark.runs_for(35)
 def test_an_hour_the_warm_ttl_deleted_keeps_its_cold_rows_everywhere(live, warm, cold, monkeypatch, receiver):
     current = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     # With a 6-day retention the first two of these hours are past it, the last two are not.

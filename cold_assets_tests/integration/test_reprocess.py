@@ -179,6 +179,7 @@ def _hours_content(cold, days: int) -> dict[tuple[str, str], int]:
     return content
 
 
+@pytest.mark.runs_for(38)
 def test_a_reprocess_killed_midway_leaves_every_hour_as_before_or_as_after(settings, warm, cold, tmp_path, monkeypatch):
     """SIGKILL once the first reprocessed commit is in: every (table, hour) holds its rows from
     before or its rows from after, none half; a second reprocess finishes it."""
@@ -264,6 +265,7 @@ def _gold_requests(requests) -> list[tuple[str, str]]:
     return [(k.path[-1], r.partition_key) for r in requests for k in r.asset_selection if k.path[-1].startswith("gold_")]
 
 
+@pytest.mark.runs_for(65)
 def test_a_day_warm_still_holds_is_reprocessed_left_unequal_and_every_feature_takes_cold_s_rows(
     settings, warm, cold, tmp_path, monkeypatch, capsys
 ):

@@ -68,6 +68,7 @@ def _stages(client) -> list[str]:
     return [r[0] for r in client.query(f"SELECT name FROM system.tables WHERE name LIKE '{STAGE_PREFIX}%'").result_rows]
 
 
+@pytest.mark.runs_for(78)
 def test_a_restore_after_warm_lost_its_hours_brings_back_every_layer_once_and_the_offload_adds_nothing(live, settings, warm, cold):
     """Warm loses a day from every table (one hour only in part); a dry run writes nothing; the
     restore brings every layer back from its own cold table without running a view, the audit

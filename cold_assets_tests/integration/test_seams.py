@@ -15,6 +15,7 @@ from cold_assets.partitions import hour_of
 from cold_assets.tables import EVENT_TABLES, TABLES, table_by_cold_name
 from cold_assets_tests.support.offload_helpers import (
     KEYS,
+    age_trades,
     assert_tiers_equal,
     cold_hour,
     feed,
@@ -224,6 +225,7 @@ def _launch(settings, request):
     return _execute(settings, request, raise_on_error=False)
 
 
+@pytest.mark.runs_for(38)
 def test_a_failed_repair_is_retried_with_backoff_and_alerts_once_after_the_last_attempt(live, warm, cold, receiver, monkeypatch):
     """Dagster never launches a run key twice: a heal run that failed (a catalog 5xx) must be
     requested again under a new key, after a backoff, and after COLD_HEAL_MAX_ATTEMPTS
@@ -473,7 +475,7 @@ def test_an_hour_whose_run_failed_after_some_tables_committed_is_repaired_where_
     settle(warm)
     assert run_offload(settings, KEYS[:2])[0].success
     insert_late_raw(warm, hour_of(KEYS[0]), 5, first_trade_id=7_300_000_000)
-    time.sleep(settings.settle_lag_seconds + 1)  # the late trades settle
+    age_trades(warm, 7_300_000_000, 5, minutes=1)  # the late trades settle: ingested past the settle lag
     real = assets.offload_partitions
 
     def gold_fails(client, table, spec, *args, **kwargs):
@@ -494,6 +496,7 @@ def test_an_hour_whose_run_failed_after_some_tables_committed_is_repaired_where_
     assert not isinstance(requests, list) or requests == []
 
 
+@pytest.mark.runs_for(45)
 def test_a_refused_hour_is_never_answered_with_a_replace_even_when_late_rows_make_up_its_count(live, warm, cold):
     settings = live
     """Warm lost k bronze rows of an hour inside the append's overlap, and k late trades of the
@@ -514,7 +517,7 @@ def test_a_refused_hour_is_never_answered_with_a_replace_even_when_late_rows_mak
             settings={"mutations_sync": 2},
         )
     insert_late_raw(warm, hour, 4, first_trade_id=7_400_000_000)
-    time.sleep(settings.settle_lag_seconds + 1)  # the late trades settle
+    time.sleep(settings.settle_lag_seconds + 1)  # the late trades settle (waited: the overlap re-read counts from now)
     result, _ = run_offload(settings, KEYS[:1], raise_on_error=False)
     assert not result.success  # refused: cold keeps the rows warm lost
     a_trade_arriving_now(warm, 7_410_000_000)
@@ -525,6 +528,7 @@ def test_a_refused_hour_is_never_answered_with_a_replace_even_when_late_rows_mak
     assert set(lost) <= bronze_ids
 
 
+@pytest.mark.runs_for(37)
 def test_a_second_incident_in_an_hour_gets_run_keys_of_its_own(live, warm, cold):
     settings = live
     """The run key names the hour, the reasons and the attempt: a second incident of the same
@@ -575,7 +579,7 @@ def test_gold_bars_left_stale_by_a_repair_of_raw_alone_are_found_and_repaired(li
     settle(warm)
     assert run_offload(settings, KEYS[:2])[0].success
     insert_late_raw(warm, hour_of(KEYS[0]), 3, first_trade_id=7_500_000_000)
-    time.sleep(settings.settle_lag_seconds + 1)  # the late trades settle
+    age_trades(warm, 7_500_000_000, 3, minutes=1)  # the late trades settle: ingested past the settle lag
     trades = [t for t in EVENT_TABLES if not t.gold_window]
     job = build_definitions(settings).resolve_job_def(OFFLOAD_JOB).get_subset(asset_selection={cold_asset_key(t) for t in trades})
     config = {"ops": {f"cold__{t.cold}": {"config": {"replace_hour": True}} for t in trades}}
@@ -707,6 +711,7 @@ def _threads_and_descriptors() -> tuple[int, int]:
     return len(os.listdir("/proc/self/task")), len(os.listdir("/proc/self/fd"))
 
 
+@pytest.mark.runs_for(33)
 def test_the_sensors_ticking_again_and_again_leave_no_threads_behind(settings, warm, cold):
     """The code server evaluates the sensors for as long as it runs, each tick with a look at
     the embedded warm tier: a tick must leave no thread or descriptor of chDB's behind in it

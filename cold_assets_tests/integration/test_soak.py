@@ -7,9 +7,12 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 SEEDS = ("20261205", "31")
 
 
+@pytest.mark.runs_for(220)
 def test_two_fixed_seeds_for_three_minutes_find_no_violation(tmp_path):
     started = time.monotonic()
     args = [sys.executable, "-m", "cold_assets.tools.cli", "soak", "--steps", "300", "--minutes", "3", "--hours", "6", "--no-spark"]

@@ -4,6 +4,8 @@ check results; and Chromium renders the asset page with its partitions and check
 
 import re
 
+import pytest
+
 from cold_assets.cold.ddl import ensure_cold_tables
 from cold_assets.tables import TABLES
 from cold_assets_tests.support.offload_helpers import KEYS, feed
@@ -21,6 +23,7 @@ from cold_assets_tests.support.webserver_harness import (
 COLD_PATHS = [["cold", t.cold] for t in TABLES]
 
 
+@pytest.mark.runs_for(82)
 def test_a_backfill_from_the_webserver_materializes_checks_and_shows_on_the_asset_page(settings, warm, cold, tmp_path):
     ensure_cold_tables(cold.catalog())
     feed(warm, hours=len(KEYS), trades_per_hour=300)
