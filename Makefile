@@ -60,10 +60,10 @@ TEST_WORKERS ?= 2
 # fsyncs of SQLite and Iceberg's metadata cost about 13 % of the suite's time on this machine's
 # disk. pytest empties the directory first: point TEST_TMP only at a directory of its own.
 TEST_TMP ?= $(shell [ -w /dev/shm ] && [ "$$(df -Pk /dev/shm | awk 'NR==2 {print $$4}')" -gt 4000000 ] && echo /dev/shm/cold-assets-tests-$$(id -u))
+# The unit tier runs in the same session, beside the integration tests' waits.
 test: install jars browser nginx prometheus lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider cold_assets_tests/unit
 	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 -n $(TEST_WORKERS) --dist worksteal \
-	  $(if $(TEST_TMP),--basetemp=$(TEST_TMP)) cold_assets_tests/integration
+	  $(if $(TEST_TMP),--basetemp=$(TEST_TMP)) cold_assets_tests/unit cold_assets_tests/integration
 
 # The unit tier alone: pure functions, no engine, in seconds.
 unit: install
