@@ -22,6 +22,7 @@ own process as Dagster's run workers would do it:
 
 import cProfile
 import json
+import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -41,6 +42,7 @@ from cold_assets.partitions import partition_key_of
 from cold_assets.settings import Settings, throwaway_env
 from cold_assets.tables import TABLES, MirroredTable, table_by_cold_name
 from cold_assets.tools.bench import DEMO_TRADES_PER_HOUR, bench_settings, build_bench_warm, child_json, maintenance_child_run
+from cold_assets.warm.isolated import PROFILE_ENV
 
 if TYPE_CHECKING:
     from dagster import DagsterInstance, Definitions
@@ -207,7 +209,8 @@ def sensor_tick_seconds(
     defs: "Definitions", instance: "DagsterInstance", profile_to: Path | None = None, cursors: dict[str, str | None] | None = None
 ) -> dict[str, float]:
     """One tick of each sensor that computes parity (self-healing, TTL guard), timed; under
-    cProfile if `profile_to` is given, its stats kept as <profile_to>-<sensor>.pstats. With
+    cProfile if `profile_to` is given, its stats kept as <profile_to>-<sensor>.pstats (and its
+    look at the embedded tier, in a child process, as <profile_to>-<sensor>-child-<look>.pstats). With
     `cursors`, each sensor starts from its cursor there and leaves its new one, as the daemon
     carries it from tick to tick; without, from none (a first tick)."""
     from dagster import SkipReason, build_sensor_context
@@ -218,9 +221,14 @@ def sensor_tick_seconds(
         sensor = defs.resolve_sensor_def(name)
         profile = cProfile.Profile() if profile_to else None
         cursor = cursors.get(name) if cursors is not None else None
+        if profile_to:
+            os.environ[PROFILE_ENV] = f"{profile_to}-{name}-child"
         with build_sensor_context(instance=instance, resources=resources, definitions=defs, cursor=cursor) as context:
             started = time.perf_counter()
-            result = profile.runcall(sensor, context) if profile is not None else sensor(context)
+            try:
+                result = profile.runcall(sensor, context) if profile is not None else sensor(context)
+            finally:
+                os.environ.pop(PROFILE_ENV, None)
             seconds[name] = round(time.perf_counter() - started, 2)
             if isinstance(result, SkipReason) and "busy" in (result.skip_message or ""):
                 raise RuntimeError(f"bench: the {name} sensor's tick did not look (its time would mean nothing): {result.skip_message}")

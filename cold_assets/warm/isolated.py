@@ -9,6 +9,7 @@ work runs here, in a child process of its own. A ClickHouse server has no such l
 runs in the calling process.
 """
 
+import cProfile
 import math
 import os
 import pickle
@@ -25,6 +26,11 @@ from dagster import ConfigurableResource
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+# Diagnostics: where set, the child runs fn under cProfile and keeps its stats as
+# <this value>-<fn's name>.pstats (bench steady --profile-dir sets it for its profiled sensor ticks).
+PROFILE_ENV = "COLD_WARM_CHILD_PROFILE"
 
 
 class WarmChildFailed(RuntimeError):
@@ -85,8 +91,11 @@ def _child(answer: Path, timeout_s: int) -> None:
     # embedded warm tier's lock for long: SIGALRM ends it a little after the parent's timeout.
     signal.alarm(timeout_s + 5)
     fn, args, kwargs = pickle.loads(sys.stdin.buffer.read())
+    profile_to = os.environ.get(PROFILE_ENV)
+    profile = cProfile.Profile() if profile_to else None
     try:
-        outcome = pickle.dumps((False, fn(*[_restored(a) for a in args], **{k: _restored(v) for k, v in kwargs.items()})))
+        args, kwargs = [_restored(a) for a in args], {k: _restored(v) for k, v in kwargs.items()}
+        outcome = pickle.dumps((False, profile.runcall(fn, *args, **kwargs) if profile is not None else fn(*args, **kwargs)))
     except Exception as error:  # raised again in the parent, with its type where it pickles
         error.add_note("in the warm tier's child process:\n" + traceback.format_exc())
         try:
@@ -94,6 +103,8 @@ def _child(answer: Path, timeout_s: int) -> None:
             pickle.loads(outcome)  # (an exception with its own __init__ pickles, but may not unpickle)
         except Exception:
             outcome = pickle.dumps((True, WarmChildFailed(traceback.format_exc())))
+    if profile is not None:
+        profile.dump_stats(f"{profile_to}-{fn.__name__}.pstats")
     written = answer.with_suffix(".partial")
     written.write_bytes(outcome)
     written.rename(answer)  # whole, or not there

@@ -101,8 +101,8 @@ def test_the_overwrite_leaves_out_manifests_carried_with_no_live_file(tmp_path):
 def test_a_transaction_computes_its_metadata_once_per_staged_state_and_commits_what_pyiceberg_would(tmp_path, monkeypatch):
     """pyiceberg 0.12 replays the staged updates and deep-copies the metadata at every read of
     Transaction.table_metadata; ours reads it once per state, and a staged update or a refresh
-    (new objects for `_updates`, or the table's metadata) makes it read again."""
-    import pyiceberg.table as pyiceberg_table
+    (new objects for `_updates`, or the table's metadata) makes it read again. What it computes
+    is what pyiceberg's update_table_metadata does, without copying the table's history."""
     from pyiceberg.catalog.sql import SqlCatalog
     from pyiceberg.table.update import update_table_metadata
 
@@ -111,20 +111,27 @@ def test_a_transaction_computes_its_metadata_once_per_staged_state_and_commits_w
     table = catalog.create_table(("cold", "t"), schema=Schema(NestedField(1, "trade_id", LongType(), required=True)))
     table.append(pa.Table.from_pylist([{"trade_id": 1}], schema=pa.schema([pa.field("trade_id", pa.int64(), nullable=False)])))
     computed = []
+    staged_metadata = internals.staged_metadata
 
     def counted(*args, **kwargs):
         computed.append(1)
-        return update_table_metadata(*args, **kwargs)
+        return staged_metadata(*args, **kwargs)
 
-    monkeypatch.setattr(pyiceberg_table, "update_table_metadata", counted)
+    monkeypatch.setattr(internals, "staged_metadata", counted)
     tx = internals.transaction(table)
     assert isinstance(tx._updates, tuple) and tx._table is table  # the state the cache is keyed on
     first = tx.table_metadata
-    assert first is table.metadata and not computed  # nothing staged: the table's own, no copy
+    assert first is table.metadata and len(computed) == 1  # nothing staged: the table's own, no copy
     tx.set_properties({"k": "v"})  # a staged update: computed, with it
     staged = tx.table_metadata
-    assert staged.properties["k"] == "v" and len(computed) == 1
-    assert tx.table_metadata is staged and len(computed) == 1  # once per state
+    assert staged.properties["k"] == "v" and len(computed) == 2
+    # pyiceberg's own result, less the copy: the history is the table's own objects
+    pyiceberg_result = update_table_metadata(table.metadata, tx._updates)
+    assert staged.model_dump(exclude={"last_updated_ms"}) == pyiceberg_result.model_dump(exclude={"last_updated_ms"})
+    assert staged.snapshots[0] is table.metadata.snapshots[0] and pyiceberg_result.snapshots[0] is not table.metadata.snapshots[0]
+    assert table.metadata.properties.get("k") is None  # the table's metadata is left as it was
+    computed.clear()
+    assert tx.table_metadata is staged and not computed  # once per state
     with tx.update_snapshot().fast_append() as append:  # the producer reads it many times: once here
         for task in table.scan().plan_files():
             append.append_data_file(task.file)
