@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from clickhouse_connect.driver.client import Client
 from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table
 
 from cold_assets.hours import HourPolicy
 from cold_assets.offload.stream import count_rows
@@ -123,8 +124,8 @@ def _warm_rows(client: Client, spec: MirroredTable, start: datetime) -> int:
     return count_rows(client, warm_read_query(client, spec, read_columns(client, spec), lo, hi))
 
 
-def view_sql(client: Client, catalog: Catalog, spec: MirroredTable, cutover: datetime) -> str:
-    table = catalog.load_table(spec.cold_identifier)
+def view_sql(client: Client, table: Table, spec: MirroredTable, cutover: datetime) -> str:
+    """The view's DDL over `table`'s current metadata file (the table as the catalog loaded it)."""
     columns = ", ".join(identifier(f.name) for f in table.schema().fields)
     warm = read_query(spec, read_columns(client, spec, table.schema()), cutover, FAR_FUTURE, literal=True)
     source, _ = cold_source(table, client, literal=True)
@@ -151,8 +152,9 @@ def follow_commits(client: Client, catalog: Catalog, spec: MirroredTable) -> boo
     exists = client.query(render("view_exists"), parameters={"view": view_name(spec)}).result_rows[0][0]
     if cutover is None or not exists:
         return False
-    with local_file_access(catalog.load_table(spec.cold_identifier)):  # the DDL resolves the location
-        client.command(view_sql(client, catalog, spec, cutover))
+    table = catalog.load_table(spec.cold_identifier)
+    with local_file_access(table):  # the DDL resolves the location
+        client.command(view_sql(client, table, spec, cutover))
     return True
 
 
@@ -174,8 +176,9 @@ def federate(
         previous = known.get(spec.warm)
         try:
             cutover, proven = next_cutover(client, catalog, spec, previous, now, policy)
-            with local_file_access(catalog.load_table(spec.cold_identifier)):  # the DDL resolves the location
-                client.command(view_sql(client, catalog, spec, cutover))
+            table = catalog.load_table(spec.cold_identifier)
+            with local_file_access(table):  # the DDL resolves the location
+                client.command(view_sql(client, table, spec, cutover))
             if cutover != previous:
                 client.insert("federation_cutover", [[spec.warm, cutover]], column_names=["table_name", "cutover"])
             done.append(Federation(spec.cold, view_name(spec), cutover, previous, proven))

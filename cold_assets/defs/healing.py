@@ -27,6 +27,7 @@ from dagster import (
     sensor,
 )
 from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table
 
 from cold_assets.defs.alerts import Alerter, Outbox
 from cold_assets.defs.assets import cold_asset_key
@@ -36,13 +37,15 @@ from cold_assets.defs.resources import ClickHouseResource, IcebergResource
 from cold_assets.defs.schedules import OffloadJob
 from cold_assets.hours import HourPolicy, HourStatus
 from cold_assets.internals import BulkActionsFilter, BulkActionStatus
-from cold_assets.parity.checksums import ParityBasis, partitions_parity
+from cold_assets.offload.bookkeeping import snapshot_id
+from cold_assets.parity.checksums import ParityBasis, partitions_parity, warm_fingerprints
+from cold_assets.parity.proofs import PROOF_HOURS, still_proven
 from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.settings import Settings
-from cold_assets.tables import EVENT_TABLES, TABLES, Layer, table_by_cold_name
+from cold_assets.tables import EVENT_TABLES, TABLES, Layer, MirroredTable, table_by_cold_name
 from cold_assets.warm.embedded_lock import EmbeddedWarmTierBusy
 from cold_assets.warm.isolated import on_warm
-from cold_assets.warm.read import warm_now
+from cold_assets.warm.read import FAR_FUTURE, warm_now, warm_read_query
 
 SENSOR_LOCK_TIMEOUT_S = 20  # a sensor tick must end well inside Dagster's 60 s limit
 SENSOR_CHILD_TIMEOUT_S = 40  # ... and so must its look at the embedded warm tier, leaving time for the rest
@@ -119,6 +122,28 @@ _SHRUNK_ALERTS = {
 }
 
 
+# Gold hours a sensor's late-row look found equal in both tiers, per cold table (its uuid):
+# hour -> [cold snapshot, when proven (Unix seconds), warm's fingerprint then]. A sensor keeps
+# them in the code server's memory from tick to tick, a cache rather than state: lost with the
+# process, the next tick compares every hour, as before.
+GoldProofs = dict[str, dict[str, list]]
+
+
+def _uuid(table: Table) -> str:
+    return str(table.metadata.table_uuid)
+
+
+def _warm_fingerprints_of_hours(client: Client, cold_table: Table, spec: MirroredTable, keys: list[str]) -> dict[str, str]:
+    """Per hour of `keys`: warm's fingerprint ("rows:checksum") of its offload range, as parity
+    compares a closed hour of a replace layer (its whole range); "0:0" where warm holds none."""
+    ranges = {key: spec.offload_range(hour_of(key)) for key in keys}
+    query = warm_read_query(
+        client, spec, None, min(lo for lo, _ in ranges.values()), max(hi for _, hi in ranges.values()), until=FAR_FUTURE
+    )
+    by_range = warm_fingerprints(client, cold_table, spec, query, None)
+    return {key: by_range.get(int(lo.timestamp()), "0:0") for key, (lo, _) in ranges.items()}
+
+
 class Repairs:
     """What a healing tick found: hours to replace (and why), and (table, hour) where warm holds
     fewer rows than cold, which are alerted, never replaced."""
@@ -127,23 +152,57 @@ class Repairs:
         self.tables: dict[str, set[str]] = {}  # hour -> cold tables
         self.reasons: dict[str, list[str]] = {}
         self.shrunk: dict[tuple[str, str], str] = {}  # (table, hour) -> what warm and cold hold
+        self.gold_proofs: GoldProofs = {}  # after late_rows: what it proved, and the proofs it kept
 
     def add(self, hour: str, tables: list[str], reason: str) -> None:
         self.tables.setdefault(hour, set()).update(tables)
         self.reasons.setdefault(hour, []).append(reason)
 
-    def late_rows(self, client: Client, catalog: Catalog, keys: list[str], now: datetime, policy: HourPolicy) -> None:
+    def late_rows(
+        self, client: Client, catalog: Catalog, keys: list[str], now: datetime, policy: HourPolicy,
+        gold_proofs: GoldProofs | None = None,
+    ) -> None:
         """Closed hours whose warm rows moved away from cold (late data): the trade tables by
         their counts, the gold tables by their content (a late trade changes a bar, not the
-        number of bars; there are few bars, so comparing them whole is cheap). Gold is compared
-        on its own: a repair of raw alone leaves raw's counts equal and the bars stale."""
+        number of bars). Gold is compared on its own: a repair of raw alone leaves raw's counts
+        equal and the bars stale. A gold hour in `gold_proofs` (the last ticks') whose warm
+        fingerprint and cold range did not change since is not read from cold again: warm's
+        fingerprints are one query, cold's files one read per hour that changed (or every
+        PROOF_HOURS). What was proven is left in `self.gold_proofs`."""
         for spec in TABLES:
             content = spec.layer is Layer.GOLD
             cold_table = catalog.load_table(spec.cold_identifier)
             ranges_seen: set[datetime] = set()  # the daily bars: one repair per day, not per hour of it
+            compare, proven, fingerprints = keys, {}, {}
+            if content and gold_proofs is not None:
+                # (Only closed hours are judged here: an open one is the schedule's.)
+                closed = [key for key in keys if policy.status(spec, hour_of(key), now) is HourStatus.CLOSED]
+                fingerprints = _warm_fingerprints_of_hours(client, cold_table, spec, closed) if closed else {}
+                proven = {
+                    hour: proof
+                    for hour, proof in still_proven(cold_table, spec, gold_proofs.get(_uuid(cold_table), {}), closed, now).items()
+                    if proof[2:] == [fingerprints.get(hour, "0:0")]
+                }
+                compare = [key for key in closed if key not in proven]
             parities = partitions_parity(
-                client, cold_table, spec, keys, content, now=now, policy=policy, cold_counts_from_manifests=True
-            )
+                client, cold_table, spec, compare, content, now=now, policy=policy, cold_counts_from_manifests=True
+            ) if compare else []
+            proven_at = snapshot_id(cold_table)  # the snapshot the parity above read
+            if content and gold_proofs is not None and proven_at is not None:
+                proven |= {
+                    parity.partition_key: [proven_at, now.timestamp(), fingerprints.get(parity.partition_key, "0:0")]
+                    for parity in parities
+                    if parity.basis is ParityBasis.WARM_HOUR and parity.content_checked and parity.content_matches
+                    and fingerprints.get(parity.partition_key, "0:0") == f"{parity.warm_rows}:{(parity.warm_checksum or 0) % 2**64}"
+                }
+                # Proofs of hours this tick did not look at are kept while fresh (the TTL guard
+                # looks at a slice of its window a tick).
+                looked_at = set(keys)
+                aside = {
+                    hour: proof for hour, proof in gold_proofs.get(_uuid(cold_table), {}).items()
+                    if hour not in looked_at and now.timestamp() - proof[1] < PROOF_HOURS * 3600
+                }
+                self.gold_proofs[_uuid(cold_table)] = aside | proven
             for parity in parities:
                 same = parity.content_matches if content else parity.counts_match
                 if parity.basis is not ParityBasis.WARM_HOUR or same:
@@ -317,6 +376,7 @@ def self_healing_sensor(job: OffloadJob, settings: Settings, partitions_def: Tim
     lookback = timedelta(days=settings.heal_lookback_days)
     retry_wait = timedelta(seconds=settings.heal_retry_seconds)
     policy = HourPolicy.from_settings(settings)
+    gold_proofs: GoldProofs = {}  # from tick to tick, in this process (Repairs.late_rows)
 
     @sensor(
         name="self_healing",
@@ -341,8 +401,10 @@ def self_healing_sensor(job: OffloadJob, settings: Settings, partitions_def: Tim
         try:
             now, window, found = on_warm(
                 clickhouse.embedded, SENSOR_CHILD_TIMEOUT_S, late_rows_in_lookback,
-                clickhouse, iceberg, partitions_def, lookback, policy,
+                clickhouse, iceberg, partitions_def, lookback, policy, gold_proofs,
             )
+            gold_proofs.clear()
+            gold_proofs.update(found.gold_proofs)
         except EmbeddedWarmTierBusy as error:
             # The failed checks' hours are known without the warm tier: they are not thrown away.
             busy, now, found = error, datetime.now(UTC), Repairs()
@@ -396,7 +458,7 @@ def heal_window(partitions_def: TimeWindowPartitionsDefinition, now: datetime, l
 
 def late_rows_in_lookback(
     clickhouse: ClickHouseResource, iceberg: IcebergResource, partitions_def: TimeWindowPartitionsDefinition,
-    lookback: timedelta, policy: HourPolicy,
+    lookback: timedelta, policy: HourPolicy, gold_proofs: GoldProofs | None = None,
 ) -> tuple[datetime, list[str], Repairs]:
     """The self-healing's look at warm (in a child process on the embedded tier, see
     warm/isolated.py): warm's clock, the hours looked at, and the late rows found in them."""
@@ -404,5 +466,5 @@ def late_rows_in_lookback(
     with sensor_warm(clickhouse).connect() as client:
         now = warm_now(client)
         window = heal_window(partitions_def, now, lookback, policy)
-        found.late_rows(client, iceberg.catalog(), window, now, policy)
+        found.late_rows(client, iceberg.catalog(), window, now, policy, gold_proofs)
     return now, window, found

@@ -17,11 +17,11 @@ from dagster import (
     TimeWindowPartitionsDefinition,
     sensor,
 )
-from pyiceberg.table import Table
 
 from cold_assets.defs.alerts import Alerter, Outbox
 from cold_assets.defs.healing import (
     SENSOR_CHILD_TIMEOUT_S,
+    GoldProofs,
     RepairAttempts,
     Repairs,
     hour_keys,
@@ -32,11 +32,11 @@ from cold_assets.defs.resources import ClickHouseResource, IcebergResource
 from cold_assets.defs.schedules import OffloadJob
 from cold_assets.federation import current_cutovers, warm_first_row_since
 from cold_assets.hours import HourPolicy
-from cold_assets.offload.bookkeeping import ranges_changed_since, snapshot_id
+from cold_assets.offload.bookkeeping import snapshot_id
 from cold_assets.parity.checksums import partitions_parity
-from cold_assets.partitions import hour_of
+from cold_assets.parity.proofs import still_proven
 from cold_assets.settings import Settings
-from cold_assets.tables import TABLES, MirroredTable
+from cold_assets.tables import TABLES
 from cold_assets.warm.embedded_lock import EmbeddedWarmTierBusy
 from cold_assets.warm.isolated import on_warm
 from cold_assets.warm.read import render, warm_now
@@ -51,6 +51,7 @@ def ttl_guard_sensor(
     cutover_alert = timedelta(hours=settings.cutover_alert_hours)
     retry_wait = timedelta(seconds=settings.heal_retry_seconds)
     policy = HourPolicy.from_settings(settings)
+    gold_proofs: GoldProofs = {}  # from tick to tick, in this process (Repairs.late_rows)
 
     @sensor(
         name="ttl_guard",
@@ -71,8 +72,10 @@ def ttl_guard_sensor(
         try:
             look = on_warm(
                 clickhouse.embedded, SENSOR_CHILD_TIMEOUT_S, look_at_old_hours,
-                clickhouse, iceberg, partitions_def, state, retention, lookback, margin, cutover_alert, policy,
+                clickhouse, iceberg, partitions_def, state, retention, lookback, margin, cutover_alert, policy, gold_proofs,
             )
+            gold_proofs.clear()
+            gold_proofs.update(look.found.gold_proofs)
         except EmbeddedWarmTierBusy as busy:
             return SkipReason(f"warm tier busy, trying again next tick: {busy}")
         state, now, found, at_risk, cutovers = look.state, look.now, look.found, look.at_risk, look.cutovers
@@ -145,6 +148,7 @@ class OldHoursLook:
 def look_at_old_hours(
     clickhouse: ClickHouseResource, iceberg: IcebergResource, partitions_def: TimeWindowPartitionsDefinition,
     state: dict, retention: timedelta, lookback: timedelta, margin: timedelta, cutover_alert: timedelta, policy: HourPolicy,
+    gold_proofs: GoldProofs | None = None,
 ) -> OldHoursLook:
     """The TTL guard's look at warm (in a child process on the embedded tier, see warm/isolated.py)."""
     at_risk: dict[str, list[str]] = {}
@@ -158,7 +162,7 @@ def look_at_old_hours(
         catalog = iceberg.catalog()
         repair_window = hour_keys(partitions_def, oldest, current - lookback)
         looked_at = late_rows_slice(state, repair_window)
-        found.late_rows(client, catalog, looked_at, now, policy)
+        found.late_rows(client, catalog, looked_at, now, policy, gold_proofs)
         # ...and hours about to be dropped without a proven copy are alerted.
         keys = hour_keys(partitions_def, oldest, current - margin)
         proven = state.get("proven", {})
@@ -201,34 +205,3 @@ def late_rows_slice(state: dict, window: list[str], hours: int = LATE_ROWS_HOURS
     chosen = window[start : start + hours]
     state["late_rows_from"] = window[start + hours] if start + hours < len(window) else window[0]
     return chosen
-
-
-# A proof is made again after this long, reading the cold files once more: a data file lost
-# from storage after the proof (a lifecycle rule, a mistaken delete) is found while warm still
-# holds the hour, and the manifests alone are never trusted for the hour's last day.
-PROOF_HOURS = 12
-
-
-def still_proven(
-    cold_table: Table, spec: MirroredTable, proofs: dict[str, list], keys: list[str], now: datetime
-) -> dict[str, list]:
-    """The hours of `keys` whose cold copy was proven equal to warm's (`proofs`: hour ->
-    [snapshot id, when, as Unix seconds]) less than PROOF_HOURS ago and is the same since: no
-    offload rewrote them, nobody else changed the table, and the snapshot is still on the
-    current ancestry. Warm changes after a proof do not matter here: an hour this old takes no
-    new trades (feed_limits.max_lateness), and a row warm loses after the proof is still in
-    cold. The proofs are carried to the current snapshot."""
-    current = snapshot_id(cold_table)
-    fresh = {
-        hour: proof for hour, proof in proofs.items()
-        if isinstance(proof, list) and hour in set(keys) and now.timestamp() - proof[1] < PROOF_HOURS * 3600
-    }
-    kept: dict[str, list] = {}
-    for since in {proof[0] for proof in fresh.values()}:
-        changed = ranges_changed_since(cold_table, spec, since)
-        if changed is None or current is None:
-            continue
-        for hour, (at, when) in fresh.items():
-            if at == since and spec.offload_range(hour_of(hour))[0] not in changed:
-                kept[hour] = [current, when]
-    return kept

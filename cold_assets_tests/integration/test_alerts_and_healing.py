@@ -13,7 +13,7 @@ from cold_assets.defs.schedules import OFFLOAD_JOB
 from cold_assets.monitoring.hour_states import HourState
 from cold_assets.monitoring.tier_status import TierReader
 from cold_assets.partitions import hour_of, partition_key_of
-from cold_assets.tables import EVENT_TABLES, table_by_cold_name
+from cold_assets.tables import EVENT_TABLES, TABLES, Layer, table_by_cold_name
 from cold_assets.tools.instance import embedded_instance
 from cold_assets_tests.support.offload_helpers import (
     KEYS,
@@ -178,7 +178,7 @@ def test_the_ttl_guard_proves_an_old_hour_once_and_again_only_after_its_cold_cop
     cursor's [snapshot, when] for the hour with a new `when`; one kept keeps its `when`."""
     import json
 
-    from cold_assets.defs.ttl_guard import PROOF_HOURS
+    from cold_assets.parity.proofs import PROOF_HOURS
 
     old, settings = _an_hour_near_the_ttl(warm, monkeypatch, 6_100_000_000)
     key = partition_key_of(old)
@@ -465,3 +465,63 @@ def test_late_rows_of_an_hour_older_than_the_healing_lookback_are_repaired_by_th
     assert _execute(settings, requests[0]).success
     assert_tiers_equal(warm, cold, [old])
     assert receiver.texts() == []  # repaired in time: nothing to alert
+
+
+def test_a_gold_hour_proven_equal_is_not_read_from_cold_again_until_warm_or_cold_changed(live, warm, cold, monkeypatch):
+    """The sensors' late-row look proves gold hours equal once and compares them again only
+    where warm's fingerprint moved (a late trade), cold's range changed (another writer's
+    delete), or the proof is PROOF_HOURS old. The production settle lag; the spy records which
+    hours each look hands parity and runs the real one."""
+    from cold_assets.defs import healing
+    from cold_assets.defs.healing import late_rows_in_lookback
+    from cold_assets.hours import HourPolicy
+    from cold_assets.parity.proofs import PROOF_HOURS
+    from cold_assets.partitions import hourly_partitions
+
+    feed(warm)
+    assert run_offload(live, KEYS)[0].success
+    compared: dict[str, list[str]] = {}
+    real = healing.partitions_parity
+
+    def spy(client, cold_table, spec, keys, *args, **kwargs):
+        compared[spec.cold] = list(keys)
+        return real(client, cold_table, spec, keys, *args, **kwargs)
+
+    monkeypatch.setattr(healing, "partitions_parity", spy)
+    defs = build_definitions(live)
+    clickhouse, iceberg = defs.resources["clickhouse"], defs.resources["iceberg"]
+    partitions_def, policy = hourly_partitions(live), HourPolicy.from_settings(live)
+
+    def look(proofs):
+        compared.clear()
+        _, window, found = late_rows_in_lookback(clickhouse, iceberg, partitions_def, timedelta(days=7), policy, proofs)
+        return window, found
+
+    window, first = look({})
+    gold = [t.cold for t in TABLES if t.layer is Layer.GOLD]
+    assert all(set(KEYS) <= set(compared[t]) for t in gold) and not first.tables  # every closed hour read once
+    proven = first.gold_proofs
+    assert len(proven) == len(gold) and all(set(KEYS) <= set(hours) for hours in proven.values())
+    _, second = look(proven)
+    assert [t for t in gold if t in compared] == [] and compared["raw_trades"] == window  # gold: warm's fingerprints only
+    assert not second.tables and second.gold_proofs == proven  # nothing changed: the proofs stand
+    # A late trade changes warm's bars of KEYS[0] (and its day's): those hours are compared again.
+    insert_late_raw(warm, hour_of(KEYS[0]), 1, first_trade_id=7_100_000_000)
+    _, third = look(second.gold_proofs)
+    assert compared["gold_ohlcv_1m"] == [KEYS[0]] and compared["gold_ohlcv_1h"] == [KEYS[0]]
+    assert KEYS[0] in third.tables and "gold_ohlcv_1m" in third.tables[KEYS[0]]
+    # Another writer deletes a bar of KEYS[1] from cold: not an offload, so no proof of the
+    # table holds; every hour is read, and the damaged one found.
+    bars = table_by_cold_name("gold_ohlcv_1m")
+    table = cold.catalog().load_table(bars.cold_identifier)
+    start, end = bars.offload_range(hour_of(KEYS[1]))
+    victim = table.scan(row_filter=range_filter("window_start", start, end), limit=1).to_arrow()["window_start"][0].as_py()
+    table.delete(EqualTo("window_start", victim.isoformat()))
+    _, fourth = look(third.gold_proofs)
+    assert set(KEYS) <= set(compared["gold_ohlcv_1m"]) and compared["gold_ohlcv_1h"] == [KEYS[0]]  # (still late)
+    assert "gold_ohlcv_1m" in fourth.tables[KEYS[1]]
+    # A proof PROOF_HOURS old is made again: cold's files read once more.
+    aged = {uuid: {hour: [at, when - PROOF_HOURS * 3600 - 1, *rest] for hour, (at, when, *rest) in hours.items()}
+            for uuid, hours in fourth.gold_proofs.items()}
+    look(aged)
+    assert set(KEYS) <= set(compared["gold_ohlcv_1h"])
