@@ -173,27 +173,24 @@ class Repairs:
             content = spec.layer is Layer.GOLD
             cold_table = catalog.load_table(spec.cold_identifier)
             ranges_seen: set[datetime] = set()  # the daily bars: one repair per day, not per hour of it
-            compare, proven, fingerprints = keys, {}, {}
+            compare, proven = keys, {}
             if content and gold_proofs is not None:
                 # (Only closed hours are judged here: an open one is the schedule's.)
                 closed = [key for key in keys if policy.status(spec, hour_of(key), now) is HourStatus.CLOSED]
-                fingerprints = _warm_fingerprints_of_hours(client, cold_table, spec, closed) if closed else {}
-                proven = {
-                    hour: proof
-                    for hour, proof in still_proven(cold_table, spec, gold_proofs.get(_uuid(cold_table), {}), closed, now).items()
-                    if proof[2:] == [fingerprints.get(hour, "0:0")]
-                }
+                candidates = still_proven(cold_table, spec, gold_proofs.get(_uuid(cold_table), {}), closed, now)
+                fingerprints = _warm_fingerprints_of_hours(client, cold_table, spec, sorted(candidates)) if candidates else {}
+                proven = {hour: proof for hour, proof in candidates.items() if proof[2:] == [fingerprints[hour]]}
                 compare = [key for key in closed if key not in proven]
             parities = partitions_parity(
                 client, cold_table, spec, compare, content, now=now, policy=policy, cold_counts_from_manifests=True
             ) if compare else []
             proven_at = snapshot_id(cold_table)  # the snapshot the parity above read
             if content and gold_proofs is not None and proven_at is not None:
+                # What parity compared is the proof: warm's fingerprint as it read it.
                 proven |= {
-                    parity.partition_key: [proven_at, now.timestamp(), fingerprints.get(parity.partition_key, "0:0")]
+                    parity.partition_key: [proven_at, now.timestamp(), f"{parity.warm_rows}:{(parity.warm_checksum or 0) % 2**64}"]
                     for parity in parities
                     if parity.basis is ParityBasis.WARM_HOUR and parity.content_checked and parity.content_matches
-                    and fingerprints.get(parity.partition_key, "0:0") == f"{parity.warm_rows}:{(parity.warm_checksum or 0) % 2**64}"
                 }
                 # Proofs of hours this tick did not look at are kept while fresh (the TTL guard
                 # looks at a slice of its window a tick).
@@ -376,7 +373,7 @@ def self_healing_sensor(job: OffloadJob, settings: Settings, partitions_def: Tim
     lookback = timedelta(days=settings.heal_lookback_days)
     retry_wait = timedelta(seconds=settings.heal_retry_seconds)
     policy = HourPolicy.from_settings(settings)
-    gold_proofs: GoldProofs = {}  # from tick to tick, in this process (Repairs.late_rows)
+    gold_proofs: GoldProofs = {}  # from tick to tick, in this process (Repairs.late_rows); rebound, never changed
 
     @sensor(
         name="self_healing",
@@ -390,6 +387,7 @@ def self_healing_sensor(job: OffloadJob, settings: Settings, partitions_def: Tim
     def _self_healing(
         context: SensorEvaluationContext, clickhouse: ClickHouseResource, iceberg: IcebergResource
     ) -> list[RunRequest] | SkipReason:
+        nonlocal gold_proofs
         state = json.loads(context.cursor) if context.cursor else {}
         failing: dict[str, dict] = state.setdefault("failing", {})  # "table|check|hour" -> what differed
         for failing_key, _, differing, _ in follow_parity_checks(context.instance, state):
@@ -403,8 +401,7 @@ def self_healing_sensor(job: OffloadJob, settings: Settings, partitions_def: Tim
                 clickhouse.embedded, SENSOR_CHILD_TIMEOUT_S, late_rows_in_lookback,
                 clickhouse, iceberg, partitions_def, lookback, policy, gold_proofs,
             )
-            gold_proofs.clear()
-            gold_proofs.update(found.gold_proofs)
+            gold_proofs = found.gold_proofs
         except EmbeddedWarmTierBusy as error:
             # The failed checks' hours are known without the warm tier: they are not thrown away.
             busy, now, found = error, datetime.now(UTC), Repairs()

@@ -51,7 +51,7 @@ def ttl_guard_sensor(
     cutover_alert = timedelta(hours=settings.cutover_alert_hours)
     retry_wait = timedelta(seconds=settings.heal_retry_seconds)
     policy = HourPolicy.from_settings(settings)
-    gold_proofs: GoldProofs = {}  # from tick to tick, in this process (Repairs.late_rows)
+    gold_proofs: GoldProofs = {}  # from tick to tick, in this process (Repairs.late_rows); rebound, never changed
 
     @sensor(
         name="ttl_guard",
@@ -66,6 +66,7 @@ def ttl_guard_sensor(
     def _ttl_guard(
         context: SensorEvaluationContext, clickhouse: ClickHouseResource, iceberg: IcebergResource
     ) -> list[RunRequest] | SkipReason:
+        nonlocal gold_proofs
         state = json.loads(context.cursor) if context.cursor else {}
         if isinstance(state, list):  # the cursor of an earlier version: the hours alerted
             state = {"hours": state}
@@ -74,8 +75,7 @@ def ttl_guard_sensor(
                 clickhouse.embedded, SENSOR_CHILD_TIMEOUT_S, look_at_old_hours,
                 clickhouse, iceberg, partitions_def, state, retention, lookback, margin, cutover_alert, policy, gold_proofs,
             )
-            gold_proofs.clear()
-            gold_proofs.update(look.found.gold_proofs)
+            gold_proofs = look.found.gold_proofs
         except EmbeddedWarmTierBusy as busy:
             return SkipReason(f"warm tier busy, trying again next tick: {busy}")
         state, now, found, at_risk, cutovers = look.state, look.now, look.found, look.at_risk, look.cutovers

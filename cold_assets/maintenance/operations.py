@@ -29,7 +29,7 @@ rendered here from a typed Python value (identifiers validated, timestamps forma
 import random
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -37,13 +37,14 @@ from typing import Any, TypeVar, cast
 from clickhouse_connect.driver.client import Client
 from pyiceberg.manifest import DataFile, ManifestContent, ManifestEntryStatus
 from pyiceberg.table import Table
-from pyiceberg.table.snapshots import Operation, Snapshot
+from pyiceberg.table.snapshots import Snapshot
 from pyiceberg.types import NestedField
 from pyspark.sql import SparkSession
 
 from cold_assets.cold.bounds import bound_micros, instant
 from cold_assets.cold.files import reencodes_offload_files, written_by_offload
 from cold_assets.cold.manifests import last_rewrite_sequence_number, written_since
+from cold_assets.offload.bookkeeping import is_data_rewrite, swaps_data_files
 from cold_assets.parity.checksums import cold_checksums
 from cold_assets.tables import MirroredTable
 from cold_assets.warm.read import EPOCH, identifier, render
@@ -393,18 +394,6 @@ def rewrite_manifests(spark: SparkSession, spec: MirroredTable, catalog_name: st
     return call_procedure(spark, render("spark/rewrite_manifests", catalog=identifier(catalog_name), table=_table_name(spec)))[0].asDict()
 
 
-def is_data_rewrite(snapshot: Snapshot) -> bool:
-    """A compaction commit: a replace that swapped data files (manifest rewrites swap none)."""
-    summary = snapshot.summary
-    return summary is not None and _swaps_data_files(summary.operation.value, summary.additional_properties)
-
-
-def _swaps_data_files(operation: str, summary: Mapping[str, str]) -> bool:
-    """is_data_rewrite on a snapshot's operation and summary, as pyiceberg or Iceberg's Java
-    API (expire_snapshots) hands them."""
-    return operation == Operation.REPLACE.value and int(summary.get("deleted-data-files") or 0) > 0
-
-
 def latest_data_rewrite(table: Table) -> Snapshot | None:
     rewrites = [s for s in table.metadata.snapshots if is_data_rewrite(s) and s.parent_snapshot_id is not None]
     return max(rewrites, key=lambda s: s.sequence_number or 0, default=None)
@@ -534,7 +523,7 @@ def expire_snapshots(
             ancestry, snapshot = [], java_table.currentSnapshot()
             while snapshot is not None:
                 parent = snapshot.parentId()
-                rewrite = _swaps_data_files(snapshot.operation(), snapshot.summary())
+                rewrite = swaps_data_files(snapshot.operation(), snapshot.summary())
                 ancestry.append(AncestorSnapshot(snapshot.snapshotId(), snapshot.timestampMillis(), parent, rewrite))
                 snapshot = java_table.snapshot(parent) if parent is not None else None
             referenced = {ref.snapshotId() for ref in java_table.refs().values()}

@@ -144,11 +144,26 @@ class Ancestry:
         return self._states
 
 
+def is_data_rewrite(snapshot: Snapshot) -> bool:
+    """A compaction commit: a replace that swapped data files (manifest rewrites swap none)."""
+    summary = snapshot.summary
+    return summary is not None and swaps_data_files(summary.operation.value, summary.additional_properties)
+
+
+def swaps_data_files(operation: str, summary: Mapping[str, str]) -> bool:
+    """is_data_rewrite on a snapshot's operation and summary, as pyiceberg or Iceberg's Java
+    API (expire_snapshots) hands them."""
+    return operation == Operation.REPLACE.value and int(summary.get("deleted-data-files") or 0) > 0
+
+
 def ranges_changed_since(table: Table, spec: MirroredTable, since: int) -> set[datetime] | None:
     """The offload ranges (their starts) whose rows may differ from what they were at snapshot
     `since`: those an offload commit after it on the current ancestry wrote. None when that
     cannot be told: `since` is not on the ancestry (rolled back, or expired), or a later
-    snapshot is neither an offload's nor a rewrite that keeps the rows (compaction's replace).
+    snapshot is neither an offload's nor a manifest rewrite. A compaction's data rewrite is
+    meant to keep the rows, but what relies on this (a proof of equality kept instead of
+    read again) does not take it on trust: its check (compaction_preserved_content) fails
+    after the commit, and nothing rolls it back.
     An offload commit is one snapshot; before that it was a delete then an append, whose
     delete carries the run id only and touched the ranges of the append above it (such
     histories are still read)."""
@@ -162,8 +177,8 @@ def ranges_changed_since(table: Table, spec: MirroredTable, since: int) -> set[d
         operation = snapshot.summary.operation if snapshot.summary else None
         if entries:
             changed |= {spec.offload_range(hour_of(key))[0] for key in entries}
-        elif operation == Operation.REPLACE:
-            pass  # a compaction: the same rows in other files
+        elif operation == Operation.REPLACE and not is_data_rewrite(snapshot):
+            pass  # a manifest rewrite: the same files
         elif not (RUN_ID in props and above is not None and _run_id(above) == props[RUN_ID] and _entries(above)):
             return None
         above = snapshot

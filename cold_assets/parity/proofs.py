@@ -11,8 +11,8 @@ from cold_assets.partitions import hour_of
 from cold_assets.tables import MirroredTable
 
 # A proof is made again after this long, reading the cold files once more: a data file lost
-# from storage after the proof (a lifecycle rule, a mistaken delete) is found while warm still
-# holds the hour, and the manifests alone are never trusted for the hour's last day.
+# from storage after the proof (a lifecycle rule, a mistaken delete), which no snapshot shows,
+# is found within this long, while warm still holds the hour.
 PROOF_HOURS = 12
 
 
@@ -22,7 +22,7 @@ def still_proven(
     """The hours of `keys` whose cold copy was proven equal to warm's (`proofs`: hour ->
     [snapshot id, when, as Unix seconds, and what the prover keeps beside]) less than
     PROOF_HOURS ago and is the same since: no offload rewrote them, nobody else changed the
-    table, and the snapshot is still on the current ancestry. What warm holds now is the
+    table, no compaction rewrote its files, and the snapshot is still on the current ancestry. What warm holds now is the
     prover's to compare (what it keeps beside). The proofs are carried to the current snapshot."""
     current = snapshot_id(cold_table)
     wanted = set(keys)

@@ -103,11 +103,14 @@ def _child(answer: Path, timeout_s: int) -> None:
             pickle.loads(outcome)  # (an exception with its own __init__ pickles, but may not unpickle)
         except Exception:
             outcome = pickle.dumps((True, WarmChildFailed(traceback.format_exc())))
-    if profile is not None:
-        profile.dump_stats(f"{profile_to}-{fn.__name__}.pstats")
     written = answer.with_suffix(".partial")
     written.write_bytes(outcome)
     written.rename(answer)  # whole, or not there
+    if profile is not None:  # diagnostics: never the tick's outcome
+        try:
+            profile.dump_stats(f"{profile_to}-{fn.__name__}.pstats")
+        except OSError as error:
+            print(f"{PROFILE_ENV}: the profile was not kept: {error}", file=sys.stderr)
     # Done: fn closed its connection; the interpreter's teardown, with chDB's leaked threads
     # still running, would only cost time.
     os._exit(0)

@@ -505,11 +505,22 @@ def test_a_gold_hour_proven_equal_is_not_read_from_cold_again_until_warm_or_cold
     _, second = look(proven)
     assert [t for t in gold if t in compared] == [] and compared["raw_trades"] == window  # gold: warm's fingerprints only
     assert not second.tables and second.gold_proofs == proven  # nothing changed: the proofs stand
-    # A late trade changes warm's bars of KEYS[0] (and its day's): those hours are compared again.
+    # An offload commit of one hour (a repair replacing KEYS[2]'s bars): that hour is read
+    # again, the others stay proven (carried to the new snapshot).
+    replace = {"ops": {"cold__gold_ohlcv_1m": {"config": {"replace_hour": True}}}}
+    assert run_offload(live, [KEYS[2]], replace)[0].success
+    _, after_commit = look(second.gold_proofs)
+    assert compared.get("gold_ohlcv_1m") == [KEYS[2]] and "gold_ohlcv_1h" not in compared, compared
+    assert not after_commit.tables
+    # A late trade changes warm's bars of KEYS[0], and its day's: those hours are compared again.
     insert_late_raw(warm, hour_of(KEYS[0]), 1, first_trade_id=7_100_000_000)
-    _, third = look(second.gold_proofs)
+    _, third = look(after_commit.gold_proofs)
     assert compared["gold_ohlcv_1m"] == [KEYS[0]] and compared["gold_ohlcv_1h"] == [KEYS[0]]
+    day = [k for k in compared["gold_ohlcv_1d"]]
+    assert KEYS[0] in day and set(day) == {k for k in window if hour_of(k).date() == hour_of(KEYS[0]).date()}, day
     assert KEYS[0] in third.tables and "gold_ohlcv_1m" in third.tables[KEYS[0]]
+    bars_1m = next(hours for uuid, hours in third.gold_proofs.items() if KEYS[1] in hours and KEYS[0] not in hours)
+    assert bars_1m  # the late hour's proof is gone until it is equal again
     # Another writer deletes a bar of KEYS[1] from cold: not an offload, so no proof of the
     # table holds; every hour is read, and the damaged one found.
     bars = table_by_cold_name("gold_ohlcv_1m")

@@ -28,7 +28,7 @@ from cold_assets.maintenance.jars import pinned_jars
 from cold_assets.maintenance.operations import commits_manifests, compact, expire_snapshots, file_stats, rewrite_manifests
 from cold_assets.maintenance.operations import live_data_files as maintenance_live_data_files
 from cold_assets.maintenance.spark import JavaMissing, SparkResource, session_config
-from cold_assets.offload.bookkeeping import Ancestry
+from cold_assets.offload.bookkeeping import Ancestry, ranges_changed_since
 from cold_assets.offload.protocol import offload_partition
 from cold_assets.parity.checksums import cold_checksums
 from cold_assets.partitions import hour_of, partition_key_of
@@ -110,9 +110,12 @@ def test_24_hourly_offloads_compact_to_one_file_per_day_and_exchange_with_the_sa
         bronze_checksums_before = cold_checksums(client, bronze, BRONZE, *day)
 
     tables = ["silver_trades", "gold_ohlcv_1m", "raw_trades", "bronze_trades"]
+    proven_at = silver.current_snapshot().snapshot_id
     result = run_job(settings, COMPACTION_JOB, {"tables": tables, **ALL_CLOSED})
 
     silver = silver.refresh()
+    # The sensors' proofs of equality made before are void: a data rewrite is not trusted.
+    assert ranges_changed_since(silver, SILVER, proven_at) is None
     after = file_stats(silver, SILVER)
     assert (after.partitions, after.max_files_per_partition, after.data_files) == (2, 1, 2)  # binance, kraken
     assert after.rows == before.rows
@@ -338,6 +341,7 @@ def test_the_nightly_manifest_rewrite_clusters_hours_so_that_planning_an_hour_re
     day_bytes = sum(m.manifest_length for m in raw.current_snapshot().manifests(raw.io))
     with raw.transaction() as tx:
         tx.set_properties({"commit.manifest.target-size-bytes": str(day_bytes // 6)})
+    proven_at = raw.refresh().current_snapshot().snapshot_id
     spark = SparkResource.from_settings(settings, cold)
     spark.setup_for_execution(build_init_resource_context())
     try:
@@ -345,6 +349,7 @@ def test_the_nightly_manifest_rewrite_clusters_hours_so_that_planning_an_hour_re
     finally:
         spark.teardown_after_execution(build_init_resource_context())
     raw = raw.refresh()
+    assert ranges_changed_since(raw, RAW, proven_at) == set()  # the same files: the sensors' proofs stand
     manifests = raw.current_snapshot().manifests(raw.io)
     assert len(manifests) >= 4
     assert commits_manifests(raw) == 0  # the next night leaves them, unless commits came

@@ -65,3 +65,17 @@ def test_a_stray_checkout_in_the_working_directory_is_not_what_the_child_imports
     (stray / "__init__.py").write_text("raise ImportError('the stray checkout was imported')\n")
     monkeypatch.chdir(tmp_path)
     assert on_warm(True, 60, where_and_what, ClickHouseResource(chdb_path="/x"), 1)[2] == 2
+
+
+def test_a_profiled_child_keeps_its_stats_and_a_profile_it_cannot_write_changes_nothing(tmp_path, monkeypatch):
+    import pstats
+
+    from cold_assets.warm.isolated import PROFILE_ENV
+
+    resource = ClickHouseResource(chdb_path="/nowhere/warm")
+    monkeypatch.setenv(PROFILE_ENV, str(tmp_path / "tick"))
+    assert on_warm(True, 60, where_and_what, resource, 2)[2] == 4
+    stats = pstats.Stats(str(tmp_path / "tick-where_and_what.pstats")).stats  # type: ignore[attr-defined]
+    assert any(function == "where_and_what" for _, _, function in stats)
+    monkeypatch.setenv(PROFILE_ENV, str(tmp_path / "no" / "such" / "folder" / "tick"))  # diagnostics only
+    assert on_warm(True, 60, where_and_what, resource, 3)[2] == 6
