@@ -536,3 +536,30 @@ def test_a_gold_hour_proven_equal_is_not_read_from_cold_again_until_warm_or_cold
             for uuid, hours in fourth.gold_proofs.items()}
     look(aged)
     assert set(KEYS) <= set(compared["gold_ohlcv_1h"])
+
+
+def test_the_self_healing_keeps_its_gold_proofs_from_tick_to_tick_through_its_child_process(live, warm, cold, tmp_path, monkeypatch):
+    """On the embedded tier the look runs in a child process: the proofs go there and come back
+    with its answer, and the sensor keeps them for its next tick. Seen through the child's own
+    profile (COLD_WARM_CHILD_PROFILE): parity is asked for the gold tables on the first tick
+    only, the production settle lag, nothing changed between."""
+    import pstats
+
+    from cold_assets.warm.isolated import PROFILE_ENV
+
+    feed(warm)
+    assert run_offload(live, KEYS)[0].success
+    defs = build_definitions(live)  # one code server: one sensor, its cache
+    sensor = defs.resolve_sensor_def("self_healing")
+    resources = {key: defs.resources[key] for key in ("clickhouse", "iceberg")}
+    instance = embedded_instance(live)
+
+    def parity_calls(tick: str) -> int:
+        monkeypatch.setenv(PROFILE_ENV, str(tmp_path / tick))
+        with build_sensor_context(instance=instance, resources=resources, definitions=defs) as context:
+            sensor(context)
+        stats = pstats.Stats(str(tmp_path / f"{tick}-late_rows_in_lookback.pstats")).stats  # type: ignore[attr-defined]
+        return next(calls for (path, _, name), (_, calls, *_) in stats.items() if name == "partitions_parity" and "checksums" in path)
+
+    assert parity_calls("first") == len(TABLES)
+    assert parity_calls("second") == len([t for t in TABLES if t.layer is not Layer.GOLD])
