@@ -38,8 +38,8 @@ from cold_assets.defs.schedules import OffloadJob
 from cold_assets.hours import HourPolicy, HourStatus
 from cold_assets.internals import BulkActionsFilter, BulkActionStatus
 from cold_assets.offload.bookkeeping import snapshot_id
-from cold_assets.parity.checksums import ParityBasis, partitions_parity, warm_fingerprints
-from cold_assets.parity.proofs import PROOF_HOURS, still_proven
+from cold_assets.parity.checksums import ParityBasis, fingerprint, partitions_parity, warm_fingerprints
+from cold_assets.parity.proofs import fresh, still_proven
 from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.settings import Settings
 from cold_assets.tables import EVENT_TABLES, TABLES, Layer, MirroredTable, table_by_cold_name
@@ -133,15 +133,25 @@ def _uuid(table: Table) -> str:
     return str(table.metadata.table_uuid)
 
 
-def _warm_fingerprints_of_hours(client: Client, cold_table: Table, spec: MirroredTable, keys: list[str]) -> dict[str, str]:
-    """Per hour of `keys`: warm's fingerprint ("rows:checksum") of its offload range, as parity
-    compares a closed hour of a replace layer (its whole range); "0:0" where warm holds none."""
-    ranges = {key: spec.offload_range(hour_of(key)) for key in keys}
-    query = warm_read_query(
-        client, spec, None, min(lo for lo, _ in ranges.values()), max(hi for _, hi in ranges.values()), until=FAR_FUTURE
-    )
-    by_range = warm_fingerprints(client, cold_table, spec, query, None)
-    return {key: by_range.get(int(lo.timestamp()), "0:0") for key, (lo, _) in ranges.items()}
+def _gold_hours_to_compare(
+    client: Client, cold_table: Table, spec: MirroredTable, keys: list[str], proofs: dict[str, list], now: datetime,
+    policy: HourPolicy,
+) -> tuple[list[str], dict[str, list]]:
+    """Of `keys`, the closed gold hours to compare with cold (an open one is the schedule's),
+    and the proofs that still hold: cold's hour unchanged since (still_proven) and warm's
+    fingerprint of it the same (one query over the hours with a proof)."""
+    closed = [key for key in keys if policy.status(spec, hour_of(key), now) is HourStatus.CLOSED]
+    candidates = still_proven(cold_table, spec, proofs, closed, now)
+    if candidates:
+        ranges = {key: spec.offload_range(hour_of(key)) for key in candidates}
+        query = warm_read_query(
+            client, spec, None, min(lo for lo, _ in ranges.values()), max(hi for _, hi in ranges.values()), until=FAR_FUTURE
+        )
+        warm = warm_fingerprints(client, cold_table, spec, query, None)  # as parity compares a closed replace hour
+        candidates = {
+            key: proof for key, proof in candidates.items() if proof[2:] == [warm.get(int(ranges[key][0].timestamp()), "0:0")]
+        }
+    return [key for key in closed if key not in candidates], candidates
 
 
 class Repairs:
@@ -173,32 +183,25 @@ class Repairs:
             content = spec.layer is Layer.GOLD
             cold_table = catalog.load_table(spec.cold_identifier)
             ranges_seen: set[datetime] = set()  # the daily bars: one repair per day, not per hour of it
-            compare, proven = keys, {}
-            if content and gold_proofs is not None:
-                # (Only closed hours are judged here: an open one is the schedule's.)
-                closed = [key for key in keys if policy.status(spec, hour_of(key), now) is HourStatus.CLOSED]
-                candidates = still_proven(cold_table, spec, gold_proofs.get(_uuid(cold_table), {}), closed, now)
-                fingerprints = _warm_fingerprints_of_hours(client, cold_table, spec, sorted(candidates)) if candidates else {}
-                proven = {hour: proof for hour, proof in candidates.items() if proof[2:] == [fingerprints[hour]]}
-                compare = [key for key in closed if key not in proven]
+            proofs = gold_proofs.get(_uuid(cold_table), {}) if content and gold_proofs is not None else None
+            compare: list[str] = keys
+            proven: dict[str, list] = {}
+            if proofs is not None:
+                compare, proven = _gold_hours_to_compare(client, cold_table, spec, keys, proofs, now, policy)
             parities = partitions_parity(
                 client, cold_table, spec, compare, content, now=now, policy=policy, cold_counts_from_manifests=True
             ) if compare else []
-            proven_at = snapshot_id(cold_table)  # the snapshot the parity above read
-            if content and gold_proofs is not None and proven_at is not None:
-                # What parity compared is the proof: warm's fingerprint as it read it.
+            if proofs is not None and (proven_at := snapshot_id(cold_table)) is not None:  # the snapshot parity read
+                # What parity compared is the proof: warm's fingerprint as it read it. Proofs of
+                # hours this tick did not look at are kept while fresh (the TTL guard looks at a
+                # slice of its window a tick).
                 proven |= {
-                    parity.partition_key: [proven_at, now.timestamp(), f"{parity.warm_rows}:{(parity.warm_checksum or 0) % 2**64}"]
+                    parity.partition_key: [proven_at, now.timestamp(), fingerprint(parity.warm_rows, parity.warm_checksum or 0)]
                     for parity in parities
                     if parity.basis is ParityBasis.WARM_HOUR and parity.content_checked and parity.content_matches
                 }
-                # Proofs of hours this tick did not look at are kept while fresh (the TTL guard
-                # looks at a slice of its window a tick).
                 looked_at = set(keys)
-                aside = {
-                    hour: proof for hour, proof in gold_proofs.get(_uuid(cold_table), {}).items()
-                    if hour not in looked_at and now.timestamp() - proof[1] < PROOF_HOURS * 3600
-                }
+                aside = {hour: proof for hour, proof in proofs.items() if hour not in looked_at and fresh(proof, now)}
                 self.gold_proofs[_uuid(cold_table)] = aside | proven
             for parity in parities:
                 same = parity.content_matches if content else parity.counts_match

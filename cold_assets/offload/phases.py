@@ -22,6 +22,7 @@ from pyiceberg.manifest import DataFile
 from cold_assets.hours import HourPolicy, HourStatus
 from cold_assets.offload.bookkeeping import OffloadSource, PartitionState
 from cold_assets.offload.reprocessed import Mark
+from cold_assets.parity.checksums import fingerprint
 from cold_assets.tables import MirroredTable
 
 
@@ -107,7 +108,7 @@ class WarmRead:
 
     @property
     def fingerprint(self) -> str:
-        return f"{self.rows}:{self.checksum % 2**64}"
+        return fingerprint(self.rows, self.checksum)
 
 
 @dataclass(frozen=True)

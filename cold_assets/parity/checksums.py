@@ -296,7 +296,12 @@ def warm_fingerprints(
     """Per offload range of a warm read (its start, as a Unix timestamp): "rows:checksum", the
     replace layers' fingerprint. Ranges without rows are absent ("0:0")."""
     buckets = _checksums(client, f"({query.sql})", canonical_row(cold_table, columns), spec, query.parameters)
-    return {bucket: f"{rows}:{checksum % 2**64}" for bucket, (rows, checksum) in buckets.items()}
+    return {bucket: fingerprint(rows, checksum) for bucket, (rows, checksum) in buckets.items()}
+
+
+def fingerprint(rows: int, checksum: int) -> str:
+    """A replace layer's fingerprint of a range: "rows:checksum", the checksum mod 2^64."""
+    return f"{rows}:{checksum % 2**64}"
 
 
 def parse_fingerprint(fingerprint: str) -> tuple[int, int]:

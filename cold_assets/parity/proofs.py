@@ -16,26 +16,32 @@ from cold_assets.tables import MirroredTable
 PROOF_HOURS = 12
 
 
+def fresh(proof: list, now: datetime) -> bool:
+    """A proof ([snapshot id, when, ...]) made less than PROOF_HOURS before `now`."""
+    return now.timestamp() - proof[1] < PROOF_HOURS * 3600
+
+
 def still_proven(
     cold_table: Table, spec: MirroredTable, proofs: dict[str, list], keys: list[str], now: datetime
 ) -> dict[str, list]:
     """The hours of `keys` whose cold copy was proven equal to warm's (`proofs`: hour ->
     [snapshot id, when, as Unix seconds, and what the prover keeps beside]) less than
     PROOF_HOURS ago and is the same since: no offload rewrote them, nobody else changed the
-    table, no compaction rewrote its files, and the snapshot is still on the current ancestry. What warm holds now is the
-    prover's to compare (what it keeps beside). The proofs are carried to the current snapshot."""
+    table, no compaction rewrote its files, and the snapshot is still on the current
+    ancestry. What warm holds now is the prover's to compare (what it keeps beside). The
+    proofs are carried to the current snapshot."""
     current = snapshot_id(cold_table)
     wanted = set(keys)
-    fresh = {
+    recent = {
         hour: proof for hour, proof in proofs.items()
-        if isinstance(proof, list) and len(proof) >= 2 and hour in wanted and now.timestamp() - proof[1] < PROOF_HOURS * 3600
+        if isinstance(proof, list) and len(proof) >= 2 and hour in wanted and fresh(proof, now)
     }
     kept: dict[str, list] = {}
-    for since in {proof[0] for proof in fresh.values()}:
+    for since in {proof[0] for proof in recent.values()}:
         changed = ranges_changed_since(cold_table, spec, since)
         if changed is None or current is None:
             continue
-        for hour, (at, when, *beside) in fresh.items():
+        for hour, (at, when, *beside) in recent.items():
             if at == since and spec.offload_range(hour_of(hour))[0] not in changed:
                 kept[hour] = [current, when, *beside]
     return kept

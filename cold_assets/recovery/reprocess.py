@@ -46,7 +46,14 @@ from cold_assets.hours import HourPolicy, HourStatus
 from cold_assets.offload.bookkeeping import OffloadSource
 from cold_assets.offload.protocol import offload_partitions
 from cold_assets.offload.reprocessed import Mark, set_marks
-from cold_assets.parity.checksums import HourParity, cold_checksums, parse_fingerprint, partitions_parity, warm_fingerprints
+from cold_assets.parity.checksums import (
+    HourParity,
+    cold_checksums,
+    fingerprint,
+    parse_fingerprint,
+    partitions_parity,
+    warm_fingerprints,
+)
 from cold_assets.partitions import hour_of, partition_key_of
 from cold_assets.recovery.staging import copy_cold_rows
 from cold_assets.tables import TABLES, Layer, MirroredTable, table_by_cold_name
@@ -412,7 +419,7 @@ def _marks(
             found = warm_fingerprints(client, cold_table, spec, query, None)
         else:
             held = cold_checksums(client, cold_table, spec, starts[0], end)
-            found = {bucket: f"{rows}:{digest % 2**64}" for bucket, (rows, digest) in held.items()}
+            found = {bucket: fingerprint(rows, digest) for bucket, (rows, digest) in held.items()}
         marks |= {
             start: Mark(found.get(int(start.timestamp()), "0:0"), schema_id, warm_held.of(spec, partition_key_of(start)) or "0:0")
             for start in starts
