@@ -141,18 +141,18 @@ def view_sql(client: Client, table: Table, spec: MirroredTable, cutover: datetim
     )
 
 
-def follow_commits(client: Client, catalog: Catalog, spec: MirroredTable) -> bool:
-    """Re-creates `spec`'s view, where one exists, at its recorded cutover over the cold table's
-    current metadata file. A view reads the metadata file the catalog named when it was made;
-    the offload calls this after its commits, before the table deletes older metadata files
-    (write.metadata.previous-versions-max). Returns whether a view was re-created."""
+def follow_commits(client: Client, table: Table, spec: MirroredTable) -> bool:
+    """Re-creates `spec`'s view, where one exists, at its recorded cutover over `table`'s
+    metadata file: the cold table as its writer's last commit left it (a Table object follows
+    its own commits), or as just loaded. A view reads the metadata file the catalog named when
+    it was made; the offload calls this after its commits, before the table deletes older
+    metadata files (write.metadata.previous-versions-max). Returns whether a view was re-created."""
     if not client.query(render("federation_cutover_exists")).result_rows[0][0]:
         return False
     cutover = current_cutovers(client).get(spec.warm)
     exists = client.query(render("view_exists"), parameters={"view": view_name(spec)}).result_rows[0][0]
     if cutover is None or not exists:
         return False
-    table = catalog.load_table(spec.cold_identifier)
     with local_file_access(table):  # the DDL resolves the location
         client.command(view_sql(client, table, spec, cutover))
     return True

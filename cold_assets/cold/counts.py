@@ -5,9 +5,13 @@ include some still in flight, a file of another partition spec), the hour is lef
 
 from collections import defaultdict
 from datetime import datetime
+from typing import cast
 
+from pyiceberg.conversions import from_bytes
+from pyiceberg.manifest import DataFile, ManifestContent
 from pyiceberg.table import Table
 from pyiceberg.transforms import HourTransform
+from pyiceberg.types import IntegerType
 
 from cold_assets.cold.bounds import bound_micros, micros
 from cold_assets.cold.ranges import range_filter
@@ -51,12 +55,14 @@ def counts_by_hour(
     open_from_bucket = int(open_from.timestamp()) if open_from is not None else None
     counts: dict[int, int] = defaultdict(int)
     unknown: set[int] = set()
-    try:
-        tasks = list(table.scan(row_filter=range_filter(spec.time_column, start, end)).plan_files())
-    except ValueError:  # pyiceberg plans no equality deletes (another writer's): read every hour
-        return {}, set(buckets)
-    for task in tasks:
-        data_file = task.file
+    files = _files_of_hours(table, position, start, end)
+    if files is None:
+        try:
+            scan = table.scan(row_filter=range_filter(spec.time_column, start, end))
+            files = [(task.file, bool(task.delete_files)) for task in scan.plan_files()]
+        except ValueError:  # pyiceberg plans no equality deletes (another writer's): read every hour
+            return {}, set(buckets)
+    for data_file, has_deletes in files:
         if data_file.spec_id != spec_id:
             # A file of an older spec: where its rows fall is not read from this spec's tuple.
             return {}, set(buckets)
@@ -66,7 +72,7 @@ def counts_by_hour(
         bucket = int(hour) * EPOCH_HOUR
         if bucket not in buckets:
             continue
-        if task.delete_files:
+        if has_deletes:
             unknown.add(bucket)
             continue
         in_flight_counts = open_from_bucket is None or bucket < open_from_bucket
@@ -78,3 +84,34 @@ def counts_by_hour(
         counts[bucket] += data_file.record_count
     known = {bucket: counts.get(bucket, 0) for bucket in buckets - unknown}
     return known, unknown
+
+
+def _files_of_hours(table: Table, position: int, start: datetime, end: datetime) -> list[tuple[DataFile, bool]] | None:
+    """The live data files of the whole hours [start, end), each with False (no delete file
+    applies): the manifests whose partition range can hold those hours, their entries by the
+    hour in their partition tuple. What pyiceberg's scan planning finds there, without its
+    per-file residual and metrics evaluation (five times faster over a week of hourly files,
+    which the sensors count every tick). None where this walk cannot answer as the planning
+    does: bounds not on the hour, a delete manifest (another writer's), a manifest of another
+    partition spec."""
+    if start.timestamp() % EPOCH_HOUR or end.timestamp() % EPOCH_HOUR:
+        return None
+    first, after = int(start.timestamp()) // EPOCH_HOUR, int(end.timestamp()) // EPOCH_HOUR
+    snapshot = table.current_snapshot()
+    if snapshot is None:
+        return []
+    spec_id = table.spec().spec_id
+    files: list[tuple[DataFile, bool]] = []
+    for manifest in snapshot.manifests(table.io):
+        if manifest.content is not ManifestContent.DATA or manifest.partition_spec_id != spec_id:
+            return None
+        summary = manifest.partitions[position] if manifest.partitions and position < len(manifest.partitions) else None
+        if summary is not None and summary.lower_bound is not None and summary.upper_bound is not None:
+            lowest, highest = from_bytes(IntegerType(), summary.lower_bound), from_bytes(IntegerType(), summary.upper_bound)
+            if cast(int, highest) < first or cast(int, lowest) >= after:
+                continue  # (a summary without bounds, all nulls or none kept, is read)
+        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+            hour = entry.data_file.partition[position]
+            if hour is not None and first <= int(hour) < after:  # (a null hour is no hour of the range)
+                files.append((entry.data_file, False))
+    return files

@@ -21,6 +21,7 @@ from dagster import (
     multi_asset,
 )
 from pydantic import Field
+from pyiceberg.table import Table
 
 from cold_assets.defs.checks import CONTENT_PARITY, parity_check_results, parity_check_specs
 from cold_assets.defs.metadata import partition_metadata
@@ -156,8 +157,9 @@ def cold_asset(table: MirroredTable, partitions_def: PartitionsDefinition, setti
                         # A refused hour is checked too (it fails): its run fails after every
                         # check result is recorded, so that the sensors and alerts see them all.
                         refused_keys = [k for r in checkpoint.refused for k in r.partition_keys]
+                        cold_table = cold_table.refresh()  # (another writer's commit since is seen too)
                         found = partitions_parity(
-                            client, cold_table.refresh(), table,
+                            client, cold_table, table,
                             [r.partition_key for r in checkpoint.results] + refused_keys, content,
                             now=now, policy=policy, offloaded={r.partition_key: r.state() for r in checkpoint.results},
                         )
@@ -173,7 +175,7 @@ def cold_asset(table: MirroredTable, partitions_def: PartitionsDefinition, setti
                             # The table's `_all` view reads the metadata file it was made over: it
                             # follows each commit, before older metadata files are deleted (a
                             # long backfill commits more often than the table keeps them).
-                            _follow_commits(context, client, iceberg, table)
+                            _follow_commits(context, client, cold_table, table)
                 except Exception:
                     # A later checkpoint failed (conflicts exhausted, the catalog down): the hours
                     # already committed still get their checks, then the step fails.
@@ -200,11 +202,12 @@ def _refused_keys(refused: list[ColdRowsWouldBeLost]) -> frozenset[str]:
     return frozenset(k for r in refused for k in r.partition_keys)
 
 
-def _follow_commits(context: AssetExecutionContext, client: Client, iceberg: IcebergResource, table: MirroredTable) -> None:
+def _follow_commits(context: AssetExecutionContext, client: Client, cold_table: Table, table: MirroredTable) -> None:
     """A view that could not follow is no reason to fail the offload (or to hide why it failed):
-    it says so, and the daily audit's federation re-creates every view."""
+    it says so, and the daily audit's federation re-creates every view. It follows the table
+    as parity just read it (a second load of its metadata file would only parse it again)."""
     try:
-        follow_commits(client, iceberg.catalog(), table)
+        follow_commits(client, cold_table, table)
     except Exception as error:  # noqa: BLE001 - reported, the offload's outcome stands
         context.log.warning(f"{table.warm}_all could not follow the commits of cold.{table.cold}: {type(error).__name__}: {error}")
 

@@ -142,7 +142,7 @@ def follow_reprocessed_commits(clickhouse: ClickHouseResource, catalog: Catalog)
     commits they follow them (as each offload's commit does), before older files are deleted."""
     with clickhouse.connect() as client:
         for spec in DERIVED:
-            follow_commits(client, catalog, spec)
+            follow_commits(client, catalog.load_table(spec.cold_identifier), spec)
 
 
 def reprocess_job(partitions_def: PartitionsDefinition, settings: Settings) -> JobDefinition:

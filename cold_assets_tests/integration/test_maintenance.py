@@ -496,3 +496,34 @@ def test_the_maintenance_jvm_maps_the_class_data_archive_built_with_the_jars(set
     assert "sharing" in child.stdout
     # Jars without an archive of their own: the JVM loads its classes as usual.
     assert "SharedArchiveFile" not in session_config(replace(settings, spark_jars_dir=tmp_path))["spark.driver.extraJavaOptions"]
+
+
+def test_another_writers_delete_file_leaves_its_hour_to_a_read_when_cold_is_counted_from_the_manifests(settings, warm, cold):
+    """The sensors count cold's hours from the manifests (cold/counts.py), walking them without
+    pyiceberg's planning where they can. A delete file (here Spark's merge-on-read DELETE, as
+    another engine writing to the table would leave) changes an hour's rows without changing
+    its data files' record counts: that hour is left to a read of the files, the others are
+    still counted from the manifests."""
+    from cold_assets.cold.counts import counts_by_hour
+
+    feed(warm, hours=3, trades_per_hour=30)
+    run_offload(settings, DAY_KEYS[:3])
+    deleted_hour = hour_of(DAY_KEYS[1])
+    spark = SparkResource.from_settings(settings, cold)
+    spark.setup_for_execution(build_init_resource_context())
+    try:
+        name = f"{spark.catalog_name}.{RAW.cold_identifier[0]}.{RAW.cold_identifier[1]}"
+        spark.spark_session.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ('write.delete.mode' = 'merge-on-read')")
+        first = spark.spark_session.sql(
+            f"SELECT min(exchange_ts) FROM {name} WHERE exchange_ts >= TIMESTAMP '{deleted_hour:%Y-%m-%d %H:%M:%S}+00:00' "
+            f"AND exchange_ts < TIMESTAMP '{deleted_hour + timedelta(hours=1):%Y-%m-%d %H:%M:%S}+00:00'"
+        ).collect()[0][0]
+        spark.spark_session.sql(f"DELETE FROM {name} WHERE exchange_ts = TIMESTAMP '{first.isoformat()}'")
+    finally:
+        spark.teardown_after_execution(build_init_resource_context())
+    raw = cold.catalog().load_table(RAW.cold_identifier)
+    assert raw.current_snapshot().summary["total-position-deletes"] != "0", raw.current_snapshot().summary
+    buckets = {int(hour_of(k).timestamp()) for k in DAY_KEYS[:3]}
+    known, unknown = counts_by_hour(raw, RAW, buckets, hour_of(DAY_KEYS[0]), hour_of(DAY_KEYS[2]) + timedelta(hours=1))
+    assert unknown == {int(deleted_hour.timestamp())}, (known, unknown)
+    assert set(known) == buckets - unknown and all(count > 0 for count in known.values())
