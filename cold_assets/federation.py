@@ -13,7 +13,7 @@ default). chDB reads local files only under the working directory: query the vie
 parity.local_file_access, as `cold-assets federate` does.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -141,18 +141,19 @@ def view_sql(client: Client, table: Table, spec: MirroredTable, cutover: datetim
     )
 
 
-def follow_commits(client: Client, table: Table, spec: MirroredTable) -> bool:
-    """Re-creates `spec`'s view, where one exists, at its recorded cutover over `table`'s
-    metadata file: the cold table as its writer's last commit left it (a Table object follows
-    its own commits), or as just loaded. A view reads the metadata file the catalog named when
-    it was made; the offload calls this after its commits, before the table deletes older
-    metadata files (write.metadata.previous-versions-max). Returns whether a view was re-created."""
+def follow_commits(client: Client, current_table: Callable[[], Table], spec: MirroredTable) -> bool:
+    """Re-creates `spec`'s view, where one exists, at its recorded cutover over the metadata
+    file of the table `current_table` gives (called only then): one just loaded, or refreshed
+    by its writer a moment ago. A view reads the metadata file the catalog named when it was
+    made; the offload calls this after its commits, before the table deletes older metadata
+    files (write.metadata.previous-versions-max). Returns whether a view was re-created."""
     if not client.query(render("federation_cutover_exists")).result_rows[0][0]:
         return False
     cutover = current_cutovers(client).get(spec.warm)
     exists = client.query(render("view_exists"), parameters={"view": view_name(spec)}).result_rows[0][0]
     if cutover is None or not exists:
         return False
+    table = current_table()
     with local_file_access(table):  # the DDL resolves the location
         client.command(view_sql(client, table, spec, cutover))
     return True

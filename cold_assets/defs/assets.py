@@ -158,6 +158,13 @@ def cold_asset(table: MirroredTable, partitions_def: PartitionsDefinition, setti
                         # check result is recorded, so that the sensors and alerts see them all.
                         refused_keys = [k for r in checkpoint.refused for k in r.partition_keys]
                         cold_table = cold_table.refresh()  # (another writer's commit since is seen too)
+                        if checkpoint.snapshot_id is not None:
+                            # The table's `_all` view reads the metadata file it was made over: it
+                            # follows each commit, before older metadata files are deleted (a
+                            # long backfill commits more often than the table keeps them). Right
+                            # after the refresh: a writer committing during the parity below
+                            # follows its own commit, and must not be overwritten by this one.
+                            _follow_commits(context, client, cold_table, table)
                         found = partitions_parity(
                             client, cold_table, table,
                             [r.partition_key for r in checkpoint.results] + refused_keys, content,
@@ -171,11 +178,6 @@ def cold_asset(table: MirroredTable, partitions_def: PartitionsDefinition, setti
                                 metadata=partition_metadata(result, by_hour[result.partition_key]),
                             )
                         parities += found
-                        if checkpoint.snapshot_id is not None:
-                            # The table's `_all` view reads the metadata file it was made over: it
-                            # follows each commit, before older metadata files are deleted (a
-                            # long backfill commits more often than the table keeps them).
-                            _follow_commits(context, client, cold_table, table)
                 except Exception:
                     # A later checkpoint failed (conflicts exhausted, the catalog down): the hours
                     # already committed still get their checks, then the step fails.
@@ -205,9 +207,9 @@ def _refused_keys(refused: list[ColdRowsWouldBeLost]) -> frozenset[str]:
 def _follow_commits(context: AssetExecutionContext, client: Client, cold_table: Table, table: MirroredTable) -> None:
     """A view that could not follow is no reason to fail the offload (or to hide why it failed):
     it says so, and the daily audit's federation re-creates every view. It follows the table
-    as parity just read it (a second load of its metadata file would only parse it again)."""
+    as just refreshed (a second load of its metadata file would only parse it again)."""
     try:
-        follow_commits(client, cold_table, table)
+        follow_commits(client, lambda: cold_table, table)
     except Exception as error:  # noqa: BLE001 - reported, the offload's outcome stands
         context.log.warning(f"{table.warm}_all could not follow the commits of cold.{table.cold}: {type(error).__name__}: {error}")
 

@@ -3,6 +3,7 @@ reprocess the derived layers from cold raw (by day, backfillable)."""
 
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
@@ -142,7 +143,7 @@ def follow_reprocessed_commits(clickhouse: ClickHouseResource, catalog: Catalog)
     commits they follow them (as each offload's commit does), before older files are deleted."""
     with clickhouse.connect() as client:
         for spec in DERIVED:
-            follow_commits(client, catalog.load_table(spec.cold_identifier), spec)
+            follow_commits(client, partial(catalog.load_table, spec.cold_identifier), spec)
 
 
 def reprocess_job(partitions_def: PartitionsDefinition, settings: Settings) -> JobDefinition:
