@@ -8,12 +8,13 @@ from datetime import datetime
 from typing import cast
 
 from pyiceberg.conversions import from_bytes
-from pyiceberg.manifest import DataFile, ManifestContent
+from pyiceberg.manifest import DataFile, ManifestContent, ManifestFile
 from pyiceberg.table import Table
 from pyiceberg.transforms import HourTransform
 from pyiceberg.types import IntegerType
 
 from cold_assets.cold.bounds import bound_micros, micros
+from cold_assets.cold.manifests import live_data_files
 from cold_assets.cold.ranges import range_filter
 from cold_assets.tables import MirroredTable
 
@@ -101,17 +102,22 @@ def _files_of_hours(table: Table, position: int, start: datetime, end: datetime)
     if snapshot is None:
         return []
     spec_id = table.spec().spec_id
-    files: list[tuple[DataFile, bool]] = []
-    for manifest in snapshot.manifests(table.io):
-        if manifest.content is not ManifestContent.DATA or manifest.partition_spec_id != spec_id:
-            return None
-        summary = manifest.partitions[position] if manifest.partitions and position < len(manifest.partitions) else None
-        if summary is not None and summary.lower_bound is not None and summary.upper_bound is not None:
-            lowest, highest = from_bytes(IntegerType(), summary.lower_bound), from_bytes(IntegerType(), summary.upper_bound)
-            if cast(int, highest) < first or cast(int, lowest) >= after:
-                continue  # (a summary without bounds, all nulls or none kept, is read)
-        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
-            hour = entry.data_file.partition[position]
-            if hour is not None and first <= int(hour) < after:  # (a null hour is no hour of the range)
-                files.append((entry.data_file, False))
-    return files
+    manifests = snapshot.manifests(table.io)
+    if any(m.content is not ManifestContent.DATA or m.partition_spec_id != spec_id for m in manifests):
+        return None
+    wanted = [m for m in manifests if _may_hold_hours(m, position, first, after)]
+    return [
+        (data_file, False)
+        for data_file in live_data_files(table, wanted)
+        if (hour := data_file.partition[position]) is not None and first <= int(hour) < after  # (a null hour is none of them)
+    ]
+
+
+def _may_hold_hours(manifest: ManifestFile, position: int, first: int, after: int) -> bool:
+    """Whether the manifest's partition summary of the hour field (hours since the epoch)
+    reaches [first, after); one without bounds (all nulls, or none kept) may."""
+    summary = manifest.partitions[position] if manifest.partitions and position < len(manifest.partitions) else None
+    if summary is None or summary.lower_bound is None or summary.upper_bound is None:
+        return True
+    lowest, highest = from_bytes(IntegerType(), summary.lower_bound), from_bytes(IntegerType(), summary.upper_bound)
+    return cast(int, highest) >= first and cast(int, lowest) < after

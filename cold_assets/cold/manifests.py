@@ -1,10 +1,25 @@
-"""The manifests written since the nightly's last rewrite: the day's, which the offload's
-commits merge among themselves (internals.py) and whose number decides whether the nightly
-rewrites them again (maintenance/operations.py)."""
+"""The cold tables' manifests: the live data files they list, read from their entries
+without pyiceberg's scan planning; and the manifests written since the nightly's last
+rewrite, the day's, which the offload's commits merge among themselves (internals.py) and
+whose number decides whether the nightly rewrites them again (maintenance/operations.py)."""
 
-from pyiceberg.manifest import ManifestContent, ManifestFile
+from collections.abc import Iterable
+
+from pyiceberg.manifest import DataFile, ManifestContent, ManifestFile
+from pyiceberg.table import Table
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.snapshots import Operation, ancestors_of
+
+
+def live_data_files(table: Table, manifests: Iterable[ManifestFile] | None = None) -> list[DataFile]:
+    """The live data files (added or existing entries) that `manifests` list; by default every
+    data manifest of the current snapshot."""
+    if manifests is None:
+        snapshot = table.current_snapshot()
+        if snapshot is None:
+            return []
+        manifests = [m for m in snapshot.manifests(table.io) if m.content == ManifestContent.DATA]
+    return [entry.data_file for manifest in manifests for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True)]
 
 
 def last_rewrite_sequence_number(metadata: TableMetadata) -> int:

@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from clickhouse_connect.driver.client import Client
-from pyiceberg.manifest import DataFile, ManifestContent, ManifestEntryStatus
+from pyiceberg.manifest import DataFile, ManifestEntryStatus
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 from pyiceberg.types import NestedField
@@ -43,7 +43,7 @@ from pyspark.sql import SparkSession
 
 from cold_assets.cold.bounds import bound_micros, instant
 from cold_assets.cold.files import reencodes_offload_files, written_by_offload
-from cold_assets.cold.manifests import last_rewrite_sequence_number, written_since
+from cold_assets.cold.manifests import last_rewrite_sequence_number, live_data_files, written_since
 from cold_assets.offload.bookkeeping import is_data_rewrite, swaps_data_files
 from cold_assets.parity.checksums import cold_checksums
 from cold_assets.tables import MirroredTable
@@ -171,19 +171,6 @@ def _time_bounds(time_field: NestedField, data_file: DataFile) -> tuple[datetime
     if lowest is None or highest is None:
         raise ValueError(f"data file {data_file.file_path} keeps no bounds on {time_field.name}")
     return instant(lowest), instant(highest)
-
-
-def live_data_files(table: Table) -> list[DataFile]:
-    """The data files of the current snapshot, from its manifest entries."""
-    snapshot = table.current_snapshot()
-    if snapshot is None:
-        return []
-    return [
-        entry.data_file
-        for manifest in snapshot.manifests(table.io)
-        if manifest.content == ManifestContent.DATA
-        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True)
-    ]
 
 
 def _partition_of(data_file: DataFile) -> tuple:

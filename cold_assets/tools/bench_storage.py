@@ -20,8 +20,8 @@ import pyarrow.parquet as pq
 from clickhouse_connect.driver.client import Client
 from pyiceberg.table import Table
 
+from cold_assets.cold.manifests import live_data_files
 from cold_assets.defs.resources import ClickHouseResource, IcebergResource
-from cold_assets.maintenance.operations import live_data_files
 from cold_assets.partitions import partition_key_of
 from cold_assets.settings import throwaway_env
 from cold_assets.tables import TABLES, Layer
