@@ -13,8 +13,7 @@ from cold_assets.parity.checksums import (
     ColdTierUnreadable,
     HourParity,
     ParityBasis,
-    cold_source,
-    local_file_access,
+    cold_read,
     partitions_parity,
 )
 from cold_assets.partitions import partition_key_of
@@ -96,12 +95,11 @@ def _cold_rows_in_flight(
     client: Client, cold_table: Table, spec: MirroredTable, start: datetime, end: datetime, settled: datetime
 ) -> dict[tuple[str, str], int]:
     try:
-        source, parameters = cold_source(cold_table, client)
+        with cold_read(cold_table, client) as (source, parameters):
+            sql = render("rows_in_flight", source=source, time_column=identifier(spec.time_column), bucket_function=spec.range_function)
+            rows = client.query(sql, parameters={"range_start": start, "range_end": end, "settled": settled, **parameters}).result_rows
     except ColdTierUnreadable:
         return {}
-    sql = render("rows_in_flight", source=source, time_column=identifier(spec.time_column), bucket_function=spec.range_function)
-    with local_file_access(cold_table):
-        rows = client.query(sql, parameters={"range_start": start, "range_end": end, "settled": settled, **parameters}).result_rows
     return {(spec.cold, partition_key_of(datetime.fromtimestamp(int(b), UTC))): int(n) for b, n in rows}
 
 

@@ -33,6 +33,7 @@ from pyiceberg.types import BooleanType, DecimalType, IntegerType, LongType, Tim
 from cold_assets.cold.counts import counts_by_hour
 from cold_assets.cold.holdings import ColdFiles
 from cold_assets.cold.ranges import range_filter
+from cold_assets.cold.read_metadata import metadata_for_read, new_read_path
 from cold_assets.hours import HourPolicy, HourStatus
 from cold_assets.offload.bookkeeping import Ancestry, PartitionState, StateSource
 from cold_assets.offload.reprocessed import Mark, reprocessed_marks
@@ -191,14 +192,15 @@ def _storage_path(uri: str) -> str:
     return parsed.path if parsed.scheme in ("file", "") else f"{parsed.netloc}{parsed.path}"
 
 
-def cold_source(table: Table, client: Client, literal: bool = False) -> tuple[str, dict]:
+def cold_source(table: Table, client: Client, literal: bool = False, metadata_file: str | None = None) -> tuple[str, dict]:
     """The ClickHouse table function that reads a cold table at the catalog's current metadata
-    file, and its bound parameters (or, with `literal`, everything inlined, for a view's DDL).
+    file (or `metadata_file`, relative to the table's location), and its bound parameters (or,
+    with `literal`, everything inlined, for a view's DDL).
 
     - file:// warehouse: icebergLocal, for embedded chDB only (a ClickHouse server cannot see
       this machine's files: ColdTierUnreadable, and parity falls back to Iceberg's counts);
     - s3:// warehouse: icebergS3 over the named collection of the credentials."""
-    location, metadata = table.location(), catalog_metadata_file(table)
+    location, metadata = table.location(), metadata_file or catalog_metadata_file(table)
     if location.startswith("file://"):
         if not capabilities_of(client).reads_local_files:
             raise ColdTierUnreadable(f"a ClickHouse server cannot read the local cold table location {location}")
@@ -220,6 +222,18 @@ def cold_source(table: Table, client: Client, literal: bool = False) -> tuple[st
             {"cold_url": url, "cold_metadata": metadata},
         )
     raise ColdTierUnreadable(f"ClickHouse cannot read cold table location {location}")
+
+
+@contextmanager
+def cold_read(table: Table, client: Client, snapshot_id: int | None = None) -> Iterator[tuple[str, dict]]:
+    """The table function and parameters of one read of `table`'s current snapshot by
+    ClickHouse (and of `snapshot_id`, which the query then names in `iceberg_snapshot_id`),
+    through a metadata file holding only those (cold/read_metadata.py): what ClickHouse parses
+    does not grow with the table's kept history. Raises ColdTierUnreadable before writing."""
+    path = new_read_path()
+    source = cold_source(table, client, metadata_file=path)
+    with metadata_for_read(table, path, snapshot_id), local_file_access(table):
+        yield source
 
 
 CLONE_FS = 0x200  # unshare(2): the calling thread gets its own working directory, root and umask
@@ -281,9 +295,8 @@ def cold_checksums(
 ) -> dict[int, tuple[int, int]]:
     """Per bucket of [start, end): rows and content checksum of the cold table, as of
     `snapshot_id` (default: the current snapshot). Raises ColdTierUnreadable."""
-    source, parameters = cold_source(cold_table, client)
     settings = {"iceberg_snapshot_id": snapshot_id} if snapshot_id is not None else None
-    with local_file_access(cold_table):
+    with cold_read(cold_table, client, snapshot_id) as (source, parameters):
         return _checksums(
             client, source, canonical_row(cold_table), spec,
             {"range_start": start, "range_end": end, **parameters}, settings,
@@ -424,8 +437,7 @@ def _cold_side_of_marks(
         spans = [span for span, mark in marked.values() if mark.schema_id == schema_id]
         wanted = {int(lo.timestamp()) for lo, _ in spans}
         try:
-            source, parameters = cold_source(cold_table, client)
-            with local_file_access(cold_table):
+            with cold_read(cold_table, client) as (source, parameters):
                 rows = _checksums(
                     client, source, canonical_row(cold_table, schema_id=schema_id), spec,
                     {"range_start": min(lo for lo, _ in spans), "range_end": max(hi for _, hi in spans), **parameters},
@@ -531,12 +543,11 @@ def _cold_side(
         start = datetime.fromtimestamp(min(unknown), UTC)
         end = max(hi for lo, hi in ranges.values() if int(lo.timestamp()) in unknown)
     try:
-        source, source_parameters = cold_source(cold_table, client)
-        parameters = {"range_start": start, "range_end": end, **source_parameters}
-        if in_flight is not None:
-            source = render("settled_rows", source=source, time_column=identifier(spec.time_column))
-            parameters |= {"settled": in_flight[0], "open_from": in_flight[1]}
-        with local_file_access(cold_table):
+        with cold_read(cold_table, client) as (source, source_parameters):
+            parameters = {"range_start": start, "range_end": end, **source_parameters}
+            if in_flight is not None:
+                source = render("settled_rows", source=source, time_column=identifier(spec.time_column))
+                parameters |= {"settled": in_flight[0], "open_from": in_flight[1]}
             return {**_checksums(client, source, canonical, spec, parameters), **known}
     except ColdTierUnreadable:
         def count(lo: datetime, hi: datetime) -> int:

@@ -247,7 +247,7 @@ def metadata_facts(table: Table) -> dict:
     manifests = current.manifests(table.io) if current else []
     data_manifests = [m for m in manifests if m.content == ManifestContent.DATA]
     folder = Path(urlparse(table.location()).path) / "metadata"
-    files = list(folder.glob("*")) if folder.exists() else []
+    files = [f for f in folder.glob("*") if f.is_file()] if folder.exists() else []
     return {
         "snapshots": len(table.snapshots()),
         "manifests": len(manifests),

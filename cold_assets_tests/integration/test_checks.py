@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pyarrow as pa
+import pytest
 from dagster import AssetKey
 from pyiceberg.expressions import EqualTo
 
@@ -165,3 +166,69 @@ def test_without_a_readable_cold_tier_counts_come_from_iceberg_and_content_is_a_
     }
     assert results["row_count_parity"].passed
     assert results["content_parity"].passed is False and results["content_parity"].severity == AssetCheckSeverity.WARN
+
+
+class ReadWatchingClient(ServerLikeClient):
+    """The embedded engine, as chDB (cold stays readable), noting at each query the metadata
+    files waiting in the cold table's reads folder: what ClickHouse is given to read."""
+
+    def __init__(self, client, reads_folder):
+        from cold_assets.warm.capabilities import capabilities_of, declare
+
+        super().__init__(client)
+        declare(self, capabilities_of(client))  # the embedded engine's: it reads local files
+        self._folder, self.seen = reads_folder, []
+
+    def query(self, *args, **kwargs):
+        import json
+
+        files = sorted(self._folder.glob("*.metadata.json")) if self._folder.exists() else []
+        self.seen.append([json.loads(f.read_text()) for f in files])
+        return self._client.query(*args, **kwargs)
+
+
+def test_clickhouse_reads_cold_through_a_metadata_file_of_only_the_snapshots_it_reads(settings, warm, cold):
+    """ClickHouse parses the whole metadata.json on every query (every kept snapshot): each
+    read is given a file of the snapshots it reads alone, removed after. Checksums through
+    it equal those through the catalog's own file, also as of an earlier snapshot."""
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    from cold_assets.cold.read_metadata import READS_FOLDER
+    from cold_assets.parity.checksums import (
+        ColdTierUnreadable,
+        _checksums,
+        canonical_row,
+        cold_checksums,
+        cold_source,
+        local_file_access,
+    )
+
+    feed(warm)
+    run_offload(settings, KEYS)
+    bronze = table_by_cold_name("bronze_trades")
+    table = cold.catalog().load_table(bronze.cold_identifier)
+    start, end = bronze.offload_range(hour_of(KEYS[0]))[0], bronze.offload_range(hour_of(KEYS[-1]))[1]
+    before = table.current_snapshot().snapshot_id
+    for victim in table.scan(row_filter=range_filter("exchange_ts", start, end), limit=2).to_arrow()["trade_id"].to_pylist():
+        table.delete(EqualTo("trade_id", victim))  # a snapshot each: three in all
+    assert len(table.snapshots()) == 3
+    current = table.current_snapshot().snapshot_id
+    folder = Path(urlparse(table.location()).path) / READS_FOLDER
+
+    with warm.connect() as client:
+        source, parameters = cold_source(table, client)  # the catalog's own metadata file: every snapshot
+        with local_file_access(table):
+            whole = _checksums(client, source, canonical_row(table), bronze, {"range_start": start, "range_end": end, **parameters})
+        watching = ReadWatchingClient(client, folder)
+        now = cold_checksums(watching, table, bronze, start, end)
+        then = cold_checksums(watching, table, bronze, start, end, snapshot_id=before)
+        with pytest.raises(ColdTierUnreadable):
+            cold_checksums(ServerLikeClient(client), table, bronze, start, end)
+    assert now == whole
+    assert sum(r for r, _ in then.values()) == sum(r for r, _ in now.values()) + 2
+    (read_now,), (read_then,) = watching.seen
+    assert [s["snapshot-id"] for s in read_now["snapshots"]] == [current]
+    assert sorted(s["snapshot-id"] for s in read_then["snapshots"]) == sorted([before, current])
+    assert read_now["current-snapshot-id"] == current and read_now["refs"]["main"]["snapshot-id"] == current
+    assert not list(folder.glob("*")), "a read's metadata file outlived it (or one was written for an unreadable tier)"
