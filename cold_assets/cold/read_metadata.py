@@ -48,20 +48,29 @@ def new_read_path() -> str:
 
 
 @contextmanager
-def metadata_for_read(table: Table, relative_path: str, snapshot_id: int | None = None) -> Iterator[None]:
+def metadata_for_read(table: Table, relative_path: str, snapshot_id: int | None = None) -> Iterator[bool]:
     """Writes, at `relative_path` under the table's location, the metadata of the current
     snapshot (and `snapshot_id`, when the read names an earlier one), for the duration of the
-    read."""
+    read. Yields whether it was written: where it could not be (storage refusing the write),
+    the read goes to the catalog's own file, the same table, only slower to parse; logged."""
     current = table.metadata.current_snapshot_id
     kept = {i for i in (current, snapshot_id) if i is not None}
     if snapshot_id is not None and table.metadata.snapshot_by_id(snapshot_id) is None:
         raise ValueError(f"snapshot {snapshot_id} is not in the metadata of {'.'.join(table.name())}")
     location = f"{table.location().rstrip('/')}/{relative_path}"
-    ToOutputFile.table_metadata(trimmed_to(table.metadata, kept), table.io.new_output(location))
     try:
-        yield
+        try:
+            # overwrite: the name is a fresh uuid, and S3 is spared an existence check
+            ToOutputFile.table_metadata(trimmed_to(table.metadata, kept), table.io.new_output(location), overwrite=True)
+        except OSError as error:
+            log.warning("could not write %s; this read parses the catalog's metadata file instead: %s", location, error)
+            yield False
+            return
+        yield True
     finally:
         try:
             table.io.delete(location)
+        except FileNotFoundError:
+            pass  # never written
         except Exception as error:  # the read's result stands; the file is an orphan for the nightly
             log.warning("could not delete %s (left for remove_orphan_files): %s", location, error)

@@ -231,9 +231,9 @@ def cold_read(table: Table, client: Client, snapshot_id: int | None = None) -> I
     through a metadata file holding only those (cold/read_metadata.py): what ClickHouse parses
     does not grow with the table's kept history. Raises ColdTierUnreadable before writing."""
     path = new_read_path()
-    source = cold_source(table, client, metadata_file=path)
-    with metadata_for_read(table, path, snapshot_id), local_file_access(table):
-        yield source
+    trimmed = cold_source(table, client, metadata_file=path)
+    with metadata_for_read(table, path, snapshot_id) as written, local_file_access(table):
+        yield trimmed if written else cold_source(table, client)
 
 
 CLONE_FS = 0x200  # unshare(2): the calling thread gets its own working directory, root and umask

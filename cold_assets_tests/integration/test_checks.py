@@ -183,7 +183,8 @@ class ReadWatchingClient(ServerLikeClient):
         import json
 
         files = sorted(self._folder.glob("*.metadata.json")) if self._folder.exists() else []
-        self.seen.append([json.loads(f.read_text()) for f in files])
+        given = (kwargs.get("parameters") or {}).get("cold_metadata")  # relative to the table's location
+        self.seen.append([(given, f.relative_to(self._folder.parent.parent).as_posix(), json.loads(f.read_text())) for f in files])
         return self._client.query(*args, **kwargs)
 
 
@@ -219,16 +220,48 @@ def test_clickhouse_reads_cold_through_a_metadata_file_of_only_the_snapshots_it_
     with warm.connect() as client:
         source, parameters = cold_source(table, client)  # the catalog's own metadata file: every snapshot
         with local_file_access(table):
-            whole = _checksums(client, source, canonical_row(table), bronze, {"range_start": start, "range_end": end, **parameters})
+            whole, whole_then = (
+                _checksums(client, source, canonical_row(table), bronze, {"range_start": start, "range_end": end, **parameters}, settings)
+                for settings in (None, {"iceberg_snapshot_id": before})
+            )
         watching = ReadWatchingClient(client, folder)
         now = cold_checksums(watching, table, bronze, start, end)
         then = cold_checksums(watching, table, bronze, start, end, snapshot_id=before)
         with pytest.raises(ColdTierUnreadable):
             cold_checksums(ServerLikeClient(client), table, bronze, start, end)
-    assert now == whole
+    assert now == whole and then == whole_then
     assert sum(r for r, _ in then.values()) == sum(r for r, _ in now.values()) + 2
-    (read_now,), (read_then,) = watching.seen
+    (given_now, path_now, read_now), (given_then, path_then, read_then) = (only for only, in watching.seen)
+    assert (given_now, given_then) == (path_now, path_then)  # ClickHouse was given the file seen, not the catalog's
     assert [s["snapshot-id"] for s in read_now["snapshots"]] == [current]
     assert sorted(s["snapshot-id"] for s in read_then["snapshots"]) == sorted([before, current])
     assert read_now["current-snapshot-id"] == current and read_now["refs"]["main"]["snapshot-id"] == current
-    assert not list(folder.glob("*")), "a read's metadata file outlived it (or one was written for an unreadable tier)"
+    assert not list(folder.glob("*")), "a read's metadata file outlived it"
+
+
+def test_where_a_reads_metadata_file_cannot_be_written_clickhouse_reads_the_catalogs_and_says_so(settings, warm, cold, caplog):
+    """Storage refusing the read's own metadata file (here a plain file where its folder goes)
+    costs speed, not the read: the catalog's file is read instead, and a warning says why."""
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    from cold_assets.cold.read_metadata import READS_FOLDER
+    from cold_assets.parity.checksums import _checksums, canonical_row, cold_checksums, cold_source, local_file_access
+
+    feed(warm)
+    run_offload(settings, KEYS)
+    silver = table_by_cold_name("silver_trades")
+    table = cold.catalog().load_table(silver.cold_identifier)
+    start, end = silver.offload_range(hour_of(KEYS[0]))[0], silver.offload_range(hour_of(KEYS[-1]))[1]
+    blocker = Path(urlparse(table.location()).path) / READS_FOLDER
+    blocker.rmdir()  # the run's checks left it empty
+    blocker.write_text("not a folder")
+    with warm.connect() as client:
+        source, parameters = cold_source(table, client)
+        with local_file_access(table):
+            whole = _checksums(client, source, canonical_row(table), silver, {"range_start": start, "range_end": end, **parameters})
+        with caplog.at_level("WARNING", logger="cold_assets.cold.read_metadata"):
+            read = cold_checksums(client, table, silver, start, end)
+    assert read == whole and sum(rows for rows, _ in read.values()) > 0
+    assert any("parses the catalog's metadata file instead" in r.getMessage() for r in caplog.records)
+    assert blocker.read_text() == "not a folder"

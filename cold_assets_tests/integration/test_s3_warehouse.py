@@ -60,10 +60,14 @@ def test_offload_checks_and_the_federated_view_on_an_s3_warehouse(settings, warm
     assert len(checks) == 20 and all(checks.values())
     hours = [hour_of(k) for k in KEYS]
     assert_tiers_equal(warm, cold, hours)
-    objects = boto3.client(
+    s3 = boto3.client(
         "s3", endpoint_url=s3_emulator, aws_access_key_id="emulator", aws_secret_access_key="emulator-secret", region_name="us-east-1"
-    ).list_objects_v2(Bucket=BUCKET, Prefix="warehouse/cold/bronze_trades/data/")
-    assert objects["KeyCount"] > 0
+    )
+    assert s3.list_objects_v2(Bucket=BUCKET, Prefix="warehouse/cold/bronze_trades/data/")["KeyCount"] > 0
+    # Each check's read had a metadata file of its own (cold/read_metadata.py), deleted after it
+    # (pyarrow's S3 delete leaves the folder's empty marker object).
+    reads = s3.list_objects_v2(Bucket=BUCKET, Prefix="warehouse/cold/bronze_trades/metadata/cold-assets-reads/")
+    assert [o["Key"].rsplit("/", 1)[1] for o in reads.get("Contents", [])] in ([], [""])
 
     with warm.connect() as client:
         end = hours[-1] + timedelta(hours=1)
