@@ -28,8 +28,9 @@ tick of each phase run under cProfile, and the bench prints their parts (the war
 opens and queries, event-log reads and writes, parity, cold planning, commits). The sensors
 tick every fourth tick, their cursors carried. At the end of each phase: the embedded warm
 tier's parts (active and outdated) per table, the snapshots and manifests per table, scrapes
-of the metrics exporter (metrics_scrape, issue 26), and a person's materialization of one
-hour from the webserver (webserver_materialization).
+of the metrics exporter (metrics_scrape, issue 26), one cold read by ClickHouse given its own
+metadata file and the catalog's (cold_read_ms), and a person's materialization of one hour
+from the webserver (webserver_materialization).
 
 `--dagster-postgres` keeps the instance on PostgreSQL; `--profile-dir` keeps the profiled
 ticks' and sensors' stats.
@@ -279,7 +280,10 @@ def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgre
     def phase_state(phase: str) -> dict:
         """Warm's parts and cold's shape at the end of a phase, and a person's materialization
         from the webserver of an hour with a tick's late trades."""
-        state = {"warm_parts": _warm_parts(settings), "cold": _cold_shape(settings), "metrics_scrape": metrics_scrape(settings, instance)}
+        state = {
+            "warm_parts": _warm_parts(settings), "cold": _cold_shape(settings), "metrics_scrape": metrics_scrape(settings, instance),
+            "cold_read": cold_read_ms(settings, launched_hour - timedelta(hours=1)),
+        }
         late_trades(launched_hour)
         return state | {"webserver_materialization": webserver_materialization(settings, instance, launched_hour, phase)}
 
@@ -333,6 +337,46 @@ def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgre
         "day_one": day_one | day_one_state,
         "after_month": month | month_state,
     }))
+
+
+def cold_read_ms(settings: Settings, hour: datetime, reads: int = 9) -> dict:
+    """One ClickHouse count of a cold table's hour (silver_trades), given the read's own
+    metadata file of one snapshot (parity.checksums.cold_read), against the catalog's whole
+    metadata file (parity.checksums.cold_source): medians of `reads` each, alternated in the
+    same minute, so that a busy host slows both alike."""
+    from cold_assets.parity.checksums import cold_read, cold_source, local_file_access
+    from cold_assets.tables import table_by_cold_name
+
+    spec = table_by_cold_name("silver_trades")
+    table = IcebergResource.from_settings(settings).catalog().load_table(spec.cold_identifier)
+    bounds = {"range_start": hour, "range_end": hour + timedelta(hours=1)}
+
+    def count(client: "Client", source: str, parameters: dict) -> int:
+        sql = (
+            f"SELECT count() FROM {source} WHERE {spec.time_column} >= {{range_start:DateTime64(6, 'UTC')}} "
+            f"AND {spec.time_column} < {{range_end:DateTime64(6, 'UTC')}}"
+        )
+        return int(client.query(sql, parameters={**bounds, **parameters}).result_rows[0][0])
+
+    own, whole, counted = [], [], set()
+    with ClickHouseResource.from_settings(settings).connect() as client:
+        for _ in range(reads):
+            started = time.perf_counter()
+            with cold_read(table, client) as (source, parameters):
+                counted.add(count(client, source, parameters))
+            own.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            source, parameters = cold_source(table, client)
+            with local_file_access(table):
+                counted.add(count(client, source, parameters))
+            whole.append(time.perf_counter() - started)
+    if len(counted) != 1:
+        raise RuntimeError(f"bench steady: the two reads of cold silver's hour {hour:%Y-%m-%d %H:00} differ: {sorted(counted)}")
+    return {
+        "own_metadata_file_ms": round(statistics.median(own) * 1000, 1),
+        "catalog_metadata_file_ms": round(statistics.median(whole) * 1000, 1),
+        "rows": counted.pop(),
+    }
 
 
 def metrics_scrape(settings: Settings, instance: "DagsterInstance", readings: int = 5) -> dict:

@@ -281,7 +281,7 @@ def test_the_embedded_tiers_outdated_parts_stay_bounded_across_short_lived_proce
 
     import cold_assets.warm.ddl as ddl
 
-    monkeypatch.setitem(ddl.EMBEDDED_PART_CLEANUP, "old_parts_lifetime", 1)
+    monkeypatch.setitem(ddl.EMBEDDED_MERGE_TREE, "old_parts_lifetime", 1)
     with warm.connect() as client:
         apply_warm_ddl(client, WarmLimits.from_settings(settings))
 
@@ -295,3 +295,36 @@ def test_the_embedded_tiers_outdated_parts_stay_bounded_across_short_lived_proce
     # One process's merges leave at most two outdated parts per table (the part before its
     # insert, and its insert's): a process may find those of the one before it, never more.
     assert max(seen) <= 2 * tables, (seen, tables)
+
+
+def test_the_embedded_tier_merges_no_more_than_a_process_of_seconds_can_finish(warm, settings, monkeypatch):
+    """Silver and gold are partitioned by month. Once the month held weeks, every process
+    opening the embedded tier started merging most of it, a merge none lived to finish,
+    cancelled at close and started again by the next: CPU burnt beside every tick (issue 24).
+    Merges are capped (EMBEDDED_MERGE_TREE; 64 MiB, here a few of this test's inserts): asked
+    to merge again and again, ClickHouse leaves the month in parts, none past the cap."""
+    import cold_assets.warm.ddl as ddl
+
+    def silver_parts(client) -> list[int]:
+        query = "SELECT bytes_on_disk FROM system.parts WHERE database = currentDatabase() AND table = 'silver_trades' AND active"
+        return [int(b) for (b,) in client.query(query).result_rows]
+
+    def insert(client, batch: int) -> None:
+        rows = [["binance", "BTCUSDT", str(8_000_000 + 2_000 * batch + i), "91000.00000000", "0.01000000", "false",
+                 H + timedelta(hours=batch, seconds=i), H + timedelta(hours=batch, seconds=i), "{}"] for i in range(2_000)]
+        client.insert("trades_raw", rows, column_names=RAW_COLUMNS)
+
+    with warm.connect() as client:
+        apply_warm_ddl(client, WarmLimits.from_settings(settings))
+        insert(client, 0)
+        (one,) = silver_parts(client)
+        cap = int(2.5 * one)  # two of an insert's parts fit, three do not
+        monkeypatch.setitem(ddl.EMBEDDED_MERGE_TREE, "max_bytes_to_merge_at_max_space_in_pool", cap)
+        apply_warm_ddl(client, WarmLimits.from_settings(settings))  # as `cold-assets init` again, on an existing tier
+        for batch in range(1, 8):  # eight parts of one month in all
+            insert(client, batch)
+        for _ in range(6):
+            client.command("OPTIMIZE TABLE silver_trades")
+        merged = silver_parts(client)
+    assert len(merged) < 8, "no merge ran at all"
+    assert len(merged) >= 3 and max(merged) <= cap, (one, merged, cap)
