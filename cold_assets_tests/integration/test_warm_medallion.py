@@ -316,6 +316,10 @@ def test_the_embedded_tier_merges_no_more_than_a_process_of_seconds_can_finish(w
 
     with warm.connect() as client:
         apply_warm_ddl(client, WarmLimits.from_settings(settings))
+        tables = client.query(
+            "SELECT name, create_table_query FROM system.tables WHERE database = currentDatabase() AND engine LIKE '%MergeTree'"
+        ).result_rows
+        assert tables and all("max_bytes_to_merge_at_max_space_in_pool = 67108864" in ddl_text for _, ddl_text in tables), tables
         insert(client, 0)
         (one,) = silver_parts(client)
         cap = int(2.5 * one)  # two of an insert's parts fit, three do not
