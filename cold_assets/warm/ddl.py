@@ -35,8 +35,8 @@ _CREATED_TTL = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)\b.*?\bTTL toDateTim
 # Merges are capped at 64 MiB of source parts (150 GiB by default): silver and gold are
 # partitioned by month, and once the month held a few weeks every process opening the tier
 # started merging most of it, a merge no process of seconds lives to finish, cancelled when it
-# closed and started again by the next (a throwaway month of 14 million rows: 1.8 CPU seconds
-# a 1.6 s process, 0.2 s with the cap). The month then stays in parts of up to 64 MiB.
+# closed and started again by the next: CPU spent for nothing beside every tick (figures in
+# the CHANGELOG). The month then stays in parts of up to 64 MiB.
 # A server is left as it is.
 EMBEDDED_MERGE_TREE = {
     "old_parts_lifetime": 60,
