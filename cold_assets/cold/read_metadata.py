@@ -59,18 +59,25 @@ def metadata_for_read(table: Table, relative_path: str, snapshot_id: int | None 
         raise ValueError(f"snapshot {snapshot_id} is not in the metadata of {'.'.join(table.name())}")
     location = f"{table.location().rstrip('/')}/{relative_path}"
     try:
-        try:
-            # overwrite: the name is a fresh uuid, and S3 is spared an existence check
-            ToOutputFile.table_metadata(trimmed_to(table.metadata, kept), table.io.new_output(location), overwrite=True)
-        except OSError as error:
-            log.warning("could not write %s; this read parses the catalog's metadata file instead: %s", location, error)
-            yield False
-            return
-        yield True
-    finally:
-        try:
-            table.io.delete(location)
-        except FileNotFoundError:
-            pass  # never written
-        except Exception as error:  # the read's result stands; the file is an orphan for the nightly
-            log.warning("could not delete %s (left for remove_orphan_files): %s", location, error)
+        yield _written(trimmed_to(table.metadata, kept), table, location)
+    finally:  # also after a write that failed part way
+        _delete(table, location)
+
+
+def _written(metadata: TableMetadata, table: Table, location: str) -> bool:
+    try:
+        # overwrite: the name is a fresh uuid, and S3 is spared an existence check
+        ToOutputFile.table_metadata(metadata, table.io.new_output(location), overwrite=True)
+    except OSError as error:
+        log.warning("could not write %s; this read parses the catalog's metadata file instead: %s", location, error)
+        return False
+    return True
+
+
+def _delete(table: Table, location: str) -> None:
+    try:
+        table.io.delete(location)
+    except FileNotFoundError:
+        pass  # never written
+    except Exception as error:  # the read's result stands; the file is an orphan for the nightly
+        log.warning("could not delete %s (left for remove_orphan_files): %s", location, error)

@@ -168,16 +168,16 @@ def test_without_a_readable_cold_tier_counts_come_from_iceberg_and_content_is_a_
     assert results["content_parity"].passed is False and results["content_parity"].severity == AssetCheckSeverity.WARN
 
 
-class ReadWatchingClient(ServerLikeClient):
-    """The embedded engine, as chDB (cold stays readable), noting at each query the metadata
-    files waiting in the cold table's reads folder: what ClickHouse is given to read."""
+class ReadWatchingClient:
+    """The embedded engine's client (chDB: cold stays readable), forwarded to, noting at each
+    query the metadata files waiting in the cold table's reads folder: what ClickHouse is given
+    to read."""
 
     def __init__(self, client, reads_folder):
         from cold_assets.warm.capabilities import capabilities_of, declare
 
-        super().__init__(client)
+        self._client, self._folder, self.seen = client, reads_folder, []
         declare(self, capabilities_of(client))  # the embedded engine's: it reads local files
-        self._folder, self.seen = reads_folder, []
 
     def query(self, *args, **kwargs):
         import json
