@@ -2,7 +2,7 @@
 -- window start. $table is a gold table, $interval its window. Only windows that lie wholly
 -- inside [range_start, range_end) are compared: a window cut by the range would compare a
 -- whole bar with part of its trades. $key_filter restricts silver's FINAL to the range's
--- sorting-key ranges (warm/read.py's final_key_filter), or is empty.
+-- FinalScope: key ranges and their partitions (warm/read.py's final_key_filter), or is empty.
 SELECT toUnixTimestamp(toStartOfHour(window_start, 'UTC')) AS bucket, count() AS windows_differing
 FROM
 (

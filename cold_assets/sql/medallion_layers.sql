@@ -1,6 +1,6 @@
 -- The warm medallion's own consistency per hour of exchange time: every raw message is
 -- either a bronze trade or a reject, and silver (deduplicated) never has more than bronze.
--- $key_filter restricts silver's FINAL to the range's sorting-key ranges (warm/read.py's
+-- $key_filter restricts silver's FINAL to the range's FinalScope (warm/read.py's
 -- final_key_filter, sql/final_key_ranges.sql), or is empty.
 SELECT
     toUnixTimestamp(toStartOfHour(exchange_ts, 'UTC')) AS bucket,

@@ -7,10 +7,16 @@
 -- bounds are bound parameters ({range_start:DateTime64(6, 'UTC')}, ...), or literals in a
 -- view's DDL, where parameters cannot be bound (warm_read.time_bound). $row_hash is empty, or
 -- each row's content hash as one more column (replace layers: the fingerprint of what is read).
--- $key_filter is empty, or, with FINAL, the sorting-key ranges that hold the range's rows
--- (sql/final_key_ranges.sql): the primary index then prunes what FINAL merges.
+-- $key_prewhere is empty, or, with FINAL, a PREWHERE on the sorting-key ranges that hold the
+-- range's rows and the partitions that hold those (warm/read.py's FinalScope): the primary
+-- index and the partitions prune what FINAL merges, and the granules the index cannot rule
+-- out (where one instrument's ids end in each part) are dropped before the merge by reading
+-- their key columns alone. A PREWHERE on key columns is exact before FINAL: all versions of a
+-- row share its key. $key_filter is empty, or a view's literal form of that pruning
+-- (sql/final_key_blocks.sql).
 SELECT $columns$row_hash
 FROM $table $final
+$key_prewhere
 WHERE $time_column >= $range_start
   AND $time_column <  $range_end
   AND ingested_at  >  $after

@@ -17,7 +17,7 @@
 -- (two losses at once) would pass it. A window not proven is named by the restore
 -- (restore_partial_bars.sql) and left as it is. Windows over hours of silver a reprocess
 -- replaced are not judged: cold silver holds another logic's trades there. $key_filter
--- restricts silver's FINAL to the range's sorting-key ranges (warm/read.py's
+-- restricts silver's FINAL to the range's FinalScope (warm/read.py's
 -- final_key_filter), or is empty.
 INSERT INTO $windows (exchange, symbol, window_start, mergeable, warm_trades, cold_trades, silver_trades)
 SELECT

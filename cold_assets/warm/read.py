@@ -160,9 +160,18 @@ class KeyRange:
     high: int
 
 
-def final_key_ranges(client: Client, table: MirroredTable, range_start: datetime, range_end: datetime) -> list[KeyRange] | None:
-    """The sorting-key ranges holding every row of `table` in [range_start, range_end), for a
-    table read FINAL (sql/final_key_ranges.sql says why that is exact); None where the table is
+@dataclass(frozen=True)
+class FinalScope:
+    """Where a FINAL read of one window's rows has to look: the sorting-key ranges of the
+    window's rows (sql/final_key_ranges.sql), and the partitions holding any row in those
+    ranges (sql/final_key_partitions.sql). Both say why the rows read are the same."""
+
+    ranges: list[KeyRange]
+    partitions: list[str]
+
+
+def final_scope(client: Client, table: MirroredTable, range_start: datetime, range_end: datetime) -> FinalScope | None:
+    """The FinalScope of `table`'s rows in [range_start, range_end); None where the table is
     not read FINAL or has more than MAX_PRUNED_KEY_GROUPS groups in the range."""
     key = table.final_key
     if key is None:
@@ -177,11 +186,16 @@ def final_key_ranges(client: Client, table: MirroredTable, range_start: datetime
     rows = client.query(sql, parameters={"range_start": range_start, "range_end": range_end}).result_rows
     if len(rows) > MAX_PRUNED_KEY_GROUPS:
         return None
-    return [KeyRange(tuple(str(v) for v in row[:-2]), int(row[-2]), int(row[-1])) for row in rows]
+    ranges = [KeyRange(tuple(str(v) for v in row[:-2]), int(row[-2]), int(row[-1])) for row in rows]
+    if not ranges:
+        return FinalScope([], [])
+    condition, parameters = _key_ranges_condition(key, ranges)
+    found = client.query(render("final_key_partitions", table=identifier(table.warm), key_ranges=condition), parameters=parameters)
+    return FinalScope(ranges, sorted(str(row[0]) for row in found.result_rows))
 
 
-def _key_filter(key: FinalKey, ranges: Sequence[KeyRange]) -> tuple[str, dict]:
-    """`AND (...)`: rows inside one of `ranges` (none: no row), with every value bound."""
+def _key_ranges_condition(key: FinalKey, ranges: Sequence[KeyRange]) -> tuple[str, dict]:
+    """`(...)`: rows inside one of `ranges` (none: no row), with every value bound."""
     terms: list[str] = []
     parameters: dict[str, object] = {}
     for i, r in enumerate(ranges):
@@ -193,17 +207,26 @@ def _key_filter(key: FinalKey, ranges: Sequence[KeyRange]) -> tuple[str, dict]:
         parts.append(f"{identifier(key.id)} BETWEEN {{key_{i}_low:{id_type}}} AND {{key_{i}_high:{id_type}}}")
         parameters |= {f"key_{i}_low": r.low, f"key_{i}_high": r.high}
         terms.append("(" + " AND ".join(parts) + ")")
-    return "AND (" + (" OR ".join(terms) or "0") + ")", parameters
+    return "(" + (" OR ".join(terms) or "0") + ")", parameters
+
+
+def _scope_condition(key: FinalKey, scope: FinalScope) -> tuple[str, dict]:
+    """Rows of `scope`'s partitions inside one of its key ranges, every value bound."""
+    condition, parameters = _key_ranges_condition(key, scope.ranges)
+    if not scope.ranges:
+        return condition, parameters
+    return f"_partition_id IN {{final_partitions:Array(String)}} AND {condition}", parameters | {"final_partitions": scope.partitions}
 
 
 def final_key_filter(client: Client, table: MirroredTable, range_start: datetime, range_end: datetime) -> tuple[str, dict]:
     """For a query of its own that reads `table` FINAL over [range_start, range_end) (the
-    audit's): the `AND (...)` that restricts that read to the range's key ranges, and its
+    audit's): the `AND ...` that restricts that read to the range's FinalScope, and its
     parameters; empty where the table is not read FINAL or the range is not pruned."""
-    ranges = final_key_ranges(client, table, range_start, range_end)
-    if table.final_key is None or ranges is None:
+    scope = final_scope(client, table, range_start, range_end)
+    if table.final_key is None or scope is None:
         return "", {}
-    return _key_filter(table.final_key, ranges)
+    condition, parameters = _scope_condition(table.final_key, scope)
+    return f"AND {condition}", parameters
 
 
 def read_query(
@@ -217,7 +240,7 @@ def read_query(
     row_hash: str = "",
     by_range: bool = False,
     deduplicated: bool = True,
-    key_ranges: Sequence[KeyRange] | None = None,
+    scope: FinalScope | None = None,
 ) -> WarmQuery:
     """The rows of `table` whose event time is in [range_start, range_end), ingested in
     (after, until]. `literal` inlines the bounds (for DDL) instead of binding them.
@@ -226,9 +249,9 @@ def read_query(
     first (a read of several hours at once: each hour's rows arrive together).
     `deduplicated=False` leaves out silver's FINAL: an upper bound of its rows, for sizing
     reads only. FINAL cannot push the time filter below the merge (exchange_ts is not in the
-    sort key), so alone it merges the whole month's partition; `key_ranges` (final_key_ranges)
-    restricts it to the sorting-key ranges of the range's rows, which the primary index prunes
-    to. `warm_read_query` reads those ranges first. A literal read (a view's, which cannot bind
+    sort key), so alone it merges every part warm keeps; `scope` (final_scope) restricts it to
+    the sorting-key ranges of the range's rows, which the primary index prunes to, in the
+    partitions that hold them. `warm_read_query` reads that scope first. A literal read (a view's, which cannot bind
     them) is pruned by a subquery of its own instead (sql/final_key_blocks.sql)."""
     hash_select = f", cityHash64({row_hash}) AS {ROW_HASH}" if row_hash else ""
     values = {"range_start": range_start, "range_end": range_end}
@@ -247,11 +270,12 @@ def read_query(
     if not columns:
         raise ValueError(f"reading {table.warm} needs its column list")
     final_key = table.final_key if deduplicated else None  # read FINAL by this key
-    key_filter = ""
-    if key_ranges is not None and final_key is not None:
+    key_prewhere = key_filter = ""
+    if scope is not None and final_key is not None:
         if literal:
-            raise ValueError("key ranges are bound parameters: a literal query (a view's DDL) cannot prune to them")
-        key_filter, key_parameters = _key_filter(final_key, key_ranges)
+            raise ValueError("a FinalScope is bound parameters: a literal query (a view's DDL) cannot prune to it")
+        condition, key_parameters = _scope_condition(final_key, scope)
+        key_prewhere = f"PREWHERE {condition}"
         parameters = parameters | key_parameters
     elif literal and final_key is not None:
         key_filter = render(
@@ -272,6 +296,7 @@ def read_query(
         final="FINAL" if final_key is not None else "",
         time_column=identifier(table.time_column),
         order_by=", ".join(order),
+        key_prewhere=key_prewhere,
         key_filter=key_filter,
         **bounds,
     )
@@ -290,11 +315,11 @@ def warm_read_query(
     by_range: bool = False,
 ) -> WarmQuery:
     """`read_query` for a read about to run on `client`: a table read FINAL is first asked for
-    the key ranges of [range_start, range_end) (one small query), so that its FINAL merges those
-    granules only, not the month's partition (about 8 x faster on a day of the demo's silver)."""
-    ranges = final_key_ranges(client, table, range_start, range_end)
+    the FinalScope of [range_start, range_end) (two small queries), so that its FINAL merges
+    those granules of those partitions only, not every part warm keeps."""
+    scope = final_scope(client, table, range_start, range_end)
     return read_query(
-        table, columns, range_start, range_end, after=after, until=until, row_hash=row_hash, by_range=by_range, key_ranges=ranges
+        table, columns, range_start, range_end, after=after, until=until, row_hash=row_hash, by_range=by_range, scope=scope
     )
 
 

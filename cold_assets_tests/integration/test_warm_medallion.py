@@ -178,14 +178,16 @@ def test_a_message_that_cannot_be_typed_is_a_reject_and_the_rest_of_its_insert_r
 
 def test_a_final_read_pruned_to_its_key_ranges_returns_what_the_whole_final_returns(warm, monkeypatch):
     """Silver is read FINAL; warm_read_query first narrows that FINAL to each instrument's
-    trade-id range in the window. Redeliveries that FINAL must resolve sit in their own parts
-    (never merged): a later version with another price, and one whose exchange time moved to
-    the next hour. Each hour, a two-hour window and an empty hour read the same rows, pruned
-    or not; so does a view's read, whose literal bounds cannot bind key ranges."""
+    trade-id range in the window, in the partitions holding those ranges. Redeliveries that
+    FINAL must resolve sit in their own parts (never merged): a later version with another
+    price, one whose exchange time moved to the next hour, and one whose exchange time moved
+    into another month (another partition). Each hour, a two-hour window and an empty hour read
+    the same rows, pruned or not; so does a view's read, whose literal bounds cannot bind key
+    ranges."""
     from cold_assets.tables import table_by_cold_name
     from cold_assets.tools.simulate import FeedConfig, simulate
     from cold_assets.warm import read
-    from cold_assets.warm.read import FAR_FUTURE, final_key_ranges, read_columns, read_query, warm_read_query
+    from cold_assets.warm.read import FAR_FUTURE, FinalScope, final_scope, read_columns, read_query, warm_read_query
 
     silver = table_by_cold_name("silver_trades")
     with warm.connect() as client:
@@ -194,6 +196,10 @@ def test_a_final_read_pruned_to_its_key_ranges_returns_what_the_whole_final_retu
         (first,) = client.query(
             "SELECT trade_id, exchange_ts FROM silver_trades WHERE exchange = 'binance' AND exchange_symbol = 'BTCUSDT' "
             "ORDER BY trade_id LIMIT 1"
+        ).result_rows
+        (second,) = client.query(
+            "SELECT trade_id FROM silver_trades WHERE exchange = 'binance' AND exchange_symbol = 'BTCUSDT' "
+            "ORDER BY trade_id LIMIT 1 OFFSET 1"
         ).result_rows
         (last_of_hour,) = client.query(
             "SELECT trade_id FROM silver_trades WHERE exchange = 'kraken' AND exchange_ts < {h:DateTime64(6, 'UTC')} "
@@ -214,12 +220,19 @@ def test_a_final_read_pruned_to_its_key_ranges_returns_what_the_whole_final_retu
             "FROM silver_trades WHERE exchange = 'kraken' AND trade_id = {t:UInt64}",
             parameters={"t": last_of_hour[0]},
         )
+        # A later version of the second binance trade whose exchange time moved 40 days on, into
+        # another month's partition: FINAL still merges it with the first version.
+        client.command(
+            f"INSERT INTO silver_trades ({names}) SELECT {names.replace('exchange_ts', 'exchange_ts + INTERVAL 40 DAY', 1)} "
+            "FROM silver_trades WHERE exchange = 'binance' AND exchange_symbol = 'BTCUSDT' AND trade_id = {t:UInt64}",
+            parameters={"t": second[0]},
+        )
         windows = [(H, H + timedelta(hours=1)), (H + timedelta(hours=1), H + timedelta(hours=2)), (H, H + timedelta(hours=2)),
                    (H + timedelta(hours=5), H + timedelta(hours=6)), (H + timedelta(hours=1), FAR_FUTURE)]
         for lo, hi in windows:
             whole = read_query(silver, columns, lo, hi)
             pruned = warm_read_query(client, silver, columns, lo, hi)
-            assert "BETWEEN" in pruned.sql or lo == H + timedelta(hours=5)
+            assert "PREWHERE _partition_id IN" in pruned.sql or lo == H + timedelta(hours=5)  # (an empty hour: PREWHERE (0))
             expected = client.query_arrow(whole.sql, parameters=whole.parameters)
             got = client.query_arrow(pruned.sql, parameters=pruned.parameters)
             assert got.equals(expected), (lo, hi)
@@ -239,9 +252,15 @@ def test_a_final_read_pruned_to_its_key_ranges_returns_what_the_whole_final_retu
             return [t for e, t in zip(rows["exchange"].to_pylist(), rows["trade_id"].to_pylist(), strict=True) if e == "kraken"]
 
         assert last_of_hour[0] not in kraken_ids(H) and last_of_hour[0] in kraken_ids(H + timedelta(hours=1))
-        ranges = final_key_ranges(client, silver, H, H + timedelta(hours=1))
-        assert ranges and {r.groups[0] for r in ranges} == {"binance", "kraken"}
-        assert final_key_ranges(client, silver, H + timedelta(hours=5), H + timedelta(hours=6)) == []
+        scope = final_scope(client, silver, H, H + timedelta(hours=1))
+        assert scope and {r.groups[0] for r in scope.ranges} == {"binance", "kraken"}
+        # The first hour holds a version of the trade moved into the next month: both partitions.
+        # The second hour's keys are in its own month's partition only, which FINAL then opens alone.
+        month, later_month = f"{H:%Y%m}", f"{H + timedelta(days=40):%Y%m}"
+        assert scope.partitions == sorted([month, later_month])
+        second_hour = final_scope(client, silver, H + timedelta(hours=1), H + timedelta(hours=2))
+        assert second_hour is not None and second_hour.partitions == [month]
+        assert final_scope(client, silver, H + timedelta(hours=5), H + timedelta(hours=6)) == FinalScope([], [])
         client.command("SYSTEM START MERGES silver_trades")
 
 
