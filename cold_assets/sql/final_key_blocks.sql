@@ -5,7 +5,7 @@
 -- its key, so FINAL still sees every version of every row it returns, while the primary
 -- index reads only those blocks' granules instead of the whole month's partition. The set
 -- stays small: one entry per group and block, not per row.
-AND ($groups, intDiv($id, $block)) IN (
+($groups, intDiv($id, $block)) IN (
     SELECT DISTINCT $groups, intDiv($id, $block)
     FROM $table
     WHERE $time_column >= $range_start

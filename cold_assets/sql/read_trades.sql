@@ -8,12 +8,12 @@
 -- view's DDL, where parameters cannot be bound (warm_read.time_bound). $row_hash is empty, or
 -- each row's content hash as one more column (replace layers: the fingerprint of what is read).
 -- $key_prewhere is empty, or, with FINAL, a PREWHERE on the sorting-key ranges that hold the
--- range's rows and the partitions that hold those (warm/read.py's FinalScope): the primary
--- index and the partitions prune what FINAL merges, and the granules the index cannot rule
--- out (where one instrument's ids end in each part) are dropped before the merge by reading
--- their key columns alone. A PREWHERE on key columns is exact before FINAL: all versions of a
--- row share its key. $key_filter is empty, or a view's literal form of that pruning
--- (sql/final_key_blocks.sql).
+-- range's rows and the partitions that hold those (warm/read.py's FinalScope), or in a view's
+-- DDL, whose bounds are literals, on the key blocks of a subquery (sql/final_key_blocks.sql):
+-- the primary index and the partitions prune what FINAL merges, and the granules the index
+-- cannot rule out (where one instrument's ids end, in each part) are dropped before the merge
+-- by reading their key columns alone. A PREWHERE on key columns is exact before FINAL: all
+-- versions of a row share its key.
 SELECT $columns$row_hash
 FROM $table $final
 $key_prewhere
@@ -21,5 +21,4 @@ WHERE $time_column >= $range_start
   AND $time_column <  $range_end
   AND ingested_at  >  $after
   AND ingested_at  <= $until
-  $key_filter
 ORDER BY $order_by

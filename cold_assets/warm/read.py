@@ -270,7 +270,7 @@ def read_query(
     if not columns:
         raise ValueError(f"reading {table.warm} needs its column list")
     final_key = table.final_key if deduplicated else None  # read FINAL by this key
-    key_prewhere = key_filter = ""
+    key_prewhere = ""
     if scope is not None and final_key is not None:
         if literal:
             raise ValueError("a FinalScope is bound parameters: a literal query (a view's DDL) cannot prune to it")
@@ -278,7 +278,7 @@ def read_query(
         key_prewhere = f"PREWHERE {condition}"
         parameters = parameters | key_parameters
     elif literal and final_key is not None:
-        key_filter = render(
+        key_prewhere = "PREWHERE " + render(
             "final_key_blocks",
             groups=", ".join(identifier(c) for c in final_key.groups),
             id=identifier(final_key.id),
@@ -297,7 +297,6 @@ def read_query(
         time_column=identifier(table.time_column),
         order_by=", ".join(order),
         key_prewhere=key_prewhere,
-        key_filter=key_filter,
         **bounds,
     )
     return WarmQuery(sql, parameters)
