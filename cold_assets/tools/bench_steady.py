@@ -37,12 +37,15 @@ ticks' and sensors' stats.
 """
 
 import cProfile
+import gc
 import json
 import os
 import pstats
 import shutil
 import statistics
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -93,6 +96,27 @@ def tick_parts(profile: cProfile.Profile) -> dict[str, float]:
             if function == wanted and where in filename:
                 parts[name] += cumulative
     return {name: round(seconds, 3) for name, seconds in parts.items()}
+
+
+@contextmanager
+def garbage_collections() -> Iterator[list[float]]:
+    """While open, the seconds each of Python's cyclic garbage collections took (gc.callbacks):
+    a pause that lands in whatever code allocates, and grows with the objects the process holds
+    (the bench's child holds a month of runs; a run worker, only its own)."""
+    took: list[float] = []
+    started: list[float] = []
+
+    def note(phase: str, info: dict) -> None:
+        if phase == "start":
+            started.append(time.perf_counter())
+        elif started:
+            took.append(time.perf_counter() - started.pop())
+
+    gc.callbacks.append(note)
+    try:
+        yield took
+    finally:
+        gc.callbacks.remove(note)
 
 
 def _late_trades(client: "Client", hour: datetime, first_trade_id: int, count: int = LATE_TRADES_PER_TICK,
@@ -215,26 +239,28 @@ def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgre
             _late_trades(client, hour, next_trade_id, settle_lag_seconds=settings.settle_lag_seconds)
         next_trade_id += LATE_TRADES_PER_TICK
 
-    def tick(at: datetime, profiled: str | None) -> tuple[float, float, dict[str, float] | None]:
+    def tick(at: datetime, profiled: str | None) -> tuple[float, float, float, dict[str, float] | None]:
         """One schedule tick at `at`: late trades into its current hour, then its run; under
         cProfile if `profiled` names it (kept in profile_dir as <name>.pstats, if given). Its
-        wall seconds, and the CPU seconds of this process meanwhile (every thread's: chDB runs
-        in it), which a busy shared host inflates less than wall time."""
+        wall seconds, the CPU seconds of this process meanwhile (every thread's: chDB runs in
+        it), which a busy shared host inflates less than wall time, and the seconds Python's
+        garbage collector paused it."""
         late_trades(at.replace(minute=0, second=0, microsecond=0))
         context = build_schedule_context(instance=instance, scheduled_execution_time=at, repository_def=defs.get_repository_def())
         (request,) = schedule.evaluate_tick(context).run_requests or []
         profile = cProfile.Profile() if profiled else None
         run = partial(job.execute_in_process, instance=instance, tags=dict(request.tags or {}), run_config=quiet, raise_on_error=False)
-        started, cpu_started = time.perf_counter(), time.process_time()
-        result = profile.runcall(run) if profile else run()
-        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        with garbage_collections() as collections:
+            started, cpu_started = time.perf_counter(), time.process_time()
+            result = profile.runcall(run) if profile else run()
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         if not result.success:
             raise RuntimeError(f"bench steady: the tick at {at.isoformat()} failed")
         if profile is None:
-            return seconds, cpu, None
+            return seconds, cpu, sum(collections), None
         if profile_dir:
             profile.dump_stats(str(Path(profile_dir) / f"{profiled}.pstats"))
-        return seconds, cpu, tick_parts(profile)
+        return seconds, cpu, sum(collections), tick_parts(profile)
 
     # The sensors carry their cursors from tick to tick, as the daemon does.
     sensor_cursors: dict[str, str | None] = {}
@@ -247,15 +273,16 @@ def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgre
         Dagster's partition status cache, which takes in every materialization since it was
         last read)."""
         sensor_tick_seconds(defs, instance, cursors=sensor_cursors)
-        seconds, cpu_seconds, profiles = [], [], {}
+        seconds, cpu_seconds, gc_seconds, profiles = [], [], [], {}
         sensors: dict[str, list[float]] = {}
         last_sensor_round = count - count % TICKS_PER_HOUR - 1
         for i in range(count):
             at = first_tick + timedelta(minutes=15 * i)
             which = "first" if i == 0 else "last" if i == count - 1 else None
-            s, cpu, parts = tick(at, profiled=f"{phase}-{which}" if which else None)
+            s, cpu, collecting, parts = tick(at, profiled=f"{phase}-{which}" if which else None)
             seconds.append(s)
             cpu_seconds.append(cpu)
+            gc_seconds.append(collecting)
             if which and parts is not None:
                 profiles[which] = {"seconds": round(s, 2), "parts": parts}
             if i % TICKS_PER_HOUR == TICKS_PER_HOUR - 1:
@@ -268,6 +295,8 @@ def steady_child(start: str, days: int, ticks: int, sample: int, dagster_postgre
             "last_5_median_s": round(statistics.median(seconds[-5:]), 2),
             "all_s": [round(s, 2) for s in seconds],
             "all_cpu_s": [round(s, 2) for s in cpu_seconds],
+            "all_gc_s": [round(s, 3) for s in gc_seconds],
+            "python_objects": len(gc.get_objects()),
             "profiled": profiles,
             "sensors_s": {name: round(statistics.median(took), 2) for name, took in sensors.items()},
             "sensors_all_s": sensors,
@@ -495,12 +524,13 @@ def bench_steady(days: int = 30, ticks: int = 96, sample: int = 8, parent: str |
     # The same scheduled times in both phases (day one's ticks, and the month's last as many),
     # so the same hours at the same point of them, the first and last of day one (profiled)
     # and their counterparts left out: what differs is the history behind.
-    def same_times(field: str) -> tuple[float, float]:
+    def same_times(field: str, average: Callable[[list[float]], float] = statistics.median) -> tuple[float, float]:
         day_one_all, month_all = figures["day_one"][field], figures["after_month"][field]
-        return statistics.median(day_one_all[1:-1]), statistics.median(month_all[len(month_all) - len(day_one_all):][1:-1])
+        return average(day_one_all[1:-1]), average(month_all[len(month_all) - len(day_one_all):][1:-1])
 
     day_one, month = same_times("all_s")
     day_one_cpu, month_cpu = same_times("all_cpu_s")
+    day_one_gc, month_gc = same_times("all_gc_s", statistics.fmean)  # a full collection comes every few ticks
     before, after = figures["day_one"], figures["after_month"]
     ran_before, ran_after = before["webserver_materialization"], after["webserver_materialization"]
     launched = {f"webserver_{k}": (ran_before[k], ran_after[k]) for k in ("run_s", "launch_to_success_s")}
@@ -518,6 +548,8 @@ def bench_steady(days: int = 30, ticks: int = 96, sample: int = 8, parent: str |
         "tick_after_month_over_day_one": round(month / day_one, 2),
         "tick_cpu_same_times_median_s": {"day_one": round(day_one_cpu, 2), "after_month": round(month_cpu, 2)},
         "tick_cpu_after_month_over_day_one": round(month_cpu / day_one_cpu, 2),
+        # Python's garbage collector within the tick: the bench's child carries every run before.
+        "tick_gc_same_times_mean_s": {"day_one": round(day_one_gc, 3), "after_month": round(month_gc, 3)},
         "after_month_over_day_one": {name: round(b / max(a, 0.01), 2) for name, (a, b) in pairs.items()},
         "target": f"tick, sensors and the webserver's run after the month <= {TARGET_RATIO} x day one's",
         "metrics_scrape_after_month_s": {

@@ -42,3 +42,16 @@ def test_every_part_bench_steady_times_names_a_function_that_exists_where_it_loo
     for name, where, function in TICK_PARTS:
         sources = [inspect.getsourcefile(inspect.unwrap(f)) for f in found[function]]
         assert any(source is not None and where in source for source in sources), (name, where, sources)
+
+
+def test_bench_steady_counts_the_garbage_collections_inside_a_tick_and_none_after() -> None:
+    import gc
+
+    from cold_assets.tools.bench_steady import garbage_collections
+
+    with garbage_collections() as collections:
+        gc.collect()
+        gc.collect(0)
+    assert len(collections) == 2 and all(s >= 0 for s in collections)
+    gc.collect()
+    assert len(collections) == 2  # its callback is gone
