@@ -12,8 +12,9 @@
 -- DDL, whose bounds are literals, on the key blocks of a subquery (sql/final_key_blocks.sql):
 -- the primary index and the partitions prune what FINAL merges, and the granules the index
 -- cannot rule out (where one instrument's ids end, in each part) are dropped before the merge
--- by reading their key columns alone. A PREWHERE on key columns is exact before FINAL: all
--- versions of a row share its key.
+-- by reading their key columns alone. Exact before FINAL: all versions of a row share its key
+-- (the id is compared as the Int64 the SELECT makes of it), and the partitions named hold every
+-- version of those keys (sql/final_key_partitions.sql).
 SELECT $columns$row_hash
 FROM $table $final
 $key_prewhere

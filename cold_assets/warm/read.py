@@ -211,9 +211,11 @@ def _key_ranges_condition(key: FinalKey, ranges: Sequence[KeyRange]) -> tuple[st
 
 
 def _scope_condition(key: FinalKey, scope: FinalScope) -> tuple[str, dict]:
-    """Rows of `scope`'s partitions inside one of its key ranges, every value bound."""
+    """Rows of `scope`'s partitions inside one of its key ranges, every value bound. No
+    partition found (the ranges' rows gone between the two queries, a TTL merge): the key
+    ranges alone, never a read of no partition."""
     condition, parameters = _key_ranges_condition(key, scope.ranges)
-    if not scope.ranges:
+    if not scope.ranges or not scope.partitions:
         return condition, parameters
     return f"_partition_id IN {{final_partitions:Array(String)}} AND {condition}", parameters | {"final_partitions": scope.partitions}
 

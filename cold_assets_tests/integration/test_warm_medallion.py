@@ -221,7 +221,7 @@ def test_a_final_read_pruned_to_its_key_ranges_returns_what_the_whole_final_retu
             parameters={"t": last_of_hour[0]},
         )
         # A later version of the second binance trade whose exchange time moved 40 days on, into
-        # another month's partition: FINAL still merges it with the first version.
+        # the next month's partition: FINAL merges it with the first (the later partition's wins).
         client.command(
             f"INSERT INTO silver_trades ({names}) SELECT {names.replace('exchange_ts', 'exchange_ts + INTERVAL 40 DAY', 1)} "
             "FROM silver_trades WHERE exchange = 'binance' AND exchange_symbol = 'BTCUSDT' AND trade_id = {t:UInt64}",
@@ -252,6 +252,8 @@ def test_a_final_read_pruned_to_its_key_ranges_returns_what_the_whole_final_retu
             return [t for e, t in zip(rows["exchange"].to_pylist(), rows["trade_id"].to_pylist(), strict=True) if e == "kraken"]
 
         assert last_of_hour[0] not in kraken_ids(H) and last_of_hour[0] in kraken_ids(H + timedelta(hours=1))
+        first_hour = warm_read_query(client, silver, columns, H, H + timedelta(hours=1))
+        assert second[0] not in client.query_arrow(first_hour.sql, parameters=first_hour.parameters)["trade_id"].to_pylist()
         scope = final_scope(client, silver, H, H + timedelta(hours=1))
         assert scope and {r.groups[0] for r in scope.ranges} == {"binance", "kraken"}
         # The first hour holds a version of the trade moved into the next month: both partitions.
@@ -260,6 +262,14 @@ def test_a_final_read_pruned_to_its_key_ranges_returns_what_the_whole_final_retu
         assert scope.partitions == sorted([month, later_month])
         second_hour = final_scope(client, silver, H + timedelta(hours=1), H + timedelta(hours=2))
         assert second_hour is not None and second_hour.partitions == [month]
+        # Key ranges whose rows were gone by the partitions' query (a TTL merge between the
+        # two): the read keeps the key ranges alone, never a read of no partition.
+        unfound = read_query(silver, columns, H, H + timedelta(hours=1), scope=FinalScope(scope.ranges, []))
+        assert "_partition_id" not in unfound.sql
+        whole = read_query(silver, columns, H, H + timedelta(hours=1))
+        assert client.query_arrow(unfound.sql, parameters=unfound.parameters).equals(
+            client.query_arrow(whole.sql, parameters=whole.parameters)
+        )
         assert final_scope(client, silver, H + timedelta(hours=5), H + timedelta(hours=6)) == FinalScope([], [])
         client.command("SYSTEM START MERGES silver_trades")
 
