@@ -1,5 +1,7 @@
 """The cold-assets code location."""
 
+import gc
+
 from dagster import Definitions, in_process_executor, multiprocess_executor
 
 from cold_assets.defs.alerts import (
@@ -73,3 +75,8 @@ def build_definitions(settings: Settings) -> Definitions:
 
 settings = Settings.from_env()
 defs = build_definitions(settings)
+# What a process has loaded by now (the libraries, these definitions) lives as long as it does.
+# Frozen out of the garbage collector, it is not walked again by every full collection: about
+# 0.2-0.3 s each, which after a month came in most of bench steady's ticks (all_gc_s), against
+# about 0.02 s frozen. Objects made later are collected as before.
+gc.freeze()

@@ -59,3 +59,14 @@ def test_bench_steady_counts_the_garbage_collections_inside_a_tick_and_none_afte
         assert len(collections) == 2  # its callback is gone
     finally:
         gc.enable()
+
+
+def test_loading_the_code_location_freezes_what_it_loaded_out_of_the_garbage_collector() -> None:
+    """A run worker, the code server and every child that loads the definitions: a full
+    collection then walks only what the process made since."""
+    import subprocess
+    import sys
+
+    probe = "import gc; import cold_assets.definitions; print(gc.get_freeze_count())"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert int(done.stdout.strip().splitlines()[-1]) > 100_000
