@@ -1,7 +1,5 @@
 """The cold-assets code location."""
 
-import gc
-
 from dagster import Definitions, in_process_executor, multiprocess_executor
 
 from cold_assets.defs.alerts import (
@@ -75,10 +73,3 @@ def build_definitions(settings: Settings) -> Definitions:
 
 settings = Settings.from_env()
 defs = build_definitions(settings)
-# What a process has loaded by now (the libraries, these definitions) lives as long as it does.
-# Frozen out of the garbage collector, it is not walked again by every full collection: about
-# 0.2-0.3 s each, which after a month came in most of bench steady's ticks (all_gc_s), against
-# about 0.02 s frozen. Objects made later are collected as before. Once per process: a reload
-# (or a later import by a tool holding other objects) freezes nothing more.
-if not gc.get_freeze_count():
-    gc.freeze()
