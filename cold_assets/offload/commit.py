@@ -208,6 +208,10 @@ def commit_transaction(
         # and wrote nothing: a conflict, redone from reconciliation.
         _delete(table, new_files + data_files)
         raise CommitFailedException(f"{'.'.join(table.name())}: table property {error} was removed by another writer") from error
+    # The planned table is now the committed one, as pyiceberg's own commits leave theirs (the
+    # transaction ran on a copy, for its retry setting): its next checkpoint, or its caller's
+    # next offload, plans from what the catalog holds without parsing it again.
+    matcher.table.metadata, matcher.table.metadata_location = committed.metadata, committed.metadata_location
     return snapshot_id(committed)
 
 

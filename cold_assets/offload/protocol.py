@@ -150,7 +150,10 @@ def offload_partitions(
     correcting history). `source` is recorded in each commit's summary: `client` is the warm
     tier, or a reprocess's scratch medallion; `marked` the reprocess's ranges (their starts) to
     mark reprocessed, with their marks (offload/reprocessed.py). `now` is the warm clock the run decides by (default: read now); one
-    reading per run keeps its offloads and checks consistent."""
+    reading per run keeps its offloads and checks consistent.
+
+    `table` is the cold table as the caller just loaded it: the first checkpoint plans from it,
+    each later one and each retry after a conflict refreshes it first."""
     if settle_lag < timedelta(0) or overlap < timedelta(0):
         raise ValueError(f"settle lag ({settle_lag}) and append overlap ({overlap}) must not be negative")
     if checkpoint_hours < 1:
@@ -170,7 +173,11 @@ def offload_partitions(
         chunk = [(start, by_range[start]) for start in starts[i : i + checkpoint_hours]]
         for attempt in range(MAX_CONFLICT_RETRIES + 1):
             try:
-                table = table.refresh()
+                if i or attempt:
+                    # The first plan starts from the table as the caller just loaded it (one
+                    # parse of its metadata less a run); a writer since fails the commit's
+                    # check of the branch's snapshot, and the retry starts from here.
+                    table = table.refresh()
                 if cold_files is None or cold_files.valid_at != snapshot_id(table):
                     cold_files = ColdFiles(table, spec, *span)  # type: ignore[misc]
                 checkpoint = _checkpoint(client, table, spec, chunk, options, cold_files)

@@ -325,3 +325,45 @@ def test_a_commit_by_another_writer_between_two_checkpoints_is_seen_by_the_next(
         by_key = {r.partition_key: r for r in second.results}
         assert by_key[SIX_KEYS[2]].mode is Outcome.REPLACE and by_key[SIX_KEYS[3]].mode is Outcome.UNCHANGED
     assert_tiers_equal(warm, cold, SIX[:4], tables=[SILVER])
+
+
+def test_a_checkpoint_plans_from_the_table_as_loaded_and_parses_its_metadata_again_only_to_commit(settings, warm, cold, monkeypatch):
+    """Every load parses the whole metadata.json (every kept snapshot): the first checkpoint
+    plans from the table its caller just loaded, the commit loads it once more (the catalog's
+    own check), the next checkpoint refreshes first. A writer between the caller's load and
+    the first commit is still seen: the commit fails its check, the retry refreshes."""
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    feed(warm, hours=3)
+    settle(warm)
+    catalog = cold.catalog()
+    loads: list[str] = []
+    real_load = SqlCatalog.load_table
+
+    def counted(self, identifier):  # type: ignore[no-untyped-def]
+        loads.append(str(identifier))
+        return real_load(self, identifier)
+
+    with warm.connect() as client:
+        table = catalog.load_table(BRONZE.cold_identifier)
+        monkeypatch.setattr(SqlCatalog, "load_table", counted)
+        (checkpoint,) = offload_partitions(client, table, BRONZE, SIX_KEYS[:1], "one")
+        assert checkpoint.snapshot_id is not None and len(loads) == 1  # the commit's own
+        loads.clear()
+        checkpoints = list(offload_partitions(client, table, BRONZE, SIX_KEYS[1:3], "two", checkpoint_hours=1))
+        assert [c.snapshot_id is not None for c in checkpoints] == [True, True]
+        assert len(loads) == 3  # two commits, one refresh before the second checkpoint
+
+    # Another writer commits between a load and the first checkpoint planned from it: its
+    # commit fails the check, the retry plans again from the refreshed table.
+    monkeypatch.setattr(SqlCatalog, "load_table", real_load)
+    stale = catalog.load_table(BRONZE.cold_identifier)
+    insert_late_raw(warm, SIX[0], count=3, first_trade_id=8_000_000)
+    with warm.connect() as client:
+        (other,) = offload_partitions(client, catalog.load_table(BRONZE.cold_identifier), BRONZE, SIX_KEYS[:1], "other", timedelta(0))
+    insert_late_raw(warm, SIX[0], count=2, first_trade_id=8_000_100)
+    with warm.connect() as client:
+        (late,) = offload_partitions(client, stale, BRONZE, SIX_KEYS[:1], "stale", timedelta(0))
+    assert other.snapshot_id is not None and late.snapshot_id is not None
+    assert late.results[0].state().watermark > other.results[0].state().watermark
+    assert_tiers_equal(warm, cold, SIX[:3], tables=[BRONZE])

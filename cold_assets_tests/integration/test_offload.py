@@ -179,6 +179,7 @@ def test_a_file_matched_in_part_is_planned_and_read_once_for_the_decision_and_th
         plans.append(str(self.row_filter))
         return plan_files(self)
 
+    snapshots_before = len(table.snapshots())
     monkeypatch.setattr(ArrowScan, "to_table", counted_read)
     monkeypatch.setattr(DataScan, "plan_files", counted_plan)
     with warm.connect() as client:
@@ -188,7 +189,8 @@ def test_a_file_matched_in_part_is_planned_and_read_once_for_the_decision_and_th
     assert len(plans) == 2, plans  # the run's cold files, then the range's delete filter
     monkeypatch.undo()
     after = cold.catalog().load_table(raw.cold_identifier)
-    assert len(after.snapshots()) == len(table.snapshots()) + 1
+    assert len(after.snapshots()) == snapshots_before + 1
+    assert after.metadata_location == table.metadata_location  # the table it planned from, as committed
     assert_tiers_equal(warm, cold, HOURS[:1], tables=[raw])
 
 
