@@ -14,7 +14,8 @@ None of these has a public equivalent in the versions pinned (dagster 1.13, pyic
   append and overwrite producers and manifest merge manager, to merge the day's manifests
   only (not the nightly's clustered ones); the state of a `Transaction` (`_table`,
   `_updates`) and the update functions its metadata is computed with, to compute it once per
-  state and without a deep copy of the table's history; and its inclusive and strict metrics
+  state and without a deep copy of the table's history, and a metastore catalog's staging of
+  a commit (`_update_and_stage_table`), to stage it without that copy too; and its inclusive and strict metrics
   evaluators, which tell from a data file's statistics whether a delete filter may match
   any of its rows or must match all of them.
 
@@ -41,16 +42,24 @@ from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecordStatus,
 )
 from dagster._core.storage.event_log.base import EventLogStorage
+from pyiceberg.catalog import Catalog, MetastoreCatalog
 from pyiceberg.expressions import BooleanExpression
 from pyiceberg.expressions.visitors import _InclusiveMetricsEvaluator, _StrictMetricsEvaluator
 from pyiceberg.io.pyarrow import _check_pyarrow_schema_compatible as check_pyarrow_schema_compatible
 from pyiceberg.io.pyarrow import _get_parquet_writer_kwargs as parquet_writer_kwargs
 from pyiceberg.manifest import DataFile, ManifestFile
 from pyiceberg.schema import Schema
-from pyiceberg.table import Table, TableProperties, Transaction
+from pyiceberg.table import StagedTable, Table, TableProperties, Transaction
+from pyiceberg.table.locations import load_location_provider
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.snapshots import Operation
-from pyiceberg.table.update import TableUpdate, _apply_table_update, _TableMetadataUpdateContext
+from pyiceberg.table.update import (
+    TableRequirement,
+    TableUpdate,
+    _apply_table_update,
+    _TableMetadataUpdateContext,
+    _update_table_metadata_log,
+)
 from pyiceberg.table.update.snapshot import _FastAppendFiles, _ManifestMergeManager, _OverwriteFiles, _SnapshotProducer
 from pyiceberg.utils.datetime import datetime_to_millis
 from pyiceberg.utils.properties import property_as_bool, property_as_int
@@ -86,23 +95,58 @@ def table_without_commit_retries(table: Table) -> Table:
     return Table(table.name(), metadata, table.metadata_location, table.io, table.catalog)
 
 
-def staged_metadata(base: TableMetadata, updates: tuple[TableUpdate, ...]) -> TableMetadata:
-    """What pyiceberg 0.12's `Transaction.table_metadata` computes, `update_table_metadata(base,
-    updates)`, less its closing deep copy of the whole result: every snapshot, snapshot-log and
-    metadata-log entry the table keeps (2.9 ms a commit at 130 snapshots, measured alone). The
-    result shares what the updates left unchanged with `base`. Neither is changed in place:
-    pyiceberg changes metadata by copying it (`model_copy(update=...)`), and a transaction's
-    staged metadata is only read; the catalog applies the updates to its own copy of the table
-    at commit."""
+def staged_metadata(base: TableMetadata, updates: tuple[TableUpdate, ...], metadata_location: str | None = None) -> TableMetadata:
+    """What pyiceberg 0.12's `update_table_metadata(base, updates, metadata_location=...)`
+    computes (a `Transaction.table_metadata`, a catalog's staging of a commit), less its closing
+    deep copy of the whole result: every snapshot, snapshot-log and metadata-log entry the
+    table keeps (2.9 ms a commit at 130 snapshots, measured alone). The result shares what the
+    updates left unchanged with `base`. Neither is changed in place: pyiceberg changes metadata
+    by copying it (`model_copy(update=...)`), and staged metadata is only read and written out.
+    `metadata_location`, `base`'s own file, goes into the new metadata log (a commit's)."""
     context = _TableMetadataUpdateContext()
     metadata = base
     for update in updates:
         metadata = _apply_table_update(update, metadata, context)
+    if context.has_changes() and metadata_location:
+        metadata = _update_table_metadata_log(metadata, metadata_location, base.last_updated_ms)
     if context.has_changes() and metadata.last_updated_ms == base.last_updated_ms:
         metadata = metadata.model_copy(update={"last_updated_ms": datetime_to_millis(datetime.now().astimezone())})
     metadata.spec().check_compatible(metadata.schema())
     metadata.sort_order().check_compatible(metadata.schema())
     return metadata
+
+
+def staging_commits_without_a_deep_copy(catalog: Catalog) -> Catalog:
+    """`catalog`, whose commits stage the new metadata with `staged_metadata`. A metastore
+    catalog (SQL, Glue, Hive: it writes the metadata file itself; a REST catalog's server does)
+    stages each commit in `_update_and_stage_table` with `update_table_metadata`, which ends in
+    a deep copy of the whole result, every snapshot the table keeps: in bench steady 16 ms a
+    commit after the month (146 snapshots) against 2 ms on day one, nine commits a tick. The
+    base it stages on is the catalog's own load of the table for that commit, which nothing
+    else holds, so the new metadata may share its unchanged parts. A table's creation (no
+    current table) keeps pyiceberg's own staging, which validates the new metadata whole."""
+    if not isinstance(catalog, MetastoreCatalog):
+        return catalog
+    stage_created = catalog._update_and_stage_table
+
+    def stage(
+        current_table: Table | None,
+        table_identifier: tuple[str, ...],
+        requirements: tuple[TableRequirement, ...],
+        updates: tuple[TableUpdate, ...],
+    ) -> StagedTable:
+        if current_table is None:
+            return stage_created(current_table, table_identifier, requirements, updates)
+        for requirement in requirements:
+            requirement.validate(current_table.metadata)
+        metadata = staged_metadata(current_table.metadata, updates, current_table.metadata_location)
+        version = catalog._parse_metadata_version(current_table.metadata_location) + 1
+        location = load_location_provider(metadata.location, metadata.properties).new_table_metadata_file_location(version)
+        io = catalog._load_file_io(properties=metadata.properties, location=location)
+        return StagedTable(identifier=table_identifier, metadata=metadata, metadata_location=location, io=io, catalog=catalog)
+
+    catalog._update_and_stage_table = stage  # type: ignore[method-assign]
+    return catalog
 
 
 class _TransactionComputingMetadataOnce(Transaction):
@@ -210,6 +254,7 @@ __all__ = [
     "check_pyarrow_schema_compatible",
     "overwrite_of_live_manifests",
     "parquet_writer_kwargs",
+    "staging_commits_without_a_deep_copy",
     "table_without_commit_retries",
     "transaction",
 ]

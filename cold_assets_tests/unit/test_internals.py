@@ -227,3 +227,46 @@ def test_the_metrics_evaluators_tell_from_a_file_s_statistics_whether_a_filter_m
     assert inside.must_match(data_file) and inside.may_match(data_file)
     assert not across.must_match(data_file) and across.may_match(data_file)
     assert not outside.may_match(data_file)
+
+
+def test_a_metastore_catalog_stages_a_commit_as_pyiceberg_would_without_copying_the_history(tmp_path):
+    """pyiceberg 0.12's `_update_and_stage_table`, held to its parameters and result: ours
+    stages the same metadata, file location and metadata log, sharing the base's snapshots
+    instead of a deep copy of them; a failed requirement fails the same way; a creation is
+    pyiceberg's own; and commits through it land as pyiceberg's would."""
+    from pyiceberg.catalog import MetastoreCatalog
+    from pyiceberg.catalog.sql import SqlCatalog
+    from pyiceberg.exceptions import CommitFailedException
+    from pyiceberg.table.update import AssertRefSnapshotId, SetPropertiesUpdate
+
+    catalog = internals.staging_commits_without_a_deep_copy(
+        SqlCatalog("t", uri=f"sqlite:///{tmp_path / 'c.db'}", warehouse=tmp_path.as_uri())
+    )
+    assert isinstance(catalog, MetastoreCatalog)
+    catalog.create_namespace("cold")
+    schema = pa.schema([pa.field("trade_id", pa.int64(), nullable=False)])
+    table = catalog.create_table(("cold", "t"), schema=Schema(NestedField(1, "trade_id", LongType(), required=True)))
+    for i in range(3):
+        table.append(pa.Table.from_pylist([{"trade_id": i}], schema=schema))
+    current = catalog.load_table(("cold", "t"))
+    requirements = (AssertRefSnapshotId(ref="main", snapshot_id=current.metadata.current_snapshot_id),)
+    updates = (SetPropertiesUpdate(updates={"k": "v"}),)
+    ours = catalog._update_and_stage_table(current, current.name(), requirements, updates)
+    theirs = MetastoreCatalog._update_and_stage_table(catalog, current, current.name(), requirements, updates)
+    assert ours.metadata.model_dump(exclude={"last_updated_ms"}) == theirs.metadata.model_dump(exclude={"last_updated_ms"})
+    assert ours.metadata_location.split("/")[-1][:5] == theirs.metadata_location.split("/")[-1][:5] == "00004"
+    assert ours.metadata.metadata_log[-1].metadata_file == current.metadata_location
+    assert ours.metadata.snapshots[0] is current.metadata.snapshots[0]  # shared, not copied
+    assert theirs.metadata.snapshots[0] is not current.metadata.snapshots[0]
+    assert current.metadata.properties.get("k") is None  # the base left as it was
+    stale = (AssertRefSnapshotId(ref="main", snapshot_id=current.metadata.snapshots[0].snapshot_id),)
+    with pytest.raises(CommitFailedException):
+        catalog._update_and_stage_table(current, current.name(), stale, updates)
+    # Commits through it: an append and a property, then a reload sees both.
+    table = catalog.load_table(("cold", "t"))
+    table.append(pa.Table.from_pylist([{"trade_id": 9}], schema=schema))
+    with table.transaction() as tx:
+        tx.set_properties({"k": "v"})
+    reloaded = catalog.load_table(("cold", "t"))
+    assert sorted(reloaded.scan().to_arrow()["trade_id"].to_pylist()) == [0, 1, 2, 9]
+    assert reloaded.metadata.properties["k"] == "v" and len(reloaded.metadata.metadata_log) == 5
