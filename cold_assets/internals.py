@@ -101,7 +101,8 @@ def staged_metadata(base: TableMetadata, updates: tuple[TableUpdate, ...], metad
     deep copy of the whole result: every snapshot, snapshot-log and metadata-log entry the
     table keeps (2.9 ms a commit at 130 snapshots, measured alone). The result shares what the
     updates left unchanged with `base`. Neither is changed in place: pyiceberg changes metadata
-    by copying it (`model_copy(update=...)`), and staged metadata is only read and written out.
+    by copying it (`model_copy(update=...)`), and staged metadata is only read and written out
+    (a committed one becomes the committing table's metadata, read the same way).
     `metadata_location`, `base`'s own file, goes into the new metadata log (a commit's)."""
     context = _TableMetadataUpdateContext()
     metadata = base
@@ -118,14 +119,18 @@ def staged_metadata(base: TableMetadata, updates: tuple[TableUpdate, ...], metad
 
 def staging_commits_without_a_deep_copy(catalog: Catalog) -> Catalog:
     """`catalog`, whose commits stage the new metadata with `staged_metadata`. A metastore
-    catalog (SQL, Glue, Hive: it writes the metadata file itself; a REST catalog's server does)
-    stages each commit in `_update_and_stage_table` with `update_table_metadata`, which ends in
-    a deep copy of the whole result, every snapshot the table keeps: in bench steady 16 ms a
-    commit after the month (146 snapshots) against 2 ms on day one, nine commits a tick. The
-    base it stages on is the catalog's own load of the table for that commit, which nothing
-    else holds, so the new metadata may share its unchanged parts. A table's creation (no
-    current table) keeps pyiceberg's own staging, which validates the new metadata whole."""
+    catalog (SQL, Glue, Hive: it writes the metadata file itself; a REST catalog's server does,
+    and is returned as it is) stages each commit in `_update_and_stage_table` with
+    `update_table_metadata`, which ends in a deep copy of the whole result, every snapshot the
+    table keeps: 3.4 ms a commit at 147 snapshots, nine commits a tick, and as many objects
+    for the garbage collector. Sharing is safe because table metadata is never changed in
+    place: pyiceberg's updates copy what they change (`model_copy(update=...)`), and the
+    committed metadata, which becomes the committing table's, is only read and written out.
+    A table's creation (no current table) keeps pyiceberg's own staging, which validates the
+    new metadata whole; a catalog class with a staging of its own is left as it is."""
     if not isinstance(catalog, MetastoreCatalog):
+        return catalog
+    if type(catalog)._update_and_stage_table is not MetastoreCatalog._update_and_stage_table:
         return catalog
     stage_created = catalog._update_and_stage_table
 

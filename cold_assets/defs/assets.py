@@ -127,9 +127,11 @@ def cold_asset(table: MirroredTable, partitions_def: PartitionsDefinition, setti
         keys = list(context.partition_keys)
         checks = set(context.selected_asset_check_keys)
         content = any(c.name == CONTENT_PARITY for c in checks)
-        cold_table = iceberg.load_table(table.cold_identifier)
         parities, refused = [], []
         with clickhouse.connect() as client:
+            # Loaded once the warm tier is ours (the embedded one is taken in turns, a wait of
+            # up to its lock timeout): the first checkpoint plans from this table as it is.
+            cold_table = iceberg.load_table(table.cold_identifier)
             now = warm_now(client)  # one clock reading decides the whole run: offloads and checks
             if key in context.selected_asset_keys:
                 checkpoints = offload_partitions(

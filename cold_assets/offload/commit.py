@@ -209,8 +209,8 @@ def commit_transaction(
         _delete(table, new_files + data_files)
         raise CommitFailedException(f"{'.'.join(table.name())}: table property {error} was removed by another writer") from error
     # The planned table is now the committed one, as pyiceberg's own commits leave theirs (the
-    # transaction ran on a copy, for its retry setting): its next checkpoint, or its caller's
-    # next offload, plans from what the catalog holds without parsing it again.
+    # transaction ran on a copy, for its retry setting): a caller's next offload of it plans
+    # from what the catalog holds without loading it again.
     matcher.table.metadata, matcher.table.metadata_location = committed.metadata, committed.metadata_location
     return snapshot_id(committed)
 

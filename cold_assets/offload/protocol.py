@@ -153,7 +153,8 @@ def offload_partitions(
     reading per run keeps its offloads and checks consistent.
 
     `table` is the cold table as the caller just loaded it: the first checkpoint plans from it,
-    each later one and each retry after a conflict refreshes it first."""
+    each later one and each retry after a conflict refreshes it first. Each commit leaves it
+    as committed (its metadata and metadata file), as pyiceberg's own commits do."""
     if settle_lag < timedelta(0) or overlap < timedelta(0):
         raise ValueError(f"settle lag ({settle_lag}) and append overlap ({overlap}) must not be negative")
     if checkpoint_hours < 1:
@@ -175,8 +176,10 @@ def offload_partitions(
             try:
                 if i or attempt:
                     # The first plan starts from the table as the caller just loaded it (one
-                    # parse of its metadata less a run); a writer since fails the commit's
-                    # check of the branch's snapshot, and the retry starts from here.
+                    # parse of its metadata less a run). A writer's snapshot since fails the
+                    # commit's check of the branch, and the retry starts from here; a change of
+                    # properties alone (a reprocess's marks) is not checked, as it was not
+                    # between a refresh here and the commit.
                     table = table.refresh()
                 if cold_files is None or cold_files.valid_at != snapshot_id(table):
                     cold_files = ColdFiles(table, spec, *span)  # type: ignore[misc]

@@ -362,8 +362,11 @@ def test_a_checkpoint_plans_from_the_table_as_loaded_and_parses_its_metadata_aga
     with warm.connect() as client:
         (other,) = offload_partitions(client, catalog.load_table(BRONZE.cold_identifier), BRONZE, SIX_KEYS[:1], "other", timedelta(0))
     insert_late_raw(warm, SIX[0], count=2, first_trade_id=8_000_100)
+    loads.clear()
+    monkeypatch.setattr(SqlCatalog, "load_table", counted)
     with warm.connect() as client:
         (late,) = offload_partitions(client, stale, BRONZE, SIX_KEYS[:1], "stale", timedelta(0))
+    assert len(loads) == 3  # the commit refused (its load), the refresh, the commit again
     assert other.snapshot_id is not None and late.snapshot_id is not None
     assert late.results[0].state().watermark > other.results[0].state().watermark
     assert_tiers_equal(warm, cold, SIX[:3], tables=[BRONZE])

@@ -231,13 +231,16 @@ def test_the_metrics_evaluators_tell_from_a_file_s_statistics_whether_a_filter_m
 
 def test_a_metastore_catalog_stages_a_commit_as_pyiceberg_would_without_copying_the_history(tmp_path):
     """pyiceberg 0.12's `_update_and_stage_table`, held to its parameters and result: ours
-    stages the same metadata, file location and metadata log, sharing the base's snapshots
-    instead of a deep copy of them; a failed requirement fails the same way; a creation is
-    pyiceberg's own; and commits through it land as pyiceberg's would."""
+    stages the same metadata, file location and metadata log as pyiceberg's own for an
+    append, a schema change, a property and an expiry (with the metadata log at its limit),
+    sharing the base's snapshots instead of a deep copy of them; a failed requirement fails
+    the same way; a creation is pyiceberg's own; and commits through it land as pyiceberg's
+    would."""
     from pyiceberg.catalog import MetastoreCatalog
     from pyiceberg.catalog.sql import SqlCatalog
     from pyiceberg.exceptions import CommitFailedException
-    from pyiceberg.table.update import AssertRefSnapshotId, SetPropertiesUpdate
+    from pyiceberg.table.update import AssertRefSnapshotId, RemoveSnapshotsUpdate, SetPropertiesUpdate
+    from pyiceberg.types import StringType
 
     catalog = internals.staging_commits_without_a_deep_copy(
         SqlCatalog("t", uri=f"sqlite:///{tmp_path / 'c.db'}", warehouse=tmp_path.as_uri())
@@ -245,28 +248,45 @@ def test_a_metastore_catalog_stages_a_commit_as_pyiceberg_would_without_copying_
     assert isinstance(catalog, MetastoreCatalog)
     catalog.create_namespace("cold")
     schema = pa.schema([pa.field("trade_id", pa.int64(), nullable=False)])
-    table = catalog.create_table(("cold", "t"), schema=Schema(NestedField(1, "trade_id", LongType(), required=True)))
+    table = catalog.create_table(
+        ("cold", "t"), schema=Schema(NestedField(1, "trade_id", LongType(), required=True)),
+        properties={"write.metadata.previous-versions-max": "2"},
+    )
     for i in range(3):
         table.append(pa.Table.from_pylist([{"trade_id": i}], schema=schema))
     current = catalog.load_table(("cold", "t"))
+    appended = current.transaction()
+    appended.append(pa.Table.from_pylist([{"trade_id": 7}], schema=schema))
+    evolved = current.transaction()
+    evolved.update_schema().add_column("venue", StringType()).commit()
+    cases = {
+        "append": appended._updates,
+        "schema": evolved._updates,
+        "property": (SetPropertiesUpdate(updates={"k": "v"}),),
+        "expiry": (RemoveSnapshotsUpdate(snapshot_ids=[current.metadata.snapshots[0].snapshot_id]),),
+    }
     requirements = (AssertRefSnapshotId(ref="main", snapshot_id=current.metadata.current_snapshot_id),)
-    updates = (SetPropertiesUpdate(updates={"k": "v"}),)
-    ours = catalog._update_and_stage_table(current, current.name(), requirements, updates)
-    theirs = MetastoreCatalog._update_and_stage_table(catalog, current, current.name(), requirements, updates)
-    assert ours.metadata.model_dump(exclude={"last_updated_ms"}) == theirs.metadata.model_dump(exclude={"last_updated_ms"})
-    assert ours.metadata_location.split("/")[-1][:5] == theirs.metadata_location.split("/")[-1][:5] == "00004"
-    assert ours.metadata.metadata_log[-1].metadata_file == current.metadata_location
-    assert ours.metadata.snapshots[0] is current.metadata.snapshots[0]  # shared, not copied
-    assert theirs.metadata.snapshots[0] is not current.metadata.snapshots[0]
-    assert current.metadata.properties.get("k") is None  # the base left as it was
+    for case, updates in cases.items():
+        ours = catalog._update_and_stage_table(current, current.name(), requirements, updates)
+        theirs = MetastoreCatalog._update_and_stage_table(catalog, current, current.name(), requirements, updates)
+        assert ours.metadata.model_dump(exclude={"last_updated_ms"}) == theirs.metadata.model_dump(exclude={"last_updated_ms"}), case
+        assert ours.metadata_location.split("/")[-1][:5] == theirs.metadata_location.split("/")[-1][:5] == "00004", case
+        assert ours.metadata.metadata_log[-1].metadata_file == current.metadata_location, case
+        assert len(ours.metadata.metadata_log) == 2, case  # at its limit, as pyiceberg keeps it
+        kept = next(s for s in ours.metadata.snapshots if s.snapshot_id == current.metadata.current_snapshot_id)
+        assert kept is current.metadata.snapshot_by_id(kept.snapshot_id), case  # shared, not copied
+    assert current.metadata.properties.get("k") is None and len(current.metadata.snapshots) == 3  # the base as it was
     stale = (AssertRefSnapshotId(ref="main", snapshot_id=current.metadata.snapshots[0].snapshot_id),)
     with pytest.raises(CommitFailedException):
-        catalog._update_and_stage_table(current, current.name(), stale, updates)
-    # Commits through it: an append and a property, then a reload sees both.
+        catalog._update_and_stage_table(current, current.name(), stale, cases["property"])
+    # Commits through it: an append, a schema change and a property, then a reload sees them.
     table = catalog.load_table(("cold", "t"))
     table.append(pa.Table.from_pylist([{"trade_id": 9}], schema=schema))
     with table.transaction() as tx:
         tx.set_properties({"k": "v"})
+    with table.update_schema() as update:
+        update.add_column("venue", StringType())
     reloaded = catalog.load_table(("cold", "t"))
     assert sorted(reloaded.scan().to_arrow()["trade_id"].to_pylist()) == [0, 1, 2, 9]
-    assert reloaded.metadata.properties["k"] == "v" and len(reloaded.metadata.metadata_log) == 5
+    assert reloaded.metadata.properties["k"] == "v" and reloaded.schema().find_field("venue")
+    assert reloaded.metadata_location == table.metadata_location  # the committing table holds what the catalog does
