@@ -25,7 +25,7 @@ def main() -> None:
     from cold_assets.defs.resources import IcebergResource
     from cold_assets.defs.schedules import OFFLOAD_JOB
     from cold_assets.settings import Settings
-    from cold_assets.soak.faults import second_writer, unknown_commit_outcome
+    from cold_assets.soak.faults import second_writer, unknown_commit_outcome, writer_before_plan
     from cold_assets.tables import TABLES, table_by_cold_name
     from cold_assets.tools.instance import embedded_instance
 
@@ -43,6 +43,10 @@ def main() -> None:
             catalog = IcebergResource.from_settings(settings).catalog()
             lag = timedelta(seconds=settings.settle_lag_seconds)
             faults["second_writer"] = stack.enter_context(second_writer(catalog, lag))
+        if "writer_before_plan" in spec["faults"]:
+            catalog = IcebergResource.from_settings(settings).catalog()
+            lag = timedelta(seconds=settings.settle_lag_seconds)
+            faults["writer_before_plan"] = stack.enter_context(writer_before_plan(catalog, lag))
         if "unknown_commit" in spec["faults"]:
             faults["unknown_commit"] = stack.enter_context(unknown_commit_outcome())
         result = job.execute_in_process(

@@ -55,7 +55,7 @@ OPERATIONS: dict[str, int] = {
     "feed": 18, "late": 10, "duplicates_and_malformed": 8, "tick": 14, "sensors": 10, "backfill": 6, "repair": 6,
     "ttl": 4, "add_column": 2, "expiry": 4, "compaction": 2, "rollback": 4, "federate": 4, "audit": 3, "restore": 3,
 }
-FAULTS = {"kill": 0.10, "second_writer": 0.10, "unknown_commit": 0.08}
+FAULTS = {"kill": 0.10, "second_writer": 0.10, "writer_before_plan": 0.08, "unknown_commit": 0.08}
 WEBHOOK_FLIP = 0.12  # per step: the webhook goes down, or comes back
 MAX_ADDED_COLUMNS = 3
 RUN_TIMEOUT_S = 1800  # a run process past this hangs: a violation, not a wait
@@ -268,7 +268,7 @@ class Soak:
         names = [t.cold for t in tables]
         if self.rng.random() < FAULTS["kill"]:
             return self._run_in_child(keys, names, config, tags, why, [], kill_after=self.rng.uniform(1.0, 9.0))
-        faults = [fault for fault in ("second_writer", "unknown_commit") if self.rng.random() < FAULTS[fault]]
+        faults = [f for f in ("second_writer", "writer_before_plan", "unknown_commit") if self.rng.random() < FAULTS[f]]
         return self._run_in_child(keys, names, config, tags, why, faults, kill_after=None)
 
     def _run_in_child(

@@ -3,6 +3,8 @@
 - a second writer committing between a checkpoint's plan and its commit: the hook runs a
   whole offload of the same hours by another writer (its own table object, the same warm
   client) right before the first writer reads warm;
+- a writer committing between the run's load of its table and its first plan, which starts
+  from that load (protocol.py): the same, right before the first checkpoint;
 - the catalog raising after it committed (the outcome is unknown to the writer);
 - a run SIGKILLed at a random moment (soak/driver.py);
 - the webhook down is the soak's own receiver answering 503 (soak/driver.py).
@@ -58,6 +60,30 @@ def second_writer(catalog: Any, settle_lag: timedelta) -> Iterator[Injected]:
         yield injected
     finally:
         stream.read_slices = real
+
+
+@contextmanager
+def writer_before_plan(catalog: Any, settle_lag: timedelta) -> Iterator[Injected]:
+    """The next checkpoint lets another writer offload the same hours completely first: the
+    table the first writer loaded, and plans from, is then behind the catalog."""
+    injected, real = Injected(), protocol._checkpoint
+    armed = [True]
+
+    def hook(client, table, spec, chunk, options, cold_files):  # type: ignore[no-untyped-def]
+        if armed[0] and chunk:
+            armed[0] = False
+            keys = [k for _, range_keys in chunk for k in range_keys]
+            other = catalog.load_table(spec.cold_identifier)
+            for _ in protocol.offload_partitions(client, other, spec, keys, "soak-writer-before-plan", settle_lag=settle_lag):
+                pass
+            injected.fire()
+        return real(client, table, spec, chunk, options, cold_files)
+
+    protocol._checkpoint = hook
+    try:
+        yield injected
+    finally:
+        protocol._checkpoint = real
 
 
 @contextmanager
