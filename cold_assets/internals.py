@@ -15,9 +15,9 @@ None of these has a public equivalent in the versions pinned (dagster 1.13, pyic
   only (not the nightly's clustered ones); the state of a `Transaction` (`_table`,
   `_updates`) and the update functions its metadata is computed with, to compute it once per
   state and without a deep copy of the table's history, and a metastore catalog's staging of
-  a commit (`_update_and_stage_table`), to stage it without that copy too; and its inclusive and strict metrics
-  evaluators, which tell from a data file's statistics whether a delete filter may match
-  any of its rows or must match all of them.
+  a commit (`_update_and_stage_table`), to stage it without that copy too; and its inclusive
+  and strict metrics evaluators, which tell from a data file's statistics whether a delete
+  filter may match any of its rows or must match all of them.
 
 (Spark's maintenance reaches the JVM through pyspark's py4j handles, `_jvm` and
 `_jsparkSession`: that is pyspark's own way to call a Java API it does not wrap, used in
