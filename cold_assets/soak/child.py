@@ -39,14 +39,11 @@ def main() -> None:
         )
     with ExitStack() as stack:
         faults = {}
-        if "second_writer" in spec["faults"]:
-            catalog = IcebergResource.from_settings(settings).catalog()
-            lag = timedelta(seconds=settings.settle_lag_seconds)
-            faults["second_writer"] = stack.enter_context(second_writer(catalog, lag))
-        if "writer_before_plan" in spec["faults"]:
-            catalog = IcebergResource.from_settings(settings).catalog()
-            lag = timedelta(seconds=settings.settle_lag_seconds)
-            faults["writer_before_plan"] = stack.enter_context(writer_before_plan(catalog, lag))
+        catalog = IcebergResource.from_settings(settings).catalog()
+        lag = timedelta(seconds=settings.settle_lag_seconds)
+        for name, fault in (("second_writer", second_writer), ("writer_before_plan", writer_before_plan)):
+            if name in spec["faults"]:
+                faults[name] = stack.enter_context(fault(catalog, lag))
         if "unknown_commit" in spec["faults"]:
             faults["unknown_commit"] = stack.enter_context(unknown_commit_outcome())
         result = job.execute_in_process(

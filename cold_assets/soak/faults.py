@@ -38,6 +38,13 @@ class Injected:
             self.fired += 1
 
 
+def _offload_by_another_writer(catalog: Any, client: Any, spec: Any, keys: list[str], settle_lag: timedelta, run_id: str) -> None:
+    """A whole offload of `keys` (read, write, commit) by another writer: its own table
+    object, the same warm client."""
+    for _ in protocol.offload_partitions(client, catalog.load_table(spec.cold_identifier), spec, keys, run_id, settle_lag=settle_lag):
+        pass
+
+
 @contextmanager
 def second_writer(catalog: Any, settle_lag: timedelta) -> Iterator[Injected]:
     """The next checkpoint that reads warm first lets another writer offload the same hours
@@ -48,10 +55,7 @@ def second_writer(catalog: Any, settle_lag: timedelta) -> Iterator[Injected]:
     def hook(client, table, spec, columns, ranges):  # type: ignore[no-untyped-def]
         if armed[0] and ranges:
             armed[0] = False
-            keys = [k for r in ranges for k in r.span.keys]
-            other = catalog.load_table(spec.cold_identifier)
-            for _ in protocol.offload_partitions(client, other, spec, keys, "soak-second-writer", settle_lag=settle_lag):
-                pass
+            _offload_by_another_writer(catalog, client, spec, [k for r in ranges for k in r.span.keys], settle_lag, "soak-second-writer")
             injected.fire()
         return real(client, table, spec, columns, ranges)
 
@@ -73,9 +77,7 @@ def writer_before_plan(catalog: Any, settle_lag: timedelta) -> Iterator[Injected
         if armed[0] and chunk:
             armed[0] = False
             keys = [k for _, range_keys in chunk for k in range_keys]
-            other = catalog.load_table(spec.cold_identifier)
-            for _ in protocol.offload_partitions(client, other, spec, keys, "soak-writer-before-plan", settle_lag=settle_lag):
-                pass
+            _offload_by_another_writer(catalog, client, spec, keys, settle_lag, "soak-writer-before-plan")
             injected.fire()
         return real(client, table, spec, chunk, options, cold_files)
 

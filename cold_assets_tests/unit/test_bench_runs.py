@@ -59,4 +59,3 @@ def test_bench_steady_counts_the_garbage_collections_inside_a_tick_and_none_afte
         assert len(collections) == 2  # its callback is gone
     finally:
         gc.enable()
-
