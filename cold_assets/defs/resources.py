@@ -21,7 +21,7 @@ from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.table import Table
 from pyiceberg.utils.config import Config
 
-from cold_assets.internals import staging_commits_without_a_deep_copy
+from cold_assets.internals import commits_and_loads_without_repeated_work
 from cold_assets.settings import THROWAWAY_CATALOG, Settings
 from cold_assets.warm.capabilities import EMBEDDED, SERVER, WarmCapabilities, declare
 from cold_assets.warm.embedded_lock import exclusive_client, held_open
@@ -182,11 +182,11 @@ class IcebergResource(ConfigurableResource):
         if not self.embedded:
             # Properties (URI, warehouse, S3 endpoint and keys) come from pyiceberg's own config,
             # read now: pyiceberg's module-level copy is read once, at import.
-            return staging_commits_without_a_deep_copy(load_catalog(self.catalog_name, **self.catalog_properties()))
+            return commits_and_loads_without_repeated_work(load_catalog(self.catalog_name, **self.catalog_properties()))
         properties = self.catalog_properties()
         database = Path(properties["uri"].removeprefix("sqlite:///"))
         database.parent.mkdir(parents=True, exist_ok=True)
-        catalog = staging_commits_without_a_deep_copy(load_catalog(self.catalog_name, **properties))
+        catalog = commits_and_loads_without_repeated_work(load_catalog(self.catalog_name, **properties))
         # Spark maintenance commits to the same file: with a write-ahead log, readers never
         # block its writer. The setting persists in the file: once per process is enough.
         if database not in _WAL_DATABASES:

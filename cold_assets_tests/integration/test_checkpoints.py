@@ -328,11 +328,13 @@ def test_a_commit_by_another_writer_between_two_checkpoints_is_seen_by_the_next(
 
 
 def test_a_checkpoint_plans_from_the_table_as_loaded_and_parses_its_metadata_again_only_to_commit(settings, warm, cold, monkeypatch):
-    """Every load parses the whole metadata.json (every kept snapshot): the first checkpoint
-    plans from the table its caller just loaded, the commit loads it once more (the catalog's
-    own check), the next checkpoint refreshes first. A writer between the caller's load and
+    """Every load reads the whole metadata.json (every kept snapshot) unless the catalog read
+    or wrote that file last: the first checkpoint plans from the table its caller just loaded,
+    the commit loads it once more (the catalog's own check), the next checkpoint refreshes
+    first, and none of these parses it again. A writer between the caller's load and
     the first commit is still seen: the commit fails its check, the retry refreshes."""
     from pyiceberg.catalog.sql import SqlCatalog
+    from pyiceberg.serializers import FromByteStream
 
     feed(warm, hours=3)
     settle(warm)
@@ -344,15 +346,25 @@ def test_a_checkpoint_plans_from_the_table_as_loaded_and_parses_its_metadata_aga
         loads.append(str(identifier))
         return real_load(self, identifier)
 
+    parsed: list[str] = []
+    real_parse = FromByteStream.table_metadata
+
+    def parse_counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        parsed.append("parse")
+        return real_parse(*args, **kwargs)
+
     with warm.connect() as client:
         table = catalog.load_table(BRONZE.cold_identifier)
         monkeypatch.setattr(SqlCatalog, "load_table", counted)
+        monkeypatch.setattr(FromByteStream, "table_metadata", staticmethod(parse_counted))
         (checkpoint,) = offload_partitions(client, table, BRONZE, SIX_KEYS[:1], "one")
         assert checkpoint.snapshot_id is not None and len(loads) == 1  # the commit's own
         loads.clear()
         checkpoints = list(offload_partitions(client, table, BRONZE, SIX_KEYS[1:3], "two", checkpoint_hours=1))
         assert [c.snapshot_id is not None for c in checkpoints] == [True, True]
         assert len(loads) == 3  # two commits, one refresh before the second checkpoint
+        # Each of those loads named the file loaded or committed just before: none was read.
+        assert parsed == []
 
     # Another writer commits between a load and the first checkpoint planned from it: its
     # commit fails the check, the retry plans again from the refreshed table.

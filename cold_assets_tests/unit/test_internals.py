@@ -290,3 +290,60 @@ def test_a_metastore_catalog_stages_a_commit_as_pyiceberg_would_without_copying_
     assert sorted(reloaded.scan().to_arrow()["trade_id"].to_pylist()) == [0, 1, 2, 9]
     assert reloaded.metadata.properties["k"] == "v" and reloaded.schema().find_field("venue")
     assert reloaded.metadata_location == table.metadata_location  # the committing table holds what the catalog does
+
+
+def test_a_metastore_catalog_parses_each_metadata_file_once_and_still_sees_every_other_writer(tmp_path, monkeypatch):
+    """Every load parses the table's whole metadata.json, every kept snapshot: after a month,
+    29 parses a tick held 146 snapshots each, enough to bring a full garbage collection into
+    most ticks. A catalog made by `commits_and_loads_without_repeated_work` parses a file
+    once: a load of the file it last loaded or committed is answered without reading it; a
+    file another writer committed (another catalog, another process) is read. Metadata files
+    are immutable: the answer is the file's content, equal to a fresh parse. pyiceberg 0.12's
+    metastore catalogs read a metadata file through `FromInputFile.table_metadata`."""
+    from pyiceberg.catalog.sql import SqlCatalog
+    from pyiceberg.exceptions import CommitFailedException
+    from pyiceberg.serializers import FromByteStream, FromInputFile
+
+    def sql_catalog():  # type: ignore[no-untyped-def]
+        return SqlCatalog("t", uri=f"sqlite:///{tmp_path / 'c.db'}", warehouse=tmp_path.as_uri())
+
+    ours = internals.commits_and_loads_without_repeated_work(sql_catalog())
+    other = sql_catalog()  # another writer, as pyiceberg makes it
+    other.create_namespace("cold")
+    schema = pa.schema([pa.field("trade_id", pa.int64(), nullable=False)])
+    other.create_table(("cold", "t"), schema=Schema(NestedField(1, "trade_id", LongType(), required=True)))
+    parsed: list[str] = []
+    real_parse = FromByteStream.table_metadata
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        parsed.append("parse")
+        return real_parse(*args, **kwargs)
+
+    monkeypatch.setattr(FromByteStream, "table_metadata", staticmethod(counted))
+    table = ours.load_table(("cold", "t"))
+    again = ours.load_table(("cold", "t"))
+    assert len(parsed) == 1 and again.metadata is table.metadata and again is not table
+    table.append(pa.Table.from_pylist([{"trade_id": 1}], schema=schema))  # its own check's load, then the commit
+    table.refresh()
+    assert len(parsed) == 1  # the committed file is the one just written: nothing to read
+    fresh = FromInputFile.table_metadata(table.io.new_input(table.metadata_location))
+    assert fresh.model_dump() == table.metadata.model_dump()  # what was kept is what the file holds
+    parsed.clear()
+    # Another writer's commit is read, once, and planned from.
+    other.load_table(("cold", "t")).append(pa.Table.from_pylist([{"trade_id": 2}], schema=schema))
+    parsed.clear()
+    table.refresh()
+    table.refresh()
+    assert len(parsed) == 1 and len(table.metadata.snapshots) == 2
+    assert sorted(table.scan().to_arrow()["trade_id"].to_pylist()) == [1, 2]
+    # A commit refused by the catalog's check keeps nothing of what it staged.
+    stale = ours.load_table(("cold", "t"))
+    other.load_table(("cold", "t")).append(pa.Table.from_pylist([{"trade_id": 3}], schema=schema))
+    with pytest.raises(CommitFailedException):
+        internals.table_without_commit_retries(stale).append(pa.Table.from_pylist([{"trade_id": 4}], schema=schema))
+    assert sorted(ours.load_table(("cold", "t")).scan().to_arrow()["trade_id"].to_pylist()) == [1, 2, 3]
+    # Only the catalog it was made for: a table another catalog loads is parsed by that one.
+    parsed.clear()
+    other.load_table(("cold", "t"))
+    other.load_table(("cold", "t"))
+    assert len(parsed) == 2
