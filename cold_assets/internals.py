@@ -31,6 +31,7 @@ used here, so that a new version that changes one fails there, by name, not in p
 """
 
 import contextlib
+import weakref
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -162,51 +163,54 @@ def staging_commits_without_a_deep_copy(catalog: Catalog) -> Catalog:
 
 
 class _MetadataFiles:
-    """The metadata file of each table that one catalog last read or committed, parsed: an
-    answer for the next load of the same file (files are never rewritten: a commit writes a
-    new one), and one entry per table, so that what it holds is bounded by the tables."""
+    """Per table, the metadata file one catalog last read or committed, and its metadata while
+    something else still holds it. A weak reference: a SQL catalog is freed only by a cyclic
+    garbage collection (SQLAlchemy's engine), and must not keep a table's whole history alive
+    that long once its tables are gone. One entry per table, replaced, never removed: nothing
+    here can fail once a commit landed."""
 
     def __init__(self) -> None:
-        self._by_location: dict[str, TableMetadata] = {}
+        self._by_table: dict[Identifier, tuple[str, weakref.ref[TableMetadata]]] = {}
 
-    def keep(self, location: str, metadata: TableMetadata) -> None:
-        for known, held in list(self._by_location.items()):
-            if held.table_uuid == metadata.table_uuid:
-                del self._by_location[known]
-        self._by_location[location] = metadata
+    def keep(self, table: Identifier, location: str, metadata: TableMetadata) -> None:
+        self._by_table[table] = (location, weakref.ref(metadata))
 
-    def read(self, input_file: InputFile, encoding: str) -> TableMetadata:
-        metadata = self._by_location.get(input_file.location)
+    def read(self, table: Identifier, input_file: InputFile, encoding: str) -> TableMetadata:
+        location, held = self._by_table.get(table, ("", None))
+        metadata = held() if held is not None and location == input_file.location else None
         if metadata is None:
             metadata = _parse_metadata_file(input_file, encoding)
-            self.keep(input_file.location, metadata)
+            self.keep(table, input_file.location, metadata)
         return metadata
 
 
 _parse_metadata_file = FromInputFile.table_metadata  # pyiceberg's own reading of a metadata file
-# Set while a catalog of `parsing_each_metadata_file_once` loads a table: its files.
-_LOADING_FOR: ContextVar[_MetadataFiles | None] = ContextVar("cold_assets_loading_for", default=None)
+# Set while a catalog of `parsing_each_metadata_file_once` loads a table: its files, the table.
+_LOADING: ContextVar[tuple[_MetadataFiles, Identifier] | None] = ContextVar("cold_assets_loading", default=None)
 
 
 def _table_metadata(input_file: InputFile, encoding: str = UTF8) -> TableMetadata:
-    """`FromInputFile.table_metadata`, which every metastore catalog's load reads a table's
-    metadata file with; as pyiceberg's own outside such a load."""
-    files = _LOADING_FOR.get()
-    return _parse_metadata_file(input_file, encoding) if files is None else files.read(input_file, encoding)
+    """`FromInputFile.table_metadata`, which a metastore catalog's load reads a table's
+    metadata file with; pyiceberg's own outside such a load."""
+    loading = _LOADING.get()
+    if loading is None:
+        return _parse_metadata_file(input_file, encoding)
+    files, table = loading
+    return files.read(table, input_file, encoding)
 
 
 def parsing_each_metadata_file_once(catalog: Catalog) -> Catalog:
     """`catalog`, which parses a table's metadata file once. A metastore catalog's every load
     parses the whole metadata.json, every snapshot the table keeps, and a tick loads each
-    table three times or more (the asset's load, the commit's own check, the refresh after
-    it): after bench steady's month, 29 parses a tick of 146 snapshots each, most of the
-    objects that brought a full garbage collection into most ticks. This catalog answers a
-    load of the file it last read or committed for a table with that file's metadata; a file
-    anyone else committed is read. Only this catalog's loads: one made per run or asset keeps
-    what it read for that long, no longer. Shared metadata is never changed in place (see
-    `staged_metadata`), and a committed one is what the commit wrote, as pyiceberg's own table
-    holds it after a commit. A REST catalog, whose server sends the metadata, is returned as
-    it is."""
+    table three times or more (the asset's load, a SQL catalog's own check at commit, the
+    refresh after it): after bench steady's month, 29 parses a tick of 146 snapshots each,
+    most of the objects that brought a full garbage collection into most ticks. This catalog
+    answers a load of the file it last read or committed for a table with that file's
+    metadata, as long as a table still holds it; a file anyone else committed is read.
+    Metadata files are never rewritten (a commit writes a new one, named by a UUID), shared
+    metadata is never changed in place (see `staged_metadata`), and a committed one is what
+    the commit wrote, as pyiceberg's own table holds it after a commit. A REST catalog, whose
+    server sends the metadata, is returned as it is."""
     if not isinstance(catalog, MetastoreCatalog):
         return catalog
     files = _MetadataFiles()
@@ -214,15 +218,15 @@ def parsing_each_metadata_file_once(catalog: Catalog) -> Catalog:
         FromInputFile.table_metadata = staticmethod(_table_metadata)  # type: ignore[method-assign]
 
     def load_table(identifier: str | Identifier) -> Table:
-        loading = _LOADING_FOR.set(files)
+        loading = _LOADING.set((files, Catalog.identifier_to_tuple(identifier)))
         try:  # the class's method as it is now (a test may count its calls)
             return type(catalog).load_table(catalog, identifier)
         finally:
-            _LOADING_FOR.reset(loading)
+            _LOADING.reset(loading)
 
     def commit_table(table: Table, requirements: tuple[TableRequirement, ...], updates: tuple[TableUpdate, ...]) -> CommitTableResponse:
         committed = type(catalog).commit_table(catalog, table, requirements, updates)
-        files.keep(committed.metadata_location, committed.metadata)
+        files.keep(table.name(), committed.metadata_location, committed.metadata)
         return committed
 
     catalog.load_table = load_table  # type: ignore[method-assign]

@@ -2,7 +2,9 @@
 and parameters its code relies on: a dependency's new version that changes one fails here,
 by name, instead of in a sensor tick or an offload."""
 
+import gc
 import inspect
+import weakref
 
 import pyarrow as pa
 import pytest
@@ -347,3 +349,13 @@ def test_a_metastore_catalog_parses_each_metadata_file_once_and_still_sees_every
     other.load_table(("cold", "t"))
     other.load_table(("cold", "t"))
     assert len(parsed) == 2
+    # Only while a table holds it: the catalog outlives its tables (a SQL catalog is freed by a
+    # full collection only) and must not keep their history alive.
+    held = ours.load_table(("cold", "t"))
+    kept = weakref.ref(held.metadata)
+    parsed.clear()
+    del table, again, stale, held, fresh
+    gc.collect()  # pyiceberg's scan planner holds the metadata in a cycle of its own
+    assert kept() is None
+    ours.load_table(("cold", "t"))
+    assert len(parsed) == 1
