@@ -204,7 +204,7 @@ def parsing_each_metadata_file_once(catalog: Catalog) -> Catalog:
     parses the whole metadata.json, every snapshot the table keeps, and a tick loads each
     table three times or more (the asset's load, a SQL catalog's own check at commit, the
     refresh after it): after bench steady's month, 29 parses a tick of 146 snapshots each,
-    most of the objects that brought a full garbage collection into most ticks. This catalog
+    about half of the objects promoted between two full garbage collections. This catalog
     answers a load of the file it last read or committed for a table with that file's
     metadata, as long as a table still holds it; a file anyone else committed is read.
     Metadata files are never rewritten (a commit writes a new one, named by a UUID), shared

@@ -39,11 +39,13 @@ def main() -> None:
         )
     with ExitStack() as stack:
         faults = {}
-        catalog = IcebergResource.from_settings(settings).catalog()
-        lag = timedelta(seconds=settings.settle_lag_seconds)
-        for name, fault in (("second_writer", second_writer), ("writer_before_plan", writer_before_plan)):
-            if name in spec["faults"]:
-                faults[name] = stack.enter_context(fault(catalog, lag))
+        other_writers = {"second_writer": second_writer, "writer_before_plan": writer_before_plan}
+        if other_writers.keys() & set(spec["faults"]):  # their catalog, only when one is asked for
+            catalog = IcebergResource.from_settings(settings).catalog()
+            lag = timedelta(seconds=settings.settle_lag_seconds)
+            for name, fault in other_writers.items():
+                if name in spec["faults"]:
+                    faults[name] = stack.enter_context(fault(catalog, lag))
         if "unknown_commit" in spec["faults"]:
             faults["unknown_commit"] = stack.enter_context(unknown_commit_outcome())
         result = job.execute_in_process(

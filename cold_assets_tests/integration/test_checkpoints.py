@@ -25,6 +25,7 @@ from cold_assets_tests.support.offload_helpers import (
     WARM_TABLES_WITH_INGESTION,
     assert_tiers_equal,
     cold_hour,
+    count_metadata_parses,
     feed,
     insert_late_raw,
     latest_metadata,
@@ -334,7 +335,6 @@ def test_a_checkpoint_plans_from_the_table_as_loaded_and_parses_its_metadata_aga
     first, and none of these parses it again. A writer between the caller's load and
     the first commit is still seen: the commit fails its check, the retry refreshes."""
     from pyiceberg.catalog.sql import SqlCatalog
-    from pyiceberg.serializers import FromByteStream
 
     feed(warm, hours=3)
     settle(warm)
@@ -346,17 +346,10 @@ def test_a_checkpoint_plans_from_the_table_as_loaded_and_parses_its_metadata_aga
         loads.append(str(identifier))
         return real_load(self, identifier)
 
-    parsed: list[str] = []
-    real_parse = FromByteStream.table_metadata
-
-    def parse_counted(*args, **kwargs):  # type: ignore[no-untyped-def]
-        parsed.append("parse")
-        return real_parse(*args, **kwargs)
-
     with warm.connect() as client:
         table = catalog.load_table(BRONZE.cold_identifier)
         monkeypatch.setattr(SqlCatalog, "load_table", counted)
-        monkeypatch.setattr(FromByteStream, "table_metadata", staticmethod(parse_counted))
+        parsed = count_metadata_parses(monkeypatch)
         (checkpoint,) = offload_partitions(client, table, BRONZE, SIX_KEYS[:1], "one")
         assert checkpoint.snapshot_id is not None and len(loads) == 1  # the commit's own
         loads.clear()

@@ -135,3 +135,19 @@ def check_results(instance, run_id: str) -> dict[tuple[str, str], bool]:
         evaluation = record.dagster_event.event_specific_data
         results[(evaluation.asset_key.path[1], evaluation.check_name)] = evaluation.passed
     return results
+
+
+def count_metadata_parses(monkeypatch) -> list[str]:
+    """From now on, one entry per parse of a table's metadata file by pyiceberg (under any
+    catalog's load, below cold-assets' own reading of it)."""
+    from pyiceberg.serializers import FromByteStream
+
+    parsed: list[str] = []
+    real_parse = FromByteStream.table_metadata
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        parsed.append("parse")
+        return real_parse(*args, **kwargs)
+
+    monkeypatch.setattr(FromByteStream, "table_metadata", staticmethod(counted))
+    return parsed

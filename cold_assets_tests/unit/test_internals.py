@@ -13,6 +13,7 @@ from pyiceberg.schema import Schema
 from pyiceberg.types import LongType, NestedField
 
 from cold_assets import internals
+from cold_assets_tests.support.offload_helpers import count_metadata_parses
 
 
 def test_the_check_history_reads_records_with_the_fields_and_filters_it_uses():
@@ -304,7 +305,7 @@ def test_a_metastore_catalog_parses_each_metadata_file_once_and_still_sees_every
     metastore catalogs read a metadata file through `FromInputFile.table_metadata`."""
     from pyiceberg.catalog.sql import SqlCatalog
     from pyiceberg.exceptions import CommitFailedException
-    from pyiceberg.serializers import FromByteStream, FromInputFile
+    from pyiceberg.serializers import FromInputFile
 
     def sql_catalog():  # type: ignore[no-untyped-def]
         return SqlCatalog("t", uri=f"sqlite:///{tmp_path / 'c.db'}", warehouse=tmp_path.as_uri())
@@ -314,14 +315,7 @@ def test_a_metastore_catalog_parses_each_metadata_file_once_and_still_sees_every
     other.create_namespace("cold")
     schema = pa.schema([pa.field("trade_id", pa.int64(), nullable=False)])
     other.create_table(("cold", "t"), schema=Schema(NestedField(1, "trade_id", LongType(), required=True)))
-    parsed: list[str] = []
-    real_parse = FromByteStream.table_metadata
-
-    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
-        parsed.append("parse")
-        return real_parse(*args, **kwargs)
-
-    monkeypatch.setattr(FromByteStream, "table_metadata", staticmethod(counted))
+    parsed = count_metadata_parses(monkeypatch)
     table = ours.load_table(("cold", "t"))
     again = ours.load_table(("cold", "t"))
     assert len(parsed) == 1 and again.metadata is table.metadata and again is not table
